@@ -1,0 +1,106 @@
+//! The command line: one file per command, each with its `Args` and a `run` function.
+//!
+//! This is the only module that prints. Library errors arrive here as `crate::Error`
+//! and leave as a message on stderr and an exit code (DESIGN.md §5).
+
+mod check;
+mod diff;
+pub mod github;
+mod init;
+mod plan;
+mod status;
+mod sync;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::error::{Error, Result};
+use crate::repo::Repo;
+
+/// A git-native promotion pipeline for test infrastructure.
+///
+/// Stages are branches (new → staging → stable). stagegate builds and tests what each
+/// pending commit changes, records every result in git, and promotes a commit by merging
+/// it into the next stage with its decision committed as YAML.
+#[derive(Debug, Parser)]
+#[command(name = "stagegate", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Run as if started in DIR (the state repository).
+    #[arg(short = 'C', id = "directory", global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The remote to fetch results from and push to.
+    #[arg(long, global = true, value_name = "NAME", env = "STAGEGATE_REMOTE")]
+    pub remote: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Init(init::Args),
+    Check(check::Args),
+    Status(status::Args),
+    Plan(plan::Args),
+    Diff(diff::Args),
+}
+
+/// How listing commands print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// For people.
+    #[default]
+    Text,
+    /// Stable, documented JSON for programs.
+    Json,
+}
+
+/// What every command gets: the global options.
+pub struct Ctx {
+    pub dir: PathBuf,
+    pub remote: Option<String>,
+}
+
+impl Ctx {
+    pub fn repo(&self) -> Result<Repo> {
+        Repo::discover(&self.dir)
+    }
+}
+
+/// What a command asks the process to exit with, when it is not plain success.
+pub type Code = i32;
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let ctx = Ctx { dir: cli.dir.clone().unwrap_or_else(|| PathBuf::from(".")), remote: cli.remote.clone() };
+    let result = match cli.command {
+        Command::Init(a) => init::run(&ctx, a),
+        Command::Check(a) => check::run(&ctx, a),
+        Command::Status(a) => status::run(&ctx, a),
+        Command::Plan(a) => plan::run(&ctx, a),
+        Command::Diff(a) => diff::run(&ctx, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    }
+}
+
+/// Print an error for people and return its exit code.
+pub fn report(e: &Error) -> i32 {
+    match e {
+        Error::Invalid(d) => eprintln!("{d}"),
+        other => {
+            eprintln!("error: {other}");
+            if let Some(h) = other.help() {
+                eprintln!("  help: {h}");
+            }
+        }
+    }
+    e.exit_code()
+}
+
+/// Print JSON to stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(value).expect("output serializes"));
+}

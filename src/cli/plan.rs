@@ -1,0 +1,146 @@
+//! `stagegate plan`: the jobs for every pending commit.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{Code, Ctx, print_json};
+use crate::error::Result;
+use crate::ledger::{Ledger, Verdict};
+use crate::plan::{Job, JobKind, MovePlan, Planner, Role, short};
+
+/// Show the jobs the gates require for each pending commit: keys, environments, and
+/// whether a result is already recorded.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only the moves into or out of this stage.
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Only jobs without a settled result (the ones `run` would run).
+    #[arg(long)]
+    pub missing: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: PlanFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum PlanFormat {
+    #[default]
+    Text,
+    Json,
+    /// `{"include": [{"key": …, "name": …}, …]}` for a GitHub Actions job matrix.
+    GithubMatrix,
+}
+
+/// A job with what the ledger knows of it.
+#[derive(Serialize)]
+pub struct JobView<'a> {
+    #[serde(flatten)]
+    pub job: &'a Job,
+    pub result: Option<Verdict>,
+}
+
+#[derive(Serialize)]
+struct MoveView<'a> {
+    #[serde(flatten)]
+    plan: &'a MovePlan,
+    #[serde(rename = "jobs")]
+    job_views: Vec<JobView<'a>>,
+}
+
+/// The latest verdict of every job in `plans`.
+pub fn verdicts(ledger: &Ledger, plans: &[MovePlan]) -> Result<BTreeMap<String, Option<Verdict>>> {
+    let view = ledger.view()?;
+    let mut out = BTreeMap::new();
+    for p in plans {
+        for key in p.jobs.keys() {
+            if !out.contains_key(key) {
+                out.insert(key.clone(), view.latest(key)?.map(|r| r.verdict));
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn describe(job: &Job) -> String {
+    let what = match job.kind {
+        JobKind::Build => format!("build {}", job.name),
+        JobKind::Test => format!("test  {}", job.name),
+    };
+    let env = match job.role {
+        Role::Build => String::new(),
+        Role::Baseline => " [baseline]".into(),
+        Role::TestChange => " [changed test]".into(),
+        Role::Candidate | Role::Combination => {
+            let names: Vec<String> = job.candidates.iter().map(|c| c.to_string()).collect();
+            format!(" [{}]", names.join(" + "))
+        }
+    };
+    format!("{what}{env}")
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
+    let repo = ctx.repo()?;
+    let planner = Planner::new(&repo, None)?;
+    super::sync::fetch_results(ctx, &repo, &planner.pipeline)?;
+    let plans = planner.plan_all(args.stage.as_deref())?;
+    let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
+    let verdicts = verdicts(&ledger, &plans)?;
+    let wanted = |j: &Job| !args.missing || !verdicts.get(&j.key).copied().flatten().is_some_and(Verdict::is_final);
+    match args.format {
+        PlanFormat::Json => {
+            let views: Vec<MoveView> = plans
+                .iter()
+                .map(|p| MoveView {
+                    plan: p,
+                    job_views: p.jobs.values().filter(|j| wanted(j)).map(|j| JobView { job: j, result: verdicts[&j.key] }).collect(),
+                })
+                .collect();
+            print_json(&views);
+        }
+        PlanFormat::GithubMatrix => {
+            #[derive(Serialize)]
+            struct Entry {
+                key: String,
+                name: String,
+                stage: String,
+            }
+            let mut include: Vec<Entry> = Vec::new();
+            for p in &plans {
+                for j in p.jobs.values().filter(|j| wanted(j)) {
+                    if !include.iter().any(|e| e.key == j.key) {
+                        include.push(Entry { key: j.key.clone(), name: describe(j), stage: p.to.name.clone() });
+                    }
+                }
+            }
+            println!("{}", serde_json::json!({ "include": include }));
+        }
+        PlanFormat::Text => {
+            for p in &plans {
+                println!("{} → {}", p.from.name, p.to.name);
+                if p.pending.is_empty() {
+                    println!("  nothing pending");
+                }
+                for pend in &p.pending {
+                    println!("  {} {}", short(pend.commit), pend.subject);
+                    for key in &pend.required {
+                        let job = &p.jobs[key];
+                        if !wanted(job) {
+                            continue;
+                        }
+                        let result = verdicts[key].map_or("no result".to_string(), |v| v.to_string());
+                        println!("    {:<50} {}  {}", describe(job), &key[..12], result);
+                        if let Some(b) = &job.baseline {
+                            let bres = verdicts[b].map_or("no result".to_string(), |v| v.to_string());
+                            println!("    {:<50} {}  {}", describe(&p.jobs[b]), &b[..12], bres);
+                        }
+                    }
+                    if pend.required.is_empty() {
+                        println!("    no jobs required");
+                    }
+                }
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,302 @@
+//! The results ledger: every job result, committed as YAML to a dedicated ref.
+//!
+//! Layout (why it is fast): a result for job key `K` attempt `n` lives at
+//!
+//! ```text
+//! K[0..2]/K[2..4]/K/NNNN-XXXXXXXX.yaml      NNNN = attempt, XXXXXXXX = writer nonce
+//! ```
+//!
+//! Keys are sha256 hex, so the two fan-out levels spread a million results over 65,536
+//! directories of ~15 entries: looking a key up reads three small trees whatever the ledger's
+//! size, and writing a result rewrites three small trees plus a 256-entry root. The nonce
+//! makes paths unique even between runners that never saw each other's writes (two machines
+//! recording attempt 1 of the same key), so ledgers merge by union without conflicts.
+//!
+//! Writing is a compare-and-swap on the ref: build the new commit on the tip we read, swap
+//! only if the ref is still there, otherwise rebuild on the new tip and try again. A runner
+//! killed mid-write leaves at most unreferenced objects; the ref always names a whole
+//! commit whose every record parses.
+
+pub mod sync;
+
+use std::collections::BTreeMap;
+
+use gix::ObjectId;
+use gix::objs::tree::EntryKind;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::repo::{Cas, Repo};
+
+/// The outcome of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// Failed, then passed on retry.
+    Flaky,
+    /// Could not run: timeout, missing tool, infrastructure.
+    Error,
+    Skipped,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 5] = [Verdict::Pass, Verdict::Fail, Verdict::Flaky, Verdict::Error, Verdict::Skipped];
+
+    /// A result that settles the job: nothing would be learned by running it again.
+    pub fn is_final(self) -> bool {
+        matches!(self, Verdict::Pass | Verdict::Flaky | Verdict::Fail)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Flaky => "flaky",
+            Verdict::Error => "error",
+            Verdict::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the job's process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Exit {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+}
+
+/// Who ran the job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Runner {
+    pub host: String,
+    pub user: String,
+    pub pid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_url: Option<String>,
+}
+
+/// One item of the environment the job ran in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EnvRecord {
+    pub item: String,
+    pub version: String,
+    #[serde(default)]
+    pub candidate: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// What a successful build produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ArtifactRecord {
+    pub digest: String,
+    pub size: u64,
+    pub location: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
+}
+
+/// One attempt of one job, as committed to the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ResultRecord {
+    pub key: String,
+    pub kind: String,
+    pub name: String,
+    pub role: String,
+    #[serde(default)]
+    pub candidates: Vec<String>,
+    pub verdict: Verdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub exit: Exit,
+    /// How many times the command ran (1 + retries used).
+    pub tries: u32,
+    pub started: String,
+    pub finished: String,
+    pub duration_ms: u64,
+    pub runner: Runner,
+    /// The commit whose checkout the job ran in.
+    pub commit: String,
+    pub env: Vec<EnvRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactRecord>,
+    /// Where the full log is kept (on the runner's machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    /// The last lines of the log.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub excerpt: String,
+    /// Filled in when reading: the attempt number from the path.
+    #[serde(skip)]
+    pub attempt: u32,
+}
+
+/// The ledger ref of a repository.
+pub struct Ledger<'r> {
+    pub repo: &'r Repo,
+    pub reference: String,
+}
+
+/// The results of one read of the ledger's tip.
+pub struct LedgerView<'r> {
+    repo: &'r Repo,
+    pub tip: Option<ObjectId>,
+    tree: Option<ObjectId>,
+}
+
+pub fn key_dir(key: &str) -> String {
+    format!("{}/{}/{}", &key[..2], &key[2..4], key)
+}
+
+fn valid_key(key: &str) -> bool {
+    key.len() >= 8 && key.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl<'r> Ledger<'r> {
+    pub fn new(repo: &'r Repo, reference: &str) -> Ledger<'r> {
+        Ledger { repo, reference: reference.to_string() }
+    }
+
+    pub fn view(&self) -> Result<LedgerView<'r>> {
+        let tip = self.repo.ref_target(&self.reference)?;
+        let tree = tip.map(|t| self.repo.tree_of(t)).transpose()?;
+        Ok(LedgerView { repo: self.repo, tip, tree })
+    }
+
+    /// Commit `records` in one commit; returns the attempt number each got. Retries on a
+    /// lost race by rebuilding on the new tip, so concurrent writers never lose a record.
+    pub fn record(&self, records: &[ResultRecord], message: &str) -> Result<Vec<u32>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        for r in records {
+            if !valid_key(&r.key) {
+                return Err(Error::infra(format!("refusing to record a result with malformed key {:?}", r.key)));
+            }
+        }
+        let blobs: Vec<(ObjectId, &ResultRecord)> = records
+            .iter()
+            .map(|r| Ok((self.repo.write_blob(crate::records::to_yaml(r).as_bytes())?, r)))
+            .collect::<Result<_>>()?;
+        let nonce = nonce();
+        let mut failures = 0u32;
+        loop {
+            let tip = self.repo.ref_target(&self.reference)?;
+            let view = LedgerView { repo: self.repo, tip, tree: tip.map(|t| self.repo.tree_of(t)).transpose()? };
+            let base_tree = view.tree.unwrap_or_else(|| ObjectId::empty_tree(gix::hash::Kind::Sha1));
+            let mut next_attempt: BTreeMap<&str, u32> = BTreeMap::new();
+            let mut edits = Vec::new();
+            let mut attempts = Vec::new();
+            for (blob, r) in &blobs {
+                let n = match next_attempt.get(r.key.as_str()) {
+                    Some(n) => *n,
+                    None => view.attempt_count(&r.key)? + 1,
+                };
+                next_attempt.insert(&r.key, n + 1);
+                attempts.push(n);
+                edits.push((format!("{}/{n:04}-{nonce}.yaml", key_dir(&r.key)), Some((EntryKind::Blob, *blob))));
+            }
+            let tree = self.repo.edit_tree(base_tree, &edits)?;
+            let parents: Vec<ObjectId> = tip.into_iter().collect();
+            let commit = self.repo.write_commit(tree, &parents, message)?;
+            match self.repo.cas(&self.reference, tip, commit, &format!("stagegate: {message}")) {
+                Ok(Cas::Updated) => return Ok(attempts),
+                Ok(Cas::Moved { .. }) => {}
+                Err(e) => {
+                    failures += 1;
+                    if failures > 20 {
+                        return Err(e);
+                    }
+                }
+            }
+            // Lost the race or the lock: back off a little, with jitter, and rebuild.
+            let pause = 1 + (std::process::id() as u64 + failures as u64 * 7) % 10;
+            std::thread::sleep(std::time::Duration::from_millis(pause));
+        }
+    }
+}
+
+impl<'r> LedgerView<'r> {
+    /// The tree id of a key's directory, if it has any results.
+    fn key_tree(&self, key: &str) -> Result<Option<ObjectId>> {
+        let Some(tree) = self.tree else { return Ok(None) };
+        if !valid_key(key) {
+            return Ok(None);
+        }
+        Ok(self.repo.entry(tree, &key_dir(key))?.filter(|e| e.kind == EntryKind::Tree).map(|e| e.id))
+    }
+
+    pub fn attempt_count(&self, key: &str) -> Result<u32> {
+        Ok(match self.key_tree(key)? {
+            Some(t) => self.repo.tree_entries(t)?.len() as u32,
+            None => 0,
+        })
+    }
+
+    /// Every recorded attempt of `key`, oldest first.
+    pub fn results(&self, key: &str) -> Result<Vec<ResultRecord>> {
+        let Some(t) = self.key_tree(key)? else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for e in self.repo.tree_entries(t)? {
+            let path = format!("{}/{}", key_dir(key), e.name);
+            let mut r: ResultRecord = crate::records::parse(&path, &self.repo.blob(e.id)?)?;
+            r.attempt = e.name.split('-').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            out.push(r);
+        }
+        out.sort_by(|a, b| (a.attempt, &a.finished).cmp(&(b.attempt, &b.finished)));
+        Ok(out)
+    }
+
+    /// The result that counts for `key`: the newest attempt.
+    pub fn latest(&self, key: &str) -> Result<Option<ResultRecord>> {
+        Ok(self.results(key)?.pop())
+    }
+
+    /// Every key with results (walks the whole ledger: for tests and tools, not planning).
+    pub fn keys(&self) -> Result<Vec<String>> {
+        let Some(root) = self.tree else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for a in self.repo.tree_entries(root)? {
+            for b in self.repo.tree_entries(a.id)? {
+                out.extend(self.repo.tree_entries(b.id)?.into_iter().map(|k| k.name));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Eight hex digits that differ between writers (process, time, counter).
+fn nonce() -> String {
+    use sha2::{Digest, Sha256};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let seed = format!("{}-{}-{}-{}", std::process::id(), now.as_nanos(), COUNTER.fetch_add(1, Ordering::Relaxed), hostname());
+    hex::encode(&Sha256::digest(seed.as_bytes())[..4])
+}
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}

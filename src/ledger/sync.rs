@@ -1,0 +1,101 @@
+//! Sharing the ledger through a remote: fetch before reading, push safely after writing.
+//!
+//! The ledger is shared by union: two ledgers that diverged are merged by a commit whose
+//! tree holds every path of both (paths are unique per writer, so they never collide).
+//! Pushing uses `--force-with-lease` on the value we last fetched, so a concurrent push is
+//! never overwritten: on rejection we fetch, merge and try again.
+
+use gix::ObjectId;
+use gix::objs::tree::EntryKind;
+
+use crate::error::{Error, Result};
+use crate::repo::{Cas, Repo, remote};
+
+/// Where a remote's ledger is fetched to.
+pub fn tracking_ref(remote: &str, reference: &str) -> String {
+    let tail = reference.strip_prefix("refs/").unwrap_or(reference);
+    format!("refs/stagegate-remotes/{remote}/{tail}")
+}
+
+fn run_dir(repo: &Repo) -> &std::path::Path {
+    repo.git_dir()
+}
+
+/// Fetch the remote's ledger and merge it into the local one. A remote without a ledger is fine.
+pub fn fetch(repo: &Repo, remote_name: &str, reference: &str) -> Result<()> {
+    let tracking = tracking_ref(remote_name, reference);
+    let exists = remote::git(run_dir(repo), &["ls-remote", "--", remote_name, reference])?;
+    if exists.trim().is_empty() {
+        return Ok(());
+    }
+    remote::git(run_dir(repo), &["fetch", "--quiet", "--no-tags", remote_name, &format!("+{reference}:{tracking}")])?;
+    let theirs = repo.ref_target(&tracking)?;
+    if let Some(theirs) = theirs {
+        merge_into(repo, reference, theirs)?;
+    }
+    Ok(())
+}
+
+/// Make `reference` contain `theirs`: fast-forward, or a union merge commit.
+pub fn merge_into(repo: &Repo, reference: &str, theirs: ObjectId) -> Result<()> {
+    for _ in 0..20 {
+        let ours = repo.ref_target(reference)?;
+        let new = match ours {
+            None => theirs,
+            Some(o) if repo.is_ancestor(theirs, o)? => return Ok(()),
+            Some(o) if repo.is_ancestor(o, theirs)? => theirs,
+            Some(o) => {
+                let tree = union(repo, repo.tree_of(o)?, repo.tree_of(theirs)?)?;
+                repo.write_commit(tree, &[o, theirs], "stagegate: merge results from remote")?
+            }
+        };
+        if repo.cas(reference, ours, new, "stagegate: merge remote results")? == Cas::Updated {
+            return Ok(());
+        }
+    }
+    Err(Error::infra(format!("{reference} kept moving while merging remote results; try again")))
+}
+
+/// A tree holding every path of `a` and `b` (`a`'s blob wins on the impossible clash).
+fn union(repo: &Repo, a: ObjectId, b: ObjectId) -> Result<ObjectId> {
+    if a == b {
+        return Ok(a);
+    }
+    let ea = repo.tree_entries(a)?;
+    let mut edits = Vec::new();
+    for e in repo.tree_entries(b)? {
+        match ea.iter().find(|x| x.name == e.name) {
+            None => edits.push((e.name.clone(), Some((e.kind, e.id)))),
+            Some(x) if x.id == e.id => {}
+            Some(x) if x.kind == EntryKind::Tree && e.kind == EntryKind::Tree => {
+                edits.push((e.name.clone(), Some((EntryKind::Tree, union(repo, x.id, e.id)?))));
+            }
+            Some(_) => {}
+        }
+    }
+    repo.edit_tree(a, &edits)
+}
+
+/// Push the local ledger: lease on what we fetched; on rejection fetch, merge, retry.
+pub fn push(repo: &Repo, remote_name: &str, reference: &str) -> Result<()> {
+    let tracking = tracking_ref(remote_name, reference);
+    for _ in 0..10 {
+        let Some(local) = repo.ref_target(reference)? else { return Ok(()) };
+        let lease = match repo.ref_target(&tracking)? {
+            Some(t) => format!("--force-with-lease={reference}:{t}"),
+            None => format!("--force-with-lease={reference}:"),
+        };
+        let pushed = remote::git(run_dir(repo), &["push", "--quiet", "--porcelain", &lease, remote_name, &format!("{local}:{reference}")]);
+        match pushed {
+            Ok(_) => {
+                repo.cas(&tracking, repo.ref_target(&tracking)?, local, "stagegate: pushed results")?;
+                return Ok(());
+            }
+            Err(_) => fetch(repo, remote_name, reference)?,
+        }
+    }
+    Err(Error::infra_help(
+        format!("could not push {reference} to {remote_name}: it kept moving"),
+        "the results are safe locally; run the command again to retry the push",
+    ))
+}

@@ -1,0 +1,15 @@
+//! stagegate: a git-native promotion pipeline for test infrastructure.
+//!
+//! Data flows one way: `manifest` → `plan` → `runner` → `ledger` → `gate` → `promote`
+//! (→ `forge`). `repo` is the git layer under all of them; `cli` is the only module that
+//! prints.
+
+pub mod cli;
+pub mod error;
+pub mod ledger;
+pub mod manifest;
+pub mod plan;
+pub mod records;
+pub mod repo;
+
+pub use error::{Error, Result};

@@ -1,0 +1,175 @@
+//! The on-disk shapes of the manifests, exactly as users write them.
+//!
+//! These types exist only to be deserialized strictly (`deny_unknown_fields` everywhere)
+//! with source spans; `manifest::model` turns them into the types the rest of the tool uses.
+//! Keep field names obvious: they are the file format documented in the README.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PipelineDoc {
+    pub version: Spanned<u32>,
+    pub stages: Vec<Spanned<StageDoc>>,
+    #[serde(default)]
+    pub gates: BTreeMap<String, Spanned<GateDoc>>,
+    #[serde(default)]
+    pub results: Option<ResultsDoc>,
+    #[serde(default)]
+    pub artifacts: Option<ArtifactsDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StageDoc {
+    Name(String),
+    Full(StageFullDoc),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageFullDoc {
+    pub name: String,
+    pub branch: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GateDoc {
+    #[serde(default)]
+    pub require: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub soak: Option<Spanned<String>>,
+    #[serde(default)]
+    pub review: bool,
+    #[serde(default)]
+    pub baseline: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ResultsDoc {
+    #[serde(default, rename = "ref")]
+    pub reference: Option<Spanned<String>>,
+    #[serde(default)]
+    pub push: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ArtifactsDoc {
+    pub store: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ImageDoc {
+    pub name: Spanned<String>,
+    pub version: Spanned<Scalar>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub based_on: Option<Spanned<BasedOnDoc>>,
+    #[serde(default)]
+    pub build: Option<BuildDoc>,
+    #[serde(default)]
+    pub max_age: Option<Spanned<String>>,
+    #[serde(default)]
+    pub watch: Option<WatchDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ComponentDoc {
+    pub name: Spanned<String>,
+    pub version: Spanned<Scalar>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub source: Option<SourceDoc>,
+    #[serde(default)]
+    pub watch: Option<WatchDoc>,
+}
+
+/// A version may be written bare (`version: 12.8`); YAML would read that as a float, so
+/// accept numbers and keep their text.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Text(String),
+    Int(i64),
+    Float(f64),
+}
+
+impl Scalar {
+    pub fn into_string(self) -> String {
+        match self {
+            Scalar::Text(s) => s,
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BasedOnDoc {
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub component: Option<String>,
+    #[serde(default)]
+    pub version: Option<Scalar>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BuildDoc {
+    pub run: Spanned<String>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    pub artifact: Spanned<String>,
+    #[serde(default)]
+    pub lock: Option<Spanned<String>>,
+    #[serde(default)]
+    pub files: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WatchDoc {
+    pub run: Spanned<String>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SourceDoc {
+    pub git: Spanned<String>,
+    #[serde(default)]
+    pub commit: Option<Spanned<String>>,
+    #[serde(default)]
+    pub track: Option<Spanned<String>>,
+    #[serde(default)]
+    pub push_to: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TestDoc {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub uses: Vec<Spanned<String>>,
+    pub run: Spanned<String>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub retries: u32,
+    #[serde(default)]
+    pub files: Vec<Spanned<String>>,
+}

@@ -1,0 +1,70 @@
+//! Manifests: the YAML files of a state repository, parsed strictly into a typed model.
+//!
+//! This module owns the file formats and every check on them. It reads files through the
+//! [`Files`] trait, so the same code validates a work tree and a commit's tree (the git
+//! implementation lives in `repo`). It never touches git directly and never prints.
+
+pub mod diag;
+mod doc;
+pub mod model;
+pub mod parse;
+pub mod set;
+
+pub use diag::{Diagnostic, Diagnostics, Pos};
+pub use model::*;
+pub use set::ManifestSet;
+
+use crate::error::{IoContext, Result};
+
+/// The pipeline file at the root of every state repository.
+pub const PIPELINE_FILE: &str = "stagegate.yaml";
+/// The directory of test manifests.
+pub const TESTS_DIR: &str = "tests";
+
+/// Read access to a tree of files: a work tree, or a commit's tree.
+pub trait Files {
+    /// The names (not paths) of the files directly inside `dir`; empty when `dir` is absent.
+    fn list(&self, dir: &str) -> Result<Vec<String>>;
+    /// The content of the file at `path`, or `None` when there is no such file.
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>>;
+    /// Whether `path` names a file or a directory.
+    fn exists(&self, path: &str) -> Result<bool>;
+}
+
+/// A directory on disk, such as a repository's work tree.
+pub struct WorkTree {
+    pub root: std::path::PathBuf,
+}
+
+impl Files for WorkTree {
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let path = self.root.join(dir);
+        let rd = match std::fs::read_dir(&path) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).io_context(|| format!("listing {}", path.display())),
+        };
+        let mut names = Vec::new();
+        for entry in rd {
+            let entry = entry.io_context(|| format!("listing {}", path.display()))?;
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        let full = self.root.join(path);
+        match std::fs::read(&full) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory) => Ok(None),
+            Err(e) => Err(e).io_context(|| format!("reading {}", full.display())),
+        }
+    }
+
+    fn exists(&self, path: &str) -> Result<bool> {
+        Ok(self.root.join(path).exists())
+    }
+}

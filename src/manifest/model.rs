@@ -1,0 +1,273 @@
+//! The validated model of a state repository's manifests.
+//!
+//! Every type here has passed the strict checks in `manifest::parse`; code further down the
+//! chain (plan, runner, gate) never re-validates. The types serialize to the stable JSON that
+//! `--format json` prints and to the canonical encoding job keys hash.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Images are built from a recipe; components are software pinned to a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemKind {
+    Image,
+    Component,
+}
+
+impl ItemKind {
+    pub const ALL: [ItemKind; 2] = [ItemKind::Image, ItemKind::Component];
+
+    /// The directory of the state repository that holds this kind's manifests.
+    pub fn dir(self) -> &'static str {
+        match self {
+            ItemKind::Image => "images",
+            ItemKind::Component => "components",
+        }
+    }
+
+    pub fn from_dir(dir: &str) -> Option<ItemKind> {
+        match dir {
+            "images" => Some(ItemKind::Image),
+            "components" => Some(ItemKind::Component),
+            _ => None,
+        }
+    }
+}
+
+/// `images/NAME` or `components/NAME`: how manifests, tests and the CLI name an item.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ItemId {
+    pub kind: ItemKind,
+    pub name: String,
+}
+
+impl ItemId {
+    pub fn new(kind: ItemKind, name: impl Into<String>) -> Self {
+        ItemId { kind, name: name.into() }
+    }
+
+    /// The manifest's path in the repository.
+    pub fn path(&self) -> String {
+        format!("{}/{}.yaml", self.kind.dir(), self.name)
+    }
+
+    /// Parse `images/NAME` / `components/NAME` (a trailing `.yaml` is tolerated).
+    pub fn parse(text: &str) -> Option<ItemId> {
+        let text = text.strip_suffix(".yaml").unwrap_or(text);
+        let (dir, name) = text.split_once('/')?;
+        let kind = ItemKind::from_dir(dir)?;
+        valid_name(name).then(|| ItemId::new(kind, name))
+    }
+
+    /// The upper-case stem of the environment variables that describe this item to a job:
+    /// `images/debian-host` → `STAGEGATE_IMAGE_DEBIAN_HOST`.
+    pub fn env_stem(&self) -> String {
+        let kind = match self.kind {
+            ItemKind::Image => "IMAGE",
+            ItemKind::Component => "COMPONENT",
+        };
+        let name: String = self
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .collect();
+        format!("STAGEGATE_{kind}_{name}")
+    }
+}
+
+impl fmt::Display for ItemId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind.dir(), self.name)
+    }
+}
+
+impl Serialize for ItemId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Names of items, tests and stages: lower-case letters, digits, `.`, `_`, `-`; no `..`,
+/// no `/`, at most 100 characters. They become file names, branch names and variables.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && !name.contains("..")
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+}
+
+/// What gates can require of a pending commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Requirement {
+    Build,
+    Test,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stage {
+    pub name: String,
+    pub branch: String,
+}
+
+impl Stage {
+    pub fn ref_name(&self) -> String {
+        format!("refs/heads/{}", self.branch)
+    }
+}
+
+/// The conditions for entering a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Gate {
+    pub require: Vec<Requirement>,
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub soak: Option<Duration>,
+    pub review: bool,
+    pub baseline: bool,
+}
+
+impl Gate {
+    pub fn requires(&self, r: Requirement) -> bool {
+        self.require.contains(&r)
+    }
+}
+
+/// `stagegate.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pipeline {
+    pub stages: Vec<Stage>,
+    /// One gate per stage after the first, keyed by the stage it guards.
+    pub gates: Vec<(String, Gate)>,
+    pub results_ref: String,
+    pub push_results: bool,
+    /// The artifact store: a path (relative to the repository) or a `file://` URL; `None`
+    /// means the default, `<git-dir>/stagegate/artifacts`.
+    pub artifact_store: Option<String>,
+}
+
+pub const DEFAULT_RESULTS_REF: &str = "refs/stagegate/results";
+
+impl Pipeline {
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// The gate guarding entry into `stage`; a stage without a configured gate requires tests.
+    pub fn gate(&self, stage: &str) -> Gate {
+        self.gates
+            .iter()
+            .find(|(s, _)| s == stage)
+            .map(|(_, g)| g.clone())
+            .unwrap_or_else(|| Gate { require: vec![Requirement::Test], ..Gate::default() })
+    }
+
+    /// Adjacent stage pairs `(S, T)`: commits move from S into T.
+    pub fn moves(&self) -> impl Iterator<Item = (&Stage, &Stage)> {
+        self.stages.windows(2).map(|w| (&w[0], &w[1]))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", untagged)]
+pub enum BasedOn {
+    /// A derived image: built on top of another image's artifact.
+    Image { image: String },
+    /// An image installed from an upstream release (documentation, and what `watch` tracks).
+    Upstream {
+        component: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Build {
+    pub run: String,
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub timeout: Option<Duration>,
+    pub artifact: String,
+    pub lock: Option<String>,
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Watch {
+    pub run: String,
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Source {
+    pub git: String,
+    pub commit: Option<String>,
+    pub track: Option<String>,
+    pub push_to: Option<String>,
+}
+
+/// An image or a component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Item {
+    pub id: ItemId,
+    pub version: String,
+    pub description: Option<String>,
+    pub based_on: Option<BasedOn>,
+    pub build: Option<Build>,
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub max_age: Option<Duration>,
+    pub watch: Option<Watch>,
+    pub source: Option<Source>,
+}
+
+impl Item {
+    /// The image this one is derived from, if any.
+    pub fn parent_image(&self) -> Option<ItemId> {
+        match &self.based_on {
+            Some(BasedOn::Image { image }) => Some(ItemId::new(ItemKind::Image, image)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Test {
+    pub name: String,
+    pub description: Option<String>,
+    pub uses: Vec<ItemId>,
+    pub run: String,
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+    pub files: Vec<String>,
+}
+
+impl Test {
+    pub fn path(&self) -> String {
+        format!("tests/{}.yaml", self.name)
+    }
+}
+
+/// The repository file a `run` line starts with, when it names one (`./x.sh args` → `x.sh`).
+/// Commands found on `$PATH` (`sh -c …`, `/usr/bin/true`) name no repository file.
+pub fn script_of(run: &str) -> Option<&str> {
+    let first = run.split_whitespace().next()?;
+    let rel = first.strip_prefix("./")?;
+    Some(rel.trim_start_matches("./"))
+}
+
+pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(3600);
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+        None => s.serialize_none(),
+    }
+}

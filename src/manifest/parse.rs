@@ -1,0 +1,406 @@
+//! Strict parsing of one manifest file into the model, with located diagnostics.
+//!
+//! YAML goes through `serde-saphyr` with budgets (alias bombs, deep nesting, huge
+//! documents) and duplicate-key errors; every field is `deny_unknown_fields`. Checks that
+//! need only the one file (names, paths, durations) happen here; checks across files live
+//! in `manifest::set`.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_saphyr::Spanned;
+
+use super::diag::{Diagnostic, Diagnostics, Pos};
+use super::doc::*;
+use super::model::*;
+
+/// Larger manifests are refused before parsing: nothing legitimate is this big.
+pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
+
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = 32;
+    budget.max_aliases = 1_000;
+    budget.max_anchors = 1_000;
+    budget.max_nodes = 100_000;
+    budget.max_events = 200_000;
+    budget.max_total_scalar_bytes = MAX_MANIFEST_BYTES;
+    budget.max_documents = 1;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.with_snippet = false;
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    options
+}
+
+/// Deserialize `bytes` as `T`, turning any YAML or shape error into a located diagnostic.
+pub fn from_yaml<T: DeserializeOwned>(file: &str, bytes: &[u8]) -> Result<T, Diagnostic> {
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err(Diagnostic::new(
+            file,
+            Pos::FILE,
+            format!("file is {} bytes; a manifest may be at most {MAX_MANIFEST_BYTES}", bytes.len()),
+        )
+        .with_help("manifests describe items; keep large data in files the manifest names"));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Diagnostic::new(file, Pos::FILE, format!("file is not UTF-8 text ({e})"))
+    })?;
+    serde_saphyr::from_str_with_options(text, options()).map_err(|e| yaml_diagnostic(file, &e))
+}
+
+fn yaml_diagnostic(file: &str, e: &serde_saphyr::Error) -> Diagnostic {
+    let pos = e
+        .location()
+        .filter(|l| l.line() > 0)
+        .map(|l| Pos { line: l.line(), column: l.column() })
+        .unwrap_or(Pos::FILE);
+    // The rendered message may repeat the location; keep the first line, without it.
+    let rendered = e.without_snippet().to_string();
+    let mut message = rendered.lines().next().unwrap_or("invalid YAML").trim().to_string();
+    if let Some(rest) = message.strip_prefix("error: ") {
+        message = rest.to_string();
+    }
+    if let Some(idx) = message.find(" at line ") {
+        message.truncate(idx);
+    }
+    let help = if message.contains("unknown field") {
+        Some("remove the field, or check its spelling against the README's file formats")
+    } else if message.contains("missing field") {
+        Some("add the field; the README lists each manifest's required fields")
+    } else if message.contains("duplicate") {
+        Some("each key may appear once in a mapping")
+    } else if message.to_ascii_lowercase().contains("budget") || message.contains("limit") {
+        Some("the file is too deep, too large or uses too many aliases to be a manifest")
+    } else {
+        None
+    };
+    let d = Diagnostic::new(file, pos, message);
+    match help {
+        Some(h) => d.with_help(h),
+        None => d,
+    }
+}
+
+/// Collects problems while converting a document into the model.
+struct Check<'a> {
+    file: &'a str,
+    diags: Diagnostics,
+}
+
+impl<'a> Check<'a> {
+    fn new(file: &'a str) -> Self {
+        Check { file, diags: Diagnostics::default() }
+    }
+
+    fn err(&mut self, pos: Pos, msg: impl Into<String>, help: Option<String>) {
+        let d = Diagnostic::new(self.file, pos, msg);
+        self.diags.push(match help {
+            Some(h) => d.with_help(h),
+            None => d,
+        });
+    }
+
+    fn name(&mut self, what: &str, name: &Spanned<String>) {
+        if !valid_name(&name.value) {
+            self.err(
+                Pos::of(name),
+                format!("invalid {what} name {:?}", name.value),
+                Some("use lower-case letters, digits, '.', '_' and '-' (no '/', no '..')".into()),
+            );
+        }
+    }
+
+    /// The `name:` must match the file name, so `images/x.yaml` is always item `images/x`.
+    fn name_matches_file(&mut self, name: &Spanned<String>) {
+        let stem = self
+            .file
+            .rsplit('/')
+            .next()
+            .and_then(|f| f.strip_suffix(".yaml"))
+            .unwrap_or_default();
+        if name.value != stem {
+            self.err(
+                Pos::of(name),
+                format!("name {:?} does not match the file name {:?}", name.value, stem),
+                Some(format!("rename the file to {stem:?}'s new name, or set `name: {stem}`")),
+            );
+        }
+    }
+
+    fn duration(&mut self, field: &str, d: &Option<Spanned<String>>) -> Option<Duration> {
+        let d = d.as_ref()?;
+        match humantime::parse_duration(d.value.trim()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.err(
+                    Pos::of(d),
+                    format!("`{field}` is not a duration: {:?} ({e})", d.value),
+                    Some("write a number and a unit, e.g. 30m, 2h, 7d".into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A path inside the repository (or inside `$STAGEGATE_OUT`): relative, no `..`.
+    fn rel_path(&mut self, field: &str, p: &Spanned<String>) -> String {
+        if let Err(why) = check_rel_path(&p.value) {
+            self.err(
+                Pos::of(p),
+                format!("`{field}` path {:?} {why}", p.value),
+                Some("paths are relative to the repository root and stay inside it".into()),
+            );
+        }
+        p.value.trim_start_matches("./").to_string()
+    }
+
+    /// A `run` line: if it starts with a relative path, that path must stay in the repo.
+    fn run(&mut self, field: &str, run: &Spanned<String>) -> String {
+        let first = run.value.split_whitespace().next().unwrap_or_default();
+        if first.is_empty() {
+            self.err(Pos::of(run), format!("`{field}` is empty"), Some("name a script, e.g. ./tests/boot.sh".into()));
+        } else if (first.starts_with("./") || first.starts_with("../")) && check_rel_path(first).is_err() {
+            self.err(
+                Pos::of(run),
+                format!("`{field}` runs {first:?}, which is outside the repository"),
+                Some("scripts run from the repository root; keep them inside it".into()),
+            );
+        }
+        run.value.clone()
+    }
+
+    fn finish<T>(self, value: T) -> Result<T, Diagnostics> {
+        if self.diags.is_empty() { Ok(value) } else { Err(self.diags) }
+    }
+}
+
+/// Relative, non-empty, no `..` component, no absolute path.
+pub fn check_rel_path(p: &str) -> Result<(), &'static str> {
+    if p.is_empty() {
+        return Err("is empty");
+    }
+    if p.starts_with('/') || p.starts_with('\\') {
+        return Err("is absolute");
+    }
+    if p.split(['/', '\\']).any(|c| c == "..") {
+        return Err("escapes the repository with '..'");
+    }
+    Ok(())
+}
+
+pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics> {
+    let doc: PipelineDoc = from_yaml(file, bytes).map_err(|d| Diagnostics(vec![d]))?;
+    let mut c = Check::new(file);
+    if doc.version.value != 1 {
+        c.err(
+            Pos::of(&doc.version),
+            format!("unsupported version {}; this stagegate reads version 1", doc.version.value),
+            Some("set `version: 1`".into()),
+        );
+    }
+    let mut stages: Vec<Stage> = Vec::new();
+    for s in &doc.stages {
+        let stage = match &s.value {
+            StageDoc::Name(n) => Stage { name: n.clone(), branch: n.clone() },
+            StageDoc::Full(f) => Stage { name: f.name.clone(), branch: f.branch.clone() },
+        };
+        if !valid_name(&stage.name) {
+            c.err(Pos::of(s), format!("invalid stage name {:?}", stage.name), Some("use lower-case letters, digits, '.', '_' and '-'".into()));
+        }
+        if gix::validate::reference::name_partial(stage.branch.as_str().into()).is_err() {
+            c.err(Pos::of(s), format!("invalid branch name {:?}", stage.branch), None);
+        }
+        if stages.iter().any(|o| o.name == stage.name) {
+            c.err(Pos::of(s), format!("stage {:?} is listed twice", stage.name), Some("each stage appears once, in pipeline order".into()));
+        } else if stages.iter().any(|o| o.branch == stage.branch) {
+            c.err(Pos::of(s), format!("branch {:?} is used by two stages", stage.branch), None);
+        }
+        stages.push(stage);
+    }
+    if stages.len() < 2 {
+        c.err(Pos::FILE, "a pipeline needs at least two stages", Some("e.g. `stages: [new, staging, stable]`".into()));
+    }
+    let mut gates = Vec::new();
+    for (stage, g) in &doc.gates {
+        let pos = Pos::of(g);
+        match stages.iter().position(|s| &s.name == stage) {
+            None => {
+                let names: Vec<&str> = stages.iter().skip(1).map(|s| s.name.as_str()).collect();
+                c.err(pos, format!("gate for unknown stage {stage:?}"), Some(format!("gates are keyed by the stage they guard: one of {}", names.join(", "))));
+            }
+            Some(0) => c.err(pos, format!("the first stage {stage:?} cannot have a gate"), Some("commits enter the first stage directly; gate the stages after it".into())),
+            Some(_) => {}
+        }
+        let mut require = Vec::new();
+        for r in &g.value.require {
+            match r.value.as_str() {
+                "build" => require.push(Requirement::Build),
+                "test" => require.push(Requirement::Test),
+                other => c.err(Pos::of(r), format!("unknown requirement {other:?}"), Some("expected `build` or `test`".into())),
+            }
+        }
+        let soak = c.duration("soak", &g.value.soak);
+        gates.push((stage.clone(), Gate { require, soak, review: g.value.review, baseline: g.value.baseline }));
+    }
+    let results_ref = match doc.results.as_ref().and_then(|r| r.reference.as_ref()) {
+        Some(r) => {
+            if !r.value.starts_with("refs/") || gix::validate::reference::name(r.value.as_str().into()).is_err() {
+                c.err(Pos::of(r), format!("invalid results ref {:?}", r.value), Some(format!("use a full ref name such as {DEFAULT_RESULTS_REF}")));
+            }
+            r.value.clone()
+        }
+        None => DEFAULT_RESULTS_REF.to_string(),
+    };
+    let push_results = doc.results.as_ref().is_some_and(|r| r.push);
+    let artifact_store = doc.artifacts.map(|a| a.store.value);
+    c.finish(Pipeline { stages, gates, results_ref, push_results, artifact_store })
+}
+
+pub fn parse_item(kind: ItemKind, file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
+    match kind {
+        ItemKind::Image => parse_image(file, bytes),
+        ItemKind::Component => parse_component(file, bytes),
+    }
+}
+
+fn parse_image(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
+    let doc: ImageDoc = from_yaml(file, bytes).map_err(|d| Diagnostics(vec![d]))?;
+    let mut c = Check::new(file);
+    c.name("image", &doc.name);
+    c.name_matches_file(&doc.name);
+    let based_on = doc.based_on.as_ref().and_then(|b| {
+        let pos = Pos::of(b);
+        match (&b.value.image, &b.value.component) {
+            (Some(img), None) => {
+                if b.value.version.is_some() {
+                    c.err(pos, "`based-on` an image takes no version: the image's own stage decides it", None);
+                }
+                Some(BasedOn::Image { image: img.clone() })
+            }
+            (None, Some(comp)) => Some(BasedOn::Upstream {
+                component: comp.clone(),
+                version: b.value.version.as_ref().map(|v| match v {
+                    Scalar::Text(s) => s.clone(),
+                    Scalar::Int(i) => i.to_string(),
+                    Scalar::Float(f) => f.to_string(),
+                }),
+            }),
+            _ => {
+                c.err(pos, "`based-on` needs exactly one of `image` or `component`", Some("e.g. `based-on: {image: debian-host}`".into()));
+                None
+            }
+        }
+    });
+    let build = doc.build.as_ref().map(|b| Build {
+        run: c.run("build.run", &b.run),
+        timeout: c.duration("build.timeout", &b.timeout),
+        artifact: c.rel_path("build.artifact", &b.artifact),
+        lock: b.lock.as_ref().map(|l| c.rel_path("build.lock", l)),
+        files: b.files.iter().map(|f| c.rel_path("build.files", f)).collect(),
+    });
+    let max_age = c.duration("max-age", &doc.max_age);
+    let watch = doc.watch.as_ref().map(|w| Watch { run: c.run("watch.run", &w.run), timeout: c.duration("watch.timeout", &w.timeout) });
+    let version = version(&mut c, doc.version);
+    c.finish(Item {
+        id: ItemId::new(ItemKind::Image, doc.name.value),
+        version,
+        description: doc.description,
+        based_on,
+        build,
+        max_age,
+        watch,
+        source: None,
+    })
+}
+
+fn version(c: &mut Check, v: Spanned<Scalar>) -> String {
+    let pos = Pos::of(&v);
+    let s = v.value.into_string();
+    if s.trim().is_empty() || s.contains('\n') {
+        c.err(pos, "`version` must be a non-empty, single-line string", None);
+    }
+    s
+}
+
+fn parse_component(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
+    let doc: ComponentDoc = from_yaml(file, bytes).map_err(|d| Diagnostics(vec![d]))?;
+    let mut c = Check::new(file);
+    c.name("component", &doc.name);
+    c.name_matches_file(&doc.name);
+    let source = doc.source.as_ref().map(|s| {
+        if let Some(commit) = &s.commit
+            && (commit.value.len() < 4 || commit.value.len() > 64 || !commit.value.chars().all(|ch| ch.is_ascii_hexdigit()))
+        {
+            c.err(Pos::of(commit), format!("`source.commit` {:?} is not a commit id", commit.value), Some("write the full hexadecimal commit id".into()));
+        }
+        for (field, b) in [("source.track", &s.track), ("source.push-to", &s.push_to)] {
+            if let Some(b) = b
+                && gix::validate::reference::name_partial(b.value.as_str().into()).is_err()
+            {
+                c.err(Pos::of(b), format!("`{field}` {:?} is not a branch name", b.value), None);
+            }
+        }
+        Source {
+            git: s.git.value.clone(),
+            commit: s.commit.as_ref().map(|x| x.value.clone()),
+            track: s.track.as_ref().map(|x| x.value.clone()),
+            push_to: s.push_to.as_ref().map(|x| x.value.clone()),
+        }
+    });
+    if let Some(s) = &doc.source
+        && s.push_to.is_some()
+        && s.commit.is_none()
+    {
+        c.err(Pos::of(&s.git), "`source.push-to` needs `source.commit`: the push gate advances the branch to the tested commit", None);
+    }
+    let watch = doc.watch.as_ref().map(|w| Watch { run: c.run("watch.run", &w.run), timeout: c.duration("watch.timeout", &w.timeout) });
+    let version = version(&mut c, doc.version);
+    c.finish(Item {
+        id: ItemId::new(ItemKind::Component, doc.name.value),
+        version,
+        description: doc.description,
+        based_on: None,
+        build: None,
+        max_age: None,
+        watch,
+        source,
+    })
+}
+
+/// A test's `uses` entries are located references; `set` checks that they exist.
+pub struct ParsedTest {
+    pub test: Test,
+    pub uses_at: Vec<Pos>,
+}
+
+pub fn parse_test(file: &str, bytes: &[u8]) -> Result<ParsedTest, Diagnostics> {
+    let doc: TestDoc = from_yaml(file, bytes).map_err(|d| Diagnostics(vec![d]))?;
+    let mut c = Check::new(file);
+    c.name("test", &doc.name);
+    c.name_matches_file(&doc.name);
+    let mut uses = Vec::new();
+    let mut uses_at = Vec::new();
+    for u in &doc.uses {
+        match ItemId::parse(&u.value) {
+            Some(id) if uses.contains(&id) => c.err(Pos::of(u), format!("{id} is listed twice in `uses`"), None),
+            Some(id) => {
+                uses.push(id);
+                uses_at.push(Pos::of(u));
+            }
+            None => c.err(
+                Pos::of(u),
+                format!("`uses` entry {:?} is not an item", u.value),
+                Some("write images/NAME or components/NAME".into()),
+            ),
+        }
+    }
+    if doc.uses.is_empty() {
+        c.err(Pos::FILE, "`uses` is empty: a test exercises at least one item", Some("e.g. `uses: [images/debian-host]`".into()));
+    }
+    let run = c.run("run", &doc.run);
+    let timeout = c.duration("timeout", &doc.timeout);
+    let files = doc.files.iter().map(|f| c.rel_path("files", f)).collect();
+    let test = Test { name: doc.name.value, description: doc.description, uses, run, timeout, retries: doc.retries, files };
+    c.finish(ParsedTest { test, uses_at })
+}

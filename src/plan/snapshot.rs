@@ -1,0 +1,175 @@
+//! A lazy, cached view of the manifests in one commit's tree.
+//!
+//! Planning must cost about what `git diff` plus `git cat-file` of the changed manifests
+//! cost, however many items the repository holds, so nothing here walks every manifest:
+//! items are parsed on demand, and every parse is cached by blob id in a [`ParseCache`]
+//! shared by all snapshots of one run (most commits share most blobs).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use gix::ObjectId;
+use gix::objs::tree::EntryKind;
+
+use crate::error::{Error, Result};
+use crate::manifest::parse::{parse_item, parse_pipeline, parse_test};
+use crate::manifest::{ItemId, ItemKind, PIPELINE_FILE, Pipeline, TESTS_DIR, Test};
+use crate::manifest::{Item, model::script_of};
+use crate::records::{self, BuiltRecord};
+use crate::repo::{Entry, Repo};
+
+/// Parsed manifests by blob id, shared across snapshots.
+#[derive(Default)]
+pub struct ParseCache {
+    items: RefCell<HashMap<ObjectId, Rc<Item>>>,
+    tests: RefCell<HashMap<ObjectId, Rc<Test>>>,
+    built: RefCell<HashMap<ObjectId, Rc<BuiltRecord>>>,
+    dirs: RefCell<HashMap<ObjectId, Rc<Vec<Entry>>>>,
+}
+
+/// One commit's manifests.
+pub struct Snapshot<'r> {
+    pub repo: &'r Repo,
+    pub commit: ObjectId,
+    pub tree: ObjectId,
+    cache: Rc<ParseCache>,
+    tests: RefCell<Option<Rc<Vec<(ObjectId, Rc<Test>)>>>>,
+}
+
+impl<'r> Snapshot<'r> {
+    pub fn new(repo: &'r Repo, commit: ObjectId, cache: Rc<ParseCache>) -> Result<Snapshot<'r>> {
+        let tree = repo.tree_of(commit)?;
+        Ok(Snapshot { repo, commit, tree, cache, tests: RefCell::new(None) })
+    }
+
+    pub fn pipeline(&self) -> Result<Pipeline> {
+        let bytes = self.repo.read(self.tree, PIPELINE_FILE)?.ok_or_else(|| {
+            Error::usage_help(
+                format!("commit {} has no {PIPELINE_FILE}: this is not a state repository", short(self.commit)),
+                "run `stagegate init` to create one, or pass -C DIR",
+            )
+        })?;
+        parse_pipeline(PIPELINE_FILE, &bytes).map_err(Error::Invalid)
+    }
+
+    /// The entries of a directory, cached by the directory's tree id.
+    pub fn dir(&self, dir: &str) -> Result<Rc<Vec<Entry>>> {
+        let Some(e) = self.repo.entry(self.tree, dir)? else { return Ok(Rc::new(Vec::new())) };
+        if e.kind != EntryKind::Tree {
+            return Ok(Rc::new(Vec::new()));
+        }
+        if let Some(v) = self.cache.dirs.borrow().get(&e.id) {
+            return Ok(v.clone());
+        }
+        let v = Rc::new(self.repo.tree_entries(e.id)?);
+        self.cache.dirs.borrow_mut().insert(e.id, v.clone());
+        Ok(v)
+    }
+
+    /// The blob id of `path`, if it exists (a tree id for directories).
+    pub fn oid(&self, path: &str) -> Result<Option<ObjectId>> {
+        Ok(self.repo.entry(self.tree, path.trim_end_matches('/'))?.map(|e| e.id))
+    }
+
+    /// The blob id of an item's manifest.
+    pub fn item_oid(&self, id: &ItemId) -> Result<Option<ObjectId>> {
+        let name = format!("{}.yaml", id.name);
+        Ok(self.dir(id.kind.dir())?.iter().find(|e| e.name == name).map(|e| e.id))
+    }
+
+    pub fn item(&self, id: &ItemId) -> Result<Option<(ObjectId, Rc<Item>)>> {
+        let Some(oid) = self.item_oid(id)? else { return Ok(None) };
+        if let Some(item) = self.cache.items.borrow().get(&oid) {
+            return Ok(Some((oid, item.clone())));
+        }
+        let bytes = self.repo.blob(oid)?;
+        let item = Rc::new(parse_item(id.kind, &id.path(), &bytes).map_err(|d| self.invalid(d))?);
+        self.cache.items.borrow_mut().insert(oid, item.clone());
+        Ok(Some((oid, item)))
+    }
+
+    /// Every item id present (from directory listings only, nothing parsed).
+    pub fn item_ids(&self, kind: ItemKind) -> Result<Vec<ItemId>> {
+        Ok(self
+            .dir(kind.dir())?
+            .iter()
+            .filter_map(|e| e.name.strip_suffix(".yaml").map(|n| ItemId::new(kind, n)))
+            .collect())
+    }
+
+    /// All tests, parsed (cached by blob id), in name order.
+    pub fn tests(&self) -> Result<Rc<Vec<(ObjectId, Rc<Test>)>>> {
+        if let Some(t) = self.tests.borrow().as_ref() {
+            return Ok(t.clone());
+        }
+        let mut out = Vec::new();
+        for e in self.dir(TESTS_DIR)?.iter() {
+            if !e.name.ends_with(".yaml") || e.kind == EntryKind::Tree {
+                continue;
+            }
+            let cached = self.cache.tests.borrow().get(&e.id).cloned();
+            let test = match cached {
+                Some(t) => t,
+                None => {
+                    let path = format!("{TESTS_DIR}/{}", e.name);
+                    let bytes = self.repo.blob(e.id)?;
+                    let t = Rc::new(parse_test(&path, &bytes).map_err(|d| self.invalid(d))?.test);
+                    self.cache.tests.borrow_mut().insert(e.id, t.clone());
+                    t
+                }
+            };
+            out.push((e.id, test));
+        }
+        let out = Rc::new(out);
+        *self.tests.borrow_mut() = Some(out.clone());
+        Ok(out)
+    }
+
+    pub fn test(&self, name: &str) -> Result<Option<(ObjectId, Rc<Test>)>> {
+        Ok(self.tests()?.iter().find(|(_, t)| t.name == name).cloned())
+    }
+
+    /// The built record of an item in this tree.
+    pub fn built(&self, id: &ItemId) -> Result<Option<Rc<BuiltRecord>>> {
+        let path = records::built_path(id);
+        let Some(oid) = self.oid(&path)? else { return Ok(None) };
+        if let Some(b) = self.cache.built.borrow().get(&oid) {
+            return Ok(Some(b.clone()));
+        }
+        let rec: BuiltRecord = records::parse(&path, &self.repo.blob(oid)?)?;
+        let rec = Rc::new(rec);
+        self.cache.built.borrow_mut().insert(oid, rec.clone());
+        Ok(Some(rec))
+    }
+
+    /// The blob ids of the repository files a test names (its script and `files:`), sorted.
+    pub fn test_files(&self, test: &Test) -> Result<Vec<(String, Option<ObjectId>)>> {
+        let mut paths: Vec<&str> = script_of(&test.run).into_iter().chain(test.files.iter().map(String::as_str)).collect();
+        paths.sort();
+        paths.dedup();
+        paths.into_iter().map(|p| Ok((p.to_string(), self.oid(p)?))).collect()
+    }
+
+    /// The blob ids of an item's build inputs (its recipe and `build.files`), sorted.
+    pub fn build_files(&self, item: &Item) -> Result<Vec<(String, Option<ObjectId>)>> {
+        let Some(b) = &item.build else { return Ok(Vec::new()) };
+        let mut paths: Vec<&str> = script_of(&b.run).into_iter().chain(b.files.iter().map(String::as_str)).collect();
+        paths.sort();
+        paths.dedup();
+        paths.into_iter().map(|p| Ok((p.to_string(), self.oid(p)?))).collect()
+    }
+
+    fn invalid(&self, mut d: crate::manifest::Diagnostics) -> Error {
+        for diag in &mut d.0 {
+            if diag.help.is_none() {
+                diag.help = Some(format!("in commit {}; fix it on that branch, then run `stagegate check`", short(self.commit)));
+            }
+        }
+        Error::Invalid(d)
+    }
+}
+
+pub fn short(id: ObjectId) -> String {
+    id.to_hex_with_len(10).to_string()
+}

@@ -1,0 +1,80 @@
+//! Records that stagegate itself commits into stage trees under `.stagegate/`.
+//!
+//! They live apart from the manifests, so editing a manifest on one stage never conflicts
+//! with a record written on another, and candidate detection (which compares manifests)
+//! never sees them:
+//!
+//! ```text
+//! .stagegate/built/<images|components>/<name>.yaml   what was built, exactly (BuiltRecord)
+//! .stagegate/decisions/<stage>/<time>-<commit>.yaml   a promote or reject decision
+//! .stagegate/holds/<stage>/<kind>-<name>.yaml         an item held on <stage>
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::ItemId;
+
+pub const RECORDS_DIR: &str = ".stagegate";
+
+pub fn built_path(id: &ItemId) -> String {
+    format!("{RECORDS_DIR}/built/{}/{}.yaml", id.kind.dir(), id.name)
+}
+
+pub fn hold_path(stage: &str, id: &ItemId) -> String {
+    format!("{RECORDS_DIR}/holds/{stage}/{}-{}.yaml", id.kind.dir(), id.name)
+}
+
+pub fn holds_dir(stage: &str) -> String {
+    format!("{RECORDS_DIR}/holds/{stage}")
+}
+
+pub fn decisions_dir(stage: &str) -> String {
+    format!("{RECORDS_DIR}/decisions/{stage}")
+}
+
+/// The exact artifact an image version was built into: "last known good".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BuiltRecord {
+    pub item: String,
+    pub version: String,
+    /// `sha256:<hex>` of the artifact.
+    pub digest: String,
+    pub size: u64,
+    /// Where the store keeps it (a store URL).
+    pub location: String,
+    /// The lock file's content: the exact package set the image was built from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
+    pub build_job: String,
+    pub builder: String,
+    /// RFC 3339 time the build finished.
+    pub built_at: String,
+}
+
+/// Who held an item on a stage, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HoldRecord {
+    pub item: String,
+    pub stage: String,
+    pub reason: String,
+    pub by: String,
+    pub at: String,
+}
+
+/// Parse a record stagegate wrote; a record that does not parse is reported with its path.
+pub fn parse<T: serde::de::DeserializeOwned>(path: &str, bytes: &[u8]) -> crate::error::Result<T> {
+    crate::manifest::parse::from_yaml(path, bytes)
+        .map_err(|d| crate::error::Error::Invalid(crate::manifest::Diagnostics(vec![d.with_help("this file is written by stagegate; restore it from git history")])))
+}
+
+/// Serialize a record as YAML.
+pub fn to_yaml<T: Serialize>(value: &T) -> String {
+    serde_saphyr::to_string(value).expect("records serialize")
+}
+
+/// Now, as RFC 3339 in UTC with second precision.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

@@ -1,0 +1,343 @@
+//! Git access through gix: reading trees at commits, walking first-parent history, writing
+//! blobs, trees and commits, and compare-and-swap ref updates.
+//!
+//! Nothing here knows what a manifest or a stage is; it speaks objects and refs. Commands
+//! that gix cannot do yet (push, fetch, ls-remote) shell out to `git` in `repo::remote`.
+
+pub mod remote;
+
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::objs::tree::EntryKind;
+use gix::refs::transaction::{PreviousValue, RefEdit};
+
+use crate::error::{Context, Error, IoContext, Result};
+use crate::manifest::Files;
+
+/// A state repository opened for reading and writing objects and refs.
+pub struct Repo {
+    pub git: gix::Repository,
+}
+
+/// One entry of a directory in a tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub id: ObjectId,
+    pub kind: EntryKind,
+}
+
+/// What a commit says about itself.
+#[derive(Debug, Clone)]
+pub struct CommitInfo {
+    pub id: ObjectId,
+    pub tree: ObjectId,
+    pub parents: Vec<ObjectId>,
+    pub message: String,
+    pub author: String,
+    pub time: i64,
+}
+
+impl CommitInfo {
+    pub fn subject(&self) -> &str {
+        self.message.lines().next().unwrap_or_default()
+    }
+
+    /// The values of `Key: value` trailers in the message's last paragraph.
+    pub fn trailers(&self, key: &str) -> Vec<&str> {
+        let last = self.message.trim_end().rsplit("\n\n").next().unwrap_or_default();
+        last.lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.trim())
+            .collect()
+    }
+
+    pub fn trailer(&self, key: &str) -> Option<&str> {
+        self.trailers(key).into_iter().next()
+    }
+}
+
+/// The outcome of a compare-and-swap ref update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cas {
+    Updated,
+    /// The ref was not at the expected value: someone else moved it.
+    Moved { actual: Option<ObjectId> },
+}
+
+impl Repo {
+    /// Open the repository containing `dir` (a work tree or a bare repository).
+    pub fn discover(dir: &Path) -> Result<Repo> {
+        let mut git = gix::discover(dir).map_err(|e| {
+            Error::usage_help(
+                format!("{} is not in a git repository ({})", dir.display(), crate::error::chain(&e)),
+                "run `stagegate init DIR` to create a state repository, or pass -C DIR",
+            )
+        })?;
+        git.object_cache_size_if_unset(32 * 1024 * 1024);
+        Ok(Repo { git })
+    }
+
+    pub fn open(dir: &Path) -> Result<Repo> {
+        let mut git = gix::open(dir).context(|| format!("opening {}", dir.display()))?;
+        git.object_cache_size_if_unset(32 * 1024 * 1024);
+        Ok(Repo { git })
+    }
+
+    pub fn git_dir(&self) -> &Path {
+        self.git.git_dir()
+    }
+
+    pub fn work_dir(&self) -> Option<&Path> {
+        self.git.workdir()
+    }
+
+    /// The directory relative paths in `stagegate.yaml` are resolved against.
+    pub fn root_dir(&self) -> &Path {
+        self.work_dir().unwrap_or_else(|| self.git_dir())
+    }
+
+    /// Resolve a revision (`stable`, `HEAD~2`, a hex id) to a commit.
+    pub fn resolve(&self, rev: &str) -> Result<ObjectId> {
+        let id = self.git.rev_parse_single(rev).map_err(|_| {
+            Error::usage_help(format!("unknown revision {rev:?}"), "name a branch, a stage or a commit id")
+        })?;
+        let obj = id.object().context(|| format!("reading {rev}"))?;
+        let commit = obj.peel_to_commit().map_err(|_| Error::usage(format!("{rev:?} does not name a commit")))?;
+        Ok(commit.id)
+    }
+
+    /// The object a ref points to, or `None` when the ref does not exist.
+    pub fn ref_target(&self, name: &str) -> Result<Option<ObjectId>> {
+        match self.git.try_find_reference(name).context(|| format!("reading ref {name}"))? {
+            None => Ok(None),
+            Some(mut r) => Ok(Some(r.peel_to_id().context(|| format!("peeling ref {name}"))?.detach())),
+        }
+    }
+
+    pub fn commit(&self, id: ObjectId) -> Result<CommitInfo> {
+        let c = self.git.find_commit(id).context(|| format!("reading commit {id}"))?;
+        let decoded = c.decode().context(|| format!("decoding commit {id}"))?;
+        let author = decoded.author().context(|| format!("author of {id}"))?;
+        let committer = decoded.committer().context(|| format!("committer of {id}"))?;
+        Ok(CommitInfo {
+            id,
+            tree: decoded.tree(),
+            parents: decoded.parents().collect(),
+            message: decoded.message.to_str_lossy().into_owned(),
+            author: format!("{} <{}>", author.name, author.email),
+            time: committer.time().map(|t| t.seconds).unwrap_or_default(),
+        })
+    }
+
+    pub fn tree_of(&self, commit: ObjectId) -> Result<ObjectId> {
+        let c = self.git.find_commit(commit).context(|| format!("reading commit {commit}"))?;
+        Ok(c.tree_id().context(|| format!("reading tree of {commit}"))?.detach())
+    }
+
+    /// The entry at `path` in `tree`, if any.
+    pub fn entry(&self, tree: ObjectId, path: &str) -> Result<Option<Entry>> {
+        let t = self.git.find_tree(tree).context(|| format!("reading tree {tree}"))?;
+        let e = t.lookup_entry_by_path(path).context(|| format!("looking up {path}"))?;
+        Ok(e.map(|e| Entry { name: e.filename().to_string(), id: e.object_id(), kind: e.mode().kind() }))
+    }
+
+    /// The entries of the directory `dir` in `tree` (empty `dir` means the root), sorted.
+    pub fn list(&self, tree: ObjectId, dir: &str) -> Result<Vec<Entry>> {
+        let dir_tree = if dir.is_empty() {
+            tree
+        } else {
+            match self.entry(tree, dir)? {
+                Some(e) if e.kind == EntryKind::Tree => e.id,
+                _ => return Ok(Vec::new()),
+            }
+        };
+        self.tree_entries(dir_tree)
+    }
+
+    pub fn tree_entries(&self, tree: ObjectId) -> Result<Vec<Entry>> {
+        let t = self.git.find_tree(tree).context(|| format!("reading tree {tree}"))?;
+        let decoded = t.decode().context(|| format!("decoding tree {tree}"))?;
+        Ok(decoded
+            .entries
+            .iter()
+            .map(|e| Entry { name: e.filename.to_str_lossy().into_owned(), id: e.oid.to_owned(), kind: e.mode.kind() })
+            .collect())
+    }
+
+    pub fn blob(&self, id: ObjectId) -> Result<Vec<u8>> {
+        let mut b = self.git.find_blob(id).context(|| format!("reading blob {id}"))?;
+        Ok(b.take_data())
+    }
+
+    /// The content of the file at `path` in `tree`, if it is a file.
+    pub fn read(&self, tree: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
+        match self.entry(tree, path)? {
+            Some(e) if e.kind != EntryKind::Tree && e.kind != EntryKind::Commit => Ok(Some(self.blob(e.id)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// First-parent commits from `head` back to (not including) `stop`, newest first.
+    /// Stops at the root when `stop` is not on the first-parent chain.
+    pub fn first_parents(&self, head: ObjectId, stop: Option<ObjectId>, limit: usize) -> Result<Vec<ObjectId>> {
+        let mut out = Vec::new();
+        let mut cur = Some(head);
+        while let Some(id) = cur {
+            if Some(id) == stop || out.len() >= limit {
+                break;
+            }
+            out.push(id);
+            let c = self.git.find_commit(id).context(|| format!("reading commit {id}"))?;
+            cur = c.parent_ids().next().map(|p| p.detach());
+        }
+        Ok(out)
+    }
+
+    pub fn merge_base(&self, a: ObjectId, b: ObjectId) -> Result<Option<ObjectId>> {
+        Ok(self.git.merge_base(a, b).context(|| format!("merge-base of {a} and {b}"))?.map(|id| id.detach()))
+    }
+
+    /// Whether `ancestor` is reachable from `descendant` (or equal to it).
+    pub fn is_ancestor(&self, ancestor: ObjectId, descendant: ObjectId) -> Result<bool> {
+        Ok(ancestor == descendant || self.merge_base(ancestor, descendant)? == Some(ancestor))
+    }
+
+    pub fn write_blob(&self, data: &[u8]) -> Result<ObjectId> {
+        Ok(self.git.write_blob(data).context(|| "writing a blob".into())?.detach())
+    }
+
+    /// Write `tree` with `edits` applied: `(path, Some((kind, id)))` upserts, `(path, None)` removes.
+    pub fn edit_tree(&self, tree: ObjectId, edits: &[(String, Option<(EntryKind, ObjectId)>)]) -> Result<ObjectId> {
+        let mut ed = self.git.edit_tree(tree).context(|| format!("editing tree {tree}"))?;
+        for (path, change) in edits {
+            match change {
+                Some((kind, id)) => {
+                    ed.upsert(path.as_str(), *kind, *id).context(|| format!("adding {path}"))?;
+                }
+                None => {
+                    ed.remove(path.as_str()).context(|| format!("removing {path}"))?;
+                }
+            }
+        }
+        Ok(ed.write().context(|| "writing a tree".into())?.detach())
+    }
+
+    /// Write a commit object (no ref is moved). Identity comes from git's usual configuration
+    /// and environment, falling back to `stagegate <stagegate@localhost>`.
+    pub fn write_commit(&self, tree: ObjectId, parents: &[ObjectId], message: &str) -> Result<ObjectId> {
+        let now = gix::date::Time::now_local_or_utc();
+        let mut time_buf = gix::date::parse::TimeBuf::default();
+        let fallback = gix::actor::SignatureRef { name: "stagegate".into(), email: "stagegate@localhost".into(), time: now.to_str(&mut time_buf) };
+        let committer = match self.git.committer() {
+            Some(Ok(s)) => s,
+            _ => fallback,
+        };
+        let author = match self.git.author() {
+            Some(Ok(s)) => s,
+            _ => committer,
+        };
+        let c = self
+            .git
+            .new_commit_as(committer, author, message, tree, parents.iter().copied())
+            .context(|| "writing a commit".into())?;
+        Ok(c.id)
+    }
+
+    /// Move `name` to `new` only if it is still at `expected` (`None`: must not exist).
+    pub fn cas(&self, name: &str, expected: Option<ObjectId>, new: ObjectId, reflog: &str) -> Result<Cas> {
+        let full: gix::refs::FullName = name.try_into().context(|| format!("ref name {name}"))?;
+        let prev = match expected {
+            Some(old) => PreviousValue::MustExistAndMatch(old.into()),
+            None => PreviousValue::MustNotExist,
+        };
+        let msg = reflog.replace('\n', " ");
+        match self.git.edit_reference(RefEdit::update(full, new, prev, msg)) {
+            Ok(_) => Ok(Cas::Updated),
+            Err(e) => {
+                let actual = self.ref_target(name)?;
+                if actual != expected {
+                    Ok(Cas::Moved { actual })
+                } else {
+                    Err(Error::Git { context: format!("updating {name}"), source: Box::new(e) })
+                }
+            }
+        }
+    }
+
+    /// Write the files of `tree` into `dir` (which must exist): a checkout without an index.
+    pub fn checkout(&self, tree: ObjectId, dir: &Path) -> Result<()> {
+        for e in self.tree_entries(tree)? {
+            if e.name.contains('/') || e.name == ".." || e.name == "." || e.name == ".git" {
+                continue;
+            }
+            let path = dir.join(&e.name);
+            match e.kind {
+                EntryKind::Tree => {
+                    std::fs::create_dir(&path).io_context(|| format!("creating {}", path.display()))?;
+                    self.checkout(e.id, &path)?;
+                }
+                EntryKind::Blob | EntryKind::BlobExecutable => {
+                    std::fs::write(&path, self.blob(e.id)?).io_context(|| format!("writing {}", path.display()))?;
+                    if e.kind == EntryKind::BlobExecutable {
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                            .io_context(|| format!("chmod {}", path.display()))?;
+                    }
+                }
+                EntryKind::Link => {
+                    let target = String::from_utf8_lossy(&self.blob(e.id)?).into_owned();
+                    std::os::unix::fs::symlink(&target, &path).io_context(|| format!("linking {}", path.display()))?;
+                }
+                EntryKind::Commit => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A commit's tree, read through the object database (no checkout).
+pub struct TreeFiles<'r> {
+    pub repo: &'r Repo,
+    pub tree: ObjectId,
+}
+
+impl Files for TreeFiles<'_> {
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        Ok(self
+            .repo
+            .list(self.tree, dir)?
+            .into_iter()
+            .filter(|e| e.kind != EntryKind::Tree)
+            .map(|e| e.name)
+            .collect())
+    }
+
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        self.repo.read(self.tree, path)
+    }
+
+    fn exists(&self, path: &str) -> Result<bool> {
+        Ok(self.repo.entry(self.tree, path.trim_end_matches('/'))?.is_some())
+    }
+}
+
+/// A temporary directory holding a checkout; removed on drop.
+pub struct Checkout {
+    pub dir: tempfile::TempDir,
+}
+
+impl Checkout {
+    pub fn new(repo: &Repo, tree: ObjectId) -> Result<Checkout> {
+        let dir = tempfile::Builder::new().prefix("stagegate-checkout-").tempdir().io_context(|| "creating a temporary directory".into())?;
+        repo.checkout(tree, dir.path())?;
+        Ok(Checkout { dir })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}

@@ -1,0 +1,3 @@
+#!/bin/sh
+# The example component: a stand-in for the software under test.
+echo "hello from the component under test"
