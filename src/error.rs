@@ -12,7 +12,10 @@ pub enum Error {
     Invalid(Diagnostics),
     /// A command line or an argument that cannot be acted on.
     #[error("{message}")]
-    Usage { message: String, help: Option<String> },
+    Usage {
+        message: String,
+        help: Option<String>,
+    },
     /// A git operation failed.
     #[error("git: {context}: {}", chain(source.as_ref()))]
     Git {
@@ -29,26 +32,41 @@ pub enum Error {
     },
     /// Some other infrastructure (a subprocess like `git push`, the artifact store, a forge).
     #[error("{message}")]
-    Infra { message: String, help: Option<String> },
+    Infra {
+        message: String,
+        help: Option<String>,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn usage(message: impl Into<String>) -> Self {
-        Error::Usage { message: message.into(), help: None }
+        Error::Usage {
+            message: message.into(),
+            help: None,
+        }
     }
 
     pub fn usage_help(message: impl Into<String>, help: impl Into<String>) -> Self {
-        Error::Usage { message: message.into(), help: Some(help.into()) }
+        Error::Usage {
+            message: message.into(),
+            help: Some(help.into()),
+        }
     }
 
     pub fn infra(message: impl Into<String>) -> Self {
-        Error::Infra { message: message.into(), help: None }
+        Error::Infra {
+            message: message.into(),
+            help: None,
+        }
     }
 
     pub fn infra_help(message: impl Into<String>, help: impl Into<String>) -> Self {
-        Error::Infra { message: message.into(), help: Some(help.into()) }
+        Error::Infra {
+            message: message.into(),
+            help: Some(help.into()),
+        }
     }
 
     pub fn exit_code(&self) -> i32 {
@@ -73,7 +91,10 @@ pub trait Context<T> {
 
 impl<T, E: std::error::Error + Send + Sync + 'static> Context<T> for std::result::Result<T, E> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::Git { context: what(), source: Box::new(e) })
+        self.map_err(|e| Error::Git {
+            context: what(),
+            source: Box::new(e),
+        })
     }
 }
 
@@ -98,6 +119,9 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn io_context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| Error::Io { context: what(), source: e })
+        self.map_err(|e| Error::Io {
+            context: what(),
+            source: e,
+        })
     }
 }

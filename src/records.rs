@@ -21,7 +21,11 @@ pub fn built_path(id: &ItemId) -> String {
 }
 
 pub fn hold_path(stage: &str, id: &ItemId) -> String {
-    format!("{RECORDS_DIR}/holds/{stage}/{}-{}.yaml", id.kind.dir(), id.name)
+    format!(
+        "{RECORDS_DIR}/holds/{stage}/{}-{}.yaml",
+        id.kind.dir(),
+        id.name
+    )
 }
 
 pub fn holds_dir(stage: &str) -> String {
@@ -65,8 +69,11 @@ pub struct HoldRecord {
 
 /// Parse a record stagegate wrote; a record that does not parse is reported with its path.
 pub fn parse<T: serde::de::DeserializeOwned>(path: &str, bytes: &[u8]) -> crate::error::Result<T> {
-    crate::manifest::parse::from_yaml(path, bytes)
-        .map_err(|d| crate::error::Error::Invalid(crate::manifest::Diagnostics(vec![d.with_help("this file is written by stagegate; restore it from git history")])))
+    crate::manifest::parse::from_yaml(path, bytes).map_err(|d| {
+        crate::error::Error::Invalid(crate::manifest::Diagnostics(vec![
+            d.with_help("this file is written by stagegate; restore it from git history"),
+        ]))
+    })
 }
 
 /// Serialize a record as YAML.

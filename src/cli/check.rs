@@ -30,10 +30,15 @@ struct Report<'a> {
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let loaded = match (&args.rev, repo.work_dir()) {
-        (None, Some(wd)) => ManifestSet::load(&WorkTree { root: wd.to_path_buf() })?,
+        (None, Some(wd)) => ManifestSet::load(&WorkTree {
+            root: wd.to_path_buf(),
+        })?,
         (rev, _) => {
             let commit = repo.resolve(rev.as_deref().unwrap_or("HEAD"))?;
-            ManifestSet::load(&TreeFiles { repo: &repo, tree: repo.tree_of(commit)? })?
+            ManifestSet::load(&TreeFiles {
+                repo: &repo,
+                tree: repo.tree_of(commit)?,
+            })?
         }
     };
     let (set, diags) = match loaded {
@@ -48,12 +53,21 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             diagnostics: &diags,
         }),
         Format::Text => match &set {
-            Some(s) => println!("ok: {} items, {} tests, {} stages", s.items.len(), s.tests.len(), s.pipeline.stages.len()),
+            Some(s) => println!(
+                "ok: {} items, {} tests, {} stages",
+                s.items.len(),
+                s.tests.len(),
+                s.pipeline.stages.len()
+            ),
             None => {
                 for d in &diags {
                     eprintln!("{d}");
                 }
-                eprintln!("{} problem{} found", diags.len(), if diags.len() == 1 { "" } else { "s" });
+                eprintln!(
+                    "{} problem{} found",
+                    diags.len(),
+                    if diags.len() == 1 { "" } else { "s" }
+                );
             }
         },
     }

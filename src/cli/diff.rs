@@ -40,7 +40,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     for dir in ItemKind::ALL.iter().map(|k| k.dir()).chain(["tests"]) {
         let ea = repo.list(ta, dir)?;
         let eb = repo.list(tb, dir)?;
-        let mut names: Vec<&str> = ea.iter().chain(eb.iter()).map(|e| e.name.as_str()).filter(|n| n.ends_with(".yaml")).collect();
+        let mut names: Vec<&str> = ea
+            .iter()
+            .chain(eb.iter())
+            .map(|e| e.name.as_str())
+            .filter(|n| n.ends_with(".yaml"))
+            .collect();
         names.sort();
         names.dedup();
         for name in names {

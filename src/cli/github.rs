@@ -12,7 +12,10 @@ pub fn active() -> bool {
 
 /// Escape a workflow-command message (`%`, CR, LF) or property (also `:` and `,`).
 fn escape(s: &str, property: bool) -> String {
-    let mut out = s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
+    let mut out = s
+        .replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A");
     if property {
         out = out.replace(':', "%3A").replace(',', "%2C");
     }
@@ -46,7 +49,10 @@ pub fn summary(markdown: &str) {
         return;
     }
     if let Ok(path) = std::env::var("GITHUB_STEP_SUMMARY")
-        && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path)
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
     {
         let _ = writeln!(f, "{markdown}");
     }
@@ -58,7 +64,10 @@ pub fn outputs(pairs: &[(&str, String)]) {
         return;
     }
     if let Ok(path) = std::env::var("GITHUB_OUTPUT")
-        && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path)
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
     {
         for (k, v) in pairs {
             if v.contains('\n') {

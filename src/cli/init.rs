@@ -62,7 +62,11 @@ fn tree_of(repo: &Repo, base: ObjectId, files: &[File]) -> Result<ObjectId> {
     let mut edits = Vec::new();
     for f in files {
         let id = repo.write_blob(&f.data)?;
-        let kind = if f.exec { EntryKind::BlobExecutable } else { EntryKind::Blob };
+        let kind = if f.exec {
+            EntryKind::BlobExecutable
+        } else {
+            EntryKind::Blob
+        };
         edits.push((f.path.clone(), Some((kind, id))));
     }
     repo.edit_tree(base, &edits)
@@ -72,12 +76,14 @@ fn write_files(root: &Path, files: &[File]) -> Result<()> {
     for f in files {
         let path = root.join(&f.path);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .io_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&path, &f.data).io_context(|| format!("writing {}", path.display()))?;
         if f.exec {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).io_context(|| format!("chmod {}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .io_context(|| format!("chmod {}", path.display()))?;
         }
     }
     Ok(())
@@ -86,17 +92,25 @@ fn write_files(root: &Path, files: &[File]) -> Result<()> {
 fn set_branch(repo: &Repo, branch: &str, to: ObjectId, why: &str) -> Result<()> {
     match repo.cas(&format!("refs/heads/{branch}"), None, to, why)? {
         Cas::Updated => Ok(()),
-        Cas::Moved { .. } => Err(Error::infra(format!("branch {branch} appeared while initializing"))),
+        Cas::Moved { .. } => Err(Error::infra(format!(
+            "branch {branch} appeared while initializing"
+        ))),
     }
 }
 
 /// Point HEAD at `branch` (a symbolic ref).
 fn set_head(repo: &Repo, branch: &str) -> Result<()> {
     use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit};
-    let target: gix::refs::FullName = format!("refs/heads/{branch}").try_into().context(|| "branch name".into())?;
+    let target: gix::refs::FullName = format!("refs/heads/{branch}")
+        .try_into()
+        .context(|| "branch name".into())?;
     repo.git
         .edit_reference(RefEdit {
-            change: Change::Update { log: LogChange::default(), expected: PreviousValue::Any, new: gix::refs::Target::Symbolic(target) },
+            change: Change::Update {
+                log: LogChange::default(),
+                expected: PreviousValue::Any,
+                new: gix::refs::Target::Symbolic(target),
+            },
             name: "HEAD".try_into().context(|| "HEAD".into())?,
             deref: false,
         })
@@ -126,7 +140,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         None => ctx.dir.clone(),
     };
     if dir.exists() {
-        let mut entries = std::fs::read_dir(&dir).io_context(|| format!("reading {}", dir.display()))?;
+        let mut entries =
+            std::fs::read_dir(&dir).io_context(|| format!("reading {}", dir.display()))?;
         if entries.next().is_some() {
             return Err(Error::usage_help(
                 format!("{} is not empty", dir.display()),
@@ -136,7 +151,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     }
     std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
     let dir = std::path::absolute(&dir).io_context(|| format!("resolving {}", dir.display()))?;
-    let git = gix::init(&dir).context(|| format!("creating a git repository in {}", dir.display()))?;
+    let git =
+        gix::init(&dir).context(|| format!("creating a git repository in {}", dir.display()))?;
     let repo = Repo { git };
 
     let upstream_commit = create_upstream(&dir.join("upstream/hello.git"))?;
@@ -146,8 +162,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
 
     // The first commit holds the pipeline alone and starts every stage; the example items
     // arrive in a second commit on the first stage, pending, as a user's change would.
-    let (start, example): (Vec<File>, Vec<File>) =
-        files.into_iter().partition(|f| f.path == "stagegate.yaml" || f.path == ".gitignore");
+    let (start, example): (Vec<File>, Vec<File>) = files
+        .into_iter()
+        .partition(|f| f.path == "stagegate.yaml" || f.path == ".gitignore");
     let empty = ObjectId::empty_tree(gix::hash::Kind::Sha1);
     let tree1 = tree_of(&repo, empty, &start)?;
     let c1 = repo.write_commit(tree1, &[], "stagegate: start the pipeline\n\nStages new -> staging -> stable; gates in stagegate.yaml.\n")?;
@@ -169,18 +186,36 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
 
     write_files(&dir, &start)?;
     write_files(&dir, &example)?;
-    let mut index = repo.git.index_from_tree(&tree2).context(|| "building the index".into())?;
-    index.write(Default::default()).context(|| "writing the index".into())?;
+    let mut index = repo
+        .git
+        .index_from_tree(&tree2)
+        .context(|| "building the index".into())?;
+    index
+        .write(Default::default())
+        .context(|| "writing the index".into())?;
 
     let hook = repo.git_dir().join("hooks/pre-commit");
     if let Some(parent) = hook.parent() {
         std::fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
     }
-    write_files(repo.git_dir(), &[File { path: "hooks/pre-commit".into(), data: PRE_COMMIT.as_bytes().to_vec(), exec: true }])?;
+    write_files(
+        repo.git_dir(),
+        &[File {
+            path: "hooks/pre-commit".into(),
+            data: PRE_COMMIT.as_bytes().to_vec(),
+            exec: true,
+        }],
+    )?;
 
     println!("Initialized a state repository in {}", dir.display());
-    println!("  stages: {} (branches; HEAD is on new)", stages.join(" -> "));
-    println!("  pending on new: {} Add the example images, component and tests", crate::plan::short(c2));
+    println!(
+        "  stages: {} (branches; HEAD is on new)",
+        stages.join(" -> ")
+    );
+    println!(
+        "  pending on new: {} Add the example images, component and tests",
+        crate::plan::short(c2)
+    );
     println!("  component repository: upstream/hello.git");
     println!("Next: stagegate -C {} status", dir.display());
     Ok(0)

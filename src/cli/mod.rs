@@ -24,7 +24,12 @@ use crate::repo::Repo;
 /// pending commit changes, records every result in git, and promotes a commit by merging
 /// it into the next stage with its decision committed as YAML.
 #[derive(Debug, Parser)]
-#[command(name = "stagegate", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "stagegate",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Run as if started in DIR (the state repository).
     #[arg(short = 'C', id = "directory", global = true, value_name = "DIR")]
@@ -72,7 +77,10 @@ pub type Code = i32;
 
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    let ctx = Ctx { dir: cli.dir.clone().unwrap_or_else(|| PathBuf::from(".")), remote: cli.remote.clone() };
+    let ctx = Ctx {
+        dir: cli.dir.clone().unwrap_or_else(|| PathBuf::from(".")),
+        remote: cli.remote.clone(),
+    };
     let result = match cli.command {
         Command::Init(a) => init::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
@@ -102,5 +110,8 @@ pub fn report(e: &Error) -> i32 {
 
 /// Print JSON to stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) {
-    println!("{}", serde_json::to_string_pretty(value).expect("output serializes"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("output serializes")
+    );
 }

@@ -86,14 +86,29 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let plans = planner.plan_all(args.stage.as_deref())?;
     let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
     let verdicts = verdicts(&ledger, &plans)?;
-    let wanted = |j: &Job| !args.missing || !verdicts.get(&j.key).copied().flatten().is_some_and(Verdict::is_final);
+    let wanted = |j: &Job| {
+        !args.missing
+            || !verdicts
+                .get(&j.key)
+                .copied()
+                .flatten()
+                .is_some_and(Verdict::is_final)
+    };
     match args.format {
         PlanFormat::Json => {
             let views: Vec<MoveView> = plans
                 .iter()
                 .map(|p| MoveView {
                     plan: p,
-                    job_views: p.jobs.values().filter(|j| wanted(j)).map(|j| JobView { job: j, result: verdicts[&j.key] }).collect(),
+                    job_views: p
+                        .jobs
+                        .values()
+                        .filter(|j| wanted(j))
+                        .map(|j| JobView {
+                            job: j,
+                            result: verdicts[&j.key],
+                        })
+                        .collect(),
                 })
                 .collect();
             print_json(&views);
@@ -109,7 +124,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             for p in &plans {
                 for j in p.jobs.values().filter(|j| wanted(j)) {
                     if !include.iter().any(|e| e.key == j.key) {
-                        include.push(Entry { key: j.key.clone(), name: describe(j), stage: p.to.name.clone() });
+                        include.push(Entry {
+                            key: j.key.clone(),
+                            name: describe(j),
+                            stage: p.to.name.clone(),
+                        });
                     }
                 }
             }
@@ -128,10 +147,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                         if !wanted(job) {
                             continue;
                         }
-                        let result = verdicts[key].map_or("no result".to_string(), |v| v.to_string());
+                        let result =
+                            verdicts[key].map_or("no result".to_string(), |v| v.to_string());
                         println!("    {:<50} {}  {}", describe(job), &key[..12], result);
                         if let Some(b) = &job.baseline {
-                            let bres = verdicts[b].map_or("no result".to_string(), |v| v.to_string());
+                            let bres =
+                                verdicts[b].map_or("no result".to_string(), |v| v.to_string());
                             println!("    {:<50} {}  {}", describe(&p.jobs[b]), &b[..12], bres);
                         }
                     }

@@ -57,7 +57,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                         let label = verdicts[key].map_or("missing", Verdict::as_str);
                         *jobs.entry(label).or_default() += 1;
                     }
-                    PendingView { commit: pend.commit.to_string(), subject: &pend.subject, candidates: &pend.candidates, changed_tests: &pend.changed_tests, jobs }
+                    PendingView {
+                        commit: pend.commit.to_string(),
+                        subject: &pend.subject,
+                        candidates: &pend.candidates,
+                        changed_tests: &pend.changed_tests,
+                        jobs,
+                    }
                 })
                 .collect(),
         })
@@ -66,7 +72,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         Format::Json => print_json(&views),
         Format::Text => {
             for v in &views {
-                println!("{} ({}) → {} ({})", v.from, &v.from_head[..10], v.to, &v.to_head[..10]);
+                println!(
+                    "{} ({}) → {} ({})",
+                    v.from,
+                    &v.from_head[..10],
+                    v.to,
+                    &v.to_head[..10]
+                );
                 if v.pending.is_empty() {
                     println!("  up to date");
                 }
@@ -79,7 +91,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                         println!("    tests/{t}: changed");
                     }
                     if !p.jobs.is_empty() {
-                        let counts: Vec<String> = p.jobs.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                        let counts: Vec<String> =
+                            p.jobs.iter().map(|(k, n)| format!("{n} {k}")).collect();
                         println!("    jobs: {}", counts.join(", "));
                     }
                 }
@@ -94,7 +107,9 @@ pub fn candidate_line(c: &Candidate) -> String {
     match (&c.from, &c.to) {
         (None, Some(to)) => format!("{}: new at {to}", c.item),
         (Some(from), None) => format!("{}: removed (was {from})", c.item),
-        (Some(from), Some(to)) if c.inputs_only => format!("{}: {from}, build inputs changed", c.item),
+        (Some(from), Some(to)) if c.inputs_only => {
+            format!("{}: {from}, build inputs changed", c.item)
+        }
         (Some(from), Some(to)) => format!("{}: {from} → {to}", c.item),
         (None, None) => c.item.to_string(),
     }

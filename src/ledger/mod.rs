@@ -42,7 +42,13 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 5] = [Verdict::Pass, Verdict::Fail, Verdict::Flaky, Verdict::Error, Verdict::Skipped];
+    pub const ALL: [Verdict; 5] = [
+        Verdict::Pass,
+        Verdict::Fail,
+        Verdict::Flaky,
+        Verdict::Error,
+        Verdict::Skipped,
+    ];
 
     /// A result that settles the job: nothing would be learned by running it again.
     pub fn is_final(self) -> bool {
@@ -169,13 +175,20 @@ fn valid_key(key: &str) -> bool {
 
 impl<'r> Ledger<'r> {
     pub fn new(repo: &'r Repo, reference: &str) -> Ledger<'r> {
-        Ledger { repo, reference: reference.to_string() }
+        Ledger {
+            repo,
+            reference: reference.to_string(),
+        }
     }
 
     pub fn view(&self) -> Result<LedgerView<'r>> {
         let tip = self.repo.ref_target(&self.reference)?;
         let tree = tip.map(|t| self.repo.tree_of(t)).transpose()?;
-        Ok(LedgerView { repo: self.repo, tip, tree })
+        Ok(LedgerView {
+            repo: self.repo,
+            tip,
+            tree,
+        })
     }
 
     /// Commit `records` in one commit; returns the attempt number each got. Retries on a
@@ -186,19 +199,34 @@ impl<'r> Ledger<'r> {
         }
         for r in records {
             if !valid_key(&r.key) {
-                return Err(Error::infra(format!("refusing to record a result with malformed key {:?}", r.key)));
+                return Err(Error::infra(format!(
+                    "refusing to record a result with malformed key {:?}",
+                    r.key
+                )));
             }
         }
         let blobs: Vec<(ObjectId, &ResultRecord)> = records
             .iter()
-            .map(|r| Ok((self.repo.write_blob(crate::records::to_yaml(r).as_bytes())?, r)))
+            .map(|r| {
+                Ok((
+                    self.repo
+                        .write_blob(crate::records::to_yaml(r).as_bytes())?,
+                    r,
+                ))
+            })
             .collect::<Result<_>>()?;
         let nonce = nonce();
         let mut failures = 0u32;
         loop {
             let tip = self.repo.ref_target(&self.reference)?;
-            let view = LedgerView { repo: self.repo, tip, tree: tip.map(|t| self.repo.tree_of(t)).transpose()? };
-            let base_tree = view.tree.unwrap_or_else(|| ObjectId::empty_tree(gix::hash::Kind::Sha1));
+            let view = LedgerView {
+                repo: self.repo,
+                tip,
+                tree: tip.map(|t| self.repo.tree_of(t)).transpose()?,
+            };
+            let base_tree = view
+                .tree
+                .unwrap_or_else(|| ObjectId::empty_tree(gix::hash::Kind::Sha1));
             let mut next_attempt: BTreeMap<&str, u32> = BTreeMap::new();
             let mut edits = Vec::new();
             let mut attempts = Vec::new();
@@ -209,12 +237,20 @@ impl<'r> Ledger<'r> {
                 };
                 next_attempt.insert(&r.key, n + 1);
                 attempts.push(n);
-                edits.push((format!("{}/{n:04}-{nonce}.yaml", key_dir(&r.key)), Some((EntryKind::Blob, *blob))));
+                edits.push((
+                    format!("{}/{n:04}-{nonce}.yaml", key_dir(&r.key)),
+                    Some((EntryKind::Blob, *blob)),
+                ));
             }
             let tree = self.repo.edit_tree(base_tree, &edits)?;
             let parents: Vec<ObjectId> = tip.into_iter().collect();
             let commit = self.repo.write_commit(tree, &parents, message)?;
-            match self.repo.cas(&self.reference, tip, commit, &format!("stagegate: {message}")) {
+            match self.repo.cas(
+                &self.reference,
+                tip,
+                commit,
+                &format!("stagegate: {message}"),
+            ) {
                 Ok(Cas::Updated) => return Ok(attempts),
                 Ok(Cas::Moved { .. }) => {}
                 Err(e) => {
@@ -234,11 +270,17 @@ impl<'r> Ledger<'r> {
 impl<'r> LedgerView<'r> {
     /// The tree id of a key's directory, if it has any results.
     fn key_tree(&self, key: &str) -> Result<Option<ObjectId>> {
-        let Some(tree) = self.tree else { return Ok(None) };
+        let Some(tree) = self.tree else {
+            return Ok(None);
+        };
         if !valid_key(key) {
             return Ok(None);
         }
-        Ok(self.repo.entry(tree, &key_dir(key))?.filter(|e| e.kind == EntryKind::Tree).map(|e| e.id))
+        Ok(self
+            .repo
+            .entry(tree, &key_dir(key))?
+            .filter(|e| e.kind == EntryKind::Tree)
+            .map(|e| e.id))
     }
 
     pub fn attempt_count(&self, key: &str) -> Result<u32> {
@@ -250,12 +292,19 @@ impl<'r> LedgerView<'r> {
 
     /// Every recorded attempt of `key`, oldest first.
     pub fn results(&self, key: &str) -> Result<Vec<ResultRecord>> {
-        let Some(t) = self.key_tree(key)? else { return Ok(Vec::new()) };
+        let Some(t) = self.key_tree(key)? else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         for e in self.repo.tree_entries(t)? {
             let path = format!("{}/{}", key_dir(key), e.name);
             let mut r: ResultRecord = crate::records::parse(&path, &self.repo.blob(e.id)?)?;
-            r.attempt = e.name.split('-').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            r.attempt = e
+                .name
+                .split('-')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             out.push(r);
         }
         out.sort_by(|a, b| (a.attempt, &a.finished).cmp(&(b.attempt, &b.finished)));
@@ -269,7 +318,9 @@ impl<'r> LedgerView<'r> {
 
     /// Every key with results (walks the whole ledger: for tests and tools, not planning).
     pub fn keys(&self) -> Result<Vec<String>> {
-        let Some(root) = self.tree else { return Ok(Vec::new()) };
+        let Some(root) = self.tree else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         for a in self.repo.tree_entries(root)? {
             for b in self.repo.tree_entries(a.id)? {
@@ -285,8 +336,16 @@ fn nonce() -> String {
     use sha2::{Digest, Sha256};
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let seed = format!("{}-{}-{}-{}", std::process::id(), now.as_nanos(), COUNTER.fetch_add(1, Ordering::Relaxed), hostname());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seed = format!(
+        "{}-{}-{}-{}",
+        std::process::id(),
+        now.as_nanos(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        hostname()
+    );
     hex::encode(&Sha256::digest(seed.as_bytes())[..4])
 }
 

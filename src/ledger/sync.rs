@@ -28,7 +28,16 @@ pub fn fetch(repo: &Repo, remote_name: &str, reference: &str) -> Result<()> {
     if exists.trim().is_empty() {
         return Ok(());
     }
-    remote::git(run_dir(repo), &["fetch", "--quiet", "--no-tags", remote_name, &format!("+{reference}:{tracking}")])?;
+    remote::git(
+        run_dir(repo),
+        &[
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            remote_name,
+            &format!("+{reference}:{tracking}"),
+        ],
+    )?;
     let theirs = repo.ref_target(&tracking)?;
     if let Some(theirs) = theirs {
         merge_into(repo, reference, theirs)?;
@@ -53,7 +62,9 @@ pub fn merge_into(repo: &Repo, reference: &str, theirs: ObjectId) -> Result<()> 
             return Ok(());
         }
     }
-    Err(Error::infra(format!("{reference} kept moving while merging remote results; try again")))
+    Err(Error::infra(format!(
+        "{reference} kept moving while merging remote results; try again"
+    )))
 }
 
 /// A tree holding every path of `a` and `b` (`a`'s blob wins on the impossible clash).
@@ -68,7 +79,10 @@ fn union(repo: &Repo, a: ObjectId, b: ObjectId) -> Result<ObjectId> {
             None => edits.push((e.name.clone(), Some((e.kind, e.id)))),
             Some(x) if x.id == e.id => {}
             Some(x) if x.kind == EntryKind::Tree && e.kind == EntryKind::Tree => {
-                edits.push((e.name.clone(), Some((EntryKind::Tree, union(repo, x.id, e.id)?))));
+                edits.push((
+                    e.name.clone(),
+                    Some((EntryKind::Tree, union(repo, x.id, e.id)?)),
+                ));
             }
             Some(_) => {}
         }
@@ -80,15 +94,32 @@ fn union(repo: &Repo, a: ObjectId, b: ObjectId) -> Result<ObjectId> {
 pub fn push(repo: &Repo, remote_name: &str, reference: &str) -> Result<()> {
     let tracking = tracking_ref(remote_name, reference);
     for _ in 0..10 {
-        let Some(local) = repo.ref_target(reference)? else { return Ok(()) };
+        let Some(local) = repo.ref_target(reference)? else {
+            return Ok(());
+        };
         let lease = match repo.ref_target(&tracking)? {
             Some(t) => format!("--force-with-lease={reference}:{t}"),
             None => format!("--force-with-lease={reference}:"),
         };
-        let pushed = remote::git(run_dir(repo), &["push", "--quiet", "--porcelain", &lease, remote_name, &format!("{local}:{reference}")]);
+        let pushed = remote::git(
+            run_dir(repo),
+            &[
+                "push",
+                "--quiet",
+                "--porcelain",
+                &lease,
+                remote_name,
+                &format!("{local}:{reference}"),
+            ],
+        );
         match pushed {
             Ok(_) => {
-                repo.cas(&tracking, repo.ref_target(&tracking)?, local, "stagegate: pushed results")?;
+                repo.cas(
+                    &tracking,
+                    repo.ref_target(&tracking)?,
+                    local,
+                    "stagegate: pushed results",
+                )?;
                 return Ok(());
             }
             Err(_) => fetch(repo, remote_name, reference)?,

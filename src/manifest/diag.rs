@@ -38,7 +38,11 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: error: {}", self.file, self.line, self.column, self.message)?;
+        write!(
+            f,
+            "{}:{}:{}: error: {}",
+            self.file, self.line, self.column, self.message
+        )?;
         if let Some(help) = &self.help {
             write!(f, "\n  help: {help}")?;
         }
@@ -61,7 +65,10 @@ impl Pos {
         if loc.line() == 0 {
             Pos::FILE
         } else {
-            Pos { line: loc.line(), column: loc.column() }
+            Pos {
+                line: loc.line(),
+                column: loc.column(),
+            }
         }
     }
 }

@@ -59,7 +59,14 @@ impl Files for WorkTree {
         let full = self.root.join(path);
         match std::fs::read(&full) {
             Ok(b) => Ok(Some(b)),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory) => Ok(None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e).io_context(|| format!("reading {}", full.display())),
         }
     }

@@ -46,7 +46,10 @@ pub struct ItemId {
 
 impl ItemId {
     pub fn new(kind: ItemKind, name: impl Into<String>) -> Self {
-        ItemId { kind, name: name.into() }
+        ItemId {
+            kind,
+            name: name.into(),
+        }
     }
 
     /// The manifest's path in the repository.
@@ -72,7 +75,13 @@ impl ItemId {
         let name: String = self
             .name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         format!("STAGEGATE_{kind}_{name}")
     }
@@ -164,7 +173,10 @@ impl Pipeline {
             .iter()
             .find(|(s, _)| s == stage)
             .map(|(_, g)| g.clone())
-            .unwrap_or_else(|| Gate { require: vec![Requirement::Test], ..Gate::default() })
+            .unwrap_or_else(|| Gate {
+                require: vec![Requirement::Test],
+                ..Gate::default()
+            })
     }
 
     /// Adjacent stage pairs `(S, T)`: commits move from S into T.

@@ -39,13 +39,15 @@ pub fn from_yaml<T: DeserializeOwned>(file: &str, bytes: &[u8]) -> Result<T, Dia
         return Err(Diagnostic::new(
             file,
             Pos::FILE,
-            format!("file is {} bytes; a manifest may be at most {MAX_MANIFEST_BYTES}", bytes.len()),
+            format!(
+                "file is {} bytes; a manifest may be at most {MAX_MANIFEST_BYTES}",
+                bytes.len()
+            ),
         )
         .with_help("manifests describe items; keep large data in files the manifest names"));
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        Diagnostic::new(file, Pos::FILE, format!("file is not UTF-8 text ({e})"))
-    })?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Diagnostic::new(file, Pos::FILE, format!("file is not UTF-8 text ({e})")))?;
     serde_saphyr::from_str_with_options(text, options()).map_err(|e| yaml_diagnostic(file, &e))
 }
 
@@ -53,11 +55,19 @@ fn yaml_diagnostic(file: &str, e: &serde_saphyr::Error) -> Diagnostic {
     let pos = e
         .location()
         .filter(|l| l.line() > 0)
-        .map(|l| Pos { line: l.line(), column: l.column() })
+        .map(|l| Pos {
+            line: l.line(),
+            column: l.column(),
+        })
         .unwrap_or(Pos::FILE);
     // The rendered message may repeat the location; keep the first line, without it.
     let rendered = e.without_snippet().to_string();
-    let mut message = rendered.lines().next().unwrap_or("invalid YAML").trim().to_string();
+    let mut message = rendered
+        .lines()
+        .next()
+        .unwrap_or("invalid YAML")
+        .trim()
+        .to_string();
     if let Some(rest) = message.strip_prefix("error: ") {
         message = rest.to_string();
     }
@@ -90,7 +100,10 @@ struct Check<'a> {
 
 impl<'a> Check<'a> {
     fn new(file: &'a str) -> Self {
-        Check { file, diags: Diagnostics::default() }
+        Check {
+            file,
+            diags: Diagnostics::default(),
+        }
     }
 
     fn err(&mut self, pos: Pos, msg: impl Into<String>, help: Option<String>) {
@@ -122,8 +135,13 @@ impl<'a> Check<'a> {
         if name.value != stem {
             self.err(
                 Pos::of(name),
-                format!("name {:?} does not match the file name {:?}", name.value, stem),
-                Some(format!("rename the file to {stem:?}'s new name, or set `name: {stem}`")),
+                format!(
+                    "name {:?} does not match the file name {:?}",
+                    name.value, stem
+                ),
+                Some(format!(
+                    "rename the file to {stem:?}'s new name, or set `name: {stem}`"
+                )),
             );
         }
     }
@@ -159,8 +177,14 @@ impl<'a> Check<'a> {
     fn run(&mut self, field: &str, run: &Spanned<String>) -> String {
         let first = run.value.split_whitespace().next().unwrap_or_default();
         if first.is_empty() {
-            self.err(Pos::of(run), format!("`{field}` is empty"), Some("name a script, e.g. ./tests/boot.sh".into()));
-        } else if (first.starts_with("./") || first.starts_with("../")) && check_rel_path(first).is_err() {
+            self.err(
+                Pos::of(run),
+                format!("`{field}` is empty"),
+                Some("name a script, e.g. ./tests/boot.sh".into()),
+            );
+        } else if (first.starts_with("./") || first.starts_with("../"))
+            && check_rel_path(first).is_err()
+        {
             self.err(
                 Pos::of(run),
                 format!("`{field}` runs {first:?}, which is outside the repository"),
@@ -171,7 +195,11 @@ impl<'a> Check<'a> {
     }
 
     fn finish<T>(self, value: T) -> Result<T, Diagnostics> {
-        if self.diags.is_empty() { Ok(value) } else { Err(self.diags) }
+        if self.diags.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.diags)
+        }
     }
 }
 
@@ -195,31 +223,60 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
     if doc.version.value != 1 {
         c.err(
             Pos::of(&doc.version),
-            format!("unsupported version {}; this stagegate reads version 1", doc.version.value),
+            format!(
+                "unsupported version {}; this stagegate reads version 1",
+                doc.version.value
+            ),
             Some("set `version: 1`".into()),
         );
     }
     let mut stages: Vec<Stage> = Vec::new();
     for s in &doc.stages {
         let stage = match &s.value {
-            StageDoc::Name(n) => Stage { name: n.clone(), branch: n.clone() },
-            StageDoc::Full(f) => Stage { name: f.name.clone(), branch: f.branch.clone() },
+            StageDoc::Name(n) => Stage {
+                name: n.clone(),
+                branch: n.clone(),
+            },
+            StageDoc::Full(f) => Stage {
+                name: f.name.clone(),
+                branch: f.branch.clone(),
+            },
         };
         if !valid_name(&stage.name) {
-            c.err(Pos::of(s), format!("invalid stage name {:?}", stage.name), Some("use lower-case letters, digits, '.', '_' and '-'".into()));
+            c.err(
+                Pos::of(s),
+                format!("invalid stage name {:?}", stage.name),
+                Some("use lower-case letters, digits, '.', '_' and '-'".into()),
+            );
         }
         if gix::validate::reference::name_partial(stage.branch.as_str().into()).is_err() {
-            c.err(Pos::of(s), format!("invalid branch name {:?}", stage.branch), None);
+            c.err(
+                Pos::of(s),
+                format!("invalid branch name {:?}", stage.branch),
+                None,
+            );
         }
         if stages.iter().any(|o| o.name == stage.name) {
-            c.err(Pos::of(s), format!("stage {:?} is listed twice", stage.name), Some("each stage appears once, in pipeline order".into()));
+            c.err(
+                Pos::of(s),
+                format!("stage {:?} is listed twice", stage.name),
+                Some("each stage appears once, in pipeline order".into()),
+            );
         } else if stages.iter().any(|o| o.branch == stage.branch) {
-            c.err(Pos::of(s), format!("branch {:?} is used by two stages", stage.branch), None);
+            c.err(
+                Pos::of(s),
+                format!("branch {:?} is used by two stages", stage.branch),
+                None,
+            );
         }
         stages.push(stage);
     }
     if stages.len() < 2 {
-        c.err(Pos::FILE, "a pipeline needs at least two stages", Some("e.g. `stages: [new, staging, stable]`".into()));
+        c.err(
+            Pos::FILE,
+            "a pipeline needs at least two stages",
+            Some("e.g. `stages: [new, staging, stable]`".into()),
+        );
     }
     let mut gates = Vec::new();
     for (stage, g) in &doc.gates {
@@ -227,9 +284,20 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
         match stages.iter().position(|s| &s.name == stage) {
             None => {
                 let names: Vec<&str> = stages.iter().skip(1).map(|s| s.name.as_str()).collect();
-                c.err(pos, format!("gate for unknown stage {stage:?}"), Some(format!("gates are keyed by the stage they guard: one of {}", names.join(", "))));
+                c.err(
+                    pos,
+                    format!("gate for unknown stage {stage:?}"),
+                    Some(format!(
+                        "gates are keyed by the stage they guard: one of {}",
+                        names.join(", ")
+                    )),
+                );
             }
-            Some(0) => c.err(pos, format!("the first stage {stage:?} cannot have a gate"), Some("commits enter the first stage directly; gate the stages after it".into())),
+            Some(0) => c.err(
+                pos,
+                format!("the first stage {stage:?} cannot have a gate"),
+                Some("commits enter the first stage directly; gate the stages after it".into()),
+            ),
             Some(_) => {}
         }
         let mut require = Vec::new();
@@ -237,16 +305,34 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
             match r.value.as_str() {
                 "build" => require.push(Requirement::Build),
                 "test" => require.push(Requirement::Test),
-                other => c.err(Pos::of(r), format!("unknown requirement {other:?}"), Some("expected `build` or `test`".into())),
+                other => c.err(
+                    Pos::of(r),
+                    format!("unknown requirement {other:?}"),
+                    Some("expected `build` or `test`".into()),
+                ),
             }
         }
         let soak = c.duration("soak", &g.value.soak);
-        gates.push((stage.clone(), Gate { require, soak, review: g.value.review, baseline: g.value.baseline }));
+        gates.push((
+            stage.clone(),
+            Gate {
+                require,
+                soak,
+                review: g.value.review,
+                baseline: g.value.baseline,
+            },
+        ));
     }
     let results_ref = match doc.results.as_ref().and_then(|r| r.reference.as_ref()) {
         Some(r) => {
-            if !r.value.starts_with("refs/") || gix::validate::reference::name(r.value.as_str().into()).is_err() {
-                c.err(Pos::of(r), format!("invalid results ref {:?}", r.value), Some(format!("use a full ref name such as {DEFAULT_RESULTS_REF}")));
+            if !r.value.starts_with("refs/")
+                || gix::validate::reference::name(r.value.as_str().into()).is_err()
+            {
+                c.err(
+                    Pos::of(r),
+                    format!("invalid results ref {:?}", r.value),
+                    Some(format!("use a full ref name such as {DEFAULT_RESULTS_REF}")),
+                );
             }
             r.value.clone()
         }
@@ -254,7 +340,13 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
     };
     let push_results = doc.results.as_ref().is_some_and(|r| r.push);
     let artifact_store = doc.artifacts.map(|a| a.store.value);
-    c.finish(Pipeline { stages, gates, results_ref, push_results, artifact_store })
+    c.finish(Pipeline {
+        stages,
+        gates,
+        results_ref,
+        push_results,
+        artifact_store,
+    })
 }
 
 pub fn parse_item(kind: ItemKind, file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
@@ -274,7 +366,11 @@ fn parse_image(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
         match (&b.value.image, &b.value.component) {
             (Some(img), None) => {
                 if b.value.version.is_some() {
-                    c.err(pos, "`based-on` an image takes no version: the image's own stage decides it", None);
+                    c.err(
+                        pos,
+                        "`based-on` an image takes no version: the image's own stage decides it",
+                        None,
+                    );
                 }
                 Some(BasedOn::Image { image: img.clone() })
             }
@@ -287,7 +383,11 @@ fn parse_image(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
                 }),
             }),
             _ => {
-                c.err(pos, "`based-on` needs exactly one of `image` or `component`", Some("e.g. `based-on: {image: debian-host}`".into()));
+                c.err(
+                    pos,
+                    "`based-on` needs exactly one of `image` or `component`",
+                    Some("e.g. `based-on: {image: debian-host}`".into()),
+                );
                 None
             }
         }
@@ -297,10 +397,17 @@ fn parse_image(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
         timeout: c.duration("build.timeout", &b.timeout),
         artifact: c.rel_path("build.artifact", &b.artifact),
         lock: b.lock.as_ref().map(|l| c.rel_path("build.lock", l)),
-        files: b.files.iter().map(|f| c.rel_path("build.files", f)).collect(),
+        files: b
+            .files
+            .iter()
+            .map(|f| c.rel_path("build.files", f))
+            .collect(),
     });
     let max_age = c.duration("max-age", &doc.max_age);
-    let watch = doc.watch.as_ref().map(|w| Watch { run: c.run("watch.run", &w.run), timeout: c.duration("watch.timeout", &w.timeout) });
+    let watch = doc.watch.as_ref().map(|w| Watch {
+        run: c.run("watch.run", &w.run),
+        timeout: c.duration("watch.timeout", &w.timeout),
+    });
     let version = version(&mut c, doc.version);
     c.finish(Item {
         id: ItemId::new(ItemKind::Image, doc.name.value),
@@ -318,7 +425,11 @@ fn version(c: &mut Check, v: Spanned<Scalar>) -> String {
     let pos = Pos::of(&v);
     let s = v.value.into_string();
     if s.trim().is_empty() || s.contains('\n') {
-        c.err(pos, "`version` must be a non-empty, single-line string", None);
+        c.err(
+            pos,
+            "`version` must be a non-empty, single-line string",
+            None,
+        );
     }
     s
 }
@@ -330,15 +441,25 @@ fn parse_component(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
     c.name_matches_file(&doc.name);
     let source = doc.source.as_ref().map(|s| {
         if let Some(commit) = &s.commit
-            && (commit.value.len() < 4 || commit.value.len() > 64 || !commit.value.chars().all(|ch| ch.is_ascii_hexdigit()))
+            && (commit.value.len() < 4
+                || commit.value.len() > 64
+                || !commit.value.chars().all(|ch| ch.is_ascii_hexdigit()))
         {
-            c.err(Pos::of(commit), format!("`source.commit` {:?} is not a commit id", commit.value), Some("write the full hexadecimal commit id".into()));
+            c.err(
+                Pos::of(commit),
+                format!("`source.commit` {:?} is not a commit id", commit.value),
+                Some("write the full hexadecimal commit id".into()),
+            );
         }
         for (field, b) in [("source.track", &s.track), ("source.push-to", &s.push_to)] {
             if let Some(b) = b
                 && gix::validate::reference::name_partial(b.value.as_str().into()).is_err()
             {
-                c.err(Pos::of(b), format!("`{field}` {:?} is not a branch name", b.value), None);
+                c.err(
+                    Pos::of(b),
+                    format!("`{field}` {:?} is not a branch name", b.value),
+                    None,
+                );
             }
         }
         Source {
@@ -354,7 +475,10 @@ fn parse_component(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
     {
         c.err(Pos::of(&s.git), "`source.push-to` needs `source.commit`: the push gate advances the branch to the tested commit", None);
     }
-    let watch = doc.watch.as_ref().map(|w| Watch { run: c.run("watch.run", &w.run), timeout: c.duration("watch.timeout", &w.timeout) });
+    let watch = doc.watch.as_ref().map(|w| Watch {
+        run: c.run("watch.run", &w.run),
+        timeout: c.duration("watch.timeout", &w.timeout),
+    });
     let version = version(&mut c, doc.version);
     c.finish(Item {
         id: ItemId::new(ItemKind::Component, doc.name.value),
@@ -383,7 +507,9 @@ pub fn parse_test(file: &str, bytes: &[u8]) -> Result<ParsedTest, Diagnostics> {
     let mut uses_at = Vec::new();
     for u in &doc.uses {
         match ItemId::parse(&u.value) {
-            Some(id) if uses.contains(&id) => c.err(Pos::of(u), format!("{id} is listed twice in `uses`"), None),
+            Some(id) if uses.contains(&id) => {
+                c.err(Pos::of(u), format!("{id} is listed twice in `uses`"), None)
+            }
             Some(id) => {
                 uses.push(id);
                 uses_at.push(Pos::of(u));
@@ -396,11 +522,23 @@ pub fn parse_test(file: &str, bytes: &[u8]) -> Result<ParsedTest, Diagnostics> {
         }
     }
     if doc.uses.is_empty() {
-        c.err(Pos::FILE, "`uses` is empty: a test exercises at least one item", Some("e.g. `uses: [images/debian-host]`".into()));
+        c.err(
+            Pos::FILE,
+            "`uses` is empty: a test exercises at least one item",
+            Some("e.g. `uses: [images/debian-host]`".into()),
+        );
     }
     let run = c.run("run", &doc.run);
     let timeout = c.duration("timeout", &doc.timeout);
     let files = doc.files.iter().map(|f| c.rel_path("files", f)).collect();
-    let test = Test { name: doc.name.value, description: doc.description, uses, run, timeout, retries: doc.retries, files };
+    let test = Test {
+        name: doc.name.value,
+        description: doc.description,
+        uses,
+        run,
+        timeout,
+        retries: doc.retries,
+        files,
+    };
     c.finish(ParsedTest { test, uses_at })
 }

@@ -27,8 +27,12 @@ impl ManifestSet {
         let pipeline = match files.read(PIPELINE_FILE)? {
             None => {
                 diags.push(
-                    Diagnostic::new(PIPELINE_FILE, Pos::FILE, "no stagegate.yaml: this is not a state repository")
-                        .with_help("run `stagegate init` to create one, or pass -C DIR"),
+                    Diagnostic::new(
+                        PIPELINE_FILE,
+                        Pos::FILE,
+                        "no stagegate.yaml: this is not a state repository",
+                    )
+                    .with_help("run `stagegate init` to create one, or pass -C DIR"),
                 );
                 None
             }
@@ -65,13 +69,33 @@ impl ManifestSet {
             let file = item.id.path();
             if let Some(parent) = item.parent_image() {
                 if !items.contains_key(&parent) {
-                    diags.push(missing_item(&file, Pos::FILE, &parent, &items, "`based-on` names"));
+                    diags.push(missing_item(
+                        &file,
+                        Pos::FILE,
+                        &parent,
+                        &items,
+                        "`based-on` names",
+                    ));
                 } else if derives_from(&items, &parent, &item.id) {
-                    diags.push(Diagnostic::new(&file, Pos::FILE, format!("`based-on` makes a cycle through {parent}")).with_help("an image cannot be derived from itself"));
+                    diags.push(
+                        Diagnostic::new(
+                            &file,
+                            Pos::FILE,
+                            format!("`based-on` makes a cycle through {parent}"),
+                        )
+                        .with_help("an image cannot be derived from itself"),
+                    );
                 }
             }
             if let Some(b) = &item.build {
-                check_files(files, &file, script_of(&b.run).into_iter().chain(b.files.iter().map(String::as_str)), &mut diags)?;
+                check_files(
+                    files,
+                    &file,
+                    script_of(&b.run)
+                        .into_iter()
+                        .chain(b.files.iter().map(String::as_str)),
+                    &mut diags,
+                )?;
             }
             if let Some(w) = &item.watch {
                 check_files(files, &file, script_of(&w.run), &mut diags)?;
@@ -85,29 +109,49 @@ impl ManifestSet {
                     diags.push(missing_item(&file, *pos, id, &items, "`uses` names"));
                 }
             }
-            check_files(files, &file, script_of(&pt.test.run).into_iter().chain(pt.test.files.iter().map(String::as_str)), &mut diags)?;
+            check_files(
+                files,
+                &file,
+                script_of(&pt.test.run)
+                    .into_iter()
+                    .chain(pt.test.files.iter().map(String::as_str)),
+                &mut diags,
+            )?;
             tests.insert(pt.test.name.clone(), pt.test);
         }
 
         match pipeline {
-            Some(pipeline) if diags.is_empty() => Ok(Ok(ManifestSet { pipeline, items, tests })),
+            Some(pipeline) if diags.is_empty() => Ok(Ok(ManifestSet {
+                pipeline,
+                items,
+                tests,
+            })),
             _ => Ok(Err(diags.sorted())),
         }
     }
 }
 
 /// The `.yaml` files of one manifest directory, with a diagnostic for anything else there.
-fn manifests_in(files: &dyn Files, dir: &str, diags: &mut Diagnostics) -> Result<Vec<(String, Vec<u8>)>> {
+fn manifests_in(
+    files: &dyn Files,
+    dir: &str,
+    diags: &mut Diagnostics,
+) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     for name in files.list(dir)? {
         let path = format!("{dir}/{name}");
         if !name.ends_with(".yaml") {
             // Test scripts may sit beside test manifests; item directories hold manifests only.
-            let stray = name.ends_with(".yml") || (dir != TESTS_DIR && !name.starts_with('.') && name != "README.md");
+            let stray = name.ends_with(".yml")
+                || (dir != TESTS_DIR && !name.starts_with('.') && name != "README.md");
             if stray {
                 diags.push(
-                    Diagnostic::new(&path, Pos::FILE, format!("{dir}/ holds manifests, but {name:?} does not end in .yaml"))
-                        .with_help("rename it to NAME.yaml, or move it out of the manifest directory"),
+                    Diagnostic::new(
+                        &path,
+                        Pos::FILE,
+                        format!("{dir}/ holds manifests, but {name:?} does not end in .yaml"),
+                    )
+                    .with_help("rename it to NAME.yaml, or move it out of the manifest directory"),
                 );
             }
             continue;
@@ -135,12 +179,23 @@ fn derives_from(items: &BTreeMap<ItemId, Item>, start: &ItemId, target: &ItemId)
     false
 }
 
-fn check_files<'a>(files: &dyn Files, file: &str, paths: impl IntoIterator<Item = &'a str>, diags: &mut Diagnostics) -> Result<()> {
+fn check_files<'a>(
+    files: &dyn Files,
+    file: &str,
+    paths: impl IntoIterator<Item = &'a str>,
+    diags: &mut Diagnostics,
+) -> Result<()> {
     for p in paths {
         if super::parse::check_rel_path(p).is_ok() && !files.exists(p)? {
             diags.push(
-                Diagnostic::new(file, Pos::FILE, format!("{p:?} does not exist in the repository"))
-                    .with_help("commit the file, or fix the path (paths are relative to the repository root)"),
+                Diagnostic::new(
+                    file,
+                    Pos::FILE,
+                    format!("{p:?} does not exist in the repository"),
+                )
+                .with_help(
+                    "commit the file, or fix the path (paths are relative to the repository root)",
+                ),
             );
         }
     }
@@ -148,7 +203,13 @@ fn check_files<'a>(files: &dyn Files, file: &str, paths: impl IntoIterator<Item 
 }
 
 /// A diagnostic for a reference to an item that does not exist, with the nearest name.
-pub fn missing_item(file: &str, pos: Pos, id: &ItemId, items: &BTreeMap<ItemId, Item>, what: &str) -> Diagnostic {
+pub fn missing_item(
+    file: &str,
+    pos: Pos,
+    id: &ItemId,
+    items: &BTreeMap<ItemId, Item>,
+    what: &str,
+) -> Diagnostic {
     let d = Diagnostic::new(file, pos, format!("{what} {id}, which does not exist"));
     let wanted = id.to_string();
     let best = items

@@ -20,7 +20,10 @@ use gix::objs::tree::EntryKind;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::manifest::{DEFAULT_JOB_TIMEOUT, Gate, Item, ItemId, ItemKind, Pipeline, Requirement, Stage, TESTS_DIR, Test};
+use crate::manifest::{
+    DEFAULT_JOB_TIMEOUT, Gate, Item, ItemId, ItemKind, Pipeline, Requirement, Stage, TESTS_DIR,
+    Test,
+};
 use crate::records::RECORDS_DIR;
 use crate::repo::Repo;
 use key::{KeyInput, KeyItem};
@@ -30,7 +33,7 @@ pub use snapshot::{ParseCache, Snapshot, short};
 pub const MAX_PENDING: usize = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub enum JobKind {
     Build,
     Test,
@@ -38,7 +41,7 @@ pub enum JobKind {
 
 /// Why a job exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Builds a candidate image.
     Build,
@@ -54,7 +57,7 @@ pub enum Role {
 
 /// One item of a job's environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub struct EnvItem {
     pub item: ItemId,
     pub version: String,
@@ -75,7 +78,7 @@ pub struct EnvItem {
 
 /// One build, or one test run in one environment.
 #[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub struct Job {
     pub key: String,
     pub kind: JobKind,
@@ -104,7 +107,7 @@ pub struct Job {
 
 /// An item whose manifest or build inputs differ between a pending commit and T.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub struct Candidate {
     pub item: ItemId,
     /// T's version (`None`: the item is new).
@@ -117,7 +120,7 @@ pub struct Candidate {
 
 /// A commit on S that T does not contain yet.
 #[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub struct Pending {
     #[serde(serialize_with = "ser_oid")]
     pub commit: ObjectId,
@@ -133,7 +136,7 @@ pub struct Pending {
 
 /// Everything about one stage move S → T.
 #[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub struct MovePlan {
     pub from: Stage,
     pub to: Stage,
@@ -160,12 +163,19 @@ impl<'r> Planner<'r> {
         let rev = rev.unwrap_or("HEAD");
         let commit = repo.resolve(rev).map_err(|_| {
             Error::usage_help(
-                format!("cannot read the pipeline: {rev:?} does not name a commit in {}", repo.root_dir().display()),
+                format!(
+                    "cannot read the pipeline: {rev:?} does not name a commit in {}",
+                    repo.root_dir().display()
+                ),
                 "run `stagegate init` to create a state repository, or pass -C DIR",
             )
         })?;
         let pipeline = Snapshot::new(repo, commit, cache.clone())?.pipeline()?;
-        Ok(Planner { repo, pipeline, cache })
+        Ok(Planner {
+            repo,
+            pipeline,
+            cache,
+        })
     }
 
     pub fn snapshot(&self, commit: ObjectId) -> Result<Snapshot<'r>> {
@@ -183,10 +193,22 @@ impl<'r> Planner<'r> {
 
     /// Find a stage by name or branch.
     pub fn stage(&self, name: &str) -> Result<&Stage> {
-        self.pipeline.stages.iter().find(|s| s.name == name || s.branch == name).ok_or_else(|| {
-            let names: Vec<&str> = self.pipeline.stages.iter().map(|s| s.name.as_str()).collect();
-            Error::usage_help(format!("no stage named {name:?}"), format!("stages are: {}", names.join(", ")))
-        })
+        self.pipeline
+            .stages
+            .iter()
+            .find(|s| s.name == name || s.branch == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self
+                    .pipeline
+                    .stages
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect();
+                Error::usage_help(
+                    format!("no stage named {name:?}"),
+                    format!("stages are: {}", names.join(", ")),
+                )
+            })
     }
 
     /// The gate into `to`, as configured on `to`'s own branch: a commit cannot change the
@@ -200,8 +222,14 @@ impl<'r> Planner<'r> {
 
     /// Plans for every move, optionally only the move into or out of `stage`.
     pub fn plan_all(&self, stage: Option<&str>) -> Result<Vec<MovePlan>> {
-        let only = stage.map(|s| self.stage(s).map(|s| s.name.clone())).transpose()?;
-        let moves: Vec<(Stage, Stage)> = self.pipeline.moves().map(|(a, b)| (a.clone(), b.clone())).collect();
+        let only = stage
+            .map(|s| self.stage(s).map(|s| s.name.clone()))
+            .transpose()?;
+        let moves: Vec<(Stage, Stage)> = self
+            .pipeline
+            .moves()
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect();
         moves
             .iter()
             .filter(|(s, t)| only.as_ref().is_none_or(|o| &s.name == o || &t.name == o))
@@ -216,7 +244,15 @@ impl<'r> Planner<'r> {
         let base = self.repo.merge_base(from_head, to_head)?;
         let ids = self.repo.first_parents(from_head, base, MAX_PENDING)?;
         let t = self.snapshot(to_head)?;
-        let mut plan = MovePlan { from: from.clone(), to: to.clone(), gate, from_head, to_head, pending: Vec::new(), jobs: BTreeMap::new() };
+        let mut plan = MovePlan {
+            from: from.clone(),
+            to: to.clone(),
+            gate,
+            from_head,
+            to_head,
+            pending: Vec::new(),
+            jobs: BTreeMap::new(),
+        };
         for id in ids {
             let c = self.snapshot(id)?;
             let info = self.repo.commit(id)?;
@@ -244,8 +280,10 @@ impl<'r> Planner<'r> {
             if a == b {
                 continue;
             }
-            let b_map: BTreeMap<&str, ObjectId> = b.iter().map(|e| (e.name.as_str(), e.id)).collect();
-            let a_map: BTreeMap<&str, ObjectId> = a.iter().map(|e| (e.name.as_str(), e.id)).collect();
+            let b_map: BTreeMap<&str, ObjectId> =
+                b.iter().map(|e| (e.name.as_str(), e.id)).collect();
+            let a_map: BTreeMap<&str, ObjectId> =
+                a.iter().map(|e| (e.name.as_str(), e.id)).collect();
             for (name, oid) in &a_map {
                 if b_map.get(name) != Some(oid)
                     && let Some(n) = name.strip_suffix(".yaml")
@@ -253,14 +291,24 @@ impl<'r> Planner<'r> {
                     let id = ItemId::new(kind, n);
                     let to = c.item(&id)?.map(|(_, i)| i.version.clone());
                     let from = t.item(&id)?.map(|(_, i)| i.version.clone());
-                    out.push(Candidate { item: id, from, to, inputs_only: false });
+                    out.push(Candidate {
+                        item: id,
+                        from,
+                        to,
+                        inputs_only: false,
+                    });
                 }
             }
             for name in b_map.keys().filter(|n| !a_map.contains_key(*n)) {
                 if let Some(n) = name.strip_suffix(".yaml") {
                     let id = ItemId::new(kind, n);
                     let from = t.item(&id)?.map(|(_, i)| i.version.clone());
-                    out.push(Candidate { item: id, from, to: None, inputs_only: false });
+                    out.push(Candidate {
+                        item: id,
+                        from,
+                        to: None,
+                        inputs_only: false,
+                    });
                 }
             }
         }
@@ -276,11 +324,20 @@ impl<'r> Planner<'r> {
         }
         // Files outside the manifests: build recipes and test scripts.
         let mut changed_files = Vec::new();
-        diff_paths(self.repo, Some(c.tree), Some(t.tree), "", &mut changed_files)?;
+        diff_paths(
+            self.repo,
+            Some(c.tree),
+            Some(t.tree),
+            "",
+            &mut changed_files,
+        )?;
         if !changed_files.is_empty() {
             let changed: BTreeSet<&str> = changed_files.iter().map(String::as_str).collect();
             let touches = |files: &[(String, Option<ObjectId>)]| {
-                files.iter().any(|(p, _)| changed.contains(p.as_str()) || changed.iter().any(|c| c.starts_with(&format!("{p}/"))))
+                files.iter().any(|(p, _)| {
+                    changed.contains(p.as_str())
+                        || changed.iter().any(|c| c.starts_with(&format!("{p}/")))
+                })
             };
             for id in c.item_ids(ItemKind::Image)? {
                 if out.iter().any(|cand| cand.item == id) {
@@ -290,7 +347,12 @@ impl<'r> Planner<'r> {
                     && item.build.is_some()
                     && touches(&c.build_files(&item)?)
                 {
-                    out.push(Candidate { item: id, from: Some(item.version.clone()), to: Some(item.version.clone()), inputs_only: true });
+                    out.push(Candidate {
+                        item: id,
+                        from: Some(item.version.clone()),
+                        to: Some(item.version.clone()),
+                        inputs_only: true,
+                    });
                 }
             }
             for (_, test) in c.tests()?.iter() {
@@ -303,17 +365,33 @@ impl<'r> Planner<'r> {
         Ok((out, changed_tests.into_iter().collect()))
     }
 
-    fn jobs_for(&self, plan: &mut MovePlan, pending: &mut Pending, c: &Snapshot, t: &Snapshot) -> Result<()> {
-        let present: Vec<&Candidate> = pending.candidates.iter().filter(|k| k.to.is_some()).collect();
+    fn jobs_for(
+        &self,
+        plan: &mut MovePlan,
+        pending: &mut Pending,
+        c: &Snapshot,
+        t: &Snapshot,
+    ) -> Result<()> {
+        let present: Vec<&Candidate> = pending
+            .candidates
+            .iter()
+            .filter(|k| k.to.is_some())
+            .collect();
         let cand_ids: BTreeSet<ItemId> = present.iter().map(|k| k.item.clone()).collect();
         let mut builds: BTreeMap<ItemId, String> = BTreeMap::new();
 
         if plan.gate.requires(Requirement::Build) {
             // Parents before children, so a child's build can name its parent's build job.
-            let mut order: Vec<ItemId> = cand_ids.iter().filter(|i| i.kind == ItemKind::Image).cloned().collect();
+            let mut order: Vec<ItemId> = cand_ids
+                .iter()
+                .filter(|i| i.kind == ItemKind::Image)
+                .cloned()
+                .collect();
             order.sort_by_key(|id| depth(c, id));
             for id in order {
-                let Some((oid, item)) = c.item(&id)? else { continue };
+                let Some((oid, item)) = c.item(&id)? else {
+                    continue;
+                };
                 if item.build.is_none() {
                     continue;
                 }
@@ -327,7 +405,12 @@ impl<'r> Planner<'r> {
         if plan.gate.requires(Requirement::Test) {
             let mut used: BTreeSet<ItemId> = BTreeSet::new();
             for (test_oid, test) in c.tests()?.iter() {
-                let touched: Vec<ItemId> = test.uses.iter().filter(|u| cand_ids.contains(*u)).cloned().collect();
+                let touched: Vec<ItemId> = test
+                    .uses
+                    .iter()
+                    .filter(|u| cand_ids.contains(*u))
+                    .cloned()
+                    .collect();
                 used.extend(touched.iter().cloned());
                 let mut envs: Vec<(Role, Vec<ItemId>)> = Vec::new();
                 if touched.is_empty() {
@@ -344,11 +427,24 @@ impl<'r> Planner<'r> {
                 }
                 for (role, set) in envs {
                     // A solo environment T lacks an item for is covered by the combination.
-                    let Some(mut job) = self.test_job(c, t, c.commit, test, *test_oid, role, &set, &builds)? else { continue };
+                    let Some(mut job) =
+                        self.test_job(c, t, c.commit, test, *test_oid, role, &set, &builds)?
+                    else {
+                        continue;
+                    };
                     if plan.gate.baseline
                         && role != Role::TestChange
                         && let Some((b_oid, b_test)) = t.test(&test.name)?
-                        && let Some(b) = self.test_job(t, t, t.commit, &b_test, b_oid, Role::Baseline, &[], &BTreeMap::new())?
+                        && let Some(b) = self.test_job(
+                            t,
+                            t,
+                            t.commit,
+                            &b_test,
+                            b_oid,
+                            Role::Baseline,
+                            &[],
+                            &BTreeMap::new(),
+                        )?
                     {
                         job.baseline = Some(b.key.clone());
                         plan.jobs.entry(b.key.clone()).or_insert(b);
@@ -357,7 +453,11 @@ impl<'r> Planner<'r> {
                     plan.jobs.entry(job.key.clone()).or_insert(job);
                 }
             }
-            pending.untested = cand_ids.iter().filter(|i| !used.contains(*i)).cloned().collect();
+            pending.untested = cand_ids
+                .iter()
+                .filter(|i| !used.contains(*i))
+                .cloned()
+                .collect();
         }
         pending.required.sort();
         pending.required.dedup();
@@ -365,8 +465,16 @@ impl<'r> Planner<'r> {
     }
 
     /// The environment entry for `id` as seen in `snap`, or `None` if `snap` lacks it.
-    fn env_item(&self, snap: &Snapshot, id: &ItemId, candidate: bool, builds: &BTreeMap<ItemId, String>) -> Result<Option<EnvItem>> {
-        let Some((oid, item)) = snap.item(id)? else { return Ok(None) };
+    fn env_item(
+        &self,
+        snap: &Snapshot,
+        id: &ItemId,
+        candidate: bool,
+        builds: &BTreeMap<ItemId, String>,
+    ) -> Result<Option<EnvItem>> {
+        let Some((oid, item)) = snap.item(id)? else {
+            return Ok(None);
+        };
         let mut env = EnvItem {
             item: id.clone(),
             version: item.version.clone(),
@@ -431,7 +539,14 @@ impl<'r> Planner<'r> {
         }))
     }
 
-    fn build_job(&self, c: &Snapshot, t: &Snapshot, item: &Item, oid: ObjectId, builds: &BTreeMap<ItemId, String>) -> Result<Job> {
+    fn build_job(
+        &self,
+        c: &Snapshot,
+        t: &Snapshot,
+        item: &Item,
+        oid: ObjectId,
+        builds: &BTreeMap<ItemId, String>,
+    ) -> Result<Job> {
         let build = item.build.as_ref().expect("caller checked");
         let mut env = Vec::new();
         if let Some(parent) = item.parent_image() {
@@ -465,18 +580,36 @@ impl<'r> Planner<'r> {
     }
 }
 
-fn job_key(kind: &str, name: &str, manifest: ObjectId, files: &[(String, Option<ObjectId>)], env: &[EnvItem]) -> String {
+fn job_key(
+    kind: &str,
+    name: &str,
+    manifest: ObjectId,
+    files: &[(String, Option<ObjectId>)],
+    env: &[EnvItem],
+) -> String {
     KeyInput {
         v: 1,
         kind,
         name,
         manifest: manifest.to_string(),
-        files: files.iter().map(|(p, o)| (p.clone(), o.map(|o| o.to_string()))).collect(),
+        files: files
+            .iter()
+            .map(|(p, o)| (p.clone(), o.map(|o| o.to_string())))
+            .collect(),
         items: env
             .iter()
             .map(|e| {
-                let artifact = e.digest.clone().or_else(|| e.build_job.as_ref().map(|k| format!("build:{k}")));
-                (e.item.to_string(), KeyItem { manifest: e.manifest.to_string(), artifact })
+                let artifact = e
+                    .digest
+                    .clone()
+                    .or_else(|| e.build_job.as_ref().map(|k| format!("build:{k}")));
+                (
+                    e.item.to_string(),
+                    KeyItem {
+                        manifest: e.manifest.to_string(),
+                        artifact,
+                    },
+                )
             })
             .collect(),
     }
@@ -488,7 +621,12 @@ fn depth(snap: &Snapshot, id: &ItemId) -> usize {
     let mut d = 0;
     let mut cur = id.clone();
     while d < 64 {
-        match snap.item(&cur).ok().flatten().and_then(|(_, i)| i.parent_image()) {
+        match snap
+            .item(&cur)
+            .ok()
+            .flatten()
+            .and_then(|(_, i)| i.parent_image())
+        {
             Some(p) => {
                 d += 1;
                 cur = p;
@@ -501,7 +639,13 @@ fn depth(snap: &Snapshot, id: &ItemId) -> usize {
 
 /// Paths of files that differ between two trees, skipping stagegate's records and the item
 /// manifest directories (compared separately). Identical subtrees are skipped by id.
-fn diff_paths(repo: &Repo, a: Option<ObjectId>, b: Option<ObjectId>, prefix: &str, out: &mut Vec<String>) -> Result<()> {
+fn diff_paths(
+    repo: &Repo,
+    a: Option<ObjectId>,
+    b: Option<ObjectId>,
+    prefix: &str,
+    out: &mut Vec<String>,
+) -> Result<()> {
     if a == b {
         return Ok(());
     }
@@ -525,13 +669,20 @@ fn diff_paths(repo: &Repo, a: Option<ObjectId>, b: Option<ObjectId>, prefix: &st
         if x.map(|e| (e.id, e.kind)) == y.map(|e| (e.id, e.kind)) {
             continue;
         }
-        let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
-        let tree = |e: Option<&crate::repo::Entry>| e.filter(|e| e.kind == EntryKind::Tree).map(|e| e.id);
+        let path = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let tree =
+            |e: Option<&crate::repo::Entry>| e.filter(|e| e.kind == EntryKind::Tree).map(|e| e.id);
         let (tx, ty) = (tree(x), tree(y));
         if tx.is_some() || ty.is_some() {
             diff_paths(repo, tx, ty, &path, out)?;
         }
-        if x.is_some_and(|e| e.kind != EntryKind::Tree) || y.is_some_and(|e| e.kind != EntryKind::Tree) {
+        if x.is_some_and(|e| e.kind != EntryKind::Tree)
+            || y.is_some_and(|e| e.kind != EntryKind::Tree)
+        {
             out.push(path);
         }
     }

@@ -14,8 +14,8 @@ use gix::objs::tree::EntryKind;
 
 use crate::error::{Error, Result};
 use crate::manifest::parse::{parse_item, parse_pipeline, parse_test};
-use crate::manifest::{ItemId, ItemKind, PIPELINE_FILE, Pipeline, TESTS_DIR, Test};
 use crate::manifest::{Item, model::script_of};
+use crate::manifest::{ItemId, ItemKind, PIPELINE_FILE, Pipeline, TESTS_DIR, Test};
 use crate::records::{self, BuiltRecord};
 use crate::repo::{Entry, Repo};
 
@@ -28,25 +28,37 @@ pub struct ParseCache {
     dirs: RefCell<HashMap<ObjectId, Rc<Vec<Entry>>>>,
 }
 
+/// A commit's tests with their manifest blob ids, in name order.
+pub type TestList = Rc<Vec<(ObjectId, Rc<Test>)>>;
+
 /// One commit's manifests.
 pub struct Snapshot<'r> {
     pub repo: &'r Repo,
     pub commit: ObjectId,
     pub tree: ObjectId,
     cache: Rc<ParseCache>,
-    tests: RefCell<Option<Rc<Vec<(ObjectId, Rc<Test>)>>>>,
+    tests: RefCell<Option<TestList>>,
 }
 
 impl<'r> Snapshot<'r> {
     pub fn new(repo: &'r Repo, commit: ObjectId, cache: Rc<ParseCache>) -> Result<Snapshot<'r>> {
         let tree = repo.tree_of(commit)?;
-        Ok(Snapshot { repo, commit, tree, cache, tests: RefCell::new(None) })
+        Ok(Snapshot {
+            repo,
+            commit,
+            tree,
+            cache,
+            tests: RefCell::new(None),
+        })
     }
 
     pub fn pipeline(&self) -> Result<Pipeline> {
         let bytes = self.repo.read(self.tree, PIPELINE_FILE)?.ok_or_else(|| {
             Error::usage_help(
-                format!("commit {} has no {PIPELINE_FILE}: this is not a state repository", short(self.commit)),
+                format!(
+                    "commit {} has no {PIPELINE_FILE}: this is not a state repository",
+                    short(self.commit)
+                ),
                 "run `stagegate init` to create one, or pass -C DIR",
             )
         })?;
@@ -55,7 +67,9 @@ impl<'r> Snapshot<'r> {
 
     /// The entries of a directory, cached by the directory's tree id.
     pub fn dir(&self, dir: &str) -> Result<Rc<Vec<Entry>>> {
-        let Some(e) = self.repo.entry(self.tree, dir)? else { return Ok(Rc::new(Vec::new())) };
+        let Some(e) = self.repo.entry(self.tree, dir)? else {
+            return Ok(Rc::new(Vec::new()));
+        };
         if e.kind != EntryKind::Tree {
             return Ok(Rc::new(Vec::new()));
         }
@@ -69,17 +83,26 @@ impl<'r> Snapshot<'r> {
 
     /// The blob id of `path`, if it exists (a tree id for directories).
     pub fn oid(&self, path: &str) -> Result<Option<ObjectId>> {
-        Ok(self.repo.entry(self.tree, path.trim_end_matches('/'))?.map(|e| e.id))
+        Ok(self
+            .repo
+            .entry(self.tree, path.trim_end_matches('/'))?
+            .map(|e| e.id))
     }
 
     /// The blob id of an item's manifest.
     pub fn item_oid(&self, id: &ItemId) -> Result<Option<ObjectId>> {
         let name = format!("{}.yaml", id.name);
-        Ok(self.dir(id.kind.dir())?.iter().find(|e| e.name == name).map(|e| e.id))
+        Ok(self
+            .dir(id.kind.dir())?
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.id))
     }
 
     pub fn item(&self, id: &ItemId) -> Result<Option<(ObjectId, Rc<Item>)>> {
-        let Some(oid) = self.item_oid(id)? else { return Ok(None) };
+        let Some(oid) = self.item_oid(id)? else {
+            return Ok(None);
+        };
         if let Some(item) = self.cache.items.borrow().get(&oid) {
             return Ok(Some((oid, item.clone())));
         }
@@ -99,7 +122,7 @@ impl<'r> Snapshot<'r> {
     }
 
     /// All tests, parsed (cached by blob id), in name order.
-    pub fn tests(&self) -> Result<Rc<Vec<(ObjectId, Rc<Test>)>>> {
+    pub fn tests(&self) -> Result<TestList> {
         if let Some(t) = self.tests.borrow().as_ref() {
             return Ok(t.clone());
         }
@@ -133,7 +156,9 @@ impl<'r> Snapshot<'r> {
     /// The built record of an item in this tree.
     pub fn built(&self, id: &ItemId) -> Result<Option<Rc<BuiltRecord>>> {
         let path = records::built_path(id);
-        let Some(oid) = self.oid(&path)? else { return Ok(None) };
+        let Some(oid) = self.oid(&path)? else {
+            return Ok(None);
+        };
         if let Some(b) = self.cache.built.borrow().get(&oid) {
             return Ok(Some(b.clone()));
         }
@@ -145,25 +170,42 @@ impl<'r> Snapshot<'r> {
 
     /// The blob ids of the repository files a test names (its script and `files:`), sorted.
     pub fn test_files(&self, test: &Test) -> Result<Vec<(String, Option<ObjectId>)>> {
-        let mut paths: Vec<&str> = script_of(&test.run).into_iter().chain(test.files.iter().map(String::as_str)).collect();
+        let mut paths: Vec<&str> = script_of(&test.run)
+            .into_iter()
+            .chain(test.files.iter().map(String::as_str))
+            .collect();
         paths.sort();
         paths.dedup();
-        paths.into_iter().map(|p| Ok((p.to_string(), self.oid(p)?))).collect()
+        paths
+            .into_iter()
+            .map(|p| Ok((p.to_string(), self.oid(p)?)))
+            .collect()
     }
 
     /// The blob ids of an item's build inputs (its recipe and `build.files`), sorted.
     pub fn build_files(&self, item: &Item) -> Result<Vec<(String, Option<ObjectId>)>> {
-        let Some(b) = &item.build else { return Ok(Vec::new()) };
-        let mut paths: Vec<&str> = script_of(&b.run).into_iter().chain(b.files.iter().map(String::as_str)).collect();
+        let Some(b) = &item.build else {
+            return Ok(Vec::new());
+        };
+        let mut paths: Vec<&str> = script_of(&b.run)
+            .into_iter()
+            .chain(b.files.iter().map(String::as_str))
+            .collect();
         paths.sort();
         paths.dedup();
-        paths.into_iter().map(|p| Ok((p.to_string(), self.oid(p)?))).collect()
+        paths
+            .into_iter()
+            .map(|p| Ok((p.to_string(), self.oid(p)?)))
+            .collect()
     }
 
     fn invalid(&self, mut d: crate::manifest::Diagnostics) -> Error {
         for diag in &mut d.0 {
             if diag.help.is_none() {
-                diag.help = Some(format!("in commit {}; fix it on that branch, then run `stagegate check`", short(self.commit)));
+                diag.help = Some(format!(
+                    "in commit {}; fix it on that branch, then run `stagegate check`",
+                    short(self.commit)
+                ));
             }
         }
         Error::Invalid(d)

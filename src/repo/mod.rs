@@ -47,7 +47,12 @@ impl CommitInfo {
 
     /// The values of `Key: value` trailers in the message's last paragraph.
     pub fn trailers(&self, key: &str) -> Vec<&str> {
-        let last = self.message.trim_end().rsplit("\n\n").next().unwrap_or_default();
+        let last = self
+            .message
+            .trim_end()
+            .rsplit("\n\n")
+            .next()
+            .unwrap_or_default();
         last.lines()
             .filter_map(|l| l.split_once(": "))
             .filter(|(k, _)| k.eq_ignore_ascii_case(key))
@@ -65,7 +70,9 @@ impl CommitInfo {
 pub enum Cas {
     Updated,
     /// The ref was not at the expected value: someone else moved it.
-    Moved { actual: Option<ObjectId> },
+    Moved {
+        actual: Option<ObjectId>,
+    },
 }
 
 impl Repo {
@@ -73,7 +80,11 @@ impl Repo {
     pub fn discover(dir: &Path) -> Result<Repo> {
         let mut git = gix::discover(dir).map_err(|e| {
             Error::usage_help(
-                format!("{} is not in a git repository ({})", dir.display(), crate::error::chain(&e)),
+                format!(
+                    "{} is not in a git repository ({})",
+                    dir.display(),
+                    crate::error::chain(&e)
+                ),
                 "run `stagegate init DIR` to create a state repository, or pass -C DIR",
             )
         })?;
@@ -103,26 +114,44 @@ impl Repo {
     /// Resolve a revision (`stable`, `HEAD~2`, a hex id) to a commit.
     pub fn resolve(&self, rev: &str) -> Result<ObjectId> {
         let id = self.git.rev_parse_single(rev).map_err(|_| {
-            Error::usage_help(format!("unknown revision {rev:?}"), "name a branch, a stage or a commit id")
+            Error::usage_help(
+                format!("unknown revision {rev:?}"),
+                "name a branch, a stage or a commit id",
+            )
         })?;
         let obj = id.object().context(|| format!("reading {rev}"))?;
-        let commit = obj.peel_to_commit().map_err(|_| Error::usage(format!("{rev:?} does not name a commit")))?;
+        let commit = obj
+            .peel_to_commit()
+            .map_err(|_| Error::usage(format!("{rev:?} does not name a commit")))?;
         Ok(commit.id)
     }
 
     /// The object a ref points to, or `None` when the ref does not exist.
     pub fn ref_target(&self, name: &str) -> Result<Option<ObjectId>> {
-        match self.git.try_find_reference(name).context(|| format!("reading ref {name}"))? {
+        match self
+            .git
+            .try_find_reference(name)
+            .context(|| format!("reading ref {name}"))?
+        {
             None => Ok(None),
-            Some(mut r) => Ok(Some(r.peel_to_id().context(|| format!("peeling ref {name}"))?.detach())),
+            Some(mut r) => Ok(Some(
+                r.peel_to_id()
+                    .context(|| format!("peeling ref {name}"))?
+                    .detach(),
+            )),
         }
     }
 
     pub fn commit(&self, id: ObjectId) -> Result<CommitInfo> {
-        let c = self.git.find_commit(id).context(|| format!("reading commit {id}"))?;
+        let c = self
+            .git
+            .find_commit(id)
+            .context(|| format!("reading commit {id}"))?;
         let decoded = c.decode().context(|| format!("decoding commit {id}"))?;
         let author = decoded.author().context(|| format!("author of {id}"))?;
-        let committer = decoded.committer().context(|| format!("committer of {id}"))?;
+        let committer = decoded
+            .committer()
+            .context(|| format!("committer of {id}"))?;
         Ok(CommitInfo {
             id,
             tree: decoded.tree(),
@@ -134,15 +163,29 @@ impl Repo {
     }
 
     pub fn tree_of(&self, commit: ObjectId) -> Result<ObjectId> {
-        let c = self.git.find_commit(commit).context(|| format!("reading commit {commit}"))?;
-        Ok(c.tree_id().context(|| format!("reading tree of {commit}"))?.detach())
+        let c = self
+            .git
+            .find_commit(commit)
+            .context(|| format!("reading commit {commit}"))?;
+        Ok(c.tree_id()
+            .context(|| format!("reading tree of {commit}"))?
+            .detach())
     }
 
     /// The entry at `path` in `tree`, if any.
     pub fn entry(&self, tree: ObjectId, path: &str) -> Result<Option<Entry>> {
-        let t = self.git.find_tree(tree).context(|| format!("reading tree {tree}"))?;
-        let e = t.lookup_entry_by_path(path).context(|| format!("looking up {path}"))?;
-        Ok(e.map(|e| Entry { name: e.filename().to_string(), id: e.object_id(), kind: e.mode().kind() }))
+        let t = self
+            .git
+            .find_tree(tree)
+            .context(|| format!("reading tree {tree}"))?;
+        let e = t
+            .lookup_entry_by_path(path)
+            .context(|| format!("looking up {path}"))?;
+        Ok(e.map(|e| Entry {
+            name: e.filename().to_string(),
+            id: e.object_id(),
+            kind: e.mode().kind(),
+        }))
     }
 
     /// The entries of the directory `dir` in `tree` (empty `dir` means the root), sorted.
@@ -159,31 +202,48 @@ impl Repo {
     }
 
     pub fn tree_entries(&self, tree: ObjectId) -> Result<Vec<Entry>> {
-        let t = self.git.find_tree(tree).context(|| format!("reading tree {tree}"))?;
+        let t = self
+            .git
+            .find_tree(tree)
+            .context(|| format!("reading tree {tree}"))?;
         let decoded = t.decode().context(|| format!("decoding tree {tree}"))?;
         Ok(decoded
             .entries
             .iter()
-            .map(|e| Entry { name: e.filename.to_str_lossy().into_owned(), id: e.oid.to_owned(), kind: e.mode.kind() })
+            .map(|e| Entry {
+                name: e.filename.to_str_lossy().into_owned(),
+                id: e.oid.to_owned(),
+                kind: e.mode.kind(),
+            })
             .collect())
     }
 
     pub fn blob(&self, id: ObjectId) -> Result<Vec<u8>> {
-        let mut b = self.git.find_blob(id).context(|| format!("reading blob {id}"))?;
+        let mut b = self
+            .git
+            .find_blob(id)
+            .context(|| format!("reading blob {id}"))?;
         Ok(b.take_data())
     }
 
     /// The content of the file at `path` in `tree`, if it is a file.
     pub fn read(&self, tree: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
         match self.entry(tree, path)? {
-            Some(e) if e.kind != EntryKind::Tree && e.kind != EntryKind::Commit => Ok(Some(self.blob(e.id)?)),
+            Some(e) if e.kind != EntryKind::Tree && e.kind != EntryKind::Commit => {
+                Ok(Some(self.blob(e.id)?))
+            }
             _ => Ok(None),
         }
     }
 
     /// First-parent commits from `head` back to (not including) `stop`, newest first.
     /// Stops at the root when `stop` is not on the first-parent chain.
-    pub fn first_parents(&self, head: ObjectId, stop: Option<ObjectId>, limit: usize) -> Result<Vec<ObjectId>> {
+    pub fn first_parents(
+        &self,
+        head: ObjectId,
+        stop: Option<ObjectId>,
+        limit: usize,
+    ) -> Result<Vec<ObjectId>> {
         let mut out = Vec::new();
         let mut cur = Some(head);
         while let Some(id) = cur {
@@ -191,14 +251,21 @@ impl Repo {
                 break;
             }
             out.push(id);
-            let c = self.git.find_commit(id).context(|| format!("reading commit {id}"))?;
+            let c = self
+                .git
+                .find_commit(id)
+                .context(|| format!("reading commit {id}"))?;
             cur = c.parent_ids().next().map(|p| p.detach());
         }
         Ok(out)
     }
 
     pub fn merge_base(&self, a: ObjectId, b: ObjectId) -> Result<Option<ObjectId>> {
-        Ok(self.git.merge_base(a, b).context(|| format!("merge-base of {a} and {b}"))?.map(|id| id.detach()))
+        Ok(self
+            .git
+            .merge_base(a, b)
+            .context(|| format!("merge-base of {a} and {b}"))?
+            .map(|id| id.detach()))
     }
 
     /// Whether `ancestor` is reachable from `descendant` (or equal to it).
@@ -207,19 +274,32 @@ impl Repo {
     }
 
     pub fn write_blob(&self, data: &[u8]) -> Result<ObjectId> {
-        Ok(self.git.write_blob(data).context(|| "writing a blob".into())?.detach())
+        Ok(self
+            .git
+            .write_blob(data)
+            .context(|| "writing a blob".into())?
+            .detach())
     }
 
     /// Write `tree` with `edits` applied: `(path, Some((kind, id)))` upserts, `(path, None)` removes.
-    pub fn edit_tree(&self, tree: ObjectId, edits: &[(String, Option<(EntryKind, ObjectId)>)]) -> Result<ObjectId> {
-        let mut ed = self.git.edit_tree(tree).context(|| format!("editing tree {tree}"))?;
+    pub fn edit_tree(
+        &self,
+        tree: ObjectId,
+        edits: &[(String, Option<(EntryKind, ObjectId)>)],
+    ) -> Result<ObjectId> {
+        let mut ed = self
+            .git
+            .edit_tree(tree)
+            .context(|| format!("editing tree {tree}"))?;
         for (path, change) in edits {
             match change {
                 Some((kind, id)) => {
-                    ed.upsert(path.as_str(), *kind, *id).context(|| format!("adding {path}"))?;
+                    ed.upsert(path.as_str(), *kind, *id)
+                        .context(|| format!("adding {path}"))?;
                 }
                 None => {
-                    ed.remove(path.as_str()).context(|| format!("removing {path}"))?;
+                    ed.remove(path.as_str())
+                        .context(|| format!("removing {path}"))?;
                 }
             }
         }
@@ -228,10 +308,19 @@ impl Repo {
 
     /// Write a commit object (no ref is moved). Identity comes from git's usual configuration
     /// and environment, falling back to `stagegate <stagegate@localhost>`.
-    pub fn write_commit(&self, tree: ObjectId, parents: &[ObjectId], message: &str) -> Result<ObjectId> {
+    pub fn write_commit(
+        &self,
+        tree: ObjectId,
+        parents: &[ObjectId],
+        message: &str,
+    ) -> Result<ObjectId> {
         let now = gix::date::Time::now_local_or_utc();
         let mut time_buf = gix::date::parse::TimeBuf::default();
-        let fallback = gix::actor::SignatureRef { name: "stagegate".into(), email: "stagegate@localhost".into(), time: now.to_str(&mut time_buf) };
+        let fallback = gix::actor::SignatureRef {
+            name: "stagegate".into(),
+            email: "stagegate@localhost".into(),
+            time: now.to_str(&mut time_buf),
+        };
         let committer = match self.git.committer() {
             Some(Ok(s)) => s,
             _ => fallback,
@@ -248,21 +337,33 @@ impl Repo {
     }
 
     /// Move `name` to `new` only if it is still at `expected` (`None`: must not exist).
-    pub fn cas(&self, name: &str, expected: Option<ObjectId>, new: ObjectId, reflog: &str) -> Result<Cas> {
+    pub fn cas(
+        &self,
+        name: &str,
+        expected: Option<ObjectId>,
+        new: ObjectId,
+        reflog: &str,
+    ) -> Result<Cas> {
         let full: gix::refs::FullName = name.try_into().context(|| format!("ref name {name}"))?;
         let prev = match expected {
             Some(old) => PreviousValue::MustExistAndMatch(old.into()),
             None => PreviousValue::MustNotExist,
         };
         let msg = reflog.replace('\n', " ");
-        match self.git.edit_reference(RefEdit::update(full, new, prev, msg)) {
+        match self
+            .git
+            .edit_reference(RefEdit::update(full, new, prev, msg))
+        {
             Ok(_) => Ok(Cas::Updated),
             Err(e) => {
                 let actual = self.ref_target(name)?;
                 if actual != expected {
                     Ok(Cas::Moved { actual })
                 } else {
-                    Err(Error::Git { context: format!("updating {name}"), source: Box::new(e) })
+                    Err(Error::Git {
+                        context: format!("updating {name}"),
+                        source: Box::new(e),
+                    })
                 }
             }
         }
@@ -277,11 +378,13 @@ impl Repo {
             let path = dir.join(&e.name);
             match e.kind {
                 EntryKind::Tree => {
-                    std::fs::create_dir(&path).io_context(|| format!("creating {}", path.display()))?;
+                    std::fs::create_dir(&path)
+                        .io_context(|| format!("creating {}", path.display()))?;
                     self.checkout(e.id, &path)?;
                 }
                 EntryKind::Blob | EntryKind::BlobExecutable => {
-                    std::fs::write(&path, self.blob(e.id)?).io_context(|| format!("writing {}", path.display()))?;
+                    std::fs::write(&path, self.blob(e.id)?)
+                        .io_context(|| format!("writing {}", path.display()))?;
                     if e.kind == EntryKind::BlobExecutable {
                         use std::os::unix::fs::PermissionsExt;
                         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
@@ -290,7 +393,8 @@ impl Repo {
                 }
                 EntryKind::Link => {
                     let target = String::from_utf8_lossy(&self.blob(e.id)?).into_owned();
-                    std::os::unix::fs::symlink(&target, &path).io_context(|| format!("linking {}", path.display()))?;
+                    std::os::unix::fs::symlink(&target, &path)
+                        .io_context(|| format!("linking {}", path.display()))?;
                 }
                 EntryKind::Commit => {}
             }
@@ -321,7 +425,10 @@ impl Files for TreeFiles<'_> {
     }
 
     fn exists(&self, path: &str) -> Result<bool> {
-        Ok(self.repo.entry(self.tree, path.trim_end_matches('/'))?.is_some())
+        Ok(self
+            .repo
+            .entry(self.tree, path.trim_end_matches('/'))?
+            .is_some())
     }
 }
 
@@ -332,7 +439,10 @@ pub struct Checkout {
 
 impl Checkout {
     pub fn new(repo: &Repo, tree: ObjectId) -> Result<Checkout> {
-        let dir = tempfile::Builder::new().prefix("stagegate-checkout-").tempdir().io_context(|| "creating a temporary directory".into())?;
+        let dir = tempfile::Builder::new()
+            .prefix("stagegate-checkout-")
+            .tempdir()
+            .io_context(|| "creating a temporary directory".into())?;
         repo.checkout(tree, dir.path())?;
         Ok(Checkout { dir })
     }

@@ -16,7 +16,12 @@ pub fn git(dir: &Path, args: &[&str]) -> Result<String> {
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         .output()
-        .map_err(|e| Error::infra_help(format!("cannot run git: {e}"), "install git and put it on PATH"))?;
+        .map_err(|e| {
+            Error::infra_help(
+                format!("cannot run git: {e}"),
+                "install git and put it on PATH",
+            )
+        })?;
     if !out.status.success() {
         return Err(Error::infra(format!(
             "`git {}` failed: {}",

@@ -1,0 +1,188 @@
+//! `TestEnv`: real git repositories in temp dirs, driven through the real binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+pub struct TestEnv {
+    pub tmp: tempfile::TempDir,
+    /// The state repository (created by `init_example` or `init_empty`).
+    pub repo: PathBuf,
+}
+
+/// The environment every subprocess gets: a fixed identity, no user or system git config.
+pub fn base_env(cmd: &mut Command, home: &Path) {
+    cmd.env("GIT_AUTHOR_NAME", "Test Author")
+        .env("GIT_AUTHOR_EMAIL", "author@example.com")
+        .env("GIT_COMMITTER_NAME", "Test Committer")
+        .env("GIT_COMMITTER_EMAIL", "committer@example.com")
+        .env("GIT_CONFIG_GLOBAL", home.join("gitconfig"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", home)
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_TOKEN")
+        .env_remove("STAGEGATE_REMOTE");
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let tmp = tempfile::Builder::new()
+            .prefix("stagegate-test-")
+            .tempdir()
+            .unwrap();
+        std::fs::write(
+            tmp.path().join("gitconfig"),
+            "[init]\n\tdefaultBranch = main\n[protocol \"file\"]\n\tallow = always\n",
+        )
+        .unwrap();
+        let repo = tmp.path().join("state");
+        TestEnv { tmp, repo }
+    }
+
+    /// A state repository made by `stagegate init`: the example pending on `new`.
+    pub fn init_example() -> TestEnv {
+        let env = TestEnv::new();
+        env.sg_ok(&["init", env.repo.to_str().unwrap()]);
+        env
+    }
+
+    pub fn home(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// `stagegate -C <repo> ARGS`.
+    pub fn sg_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::cargo_bin("stagegate").unwrap();
+        base_env(&mut cmd, self.home());
+        cmd.arg("-C").arg(&self.repo).args(args);
+        cmd
+    }
+
+    pub fn sg(&self, args: &[&str]) -> Output {
+        self.sg_cmd(args).output().unwrap()
+    }
+
+    /// Run stagegate and require exit code 0; returns stdout.
+    pub fn sg_ok(&self, args: &[&str]) -> String {
+        let out = self.sg(args);
+        assert!(
+            out.status.success(),
+            "stagegate {args:?} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run stagegate and require the exit code; returns (stdout, stderr).
+    pub fn sg_code(&self, code: i32, args: &[&str]) -> (String, String) {
+        let out = self.sg(args);
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "stagegate {args:?}\nstdout:\n{o}\nstderr:\n{e}"
+        );
+        (o, e)
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.sg_ok(args)).unwrap()
+    }
+
+    /// `git -C <dir> ARGS`, required to succeed; returns trimmed stdout.
+    pub fn git_in(&self, dir: &Path, args: &[&str]) -> String {
+        let mut cmd = Command::new("git");
+        base_env(&mut cmd, self.home());
+        let out = cmd.arg("-C").arg(dir).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        self.git_in(&self.repo, args)
+    }
+
+    pub fn write(&self, path: &str, content: &str) {
+        let full = self.repo.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(&full, content).unwrap();
+        if path.ends_with(".sh") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&full, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+
+    pub fn read(&self, path: &str) -> String {
+        std::fs::read_to_string(self.repo.join(path)).unwrap()
+    }
+
+    /// Switch the work tree to `branch`, write files, commit them all; returns the commit id.
+    pub fn commit_on(&self, branch: &str, message: &str, files: &[(&str, &str)]) -> String {
+        self.git(&["checkout", "-q", branch]);
+        for (p, c) in files {
+            self.write(p, c);
+        }
+        self.git(&["add", "-A"]);
+        self.git(&[
+            "commit",
+            "-q",
+            "--no-verify",
+            "--allow-empty",
+            "-m",
+            message,
+        ]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    pub fn rev(&self, rev: &str) -> String {
+        self.git(&["rev-parse", rev])
+    }
+
+    /// Replace `from` by `to` in a file of the work tree.
+    pub fn edit(&self, path: &str, from: &str, to: &str) {
+        let text = self.read(path);
+        assert!(text.contains(from), "{path} does not contain {from:?}");
+        self.write(path, &text.replacen(from, to, 1));
+    }
+}
+
+/// A minimal pipeline for tests that need no real images: two stages, shell tests.
+pub const MINI_PIPELINE: &str =
+    "version: 1\nstages: [staging, stable]\ngates:\n  stable: {require: [test], baseline: true}\n";
+
+pub fn item(kind_dir: &str, name: &str, version: &str) -> (String, String) {
+    (
+        format!("{kind_dir}/{name}.yaml"),
+        format!("name: {name}\nversion: \"{version}\"\n"),
+    )
+}
+
+impl TestEnv {
+    /// A two-stage repository (`staging` → `stable`) whose first commit is on both stages:
+    /// `files` plus the mini pipeline. HEAD is on `staging`.
+    pub fn init_with(files: &[(&str, &str)]) -> TestEnv {
+        let env = TestEnv::new();
+        std::fs::create_dir_all(&env.repo).unwrap();
+        env.git(&["init", "-q", "-b", "staging"]);
+        env.write("stagegate.yaml", MINI_PIPELINE);
+        for (p, c) in files {
+            env.write(p, c);
+        }
+        env.git(&["add", "-A"]);
+        env.git(&["commit", "-q", "-m", "start"]);
+        env.git(&["branch", "stable"]);
+        env
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests: the real binary on real repositories in temp dirs.
+
+mod common;
+mod test_check;
+mod test_plan;

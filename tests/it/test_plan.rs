@@ -1,0 +1,275 @@
+//! Pending commits, candidates, environments and job keys (`status`, `plan`, `diff`).
+
+use crate::common::TestEnv;
+
+const HOST: &str = "name: host\nversion: \"1.0\"\n";
+const GUEST: &str = "name: guest\nversion: \"1.0\"\n";
+const XEN: &str = "name: xen\nversion: \"4.20\"\n";
+const OTHER: &str = "name: other\nversion: \"1\"\n";
+const BOOT: &str =
+    "name: boot\nuses: [images/host, images/guest, components/xen]\nrun: ./tests/boot.sh\n";
+const SOLO: &str = "name: solo\nuses: [components/other]\nrun: ./tests/solo.sh\n";
+
+fn env() -> TestEnv {
+    TestEnv::init_with(&[
+        ("images/host.yaml", HOST),
+        ("images/guest.yaml", GUEST),
+        ("components/xen.yaml", XEN),
+        ("components/other.yaml", OTHER),
+        ("tests/boot.yaml", BOOT),
+        ("tests/boot.sh", "#!/bin/sh\nexit 0\n"),
+        ("tests/solo.yaml", SOLO),
+        ("tests/solo.sh", "#!/bin/sh\nexit 0\n"),
+    ])
+}
+
+/// The required jobs of the only pending commit of the staging → stable move.
+fn jobs(env: &TestEnv) -> Vec<serde_json::Value> {
+    let plan = env.json(&["plan", "--format", "json"]);
+    let mv = &plan[0];
+    assert_eq!(mv["from"]["name"], "staging");
+    let pending = mv["pending"].as_array().unwrap();
+    assert_eq!(pending.len(), 1, "{plan:#}");
+    let required: Vec<&str> = pending[0]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    let all = mv["jobs"].as_array().unwrap();
+    required
+        .iter()
+        .map(|k| all.iter().find(|j| j["key"] == *k).unwrap().clone())
+        .collect()
+}
+
+#[test]
+fn nothing_is_pending_when_stages_agree() {
+    let env = env();
+    let out = env.sg_ok(&["status"]);
+    assert!(out.contains("up to date"), "{out}");
+    let plan = env.json(&["plan", "--format", "json"]);
+    assert_eq!(plan[0]["pending"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_bumped_image_is_the_only_candidate_and_each_test_using_it_is_planned() {
+    let env = env();
+    env.commit_on(
+        "staging",
+        "Bump host to 1.1",
+        &[("images/host.yaml", "name: host\nversion: \"1.1\"\n")],
+    );
+    let status = env.sg_ok(&["status"]);
+    assert!(status.contains("images/host: 1.0 → 1.1"), "{status}");
+    assert!(!status.contains("images/guest"), "{status}");
+    let jobs = jobs(&env);
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    let job = &jobs[0];
+    assert_eq!(job["name"], "boot");
+    assert_eq!(job["role"], "candidate");
+    assert_eq!(job["candidates"], serde_json::json!(["images/host"]));
+    // The candidate at its new version, everything else at stable's.
+    let env_items: Vec<(String, String, bool)> = job["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["item"].as_str().unwrap().into(),
+                e["version"].as_str().unwrap().into(),
+                e["candidate"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        env_items,
+        vec![
+            ("images/host".into(), "1.1".into(), true),
+            ("images/guest".into(), "1.0".into(), false),
+            ("components/xen".into(), "4.20".into(), false)
+        ]
+    );
+    // The gate asks for a baseline: the same test with everything at stable.
+    assert!(job["baseline"].is_string());
+}
+
+#[test]
+fn two_candidates_in_one_commit_give_two_solo_jobs_and_the_combination() {
+    let env = env();
+    env.commit_on(
+        "staging",
+        "Bump host and xen",
+        &[
+            ("images/host.yaml", "name: host\nversion: \"1.1\"\n"),
+            ("components/xen.yaml", "name: xen\nversion: \"4.21\"\n"),
+        ],
+    );
+    let jobs = jobs(&env);
+    let mut shapes: Vec<(String, String)> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j["role"].as_str().unwrap().to_string(),
+                j["candidates"].to_string(),
+            )
+        })
+        .collect();
+    shapes.sort();
+    assert_eq!(
+        shapes,
+        vec![
+            ("candidate".into(), r#"["components/xen"]"#.into()),
+            ("candidate".into(), r#"["images/host"]"#.into()),
+            (
+                "combination".into(),
+                r#"["images/host","components/xen"]"#.into()
+            ),
+        ]
+    );
+    let keys: std::collections::BTreeSet<&str> =
+        jobs.iter().map(|j| j["key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 3, "each environment has its own key");
+}
+
+fn boot_key(env: &TestEnv) -> String {
+    jobs(env).iter().find(|j| j["name"] == "boot").unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_changed_test_script_changes_the_key() {
+    let env = env();
+    env.commit_on(
+        "staging",
+        "Bump host",
+        &[("images/host.yaml", "name: host\nversion: \"1.1\"\n")],
+    );
+    let before = boot_key(&env);
+    env.commit_on(
+        "staging",
+        "Test more",
+        &[("tests/boot.sh", "#!/bin/sh\necho more\nexit 0\n")],
+    );
+    let plan = env.json(&["plan", "--format", "json"]);
+    let pending = plan[0]["pending"].as_array().unwrap();
+    assert_eq!(pending.len(), 2);
+    let newest = &pending[0];
+    assert_eq!(newest["changed_tests"], serde_json::json!(["boot"]));
+    let newest_keys: Vec<&str> = newest["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert!(
+        !newest_keys.contains(&before.as_str()),
+        "the script changed, so the key must too"
+    );
+    let older_keys: Vec<&str> = pending[1]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(older_keys, vec![before.as_str()]);
+}
+
+#[test]
+fn an_unrelated_change_keeps_the_key() {
+    let env = env();
+    env.commit_on(
+        "staging",
+        "Bump host",
+        &[("images/host.yaml", "name: host\nversion: \"1.1\"\n")],
+    );
+    let before = boot_key(&env);
+    // Change an item and a script the boot test does not use, on both stages alike.
+    for branch in ["staging", "stable"] {
+        env.commit_on(
+            branch,
+            "Unrelated",
+            &[
+                ("components/other.yaml", "name: other\nversion: \"2\"\n"),
+                ("tests/solo.sh", "#!/bin/sh\ntrue\n"),
+            ],
+        );
+    }
+    env.git(&["checkout", "-q", "staging"]);
+    let plan = env.json(&["plan", "--format", "json"]);
+    let keys: Vec<&str> = plan[0]["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["name"] == "boot" && j["role"] == "candidate")
+        .map(|j| j["key"].as_str().unwrap())
+        .collect();
+    assert!(
+        keys.contains(&before.as_str()),
+        "an unrelated change must not change the key: {keys:?} vs {before}"
+    );
+}
+
+#[test]
+fn status_and_plan_work_on_a_bare_repository() {
+    let env = env();
+    env.commit_on(
+        "staging",
+        "Bump host to 1.1",
+        &[("images/host.yaml", "name: host\nversion: \"1.1\"\n")],
+    );
+    let bare = env.home().join("bare.git");
+    env.git(&[
+        "clone",
+        "-q",
+        "--bare",
+        env.repo.to_str().unwrap(),
+        bare.to_str().unwrap(),
+    ]);
+    let bare_env = TestEnv {
+        tmp: tempfile::tempdir().unwrap(),
+        repo: bare.clone(),
+    };
+    std::fs::write(bare_env.home().join("gitconfig"), "").unwrap();
+    let status = bare_env.sg_ok(&["status"]);
+    assert!(status.contains("images/host: 1.0 → 1.1"), "{status}");
+    let plan = bare_env.sg_ok(&["plan"]);
+    assert!(plan.contains("test  boot [images/host]"), "{plan}");
+    assert!(!bare.join("images").exists(), "no work tree may be written");
+}
+
+#[test]
+fn diff_shows_each_changed_manifest_as_a_unified_diff() {
+    let env = env();
+    env.commit_on(
+        "staging",
+        "Bump host",
+        &[("images/host.yaml", "name: host\nversion: \"1.1\"\n")],
+    );
+    let out = env.sg_ok(&["diff", "stable", "staging"]);
+    assert!(out.contains("--- stable:images/host.yaml"), "{out}");
+    assert!(out.contains("+++ staging:images/host.yaml"), "{out}");
+    assert!(
+        out.contains("-version: \"1.0\"\n+version: \"1.1\""),
+        "{out}"
+    );
+    assert!(!out.contains("guest"), "{out}");
+}
+
+#[test]
+fn the_example_from_init_checks_and_plans_its_builds() {
+    let env = TestEnv::init_example();
+    let out = env.sg_ok(&["check"]);
+    assert!(out.starts_with("ok: 3 items, 2 tests, 3 stages"), "{out}");
+    let plan = env.sg_ok(&["plan"]);
+    assert!(plan.contains("build images/debian-host"), "{plan}");
+    assert!(plan.contains("build images/debian-guest"), "{plan}");
+    assert_eq!(env.git(&["rev-parse", "--abbrev-ref", "HEAD"]), "new");
+    assert_eq!(
+        env.git(&["status", "--porcelain"]),
+        "",
+        "init leaves a clean work tree"
+    );
+}
