@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod forge;
 pub mod ledger;
 pub mod manifest;
 pub mod plan;

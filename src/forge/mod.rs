@@ -1,0 +1,1 @@
+//! Forges (GitHub): promotion pull requests, check runs, commit statuses.
