@@ -4,6 +4,7 @@
 //! (→ `forge`). `repo` is the git layer under all of them; `cli` is the only module that
 //! prints.
 
+pub mod artifact;
 pub mod cli;
 pub mod error;
 pub mod forge;
@@ -12,5 +13,6 @@ pub mod manifest;
 pub mod plan;
 pub mod records;
 pub mod repo;
+pub mod runner;
 
 pub use error::{Error, Result};

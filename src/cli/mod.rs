@@ -8,6 +8,7 @@ mod diff;
 pub mod github;
 mod init;
 mod plan;
+pub mod run;
 mod status;
 mod sync;
 
@@ -48,6 +49,7 @@ pub enum Command {
     Status(status::Args),
     Plan(plan::Args),
     Diff(diff::Args),
+    Run(run::Args),
 }
 
 /// How listing commands print.
@@ -87,6 +89,7 @@ pub fn main() -> i32 {
         Command::Status(a) => status::run(&ctx, a),
         Command::Plan(a) => plan::run(&ctx, a),
         Command::Diff(a) => diff::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

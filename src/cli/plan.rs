@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{Code, Ctx, print_json};
 use crate::error::Result;
 use crate::ledger::{Ledger, Verdict};
-use crate::plan::{Job, JobKind, MovePlan, Planner, Role, short};
+use crate::plan::{Job, MovePlan, Planner, describe, short};
 
 /// Show the jobs the gates require for each pending commit: keys, environments, and
 /// whether a result is already recorded.
@@ -60,23 +60,6 @@ pub fn verdicts(ledger: &Ledger, plans: &[MovePlan]) -> Result<BTreeMap<String, 
         }
     }
     Ok(out)
-}
-
-pub fn describe(job: &Job) -> String {
-    let what = match job.kind {
-        JobKind::Build => format!("build {}", job.name),
-        JobKind::Test => format!("test  {}", job.name),
-    };
-    let env = match job.role {
-        Role::Build => String::new(),
-        Role::Baseline => " [baseline]".into(),
-        Role::TestChange => " [changed test]".into(),
-        Role::Candidate | Role::Combination => {
-            let names: Vec<String> = job.candidates.iter().map(|c| c.to_string()).collect();
-            format!(" [{}]", names.join(" + "))
-        }
-    };
-    format!("{what}{env}")
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {

@@ -17,6 +17,7 @@
 //! killed mid-write leaves at most unreferenced objects; the ref always names a whole
 //! commit whose every record parses.
 
+pub mod recorder;
 pub mod sync;
 
 use std::collections::BTreeMap;

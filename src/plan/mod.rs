@@ -548,7 +548,18 @@ impl<'r> Planner<'r> {
         builds: &BTreeMap<ItemId, String>,
     ) -> Result<Job> {
         let build = item.build.as_ref().expect("caller checked");
-        let mut env = Vec::new();
+        // The item itself (its version, for the recipe), then its parent image.
+        let mut env = vec![EnvItem {
+            item: item.id.clone(),
+            version: item.version.clone(),
+            candidate: true,
+            manifest: oid,
+            digest: None,
+            location: None,
+            build_job: None,
+            git: None,
+            commit: None,
+        }];
         if let Some(parent) = item.parent_image() {
             // The parent as it will be: being built in this commit, or T's built one.
             let in_commit = builds.contains_key(&parent);
@@ -578,6 +589,24 @@ impl<'r> Planner<'r> {
             baseline: None,
         })
     }
+}
+
+/// A one-line label for people: `test  boot [images/host]`, `build images/host`.
+pub fn describe(job: &Job) -> String {
+    let what = match job.kind {
+        JobKind::Build => format!("build {}", job.name),
+        JobKind::Test => format!("test  {}", job.name),
+    };
+    let env = match job.role {
+        Role::Build => String::new(),
+        Role::Baseline => " [baseline]".into(),
+        Role::TestChange => " [changed test]".into(),
+        Role::Candidate | Role::Combination => {
+            let names: Vec<String> = job.candidates.iter().map(|c| c.to_string()).collect();
+            format!(" [{}]", names.join(" + "))
+        }
+    };
+    format!("{what}{env}")
 }
 
 fn job_key(

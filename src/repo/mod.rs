@@ -78,6 +78,8 @@ pub enum Cas {
 impl Repo {
     /// Open the repository containing `dir` (a work tree or a bare repository).
     pub fn discover(dir: &Path) -> Result<Repo> {
+        // Absolute, so paths handed to jobs (artifacts, logs) work from any directory.
+        let dir = &std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let mut git = gix::discover(dir).map_err(|e| {
             Error::usage_help(
                 format!(

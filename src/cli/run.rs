@@ -1,0 +1,417 @@
+//! `stagegate run`: run the planned jobs that have no result yet.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use gix::ObjectId;
+
+use super::{Code, Ctx, Format, print_json};
+use crate::artifact::Store;
+use crate::error::{Error, Result};
+use crate::ledger::recorder::Recorder;
+use crate::ledger::{ArtifactRecord, Ledger, Verdict};
+use crate::plan::{Job, MovePlan, Planner, describe};
+use crate::repo::Checkout;
+use crate::runner::{self, Event, Outcome, Ready, Settings};
+
+/// Run every planned job that has no settled result (pass, flaky or fail): builds and
+/// tests, in parallel, each in a temporary checkout, recording each result in the ledger.
+///
+/// Exits 1 when a job fails or errors, 130 when interrupted.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// How many jobs run at once (default: the number of cores).
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub parallel: Option<usize>,
+    /// Only the jobs of the moves into or out of this stage.
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Only this job (a key or a unique key prefix); repeatable.
+    #[arg(long = "job", value_name = "KEY")]
+    pub job: Vec<String>,
+    /// Run only shard I of N (1-based): a deterministic split by key, for N machines.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<(u64, u64)>,
+    /// Show what would run, run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run this job again even if it has a result (a key or prefix); repeatable.
+    #[arg(long, value_name = "KEY")]
+    pub rerun: Vec<String>,
+    /// Run again every job whose latest result is fail or error.
+    #[arg(long)]
+    pub failed: bool,
+    /// Push the results ledger to the remote afterwards.
+    #[arg(long)]
+    pub push: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+fn parse_shard(s: &str) -> std::result::Result<(u64, u64), String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 1/4")?;
+    let i: u64 = i.parse().map_err(|_| "I must be a number")?;
+    let n: u64 = n.parse().map_err(|_| "N must be a number")?;
+    if n == 0 || i == 0 || i > n {
+        return Err(format!("shard {i}/{n}: I must be between 1 and N"));
+    }
+    Ok((i, n))
+}
+
+/// Whether `key` falls in shard `i` of `n`.
+fn in_shard(key: &str, (i, n): (u64, u64)) -> bool {
+    let x = u64::from_str_radix(&key[..16], 16).unwrap_or(0);
+    x % n == i - 1
+}
+
+fn matches(key: &str, patterns: &[String]) -> bool {
+    patterns
+        .iter()
+        .any(|p| !p.is_empty() && key.starts_with(p.as_str()))
+}
+
+/// What a run did.
+pub struct Report {
+    pub outcomes: Vec<Outcome>,
+    pub recorded: usize,
+    pub interrupted: bool,
+    /// Jobs that already had a settled result.
+    pub reused: usize,
+}
+
+impl Report {
+    pub fn code(&self) -> Code {
+        if self.interrupted {
+            130
+        } else if self
+            .outcomes
+            .iter()
+            .any(|o| matches!(o.verdict, Some(Verdict::Fail | Verdict::Error)))
+        {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
+    let repo = ctx.repo()?;
+    let planner = Planner::new(&repo, None)?;
+    super::sync::fetch_results(ctx, &repo, &planner.pipeline)?;
+    let plans = planner.plan_all(args.stage.as_deref())?;
+    let report = run_plans(ctx, &planner, &plans, &args)?;
+    if args.format == Format::Json {
+        let rows: Vec<serde_json::Value> = report
+            .outcomes
+            .iter()
+            .map(|o| serde_json::json!({"key": o.key, "job": o.label, "verdict": o.verdict, "reason": o.reason, "duration_ms": o.duration.as_millis() as u64, "log": o.log}))
+            .collect();
+        print_json(
+            &serde_json::json!({"ran": rows, "reused": report.reused, "recorded": report.recorded, "interrupted": report.interrupted}),
+        );
+    }
+    Ok(report.code())
+}
+
+/// Select the jobs of `plans` that need running, run them, record the results.
+pub fn run_plans(ctx: &Ctx, planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<Report> {
+    let repo = planner.repo;
+    let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
+    let view = ledger.view()?;
+    let mut all: BTreeMap<String, Job> = BTreeMap::new();
+    for p in plans {
+        for (k, j) in &p.jobs {
+            all.entry(k.clone()).or_insert_with(|| j.clone());
+        }
+    }
+    for pattern in args.job.iter().chain(&args.rerun) {
+        let n = all
+            .keys()
+            .filter(|k| k.starts_with(pattern.as_str()))
+            .count();
+        if n == 0 {
+            return Err(Error::usage_help(
+                format!("no planned job has a key starting with {pattern:?}"),
+                "see the keys with `stagegate plan`",
+            ));
+        }
+    }
+    let mut selected = Vec::new();
+    let mut known: HashMap<String, ArtifactRecord> = HashMap::new();
+    let mut reused = 0;
+    for (key, job) in &all {
+        if !args.job.is_empty() && !matches(key, &args.job) {
+            continue;
+        }
+        if let Some(s) = args.shard
+            && !in_shard(key, s)
+        {
+            continue;
+        }
+        let latest = view.latest(key)?;
+        let verdict = latest.as_ref().map(|r| r.verdict);
+        let forced = matches(key, &args.rerun)
+            || (args.failed && matches!(verdict, Some(Verdict::Fail | Verdict::Error)));
+        if verdict.is_some_and(Verdict::is_final) && !forced {
+            reused += 1;
+            continue;
+        }
+        selected.push(job.clone());
+    }
+    // Builds this run does not include, but whose artifacts selected jobs need.
+    let selected_keys: BTreeSet<String> = selected.iter().map(|j| j.key.clone()).collect();
+    for job in &selected {
+        for dep in &job.after {
+            if !selected_keys.contains(dep)
+                && let Some(r) = view.latest(dep)?
+                && let Some(a) = r.artifact
+                && matches!(r.verdict, Verdict::Pass | Verdict::Flaky)
+            {
+                known.insert(dep.clone(), a);
+            }
+        }
+    }
+
+    if args.dry_run {
+        for j in &selected {
+            println!("would run {} {}", &j.key[..12], describe(j));
+        }
+        println!("{} to run, {} with results already", selected.len(), reused);
+        return Ok(Report {
+            outcomes: Vec::new(),
+            recorded: 0,
+            interrupted: false,
+            reused,
+        });
+    }
+    if selected.is_empty() {
+        if args.format == Format::Text {
+            println!("nothing to run: every planned job has a result ({reused} reused)");
+        }
+        return Ok(Report {
+            outcomes: Vec::new(),
+            recorded: 0,
+            interrupted: false,
+            reused,
+        });
+    }
+
+    // One checkout per commit, shared by its jobs.
+    let mut checkouts: HashMap<ObjectId, Checkout> = HashMap::new();
+    for j in &selected {
+        if let std::collections::hash_map::Entry::Vacant(e) = checkouts.entry(j.commit) {
+            e.insert(Checkout::new(repo, repo.tree_of(j.commit)?)?);
+        }
+    }
+    let ready: Vec<Ready> = selected
+        .into_iter()
+        .map(|job| Ready {
+            cwd: checkouts[&job.commit].path(),
+            job,
+        })
+        .collect();
+    let total = ready.len();
+
+    let git_dir = repo.git_dir().to_path_buf();
+    let store = Store::open(
+        planner.pipeline.artifact_store.as_deref(),
+        repo.root_dir(),
+        &git_dir,
+    )?;
+    let settings = Arc::new(Settings {
+        parallel: args.parallel.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
+        log_dir: git_dir.join("stagegate/logs"),
+        log_cap: std::env::var("STAGEGATE_LOG_CAP")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(8 * 1024 * 1024),
+        store: Arc::new(store),
+        root: repo.root_dir().to_path_buf(),
+        runner: runner::identity(),
+    });
+    let recorder = Recorder::start(git_dir.clone(), planner.pipeline.results_ref.clone());
+    let display = Arc::new(Display::new(total, args.format == Format::Text));
+    let progress: Arc<dyn Fn(Event) + Send + Sync> = {
+        let display = display.clone();
+        Arc::new(move |e| display.event(e))
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::infra(format!("cannot start the job runtime: {e}")))?;
+    let (outcomes, interrupted) = rt.block_on(async {
+        let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+        let signals = tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return false;
+            };
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            let _ = cancel_tx.send(true);
+            true
+        });
+        let outcomes = runner::execute(
+            ready,
+            known,
+            settings,
+            recorder.sender.clone(),
+            progress,
+            cancel_rx.clone(),
+        )
+        .await;
+        let interrupted = *cancel_rx.borrow();
+        signals.abort();
+        (outcomes, interrupted)
+    });
+    let recorded = recorder.finish()?;
+    display.finish();
+    drop(checkouts);
+    if args.format == Format::Text {
+        print_summary(&outcomes, reused);
+        if interrupted {
+            println!(
+                "interrupted: running jobs were killed; {recorded} finished results were recorded"
+            );
+        }
+    }
+    if args.push || planner.pipeline.push_results {
+        let remote = ctx.remote.clone().unwrap_or_else(|| "origin".into());
+        crate::ledger::sync::push(repo, &remote, &planner.pipeline.results_ref)?;
+    }
+    Ok(Report {
+        outcomes,
+        recorded,
+        interrupted,
+        reused,
+    })
+}
+
+/// Live progress: a bar on a terminal, one line per finished job otherwise.
+struct Display {
+    bar: Option<indicatif::ProgressBar>,
+    total: usize,
+    done: Mutex<usize>,
+    enabled: bool,
+}
+
+impl Display {
+    fn new(total: usize, enabled: bool) -> Display {
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new(total as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} done, {msg}",
+                )
+                .expect("valid template"),
+            );
+            b.enable_steady_tick(std::time::Duration::from_millis(200));
+            b
+        });
+        Display {
+            bar,
+            total,
+            done: Mutex::new(0),
+            enabled,
+        }
+    }
+
+    fn event(&self, e: Event) {
+        if !self.enabled {
+            return;
+        }
+        match e {
+            Event::Started { label } => {
+                if let Some(b) = &self.bar {
+                    b.set_message(format!("running {label}"));
+                }
+            }
+            Event::Finished { outcome } => {
+                let n = {
+                    let mut d = self.done.lock().expect("display lock");
+                    *d += 1;
+                    *d
+                };
+                let verdict = outcome
+                    .verdict
+                    .map_or("not run".to_string(), |v| v.to_string());
+                let reason = outcome
+                    .reason
+                    .as_ref()
+                    .map(|r| format!(" — {r}"))
+                    .unwrap_or_default();
+                let line = format!(
+                    "[{n}/{}] {verdict:<7} {} ({:.1}s){reason}",
+                    self.total,
+                    outcome.label,
+                    outcome.duration.as_secs_f64()
+                );
+                match &self.bar {
+                    Some(b) => {
+                        if !matches!(outcome.verdict, Some(Verdict::Pass)) {
+                            b.println(line);
+                        }
+                        b.set_position(n as u64);
+                    }
+                    None => eprintln!("{line}"),
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn print_summary(outcomes: &[Outcome], reused: usize) {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    println!("{:<8} {:<12} {:>8}  job", "verdict", "key", "time");
+    for o in outcomes {
+        let v = o.verdict.map_or("not run".to_string(), |v| v.to_string());
+        *counts.entry(v.clone()).or_default() += 1;
+        println!(
+            "{v:<8} {:<12} {:>7.1}s  {}",
+            &o.key[..12],
+            o.duration.as_secs_f64(),
+            o.label
+        );
+        if let Some(r) = &o.reason
+            && o.verdict != Some(Verdict::Pass)
+        {
+            println!("{:<8} {:<12} {:>8}  ↳ {r}", "", "", "");
+        }
+        if let Some(l) = &o.log
+            && matches!(o.verdict, Some(Verdict::Fail | Verdict::Error))
+        {
+            println!(
+                "{:<8} {:<12} {:>8}  ↳ log: {}",
+                "",
+                "",
+                "",
+                PathBuf::from(l).display()
+            );
+        }
+    }
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!(
+        "ran {} jobs: {}; {reused} already had results",
+        outcomes.len(),
+        parts.join(", ")
+    );
+}

@@ -1,0 +1,606 @@
+//! Executing jobs: in parallel on tokio, each in its own process group, with retries,
+//! timeouts, capped logs, builds stored in the artifact store, and every result handed to
+//! the recorder as soon as it is known.
+//!
+//! The runner never decides what to run (the CLI selects jobs from the plan and the
+//! ledger) and never prints: it reports [`Event`]s to a callback.
+//!
+//! What a job sees (never spliced into shell text; values travel as variables):
+//!
+//! | variable | value |
+//! |---|---|
+//! | `STAGEGATE_JOB` | the job key |
+//! | `STAGEGATE_JOB_NAME`, `STAGEGATE_ROLE` | test name or built item; candidate, combination, baseline, build, test-change |
+//! | `STAGEGATE_COMMIT` | the commit checked out as the working directory |
+//! | `STAGEGATE_OUT` | an empty directory for outputs (a build writes its artifact here) |
+//! | `STAGEGATE_ENV_FILE` | a JSON file describing the whole environment |
+//! | `STAGEGATE_<IMAGE|COMPONENT>_<NAME>_VERSION` | each used item's version |
+//! | `…_ARTIFACT`, `…_DIGEST` | for built images: the artifact's local path and digest |
+//! | `…_GIT`, `…_COMMIT` | for components with a source |
+//! | `…_CANDIDATE` | `1` for the item(s) under test, else `0` |
+//! | `STAGEGATE_ITEM`, `STAGEGATE_VERSION` | for builds: the item being built |
+//!
+//! Jobs share one read-only checkout per commit: write only into `$STAGEGATE_OUT` or a
+//! temporary directory.
+
+pub mod process;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+
+use crate::artifact::Store;
+use crate::ledger::{ArtifactRecord, EnvRecord, Exit, ResultRecord, Runner, Verdict};
+use crate::plan::{Job, JobKind, Role};
+use process::{Ended, Spec};
+
+/// A job with the directory it runs in.
+pub struct Ready {
+    pub job: Job,
+    pub cwd: PathBuf,
+}
+
+pub struct Settings {
+    pub parallel: usize,
+    pub log_dir: PathBuf,
+    pub log_cap: u64,
+    pub store: Arc<Store>,
+    /// Relative `source.git` paths are resolved against this (the repository root).
+    pub root: PathBuf,
+    pub runner: Runner,
+}
+
+/// What happened to a job in this run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub key: String,
+    pub label: String,
+    /// `None` when the job did not run (interrupted, or a build it needs failed).
+    pub verdict: Option<Verdict>,
+    pub reason: Option<String>,
+    pub duration: Duration,
+    pub log: Option<PathBuf>,
+    pub record: Option<ResultRecord>,
+}
+
+/// Progress reports, in the order things happen.
+pub enum Event<'a> {
+    Started { label: &'a str },
+    Finished { outcome: &'a Outcome },
+}
+
+/// Run every job in `ready` (respecting `after` dependencies), hand each result to `record`
+/// as soon as it is known, and report progress. `known` holds build results recorded
+/// earlier, for jobs that need an artifact built before this run.
+pub async fn execute(
+    ready: Vec<Ready>,
+    known: HashMap<String, ArtifactRecord>,
+    settings: Arc<Settings>,
+    record: std::sync::mpsc::Sender<ResultRecord>,
+    progress: Arc<dyn Fn(Event) + Send + Sync>,
+    cancel: watch::Receiver<bool>,
+) -> Vec<Outcome> {
+    let sem = Arc::new(Semaphore::new(settings.parallel.max(1)));
+    // Each job publishes its artifact (or failure) for the jobs that need it.
+    let mut publishers: HashMap<String, watch::Sender<Option<Result<ArtifactRecord, String>>>> =
+        HashMap::new();
+    let mut receivers: HashMap<String, watch::Receiver<Option<Result<ArtifactRecord, String>>>> =
+        HashMap::new();
+    for r in &ready {
+        let (tx, rx) = watch::channel(None);
+        publishers.insert(r.job.key.clone(), tx);
+        receivers.insert(r.job.key.clone(), rx);
+    }
+    let known = Arc::new(known);
+    let mut handles = Vec::new();
+    for r in ready {
+        let deps: Vec<(String, Option<watch::Receiver<_>>)> = r
+            .job
+            .after
+            .iter()
+            .map(|k| (k.clone(), receivers.get(k).cloned()))
+            .collect();
+        let publish = publishers
+            .remove(&r.job.key)
+            .expect("one publisher per job");
+        let (sem, settings, record, progress, cancel, known) = (
+            sem.clone(),
+            settings.clone(),
+            record.clone(),
+            progress.clone(),
+            cancel.clone(),
+            known.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            // Wait for the builds this job needs.
+            let mut artifacts: BTreeMap<String, ArtifactRecord> = BTreeMap::new();
+            for (key, rx) in deps {
+                let got = match rx {
+                    Some(mut rx) => match rx.wait_for(|v| v.is_some()).await {
+                        Ok(v) => v.clone().expect("waited for Some"),
+                        Err(_) => Err("the build was not run".to_string()),
+                    },
+                    None => known
+                        .get(&key)
+                        .cloned()
+                        .ok_or_else(|| format!("build {} has no recorded artifact", &key[..12])),
+                };
+                match got {
+                    Ok(a) => {
+                        artifacts.insert(key, a);
+                    }
+                    Err(why) => {
+                        let outcome = not_run(
+                            &r.job,
+                            format!("skipped: needs build {}: {why}", &key[..12]),
+                        );
+                        let _ = publish.send(Some(Err("a build it needs did not succeed".into())));
+                        progress(Event::Finished { outcome: &outcome });
+                        return outcome;
+                    }
+                }
+            }
+            let _permit = sem
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            if *cancel.borrow() {
+                let outcome = not_run(&r.job, "interrupted before it started".into());
+                let _ = publish.send(Some(Err("interrupted".into())));
+                return outcome;
+            }
+            let label = crate::plan::describe(&r.job);
+            progress(Event::Started { label: &label });
+            let outcome = run_job(&r, &artifacts, &settings, cancel).await;
+            let artifact = outcome.record.as_ref().and_then(|rec| rec.artifact.clone());
+            let _ = publish.send(Some(match (outcome.verdict, artifact) {
+                (Some(Verdict::Pass), Some(a)) => Ok(a),
+                _ => Err(outcome
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "it did not pass".into())),
+            }));
+            if let Some(rec) = &outcome.record {
+                let _ = record.send(rec.clone());
+            }
+            progress(Event::Finished { outcome: &outcome });
+            outcome
+        }));
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        if let Ok(o) = h.await {
+            out.push(o);
+        }
+    }
+    out
+}
+
+fn not_run(job: &Job, reason: String) -> Outcome {
+    Outcome {
+        key: job.key.clone(),
+        label: crate::plan::describe(job),
+        verdict: None,
+        reason: Some(reason),
+        duration: Duration::ZERO,
+        log: None,
+        record: None,
+    }
+}
+
+/// Environment variables describing the job, and the JSON for `STAGEGATE_ENV_FILE`.
+fn job_env(
+    r: &Ready,
+    artifacts: &BTreeMap<String, ArtifactRecord>,
+    settings: &Settings,
+    out: &Path,
+    env_file: &Path,
+) -> Result<Vec<(String, String)>, String> {
+    let job = &r.job;
+    let mut vars = vec![
+        ("STAGEGATE_JOB".to_string(), job.key.clone()),
+        ("STAGEGATE_JOB_NAME".to_string(), job.name.clone()),
+        (
+            "STAGEGATE_ROLE".to_string(),
+            role_name(job.role).to_string(),
+        ),
+        ("STAGEGATE_COMMIT".to_string(), job.commit.to_string()),
+        ("STAGEGATE_OUT".to_string(), out.display().to_string()),
+        (
+            "STAGEGATE_ENV_FILE".to_string(),
+            env_file.display().to_string(),
+        ),
+    ];
+    let mut described = Vec::new();
+    for e in &job.env {
+        let stem = e.item.env_stem();
+        vars.push((format!("{stem}_VERSION"), e.version.clone()));
+        vars.push((
+            format!("{stem}_CANDIDATE"),
+            if e.candidate { "1" } else { "0" }.into(),
+        ));
+        let mut artifact_path = None;
+        let mut digest = e.digest.clone();
+        let mut location = e.location.clone();
+        if let Some(k) = &e.build_job {
+            let a = artifacts
+                .get(k)
+                .ok_or_else(|| format!("the artifact of {} was not built", e.item))?;
+            digest = Some(a.digest.clone());
+            location = Some(a.location.clone());
+        }
+        if let Some(d) = &digest {
+            let path = settings
+                .store
+                .get(d, location.as_deref())
+                .map_err(|why| format!("{}: {why}", e.item))?;
+            vars.push((format!("{stem}_ARTIFACT"), path.display().to_string()));
+            vars.push((format!("{stem}_DIGEST"), d.clone()));
+            artifact_path = Some(path.display().to_string());
+        }
+        let git = e.git.as_ref().map(|g| resolve_git(g, &settings.root));
+        if let Some(g) = &git {
+            vars.push((format!("{stem}_GIT"), g.clone()));
+        }
+        if let Some(c) = &e.commit {
+            vars.push((format!("{stem}_COMMIT"), c.clone()));
+        }
+        if job.kind == JobKind::Build && job.candidates.first() == Some(&e.item) {
+            vars.push(("STAGEGATE_ITEM".into(), e.item.to_string()));
+            vars.push(("STAGEGATE_VERSION".into(), e.version.clone()));
+        }
+        described.push(serde_json::json!({
+            "item": e.item.to_string(), "version": e.version, "candidate": e.candidate,
+            "digest": digest, "artifact": artifact_path, "git": git, "commit": e.commit,
+        }));
+    }
+    let doc = serde_json::json!({ "job": job.key, "name": job.name, "role": role_name(job.role), "commit": job.commit.to_string(), "items": described });
+    std::fs::write(env_file, serde_json::to_vec_pretty(&doc).expect("json"))
+        .map_err(|e| format!("writing {}: {e}", env_file.display()))?;
+    Ok(vars)
+}
+
+/// `./upstream/x.git` in a manifest means relative to the repository root.
+fn resolve_git(git: &str, root: &Path) -> String {
+    if git.starts_with("./") || git.starts_with("../") {
+        root.join(git).display().to_string()
+    } else {
+        git.to_string()
+    }
+}
+
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Build => "build",
+        Role::Candidate => "candidate",
+        Role::Combination => "combination",
+        Role::TestChange => "test-change",
+        Role::Baseline => "baseline",
+    }
+}
+
+async fn run_job(
+    r: &Ready,
+    artifacts: &BTreeMap<String, ArtifactRecord>,
+    settings: &Settings,
+    cancel: watch::Receiver<bool>,
+) -> Outcome {
+    let job = &r.job;
+    let label = crate::plan::describe(job);
+    let started = crate::records::now_rfc3339();
+    let base = Outcome {
+        key: job.key.clone(),
+        label: label.clone(),
+        verdict: None,
+        reason: None,
+        duration: Duration::ZERO,
+        log: None,
+        record: None,
+    };
+    let work = match tempfile::Builder::new().prefix("stagegate-job-").tempdir() {
+        Ok(w) => w,
+        Err(e) => {
+            return finish(
+                base,
+                job,
+                settings,
+                &started,
+                Verdict::Error,
+                Some(format!("cannot create a temporary directory: {e}")),
+                None,
+                0,
+                String::new(),
+                None,
+                None,
+            );
+        }
+    };
+    let out = work.path().join("out");
+    let env_file = work.path().join("env.json");
+    let _ = std::fs::create_dir(&out);
+    let vars = match job_env(r, artifacts, settings, &out, &env_file) {
+        Ok(v) => v,
+        Err(why) => {
+            return finish(
+                base,
+                job,
+                settings,
+                &started,
+                Verdict::Error,
+                Some(why),
+                None,
+                0,
+                String::new(),
+                None,
+                None,
+            );
+        }
+    };
+    let log = process::log_path(&settings.log_dir, &job.key);
+    if let Some(parent) = log.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let mut tries = 0u32;
+    let mut failed_before = false;
+    let mut total = Duration::ZERO;
+    loop {
+        tries += 1;
+        let spec = Spec {
+            run: &job.run,
+            cwd: &r.cwd,
+            env: &vars,
+            timeout: job.timeout,
+            log: &log,
+            log_cap: settings.log_cap,
+        };
+        let f = process::run(spec, cancel.clone()).await;
+        total += f.duration;
+        let exit = match &f.ended {
+            Ended::Exited(c) => Exit {
+                code: Some(*c),
+                signal: None,
+            },
+            Ended::Signaled(s) => Exit {
+                code: None,
+                signal: Some(*s),
+            },
+            _ => Exit {
+                code: None,
+                signal: None,
+            },
+        };
+        let (verdict, reason) = match &f.ended {
+            Ended::Cancelled => {
+                return Outcome {
+                    reason: Some("interrupted".into()),
+                    duration: total,
+                    log: Some(log),
+                    ..base
+                };
+            }
+            Ended::Exited(0) => (
+                if failed_before {
+                    Verdict::Flaky
+                } else {
+                    Verdict::Pass
+                },
+                None,
+            ),
+            Ended::Exited(c @ (126 | 127)) => (
+                Verdict::Error,
+                Some(format!(
+                    "the command could not be run (exit {c}: {})",
+                    if *c == 127 {
+                        "command or interpreter not found"
+                    } else {
+                        "not executable"
+                    }
+                )),
+            ),
+            Ended::Exited(c) => (Verdict::Fail, Some(format!("exit status {c}"))),
+            Ended::Signaled(s) => (Verdict::Fail, Some(format!("killed by signal {s}"))),
+            Ended::TimedOut => (
+                Verdict::Error,
+                Some(format!(
+                    "timed out after {}; its process group was killed",
+                    humantime::format_duration(job.timeout)
+                )),
+            ),
+            Ended::SpawnFailed(why) => (Verdict::Error, Some(why.clone())),
+        };
+        if verdict == Verdict::Fail && tries <= job.retries {
+            failed_before = true;
+            continue;
+        }
+        let reason = match (verdict, &reason) {
+            (Verdict::Flaky, _) => Some(format!("failed, then passed on try {tries}")),
+            _ => reason,
+        };
+        // A build that passed must have produced what it declares.
+        if job.kind == JobKind::Build && matches!(verdict, Verdict::Pass | Verdict::Flaky) {
+            return match store_build(job, &out, settings) {
+                Ok(a) => finish(
+                    base,
+                    job,
+                    settings,
+                    &started,
+                    verdict,
+                    reason,
+                    Some(exit),
+                    tries,
+                    f.excerpt,
+                    Some(log),
+                    Some(a),
+                )
+                .with_duration(total),
+                Err(why) => finish(
+                    base,
+                    job,
+                    settings,
+                    &started,
+                    Verdict::Fail,
+                    Some(why),
+                    Some(exit),
+                    tries,
+                    f.excerpt,
+                    Some(log),
+                    None,
+                )
+                .with_duration(total),
+            };
+        }
+        return finish(
+            base,
+            job,
+            settings,
+            &started,
+            verdict,
+            reason,
+            Some(exit),
+            tries,
+            f.excerpt,
+            Some(log),
+            None,
+        )
+        .with_duration(total);
+    }
+}
+
+/// Largest lock file recorded in the ledger.
+const MAX_LOCK_BYTES: u64 = 1024 * 1024;
+
+fn store_build(job: &Job, out: &Path, settings: &Settings) -> Result<ArtifactRecord, String> {
+    let name = job.artifact.as_deref().unwrap_or_default();
+    let path = out.join(name);
+    if !path.is_file() {
+        return Err(format!(
+            "the build passed but did not write its artifact: $STAGEGATE_OUT/{name} is missing (build.artifact in {})",
+            job.name
+        ));
+    }
+    let lock = match &job.lock {
+        None => None,
+        Some(l) => {
+            let lp = out.join(l);
+            let meta = std::fs::metadata(&lp).map_err(|_| format!("the build passed but did not write its lock file: $STAGEGATE_OUT/{l} is missing (build.lock in {})", job.name))?;
+            if meta.len() > MAX_LOCK_BYTES {
+                return Err(format!(
+                    "the lock file $STAGEGATE_OUT/{l} is {} bytes; at most {MAX_LOCK_BYTES} are recorded",
+                    meta.len()
+                ));
+            }
+            Some(
+                std::fs::read_to_string(&lp)
+                    .map_err(|e| format!("reading $STAGEGATE_OUT/{l}: {e}"))?,
+            )
+        }
+    };
+    let stored = settings
+        .store
+        .put(&path)
+        .map_err(|e| format!("storing the artifact: {e}"))?;
+    Ok(ArtifactRecord {
+        digest: stored.digest,
+        size: stored.size,
+        location: stored.location,
+        lock,
+    })
+}
+
+impl Outcome {
+    fn with_duration(mut self, d: Duration) -> Outcome {
+        self.duration = d;
+        if let Some(r) = &mut self.record {
+            r.duration_ms = d.as_millis() as u64;
+        }
+        self
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    base: Outcome,
+    job: &Job,
+    settings: &Settings,
+    started: &str,
+    verdict: Verdict,
+    reason: Option<String>,
+    exit: Option<Exit>,
+    tries: u32,
+    excerpt: String,
+    log: Option<PathBuf>,
+    artifact: Option<ArtifactRecord>,
+) -> Outcome {
+    let record = ResultRecord {
+        key: job.key.clone(),
+        kind: match job.kind {
+            JobKind::Build => "build".into(),
+            JobKind::Test => "test".into(),
+        },
+        name: job.name.clone(),
+        role: role_name(job.role).into(),
+        candidates: job.candidates.iter().map(|c| c.to_string()).collect(),
+        verdict,
+        reason: reason.clone(),
+        exit: exit.unwrap_or(Exit {
+            code: None,
+            signal: None,
+        }),
+        tries,
+        started: started.to_string(),
+        finished: crate::records::now_rfc3339(),
+        duration_ms: 0,
+        runner: settings.runner.clone(),
+        commit: job.commit.to_string(),
+        env: job
+            .env
+            .iter()
+            .map(|e| EnvRecord {
+                item: e.item.to_string(),
+                version: e.version.clone(),
+                candidate: e.candidate,
+                digest: e.digest.clone(),
+            })
+            .collect(),
+        artifact,
+        log: log.as_ref().map(|l| l.display().to_string()),
+        excerpt,
+        attempt: 0,
+    };
+    Outcome {
+        verdict: Some(verdict),
+        reason,
+        log,
+        record: Some(record),
+        ..base
+    }
+}
+
+/// Who is running: host, user, process, and the CI run when there is one.
+pub fn identity() -> Runner {
+    let ci_url = match (
+        std::env::var("GITHUB_SERVER_URL"),
+        std::env::var("GITHUB_REPOSITORY"),
+        std::env::var("GITHUB_RUN_ID"),
+    ) {
+        (Ok(s), Ok(r), Ok(id)) => Some(format!("{s}/{r}/actions/runs/{id}")),
+        _ => std::env::var("STAGEGATE_CI_URL").ok(),
+    };
+    Runner {
+        host: crate::ledger::hostname(),
+        user: std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into()),
+        pid: std::process::id(),
+        ci_url,
+    }
+}
+
+/// Shared state for reporting: counts for the progress display.
+#[derive(Default)]
+pub struct Tally {
+    pub done: Mutex<BTreeMap<Verdict, usize>>,
+}

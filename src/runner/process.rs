@@ -1,0 +1,240 @@
+//! Running one command: its own process group, a timeout that kills the whole group,
+//! output merged into a log capped to its head and tail, and cancellation.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    Exited(i32),
+    Signaled(i32),
+    TimedOut,
+    /// The run was interrupted (Ctrl-C, SIGTERM): not a result.
+    Cancelled,
+    /// The command could not be started at all.
+    SpawnFailed(String),
+}
+
+pub struct Finished {
+    pub ended: Ended,
+    pub duration: Duration,
+    /// The last lines of the output.
+    pub excerpt: String,
+    pub bytes: u64,
+}
+
+pub struct Spec<'a> {
+    pub run: &'a str,
+    pub cwd: &'a Path,
+    pub env: &'a [(String, String)],
+    pub timeout: Duration,
+    pub log: &'a Path,
+    /// Bytes of output kept: half from the start, half from the end.
+    pub log_cap: u64,
+}
+
+/// How long a process group gets between SIGTERM and SIGKILL on timeout.
+const GRACE: Duration = Duration::from_secs(3);
+
+pub async fn run(spec: Spec<'_>, mut cancel: watch::Receiver<bool>) -> Finished {
+    let start = Instant::now();
+    let (reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => return spawn_failed(start, format!("cannot create a pipe: {e}")),
+    };
+    let writer2 = match writer.try_clone() {
+        Ok(w) => w,
+        Err(e) => return spawn_failed(start, format!("cannot create a pipe: {e}")),
+    };
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(spec.run)
+        .current_dir(spec.cwd)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(OwnedFd::from(writer)))
+        .stderr(Stdio::from(OwnedFd::from(writer2)))
+        .process_group(0)
+        .kill_on_drop(true);
+    let spawned = cmd.spawn();
+    // Close our copies of the write end, so the reader sees EOF when the group is gone.
+    drop(cmd);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return spawn_failed(start, format!("cannot start /bin/sh: {e}")),
+    };
+    let pgid = child.id().map(|p| p as i32);
+
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let log_path = spec.log.to_path_buf();
+    let cap = spec.log_cap;
+    std::thread::spawn(move || {
+        let _ = tx.send(capture(reader, &log_path, cap));
+    });
+
+    let ended = tokio::select! {
+        status = child.wait() => match status {
+            Ok(s) => {
+                use std::os::unix::process::ExitStatusExt;
+                match (s.code(), s.signal()) {
+                    (Some(c), _) => Ended::Exited(c),
+                    (None, Some(sig)) => Ended::Signaled(sig),
+                    _ => Ended::Exited(-1),
+                }
+            }
+            Err(e) => Ended::SpawnFailed(format!("waiting for the job: {e}")),
+        },
+        _ = tokio::time::sleep(spec.timeout) => {
+            terminate(pgid, &mut child).await;
+            Ended::TimedOut
+        }
+        _ = cancelled(&mut cancel) => {
+            kill_group(pgid, libc::SIGKILL);
+            let _ = child.wait().await;
+            Ended::Cancelled
+        }
+    };
+    // Children that outlive the job's main process die with it.
+    kill_group(pgid, libc::SIGKILL);
+    let duration = start.elapsed();
+    let captured = match tokio::time::timeout(Duration::from_secs(5), rx).await {
+        Ok(Ok(c)) => c,
+        _ => Captured { excerpt: "[stagegate: output still held open by a process outside the job's group; log truncated]".into(), bytes: 0 },
+    };
+    Finished {
+        ended,
+        duration,
+        excerpt: captured.excerpt,
+        bytes: captured.bytes,
+    }
+}
+
+/// Resolves once the run is cancelled (never, if the sender is gone without cancelling).
+pub async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn spawn_failed(start: Instant, why: String) -> Finished {
+    Finished {
+        ended: Ended::SpawnFailed(why.clone()),
+        duration: start.elapsed(),
+        excerpt: why,
+        bytes: 0,
+    }
+}
+
+fn kill_group(pgid: Option<i32>, sig: i32) {
+    if let Some(p) = pgid
+        && p > 0
+    {
+        // SAFETY: killpg only sends a signal; a group that is already gone gives ESRCH.
+        unsafe {
+            libc::killpg(p, sig);
+        }
+    }
+}
+
+async fn terminate(pgid: Option<i32>, child: &mut tokio::process::Child) {
+    kill_group(pgid, libc::SIGTERM);
+    if tokio::time::timeout(GRACE, child.wait()).await.is_err() {
+        kill_group(pgid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+}
+
+struct Captured {
+    excerpt: String,
+    bytes: u64,
+}
+
+/// Copy the output into `log`, keeping the first and last `cap / 2` bytes and saying what
+/// was cut between them.
+fn capture(mut reader: std::io::PipeReader, log: &Path, cap: u64) -> Captured {
+    let half = (cap / 2).max(1) as usize;
+    let mut file = std::fs::File::create(log).ok().map(std::io::BufWriter::new);
+    let mut written = 0usize;
+    let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        total += n as u64;
+        let mut chunk = &buf[..n];
+        if written < half {
+            let take = chunk.len().min(half - written);
+            if let Some(f) = file.as_mut() {
+                let _ = f.write_all(&chunk[..take]);
+            }
+            written += take;
+            chunk = &chunk[take..];
+        }
+        let chunk = &chunk[chunk.len().saturating_sub(half)..];
+        tail.extend(chunk);
+        if tail.len() > half {
+            tail.drain(..tail.len() - half);
+        }
+    }
+    let tail_ordered: Vec<u8> = tail.into();
+    let cut = total.saturating_sub((written + tail_ordered.len()) as u64);
+    if let Some(f) = file.as_mut() {
+        if cut > 0 {
+            let _ = write!(
+                f,
+                "\n[stagegate: {cut} bytes of output cut here; the log keeps the first and last {half} bytes]\n"
+            );
+        }
+        let _ = f.write_all(&tail_ordered);
+        let _ = f.flush();
+    }
+    // The excerpt: the last lines of whatever we kept last.
+    let last: &[u8] = if tail_ordered.is_empty() {
+        &[]
+    } else {
+        &tail_ordered
+    };
+    let source = if last.is_empty() {
+        read_head(log, written)
+    } else {
+        last.to_vec()
+    };
+    Captured {
+        excerpt: excerpt_of(&source),
+        bytes: total,
+    }
+}
+
+fn read_head(log: &Path, len: usize) -> Vec<u8> {
+    let mut v = std::fs::read(log).unwrap_or_default();
+    v.truncate(len);
+    v
+}
+
+/// At most the last 20 lines and 4 KiB, as text.
+pub fn excerpt_of(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(4096);
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(20);
+    lines[from..].join("\n")
+}
+
+/// A fresh log path for one run of a job.
+pub fn log_path(dir: &Path, key: &str) -> PathBuf {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    dir.join(&key[..2])
+        .join(key)
+        .join(format!("{}-{}.log", now.as_millis(), std::process::id()))
+}
