@@ -1,0 +1,312 @@
+#!/usr/bin/env bash
+# Measure the figures stagegate must reach (DESIGN.md §7) and print each as a ratio with its
+# target beside it. Exits 1 when a measured figure misses its target.
+#
+#   benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build]
+#
+# It builds the release binary, generates the state repositories with benches/gen.py (or
+# reuses them: they are keyed by sizes, seed and the generator's own hash), then measures:
+#
+#   - `status` and `plan` against the git plumbing that reads the same objects
+#     (benches/plumbing.sh: `git diff --name-only T S` + `git cat-file --batch`);
+#   - `status` at a tenth of the history against the full history;
+#   - `run` of J trivial jobs at -j 2 against `xargs -P 2` running the same commands,
+#     and a second `run` with nothing left to run against `status`;
+#   - 8 concurrent `run --shard I/8` recording J results: found/expected in the ledger;
+#   - the peak RSS of every stagegate command above.
+#
+# Times are medians (hyperfine when it is there or can be installed, else a timing loop).
+# The machine is shared: read single figures with care, and rerun before believing a miss.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+usage() {
+    cat <<'EOF'
+usage: benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build]
+
+  --small     quick sizes (200 items, 20 tests, 500 commits, 2,000 results, 100 jobs)
+              instead of DESIGN.md's (10,000 items, 500 tests, 50,000 commits,
+              1,000,000 results, 1,000 jobs)
+  --out DIR   where the generated repositories live (default: target/bench)
+  --seed N    the generator's seed (default 1)
+  --runs N    timed runs per read-path command (default 10; runner commands use 3)
+  --no-build  use target/release/stagegate as it is (skip `cargo build --release`)
+EOF
+}
+
+small=0 out="" seed=1 runs="" build=1
+while [ $# -gt 0 ]; do
+    case $1 in
+    --small) small=1 ;;
+    --no-build) build=0 ;;
+    --out) out=${2:?--out needs a directory}; shift ;;
+    --out=*) out=${1#--out=} ;;
+    --seed) seed=${2:?--seed needs a number}; shift ;;
+    --seed=*) seed=${1#--seed=} ;;
+    --runs) runs=${2:?--runs needs a number}; shift ;;
+    --runs=*) runs=${1#--runs=} ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [ "$small" = 1 ]; then
+    items=200 tests=20 commits=500 results=2000 short_commits=50 jobs=100
+    runs=${runs:-5}
+else
+    items=10000 tests=500 commits=50000 results=1000000 short_commits=5000 jobs=1000
+    runs=${runs:-10}
+fi
+run_runs=3
+out=${out:-$root/target/bench}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+work=$(mktemp -d "$out/work.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+log() { echo "run.sh: $*" >&2; }
+
+# --- tools ------------------------------------------------------------------------------
+
+apt_install() {
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 1
+    log "installing $1 with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq "$1" >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "$1" >/dev/null 2>&1; }
+}
+command -v hyperfine >/dev/null || apt_install hyperfine || true
+[ -x /usr/bin/time ] || apt_install time || true
+have_hyperfine=0
+command -v hyperfine >/dev/null && have_hyperfine=1
+have_time=0
+[ -x /usr/bin/time ] && have_time=1
+[ "$have_hyperfine" = 1 ] || log "hyperfine is not available: timing with a shell loop"
+
+bin=$root/target/release/stagegate
+if [ "$build" = 1 ]; then
+    log "building the release binary"
+    (cd "$root" && cargo build --release --quiet)
+fi
+[ -x "$bin" ] || { echo "run.sh: no $bin (run without --no-build)" >&2; exit 2; }
+
+# --- repositories -----------------------------------------------------------------------
+
+gen_hash=$(sha256sum "$here/gen.py" | cut -c1-10)
+
+# generate NAME GEN-ARGS...: make $out/NAME with gen.py unless a finished one is there.
+generate() {
+    local name=$1 dir=$out/$1
+    shift
+    if [ -f "$dir.done" ] && [ -d "$dir" ]; then
+        log "reusing $dir"
+    else
+        log "generating $dir (gen.py $*)"
+        rm -rf "$dir" "$dir.done"
+        local t0=$SECONDS
+        python3 "$here/gen.py" --force --seed "$seed" --out "$dir" "$@" >"$dir.json"
+        log "generated $name in $((SECONDS - t0)) s"
+        touch "$dir.done"
+    fi
+}
+
+sizes="--items $items --tests $tests --results $results"
+state_name=state-i$items-t$tests-c$commits-r$results-s$seed-$gen_hash
+short_name=state-i$items-t$tests-c$short_commits-r$results-s$seed-$gen_hash
+runner_name=runner-j$jobs-s$seed-$gen_hash
+# shellcheck disable=SC2086
+generate "$state_name" $sizes --commits "$commits"
+# shellcheck disable=SC2086
+generate "$short_name" $sizes --commits "$short_commits"
+generate "$runner_name" --runner "$jobs"
+state=$out/$state_name short=$out/$short_name runner=$out/$runner_name
+
+# --- measuring --------------------------------------------------------------------------
+
+# measure RUNS WARMUP PREPARE CMD...: sets $median (seconds) to the median wall time of CMD,
+# running PREPARE (a bash snippet, or "") before each run. Returns 1 if CMD failed.
+measure() {
+    local n=$1 warm=$2 prep=$3
+    shift 3
+    if [ "$have_hyperfine" = 1 ]; then
+        local json=$work/hf.json cmd="" a
+        for a in "$@"; do cmd+="$(printf '%q' "$a") "; done
+        local args=(-N --style none --runs "$n" --warmup "$warm" --export-json "$json")
+        [ -n "$prep" ] && args+=(--prepare "bash -c $(printf '%q' "$prep")")
+        if ! hyperfine "${args[@]}" -- "$cmd" >"$work/hf.out" 2>&1; then
+            sed 's/^/    /' "$work/hf.out" >&2
+            return 1
+        fi
+        median=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$json")
+    else
+        local i t0 t1 times=()
+        for ((i = 0; i < warm + n; i++)); do
+            [ -n "$prep" ] && bash -c "$prep"
+            t0=$(date +%s%N)
+            "$@" >/dev/null 2>"$work/err" || { sed 's/^/    /' "$work/err" >&2; return 1; }
+            t1=$(date +%s%N)
+            [ "$i" -ge "$warm" ] && times+=("$((t1 - t0))")
+        done
+        median=$(printf '%s\n' "${times[@]}" | sort -n |
+            awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.6f", m / 1e9 }')
+    fi
+}
+
+ms() { awk -v s="$1" 'BEGIN { printf "%.1f ms", s * 1000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+failed=0
+report=$work/report
+: >"$report"
+line() { # line FIGURE MEASURED TARGET VERDICT DETAIL; a MISS verdict fails the run
+    [ "$4" = MISS ] && failed=1
+    printf '%-44s %-14s %-12s %-4s %s\n' "$@" | tee -a "$report"
+}
+# judge VALUE OP LIMIT: "ok" or "MISS"; OP is le, lt or within (|VALUE - 1| <= LIMIT).
+judge() {
+    local ok
+    case $2 in
+    le) ok=$(awk -v v="$1" -v l="$3" 'BEGIN { print (v <= l) }') ;;
+    lt) ok=$(awk -v v="$1" -v l="$3" 'BEGIN { print (v < l) }') ;;
+    within) ok=$(awk -v v="$1" -v l="$3" 'BEGIN { d = v - 1; if (d < 0) d = -d; print (d <= l) }') ;;
+    esac
+    if [ "$ok" = 1 ]; then echo ok; else echo MISS; fi
+}
+not_measured() { line "$1" "-" "$2" "-" "not measured ($3)"; }
+
+# rss LABEL CMD...: the peak RSS of one run of CMD, as a figure line.
+rss_rows=()
+rss() {
+    local label=$1
+    shift
+    if [ "$have_time" = 0 ]; then
+        rss_rows+=("$label|-|no /usr/bin/time")
+        return 0
+    fi
+    /usr/bin/time -f %M -o "$work/rss" "$@" >/dev/null 2>"$work/err" || true
+    rss_rows+=("$label|$(tail -n 1 "$work/rss")|")
+}
+rss_line() { # rss_line LABEL KB
+    local mib
+    mib=$(awk -v k="$2" 'BEGIN { printf "%.1f", k / 1024 }')
+    line "peak RSS: $1" "$mib MiB" "< 200 MiB" "$(judge "$mib" lt 200)" ""
+}
+
+# --- the figures ------------------------------------------------------------------------
+
+echo "stagegate benchmarks (DESIGN.md §7), $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores"
+echo "state: $items items, $tests tests, $commits commits ($short_commits for the short"\
+    "history), $results results; runner: $jobs jobs; median of $runs runs"
+printf '%-44s %-14s %-12s %-4s %s\n' figure measured target "" detail
+
+pairs=(staging new stable staging)
+measure "$runs" 2 "" bash "$here/plumbing.sh" "$state" "${pairs[@]}"
+t_git=$median
+measure "$runs" 2 "" "$bin" -C "$state" status
+t_status=$median
+measure "$runs" 2 "" "$bin" -C "$state" plan
+t_plan=$median
+r=$(ratio "$t_status" "$t_git")
+line "status / git plumbing" "${r}x" "<= 2.0x" "$(judge "$r" le 2.0)" \
+    "status $(ms "$t_status"), plumbing $(ms "$t_git")"
+r=$(ratio "$t_plan" "$t_git")
+line "plan / git plumbing" "${r}x" "<= 2.0x" "$(judge "$r" le 2.0)" \
+    "plan $(ms "$t_plan"), plumbing $(ms "$t_git")"
+rss status "$bin" -C "$state" status
+rss plan "$bin" -C "$state" plan
+
+measure "$runs" 2 "" "$bin" -C "$short" status
+t_short=$median
+r=$(ratio "$t_status" "$t_short")
+line "status at $commits / at $short_commits commits" "${r}x" "0.8x..1.2x" \
+    "$(judge "$r" within 0.2)" "$(ms "$t_status") / $(ms "$t_short")"
+rss "status ($short_commits commits)" "$bin" -C "$short" status
+
+if "$bin" run --help >/dev/null 2>&1; then
+    # The jobs' commands, as xargs would run them: in a checkout of the pending commit
+    # (the runner repository's work tree is on staging, which is that commit).
+    measure "$run_runs" 0 "" bash -c "cd '$runner' && seq $jobs | xargs -P 2 -n 1 sh -c ./t.sh sh"
+    t_xargs=$median
+    fresh="rm -rf '$work/run' && cp -a '$runner' '$work/run'"
+    if measure "$run_runs" 0 "$fresh" "$bin" -C "$work/run" run -j 2 --stage stable; then
+        t_run=$median
+        r=$(ratio "$t_run" "$t_xargs")
+        line "run of $jobs jobs -j 2 / xargs -P 2" "${r}x" "<= 1.5x" "$(judge "$r" le 1.5)" \
+            "run $(ms "$t_run"), xargs $(ms "$t_xargs")"
+        # The last timed run left every result recorded: now there is nothing to run.
+        recorded=$(git -C "$work/run" ls-tree -r --name-only refs/stagegate/results 2>/dev/null | wc -l)
+        [ "$recorded" = "$jobs" ] ||
+            log "warning: the run recorded $recorded results, expected $jobs"
+        measure "$runs" 1 "" "$bin" -C "$work/run" run -j 2 --stage stable
+        t_rerun=$median
+        measure "$runs" 1 "" "$bin" -C "$work/run" status
+        t_rstatus=$median
+        r=$(ratio "$t_rerun" "$t_rstatus")
+        line "second run (nothing to do) / status" "${r}x" "< 2.0x" "$(judge "$r" lt 2.0)" \
+            "run $(ms "$t_rerun"), status $(ms "$t_rstatus")"
+        rss "run (nothing to do)" "$bin" -C "$work/run" run -j 2 --stage stable
+        bash -c "$fresh"
+        rss "run ($jobs jobs, -j 2)" "$bin" -C "$work/run" run -j 2 --stage stable
+    else
+        line "run of $jobs jobs -j 2 / xargs -P 2" "failed" "<= 1.5x" "MISS" \
+            "stagegate run exited non-zero (output above)"
+        not_measured "second run (nothing to do) / status" "< 2.0x" "the first run failed"
+    fi
+
+    # 8 runners at once on a fresh copy, each taking its shard.
+    rm -rf "$work/shards"
+    cp -a "$runner" "$work/shards"
+    pids=()
+    t0=$(date +%s%N)
+    for i in 1 2 3 4 5 6 7 8; do
+        if [ "$have_time" = 1 ]; then
+            /usr/bin/time -f %M -o "$work/shard$i.rss" \
+                "$bin" -C "$work/shards" run -j 1 --shard "$i/8" >"$work/shard$i.out" 2>&1 &
+        else
+            "$bin" -C "$work/shards" run -j 1 --shard "$i/8" >"$work/shard$i.out" 2>&1 &
+        fi
+        pids+=($!)
+    done
+    bad=0
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || { bad=$((bad + 1)); log "shard $((i + 1))/8 failed:"; tail -n 5 "$work/shard$((i + 1)).out" >&2; }
+    done
+    t1=$(date +%s%N)
+    found=$(git -C "$work/shards" ls-tree -r --name-only refs/stagegate/results 2>/dev/null | wc -l)
+    verdict=ok
+    if [ "$found" != "$jobs" ] || [ "$bad" != 0 ]; then verdict=MISS; fi
+    line "8 runners recording $jobs results" "$found/$jobs" "$jobs/$jobs" "$verdict" \
+        "$(ms "$(awk -v n=$((t1 - t0)) 'BEGIN { print n / 1e9 }')") wall, $bad runner(s) exited non-zero"
+    if [ "$have_time" = 1 ]; then
+        max=0
+        for i in 1 2 3 4 5 6 7 8; do
+            k=$(tail -n 1 "$work/shard$i.rss" 2>/dev/null || echo 0)
+            [[ $k =~ ^[0-9]+$ ]] && [ "$k" -gt "$max" ] && max=$k
+        done
+        rss_rows+=("run --shard I/8 (largest of 8)|$max|")
+    fi
+else
+    log "stagegate has no run command yet: the runner figures are not measured"
+    not_measured "run of $jobs jobs -j 2 / xargs -P 2" "<= 1.5x" "run not available"
+    not_measured "second run (nothing to do) / status" "< 2.0x" "run not available"
+    not_measured "8 runners recording $jobs results" "$jobs/$jobs" "run not available"
+fi
+
+for row in "${rss_rows[@]}"; do
+    IFS='|' read -r label kb why <<<"$row"
+    if [ -n "$why" ]; then
+        not_measured "peak RSS: $label" "< 200 MiB" "$why"
+    else
+        rss_line "$label" "$kb"
+    fi
+done
+
+cp "$report" "$out/last-report.txt"
+if [ "$failed" = 1 ]; then
+    echo "a figure missed its target"
+    exit 1
+fi
+echo "every measured figure is within its target"
