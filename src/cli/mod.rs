@@ -4,13 +4,20 @@
 //! and leave as a message on stderr and an exit code (DESIGN.md §5).
 
 mod check;
+mod cycle;
 mod diff;
+mod drop;
 pub mod github;
+mod hold;
 mod init;
+mod log;
 mod plan;
+mod promote;
+mod release;
 pub mod run;
 mod status;
 mod sync;
+mod why;
 
 use std::path::PathBuf;
 
@@ -50,6 +57,13 @@ pub enum Command {
     Plan(plan::Args),
     Diff(diff::Args),
     Run(run::Args),
+    Promote(promote::Args),
+    Why(why::Args),
+    Log(log::Args),
+    Hold(hold::Args),
+    Release(release::Args),
+    Drop(drop::Args),
+    Cycle(cycle::Args),
 }
 
 /// How listing commands print.
@@ -90,6 +104,13 @@ pub fn main() -> i32 {
         Command::Plan(a) => plan::run(&ctx, a),
         Command::Diff(a) => diff::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
+        Command::Promote(a) => promote::run(&ctx, a),
+        Command::Why(a) => why::run(&ctx, a),
+        Command::Log(a) => log::run(&ctx, a),
+        Command::Hold(a) => hold::run(&ctx, a),
+        Command::Release(a) => release::run(&ctx, a),
+        Command::Drop(a) => drop::run(&ctx, a),
+        Command::Cycle(a) => cycle::run(&ctx, a),
     };
     match result {
         Ok(code) => code,
@@ -109,6 +130,17 @@ pub fn report(e: &Error) -> i32 {
         }
     }
     e.exit_code()
+}
+
+/// Report a hold, release or drop.
+pub fn print_edit(e: &crate::promote::edits::Edited, format: Format) {
+    match format {
+        Format::Json => print_json(e),
+        Format::Text => match &e.commit {
+            Some(c) => println!("{} ({} on {})", e.message, &c[..10], e.stage),
+            None => println!("{}", e.message),
+        },
+    }
 }
 
 /// Print JSON to stdout.

@@ -40,12 +40,17 @@ pub struct JobView<'a> {
     pub result: Option<Verdict>,
 }
 
+/// A move as `plan --format json` prints it: the plan, with `jobs` as a list of jobs
+/// each carrying its recorded `result`.
 #[derive(Serialize)]
 struct MoveView<'a> {
-    #[serde(flatten)]
-    plan: &'a MovePlan,
-    #[serde(rename = "jobs")]
-    job_views: Vec<JobView<'a>>,
+    from: &'a crate::manifest::Stage,
+    to: &'a crate::manifest::Stage,
+    gate: &'a crate::manifest::Gate,
+    from_head: String,
+    to_head: String,
+    pending: &'a [crate::plan::Pending],
+    jobs: Vec<JobView<'a>>,
 }
 
 /// The latest verdict of every job in `plans`.
@@ -82,8 +87,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             let views: Vec<MoveView> = plans
                 .iter()
                 .map(|p| MoveView {
-                    plan: p,
-                    job_views: p
+                    from: &p.from,
+                    to: &p.to,
+                    gate: &p.gate,
+                    from_head: p.from_head.to_string(),
+                    to_head: p.to_head.to_string(),
+                    pending: &p.pending,
+                    jobs: p
                         .jobs
                         .values()
                         .filter(|j| wanted(j))

@@ -41,3 +41,41 @@ pub fn ls_remote(dir: &Path, url: &str, branch: &str) -> Result<Option<String>> 
         (name == full).then(|| id.to_string())
     }))
 }
+
+/// After stagegate moved `branch` from `old` to `new`: if the work tree has that branch
+/// checked out, bring the index and work tree along (`git read-tree -m -u`, which refuses
+/// to overwrite local changes). Best effort: a refusal leaves the work tree as it was and
+/// says how to catch up.
+pub fn sync_worktree(repo: &super::Repo, branch: &str, old: gix::ObjectId, new: gix::ObjectId) {
+    let Some(work) = repo.work_dir() else { return };
+    let head = repo.git.head_name().ok().flatten();
+    if head.as_ref().map(|h| h.as_bstr().to_string()) != Some(format!("refs/heads/{branch}")) {
+        return;
+    }
+    if let Err(e) = git(
+        work,
+        &["read-tree", "-m", "-u", &old.to_string(), &new.to_string()],
+    ) {
+        eprintln!("warning: {branch} moved to {new}, but the work tree could not follow: {e}");
+        eprintln!("  help: commit or stash your changes, then run `git reset --keep {branch}`");
+    }
+}
+
+/// Push `branch` to `remote` as a fast-forward only (no force of any kind): promotions
+/// only ever add merge commits on top, so a rejection means someone else moved the branch.
+pub fn push_branch(git_dir: &Path, remote: &str, branch: &str) -> Result<()> {
+    let full = format!("refs/heads/{branch}");
+    git(
+        git_dir,
+        &["push", "--quiet", remote, &format!("{full}:{full}")],
+    )
+    .map_err(|e| {
+        Error::infra_help(
+            format!("pushing {branch} to {remote} was rejected: {e}"),
+            format!(
+                "someone else updated {branch} on {remote}; fetch it, then run the command again"
+            ),
+        )
+    })?;
+    Ok(())
+}

@@ -593,9 +593,24 @@ pub fn identity() -> Runner {
         host: crate::ledger::hostname(),
         user: std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".into()),
+            .unwrap_or_else(|_| login_name()),
         pid: std::process::id(),
         ci_url,
+    }
+}
+
+/// The name of the user running us, from the password database.
+fn login_name() -> String {
+    // SAFETY: getpwuid returns a pointer to static storage or null; we copy the name out
+    // before any other call could overwrite it.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return format!("uid{}", libc::getuid());
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_string_lossy()
+            .into_owned()
     }
 }
 

@@ -1,0 +1,75 @@
+//! `stagegate cycle`: poll, run, promote — what a cron job or the Action calls.
+
+use super::{Code, Ctx, Format};
+use crate::error::Result;
+use crate::plan::Planner;
+
+/// One full turn of the pipeline: for each stage move in order, run its jobs that have no
+/// result, then promote what passes — so a commit can travel several stages in one cycle.
+///
+/// Exits 1 when a gate rejects a commit, 130 when interrupted.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// How many jobs run at once (default: the number of cores).
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub parallel: Option<usize>,
+    /// Only the move into this stage.
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Push results and promoted stages to the remote.
+    #[arg(long)]
+    pub push: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
+    let repo = ctx.repo()?;
+    let planner = Planner::new(&repo, None)?;
+    super::sync::fetch_results(ctx, &repo, &planner.pipeline)?;
+    let only = args
+        .stage
+        .as_deref()
+        .map(|s| planner.stage(s).map(|s| s.name.clone()))
+        .transpose()?;
+    let moves: Vec<_> = planner
+        .pipeline
+        .moves()
+        .map(|(a, b)| (a.clone(), b.clone()))
+        .collect();
+    let mut outcomes = Vec::new();
+    let mut worst = 0;
+    for (s, t) in &moves {
+        if only.as_ref().is_some_and(|o| o != &t.name) {
+            continue;
+        }
+        if args.format == Format::Text {
+            println!("== {} → {}", s.name, t.name);
+        }
+        let plan = planner.plan_move(s, t)?;
+        let run_args = super::run::Args {
+            parallel: args.parallel,
+            stage: None,
+            job: Vec::new(),
+            shard: None,
+            dry_run: false,
+            rerun: Vec::new(),
+            failed: false,
+            push: args.push,
+            format: args.format,
+        };
+        let report = super::run::run_plans(ctx, &planner, std::slice::from_ref(&plan), &run_args)?;
+        if report.interrupted {
+            return Ok(130);
+        }
+        let outcome =
+            crate::promote::promote_move(&planner, s, t, &super::promote::options(false))?;
+        if args.push && outcome.promoted.is_some() {
+            super::promote::push_stage(ctx, &repo, &t.branch)?;
+        }
+        super::promote::report(std::slice::from_ref(&outcome), args.format, false);
+        worst = worst.max(super::promote::code(std::slice::from_ref(&outcome)));
+        outcomes.push(outcome);
+    }
+    Ok(worst)
+}

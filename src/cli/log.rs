@@ -1,0 +1,205 @@
+//! `stagegate log [ITEM]`: the audit trail, from git history alone.
+
+use serde::Serialize;
+
+use super::{Code, Ctx, Format, print_json};
+use crate::error::{Error, Result};
+use crate::manifest::ItemId;
+use crate::plan::Planner;
+use crate::repo::{CommitInfo, Repo};
+
+/// The audit trail, newest first: promotions (with version changes, verdict counts and the
+/// tested commit), rejections, holds and releases, drops, builds and polls — read from the
+/// stage branches' first-parent history and the results ledger.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only entries about this item (images/NAME or components/NAME).
+    pub item: Option<String>,
+    /// At most this many entries.
+    #[arg(short = 'n', long, default_value_t = 50)]
+    pub max: usize,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Entry {
+    pub time: i64,
+    pub when: String,
+    /// promote, reject, hold, release, drop, poll
+    pub kind: String,
+    pub stage: String,
+    pub commit: String,
+    pub tested: Option<String>,
+    pub items: Vec<String>,
+    pub built: Vec<String>,
+    pub results: Option<String>,
+    pub reason: Option<String>,
+    pub by: Option<String>,
+    pub subject: String,
+}
+
+/// How far back one branch is read at most.
+const MAX_WALK: usize = 20_000;
+
+fn entry_of(c: &CommitInfo) -> Option<Entry> {
+    let (kind, items) = if let Some(d) = c.trailer("Stagegate-Decision") {
+        (
+            d.to_string(),
+            c.trailers("Stagegate-Candidate")
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        )
+    } else if let Some(i) = c.trailer("Stagegate-Hold") {
+        ("hold".to_string(), vec![i.to_string()])
+    } else if let Some(i) = c.trailer("Stagegate-Release") {
+        ("release".to_string(), vec![i.to_string()])
+    } else if let Some(i) = c.trailer("Stagegate-Drop") {
+        ("drop".to_string(), vec![i.to_string()])
+    } else if let Some(i) = c.trailer("Stagegate-Poll") {
+        ("poll".to_string(), vec![i.to_string()])
+    } else {
+        return None;
+    };
+    Some(Entry {
+        time: c.time,
+        when: humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.time.max(0) as u64),
+        )
+        .to_string(),
+        kind,
+        stage: c.trailer("Stagegate-Stage").unwrap_or_default().to_string(),
+        commit: c.id.to_string(),
+        tested: c.trailer("Stagegate-Tested").map(String::from),
+        items,
+        built: c
+            .trailers("Stagegate-Built")
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        results: c.trailer("Stagegate-Results").map(String::from),
+        reason: c.trailer("Stagegate-Reason").map(String::from),
+        by: c
+            .trailer("Stagegate-By")
+            .or(c.trailer("Stagegate-Decided-By"))
+            .map(String::from),
+        subject: c.subject().to_string(),
+    })
+}
+
+fn walk(
+    repo: &Repo,
+    head: gix::ObjectId,
+    item: Option<&ItemId>,
+    max: usize,
+    out: &mut Vec<Entry>,
+) -> Result<()> {
+    let want = item.map(|i| i.to_string());
+    let mut found = 0;
+    for id in repo.first_parents(head, None, MAX_WALK)? {
+        let info = repo.commit(id)?;
+        if let Some(e) = entry_of(&info) {
+            if let Some(w) = &want
+                && !e
+                    .items
+                    .iter()
+                    .any(|i| i == w || i.starts_with(&format!("{w} ")))
+            {
+                continue;
+            }
+            out.push(e);
+            found += 1;
+            if found >= max {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn collect(
+    repo: &Repo,
+    planner: &Planner,
+    item: Option<&ItemId>,
+    max: usize,
+) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for s in &planner.pipeline.stages {
+        walk(repo, planner.stage_head(s)?, item, max, &mut out)?;
+    }
+    if let Some(tip) = repo.ref_target(&planner.pipeline.results_ref)? {
+        walk(repo, tip, item, max, &mut out)?;
+    }
+    out.sort_by(|a, b| b.time.cmp(&a.time).then(a.commit.cmp(&b.commit)));
+    out.dedup_by(|a, b| a.commit == b.commit);
+    out.truncate(max);
+    Ok(out)
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
+    let item = args
+        .item
+        .as_deref()
+        .map(|i| {
+            ItemId::parse(i).ok_or_else(|| {
+                Error::usage_help(
+                    format!("{i:?} is not an item"),
+                    "write images/NAME or components/NAME",
+                )
+            })
+        })
+        .transpose()?;
+    let repo = ctx.repo()?;
+    let planner = Planner::new(&repo, None)?;
+    let entries = collect(&repo, &planner, item.as_ref(), args.max)?;
+    match args.format {
+        Format::Json => print_json(&entries),
+        Format::Text => {
+            if entries.is_empty() {
+                println!("no promotions, rejections, holds or drops yet");
+            }
+            for e in &entries {
+                print_entry(e);
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub fn print_entry(e: &Entry) {
+    let when = e.when.replace('T', " ").trim_end_matches('Z').to_string();
+    let stage = e.stage.replace(" -> ", "→");
+    println!(
+        "{when}  {:<8} {:<15} {}",
+        e.kind,
+        stage,
+        short_str(&e.commit)
+    );
+    if !e.items.is_empty() {
+        println!("    {}", e.items.join(", "));
+    }
+    if let Some(t) = &e.tested {
+        println!(
+            "    tested {}{}",
+            short_str(t),
+            e.results
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
+    for b in &e.built {
+        println!("    built {b}");
+    }
+    if let Some(r) = &e.reason {
+        println!("    reason: {r}");
+    }
+    if let Some(b) = &e.by {
+        println!("    by {b}");
+    }
+}
+
+fn short_str(s: &str) -> &str {
+    &s[..s.len().min(10)]
+}

@@ -1,0 +1,132 @@
+//! `stagegate promote`: evaluate every gate and merge what passes.
+
+use super::{Code, Ctx, Format, print_json};
+use crate::error::Result;
+use crate::gate::{Decision, Evaluation};
+use crate::plan::{Planner, short};
+use crate::promote::{self, MoveOutcome, Options};
+
+/// Evaluate every gate, then merge the newest passing commit of each stage into the next
+/// (a merge commit carrying the decision as YAML and trailers). Rejections are recorded.
+///
+/// Exits 1 when a gate rejects a commit (a regression), 0 otherwise (promoted or waiting).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Only the move into this stage.
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Print the decisions, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Push each promoted stage branch to the remote.
+    #[arg(long)]
+    pub push: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+pub fn options(dry_run: bool) -> Options {
+    let r = crate::runner::identity();
+    Options {
+        dry_run,
+        by: format!(
+            "stagegate {} ({}@{})",
+            env!("CARGO_PKG_VERSION"),
+            r.user,
+            r.host
+        ),
+        ci_url: r.ci_url,
+    }
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
+    let repo = ctx.repo()?;
+    let planner = Planner::new(&repo, None)?;
+    super::sync::fetch_results(ctx, &repo, &planner.pipeline)?;
+    let only = args
+        .stage
+        .as_deref()
+        .map(|s| planner.stage(s).map(|s| s.name.clone()))
+        .transpose()?;
+    let mut outcomes = Vec::new();
+    let moves: Vec<_> = planner
+        .pipeline
+        .moves()
+        .map(|(a, b)| (a.clone(), b.clone()))
+        .collect();
+    for (s, t) in &moves {
+        if only.as_ref().is_some_and(|o| o != &t.name) {
+            continue;
+        }
+        let outcome = promote::promote_move(&planner, s, t, &options(args.dry_run))?;
+        if args.push && outcome.promoted.is_some() {
+            push_stage(ctx, &repo, &t.branch)?;
+        }
+        outcomes.push(outcome);
+    }
+    report(&outcomes, args.format, args.dry_run);
+    Ok(code(&outcomes))
+}
+
+pub fn push_stage(ctx: &Ctx, repo: &crate::repo::Repo, branch: &str) -> Result<()> {
+    let remote = ctx.remote.clone().unwrap_or_else(|| "origin".into());
+    crate::repo::remote::push_branch(repo.git_dir(), &remote, branch)
+}
+
+pub fn code(outcomes: &[MoveOutcome]) -> Code {
+    if outcomes
+        .iter()
+        .any(|o| o.evaluations.iter().any(|e| e.decision == Decision::Reject))
+    {
+        1
+    } else {
+        0
+    }
+}
+
+pub fn report(outcomes: &[MoveOutcome], format: Format, dry_run: bool) {
+    if format == Format::Json {
+        print_json(&outcomes);
+        return;
+    }
+    for o in outcomes {
+        let head = format!("{} → {}", o.from, o.to);
+        match (&o.promoted, &o.tested) {
+            (Some(m), Some(t)) => println!("{head}: promoted {} as {}", &t[..10], &m[..10]),
+            (None, Some(t)) if dry_run => println!("{head}: would promote {}", &t[..10]),
+            _ if o.evaluations.is_empty() => println!("{head}: nothing pending"),
+            _ => println!("{head}: nothing to promote"),
+        }
+        for e in &o.evaluations {
+            print_evaluation(e, o.promoted.is_some() || dry_run);
+        }
+        for r in &o.rejected {
+            println!(
+                "  recorded the rejection of {} in the results ledger",
+                &r[..10]
+            );
+        }
+        for n in &o.notes {
+            println!("  {n}");
+        }
+        for p in &o.pushed {
+            println!("  pushed {p}");
+        }
+    }
+}
+
+fn print_evaluation(e: &Evaluation, brief: bool) {
+    if brief && e.decision == Decision::Promote {
+        println!(
+            "  {} {}: promote ({})",
+            short(e.commit),
+            e.subject,
+            crate::gate::counts_line(e)
+        );
+        return;
+    }
+    println!("  {} {}: {}", short(e.commit), e.subject, e.decision);
+    for r in &e.reasons {
+        println!("    - {}", r.message);
+    }
+}
