@@ -166,34 +166,41 @@ pub fn promote_move(
             outcome.evaluations = evals;
             return Ok(outcome);
         }
-        let merge = merge_commit(planner, &plan, &chosen, opts)?;
-        match repo.cas(
-            &to.ref_name(),
-            Some(plan.to_head),
-            merge,
-            &format!(
-                "stagegate: promote {} into {}",
-                short(chosen.commit),
-                to.name
-            ),
-        )? {
-            Cas::Updated => {
-                crate::repo::remote::sync_worktree(repo, &to.branch, plan.to_head, merge);
-                outcome.promoted = Some(merge.to_string());
-                outcome.evaluations = evals;
-                return Ok(outcome);
-            }
-            Cas::Moved { actual } => {
-                // Someone else moved T: decide again against what is there now.
-                let _ = actual;
-                continue;
-            }
+        if let Some(merge) = apply(planner, &plan, &chosen, opts)? {
+            outcome.promoted = Some(merge.to_string());
+            outcome.evaluations = evals;
+            return Ok(outcome);
         }
+        // Someone else moved T between our look and our update: decide again.
     }
     Err(Error::infra_help(
         format!("{} kept moving while promoting into it", to.branch),
         "another promoter is active; run promote again when it is done",
     ))
+}
+
+/// Merge `chosen` into T as decided against `plan`. Returns the merge commit, or `None`
+/// when T is no longer where the plan saw it (nothing is written to T then).
+pub fn apply(
+    planner: &Planner,
+    plan: &MovePlan,
+    chosen: &Evaluation,
+    opts: &Options,
+) -> Result<Option<ObjectId>> {
+    let repo = planner.repo;
+    let merge = merge_commit(planner, plan, chosen, opts)?;
+    let reflog = format!(
+        "stagegate: promote {} into {}",
+        short(chosen.commit),
+        plan.to.name
+    );
+    match repo.cas(&plan.to.ref_name(), Some(plan.to_head), merge, &reflog)? {
+        Cas::Updated => {
+            crate::repo::remote::sync_worktree(repo, &plan.to.branch, plan.to_head, merge);
+            Ok(Some(merge))
+        }
+        Cas::Moved { .. } => Ok(None),
+    }
 }
 
 fn gate_record(g: &Gate) -> GateRecord {
