@@ -413,6 +413,17 @@ async fn run_job(
         };
         if verdict == Verdict::Fail && tries <= job.retries {
             failed_before = true;
+            process::note(
+                &log,
+                &format!(
+                    "try {tries} failed ({}); trying again",
+                    reason.as_deref().unwrap_or("fail")
+                ),
+            );
+            // Each try starts from an empty output directory: what a failed try left
+            // there must not pass for the next try's output.
+            let _ = std::fs::remove_dir_all(&out);
+            let _ = std::fs::create_dir(&out);
             continue;
         }
         let reason = match (verdict, &reason) {

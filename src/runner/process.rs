@@ -35,7 +35,7 @@ pub struct Spec<'a> {
     pub env: &'a [(String, String)],
     pub timeout: Duration,
     pub log: &'a Path,
-    /// Bytes of output kept: half from the start, half from the end.
+    /// Bytes of output kept per try: half from the start, half from the end.
     pub log_cap: u64,
 }
 
@@ -155,11 +155,32 @@ struct Captured {
     bytes: u64,
 }
 
-/// Copy the output into `log`, keeping the first and last `cap / 2` bytes and saying what
-/// was cut between them.
+/// Append a line from stagegate itself to a job's log (between the tries of a job).
+pub fn note(log: &Path, text: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = writeln!(f, "[stagegate: {text}]");
+    }
+}
+
+/// Append the output to `log` (a retry adds to the log of the tries before it), keeping
+/// the first and last `cap / 2` bytes and saying what was cut between them.
 fn capture(mut reader: std::io::PipeReader, log: &Path, cap: u64) -> Captured {
     let half = (cap / 2).max(1) as usize;
-    let mut file = std::fs::File::create(log).ok().map(std::io::BufWriter::new);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .ok();
+    // Where this try's output starts in the log.
+    let start = file
+        .as_ref()
+        .and_then(|f| f.metadata().ok())
+        .map_or(0, |m| m.len());
+    let mut file = file.map(std::io::BufWriter::new);
     let mut written = 0usize;
     let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
     let mut total = 0u64;
@@ -204,7 +225,7 @@ fn capture(mut reader: std::io::PipeReader, log: &Path, cap: u64) -> Captured {
         &tail_ordered
     };
     let source = if last.is_empty() {
-        read_head(log, written)
+        read_head(log, start, written)
     } else {
         last.to_vec()
     };
@@ -214,9 +235,15 @@ fn capture(mut reader: std::io::PipeReader, log: &Path, cap: u64) -> Captured {
     }
 }
 
-fn read_head(log: &Path, len: usize) -> Vec<u8> {
-    let mut v = std::fs::read(log).unwrap_or_default();
-    v.truncate(len);
+/// The `len` bytes of `log` from `start`: the output of one try, when it was all kept.
+fn read_head(log: &Path, start: u64, len: usize) -> Vec<u8> {
+    use std::io::{Seek, SeekFrom};
+    let mut v = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(log)
+        && f.seek(SeekFrom::Start(start)).is_ok()
+    {
+        let _ = f.take(len as u64).read_to_end(&mut v);
+    }
     v
 }
 
