@@ -315,6 +315,7 @@ async fn run_job(
                 String::new(),
                 None,
                 None,
+                artifacts,
             );
         }
     };
@@ -336,6 +337,7 @@ async fn run_job(
                 String::new(),
                 None,
                 None,
+                artifacts,
             );
         }
     };
@@ -445,6 +447,7 @@ async fn run_job(
                     f.excerpt,
                     Some(log),
                     Some(a),
+                    artifacts,
                 )
                 .with_duration(total),
                 Err(why) => finish(
@@ -459,6 +462,7 @@ async fn run_job(
                     f.excerpt,
                     Some(log),
                     None,
+                    artifacts,
                 )
                 .with_duration(total),
             };
@@ -475,6 +479,7 @@ async fn run_job(
             f.excerpt,
             Some(log),
             None,
+            artifacts,
         )
         .with_duration(total);
     }
@@ -544,6 +549,7 @@ fn finish(
     excerpt: String,
     log: Option<PathBuf>,
     artifact: Option<ArtifactRecord>,
+    artifacts: &BTreeMap<String, ArtifactRecord>,
 ) -> Outcome {
     let record = ResultRecord {
         key: job.key.clone(),
@@ -573,7 +579,14 @@ fn finish(
                 item: e.item.to_string(),
                 version: e.version.clone(),
                 candidate: e.candidate,
-                digest: e.digest.clone(),
+                // An image built for this job has no digest in the plan: record the one
+                // the job actually ran with.
+                digest: e
+                    .build_job
+                    .as_ref()
+                    .and_then(|k| artifacts.get(k))
+                    .map(|a| a.digest.clone())
+                    .or_else(|| e.digest.clone()),
             })
             .collect(),
         artifact,
