@@ -19,7 +19,8 @@ use crate::runner::{self, Event, Outcome, Ready, Settings};
 /// Run every planned job that has no settled result (pass, flaky or fail): builds and
 /// tests, in parallel, each in a temporary checkout, recording each result in the ledger.
 ///
-/// Exits 1 when a job fails or errors, 130 when interrupted.
+/// Exits 1 when a job fails, errors or cannot start (a build it needs did not succeed),
+/// 130 when interrupted.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// How many jobs run at once (default: the number of cores).
@@ -85,11 +86,11 @@ impl Report {
     pub fn code(&self) -> Code {
         if self.interrupted {
             130
-        } else if self
-            .outcomes
-            .iter()
-            .any(|o| matches!(o.verdict, Some(Verdict::Fail | Verdict::Error)))
-        {
+        } else if self.outcomes.iter().any(|o| {
+            // A job that could not start (a build it needs failed or has no result yet)
+            // is not a success: `run --job KEY` must not go green having run nothing.
+            matches!(o.verdict, None | Some(Verdict::Fail | Verdict::Error))
+        }) {
             1
         } else {
             0

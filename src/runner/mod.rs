@@ -123,10 +123,12 @@ pub async fn execute(
                         Ok(v) => v.clone().expect("waited for Some"),
                         Err(_) => Err("the build was not run".to_string()),
                     },
-                    None => known
-                        .get(&key)
-                        .cloned()
-                        .ok_or_else(|| format!("build {} has no recorded artifact", &key[..12])),
+                    None => known.get(&key).cloned().ok_or_else(|| {
+                        format!(
+                            "build {} has no passing result yet; run it first",
+                            &key[..12]
+                        )
+                    }),
                 };
                 match got {
                     Ok(a) => {
