@@ -250,12 +250,15 @@ pub fn run_plans(ctx: &Ctx, planner: &Planner, plans: &[MovePlan], args: &Args) 
         .map_err(|e| Error::infra(format!("cannot start the job runtime: {e}")))?;
     let (outcomes, interrupted) = rt.block_on(async {
         let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+        // Take over SIGINT and SIGTERM before any job starts: a signal that found the
+        // default action would kill us and leave the jobs' process groups running.
+        use tokio::signal::unix::{SignalKind, signal};
+        let (int, term) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        );
         let signals = tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
+            let (Ok(mut int), Ok(mut term)) = (int, term) else {
                 return false;
             };
             tokio::select! {
