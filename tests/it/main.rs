@@ -3,3 +3,4 @@
 mod common;
 mod test_check;
 mod test_plan;
+mod test_run;
