@@ -291,7 +291,11 @@ pub fn manifest_diff(path: &str, old: Option<&str>, new: Option<&str>) -> String
     } else {
         "/dev/null".into()
     };
-    similar::TextDiff::from_lines(old.unwrap_or(""), new.unwrap_or(""))
+    // A deadline keeps a pathological pair of files from stalling a promotion; past it the
+    // diff is still correct, only less minimal.
+    similar::TextDiff::configure()
+        .timeout(std::time::Duration::from_secs(2))
+        .diff_lines(old.unwrap_or(""), new.unwrap_or(""))
         .unified_diff()
         .context_radius(3)
         .header(&a, &b)
@@ -319,6 +323,8 @@ struct CandidateView<'a> {
     #[serde(flatten)]
     c: &'a CandidateChange,
     change: String,
+    /// `` `xen` 4.20 → 4.21-rc2 ``
+    label: String,
     diff: String,
     /// Lines left out of `diff`.
     omitted: usize,
@@ -344,22 +350,37 @@ struct MoveView<'a> {
     diffs_omitted: bool,
 }
 
-fn view(s: &PromotionSummary, max_diff_lines: Option<usize>) -> MoveView<'_> {
-    let candidate_views = s
-        .candidates
+/// The full diff of each candidate's manifest.
+fn diffs(s: &PromotionSummary) -> Vec<String> {
+    s.candidates
         .iter()
         .map(|c| {
-            let full = manifest_diff(
+            manifest_diff(
                 &c.path,
                 c.old_manifest.as_deref(),
                 c.new_manifest.as_deref(),
-            );
+            )
+        })
+        .collect()
+}
+
+fn view<'a>(
+    s: &'a PromotionSummary,
+    diffs: &[String],
+    max_diff_lines: Option<usize>,
+) -> MoveView<'a> {
+    let candidate_views = s
+        .candidates
+        .iter()
+        .zip(diffs)
+        .map(|(c, full)| {
             let lines: Vec<&str> = full.lines().collect();
             let keep = max_diff_lines.unwrap_or(0).min(lines.len());
             let diff = lines[..keep].join("\n");
             CandidateView {
                 c,
                 change: version_change(c),
+                label: format!("`{}` {}", c.name, version_change(c)),
                 fence: fence_for(&diff),
                 omitted: lines.len() - keep,
                 diff,
@@ -441,26 +462,32 @@ fn render(name: &str, ctx: minijinja::Value) -> Result<String> {
 /// verdict table with the baseline beside each job, links, and the decision's reasons.
 /// Long diffs are shortened so the body stays within GitHub's limit.
 pub fn render_pr_body(s: &PromotionSummary) -> Result<String> {
+    let diffs = diffs(s);
+    let mut body = String::new();
     for max_lines in [Some(400), Some(100), Some(20), None] {
-        let body = render(
+        body = render(
             "pr-body.md.j2",
-            minijinja::Value::from_serialize(view(s, max_lines)),
+            minijinja::Value::from_serialize(view(s, &diffs, max_lines)),
         )?;
         if body.chars().count() <= MAX_BODY_CHARS - 100 {
             return Ok(body);
         }
     }
-    let body = render(
-        "pr-body.md.j2",
-        minijinja::Value::from_serialize(view(s, None)),
-    )?;
     Ok(truncate_chars(&body, MAX_BODY_CHARS - 100))
 }
 
 /// Markdown for `$GITHUB_STEP_SUMMARY`: per stage move, the decision, its reasons and a
 /// table of verdicts.
 pub fn render_step_summary(moves: &[PromotionSummary]) -> Result<String> {
-    let views: Vec<MoveView> = moves.iter().map(|s| view(s, Some(0))).collect();
+    let no_diffs: Vec<Vec<String>> = moves
+        .iter()
+        .map(|s| vec![String::new(); s.candidates.len()])
+        .collect();
+    let views: Vec<MoveView> = moves
+        .iter()
+        .zip(&no_diffs)
+        .map(|(s, d)| view(s, d, Some(0)))
+        .collect();
     render(
         "step-summary.md.j2",
         minijinja::context! { moves => minijinja::Value::from_serialize(&views) },
