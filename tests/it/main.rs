@@ -2,5 +2,6 @@
 
 mod common;
 mod test_check;
+mod test_github;
 mod test_plan;
 mod test_run;

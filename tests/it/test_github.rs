@@ -1,0 +1,1219 @@
+//! GitHub: the forge layer against a fake GitHub on 127.0.0.1 (`test_github/fake.rs`), the
+//! rendered pull request body and step summary, `action.yml` and the example workflows
+//! (actionlint), and the annotations `check` prints in GitHub Actions.
+
+mod fake;
+
+use std::time::Duration;
+
+use serde_json::json;
+use stagegate::forge::summary::{render_pr_body, render_step_summary};
+use stagegate::forge::{
+    AnnotationLevel, BaselineRow, CandidateChange, CheckPosted, Conclusion, DecisionKind,
+    DraftChange, EnvItem, Forge, GitHub, GitHubConfig, JobRow, Link, MergeOutcome,
+    PromotionSummary, RetryPolicy, StatusState, Upsert, promotion_branch,
+};
+use stagegate::ledger::Verdict;
+
+use crate::common::TestEnv;
+use fake::{FakeGitHub, OWNER, REPO, Reply, TOKEN};
+
+const TESTED: &str = "0123456789abcdef0123456789abcdef01234567";
+
+fn config(fake: &FakeGitHub, token: &str) -> GitHubConfig {
+    GitHubConfig {
+        api_url: fake.url.clone(),
+        graphql_url: None,
+        repository: format!("{OWNER}/{REPO}"),
+        token: token.to_string(),
+        token_source: "GITHUB_TOKEN".to_string(),
+        retry: RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(4),
+            max_rate_limit_wait: Duration::from_secs(60),
+            rate_limit_waits: 3,
+        },
+    }
+}
+
+fn github(fake: &FakeGitHub) -> GitHub {
+    GitHub::new(config(fake, TOKEN)).unwrap()
+}
+
+fn job(name: &str, verdict: Option<Verdict>, baseline: Option<Verdict>) -> JobRow {
+    JobRow {
+        key: format!("{name:0<64}").replace(' ', "0"),
+        name: format!("test {name} [xen]"),
+        manifest: Some(format!("tests/{name}.yaml")),
+        environment: vec![
+            EnvItem {
+                item: "components/xen".into(),
+                version: "4.21-rc2".into(),
+                candidate: true,
+            },
+            EnvItem {
+                item: "images/host".into(),
+                version: "1.0".into(),
+                candidate: false,
+            },
+        ],
+        verdict,
+        log_url: Some(format!("https://ci.example/logs/{name}")),
+        baseline: Some(BaselineRow {
+            key: format!("b{name}"),
+            verdict: baseline,
+            log_url: Some(format!("https://ci.example/logs/{name}-baseline")),
+        }),
+        details: Some(format!("{name}: timed out waiting for a login prompt")),
+    }
+}
+
+/// staging → stable, xen 4.20 → 4.21-rc2: boot regresses, disk fails like its baseline,
+/// net passes.
+fn summary() -> PromotionSummary {
+    PromotionSummary {
+        from: "staging".into(),
+        to: "stable".into(),
+        commit: TESTED.into(),
+        subject: "xen: 4.21-rc2".into(),
+        target: Some("89abcdef0123456789abcdef0123456789abcdef".into()),
+        decision: DecisionKind::Reject,
+        reasons: vec!["test boot [xen] fails while its baseline passes: a regression".into()],
+        candidates: vec![CandidateChange {
+            kind: "component".into(),
+            name: "xen".into(),
+            path: "components/xen.yaml".into(),
+            old_version: Some("4.20".into()),
+            new_version: Some("4.21-rc2".into()),
+            old_manifest: Some("name: xen\nversion: \"4.20\"\nsource: {git: x}\n".into()),
+            new_manifest: Some("name: xen\nversion: \"4.21-rc2\"\nsource: {git: x}\n".into()),
+        }],
+        jobs: vec![
+            job("boot", Some(Verdict::Fail), Some(Verdict::Pass)),
+            job("net", Some(Verdict::Pass), Some(Verdict::Pass)),
+            job("disk", Some(Verdict::Fail), Some(Verdict::Fail)),
+        ],
+        run_url: Some(format!("https://github.com/{OWNER}/{REPO}/actions/runs/42")),
+        links: vec![Link {
+            title: "All logs".into(),
+            url: "https://ci.example/logs/".into(),
+        }],
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rendering
+
+#[test]
+fn the_pr_body_shows_the_version_change_the_diff_the_verdicts_and_the_reasons() {
+    let body = render_pr_body(&summary()).unwrap();
+    assert!(
+        body.starts_with("<!-- stagegate:promotion staging->stable -->"),
+        "{body}"
+    );
+    assert!(
+        body.contains("## Promote staging → stable: xen 4.20 → 4.21-rc2"),
+        "{body}"
+    );
+    assert!(
+        body.contains("| `xen` | component | 4.20 → 4.21-rc2 |"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "```diff\n--- a/components/xen.yaml\n+++ b/components/xen.yaml\n@@ -1,3 +1,3 @@\n name: xen\n-version: \"4.20\"\n+version: \"4.21-rc2\"\n source: {git: x}\n```"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "| test boot [xen] | **components/xen@4.21-rc2**, images/host@1.0 | ❌ fail | ✅ pass ([log](https://ci.example/logs/boot-baseline)) | [log](https://ci.example/logs/boot) |"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("| ❌ fail (like baseline) | ❌ fail"),
+        "{body}"
+    );
+    assert!(
+        body.contains("**Decision: reject** (2 fail, 1 pass)"),
+        "{body}"
+    );
+    assert!(
+        body.contains("- test boot [xen] fails while its baseline passes: a regression"),
+        "{body}"
+    );
+    assert!(
+        body.contains("- [This run](https://github.com/octo-org/state/actions/runs/42)"),
+        "{body}"
+    );
+    assert!(
+        body.contains("- [All logs](https://ci.example/logs/)"),
+        "{body}"
+    );
+}
+
+#[test]
+fn the_pr_body_counts_verdicts_and_marks_missing_results() {
+    let mut s = summary();
+    s.jobs.push(job("late", None, None));
+    let body = render_pr_body(&s).unwrap();
+    assert!(
+        body.contains("**Decision: reject** (2 fail, 1 pass, 1 no result)"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "| ⏳ no result | ⏳ no result ([log](https://ci.example/logs/late-baseline)) |"
+        ),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_pipe_in_a_job_name_does_not_break_the_table() {
+    let mut s = summary();
+    s.jobs[0].name = "test a|b".into();
+    let body = render_pr_body(&s).unwrap();
+    assert!(body.contains("| test a\\|b |"), "{body}");
+}
+
+#[test]
+fn a_huge_diff_is_shortened_to_fit_githubs_limit() {
+    let mut s = summary();
+    let old: String = (0..4_000).map(|i| format!("line {i}\n")).collect();
+    let new: String = (0..4_000).map(|i| format!("line {}\n", i * 7)).collect();
+    s.candidates[0].old_manifest = Some(old);
+    s.candidates[0].new_manifest = Some(new);
+    let body = render_pr_body(&s).unwrap();
+    assert!(body.chars().count() < 65_536, "{}", body.len());
+    assert!(
+        body.contains("more lines: run `stagegate diff stable staging`"),
+        "{body}"
+    );
+    assert!(
+        body.contains("| test boot [xen] |"),
+        "the verdicts survive: {body}"
+    );
+}
+
+#[test]
+fn a_diff_containing_backticks_gets_a_longer_fence() {
+    let mut s = summary();
+    s.candidates[0].new_manifest = Some("name: xen\nversion: \"```\"\n".into());
+    let body = render_pr_body(&s).unwrap();
+    assert!(body.contains("````diff\n"), "{body}");
+}
+
+#[test]
+fn the_step_summary_is_a_table_of_verdicts_and_decisions() {
+    let mut waiting = summary();
+    waiting.from = "new".into();
+    waiting.to = "staging".into();
+    waiting.decision = DecisionKind::Wait;
+    waiting.reasons = vec!["2 jobs have no result yet".into()];
+    let md = render_step_summary(&[summary(), waiting]).unwrap();
+    assert!(md.starts_with("## stagegate\n"), "{md}");
+    assert!(md.contains("### staging → stable: reject\n"), "{md}");
+    assert!(md.contains("### new → staging: wait\n"), "{md}");
+    assert!(md.contains("Candidates: `xen` 4.20 → 4.21-rc2"), "{md}");
+    assert!(md.contains("- 2 jobs have no result yet"), "{md}");
+    assert!(
+        md.contains("| job | environment | verdict | baseline | log |\n|---|---|---|---|---|\n| test boot [xen] |"),
+        "{md}"
+    );
+    assert!(
+        !md.contains("```diff"),
+        "no diffs in the step summary: {md}"
+    );
+    assert_eq!(
+        render_step_summary(&[]).unwrap().trim(),
+        "## stagegate\n\nNothing to promote."
+    );
+}
+
+#[test]
+fn the_check_run_concludes_from_the_decision_and_annotates_failing_jobs() {
+    let run = summary().check_run("stagegate").unwrap();
+    assert_eq!(run.conclusion, Some(Conclusion::Failure));
+    assert_eq!(run.head_sha, TESTED);
+    assert_eq!(run.title, "staging->stable: reject (2 fail, 1 pass)");
+    assert_eq!(run.annotations.len(), 2, "{:#?}", run.annotations);
+    let boot = &run.annotations[0];
+    assert_eq!(boot.path, "tests/boot.yaml");
+    assert_eq!(boot.annotation_level, AnnotationLevel::Failure);
+    assert!(boot.message.contains("regression"), "{}", boot.message);
+    let disk = &run.annotations[1];
+    assert_eq!(disk.annotation_level, AnnotationLevel::Warning);
+    assert!(
+        disk.message.contains("fails like its baseline"),
+        "{}",
+        disk.message
+    );
+
+    let mut waiting = summary();
+    waiting.decision = DecisionKind::Wait;
+    assert_eq!(waiting.check_run("stagegate").unwrap().conclusion, None);
+}
+
+// ---------------------------------------------------------------------------------------
+// The forge against the fake GitHub
+
+#[test]
+fn opening_a_promotion_pr_posts_the_rendered_body() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let s = summary();
+    let body = render_pr_body(&s).unwrap();
+    let head = promotion_branch("staging", "stable");
+    let (pr, what) = gh
+        .upsert_pr(&head, "stable", &s.title(), &body, false)
+        .unwrap();
+    assert_eq!(what, Upsert::Opened);
+    assert_eq!(pr.number, 1347);
+    assert_eq!(
+        pr.url,
+        format!("https://github.com/{OWNER}/{REPO}/pull/1347")
+    );
+    assert_eq!(pr.head_ref, "stagegate/promote/staging-to-stable");
+
+    let lookups = fake.requests_to("GET", &format!("/repos/{OWNER}/{REPO}/pulls"));
+    assert_eq!(lookups.len(), 1);
+    assert_eq!(
+        lookups[0].query.get("head").map(String::as_str),
+        Some("octo-org:stagegate/promote/staging-to-stable")
+    );
+    assert_eq!(
+        lookups[0].query.get("base").map(String::as_str),
+        Some("stable")
+    );
+    assert_eq!(
+        lookups[0].query.get("state").map(String::as_str),
+        Some("open")
+    );
+
+    let opens = fake.requests_to("POST", &format!("/repos/{OWNER}/{REPO}/pulls"));
+    assert_eq!(opens.len(), 1);
+    let sent = &opens[0].body;
+    assert_eq!(sent["head"], json!("stagegate/promote/staging-to-stable"));
+    assert_eq!(sent["base"], json!("stable"));
+    assert_eq!(
+        sent["title"],
+        json!("Promote staging → stable: xen 4.20 → 4.21-rc2")
+    );
+    assert_eq!(sent["body"], json!(body));
+    assert_eq!(sent["draft"], json!(false));
+    assert_eq!(
+        opens[0].authorization.as_deref(),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+}
+
+#[test]
+fn a_second_run_updates_the_same_pr_instead_of_opening_another() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let head = promotion_branch("staging", "stable");
+    let (first, _) = gh
+        .upsert_pr(&head, "stable", "Promote", "old body", true)
+        .unwrap();
+    assert!(first.draft);
+    let (second, what) = gh
+        .upsert_pr(&head, "stable", "Promote", "new body", false)
+        .unwrap();
+    assert_eq!(what, Upsert::Updated);
+    assert_eq!(second.number, first.number);
+    assert_eq!(fake.pulls().len(), 1);
+    assert_eq!(
+        fake.requests_to("POST", &format!("/repos/{OWNER}/{REPO}/pulls"))
+            .len(),
+        1
+    );
+    let patches = fake.requests_to("PATCH", &format!("/repos/{OWNER}/{REPO}/pulls/1347"));
+    assert_eq!(patches.len(), 1);
+    assert_eq!(
+        patches[0].body,
+        json!({"title": "Promote", "body": "new body"})
+    );
+    assert_eq!(fake.pull(1347)["body"], json!("new body"));
+
+    // Nothing new to say: no write at all.
+    let (_, what) = gh
+        .upsert_pr(&head, "stable", "Promote", "new body", false)
+        .unwrap();
+    assert_eq!(what, Upsert::Unchanged);
+    assert_eq!(
+        fake.requests_to("PATCH", &format!("/repos/{OWNER}/{REPO}/pulls/1347"))
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn opening_a_pr_that_someone_else_just_opened_returns_theirs() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let head = promotion_branch("new", "staging");
+    let theirs = gh.open_pr(&head, "staging", "t", "b", false).unwrap();
+    // Our look found nothing (it happened before theirs); our open gets a 422.
+    let ours = gh.open_pr(&head, "staging", "t", "b", false).unwrap();
+    assert_eq!(ours.number, theirs.number);
+    assert_eq!(fake.pulls().len(), 1);
+}
+
+#[test]
+fn merging_uses_a_merge_commit_and_the_tested_head() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let head = promotion_branch("staging", "stable");
+    fake.set_branch(&head, TESTED);
+    let pr = gh.open_pr(&head, "stable", "t", "b", false).unwrap();
+    assert_eq!(pr.head_sha, TESTED);
+    let out = gh
+        .merge_pr(
+            pr.number,
+            "Promote staging → stable",
+            "Stagegate-Decision: promote\nStagegate-Tested: 0123456",
+            TESTED,
+        )
+        .unwrap();
+    assert_eq!(
+        out,
+        MergeOutcome::Merged {
+            sha: "4b825dc642cb6eb9a060e54bf8d69288fbee4904".into()
+        }
+    );
+    let merges = fake.requests_to("PUT", &format!("/repos/{OWNER}/{REPO}/pulls/1347/merge"));
+    assert_eq!(merges.len(), 1);
+    assert_eq!(
+        merges[0].body,
+        json!({
+            "commit_title": "Promote staging → stable",
+            "commit_message": "Stagegate-Decision: promote\nStagegate-Tested: 0123456",
+            "sha": TESTED,
+            "merge_method": "merge",
+        })
+    );
+    assert!(!gh.get_pr(pr.number).unwrap().open);
+    assert!(gh.get_pr(pr.number).unwrap().merged);
+}
+
+#[test]
+fn merging_after_the_head_moved_merges_nothing_and_says_so() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let pr = gh
+        .open_pr("stagegate/promote/a-to-b", "b", "t", "b", false)
+        .unwrap();
+    let out = gh.merge_pr(pr.number, "t", "m", TESTED).unwrap();
+    match out {
+        MergeOutcome::HeadMoved { message } => {
+            assert!(message.contains("Head branch was modified"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(gh.get_pr(pr.number).unwrap().open);
+}
+
+#[test]
+fn set_draft_converts_through_graphql_and_is_idempotent() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let pr = gh
+        .open_pr("stagegate/promote/a-to-b", "b", "t", "b", false)
+        .unwrap();
+    let changed = gh
+        .set_draft(pr.number, true, Some("test boot [xen] regressed"))
+        .unwrap();
+    assert_eq!(changed, DraftChange::Changed);
+    assert_eq!(fake.pull(pr.number)["draft"], json!(true));
+    let calls = fake.requests_to("POST", "/graphql");
+    assert_eq!(calls.len(), 1);
+    assert!(
+        calls[0].body["query"]
+            .as_str()
+            .unwrap()
+            .contains("convertPullRequestToDraft(input: {pullRequestId: $id})"),
+        "{}",
+        calls[0].body
+    );
+    assert_eq!(calls[0].body["variables"], json!({"id": "PR_node_1347"}));
+    // The reason is left for reviewers, once.
+    let comments = fake.comments(pr.number);
+    assert_eq!(comments.len(), 1);
+    assert!(
+        comments[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("marked this pull request as draft: test boot [xen] regressed")
+    );
+
+    assert_eq!(
+        gh.set_draft(pr.number, true, Some("test boot [xen] regressed"))
+            .unwrap(),
+        DraftChange::Unchanged
+    );
+    assert_eq!(fake.requests_to("POST", "/graphql").len(), 1);
+
+    assert_eq!(
+        gh.set_draft(pr.number, false, None).unwrap(),
+        DraftChange::Changed
+    );
+    assert_eq!(fake.pull(pr.number)["draft"], json!(false));
+    let calls = fake.requests_to("POST", "/graphql");
+    assert!(
+        calls[1].body["query"]
+            .as_str()
+            .unwrap()
+            .contains("markPullRequestReadyForReview")
+    );
+}
+
+#[test]
+fn set_draft_falls_back_to_one_comment_when_graphql_is_refused() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let pr = gh
+        .open_pr("stagegate/promote/a-to-b", "b", "t", "b", false)
+        .unwrap();
+    fake.script(
+        "POST",
+        "/graphql",
+        vec![
+            Reply::fixture(200, "graphql-forbidden"),
+            Reply::fixture(200, "graphql-forbidden"),
+        ],
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            gh.set_draft(pr.number, true, Some("boot regressed"))
+                .unwrap(),
+            DraftChange::Commented
+        );
+    }
+    assert_eq!(fake.pull(pr.number)["draft"], json!(false));
+    let comments = fake.comments(pr.number);
+    assert_eq!(
+        comments.len(),
+        1,
+        "the same note is not repeated: {comments:#?}"
+    );
+    let note = comments[0]["body"].as_str().unwrap();
+    assert!(
+        note.contains("Resource not accessible by integration"),
+        "{note}"
+    );
+    assert!(note.contains("Reason: boot regressed"), "{note}");
+    assert!(note.contains("Do not merge"), "{note}");
+}
+
+#[test]
+fn the_check_run_carries_the_conclusion_and_annotations() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let mut run = summary().check_run("stagegate: staging → stable").unwrap();
+    run.details_url = Some("https://github.com/octo-org/state/actions/runs/42".into());
+    let posted = gh.create_check_run(&run).unwrap();
+    assert_eq!(
+        posted,
+        CheckPosted::CheckRun {
+            id: 4,
+            url: Some(format!("https://github.com/{OWNER}/{REPO}/runs/4"))
+        }
+    );
+    let sent = fake.requests_to("POST", &format!("/repos/{OWNER}/{REPO}/check-runs"));
+    assert_eq!(sent.len(), 1);
+    let b = &sent[0].body;
+    assert_eq!(b["name"], json!("stagegate: staging → stable"));
+    assert_eq!(b["head_sha"], json!(TESTED));
+    assert_eq!(b["status"], json!("completed"));
+    assert_eq!(b["conclusion"], json!("failure"));
+    assert_eq!(b["external_id"], json!("staging->stable"));
+    assert_eq!(
+        b["output"]["title"],
+        json!("staging->stable: reject (2 fail, 1 pass)")
+    );
+    assert!(
+        b["output"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("| test boot [xen] |")
+    );
+    let ann = b["output"]["annotations"].as_array().unwrap();
+    assert_eq!(ann.len(), 2);
+    assert_eq!(ann[0]["path"], json!("tests/boot.yaml"));
+    assert_eq!(ann[0]["start_line"], json!(1));
+    assert_eq!(ann[0]["annotation_level"], json!("failure"));
+    assert_eq!(ann[0]["title"], json!("test boot [xen] fail"));
+    assert_eq!(
+        ann[0]["raw_details"],
+        json!("boot: timed out waiting for a login prompt")
+    );
+    assert_eq!(ann[1]["annotation_level"], json!("warning"));
+}
+
+#[test]
+fn more_than_fifty_annotations_go_in_batches() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let mut s = summary();
+    s.jobs = (0..120)
+        .map(|i| job(&format!("t{i}"), Some(Verdict::Fail), Some(Verdict::Pass)))
+        .collect();
+    gh.create_check_run(&s.check_run("stagegate").unwrap())
+        .unwrap();
+    let created = fake.requests_to("POST", &format!("/repos/{OWNER}/{REPO}/check-runs"));
+    assert_eq!(
+        created[0].body["output"]["annotations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        50
+    );
+    let updates = fake.requests_to("PATCH", &format!("/repos/{OWNER}/{REPO}/check-runs/4"));
+    let sizes: Vec<usize> = updates
+        .iter()
+        .map(|u| u.body["output"]["annotations"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [50, 20]);
+}
+
+#[test]
+fn a_refused_check_run_falls_back_to_a_commit_status() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    fake.script(
+        "POST",
+        &format!("/repos/{OWNER}/{REPO}/check-runs"),
+        vec![Reply::fixture(403, "error-resource-not-accessible")],
+    );
+    let run = summary().check_run("stagegate").unwrap();
+    assert_eq!(gh.create_check_run(&run).unwrap(), CheckPosted::Status);
+    let statuses = fake.requests_to("POST", &format!("/repos/{OWNER}/{REPO}/statuses/{TESTED}"));
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(
+        statuses[0].body,
+        json!({
+            "state": "failure",
+            "context": "stagegate",
+            "description": "staging->stable: reject (2 fail, 1 pass)",
+            "target_url": "https://github.com/octo-org/state/actions/runs/42",
+        })
+    );
+}
+
+#[test]
+fn a_commit_status_description_is_cut_to_140_characters() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    gh.create_status(
+        TESTED,
+        StatusState::Pending,
+        "stagegate",
+        &"x".repeat(300),
+        None,
+    )
+    .unwrap();
+    let sent = fake.requests_to("POST", &format!("/repos/{OWNER}/{REPO}/statuses/{TESTED}"));
+    assert_eq!(
+        sent[0].body["description"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count(),
+        140
+    );
+    assert_eq!(sent[0].body["state"], json!("pending"));
+}
+
+#[test]
+fn approval_is_each_reviewers_latest_word_on_the_tested_commit() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let pr = gh
+        .open_pr("stagegate/promote/a-to-b", "b", "t", "b", false)
+        .unwrap();
+    assert!(
+        !gh.approved(pr.number, None).unwrap(),
+        "no reviews: not approved"
+    );
+
+    fake.add_review(pr.number, "alice", "APPROVED", TESTED);
+    fake.add_review(pr.number, "alice", "COMMENTED", TESTED);
+    assert!(
+        gh.approved(pr.number, Some(TESTED)).unwrap(),
+        "a comment keeps an approval"
+    );
+
+    fake.add_review(pr.number, "bob", "CHANGES_REQUESTED", TESTED);
+    let a = gh.reviews(pr.number, Some(TESTED)).unwrap();
+    assert_eq!(a.approved_by, ["alice"]);
+    assert_eq!(a.changes_requested_by, ["bob"]);
+    assert!(!a.is_approved());
+
+    fake.add_review(pr.number, "bob", "APPROVED", TESTED);
+    assert!(gh.approved(pr.number, Some(TESTED)).unwrap());
+
+    // An approval of an older head does not approve this one.
+    assert!(
+        !gh.approved(pr.number, Some("ffffffffffffffffffffffffffffffffffffffff"))
+            .unwrap()
+    );
+}
+
+#[test]
+fn labels_are_added() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let pr = gh
+        .open_pr("stagegate/promote/a-to-b", "b", "t", "b", false)
+        .unwrap();
+    gh.add_labels(pr.number, &["stagegate".into(), "promotion".into()])
+        .unwrap();
+    let sent = fake.requests_to("POST", &format!("/repos/{OWNER}/{REPO}/issues/1347/labels"));
+    assert_eq!(sent[0].body, json!({"labels": ["stagegate", "promotion"]}));
+    gh.add_labels(pr.number, &[]).unwrap();
+    assert_eq!(fake.requests().len(), 2, "no labels, no request");
+}
+
+#[test]
+fn a_502_then_201_is_retried() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    fake.script(
+        "POST",
+        &format!("/repos/{OWNER}/{REPO}/pulls"),
+        vec![Reply::fixture(502, "error-server")],
+    );
+    let pr = gh
+        .open_pr("stagegate/promote/a-to-b", "b", "t", "b", false)
+        .unwrap();
+    assert_eq!(pr.number, 1347);
+    assert_eq!(
+        fake.requests_to("POST", &format!("/repos/{OWNER}/{REPO}/pulls"))
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn a_server_that_keeps_failing_is_given_up_after_the_configured_attempts() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let path = format!("/repos/{OWNER}/{REPO}/pulls/7");
+    fake.script("GET", &path, vec![Reply::fixture(503, "error-server"); 5]);
+    let e = gh.get_pr(7).unwrap_err();
+    assert_eq!(e.exit_code(), 3);
+    let msg = e.to_string();
+    assert!(msg.contains("reading pull request #7"), "{msg}");
+    assert!(msg.contains("octo-org/state"), "{msg}");
+    assert!(msg.contains("HTTP 503: Server Error"), "{msg}");
+    assert_eq!(fake.requests_to("GET", &path).len(), 3);
+}
+
+#[test]
+fn the_retry_delay_and_attempts_come_from_the_environment() {
+    let fake = FakeGitHub::start();
+    let env = |k: &str| match k {
+        "GITHUB_TOKEN" => Some(TOKEN.to_string()),
+        "GITHUB_REPOSITORY" => Some(format!("{OWNER}/{REPO}")),
+        "GITHUB_API_URL" => Some(fake.url.clone()),
+        "STAGEGATE_GITHUB_RETRY_BASE_MS" => Some("1".into()),
+        "STAGEGATE_GITHUB_RETRIES" => Some("4".into()),
+        _ => None,
+    };
+    let cfg = GitHubConfig::from_lookup(None, env).unwrap();
+    assert_eq!(cfg.retry.base_delay, Duration::from_millis(1));
+    let gh = GitHub::new(cfg).unwrap();
+    let path = format!("/repos/{OWNER}/{REPO}/pulls/7");
+    fake.script("GET", &path, vec![Reply::fixture(500, "error-server"); 4]);
+    assert!(gh.get_pr(7).is_err());
+    assert_eq!(fake.requests_to("GET", &path).len(), 4);
+}
+
+#[test]
+fn a_rate_limit_is_waited_out_then_retried() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let path = format!("/repos/{OWNER}/{REPO}/pulls");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    fake.script(
+        "GET",
+        &path,
+        vec![
+            Reply::fixture(403, "error-rate-limit")
+                .header("x-ratelimit-remaining", "0")
+                .header("x-ratelimit-reset", &(now - 1).to_string()),
+            Reply::fixture(429, "error-rate-limit").header("retry-after", "0"),
+        ],
+    );
+    assert_eq!(gh.find_open_pr("x", "y").unwrap(), None);
+    assert_eq!(fake.requests_to("GET", &path).len(), 3);
+}
+
+#[test]
+fn a_rate_limit_longer_than_the_bound_fails_at_once() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let path = format!("/repos/{OWNER}/{REPO}/pulls");
+    fake.script(
+        "GET",
+        &path,
+        vec![Reply::fixture(403, "error-rate-limit").header("retry-after", "3600")],
+    );
+    let e = gh.find_open_pr("x", "y").unwrap_err();
+    assert_eq!(e.exit_code(), 3);
+    assert!(e.to_string().contains("rate limited (HTTP 403)"), "{e}");
+    assert!(e.to_string().contains("resets in 1h"), "{e}");
+    assert!(
+        e.help().unwrap().contains("STAGEGATE_GITHUB_MAX_WAIT_SECS"),
+        "{:?}",
+        e.help()
+    );
+    assert_eq!(fake.requests_to("GET", &path).len(), 1);
+}
+
+#[test]
+fn a_401_is_an_infrastructure_error_that_names_the_token() {
+    let fake = FakeGitHub::start();
+    let gh = GitHub::new(config(&fake, "ghs_expired")).unwrap();
+    let e = gh.find_open_pr("x", "y").unwrap_err();
+    assert!(matches!(e, stagegate::Error::Infra { .. }), "{e:?}");
+    assert_eq!(e.exit_code(), 3);
+    let msg = e.to_string();
+    assert!(msg.contains("HTTP 401: Bad credentials"), "{msg}");
+    assert!(msg.contains("octo-org/state"), "{msg}");
+    let help = e.help().unwrap();
+    assert!(help.contains("GITHUB_TOKEN"), "{help}");
+    assert!(help.contains(&fake.url), "{help}");
+    assert_eq!(fake.requests().len(), 1, "a 401 is not retried");
+}
+
+#[test]
+fn a_404_points_at_the_repository_name() {
+    let fake = FakeGitHub::start();
+    let mut cfg = config(&fake, TOKEN);
+    cfg.repository = "octo-org/typo".into();
+    let e = GitHub::new(cfg).unwrap().get_pr(1).unwrap_err();
+    assert!(e.to_string().contains("HTTP 404: Not Found"), "{e}");
+    assert!(
+        e.help()
+            .unwrap()
+            .contains("GITHUB_REPOSITORY=octo-org/typo")
+    );
+}
+
+#[test]
+fn an_unreachable_api_is_an_infrastructure_error() {
+    let url = {
+        let fake = FakeGitHub::start();
+        fake.url.clone()
+    };
+    let mut cfg = config(&FakeGitHub::start(), TOKEN);
+    cfg.api_url = url.clone();
+    let e = GitHub::new(cfg).unwrap().get_pr(1).unwrap_err();
+    assert_eq!(e.exit_code(), 3);
+    assert!(
+        e.to_string()
+            .contains(&format!("could not reach {url} after 3 tries")),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_enterprise_server_base_url_is_honoured_for_rest_and_graphql() {
+    let fake = FakeGitHub::start_with_prefix("/api/v3");
+    let gh = github(&fake);
+    let pr = gh
+        .open_pr("stagegate/promote/a-to-b", "b", "t", "b", false)
+        .unwrap();
+    gh.set_draft(pr.number, true, None).unwrap();
+    let paths: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v3/repos/octo-org/state/pulls",
+            "/api/v3/repos/octo-org/state/pulls/1347",
+            "/api/graphql",
+        ]
+    );
+    assert_eq!(fake.pull(pr.number)["draft"], json!(true));
+}
+
+#[test]
+fn a_token_with_a_line_break_is_refused_before_any_request() {
+    let fake = FakeGitHub::start();
+    let e = GitHub::new(config(&fake, "abc\ndef")).err().unwrap();
+    assert_eq!(e.exit_code(), 2);
+    assert!(e.to_string().contains("GITHUB_TOKEN"), "{e}");
+    // Surrounding whitespace (a token read from a file) is fine.
+    assert!(GitHub::new(config(&fake, &format!("{TOKEN}\n"))).is_ok());
+}
+
+// ---------------------------------------------------------------------------------------
+// action.yml and the example workflows
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn yaml(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn workflows() -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(root().join("templates/github"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+        .collect();
+    out.sort();
+    assert!(out.len() >= 3, "{out:?}");
+    out
+}
+
+/// `inputs.NAME` references in `text`.
+fn input_refs(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("inputs.") {
+        let name: String = rest[i + 7..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        out.push(name);
+        rest = &rest[i + 7..];
+    }
+    out
+}
+
+#[test]
+fn action_yml_is_a_composite_action_whose_steps_all_name_a_shell() {
+    let action = yaml(&root().join("action.yml"));
+    assert_eq!(action["runs"]["using"], json!("composite"));
+    for key in ["name", "description"] {
+        assert!(action[key].is_string(), "action.yml needs a {key}");
+    }
+    let inputs = action["inputs"].as_object().unwrap();
+    for wanted in ["command", "stage", "jobs", "job", "push", "review", "token"] {
+        assert!(inputs.contains_key(wanted), "no input {wanted}");
+    }
+    assert_eq!(inputs["command"]["default"], json!("cycle"));
+    for (name, input) in inputs {
+        assert!(
+            input["description"].is_string(),
+            "input {name} has no description"
+        );
+    }
+    let steps = action["runs"]["steps"].as_array().unwrap();
+    for (i, step) in steps.iter().enumerate() {
+        if step.get("run").is_some() {
+            assert_eq!(
+                step["shell"],
+                json!("bash"),
+                "step {i} runs without a shell"
+            );
+            let script = step["run"].as_str().unwrap();
+            assert!(
+                !script.contains("${{"),
+                "step {i} splices an expression into its script (use env): {script}"
+            );
+        } else {
+            assert!(step["uses"].is_string(), "step {i} neither runs nor uses");
+        }
+    }
+    let text = std::fs::read_to_string(root().join("action.yml")).unwrap();
+    for name in input_refs(&text) {
+        assert!(
+            inputs.contains_key(&name),
+            "action.yml uses inputs.{name}, which it does not declare"
+        );
+    }
+    assert!(text.contains("cargo install --path \"$GITHUB_ACTION_PATH\" --locked"));
+    assert!(text.contains("actions/cache@"));
+}
+
+#[test]
+fn the_example_workflows_check_out_everything_and_use_only_declared_inputs() {
+    let action = yaml(&root().join("action.yml"));
+    let inputs = action["inputs"].as_object().unwrap();
+    for path in workflows() {
+        let wf = yaml(&path);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("pull_request_target:"), "{}", path.display());
+        for (job_name, job) in wf["jobs"].as_object().unwrap() {
+            for step in job["steps"].as_array().unwrap() {
+                let uses = step["uses"].as_str().unwrap_or("");
+                if uses.starts_with("actions/checkout@") {
+                    assert_eq!(
+                        step["with"]["fetch-depth"],
+                        json!(0),
+                        "{} {job_name}",
+                        path.display()
+                    );
+                }
+                if uses.starts_with("your-org/stagegate@") {
+                    for key in step["with"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, _)| k)
+                    {
+                        assert!(
+                            inputs.contains_key(key),
+                            "{} passes unknown input {key}",
+                            path.display()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let pr = yaml(&root().join("templates/github/stagegate-pull-request.yml"));
+    assert!(pr["on"]["pull_request"].is_null() || pr["on"]["pull_request"].is_object());
+    assert!(pr["on"].get("pull_request").is_some());
+    assert_eq!(pr["permissions"], json!({"contents": "read"}));
+    let commands: Vec<&str> = pr["jobs"]["check"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["with"]["command"].as_str())
+        .collect();
+    assert_eq!(commands, ["check", "plan"]);
+}
+
+/// `actionlint`, if installed (`.ci/run` installs it).
+fn actionlint() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("actionlint"))
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn actionlint_accepts_the_example_workflows_against_our_action_yml() {
+    let Some(actionlint) = actionlint() else {
+        eprintln!("NOTICE: actionlint is not installed; skipping (`.ci/run` installs it)");
+        return;
+    };
+    // A repository with our action at its root and the examples as its workflows, each
+    // using the action as `./`, so actionlint also checks every `with:` against action.yml.
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    std::fs::create_dir_all(repo.join(".github/workflows")).unwrap();
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::copy(root().join("action.yml"), repo.join("action.yml")).unwrap();
+    for path in workflows() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("your-org/stagegate@v0"), "{}", path.display());
+        std::fs::write(
+            repo.join(".github/workflows")
+                .join(path.file_name().unwrap()),
+            text.replace("your-org/stagegate@v0", "./"),
+        )
+        .unwrap();
+    }
+    let out = std::process::Command::new(&actionlint)
+        .current_dir(repo)
+        .arg("-no-color")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "actionlint:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // And it does catch a mistake: an input the action does not have.
+    std::fs::write(
+        repo.join(".github/workflows/broken.yml"),
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - uses: ./\n        with:\n          comand: cycle\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(&actionlint)
+        .current_dir(repo)
+        .arg("-no-color")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("comand"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// The action's last step, run with bash: inputs become arguments, and the remote's stage
+/// branches become local ones.
+#[test]
+fn the_action_run_step_turns_inputs_into_arguments_and_mirrors_stage_branches() {
+    let action = yaml(&root().join("action.yml"));
+    let steps = action["runs"]["steps"].as_array().unwrap();
+    let script = steps.last().unwrap()["run"].as_str().unwrap().to_string();
+
+    let env = TestEnv::init_with(&[]);
+    let clone = env.home().join("clone");
+    env.git_in(
+        env.home(),
+        &[
+            "clone",
+            "-q",
+            env.repo.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        env.git_in(&clone, &["branch", "--list", "stable"])
+            .is_empty()
+    );
+
+    let bin = env.home().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("stagegate");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nfor a in \"$@\"; do printf '<%s>' \"$a\"; done; echo; echo \"$GITHUB_TOKEN $GIT_AUTHOR_NAME\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let run = |vars: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new("bash");
+        crate::common::base_env(&mut cmd, env.home());
+        cmd.arg("-c").arg(&script).current_dir(env.home());
+        cmd.env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        );
+        for (k, v) in [
+            ("GITHUB_TOKEN", "tok"),
+            ("SG_COMMAND", "cycle"),
+            ("SG_STAGE", ""),
+            ("SG_JOBS", ""),
+            ("SG_JOB", ""),
+            ("SG_PUSH", "false"),
+            ("SG_REVIEW", "false"),
+            ("SG_ARGS", ""),
+            ("SG_DIRECTORY", clone.to_str().unwrap()),
+            ("SG_REMOTE", "origin"),
+            ("SG_GIT_NAME", "github-actions[bot]"),
+            ("SG_GIT_EMAIL", "bot@example.com"),
+        ] {
+            cmd.env(k, v);
+        }
+        cmd.env_remove("GIT_AUTHOR_NAME");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    let out = run(&[]);
+    let dir = clone.to_str().unwrap();
+    assert!(
+        out.contains(&format!(
+            "<-C><{dir}><--remote><origin><cycle>\ntok github-actions[bot]"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        env.git_in(&clone, &["rev-parse", "stable"]),
+        env.rev("stable"),
+        "the remote's stable is now a local branch"
+    );
+
+    let out = run(&[
+        ("SG_COMMAND", "run"),
+        ("SG_STAGE", "stable"),
+        ("SG_JOBS", "4"),
+        ("SG_JOB", "abc123"),
+        ("SG_PUSH", "true"),
+        ("SG_REVIEW", "true"),
+        ("SG_ARGS", "--dry-run  --format json"),
+        ("SG_REMOTE", ""),
+    ]);
+    assert!(
+        out.contains(&format!(
+            "<-C><{dir}><run><--stage><stable><-j><4><--job><abc123><--push><--review><--dry-run><--format><json>"
+        )),
+        "{out}"
+    );
+
+    // A stage name is data, not shell.
+    let out = run(&[("SG_STAGE", "$(touch pwned); x")]);
+    assert!(out.contains("<--stage><$(touch pwned); x>"), "{out}");
+    assert!(!env.home().join("pwned").exists());
+}
+
+// ---------------------------------------------------------------------------------------
+// `check` in GitHub Actions
+
+#[test]
+fn check_prints_error_annotations_in_github_actions() {
+    let env = TestEnv::init_with(&[
+        (
+            "images/host.yaml",
+            "name: host\nversion: \"1.0\"\nbuidl: {}\n",
+        ),
+        ("components/xen.yaml", "name: xen\nversion: \"4.20\"\n"),
+    ]);
+    let out = env
+        .sg_cmd(&["check"])
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("::error "))
+        .unwrap_or_else(|| panic!("no annotation in:\n{stdout}"));
+    assert!(
+        line.starts_with("::error file=images/host.yaml,line=3,col=1,title=stagegate check::unknown field `buidl`"),
+        "{line}"
+    );
+
+    // Outside GitHub Actions: no workflow commands.
+    let (stdout, _) = env.sg_code(1, &["check"]);
+    assert!(!stdout.contains("::error"), "{stdout}");
+}
+
+#[test]
+fn check_annotations_escape_newlines_so_the_help_stays_in_one_command() {
+    let env = TestEnv::init_with(&[
+        ("images/host.yaml", "name: host\nversion: \"1.0\"\n"),
+        (
+            "tests/boot.yaml",
+            "name: boot\nuses: [images/hots]\nrun: ./tests/boot.sh\n",
+        ),
+        ("tests/boot.sh", "#!/bin/sh\nexit 0\n"),
+    ]);
+    let out = env
+        .sg_cmd(&["check"])
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("::error file=tests/boot.yaml"))
+        .unwrap_or_else(|| panic!("no annotation in:\n{stdout}"));
+    assert!(line.contains("line=2,"), "{line}");
+    assert!(
+        line.contains("%0Ahelp: did you mean images/host?"),
+        "{line}"
+    );
+}
