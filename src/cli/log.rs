@@ -131,8 +131,34 @@ pub fn collect(
     if let Some(tip) = repo.ref_target(&planner.pipeline.results_ref)? {
         walk(repo, tip, item, max, &mut out)?;
     }
-    out.sort_by(|a, b| b.time.cmp(&a.time).then(a.commit.cmp(&b.commit)));
-    out.dedup_by(|a, b| a.commit == b.commit);
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|e| seen.insert(e.commit.clone()));
+    // Newest first. Commit times have one-second resolution, and one `cycle` polls and
+    // promotes through several stages within a second, so entries of the same second are
+    // ordered by what usually follows what, never by hash: later gates first (a decision,
+    // hold, release or drop counts for the gate it acts on, a poll for its stage); within a
+    // gate, the promotion, then the edits that let it through, then the rejections before
+    // them; then walk order (a branch's own history, newest first). The sort is stable.
+    let index = |name: &str| {
+        planner
+            .pipeline
+            .stages
+            .iter()
+            .position(|s| s.name == name)
+            .unwrap_or(0)
+    };
+    let order = |e: &Entry| {
+        let (rank, step) = match e.kind.as_str() {
+            "promote" | "reject" => (
+                index(e.stage.rsplit(" -> ").next().unwrap_or_default()),
+                if e.kind == "promote" { 0 } else { 2 },
+            ),
+            "poll" => (index(&e.stage), 3),
+            _ => (index(&e.stage) + 1, 1),
+        };
+        (std::cmp::Reverse(e.time), std::cmp::Reverse(rank), step)
+    };
+    out.sort_by_key(order);
     out.truncate(max);
     Ok(out)
 }
