@@ -9,7 +9,8 @@ use crate::promote::{self, MoveOutcome, Options};
 /// Evaluate every gate, then merge the newest passing commit of each stage into the next
 /// (a merge commit carrying the decision as YAML and trailers). Rejections are recorded.
 ///
-/// Exits 1 when a gate rejects a commit (a regression), 0 otherwise (promoted or waiting).
+/// Exits 1 when a rejected commit is left pending (a regression), 0 otherwise (promoted or
+/// waiting).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Only the move into this stage.
@@ -73,15 +74,26 @@ pub fn push_stage(ctx: &Ctx, repo: &crate::repo::Repo, branch: &str) -> Result<(
     crate::repo::remote::push_branch(repo.git_dir(), &remote, branch)
 }
 
+/// 1 when a rejected commit is still pending after this run. Commits older than the one
+/// promoted (or that would be) are now part of T: their rejection holds nothing back, as
+/// when a `drop` let the commits after a rejected one move on.
 pub fn code(outcomes: &[MoveOutcome]) -> Code {
     if outcomes
         .iter()
-        .any(|o| o.evaluations.iter().any(|e| e.decision == Decision::Reject))
+        .any(|o| still_pending(o).any(|e| e.decision == Decision::Reject))
     {
         1
     } else {
         0
     }
+}
+
+/// The evaluations of commits newer than the promoted one (all of them when none was).
+fn still_pending(o: &MoveOutcome) -> impl Iterator<Item = &Evaluation> {
+    let tested = o.tested.as_deref();
+    o.evaluations
+        .iter()
+        .take_while(move |e| tested.is_none_or(|t| e.commit.to_string() != t))
 }
 
 pub fn report(outcomes: &[MoveOutcome], format: Format, dry_run: bool) {
