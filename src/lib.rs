@@ -12,6 +12,7 @@ pub mod gate;
 pub mod ledger;
 pub mod manifest;
 pub mod plan;
+pub mod poll;
 pub mod promote;
 pub mod records;
 pub mod repo;

@@ -4,8 +4,9 @@ use super::{Code, Ctx, Format};
 use crate::error::Result;
 use crate::plan::Planner;
 
-/// One full turn of the pipeline: for each stage move in order, run its jobs that have no
-/// result, then promote what passes — so a commit can travel several stages in one cycle.
+/// One full turn of the pipeline: poll for upstream news, then for each stage move in
+/// order run its jobs that have no result and promote what passes — so a commit can travel
+/// several stages in one cycle.
 ///
 /// Exits 1 when a gate rejects a commit, 130 when interrupted.
 #[derive(Debug, clap::Args)]
@@ -19,6 +20,9 @@ pub struct Args {
     /// Push results and promoted stages to the remote.
     #[arg(long)]
     pub push: bool,
+    /// Skip the poll step.
+    #[arg(long)]
+    pub no_poll: bool,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }
@@ -27,6 +31,21 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
     super::sync::fetch_results(ctx, &repo, &planner.pipeline)?;
+    if !args.no_poll {
+        if args.format == Format::Text {
+            println!("== poll");
+        }
+        let bumps = crate::poll::poll(
+            &planner,
+            &crate::poll::Options {
+                dry_run: false,
+                now: crate::promote::now(),
+            },
+        )?;
+        if args.format == Format::Text {
+            super::poll::report(&bumps, args.format);
+        }
+    }
     let only = args
         .stage
         .as_deref()

@@ -12,6 +12,7 @@ mod hold;
 mod init;
 mod log;
 mod plan;
+mod poll;
 mod promote;
 mod release;
 pub mod run;
@@ -64,6 +65,7 @@ pub enum Command {
     Release(release::Args),
     Drop(drop::Args),
     Cycle(cycle::Args),
+    Poll(poll::Args),
 }
 
 /// How listing commands print.
@@ -111,6 +113,7 @@ pub fn main() -> i32 {
         Command::Release(a) => release::run(&ctx, a),
         Command::Drop(a) => drop::run(&ctx, a),
         Command::Cycle(a) => cycle::run(&ctx, a),
+        Command::Poll(a) => poll::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

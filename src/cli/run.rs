@@ -190,7 +190,11 @@ pub fn run_plans(ctx: &Ctx, planner: &Planner, plans: &[MovePlan], args: &Args) 
     }
     if selected.is_empty() {
         if args.format == Format::Text {
-            println!("nothing to run: every planned job has a result ({reused} reused)");
+            if reused == 0 {
+                println!("nothing to run: no jobs are planned");
+            } else {
+                println!("nothing to run: all {reused} planned jobs have results");
+            }
         }
         return Ok(Report {
             outcomes: Vec::new(),

@@ -13,6 +13,7 @@
 //! `stagegate log` show them.
 
 pub mod edits;
+pub mod push_gate;
 
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
@@ -47,6 +48,9 @@ pub struct DecisionRecord {
     pub jobs: Vec<JobRecord>,
     #[serde(default)]
     pub built: Vec<String>,
+    /// The component push gate's pushes (into the last stage only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pushed: Vec<push_gate::PushRecord>,
     #[serde(default)]
     pub reasons: Vec<String>,
 }
@@ -167,6 +171,15 @@ pub fn promote_move(
             return Ok(outcome);
         }
         if let Some(merge) = apply(planner, &plan, &chosen, opts)? {
+            let info = repo.commit(merge)?;
+            for (key, done) in [
+                ("Stagegate-Pushed", "pushed"),
+                ("Stagegate-Push-Refused", "refused to push"),
+            ] {
+                for p in info.trailers(key) {
+                    outcome.pushed.push(format!("{done} {p}"));
+                }
+            }
             outcome.promoted = Some(merge.to_string());
             outcome.evaluations = evals;
             return Ok(outcome);
@@ -188,7 +201,8 @@ pub fn apply(
     opts: &Options,
 ) -> Result<Option<ObjectId>> {
     let repo = planner.repo;
-    let merge = merge_commit(planner, plan, chosen, opts)?;
+    let pushed = push_gate::push_components(planner, plan, chosen.commit)?;
+    let merge = merge_commit(planner, plan, chosen, opts, pushed)?;
     let reflog = format!(
         "stagegate: promote {} into {}",
         short(chosen.commit),
@@ -260,6 +274,7 @@ fn decision_record(
             })
             .collect(),
         built,
+        pushed: Vec::new(),
         reasons: e.reasons.iter().map(|r| r.message.clone()).collect(),
     }
 }
@@ -336,6 +351,14 @@ fn trailers(plan: &MovePlan, e: &Evaluation, rec: &DecisionRecord) -> String {
     for b in &rec.built {
         t.push_str(&format!("Stagegate-Built: {b}\n"));
     }
+    for p in &rec.pushed {
+        let key = if p.pushed {
+            "Stagegate-Pushed"
+        } else {
+            "Stagegate-Push-Refused"
+        };
+        t.push_str(&format!("{key}: {} {} {}\n", p.item, p.branch, p.commit));
+    }
     t.push_str(&format!("Stagegate-Decided-By: {}\n", rec.decided_by));
     t
 }
@@ -362,6 +385,7 @@ fn merge_commit(
     plan: &MovePlan,
     e: &Evaluation,
     opts: &Options,
+    pushed: Vec<push_gate::PushRecord>,
 ) -> Result<ObjectId> {
     let repo = planner.repo;
     let c_tree = repo.tree_of(e.commit)?;
@@ -434,7 +458,8 @@ fn merge_commit(
         edits.push((records::built_path(id), Some((EntryKind::Blob, blob))));
         built.push(format!("{id} {version} {}", artifact.digest));
     }
-    let rec = decision_record(plan, e, opts, built);
+    let mut rec = decision_record(plan, e, opts, built);
+    rec.pushed = pushed;
     let stamp = rec.decided_at.replace([':', '-'], "");
     let path = format!(
         "{}/{stamp}-{}.yaml",

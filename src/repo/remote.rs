@@ -52,6 +52,8 @@ pub fn sync_worktree(repo: &super::Repo, branch: &str, old: gix::ObjectId, new: 
     if head.as_ref().map(|h| h.as_bstr().to_string()) != Some(format!("refs/heads/{branch}")) {
         return;
     }
+    // Refresh stat data first: an index written from a tree alone looks modified to git.
+    let _ = git(work, &["update-index", "-q", "--refresh"]);
     if let Err(e) = git(
         work,
         &["read-tree", "-m", "-u", &old.to_string(), &new.to_string()],

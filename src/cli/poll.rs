@@ -1,0 +1,53 @@
+//! `stagegate poll`: commit candidates for what changed upstream.
+
+use super::{Code, Ctx, Format, print_json};
+use crate::error::Result;
+use crate::plan::Planner;
+
+/// Run each `watch` command, check each tracked component branch, and find images older
+/// than their `max-age`; commit a candidate bump to the first stage for each, with the
+/// reason in the message. A second poll with nothing new commits nothing.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Show what would be bumped, commit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
+    let repo = ctx.repo()?;
+    let planner = Planner::new(&repo, None)?;
+    let bumps = crate::poll::poll(
+        &planner,
+        &crate::poll::Options {
+            dry_run: args.dry_run,
+            now: crate::promote::now(),
+        },
+    )?;
+    report(&bumps, args.format);
+    Ok(0)
+}
+
+pub fn report(bumps: &[crate::poll::Bump], format: Format) {
+    match format {
+        Format::Json => print_json(&bumps),
+        Format::Text => {
+            if bumps.is_empty() {
+                println!("poll: nothing new");
+            }
+            for b in bumps {
+                let commit = b
+                    .commit
+                    .as_deref()
+                    .map(|c| format!(" ({})", &c[..10]))
+                    .unwrap_or_else(|| " (dry run)".into());
+                println!(
+                    "poll: {} {} → {}: {}{commit}",
+                    b.item, b.from, b.to, b.reason
+                );
+            }
+        }
+    }
+}

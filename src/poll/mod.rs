@@ -1,0 +1,436 @@
+//! Poll: notice what changed upstream and commit candidates to the first stage.
+//!
+//! Three sources of news, each becoming one commit on the first stage with a message and
+//! trailers saying why (`Stagegate-Poll: ITEM`, `Stagegate-Reason: …`):
+//!
+//! - an item's `watch` command prints a newer upstream version (for an image `based-on` an
+//!   upstream release, that release's version; for a component, its own version);
+//! - a component's tracked branch (`source.track`, read with `git ls-remote`) moved past
+//!   the pinned `source.commit`;
+//! - an image's last build (its built record, on the most downstream stage that has one)
+//!   is older than its `max-age`.
+//!
+//! An image derived (`based-on: {image: P}`) from an image that is bumped, or already
+//! pending, is bumped too so it is rebuilt on the new parent. Nothing is committed for an
+//! item already pending on the first move, and a second poll with nothing new commits
+//! nothing. Manifests are edited as text, so comments and layout survive; the result is
+//! parsed again before it is committed.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use gix::objs::tree::EntryKind;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::manifest::parse::parse_item;
+use crate::manifest::{BasedOn, Item, ItemId, ItemKind};
+use crate::plan::{Planner, Snapshot};
+use crate::repo::{Cas, Checkout};
+
+/// One bump poll made (or would make).
+#[derive(Debug, Clone, Serialize)]
+pub struct Bump {
+    pub item: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    pub commit: Option<String>,
+}
+
+/// A change to one manifest, applied as text.
+struct Change {
+    id: ItemId,
+    version: String,
+    commit: Option<(String, String)>,
+    upstream: Option<(String, String)>,
+    reason: String,
+}
+
+pub struct Options {
+    pub dry_run: bool,
+    pub now: i64,
+}
+
+pub fn poll(planner: &Planner, opts: &Options) -> Result<Vec<Bump>> {
+    let (first, second) = planner
+        .pipeline
+        .moves()
+        .next()
+        .ok_or_else(|| Error::usage("the pipeline has one stage: nothing to poll into"))?;
+    let first_head = planner.stage_head(first)?;
+    let s = planner.snapshot(first_head)?;
+    let t = planner.snapshot(planner.stage_head(second)?)?;
+    // Items already pending on the first move are left alone until that settles.
+    let (pending, _) = planner.candidates(&s, &t)?;
+    let pending: BTreeSet<ItemId> = pending.into_iter().map(|c| c.item).collect();
+
+    let mut items: Vec<std::rc::Rc<Item>> = Vec::new();
+    for kind in ItemKind::ALL {
+        for id in s.item_ids(kind)? {
+            if let Some((_, item)) = s.item(&id)? {
+                items.push(item);
+            }
+        }
+    }
+    let mut checkout: Option<Checkout> = None;
+    let mut changes: Vec<Change> = Vec::new();
+    for item in &items {
+        if pending.contains(&item.id) {
+            continue;
+        }
+        if let Some(c) = watch_change(planner, &s, item, &mut checkout, opts.now)? {
+            changes.push(c);
+        } else if let Some(c) = track_change(planner, item)? {
+            changes.push(c);
+        } else if let Some(c) = age_change(planner, item, opts.now)? {
+            changes.push(c);
+        }
+    }
+    // Derived images follow a parent that is bumped or pending.
+    let moving: BTreeSet<ItemId> = changes
+        .iter()
+        .map(|c| c.id.clone())
+        .chain(pending.iter().cloned())
+        .collect();
+    for item in &items {
+        if let Some(parent) = item.parent_image()
+            && moving.contains(&parent)
+            && !moving.contains(&item.id)
+        {
+            let version = restamp(&item.version, opts.now);
+            if version != item.version {
+                changes.push(Change {
+                    id: item.id.clone(),
+                    version,
+                    commit: None,
+                    upstream: None,
+                    reason: format!("its parent {parent} changed"),
+                });
+            }
+        }
+    }
+
+    let mut bumps = Vec::new();
+    for c in changes {
+        let old = items
+            .iter()
+            .find(|i| i.id == c.id)
+            .map(|i| i.version.clone())
+            .unwrap_or_default();
+        let commit = if opts.dry_run {
+            None
+        } else {
+            Some(commit_change(planner, first, &c)?)
+        };
+        bumps.push(Bump {
+            item: c.id.to_string(),
+            from: old,
+            to: c.version,
+            reason: c.reason,
+            commit,
+        });
+    }
+    Ok(bumps)
+}
+
+/// Run the item's `watch` command; a newer upstream version is a change.
+fn watch_change(
+    planner: &Planner,
+    s: &Snapshot,
+    item: &Item,
+    checkout: &mut Option<Checkout>,
+    now: i64,
+) -> Result<Option<Change>> {
+    let Some(w) = &item.watch else {
+        return Ok(None);
+    };
+    if checkout.is_none() {
+        *checkout = Some(Checkout::new(planner.repo, s.tree)?);
+    }
+    let dir = checkout.as_ref().expect("just made").path();
+    let out = run_watch(
+        &w.run,
+        &dir,
+        w.timeout.unwrap_or(Duration::from_secs(300)),
+        &item.id,
+    )?;
+    let newest = out
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(String::from);
+    let Some(newest) = newest else {
+        return Err(Error::infra_help(
+            format!("the watch command of {} printed nothing", item.id),
+            "a watch command prints the newest upstream version on its last line",
+        ));
+    };
+    if newest.contains(char::is_whitespace) || newest.len() > 100 {
+        return Err(Error::infra(format!(
+            "the watch command of {} printed {newest:?}, which is not a version",
+            item.id
+        )));
+    }
+    match &item.based_on {
+        Some(BasedOn::Upstream { component, version }) if item.id.kind == ItemKind::Image => {
+            if version.as_deref() == Some(newest.as_str()) {
+                return Ok(None);
+            }
+            let old = version.clone().unwrap_or_default();
+            Ok(Some(Change {
+                id: item.id.clone(),
+                version: format!("{newest}-{}", date(now)),
+                commit: None,
+                upstream: Some((old, newest.clone())),
+                reason: format!("upstream {component} {newest} released"),
+            }))
+        }
+        _ => {
+            if item.version == newest {
+                return Ok(None);
+            }
+            Ok(Some(Change {
+                id: item.id.clone(),
+                version: newest.clone(),
+                commit: None,
+                upstream: None,
+                reason: format!("upstream {newest} released"),
+            }))
+        }
+    }
+}
+
+fn run_watch(run: &str, dir: &std::path::Path, timeout: Duration, id: &ItemId) -> Result<String> {
+    let log =
+        tempfile::NamedTempFile::new().map_err(|e| Error::infra(format!("temporary file: {e}")))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::infra(format!("runtime: {e}")))?;
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let spec = crate::runner::process::Spec {
+        run,
+        cwd: dir,
+        env: &[],
+        timeout,
+        log: log.path(),
+        log_cap: 1 << 20,
+    };
+    let f = rt.block_on(crate::runner::process::run(spec, rx));
+    let output = std::fs::read_to_string(log.path()).unwrap_or_default();
+    match f.ended {
+        crate::runner::process::Ended::Exited(0) => Ok(output),
+        other => Err(Error::infra_help(
+            format!(
+                "the watch command of {id} ({run}) did not succeed: {other:?}\n{}",
+                f.excerpt
+            ),
+            "fix the watch script; poll changes nothing until it works",
+        )),
+    }
+}
+
+/// A component whose tracked branch moved past its pinned commit.
+fn track_change(planner: &Planner, item: &Item) -> Result<Option<Change>> {
+    let Some(src) = &item.source else {
+        return Ok(None);
+    };
+    let (Some(track), Some(pinned)) = (&src.track, &src.commit) else {
+        return Ok(None);
+    };
+    let url = resolve_url(&src.git, planner.repo.root_dir());
+    let Some(tip) = crate::repo::remote::ls_remote(planner.repo.git_dir(), &url, track)? else {
+        return Err(Error::infra_help(
+            format!("{}: {url} has no branch {track}", item.id),
+            "fix source.track, or the repository URL",
+        ));
+    };
+    if tip.starts_with(pinned.as_str()) {
+        return Ok(None);
+    }
+    Ok(Some(Change {
+        id: item.id.clone(),
+        version: format!("{track}-{}", &tip[..12]),
+        commit: Some((pinned.clone(), tip.clone())),
+        upstream: None,
+        reason: format!("upstream {track} moved to {}", &tip[..12]),
+    }))
+}
+
+/// `./x` and `../x` in `source.git` are relative to the repository root.
+pub fn resolve_url(git: &str, root: &std::path::Path) -> String {
+    if git.starts_with("./") || git.starts_with("../") {
+        root.join(git).display().to_string()
+    } else {
+        git.to_string()
+    }
+}
+
+/// An image whose last build is older than its `max-age`.
+fn age_change(planner: &Planner, item: &Item, now: i64) -> Result<Option<Change>> {
+    let Some(max_age) = item.max_age else {
+        return Ok(None);
+    };
+    // The most downstream stage that has a built record for it.
+    for stage in planner.pipeline.stages.iter().rev() {
+        let snap = planner.snapshot(planner.stage_head(stage)?)?;
+        let Some(rec) = snap.built(&item.id)? else {
+            continue;
+        };
+        let built = humantime::parse_rfc3339(&rec.built_at)
+            .map(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs() as i64
+            })
+            .unwrap_or(0);
+        if now - built < max_age.as_secs() as i64 {
+            return Ok(None);
+        }
+        let version = restamp(&item.version, now);
+        if version == item.version {
+            return Ok(None);
+        }
+        return Ok(Some(Change {
+            id: item.id.clone(),
+            version,
+            commit: None,
+            upstream: None,
+            reason: format!(
+                "max-age {} exceeded (built {} on {})",
+                humantime::format_duration(max_age),
+                rec.built_at,
+                stage.name
+            ),
+        }));
+    }
+    Ok(None)
+}
+
+/// `12.8-1` → `12.8-1+r20261124`; an earlier `+rYYYYMMDD` is replaced.
+fn restamp(version: &str, now: i64) -> String {
+    let base = match version.rsplit_once("+r") {
+        Some((b, d)) if d.len() == 8 && d.chars().all(|c| c.is_ascii_digit()) => b,
+        _ => version,
+    };
+    format!("{base}+r{}", date(now).replace('.', ""))
+}
+
+/// `YYYY.MM.DD` in UTC.
+fn date(now: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(now.max(0) as u64);
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    s[..10].replace('-', ".")
+}
+
+/// The manifest text with the change applied, verified by parsing it again.
+fn edit_text(path: &str, text: &str, c: &Change) -> Result<String> {
+    let ends = text.ends_with('\n');
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let quote = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+    let Some(line) = lines.iter_mut().find(|l| l.starts_with("version:")) else {
+        return Err(Error::infra(format!(
+            "{path}: no top-level `version:` line to update; edit it by hand"
+        )));
+    };
+    let comment = line
+        .find(" #")
+        .map(|i| line[i..].to_string())
+        .unwrap_or_default();
+    *line = format!("version: {}{comment}", quote(&c.version));
+    if let Some((old, new)) = &c.upstream {
+        // Within the based-on mapping only (flow or block style).
+        let mut in_block = false;
+        for l in lines.iter_mut() {
+            if l.starts_with("based-on:") {
+                in_block = true;
+                if l.contains("version:") {
+                    *l = replace_version(l, old, new);
+                    break;
+                }
+                continue;
+            }
+            if in_block {
+                if !l.starts_with(' ') {
+                    break;
+                }
+                if l.trim_start().starts_with("version:") {
+                    *l = replace_version(l, old, new);
+                    break;
+                }
+            }
+        }
+    }
+    let mut out = lines.join("\n");
+    if ends {
+        out.push('\n');
+    }
+    if let Some((old, new)) = &c.commit {
+        if !out.contains(old.as_str()) {
+            return Err(Error::infra(format!(
+                "{path}: cannot find the pinned commit {old} to replace"
+            )));
+        }
+        out = out.replacen(old.as_str(), new, 1);
+    }
+    let parsed = parse_item(c.id.kind, path, out.as_bytes()).map_err(crate::Error::Invalid)?;
+    if parsed.version != c.version {
+        return Err(Error::infra(format!(
+            "{path}: editing the version did not take; edit it by hand"
+        )));
+    }
+    Ok(out)
+}
+
+fn replace_version(line: &str, old: &str, new: &str) -> String {
+    for pat in [
+        format!("version: \"{old}\""),
+        format!("version: '{old}'"),
+        format!("version: {old}"),
+    ] {
+        if line.contains(&pat) {
+            return line.replacen(&pat, &format!("version: \"{new}\""), 1);
+        }
+    }
+    line.to_string()
+}
+
+fn commit_change(planner: &Planner, stage: &crate::manifest::Stage, c: &Change) -> Result<String> {
+    let repo = planner.repo;
+    let path = c.id.path();
+    for _ in 0..10 {
+        let head = planner.stage_head(stage)?;
+        let tree = repo.tree_of(head)?;
+        let text = repo
+            .read(tree, &path)?
+            .ok_or_else(|| Error::infra(format!("{path} vanished from {}", stage.branch)))?;
+        let text = String::from_utf8_lossy(&text).into_owned();
+        let old = parse_item(c.id.kind, &path, text.as_bytes())
+            .map_err(crate::Error::Invalid)?
+            .version;
+        let new_text = edit_text(&path, &text, c)?;
+        let blob = repo.write_blob(new_text.as_bytes())?;
+        let new_tree = repo.edit_tree(tree, &[(path.clone(), Some((EntryKind::Blob, blob)))])?;
+        let msg = format!(
+            "poll: {} {old} -> {}\n\n{}.\n\nStagegate-Poll: {}\nStagegate-Stage: {}\nStagegate-Reason: {}\n",
+            c.id, c.version, c.reason, c.id, stage.name, c.reason
+        );
+        let commit = repo.write_commit(new_tree, &[head], &msg)?;
+        if repo.cas(
+            &stage.ref_name(),
+            Some(head),
+            commit,
+            &format!("stagegate poll: {}", c.id),
+        )? == Cas::Updated
+        {
+            crate::repo::remote::sync_worktree(repo, &stage.branch, head, commit);
+            return Ok(commit.to_string());
+        }
+    }
+    Err(Error::infra(format!(
+        "{} kept moving; poll again",
+        stage.branch
+    )))
+}
