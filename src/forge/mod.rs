@@ -285,6 +285,13 @@ pub trait Forge {
     }
 }
 
+/// The forge for this environment: GitHub, configured from `GITHUB_TOKEN` (or
+/// `STAGEGATE_GITHUB_APP_TOKEN`), `GITHUB_REPOSITORY` (unless `repository` is given) and
+/// `GITHUB_API_URL`. The one place that picks a forge, so another can be added here.
+pub fn from_env(repository: Option<&str>) -> Result<Box<dyn Forge>> {
+    Ok(Box::new(GitHub::from_env(repository)?))
+}
+
 /// The branch a promotion pull request comes from: one per stage move, so re-running finds
 /// the same pull request.
 pub fn promotion_branch(from: &str, to: &str) -> String {

@@ -116,6 +116,9 @@ pub struct JobRow {
     /// A line or two about the failure (the log's tail), for the annotation.
     #[serde(default)]
     pub details: Option<String>,
+    /// The gate's word on this job (`fails while its baseline passes`), for the annotation.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// A job's baseline and its result.
@@ -201,7 +204,10 @@ impl PromotionSummary {
                 _ => continue,
             };
             let verdict = j.verdict.map_or("", |v| v.as_str());
-            let mut message = format!("{}: {verdict}, {what}", j.name);
+            let mut message = match &j.note {
+                Some(note) => format!("{}: {verdict}, {note}", j.name),
+                None => format!("{}: {verdict}, {what}", j.name),
+            };
             if !j.environment.is_empty() {
                 message.push_str(&format!("\nenvironment: {}", env_text(&j.environment)));
             }
@@ -427,6 +433,17 @@ fn verdict_label(v: minijinja::Value) -> String {
     }
 }
 
+/// `[log](URL)` for a URL; a local path (a runner's log directory) as code; `—` for none.
+fn log_link(v: minijinja::Value) -> String {
+    match v.as_str() {
+        Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+            format!("[log]({})", u.replace(' ', "%20").replace(')', "%29"))
+        }
+        Some(p) if !p.is_empty() => format!("`{}`", cell(p.replace('`', "'"))),
+        _ => "—".to_string(),
+    }
+}
+
 /// Make text safe inside a Markdown table cell: one line, no column breaks.
 fn cell(s: String) -> String {
     s.replace('\\', "\\\\")
@@ -441,6 +458,7 @@ fn environment() -> minijinja::Environment<'static> {
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.add_filter("verdict", verdict_label);
     env.add_filter("cell", cell);
+    env.add_filter("log", log_link);
     env.add_filter("short", |s: String| s.chars().take(12).collect::<String>());
     env.add_template("pr-body.md.j2", PR_BODY)
         .expect("templates/pr-body.md.j2 parses");

@@ -66,6 +66,7 @@ fn job(name: &str, verdict: Option<Verdict>, baseline: Option<Verdict>) -> JobRo
             log_url: Some(format!("https://ci.example/logs/{name}-baseline")),
         }),
         details: Some(format!("{name}: timed out waiting for a login prompt")),
+        note: None,
     }
 }
 
@@ -177,6 +178,32 @@ fn a_pipe_in_a_job_name_does_not_break_the_table() {
     s.jobs[0].name = "test a|b".into();
     let body = render_pr_body(&s).unwrap();
     assert!(body.contains("| test a\\|b |"), "{body}");
+}
+
+#[test]
+fn a_local_log_path_is_shown_as_code_not_as_a_link() {
+    let mut s = summary();
+    s.jobs[0].log_url = Some("/var/lib/stagegate/logs/boot.log".into());
+    s.jobs[0].baseline.as_mut().unwrap().log_url = None;
+    let body = render_pr_body(&s).unwrap();
+    assert!(
+        body.contains("| ❌ fail | ✅ pass | `/var/lib/stagegate/logs/boot.log` |"),
+        "{body}"
+    );
+}
+
+#[test]
+fn the_gates_note_on_a_job_goes_into_its_annotation() {
+    let mut s = summary();
+    s.jobs[0].note = Some("fails while its baseline passes".into());
+    let run = s.check_run("stagegate").unwrap();
+    assert!(
+        run.annotations[0]
+            .message
+            .starts_with("test boot [xen]: fail, fails while its baseline passes\n"),
+        "{}",
+        run.annotations[0].message
+    );
 }
 
 #[test]
