@@ -90,10 +90,13 @@ pub fn code(outcomes: &[MoveOutcome]) -> Code {
 
 /// The evaluations of commits newer than the promoted one (all of them when none was).
 fn still_pending(o: &MoveOutcome) -> impl Iterator<Item = &Evaluation> {
-    let tested = o.tested.as_deref();
+    let tested = o
+        .tested
+        .as_deref()
+        .and_then(|t| gix::ObjectId::from_hex(t.as_bytes()).ok());
     o.evaluations
         .iter()
-        .take_while(move |e| tested.is_none_or(|t| e.commit.to_string() != t))
+        .take_while(move |e| Some(e.commit) != tested)
 }
 
 pub fn report(outcomes: &[MoveOutcome], format: Format, dry_run: bool) {
