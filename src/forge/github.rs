@@ -651,7 +651,18 @@ impl GitHub {
             )));
         }
         let v: Value = self.parse(what, &reply.body)?;
-        match v.get("errors").and_then(Value::as_array) {
+        let errors = v.get("errors").and_then(Value::as_array);
+        // GraphQL says "rate limited" with a 200; that is no refusal to comment about.
+        if errors.is_some_and(|es| es.iter().any(|e| e["type"] == "RATE_LIMITED")) {
+            return Err(Error::infra_help(
+                format!(
+                    "GitHub API: {what} for {}: GraphQL rate limit exceeded",
+                    self.repository()
+                ),
+                "run again after the hourly limit resets",
+            ));
+        }
+        match errors {
             Some(errs) if !errs.is_empty() => Ok(Err(errs
                 .iter()
                 .map(|e| {
@@ -1053,6 +1064,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.graphql_endpoint(), "https://ghe.example/api/graphql");
+    }
+
+    #[test]
+    fn a_client_for_github_com_builds_without_touching_the_network() {
+        let cfg = GitHubConfig::from_lookup(
+            None,
+            env(&[("GITHUB_TOKEN", "t"), ("GITHUB_REPOSITORY", "octo/state")]),
+        )
+        .unwrap();
+        let gh = GitHub::new(cfg).unwrap();
+        assert_eq!(gh.describe(), "GitHub octo/state (https://api.github.com)");
+        assert_eq!(gh.graphql_path, "/graphql");
     }
 
     #[test]

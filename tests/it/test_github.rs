@@ -536,6 +536,28 @@ fn set_draft_falls_back_to_one_comment_when_graphql_is_refused() {
 }
 
 #[test]
+fn a_graphql_rate_limit_is_an_error_not_a_refusal_to_comment_on() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let pr = gh
+        .open_pr("stagegate/promote/a-to-b", "b", "t", "b", false)
+        .unwrap();
+    fake.script(
+        "POST",
+        "/graphql",
+        vec![Reply::new(
+            200,
+            json!({"data": null, "errors": [{"type": "RATE_LIMITED",
+                "message": "API rate limit exceeded for user ID 1."}]}),
+        )],
+    );
+    let e = gh.set_draft(pr.number, true, None).unwrap_err();
+    assert_eq!(e.exit_code(), 3);
+    assert!(e.to_string().contains("GraphQL rate limit"), "{e}");
+    assert!(fake.comments(pr.number).is_empty());
+}
+
+#[test]
 fn the_check_run_carries_the_conclusion_and_annotations() {
     let fake = FakeGitHub::start();
     let gh = github(&fake);
