@@ -297,7 +297,7 @@ pub fn run_plans(ctx: &Ctx, planner: &Planner, plans: &[MovePlan], args: &Args) 
         }
     }
     if args.push || planner.pipeline.push_results {
-        let remote = ctx.remote.clone().unwrap_or_else(|| "origin".into());
+        let remote = super::sync::remote(ctx, &planner.pipeline).unwrap_or_else(|| "origin".into());
         crate::ledger::sync::push(repo, &remote, &planner.pipeline.results_ref)?;
     }
     Ok(Report {

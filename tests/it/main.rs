@@ -1,7 +1,10 @@
 //! Integration tests: the real binary on real repositories in temp dirs.
 
 mod common;
+mod test_bench;
 mod test_check;
 mod test_github;
 mod test_plan;
+mod test_promote;
 mod test_run;
+mod test_sync;
