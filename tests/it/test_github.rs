@@ -1098,13 +1098,18 @@ fn actionlint_accepts_the_example_workflows_against_our_action_yml() {
     );
 }
 
-/// The action's last step, run with bash: inputs become arguments, and the remote's stage
-/// branches become local ones.
+/// The action's last two steps, run with bash: the remote's stage branches become local
+/// ones, and inputs become arguments.
 #[test]
 fn the_action_run_step_turns_inputs_into_arguments_and_mirrors_stage_branches() {
     let action = yaml(&root().join("action.yml"));
     let steps = action["runs"]["steps"].as_array().unwrap();
-    let script = steps.last().unwrap()["run"].as_str().unwrap().to_string();
+    // The branch mirroring step, then the command step.
+    let script = steps[steps.len() - 2..]
+        .iter()
+        .map(|s| s["run"].as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
 
     let env = TestEnv::init_with(&[]);
     let clone = env.home().join("clone");
