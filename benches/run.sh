@@ -2,7 +2,7 @@
 # Measure the figures stagegate must reach (DESIGN.md §7) and print each as a ratio with its
 # target beside it. Exits 1 when a measured figure misses its target.
 #
-#   benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build]
+#   benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build | --bin PATH]
 #
 # It builds the release binary, generates the state repositories with benches/gen.py (or
 # reuses them: they are keyed by sizes, seed and the generator's own hash), then measures:
@@ -24,7 +24,7 @@ root=$(cd "$here/.." && pwd)
 
 usage() {
     cat <<'EOF'
-usage: benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build]
+usage: benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build | --bin PATH]
 
   --small     quick sizes (200 items, 20 tests, 500 commits, 2,000 results, 100 jobs)
               instead of DESIGN.md's (10,000 items, 500 tests, 50,000 commits,
@@ -33,14 +33,17 @@ usage: benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build]
   --seed N    the generator's seed (default 1)
   --runs N    timed runs per read-path command (default 10; runner commands use 3)
   --no-build  use target/release/stagegate as it is (skip `cargo build --release`)
+  --bin PATH  measure this stagegate binary (implies --no-build)
 EOF
 }
 
-small=0 out="" seed=1 runs="" build=1
+small=0 out="" seed=1 runs="" build=1 bin=""
 while [ $# -gt 0 ]; do
     case $1 in
     --small) small=1 ;;
     --no-build) build=0 ;;
+    --bin) bin=${2:?--bin needs a path}; build=0; shift ;;
+    --bin=*) bin=${1#--bin=}; build=0 ;;
     --out) out=${2:?--out needs a directory}; shift ;;
     --out=*) out=${1#--out=} ;;
     --seed) seed=${2:?--seed needs a number}; shift ;;
@@ -86,12 +89,13 @@ have_time=0
 [ -x /usr/bin/time ] && have_time=1
 [ "$have_hyperfine" = 1 ] || log "hyperfine is not available: timing with a shell loop"
 
-bin=$root/target/release/stagegate
+bin=${bin:-$root/target/release/stagegate}
 if [ "$build" = 1 ]; then
     log "building the release binary"
     (cd "$root" && cargo build --release --quiet)
 fi
 [ -x "$bin" ] || { echo "run.sh: no $bin (run without --no-build)" >&2; exit 2; }
+bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 
 # --- repositories -----------------------------------------------------------------------
 

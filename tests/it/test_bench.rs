@@ -1,0 +1,204 @@
+//! The benchmark generator (`benches/gen.py`) makes the repository it is asked for: the
+//! figures of DESIGN.md §7 mean nothing if the repository they are measured on is not.
+//! These tests check its shape and that stagegate reads it, not any timing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{TestEnv, base_env};
+
+/// `python3 benches/gen.py ARGS --out DIR`; returns the summary it prints.
+fn generate(env: &TestEnv, out: &Path, args: &[&str]) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/gen.py");
+    let mut cmd = Command::new("python3");
+    base_env(&mut cmd, env.home());
+    let output = cmd
+        .arg(script)
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "gen.py {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("gen.py prints a JSON summary")
+}
+
+/// A `--small` repository with the given seed, at the env's `repo` path.
+fn small(seed: &str) -> TestEnv {
+    let env = TestEnv::new();
+    generate(&env, &env.repo, &["--small", "--seed", seed]);
+    env
+}
+
+fn lines(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| !l.is_empty()).collect()
+}
+
+fn count(env: &TestEnv, args: &[&str]) -> usize {
+    lines(&env.git(args)).len()
+}
+
+#[test]
+fn small_repository_has_the_requested_items_tests_and_history() {
+    let env = small("7");
+    assert_eq!(
+        count(&env, &["ls-tree", "--name-only", "new", "images/"]),
+        40
+    );
+    assert_eq!(
+        count(&env, &["ls-tree", "--name-only", "new", "components/"]),
+        160
+    );
+    let tests = env.git(&["ls-tree", "new", "tests/"]);
+    let manifests = lines(&tests)
+        .into_iter()
+        .filter(|l| l.ends_with(".yaml"))
+        .count();
+    assert_eq!(manifests, 20);
+    // Every test's script is there, executable.
+    let scripts: Vec<&str> = lines(&tests)
+        .into_iter()
+        .filter(|l| l.ends_with(".sh"))
+        .collect();
+    assert_eq!(scripts.len(), 20);
+    assert!(scripts.iter().all(|l| l.starts_with("100755 blob")));
+
+    assert_eq!(env.git(&["rev-list", "--count", "new"]), "500");
+    assert_eq!(env.git(&["rev-list", "--count", "stable..staging"]), "4");
+    assert_eq!(env.git(&["rev-list", "--count", "staging..new"]), "4");
+    env.git(&["merge-base", "--is-ancestor", "stable", "staging"]);
+    env.git(&["merge-base", "--is-ancestor", "staging", "new"]);
+    assert_eq!(env.git(&["symbolic-ref", "HEAD"]), "refs/heads/new");
+}
+
+#[test]
+fn small_repository_has_the_requested_results_in_the_ledger_layout() {
+    let env = small("7");
+    let paths = env.git(&["ls-tree", "-r", "--name-only", "refs/stagegate/results"]);
+    let paths = lines(&paths);
+    assert_eq!(paths.len(), 2000);
+    for p in paths {
+        // K[0:2]/K[2:4]/K/0001-<8 hex>.yaml
+        let parts: Vec<&str> = p.split('/').collect();
+        assert_eq!(parts.len(), 4, "{p}");
+        let key = parts[2];
+        assert_eq!(key.len(), 64, "{p}");
+        assert!(key.bytes().all(|b| b.is_ascii_hexdigit()), "{p}");
+        assert_eq!((parts[0], parts[1]), (&key[..2], &key[2..4]), "{p}");
+        let file = parts[3];
+        assert!(file.starts_with("0001-") && file.ends_with(".yaml"), "{p}");
+        assert_eq!(file.len(), "0001-".len() + 8 + ".yaml".len(), "{p}");
+    }
+}
+
+#[test]
+fn small_repository_passes_check_and_has_pending_candidates_and_results() {
+    let env = small("7");
+    env.sg_ok(&["check", "stable"]);
+    env.sg_ok(&["check", "new"]);
+
+    let status = env.json(&["status", "--format", "json"]);
+    let moves = status.as_array().unwrap();
+    assert_eq!(moves.len(), 2, "{status:#}");
+    let mut verdicts: BTreeMap<String, u64> = BTreeMap::new();
+    for m in moves {
+        let pending = m["pending"].as_array().unwrap();
+        assert_eq!(pending.len(), 4, "{m:#}");
+        for p in pending {
+            assert!(!p["candidates"].as_array().unwrap().is_empty(), "{p:#}");
+            let jobs = p["jobs"].as_object().unwrap();
+            assert!(!jobs.is_empty(), "a pending commit without jobs: {p:#}");
+            for (label, n) in jobs {
+                *verdicts.entry(label.clone()).or_default() += n.as_u64().unwrap();
+            }
+        }
+    }
+    // The generator records results for real jobs (their keys computed as plan/key.rs
+    // says): stagegate finds and parses them.
+    assert!(verdicts.get("pass").is_some_and(|n| *n > 0), "{verdicts:?}");
+    assert!(
+        verdicts.get("missing").is_some_and(|n| *n > 0),
+        "{verdicts:?}"
+    );
+
+    let plan = env.json(&["plan", "--format", "json"]);
+    for m in plan.as_array().unwrap() {
+        assert!(!m["jobs"].as_array().unwrap().is_empty(), "{m:#}");
+    }
+}
+
+#[test]
+fn generator_is_reproducible_from_the_seed() {
+    let env = TestEnv::new();
+    let dir = |name: &str| -> PathBuf { env.home().join(name) };
+    let heads = |d: &Path| {
+        env.git_in(
+            d,
+            &[
+                "rev-parse",
+                "new",
+                "staging",
+                "stable",
+                "refs/stagegate/results",
+            ],
+        )
+    };
+    generate(&env, &dir("a"), &["--small", "--seed", "3"]);
+    generate(&env, &dir("b"), &["--small", "--seed", "3"]);
+    generate(&env, &dir("c"), &["--small", "--seed", "4"]);
+    assert_eq!(heads(&dir("a")), heads(&dir("b")));
+    assert_ne!(heads(&dir("a")), heads(&dir("c")));
+}
+
+#[test]
+fn sizes_can_be_set_one_by_one() {
+    let env = TestEnv::new();
+    let summary = generate(
+        &env,
+        &env.repo,
+        &[
+            "--items",
+            "50",
+            "--tests",
+            "7",
+            "--commits",
+            "30",
+            "--results",
+            "99",
+        ],
+    );
+    assert_eq!(summary["items"], 50);
+    assert_eq!(env.git(&["rev-list", "--count", "new"]), "30");
+    assert_eq!(
+        count(
+            &env,
+            &["ls-tree", "-r", "--name-only", "refs/stagegate/results"]
+        ),
+        99
+    );
+    let items = count(&env, &["ls-tree", "--name-only", "new", "images/"])
+        + count(&env, &["ls-tree", "--name-only", "new", "components/"]);
+    assert_eq!(items, 50);
+    env.sg_ok(&["check", "stable"]);
+}
+
+#[test]
+fn runner_repository_plans_exactly_the_requested_trivial_jobs() {
+    let env = TestEnv::new();
+    generate(&env, &env.repo, &["--runner", "30"]);
+    env.sg_ok(&["check"]);
+    let plan = env.json(&["plan", "--stage", "stable", "--format", "json"]);
+    let moves = plan.as_array().unwrap();
+    assert_eq!(moves.len(), 1, "{plan:#}");
+    let jobs = moves[0]["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 30);
+    assert!(
+        jobs.iter()
+            .all(|j| j["run"] == "./t.sh" && j["result"].is_null())
+    );
+}
