@@ -7,8 +7,8 @@
 //!   upstream release, that release's version; for a component, its own version);
 //! - a component's tracked branch (`source.track`, read with `git ls-remote`) moved past
 //!   the pinned `source.commit`;
-//! - an image's last build (its built record, on the most downstream stage that has one)
-//!   is older than its `max-age`.
+//! - an image's newest build (its built records, on any stage) is older than its
+//!   `max-age`.
 //!
 //! An image derived (`based-on: {image: P}`) from an image that is bumped, or already
 //! pending, is bumped too so it is rebuilt on the new parent. Nothing is committed for an
@@ -98,16 +98,13 @@ pub fn poll(planner: &Planner, opts: &Options) -> Result<Vec<Bump>> {
             && moving.contains(&parent)
             && !moving.contains(&item.id)
         {
-            let version = restamp(&item.version, opts.now);
-            if version != item.version {
-                changes.push(Change {
-                    id: item.id.clone(),
-                    version,
-                    commit: None,
-                    upstream: None,
-                    reason: format!("its parent {parent} changed"),
-                });
-            }
+            changes.push(Change {
+                id: item.id.clone(),
+                version: restamp(&item.version, opts.now),
+                commit: None,
+                upstream: None,
+                reason: format!("its parent {parent} changed"),
+            });
         }
     }
 
@@ -268,12 +265,19 @@ pub fn resolve_url(git: &str, root: &std::path::Path) -> String {
     }
 }
 
-/// An image whose last build is older than its `max-age`.
+/// An image whose newest build is older than its `max-age`.
+///
+/// The newest build anywhere in the pipeline counts, not only the last stage's: a rebuild
+/// already on its way (built into a later stage, waiting for its tests) is not started
+/// again on every poll. A record counts where it matches the version of the item on its
+/// stage (one left behind by a reverted bump does not); when none does, the most
+/// downstream record decides.
 fn age_change(planner: &Planner, item: &Item, now: i64) -> Result<Option<Change>> {
     let Some(max_age) = item.max_age else {
         return Ok(None);
     };
-    // The most downstream stage that has a built record for it.
+    let mut matching: Option<(i64, String, String)> = None;
+    let mut downstream: Option<(i64, String, String)> = None;
     for stage in planner.pipeline.stages.iter().rev() {
         let snap = planner.snapshot(planner.stage_head(stage)?)?;
         let Some(rec) = snap.built(&item.id)? else {
@@ -286,36 +290,53 @@ fn age_change(planner: &Planner, item: &Item, now: i64) -> Result<Option<Change>
                     .as_secs() as i64
             })
             .unwrap_or(0);
-        if now - built < max_age.as_secs() as i64 {
-            return Ok(None);
+        let found = (built, rec.built_at.clone(), stage.name.clone());
+        if downstream.is_none() {
+            downstream = Some(found.clone());
         }
-        let version = restamp(&item.version, now);
-        if version == item.version {
-            return Ok(None);
+        let current = snap
+            .item(&item.id)?
+            .is_some_and(|(_, i)| i.version == rec.version);
+        if current && matching.as_ref().is_none_or(|m| built > m.0) {
+            matching = Some(found);
         }
-        return Ok(Some(Change {
-            id: item.id.clone(),
-            version,
-            commit: None,
-            upstream: None,
-            reason: format!(
-                "max-age {} exceeded (built {} on {})",
-                humantime::format_duration(max_age),
-                rec.built_at,
-                stage.name
-            ),
-        }));
     }
-    Ok(None)
+    let Some((built, built_at, stage)) = matching.or(downstream) else {
+        return Ok(None);
+    };
+    if now - built < max_age.as_secs() as i64 {
+        return Ok(None);
+    }
+    Ok(Some(Change {
+        id: item.id.clone(),
+        version: restamp(&item.version, now),
+        commit: None,
+        upstream: None,
+        reason: format!(
+            "max-age {} exceeded (built {built_at} on {stage})",
+            humantime::format_duration(max_age),
+        ),
+    }))
 }
 
-/// `12.8-1` → `12.8-1+r20261124`; an earlier `+rYYYYMMDD` is replaced.
+/// `12.8-1` → `12.8-1+r20261124`; an earlier `+rYYYYMMDD` is replaced. Always a new
+/// version: a second bump the same day is `+r20261124.2`, then `.3`, and so on (a
+/// `max-age` under a day, a parent bumped twice in a day).
 fn restamp(version: &str, now: i64) -> String {
-    let base = match version.rsplit_once("+r") {
-        Some((b, d)) if d.len() == 8 && d.chars().all(|c| c.is_ascii_digit()) => b,
-        _ => version,
-    };
-    format!("{base}+r{}", date(now).replace('.', ""))
+    let today = date(now).replace('.', "");
+    // The version without poll's stamp, the stamp's day and its count that day.
+    let stamped = version.rsplit_once("+r").and_then(|(base, stamp)| {
+        let (day, n) = match stamp.split_once('.') {
+            Some((day, n)) => (day, n.parse::<u32>().ok()?),
+            None => (stamp, 1),
+        };
+        (day.len() == 8 && day.bytes().all(|c| c.is_ascii_digit())).then_some((base, day, n))
+    });
+    match stamped {
+        Some((base, day, n)) if day == today => format!("{base}+r{today}.{}", n + 1),
+        Some((base, _, _)) => format!("{base}+r{today}"),
+        None => format!("{version}+r{today}"),
+    }
 }
 
 /// `YYYY.MM.DD` in UTC.
@@ -433,4 +454,20 @@ fn commit_change(planner: &Planner, stage: &crate::manifest::Stage, c: &Change) 
         "{} kept moving; poll again",
         stage.branch
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::restamp;
+
+    #[test]
+    fn restamp_always_gives_a_new_version() {
+        let now = 1_795_557_197; // 2026-11-24
+        assert_eq!(restamp("12.8-1", now), "12.8-1+r20261124");
+        assert_eq!(restamp("12.8-1+r20261101", now), "12.8-1+r20261124");
+        assert_eq!(restamp("12.8-1+r20261124", now), "12.8-1+r20261124.2");
+        assert_eq!(restamp("12.8-1+r20261124.2", now), "12.8-1+r20261124.3");
+        assert_eq!(restamp("12.8-1+r20261101.4", now), "12.8-1+r20261124");
+        assert_eq!(restamp("1+rc2", now), "1+rc2+r20261124");
+    }
 }
