@@ -27,6 +27,7 @@ use crate::manifest::parse::parse_item;
 use crate::manifest::{BasedOn, Item, ItemId, ItemKind};
 use crate::plan::{Planner, Snapshot};
 use crate::repo::{Cas, Checkout};
+use crate::runner::process::Ended;
 
 /// One bump poll made (or would make).
 #[derive(Debug, Clone, Serialize)]
@@ -217,16 +218,21 @@ fn run_watch(run: &str, dir: &std::path::Path, timeout: Duration, id: &ItemId) -
     };
     let f = rt.block_on(crate::runner::process::run(spec, rx));
     let output = std::fs::read_to_string(log.path()).unwrap_or_default();
-    match f.ended {
-        crate::runner::process::Ended::Exited(0) => Ok(output),
-        other => Err(Error::infra_help(
-            format!(
-                "the watch command of {id} ({run}) did not succeed: {other:?}\n{}",
-                f.excerpt
-            ),
-            "fix the watch script; poll changes nothing until it works",
-        )),
-    }
+    let how = match f.ended {
+        Ended::Exited(0) => return Ok(output),
+        Ended::Exited(c) => format!("exit status {c}"),
+        Ended::Signaled(sig) => format!("killed by signal {sig}"),
+        Ended::TimedOut => format!("timed out after {}", humantime::format_duration(timeout)),
+        Ended::Cancelled => "interrupted".into(),
+        Ended::SpawnFailed(why) => why,
+    };
+    Err(Error::infra_help(
+        format!(
+            "the watch command of {id} ({run}) failed: {how}\n{}",
+            f.excerpt
+        ),
+        "fix the watch script; poll changes nothing until it works",
+    ))
 }
 
 /// A component whose tracked branch moved past its pinned commit.
@@ -362,27 +368,7 @@ fn edit_text(path: &str, text: &str, c: &Change) -> Result<String> {
         .unwrap_or_default();
     *line = format!("version: {}{comment}", quote(&c.version));
     if let Some((old, new)) = &c.upstream {
-        // Within the based-on mapping only (flow or block style).
-        let mut in_block = false;
-        for l in lines.iter_mut() {
-            if l.starts_with("based-on:") {
-                in_block = true;
-                if l.contains("version:") {
-                    *l = replace_version(l, old, new);
-                    break;
-                }
-                continue;
-            }
-            if in_block {
-                if !l.starts_with(' ') {
-                    break;
-                }
-                if l.trim_start().starts_with("version:") {
-                    *l = replace_version(l, old, new);
-                    break;
-                }
-            }
-        }
+        set_based_on_version(&mut lines, old, &quote(new));
     }
     let mut out = lines.join("\n");
     if ends {
@@ -402,17 +388,61 @@ fn edit_text(path: &str, text: &str, c: &Change) -> Result<String> {
             "{path}: editing the version did not take; edit it by hand"
         )));
     }
+    if let Some((_, new)) = &c.upstream
+        && !matches!(&parsed.based_on, Some(BasedOn::Upstream { version: Some(v), .. }) if v == new)
+    {
+        return Err(Error::infra(format!(
+            "{path}: could not set `based-on` to version {new}; edit it by hand"
+        )));
+    }
     Ok(out)
 }
 
-fn replace_version(line: &str, old: &str, new: &str) -> String {
+/// Set the `version` of the top-level `based-on` mapping (flow or block style) to
+/// `quoted`, adding the key when the mapping has none: otherwise the next poll would see
+/// the same release as new again.
+fn set_based_on_version(lines: &mut Vec<String>, old: &str, quoted: &str) {
+    let Some(at) = lines.iter().position(|l| l.starts_with("based-on:")) else {
+        return;
+    };
+    let line = &lines[at];
+    if line.contains('{') {
+        lines[at] = if line.contains("version:") {
+            replace_version(line, old, quoted)
+        } else if let Some(close) = line.rfind('}') {
+            format!("{}, version: {quoted}{}", &line[..close], &line[close..])
+        } else {
+            return;
+        };
+        return;
+    }
+    let body = lines[at + 1..]
+        .iter()
+        .take_while(|l| l.starts_with(' ') || l.trim().is_empty())
+        .count();
+    if let Some(i) =
+        (at + 1..at + 1 + body).find(|&i| lines[i].trim_start().starts_with("version:"))
+    {
+        lines[i] = replace_version(&lines[i], old, quoted);
+    } else if let Some(last) = (at + 1..at + 1 + body).rfind(|&i| !lines[i].trim().is_empty()) {
+        // After the mapping's last line, indented like its first entry.
+        let first = &lines[at + 1..=last]
+            .iter()
+            .find(|l| !l.trim().is_empty())
+            .expect("last is one");
+        let indent = first[..first.len() - first.trim_start().len()].to_string();
+        lines.insert(last + 1, format!("{indent}version: {quoted}"));
+    }
+}
+
+fn replace_version(line: &str, old: &str, quoted: &str) -> String {
     for pat in [
         format!("version: \"{old}\""),
         format!("version: '{old}'"),
         format!("version: {old}"),
     ] {
         if line.contains(&pat) {
-            return line.replacen(&pat, &format!("version: \"{new}\""), 1);
+            return line.replacen(&pat, &format!("version: {quoted}"), 1);
         }
     }
     line.to_string()
@@ -458,7 +488,34 @@ fn commit_change(planner: &Planner, stage: &crate::manifest::Stage, c: &Change) 
 
 #[cfg(test)]
 mod tests {
-    use super::restamp;
+    use super::{restamp, set_based_on_version};
+
+    fn set(text: &str) -> String {
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        set_based_on_version(&mut lines, "1", "\"2\"");
+        lines.join("\n")
+    }
+
+    #[test]
+    fn the_based_on_version_is_set_in_flow_and_block_style() {
+        assert_eq!(
+            set("based-on: {component: d, version: \"1\"}"),
+            "based-on: {component: d, version: \"2\"}"
+        );
+        assert_eq!(
+            set("based-on: {component: d} # upstream"),
+            "based-on: {component: d, version: \"2\"} # upstream"
+        );
+        assert_eq!(
+            set("based-on:\n  component: d\n  version: 1\nbuild: x"),
+            "based-on:\n  component: d\n  version: \"2\"\nbuild: x"
+        );
+        assert_eq!(
+            set("based-on:\n    component: d\nbuild: x"),
+            "based-on:\n    component: d\n    version: \"2\"\nbuild: x"
+        );
+        assert_eq!(set("version: 1\nbuild: x"), "version: 1\nbuild: x");
+    }
 
     #[test]
     fn restamp_always_gives_a_new_version() {
