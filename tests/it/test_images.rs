@@ -474,6 +474,33 @@ fn poll_bumps_an_image_when_its_watch_finds_a_new_upstream_release() {
 }
 
 #[test]
+fn poll_records_the_release_in_a_based_on_that_named_none() {
+    let image = "name: base\n\
+        version: \"1\"\n\
+        based-on:\n  component: debian\n\
+        build: {run: ./recipes/base.sh, artifact: disk.img}\n\
+        watch: {run: ./watch.sh}\n";
+    let env = poll_repo(&[
+        ("images/base.yaml", image),
+        ("watch.sh", &watch_script("2\\n")),
+    ]);
+
+    env.sg_ok(&["poll"]);
+    let text = env.git(&["show", "staging:images/base.yaml"]);
+    assert!(
+        text.contains("based-on:\n  component: debian\n  version: \"2\"\n"),
+        "{text}"
+    );
+    // Built and promoted: the same release is not news again.
+    env.sg_ok(&["run"]);
+    env.sg_ok(&["promote"]);
+    let staging = env.rev("staging");
+    let out = env.sg_ok(&["poll"]);
+    assert_eq!(out.trim(), "poll: nothing new");
+    assert_eq!(env.rev("staging"), staging);
+}
+
+#[test]
 fn poll_bumps_a_component_to_the_version_its_watch_prints() {
     let env = poll_repo(&[
         (
@@ -799,6 +826,7 @@ fn poll_fails_on_watch(script: &str) -> String {
 #[test]
 fn poll_reports_a_failing_watch_command_and_commits_nothing() {
     let err = poll_fails_on_watch("#!/bin/sh\necho 'mirror unreachable' >&2\nexit 4\n");
+    assert!(err.contains("exit status 4"), "{err}");
     assert!(err.contains("mirror unreachable"), "{err}");
     assert!(err.contains("./watch/broken.sh"), "{err}");
 }
