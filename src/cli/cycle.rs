@@ -20,6 +20,9 @@ pub struct Args {
     /// Push results and promoted stages to the remote.
     #[arg(long)]
     pub push: bool,
+    /// Promote through pull requests for every gate, not only those with `review: true`.
+    #[arg(long)]
+    pub review: bool,
     /// Skip the poll step.
     #[arg(long)]
     pub no_poll: bool,
@@ -56,6 +59,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         .moves()
         .map(|(a, b)| (a.clone(), b.clone()))
         .collect();
+    let forge = super::promote::forge_from_env()?;
+    let opts =
+        super::promote::options(ctx, &planner.pipeline, false, forge.as_deref(), args.review);
     let mut outcomes = Vec::new();
     let mut worst = 0;
     for (s, t) in &moves {
@@ -81,8 +87,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         if report.interrupted {
             return Ok(130);
         }
-        let outcome =
-            crate::promote::promote_move(&planner, s, t, &super::promote::options(false))?;
+        let outcome = crate::promote::promote_move(&planner, s, t, &opts)?;
         if args.push && outcome.promoted.is_some() {
             super::promote::push_stage(ctx, &repo, &t.branch)?;
         }
@@ -90,5 +95,6 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         worst = worst.max(super::promote::code(std::slice::from_ref(&outcome)));
         outcomes.push(outcome);
     }
+    super::promote::publish(&outcomes)?;
     Ok(worst)
 }

@@ -22,12 +22,36 @@ pub struct Args {
     /// Push each promoted stage branch to the remote.
     #[arg(long)]
     pub push: bool,
+    /// Promote through pull requests for every gate, not only those with `review: true`.
+    #[arg(long)]
+    pub review: bool,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }
 
-pub fn options(dry_run: bool) -> Options {
+/// The forge, when the environment configures one (`GITHUB_TOKEN` or
+/// `STAGEGATE_GITHUB_APP_TOKEN`, and `GITHUB_REPOSITORY`).
+pub fn forge_from_env() -> Result<Option<Box<dyn crate::forge::Forge>>> {
+    let token = ["STAGEGATE_GITHUB_APP_TOKEN", "GITHUB_TOKEN"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|t| !t.is_empty()));
+    let repository = std::env::var("GITHUB_REPOSITORY").is_ok_and(|r| !r.is_empty());
+    if token && repository {
+        Ok(Some(crate::forge::from_env(None)?))
+    } else {
+        Ok(None)
+    }
+}
+
+pub fn options<'a>(
+    ctx: &Ctx,
+    pipeline: &crate::manifest::Pipeline,
+    dry_run: bool,
+    forge: Option<&'a dyn crate::forge::Forge>,
+    force_review: bool,
+) -> Options<'a> {
     let r = crate::runner::identity();
+    let remote = super::sync::remote(ctx, pipeline).unwrap_or_else(|| "origin".into());
     Options {
         dry_run,
         by: format!(
@@ -37,7 +61,49 @@ pub fn options(dry_run: bool) -> Options {
             r.host
         ),
         ci_url: r.ci_url,
+        review: forge.map(|forge| promote::review::Review { forge, remote }),
+        force_review,
     }
+}
+
+/// In GitHub Actions: the step summary and the step outputs for what was decided.
+pub fn publish(outcomes: &[MoveOutcome]) -> Result<()> {
+    if !super::github::active() {
+        return Ok(());
+    }
+    let summaries: Vec<crate::forge::PromotionSummary> =
+        outcomes.iter().filter_map(|o| o.summary.clone()).collect();
+    if !summaries.is_empty() {
+        super::github::summary(&crate::forge::summary::render_step_summary(&summaries)?);
+    }
+    let decision = if outcomes.iter().any(|o| o.promoted.is_some()) {
+        "promote"
+    } else if code(outcomes) == 1 {
+        "reject"
+    } else {
+        "wait"
+    };
+    let promoted: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.promoted.as_ref().map(|p| format!("{}:{p}", o.to)))
+        .collect();
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for o in outcomes {
+        for e in o.evaluations.iter().take(1) {
+            for (k, n) in crate::gate::counts(e) {
+                *counts.entry(k).or_default() += n;
+            }
+        }
+    }
+    let mut pairs = vec![
+        ("decision", decision.to_string()),
+        ("promoted", promoted.join(" ")),
+    ];
+    for v in ["pass", "fail", "flaky", "error", "missing"] {
+        pairs.push((v, counts.get(v).copied().unwrap_or(0).to_string()));
+    }
+    super::github::outputs(&pairs);
+    Ok(())
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
@@ -49,6 +115,14 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         .as_deref()
         .map(|s| planner.stage(s).map(|s| s.name.clone()))
         .transpose()?;
+    let forge = forge_from_env()?;
+    let opts = options(
+        ctx,
+        &planner.pipeline,
+        args.dry_run,
+        forge.as_deref(),
+        args.review,
+    );
     let mut outcomes = Vec::new();
     let moves: Vec<_> = planner
         .pipeline
@@ -59,13 +133,14 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         if only.as_ref().is_some_and(|o| o != &t.name) {
             continue;
         }
-        let outcome = promote::promote_move(&planner, s, t, &options(args.dry_run))?;
+        let outcome = promote::promote_move(&planner, s, t, &opts)?;
         if args.push && outcome.promoted.is_some() {
             push_stage(ctx, &repo, &t.branch)?;
         }
         outcomes.push(outcome);
     }
     report(&outcomes, args.format, args.dry_run);
+    publish(&outcomes)?;
     Ok(code(&outcomes))
 }
 
@@ -125,7 +200,7 @@ pub fn report(outcomes: &[MoveOutcome], format: Format, dry_run: bool) {
             println!("  {n}");
         }
         for p in &o.pushed {
-            println!("  pushed {p}");
+            println!("  push gate: {p}");
         }
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod edits;
 pub mod push_gate;
+pub mod review;
 
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
@@ -102,12 +103,21 @@ pub struct MoveOutcome {
     /// Items pushed to their own repository's branch (the component push gate).
     pub pushed: Vec<String>,
     pub notes: Vec<String>,
+    /// The newest evaluated commit (the promoted one, when one was), for people: the
+    /// pull request body, the step summary, the check run.
+    #[serde(skip)]
+    pub summary: Option<crate::forge::PromotionSummary>,
 }
 
-pub struct Options {
+pub struct Options<'a> {
     pub dry_run: bool,
     pub by: String,
     pub ci_url: Option<String>,
+    /// The forge, when one is configured: promotions through pull requests (gates with
+    /// `review: true`) and check runs on tested commits.
+    pub review: Option<review::Review<'a>>,
+    /// Promote through pull requests whatever the gates say (`--review`).
+    pub force_review: bool,
 }
 
 /// Holds in force on `stage`, read from its head.
@@ -157,16 +167,55 @@ pub fn promote_move(
             evaluations: Vec::new(),
             pushed: Vec::new(),
             notes: Vec::new(),
+            summary: None,
         };
+        let reviewed = plan.gate.review || opts.force_review;
+        if reviewed && opts.review.is_none() && !opts.dry_run {
+            return Err(Error::usage_help(
+                format!(
+                    "promotion into {} goes through a pull request, and no forge is configured",
+                    to.name
+                ),
+                "set GITHUB_TOKEN and GITHUB_REPOSITORY (the Action does), or set `review: false` on the gate",
+            ));
+        }
         if !opts.dry_run {
             outcome.rejected = record_rejections(planner, &plan, &evals, opts)?;
         }
-        let Some(chosen) = gate::pick(&evals).cloned() else {
+        let chosen = gate::pick(&evals).cloned();
+        if let Some(e) = chosen.as_ref().or(evals.first()) {
+            let s = review::summary(planner, &plan, e)?;
+            if let (Some(r), false) = (&opts.review, opts.dry_run) {
+                r.forge.create_check_run(
+                    &s.check_run(&format!("stagegate {} -> {}", from.name, to.name))?,
+                )?;
+            }
+            outcome.summary = Some(s);
+        }
+        let Some(chosen) = chosen else {
+            if let (Some(r), Some(newest), true, false) =
+                (&opts.review, evals.first(), reviewed, opts.dry_run)
+                && let Some(note) = review::redden(&plan, newest, r)?
+            {
+                outcome.notes.push(note);
+            }
             outcome.evaluations = evals;
             return Ok(outcome);
         };
         outcome.tested = Some(chosen.commit.to_string());
         if opts.dry_run {
+            outcome.evaluations = evals;
+            return Ok(outcome);
+        }
+        if reviewed && let Some(r) = &opts.review {
+            let summary = outcome.summary.clone().expect("made above");
+            let pushed = std::cell::RefCell::new(Vec::new());
+            let done = review::via_pull_request(planner, &plan, &chosen, &summary, r, || {
+                *pushed.borrow_mut() = push_gate::push_components(planner, &plan, chosen.commit)?;
+                merge_commit(planner, &plan, &chosen, opts, pushed.take())
+            })?;
+            outcome.notes.extend(done.notes);
+            outcome.promoted = done.promoted.map(|m| m.to_string());
             outcome.evaluations = evals;
             return Ok(outcome);
         }

@@ -3,6 +3,7 @@
 //! (actionlint), and the annotations `check` prints in GitHub Actions.
 
 mod fake;
+mod review;
 
 use std::time::Duration;
 

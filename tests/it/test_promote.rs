@@ -728,6 +728,8 @@ fn apply_leaves_a_target_that_moved_since_the_plan_alone() {
         dry_run: false,
         by: "test".into(),
         ci_url: None,
+        review: None,
+        force_review: false,
     };
     assert_eq!(
         promote::apply(&planner, &plan, &chosen, &opts).unwrap(),

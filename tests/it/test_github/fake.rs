@@ -90,6 +90,9 @@ impl Reply {
 struct State {
     /// The path prefix of the REST API (`/api/v3` for an Enterprise-style base).
     prefix: String,
+    /// A bare repository standing in for the GitHub repository's git side: branch heads
+    /// are read from it, and merging a pull request makes a real merge commit in it.
+    git: Option<std::path::PathBuf>,
     requests: Vec<Recorded>,
     scripted: Vec<(String, String, VecDeque<Reply>)>,
     pulls: Vec<Value>,
@@ -150,6 +153,14 @@ impl FakeGitHub {
             state,
             thread: Some(thread),
         }
+    }
+
+    /// A fake backed by the bare repository `git`, as GitHub is by its repository: a pull
+    /// request's head is its branch there, and merging one writes the merge commit there.
+    pub fn start_with_git(git: &std::path::Path) -> FakeGitHub {
+        let fake = FakeGitHub::start();
+        fake.state.lock().unwrap().git = Some(git.to_path_buf());
+        fake
     }
 
     /// Serve `replies` (in order) to the next requests `METHOD path` (path without query,
@@ -308,6 +319,7 @@ fn handle(state: &Mutex<State>, req: &tiny_http::Request, body: &str) -> Reply {
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     match (method.as_str(), segs.as_slice()) {
         ("GET", ["pulls"]) => {
+            refresh_heads(&mut st);
             let want_head = query.get("head").cloned();
             let want_base = query.get("base").cloned();
             let state_filter = query.get("state").cloned().unwrap_or("open".into());
@@ -350,10 +362,19 @@ fn handle(state: &Mutex<State>, req: &tiny_http::Request, body: &str) -> Reply {
             }
             let number = st.next_number;
             st.next_number += 1;
-            let sha = st
-                .branches
-                .get(head)
-                .cloned()
+            let from_git = st.git.as_ref().and_then(|g| {
+                git_out(
+                    g,
+                    &[
+                        "rev-parse",
+                        "--verify",
+                        "--quiet",
+                        &format!("refs/heads/{head}"),
+                    ],
+                )
+            });
+            let sha = from_git
+                .or_else(|| st.branches.get(head).cloned())
                 .unwrap_or("6dcb09b5b57875f334f61aebed695e2e4193db5e".into());
             let mut pr = fixture("pull-request");
             let api = format!("https://api.github.com/repos/{OWNER}/{REPO}/pulls/{number}");
@@ -395,25 +416,68 @@ fn handle(state: &Mutex<State>, req: &tiny_http::Request, body: &str) -> Reply {
             }
             None => Reply::fixture(404, "error-not-found"),
         },
-        ("PUT", ["pulls", n, "merge"]) => match find_pull(&mut st, n) {
-            Some(p) => {
-                if p["state"] != "open" {
-                    return Reply::fixture(405, "error-not-mergeable");
+        ("PUT", ["pulls", n, "merge"]) => {
+            let git = st.git.clone();
+            match find_pull(&mut st, n) {
+                Some(p) => {
+                    if p["state"] != "open" {
+                        return Reply::fixture(405, "error-not-mergeable");
+                    }
+                    if let Some(sha) = parsed["sha"].as_str()
+                        && p["head"]["sha"] != sha
+                    {
+                        return Reply::fixture(409, "error-head-modified");
+                    }
+                    p["state"] = json!("closed");
+                    p["merged"] = json!(true);
+                    p["merged_at"] = json!("2026-01-01T00:00:00Z");
+                    let mut merged = "4b825dc642cb6eb9a060e54bf8d69288fbee4904".to_string();
+                    let (head, base) = (
+                        p["head"]["sha"].as_str().unwrap_or_default().to_string(),
+                        p["base"]["ref"].as_str().unwrap_or_default().to_string(),
+                    );
+                    let message = format!(
+                        "{}\n\n{}",
+                        parsed["commit_title"]
+                            .as_str()
+                            .unwrap_or("Merge pull request"),
+                        parsed["commit_message"].as_str().unwrap_or("")
+                    );
+                    if let Some(git) = git {
+                        // GitHub's merge method "merge": a new commit whose parents are the base
+                        // branch's head and the pull request's head.
+                        let base_ref = format!("refs/heads/{base}");
+                        let base_sha = git_out(&git, &["rev-parse", &base_ref]).unwrap_or_default();
+                        let tree = git_out(&git, &["rev-parse", &format!("{head}^{{tree}}")])
+                            .unwrap_or_default();
+                        let commit = git_out(
+                            &git,
+                            &[
+                                "-c",
+                                "user.name=GitHub",
+                                "-c",
+                                "user.email=noreply@github.com",
+                                "commit-tree",
+                                &tree,
+                                "-p",
+                                &base_sha,
+                                "-p",
+                                &head,
+                                "-m",
+                                &message,
+                            ],
+                        )
+                        .unwrap_or_default();
+                        git_out(&git, &["update-ref", &base_ref, &commit, &base_sha]);
+                        merged = commit;
+                    }
+                    let mut m = fixture("merge-result");
+                    m["sha"] = json!(merged);
+                    Reply::new(200, m)
                 }
-                if let Some(sha) = parsed["sha"].as_str()
-                    && p["head"]["sha"] != sha
-                {
-                    return Reply::fixture(409, "error-head-modified");
-                }
-                p["state"] = json!("closed");
-                p["merged"] = json!(true);
-                p["merged_at"] = json!("2026-01-01T00:00:00Z");
-                let mut m = fixture("merge-result");
-                m["sha"] = json!("4b825dc642cb6eb9a060e54bf8d69288fbee4904");
-                Reply::new(200, m)
+                None => Reply::fixture(404, "error-not-found"),
             }
-            None => Reply::fixture(404, "error-not-found"),
-        },
+        }
         ("GET", ["pulls", n, "reviews"]) => {
             let n: u64 = n.parse().unwrap_or(0);
             let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
@@ -514,7 +578,40 @@ fn page_of(all: Vec<Value>, page: usize) -> Vec<Value> {
     all.into_iter().skip((page - 1) * 100).take(100).collect()
 }
 
+/// `git -C dir ARGS`, trimmed stdout; `None` on failure.
+fn git_out(dir: &std::path::Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// With a git-backed fake, open pull requests follow their head branch, as on GitHub.
+fn refresh_heads(st: &mut State) {
+    let Some(git) = st.git.clone() else { return };
+    for p in st.pulls.iter_mut().filter(|p| p["state"] == "open") {
+        let head = p["head"]["ref"].as_str().unwrap_or_default().to_string();
+        if let Some(sha) = git_out(
+            &git,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{head}"),
+            ],
+        ) {
+            p["head"]["sha"] = json!(sha);
+        }
+    }
+}
+
 fn find_pull<'a>(st: &'a mut State, n: &str) -> Option<&'a mut Value> {
+    refresh_heads(st);
     let n: u64 = n.parse().ok()?;
     st.pulls.iter_mut().find(|p| p["number"] == n)
 }
