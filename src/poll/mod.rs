@@ -244,7 +244,13 @@ fn track_change(planner: &Planner, item: &Item) -> Result<Option<Change>> {
         return Ok(None);
     };
     let url = resolve_url(&src.git, planner.repo.root_dir());
-    let Some(tip) = crate::repo::remote::ls_remote(planner.repo.git_dir(), &url, track)? else {
+    let tip = crate::repo::remote::ls_remote(planner.repo.git_dir(), &url, track).map_err(|e| {
+        Error::infra_help(
+            format!("{}: cannot read its tracked branch {track}: {e}", item.id),
+            "check source.git (and the network); poll commits nothing until it can read it",
+        )
+    })?;
+    let Some(tip) = tip else {
         return Err(Error::infra_help(
             format!("{}: {url} has no branch {track}", item.id),
             "fix source.track, or the repository URL",

@@ -843,6 +843,21 @@ fn poll_reports_a_watch_command_that_prints_no_version_and_commits_nothing() {
     assert!(err.contains("not a version"), "{err}");
 }
 
+#[test]
+fn poll_reports_an_unreachable_tracked_repository_and_commits_nothing() {
+    let tool = format!(
+        "name: tool\nversion: \"1\"\nsource: {{git: ./upstream/gone.git, commit: {}, track: main}}\n",
+        "0".repeat(40)
+    );
+    let env = poll_repo(&[("components/tool.yaml", &tool)]);
+    let staging = env.rev("staging");
+
+    let (_, err) = env.sg_code(3, &["poll"]);
+    assert!(err.contains("components/tool"), "{err}");
+    assert!(err.contains("gone.git"), "{err}");
+    assert_eq!(env.rev("staging"), staging, "nothing committed");
+}
+
 // --- the component push gate ---
 
 #[test]
