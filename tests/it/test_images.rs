@@ -8,6 +8,7 @@
 //! the ledger (a recipe writes it into its lock file, which the ledger records).
 
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 use stagegate::ledger::{ResultRecord, Verdict};
@@ -121,9 +122,23 @@ fn message(env: &TestEnv, rev: &str) -> String {
     env.git(&["log", "-1", "--format=%B", rev])
 }
 
-/// Today in UTC, as `YYYY.MM.DD`.
+/// The day of `t` in UTC, as poll stamps it (`YYYYMMDD`).
+fn day_of(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()[..10].replace('-', "")
+}
+
+/// Today, as poll stamps it.
 fn today() -> String {
-    stagegate::records::now_rfc3339()[..10].replace('-', ".")
+    day_of(SystemTime::now())
+}
+
+/// `version` is `base` stamped by a poll that ran since `since` (midnight may have passed).
+fn assert_stamped(version: &str, base: &str, since: SystemTime) {
+    let days = [day_of(since), today()];
+    assert!(
+        days.iter().any(|d| version == format!("{base}+r{d}")),
+        "{version} is not {base} stamped with one of {days:?}"
+    );
 }
 
 /// Whether `s` is a date `YYYY.MM.DD`.
@@ -584,14 +599,11 @@ fn poll_rebuilds_an_image_older_than_its_max_age() {
                 .replace("images/base", "images/fresh"),
         ),
     ]);
-    let before = env.rev("staging");
+    let (before, since) = (env.rev("staging"), SystemTime::now());
 
     env.sg_ok(&["poll"]);
     assert_eq!(env.rev("staging^"), before, "one commit: fresh is not due");
-    assert_eq!(
-        version_of(&env, "staging", "images/base.yaml"),
-        format!("1+r{}", today().replace('.', ""))
-    );
+    assert_stamped(&version_of(&env, "staging", "images/base.yaml"), "1", since);
     assert_eq!(trailer(&env, "staging", "Stagegate-Poll"), ["images/base"]);
     let reason = trailer(&env, "staging", "Stagegate-Reason");
     assert_eq!(
@@ -603,7 +615,7 @@ fn poll_rebuilds_an_image_older_than_its_max_age() {
 #[test]
 fn poll_rebuilds_an_image_already_bumped_earlier_the_same_day() {
     // A max-age shorter than a day: the version poll gave it this morning is taken.
-    let stamped = format!("1+r{}", today().replace('.', ""));
+    let stamped = format!("1+r{}", today());
     let env = poll_repo(&[
         ("images/base.yaml", &base_image(&stamped, "max-age: 1s\n")),
         (
@@ -733,7 +745,7 @@ fn a_derived_image_follows_its_parent_when_poll_bumps_it() {
         ("recipes/child.sh", CHILD_RECIPE),
         ("images/child.yaml", &child_image("1")),
     ]);
-    let before = env.rev("staging");
+    let (before, since) = (env.rev("staging"), SystemTime::now());
 
     env.sg_ok(&["poll"]);
     assert_eq!(env.rev("staging~2"), before, "two commits");
@@ -746,9 +758,10 @@ fn a_derived_image_follows_its_parent_when_poll_bumps_it() {
         trailer(&env, "staging", "Stagegate-Reason"),
         ["its parent images/base changed"]
     );
-    assert_eq!(
-        version_of(&env, "staging", "images/child.yaml"),
-        format!("1+r{}", today().replace('.', ""))
+    assert_stamped(
+        &version_of(&env, "staging", "images/child.yaml"),
+        "1",
+        since,
     );
     // Both are rebuilt, the child after (and on) its new parent.
     let child = planned(&env, "images/child");
@@ -779,7 +792,7 @@ fn a_derived_image_follows_a_parent_bumped_by_hand() {
 
 #[test]
 fn a_derived_image_is_bumped_again_when_its_parent_moves_twice_in_a_day() {
-    let stamped = format!("1+r{}", today().replace('.', ""));
+    let stamped = format!("1+r{}", today());
     let env = poll_repo(&[
         ("images/base.yaml", &base_image("1", "")),
         ("recipes/child.sh", CHILD_RECIPE),
