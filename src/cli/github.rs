@@ -78,3 +78,41 @@ pub fn outputs(pairs: &[(&str, String)]) {
         }
     }
 }
+
+/// `::add-mask::` for every secret stagegate was given, so no log line shows it.
+pub fn mask_secrets() {
+    if !active() {
+        return;
+    }
+    for var in ["GITHUB_TOKEN", "STAGEGATE_GITHUB_APP_TOKEN"] {
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+        {
+            println!("::add-mask::{}", escape(&v, false));
+        }
+    }
+}
+
+/// A failed job as an error annotation, with its log excerpt folded in a group.
+pub fn job_failed(label: &str, reason: Option<&str>, excerpt: &str, log: Option<&str>) {
+    if !active() {
+        return;
+    }
+    let mut msg = format!("{label} failed");
+    if let Some(r) = reason {
+        msg.push_str(&format!(": {r}"));
+    }
+    if let Some(l) = log {
+        msg.push_str(&format!("\nlog: {l}"));
+    }
+    println!(
+        "::error title={}::{}",
+        escape(label, true),
+        escape(&msg, false)
+    );
+    if !excerpt.is_empty() {
+        println!("::group::log of {label}");
+        println!("{excerpt}");
+        println!("::endgroup::");
+    }
+}

@@ -12,6 +12,7 @@ use crate::repo::{Cas, Repo};
 
 static EXAMPLE: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/example");
 static UPSTREAM: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/upstream-hello");
+static GITHUB: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/github");
 const PRE_COMMIT: &str = include_str!("../../hooks/pre-commit");
 
 /// Create a state repository in DIR: the example pipeline (two images built with
@@ -21,6 +22,10 @@ const PRE_COMMIT: &str = include_str!("../../hooks/pre-commit");
 pub struct Args {
     /// Where to create it (must be empty or absent); default: the current directory.
     pub dir: Option<PathBuf>,
+    /// Also write the example GitHub workflows to .github/workflows/ (a scheduled cycle,
+    /// a job matrix, and a read-only pull-request check).
+    #[arg(long)]
+    pub github: bool,
 }
 
 /// A file to commit: path, content, executable.
@@ -159,6 +164,14 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let vars = minijinja::context! { commit => upstream_commit.to_string() };
     let mut files = Vec::new();
     collect(&EXAMPLE, &mut files, &vars)?;
+    if args.github {
+        let mut workflows = Vec::new();
+        collect(&GITHUB, &mut workflows, &vars)?;
+        files.extend(workflows.into_iter().map(|f| File {
+            path: format!(".github/workflows/{}", f.path),
+            ..f
+        }));
+    }
 
     // The first commit holds the pipeline alone and starts every stage; the example items
     // arrive in a second commit on the first stage, pending, as a user's change would.

@@ -99,6 +99,7 @@ pub fn main() -> i32 {
         dir: cli.dir.clone().unwrap_or_else(|| PathBuf::from(".")),
         remote: cli.remote.clone(),
     };
+    github::mask_secrets();
     let result = match cli.command {
         Command::Init(a) => init::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),

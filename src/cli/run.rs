@@ -288,6 +288,18 @@ pub fn run_plans(ctx: &Ctx, planner: &Planner, plans: &[MovePlan], args: &Args) 
     let recorded = recorder.finish()?;
     display.finish();
     drop(checkouts);
+    for o in outcomes
+        .iter()
+        .filter(|o| matches!(o.verdict, Some(Verdict::Fail | Verdict::Error)))
+    {
+        let excerpt = o
+            .record
+            .as_ref()
+            .map(|r| r.excerpt.as_str())
+            .unwrap_or_default();
+        let log = o.log.as_ref().map(|l| l.display().to_string());
+        super::github::job_failed(&o.label, o.reason.as_deref(), excerpt, log.as_deref());
+    }
     if args.format == Format::Text {
         print_summary(&outcomes, reused);
         if interrupted {

@@ -1,0 +1,115 @@
+//! What the tool writes for GitHub Actions, given the environment a workflow step gets.
+
+use crate::common::TestEnv;
+
+/// Run stagegate as a workflow step would: `GITHUB_ACTIONS=true`, with the output and
+/// step-summary files GitHub provides.
+fn step(env: &TestEnv, args: &[&str], extra: &[(&str, &str)]) -> (i32, String, String, String) {
+    let output = env.home().join("github_output");
+    let summary = env.home().join("github_step_summary");
+    let mut cmd = env.sg_cmd(args);
+    cmd.env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_SERVER_URL", "https://github.com")
+        .env("GITHUB_REPOSITORY", "octo-org/state")
+        .env("GITHUB_RUN_ID", "4242");
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        read(&output),
+        read(&summary),
+    )
+}
+
+#[test]
+fn cycle_in_actions_writes_outputs_and_a_step_summary() {
+    let env = TestEnv::init_example();
+    let (code, _, outputs, summary) = step(&env, &["cycle", "-j", "2"], &[]);
+    assert_eq!(code, 0);
+    let staging = env.rev("staging");
+    let stable = env.rev("stable");
+    assert!(outputs.contains("decision=promote\n"), "{outputs}");
+    assert!(
+        outputs.contains(&format!("promoted=staging:{staging} stable:{stable}\n")),
+        "{outputs}"
+    );
+    assert!(
+        outputs.contains("pass=4\n"),
+        "two builds and two tests: {outputs}"
+    );
+    assert!(outputs.contains("fail=0\n"), "{outputs}");
+    assert!(summary.contains("### new → staging: promote"), "{summary}");
+    assert!(
+        summary.contains("guest-boots"),
+        "the verdict table lists the jobs: {summary}"
+    );
+    assert!(
+        summary.contains("### staging → stable: promote"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_failing_job_in_actions_is_an_error_annotation_with_its_log_in_a_group() {
+    let env = TestEnv::init_with(&[
+        ("components/xen.yaml", "name: xen\nversion: \"1\"\n"),
+        (
+            "tests/boot.yaml",
+            "name: boot\nuses: [components/xen]\nrun: ./tests/boot.sh\n",
+        ),
+        (
+            "tests/boot.sh",
+            "#!/bin/sh\necho \"booting xen $STAGEGATE_COMPONENT_XEN_VERSION\"\n[ \"$STAGEGATE_COMPONENT_XEN_VERSION\" != 2 ]\n",
+        ),
+    ]);
+    env.commit_on(
+        "staging",
+        "Bump xen",
+        &[("components/xen.yaml", "name: xen\nversion: \"2\"\n")],
+    );
+    let (code, stdout, _, _) = step(&env, &["run"], &[]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("::error title=test  boot [components/xen]::test  boot [components/xen] failed: exit status 1"), "{stdout}");
+    assert!(
+        stdout.contains("::group::log of test  boot [components/xen]\nbooting xen 2\n::endgroup::"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn secrets_are_masked_before_anything_else_is_printed() {
+    let env = TestEnv::init_example();
+    let (_, stdout, _, _) = step(
+        &env,
+        &["status"],
+        &[("STAGEGATE_GITHUB_APP_TOKEN", "ghs_secret_app_token")],
+    );
+    assert!(
+        stdout.starts_with("::add-mask::ghs_secret_app_token\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn init_github_writes_the_example_workflows() {
+    let env = crate::common::TestEnv::new();
+    env.sg_ok(&["init", "--github", env.repo.to_str().unwrap()]);
+    let files = env.git(&["ls-tree", "-r", "--name-only", "new", ".github/workflows"]);
+    assert_eq!(
+        files,
+        ".github/workflows/stagegate-cycle.yml\n.github/workflows/stagegate-matrix.yml\n.github/workflows/stagegate-pull-request.yml"
+    );
+    assert!(
+        env.repo
+            .join(".github/workflows/stagegate-cycle.yml")
+            .is_file()
+    );
+    assert_eq!(env.git(&["status", "--porcelain"]), "");
+    env.sg_ok(&["check"]);
+}
