@@ -120,7 +120,11 @@ fn small_repository_passes_check_and_has_pending_candidates_and_results() {
     }
     // The generator records results for real jobs (their keys computed as plan/key.rs
     // says): stagegate finds and parses them.
-    assert!(verdicts.get("pass").is_some_and(|n| *n > 0), "{verdicts:?}");
+    assert!(
+        verdicts.get("pass").is_some_and(|n| *n > 0),
+        "no recorded result found for a planned job: does job_key in benches/gen.py still \
+         compute keys as src/plan/key.rs does? {verdicts:?}"
+    );
     assert!(
         verdicts.get("missing").is_some_and(|n| *n > 0),
         "{verdicts:?}"
