@@ -252,6 +252,9 @@ fn a_build_is_stored_under_its_digest_recorded_on_promotion_and_given_to_later_t
         "the stored file hashes to its name"
     );
     assert_eq!(rec.size, bytes.len() as u64);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o222, 0, "stored artifacts are read-only: {mode:o}");
     assert_eq!(rec.location, format!("file://{}", file.display()));
     assert_eq!(
         rec.lock.as_deref(),
