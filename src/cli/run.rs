@@ -226,6 +226,10 @@ pub fn run_plans(ctx: &Ctx, planner: &Planner, plans: &[MovePlan], args: &Args) 
         repo.root_dir(),
         &git_dir,
     )?;
+    let scratch = tempfile::Builder::new()
+        .prefix("stagegate-run-")
+        .tempdir()
+        .map_err(|e| Error::infra(format!("cannot create a temporary directory: {e}")))?;
     let settings = Arc::new(Settings {
         parallel: args.parallel.unwrap_or_else(|| {
             std::thread::available_parallelism()
@@ -240,6 +244,7 @@ pub fn run_plans(ctx: &Ctx, planner: &Planner, plans: &[MovePlan], args: &Args) 
         store: Arc::new(store),
         root: repo.root_dir().to_path_buf(),
         runner: runner::identity(),
+        scratch: scratch.path().to_path_buf(),
     });
     let recorder = Recorder::start(git_dir.clone(), planner.pipeline.results_ref.clone());
     let display = Arc::new(Display::new(total, args.format == Format::Text));

@@ -1,16 +1,22 @@
 //! A background writer that commits results to the ledger as they arrive.
 //!
-//! Results reach it over a channel; whatever has queued up while it was writing goes into
-//! the next commit, so a fast stream of small jobs costs a handful of commits, and a slow
-//! stream is recorded one by one, each as soon as it is known.
+//! Results reach it over a channel; what arrives within a short window (or queued up while
+//! it was writing) goes into the next commit, so a fast stream of small jobs costs a
+//! handful of commits, and a slow stream is recorded one by one, each within the window.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::{Ledger, ResultRecord};
 use crate::error::Result;
 use crate::repo::Repo;
+
+/// How long a result may wait for others to share its commit.
+const BATCH_WINDOW: Duration = Duration::from_millis(50);
+/// The most results in one commit.
+const MAX_BATCH: usize = 512;
 
 pub struct Recorder {
     pub sender: Sender<ResultRecord>,
@@ -40,8 +46,18 @@ fn write_loop(git_dir: PathBuf, reference: String, rx: Receiver<ResultRecord>) -
     let mut written = 0;
     let mut first_error = None;
     while let Ok(first) = rx.recv() {
+        // Gather what arrives within a short window into one commit: every commit costs a
+        // root tree, a commit object and a ref update, and a stream of short jobs would
+        // otherwise pay them for each result. A record waits at most BATCH_WINDOW.
         let mut batch = vec![first];
-        batch.extend(rx.try_iter());
+        let deadline = Instant::now() + BATCH_WINDOW;
+        while batch.len() < MAX_BATCH {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
         let message = if batch.len() == 1 {
             format!("{} {}: {}", batch[0].kind, batch[0].name, batch[0].verdict)
         } else {

@@ -209,12 +209,25 @@ pub fn promote_move(
         }
         if reviewed && let Some(r) = &opts.review {
             let summary = outcome.summary.clone().expect("made above");
-            let pushed = std::cell::RefCell::new(Vec::new());
+            // The pull request carries the merge commit without push-gate results: merging
+            // it is the promotion, so components are pushed only once it is merged.
             let done = review::via_pull_request(planner, &plan, &chosen, &summary, r, || {
-                *pushed.borrow_mut() = push_gate::push_components(planner, &plan, chosen.commit)?;
-                merge_commit(planner, &plan, &chosen, opts, pushed.take())
+                merge_commit(planner, &plan, &chosen, opts, Vec::new())
             })?;
             outcome.notes.extend(done.notes);
+            if done.promoted.is_some() {
+                for p in push_gate::push_components(planner, &plan, chosen.commit)? {
+                    let done = if p.pushed {
+                        "pushed"
+                    } else {
+                        "refused to push"
+                    };
+                    outcome.pushed.push(format!(
+                        "{done} {} {} {}: {}",
+                        p.item, p.branch, p.commit, p.message
+                    ));
+                }
+            }
             outcome.promoted = done.promoted.map(|m| m.to_string());
             outcome.evaluations = evals;
             return Ok(outcome);

@@ -51,6 +51,11 @@ pub struct Settings {
     /// Relative `source.git` paths are resolved against this (the repository root).
     pub root: PathBuf,
     pub runner: Runner,
+    /// A directory for this run's scratch space: one slot per parallel job, reused from
+    /// job to job (`slot-N/out` is `$STAGEGATE_OUT`, `slot-N/env.json` the env file).
+    /// Reusing them, rather than making and deleting a directory per job, keeps a run of
+    /// many short jobs from spending its time allocating inodes.
+    pub scratch: PathBuf,
 }
 
 /// What happened to a job in this run.
@@ -84,6 +89,8 @@ pub async fn execute(
     cancel: watch::Receiver<bool>,
 ) -> Vec<Outcome> {
     let sem = Arc::new(Semaphore::new(settings.parallel.max(1)));
+    let slots: Arc<Mutex<Vec<usize>>> =
+        Arc::new(Mutex::new((0..settings.parallel.max(1)).rev().collect()));
     // Each job publishes its artifact (or failure) for the jobs that need it.
     let mut publishers: HashMap<String, watch::Sender<Option<Result<ArtifactRecord, String>>>> =
         HashMap::new();
@@ -106,6 +113,7 @@ pub async fn execute(
         let publish = publishers
             .remove(&r.job.key)
             .expect("one publisher per job");
+        let slots = slots.clone();
         let (sem, settings, record, progress, cancel, known) = (
             sem.clone(),
             settings.clone(),
@@ -149,6 +157,7 @@ pub async fn execute(
                 .acquire_owned()
                 .await
                 .expect("semaphore is never closed");
+            let slot = Slot::take(&slots);
             if *cancel.borrow() {
                 let outcome = not_run(&r.job, "interrupted before it started".into());
                 let _ = publish.send(Some(Err("interrupted".into())));
@@ -156,7 +165,15 @@ pub async fn execute(
             }
             let label = crate::plan::describe(&r.job);
             progress(Event::Started { label: &label });
-            let outcome = run_job(&r, &artifacts, &settings, cancel).await;
+            let outcome = run_job(
+                &r,
+                &artifacts,
+                &settings,
+                &slot.dir(&settings.scratch),
+                cancel,
+            )
+            .await;
+            drop(slot);
             let artifact = outcome.record.as_ref().and_then(|rec| rec.artifact.clone());
             let _ = publish.send(Some(match (outcome.verdict, artifact) {
                 (Some(Verdict::Pass), Some(a)) => Ok(a),
@@ -179,6 +196,57 @@ pub async fn execute(
         }
     }
     out
+}
+
+/// A scratch slot held by one running job; given back on drop.
+struct Slot {
+    index: usize,
+    pool: Arc<Mutex<Vec<usize>>>,
+}
+
+impl Slot {
+    fn take(pool: &Arc<Mutex<Vec<usize>>>) -> Slot {
+        let index = pool
+            .lock()
+            .expect("slot pool")
+            .pop()
+            .expect("a slot per semaphore permit");
+        Slot {
+            index,
+            pool: pool.clone(),
+        }
+    }
+
+    fn dir(&self, scratch: &Path) -> PathBuf {
+        scratch.join(format!("slot-{}", self.index))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.pool.lock() {
+            p.push(self.index);
+        }
+    }
+}
+
+/// Make `dir` an existing, empty directory (what a previous job left there goes).
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for e in entries {
+                let e = e?;
+                if e.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(e.path())?;
+                } else {
+                    std::fs::remove_file(e.path())?;
+                }
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir),
+        Err(e) => Err(e),
+    }
 }
 
 fn not_run(job: &Job, reason: String) -> Outcome {
@@ -288,6 +356,7 @@ async fn run_job(
     r: &Ready,
     artifacts: &BTreeMap<String, ArtifactRecord>,
     settings: &Settings,
+    slot: &Path,
     cancel: watch::Receiver<bool>,
 ) -> Outcome {
     let job = &r.job;
@@ -302,28 +371,27 @@ async fn run_job(
         log: None,
         record: None,
     };
-    let work = match tempfile::Builder::new().prefix("stagegate-job-").tempdir() {
-        Ok(w) => w,
-        Err(e) => {
-            return finish(
-                base,
-                job,
-                settings,
-                &started,
-                Verdict::Error,
-                Some(format!("cannot create a temporary directory: {e}")),
-                None,
-                0,
-                String::new(),
-                None,
-                None,
-                artifacts,
-            );
-        }
-    };
-    let out = work.path().join("out");
-    let env_file = work.path().join("env.json");
-    let _ = std::fs::create_dir(&out);
+    let out = slot.join("out");
+    let env_file = slot.join("env.json");
+    if let Err(e) = empty_dir(&out) {
+        return finish(
+            base,
+            job,
+            settings,
+            &started,
+            Verdict::Error,
+            Some(format!(
+                "cannot prepare the output directory {}: {e}",
+                out.display()
+            )),
+            None,
+            0,
+            String::new(),
+            None,
+            None,
+            artifacts,
+        );
+    }
     let vars = match job_env(r, artifacts, settings, &out, &env_file) {
         Ok(v) => v,
         Err(why) => {
@@ -426,8 +494,7 @@ async fn run_job(
             );
             // Each try starts from an empty output directory: what a failed try left
             // there must not pass for the next try's output.
-            let _ = std::fs::remove_dir_all(&out);
-            let _ = std::fs::create_dir(&out);
+            let _ = empty_dir(&out);
             continue;
         }
         let reason = match (verdict, &reason) {

@@ -261,7 +261,10 @@ pub fn log_path(dir: &Path, key: &str) -> PathBuf {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    dir.join(&key[..2])
-        .join(key)
-        .join(format!("{}-{}.log", now.as_millis(), std::process::id()))
+    // One level of fan-out: a directory per key would cost an inode per job.
+    dir.join(&key[..2]).join(format!(
+        "{key}-{}-{}.log",
+        now.as_millis(),
+        std::process::id()
+    ))
 }
