@@ -502,40 +502,15 @@ async fn run_job(
             _ => reason,
         };
         // A build that passed must have produced what it declares.
-        if job.kind == JobKind::Build && matches!(verdict, Verdict::Pass | Verdict::Flaky) {
-            return match store_build(job, &out, settings) {
-                Ok(a) => finish(
-                    base,
-                    job,
-                    settings,
-                    &started,
-                    verdict,
-                    reason,
-                    Some(exit),
-                    tries,
-                    f.excerpt,
-                    Some(log),
-                    Some(a),
-                    artifacts,
-                )
-                .with_duration(total),
-                Err(why) => finish(
-                    base,
-                    job,
-                    settings,
-                    &started,
-                    Verdict::Fail,
-                    Some(why),
-                    Some(exit),
-                    tries,
-                    f.excerpt,
-                    Some(log),
-                    None,
-                    artifacts,
-                )
-                .with_duration(total),
+        let (verdict, reason, artifact) =
+            if job.kind == JobKind::Build && matches!(verdict, Verdict::Pass | Verdict::Flaky) {
+                match store_build(job, &out, settings) {
+                    Ok(a) => (verdict, reason, Some(a)),
+                    Err(why) => (Verdict::Fail, Some(why), None),
+                }
+            } else {
+                (verdict, reason, None)
             };
-        }
         return finish(
             base,
             job,
@@ -547,7 +522,7 @@ async fn run_job(
             tries,
             f.excerpt,
             Some(log),
-            None,
+            artifact,
             artifacts,
         )
         .with_duration(total);

@@ -146,6 +146,19 @@ impl TestEnv {
         self.git(&["rev-parse", "HEAD"])
     }
 
+    /// A bare clone of the state repository at `<home>/<name>`, e.g. a remote to push to.
+    pub fn bare_clone(&self, name: &str) -> PathBuf {
+        let path = self.home().join(name);
+        self.git(&[
+            "clone",
+            "-q",
+            "--bare",
+            self.repo.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ]);
+        path
+    }
+
     pub fn rev(&self, rev: &str) -> String {
         self.git(&["rev-parse", rev])
     }

@@ -31,14 +31,7 @@ fn setup() -> (TestEnv, PathBuf, PathBuf, PathBuf) {
         "Bump c",
         &[("components/c.yaml", "name: c\nversion: \"2\"\n")],
     );
-    let origin = env.home().join("origin.git");
-    env.git(&[
-        "clone",
-        "-q",
-        "--bare",
-        env.repo.to_str().unwrap(),
-        origin.to_str().unwrap(),
-    ]);
+    let origin = env.bare_clone("origin.git");
     let a = env.home().join("a.git");
     let b = env.home().join("b.git");
     for clone in [&a, &b] {

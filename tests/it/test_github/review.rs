@@ -39,14 +39,7 @@ fn world() -> World {
         "Bump xen to 2",
         &[("components/xen.yaml", "name: xen\nversion: \"2\"\n")],
     );
-    let origin = env.home().join("origin.git");
-    env.git(&[
-        "clone",
-        "-q",
-        "--bare",
-        env.repo.to_str().unwrap(),
-        origin.to_str().unwrap(),
-    ]);
+    let origin = env.bare_clone("origin.git");
     env.git(&["remote", "add", "origin", origin.to_str().unwrap()]);
     env.sg_ok(&["run"]);
     let fake = FakeGitHub::start_with_git(&origin);
