@@ -3,6 +3,7 @@
 # target beside it. Exits 1 when a measured figure misses its target.
 #
 #   benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build | --bin PATH]
+#                  [--hyperfine]
 #
 # It builds the release binary, generates the state repositories with benches/gen.py (or
 # reuses them: they are keyed by sizes, seed and the generator's own hash), then measures:
@@ -15,8 +16,10 @@
 #   - 8 concurrent `run --shard I/8` recording J results: found/expected in the ledger;
 #   - the peak RSS of every stagegate command above.
 #
-# Times are medians (hyperfine when it is there or can be installed, else a timing loop).
-# The machine is shared: read single figures with care, and rerun before believing a miss.
+# Times are medians. The two commands of a ratio run alternately (A B A B ...), so that load
+# from elsewhere on a shared machine falls on both alike; --hyperfine times each command in
+# a block of its own with hyperfine instead (installed with apt-get when missing). Even so,
+# on a shared machine rerun before believing a miss.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,6 +28,7 @@ root=$(cd "$here/.." && pwd)
 usage() {
     cat <<'EOF'
 usage: benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build | --bin PATH]
+                      [--hyperfine]
 
   --small     quick sizes (200 items, 20 tests, 500 commits, 2,000 results, 100 jobs)
               instead of DESIGN.md's (10,000 items, 500 tests, 50,000 commits,
@@ -34,14 +38,17 @@ usage: benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build | 
   --runs N    timed runs per read-path command (default 10; runner commands use 3)
   --no-build  use target/release/stagegate as it is (skip `cargo build --release`)
   --bin PATH  measure this stagegate binary (implies --no-build)
+  --hyperfine time with hyperfine (each command in a block of its own) instead of
+              alternating the two commands of each ratio in a shell loop
 EOF
 }
 
-small=0 out="" seed=1 runs="" build=1 bin=""
+small=0 out="" seed=1 runs="" build=1 bin="" use_hyperfine=0
 while [ $# -gt 0 ]; do
     case $1 in
     --small) small=1 ;;
     --no-build) build=0 ;;
+    --hyperfine) use_hyperfine=1 ;;
     --bin) bin=${2:?--bin needs a path}; build=0; shift ;;
     --bin=*) bin=${1#--bin=}; build=0 ;;
     --out) out=${2:?--out needs a directory}; shift ;;
@@ -81,13 +88,14 @@ apt_install() {
     apt-get install -y -qq "$1" >/dev/null 2>&1 ||
         { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "$1" >/dev/null 2>&1; }
 }
-command -v hyperfine >/dev/null || apt_install hyperfine || true
+if [ "$use_hyperfine" = 1 ]; then
+    command -v hyperfine >/dev/null || apt_install hyperfine || true
+    command -v hyperfine >/dev/null ||
+        { log "hyperfine is not available: timing with a shell loop"; use_hyperfine=0; }
+fi
 [ -x /usr/bin/time ] || apt_install time || true
-have_hyperfine=0
-command -v hyperfine >/dev/null && have_hyperfine=1
 have_time=0
 [ -x /usr/bin/time ] && have_time=1
-[ "$have_hyperfine" = 1 ] || log "hyperfine is not available: timing with a shell loop"
 
 bin=${bin:-$root/target/release/stagegate}
 if [ "$build" = 1 ]; then
@@ -130,33 +138,66 @@ state=$out/$state_name short=$out/$short_name runner=$out/$runner_name
 
 # --- measuring --------------------------------------------------------------------------
 
-# measure RUNS WARMUP PREPARE CMD...: sets $median (seconds) to the median wall time of CMD,
-# running PREPARE (a bash snippet, or "") before each run. Returns 1 if CMD failed.
-measure() {
-    local n=$1 warm=$2 prep=$3
-    shift 3
-    if [ "$have_hyperfine" = 1 ]; then
-        local json=$work/hf.json cmd="" a
-        for a in "$@"; do cmd+="$(printf '%q' "$a") "; done
-        local args=(-N --style none --runs "$n" --warmup "$warm" --export-json "$json")
-        [ -n "$prep" ] && args+=(--prepare "bash -c $(printf '%q' "$prep")")
-        if ! hyperfine "${args[@]}" -- "$cmd" >"$work/hf.out" 2>&1; then
-            sed 's/^/    /' "$work/hf.out" >&2
-            return 1
-        fi
-        median=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$json")
-    else
-        local i t0 t1 times=()
-        for ((i = 0; i < warm + n; i++)); do
-            [ -n "$prep" ] && bash -c "$prep"
-            t0=$(date +%s%N)
-            "$@" >/dev/null 2>"$work/err" || { sed 's/^/    /' "$work/err" >&2; return 1; }
-            t1=$(date +%s%N)
-            [ "$i" -ge "$warm" ] && times+=("$((t1 - t0))")
-        done
-        median=$(printf '%s\n' "${times[@]}" | sort -n |
-            awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.6f", m / 1e9 }')
+# A command as one bash-quoted string.
+quote() {
+    local out="" a
+    for a in "$@"; do out+="$(printf '%q' "$a") "; done
+    printf '%s' "$out"
+}
+
+# median_of MICROSECONDS...: the median, in seconds.
+median_of() {
+    printf '%s\n' "$@" | sort -n |
+        awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.6f", m / 1e6 }'
+}
+
+# time_once PREPARE CMD: sets $elapsed_us to the wall time of CMD (a quoted command line),
+# after running PREPARE (a bash snippet, or ""), untimed. Returns 1 if CMD failed.
+time_once() {
+    if [ -n "$1" ]; then eval "$1" >/dev/null 2>&1; fi
+    local t0=${EPOCHREALTIME/./} t1
+    if ! eval "$2" >/dev/null 2>"$work/err"; then
+        echo "run.sh: failed: $2" >&2
+        sed 's/^/    /' "$work/err" >&2
+        return 1
     fi
+    t1=${EPOCHREALTIME/./}
+    elapsed_us=$((t1 - t0))
+}
+
+# hyperfine_median RUNS WARMUP PREPARE CMD: sets $median (seconds) with hyperfine.
+hyperfine_median() {
+    local json=$work/hf.json
+    local args=(-N --style none --runs "$1" --warmup "$2" --export-json "$json")
+    [ -n "$3" ] && args+=(--prepare "bash -c $(printf '%q' "$3")")
+    if ! hyperfine "${args[@]}" -- "$4" >"$work/hf.out" 2>&1; then
+        sed 's/^/    /' "$work/hf.out" >&2
+        return 1
+    fi
+    median=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$json")
+}
+
+# measure_pair RUNS WARMUP PREP_A CMD_A PREP_B CMD_B: sets $median_a and $median_b
+# (seconds), the median wall times of the quoted command lines CMD_A and CMD_B, each run
+# after its PREP (a bash snippet, or ""). Returns 1 if a command failed.
+measure_pair() {
+    local n=$1 warm=$2 pa=$3 a=$4 pb=$5 b=$6
+    if [ "$use_hyperfine" = 1 ]; then
+        hyperfine_median "$n" "$warm" "$pa" "$a" || return 1
+        median_a=$median
+        hyperfine_median "$n" "$warm" "$pb" "$b" || return 1
+        median_b=$median
+        return 0
+    fi
+    local i ta=() tb=()
+    for ((i = 0; i < warm + n; i++)); do
+        time_once "$pa" "$a" || return 1
+        [ "$i" -ge "$warm" ] && ta+=("$elapsed_us")
+        time_once "$pb" "$b" || return 1
+        [ "$i" -ge "$warm" ] && tb+=("$elapsed_us")
+    done
+    median_a=$(median_of "${ta[@]}")
+    median_b=$(median_of "${tb[@]}")
 }
 
 ms() { awk -v s="$1" 'BEGIN { printf "%.1f ms", s * 1000 }'; }
@@ -206,37 +247,34 @@ echo "state: $items items, $tests tests, $commits commits ($short_commits for th
     "history), $results results; runner: $jobs jobs; median of $runs runs"
 printf '%-44s %-14s %-12s %-4s %s\n' figure measured target "" detail
 
-pairs=(staging new stable staging)
-measure "$runs" 2 "" bash "$here/plumbing.sh" "$state" "${pairs[@]}"
-t_git=$median
-measure "$runs" 2 "" "$bin" -C "$state" status
-t_status=$median
-measure "$runs" 2 "" "$bin" -C "$state" plan
-t_plan=$median
+git_cmd=$(quote bash "$here/plumbing.sh" "$state" staging new stable staging)
+measure_pair "$runs" 2 "" "$(quote "$bin" -C "$state" status)" "" "$git_cmd"
+t_status=$median_a t_git=$median_b
 r=$(ratio "$t_status" "$t_git")
 line "status / git plumbing" "${r}x" "<= 2.0x" "$(judge "$r" le 2.0)" \
     "status $(ms "$t_status"), plumbing $(ms "$t_git")"
+measure_pair "$runs" 2 "" "$(quote "$bin" -C "$state" plan)" "" "$git_cmd"
+t_plan=$median_a t_git=$median_b
 r=$(ratio "$t_plan" "$t_git")
 line "plan / git plumbing" "${r}x" "<= 2.0x" "$(judge "$r" le 2.0)" \
     "plan $(ms "$t_plan"), plumbing $(ms "$t_git")"
 rss status "$bin" -C "$state" status
 rss plan "$bin" -C "$state" plan
 
-measure "$runs" 2 "" "$bin" -C "$short" status
-t_short=$median
-r=$(ratio "$t_status" "$t_short")
+measure_pair "$runs" 2 "" "$(quote "$bin" -C "$state" status)" "" "$(quote "$bin" -C "$short" status)"
+r=$(ratio "$median_a" "$median_b")
 line "status at $commits / at $short_commits commits" "${r}x" "0.8x..1.2x" \
-    "$(judge "$r" within 0.2)" "$(ms "$t_status") / $(ms "$t_short")"
+    "$(judge "$r" within 0.2)" "$(ms "$median_a") / $(ms "$median_b")"
 rss "status ($short_commits commits)" "$bin" -C "$short" status
 
 if "$bin" run --help >/dev/null 2>&1; then
     # The jobs' commands, as xargs would run them: in a checkout of the pending commit
     # (the runner repository's work tree is on staging, which is that commit).
-    measure "$run_runs" 0 "" bash -c "cd '$runner' && seq $jobs | xargs -P 2 -n 1 sh -c ./t.sh sh"
-    t_xargs=$median
-    fresh="rm -rf '$work/run' && cp -a '$runner' '$work/run'"
-    if measure "$run_runs" 0 "$fresh" "$bin" -C "$work/run" run -j 2 --stage stable; then
-        t_run=$median
+    xargs_cmd=$(quote bash -c "cd $(printf '%q' "$runner") && seq $jobs | xargs -P 2 -n 1 sh -c ./t.sh sh")
+    fresh="rm -rf $(printf '%q' "$work/run") && cp -a $(printf '%q' "$runner") $(printf '%q' "$work/run")"
+    run_cmd=$(quote "$bin" -C "$work/run" run -j 2 --stage stable)
+    if measure_pair "$run_runs" 0 "$fresh" "$run_cmd" "" "$xargs_cmd"; then
+        t_run=$median_a t_xargs=$median_b
         r=$(ratio "$t_run" "$t_xargs")
         line "run of $jobs jobs -j 2 / xargs -P 2" "${r}x" "<= 1.5x" "$(judge "$r" le 1.5)" \
             "run $(ms "$t_run"), xargs $(ms "$t_xargs")"
@@ -244,19 +282,17 @@ if "$bin" run --help >/dev/null 2>&1; then
         recorded=$(git -C "$work/run" ls-tree -r --name-only refs/stagegate/results 2>/dev/null | wc -l)
         [ "$recorded" = "$jobs" ] ||
             log "warning: the run recorded $recorded results, expected $jobs"
-        measure "$runs" 1 "" "$bin" -C "$work/run" run -j 2 --stage stable
-        t_rerun=$median
-        measure "$runs" 1 "" "$bin" -C "$work/run" status
-        t_rstatus=$median
+        measure_pair "$runs" 1 "" "$run_cmd" "" "$(quote "$bin" -C "$work/run" status)"
+        t_rerun=$median_a t_rstatus=$median_b
         r=$(ratio "$t_rerun" "$t_rstatus")
         line "second run (nothing to do) / status" "${r}x" "< 2.0x" "$(judge "$r" lt 2.0)" \
             "run $(ms "$t_rerun"), status $(ms "$t_rstatus")"
         rss "run (nothing to do)" "$bin" -C "$work/run" run -j 2 --stage stable
-        bash -c "$fresh"
+        eval "$fresh"
         rss "run ($jobs jobs, -j 2)" "$bin" -C "$work/run" run -j 2 --stage stable
     else
         line "run of $jobs jobs -j 2 / xargs -P 2" "failed" "<= 1.5x" "MISS" \
-            "stagegate run exited non-zero (output above)"
+            "a command exited non-zero (output above)"
         not_measured "second run (nothing to do) / status" "< 2.0x" "the first run failed"
     fi
 
