@@ -35,10 +35,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         })?,
         (rev, _) => {
             let commit = repo.resolve(rev.as_deref().unwrap_or("HEAD"))?;
-            ManifestSet::load(&TreeFiles {
-                repo: &repo,
-                tree: repo.tree_of(commit)?,
-            })?
+            ManifestSet::load(&TreeFiles::new(&repo, repo.tree_of(commit)?))?
         }
     };
     let (set, diags) = match loaded {

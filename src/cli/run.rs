@@ -291,6 +291,16 @@ pub fn run_plans(ctx: &Ctx, planner: &Planner, plans: &[MovePlan], args: &Args) 
         (outcomes, interrupted)
     });
     let recorded = recorder.finish()?;
+    if recorded > 0 {
+        // Each ledger commit is a pack of its own; let git fold them (and any loose
+        // objects) together once there are enough to matter. Cheap when there are not.
+        if let Err(e) = crate::repo::remote::git(
+            &git_dir,
+            &["-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"],
+        ) {
+            eprintln!("warning: git gc --auto failed ({e}); the results are recorded");
+        }
+    }
     display.finish();
     drop(checkouts);
     for o in outcomes

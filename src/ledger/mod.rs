@@ -206,19 +206,19 @@ impl<'r> Ledger<'r> {
                 )));
             }
         }
-        let blobs: Vec<(ObjectId, &ResultRecord)> = records
-            .iter()
-            .map(|r| {
-                Ok((
-                    self.repo
-                        .write_blob(crate::records::to_yaml(r).as_bytes())?,
-                    r,
-                ))
-            })
-            .collect::<Result<_>>()?;
+        let texts: Vec<String> = records.iter().map(crate::records::to_yaml).collect();
         let nonce = nonce();
         let mut failures = 0u32;
         loop {
+            // New objects go to memory first and reach the disk as one pack (repo::pack).
+            let mut mem = Repo {
+                git: self.repo.git.clone().with_object_memory(),
+            };
+            let blobs: Vec<(ObjectId, &ResultRecord)> = texts
+                .iter()
+                .zip(records)
+                .map(|(t, r)| Ok((mem.write_blob(t.as_bytes())?, r)))
+                .collect::<Result<_>>()?;
             let tip = self.repo.ref_target(&self.reference)?;
             let view = LedgerView {
                 repo: self.repo,
@@ -243,9 +243,16 @@ impl<'r> Ledger<'r> {
                     Some((EntryKind::Blob, *blob)),
                 ));
             }
-            let tree = self.repo.edit_tree(base_tree, &edits)?;
+            let tree = mem.edit_tree(base_tree, &edits)?;
             let parents: Vec<ObjectId> = tip.into_iter().collect();
-            let commit = self.repo.write_commit(tree, &parents, message)?;
+            let commit = mem.write_commit(tree, &parents, message)?;
+            if let Some(storage) = mem.git.objects.take_object_memory() {
+                let objects: Vec<_> = storage
+                    .iter()
+                    .map(|(id, (kind, data))| (*id, *kind, data.clone()))
+                    .collect();
+                crate::repo::pack::write(&self.repo.git.common_dir().join("objects"), &objects)?;
+            }
             match self.repo.cas(
                 &self.reference,
                 tip,

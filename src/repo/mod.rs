@@ -4,6 +4,7 @@
 //! Nothing here knows what a manifest or a stage is; it speaks objects and refs. Commands
 //! that gix cannot do yet (push, fetch, ls-remote) shell out to `git` in `repo::remote`.
 
+pub mod pack;
 pub mod remote;
 
 use std::path::{Path, PathBuf};
@@ -80,7 +81,7 @@ impl Repo {
     pub fn discover(dir: &Path) -> Result<Repo> {
         // Absolute, so paths handed to jobs (artifacts, logs) work from any directory.
         let dir = &std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let mut git = gix::discover(dir).map_err(|e| {
+        let found = gix::discover(dir).map_err(|e| {
             Error::usage_help(
                 format!(
                     "{} is not in a git repository ({})",
@@ -90,12 +91,20 @@ impl Repo {
                 "run `stagegate init DIR` to create a state repository, or pass -C DIR",
             )
         })?;
-        git.object_cache_size_if_unset(32 * 1024 * 1024);
-        Ok(Repo { git })
+        Repo::open(found.workdir().unwrap_or(found.git_dir()))
     }
 
+    /// Open the repository at `dir` exactly (a work tree or a git directory).
     pub fn open(dir: &Path) -> Result<Repo> {
-        let mut git = gix::open(dir).context(|| format!("opening {}", dir.display()))?;
+        // Every ledger write adds a pack (repo::pack), and concurrent runners add them
+        // faster than `git gc --auto` folds them: leave room for many indices.
+        let slots = gix::odb::store::init::Slots::AsNeededByDiskState {
+            multiplier: 2.0,
+            minimum: 4096,
+        };
+        let options = gix::open::Options::default().object_store_slots(slots);
+        let mut git =
+            gix::open_opts(dir, options).context(|| format!("opening {}", dir.display()))?;
         git.object_cache_size_if_unset(32 * 1024 * 1024);
         Ok(Repo { git })
     }
@@ -405,32 +414,59 @@ impl Repo {
     }
 }
 
-/// A commit's tree, read through the object database (no checkout).
+/// A commit's tree, read through the object database (no checkout). Directory listings
+/// are cached, so reading every manifest of a directory reads that directory's tree once.
 pub struct TreeFiles<'r> {
     pub repo: &'r Repo,
     pub tree: ObjectId,
+    dirs: std::cell::RefCell<std::collections::HashMap<String, std::rc::Rc<Vec<Entry>>>>,
+}
+
+impl<'r> TreeFiles<'r> {
+    pub fn new(repo: &'r Repo, tree: ObjectId) -> TreeFiles<'r> {
+        TreeFiles {
+            repo,
+            tree,
+            dirs: Default::default(),
+        }
+    }
+
+    fn dir(&self, dir: &str) -> Result<std::rc::Rc<Vec<Entry>>> {
+        if let Some(d) = self.dirs.borrow().get(dir) {
+            return Ok(d.clone());
+        }
+        let d = std::rc::Rc::new(self.repo.list(self.tree, dir)?);
+        self.dirs.borrow_mut().insert(dir.to_string(), d.clone());
+        Ok(d)
+    }
+
+    fn entry(&self, path: &str) -> Result<Option<Entry>> {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        Ok(self.dir(dir)?.iter().find(|e| e.name == name).cloned())
+    }
 }
 
 impl Files for TreeFiles<'_> {
     fn list(&self, dir: &str) -> Result<Vec<String>> {
         Ok(self
-            .repo
-            .list(self.tree, dir)?
-            .into_iter()
+            .dir(dir)?
+            .iter()
             .filter(|e| e.kind != EntryKind::Tree)
-            .map(|e| e.name)
+            .map(|e| e.name.clone())
             .collect())
     }
 
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        self.repo.read(self.tree, path)
+        match self.entry(path)? {
+            Some(e) if e.kind != EntryKind::Tree && e.kind != EntryKind::Commit => {
+                Ok(Some(self.repo.blob(e.id)?))
+            }
+            _ => Ok(None),
+        }
     }
 
     fn exists(&self, path: &str) -> Result<bool> {
-        Ok(self
-            .repo
-            .entry(self.tree, path.trim_end_matches('/'))?
-            .is_some())
+        Ok(self.entry(path.trim_end_matches('/'))?.is_some())
     }
 }
 
