@@ -34,18 +34,29 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
     super::sync::fetch_results(ctx, &repo, &planner.pipeline)?;
+    let mut poll_failed = 0;
     if !args.no_poll {
         if args.format == Format::Text {
             println!("== poll");
         }
-        let bumps = crate::poll::poll(
+        let polled = crate::poll::poll(
             &planner,
             &crate::poll::Options {
                 dry_run: false,
                 now: crate::promote::now(),
             },
-        )?;
-        if args.format == Format::Text {
+        );
+        // A broken watch script must not stop what is already pending from moving on:
+        // report it, carry on, and exit with its code at the end.
+        let bumps = match polled {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("poll failed; running and promoting what is pending anyway:");
+                poll_failed = super::report(&e);
+                Vec::new()
+            }
+        };
+        if args.format == Format::Text && poll_failed == 0 {
             super::poll::report(&bumps, args.format);
         }
     }
@@ -96,5 +107,5 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         outcomes.push(outcome);
     }
     super::promote::publish(&outcomes)?;
-    Ok(worst)
+    Ok(worst.max(poll_failed))
 }

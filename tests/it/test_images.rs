@@ -933,3 +933,31 @@ fn the_push_gate_refuses_a_non_fast_forward_and_records_why() {
         push.message
     );
 }
+
+#[test]
+fn cycle_still_promotes_what_is_pending_when_a_watch_is_broken() {
+    let env = poll_repo(&[
+        ("components/c.yaml", "name: c\nversion: \"1\"\n"),
+        (
+            "components/b-broken.yaml",
+            "name: b-broken\nversion: \"1\"\nwatch: {run: ./watch/broken.sh}\n",
+        ),
+        ("watch/broken.sh", "#!/bin/sh\nexit 4\n"),
+    ]);
+    env.commit_on(
+        "staging",
+        "Bump c",
+        &[("components/c.yaml", "name: c\nversion: \"2\"\n")],
+    );
+    let (out, err) = env.sg_code(3, &["cycle"]);
+    assert!(
+        err.contains("poll failed; running and promoting what is pending anyway"),
+        "{err}"
+    );
+    assert!(err.contains("components/b-broken"), "{err}");
+    assert!(out.contains("staging → stable: promoted"), "{out}");
+    assert_eq!(
+        env.git(&["show", "stable:components/c.yaml"]),
+        "name: c\nversion: \"2\""
+    );
+}
