@@ -15,6 +15,7 @@ use crate::repo::TreeFiles;
 pub struct Args {
     /// The commit to check (a branch, stage or commit id); default: the work tree.
     pub rev: Option<String>,
+    /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }

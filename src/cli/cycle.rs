@@ -26,6 +26,7 @@ pub struct Args {
     /// Skip the poll step.
     #[arg(long)]
     pub no_poll: bool,
+    /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }

@@ -16,6 +16,7 @@ pub struct Args {
     pub a: String,
     /// The new side: a stage, branch or commit.
     pub b: String,
+    /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }

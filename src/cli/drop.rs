@@ -13,6 +13,7 @@ pub struct Args {
     /// Why (recorded in the commit message).
     #[arg(long)]
     pub reason: String,
+    /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }

@@ -16,6 +16,7 @@ pub struct Args {
     /// The stage to hold it on (default: where it is pending).
     #[arg(long)]
     pub stage: Option<String>,
+    /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }

@@ -18,6 +18,7 @@ pub struct Args {
     /// At most this many entries.
     #[arg(short = 'n', long, default_value_t = 50)]
     pub max: usize,
+    /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }

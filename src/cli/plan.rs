@@ -19,6 +19,7 @@ pub struct Args {
     /// Only jobs without a settled result (the ones `run` would run).
     #[arg(long)]
     pub missing: bool,
+    /// How to print: text for people, json for programs, github-matrix for a job matrix.
     #[arg(long, value_enum, default_value_t)]
     pub format: PlanFormat,
 }

@@ -12,6 +12,7 @@ pub struct Args {
     /// Show what would be bumped, commit nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }

@@ -25,6 +25,7 @@ pub struct Args {
     /// Promote through pull requests for every gate, not only those with `review: true`.
     #[arg(long)]
     pub review: bool,
+    /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }

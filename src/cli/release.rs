@@ -12,6 +12,7 @@ pub struct Args {
     /// The stage it is held on (default: wherever it is held).
     #[arg(long)]
     pub stage: Option<String>,
+    /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }

@@ -47,6 +47,7 @@ pub struct Args {
     /// Push the results ledger to the remote afterwards.
     #[arg(long)]
     pub push: bool,
+    /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }

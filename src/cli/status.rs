@@ -12,6 +12,7 @@ use crate::plan::{Candidate, Planner, short};
 /// Show each stage move: heads, pending commits, their candidates, job counts by verdict.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }

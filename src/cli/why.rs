@@ -16,6 +16,7 @@ use crate::plan::{Planner, short};
 pub struct Args {
     /// The item: images/NAME or components/NAME.
     pub item: String,
+    /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 }

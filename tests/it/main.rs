@@ -4,6 +4,7 @@ mod common;
 mod test_bench;
 mod test_check;
 mod test_github;
+mod test_help;
 mod test_images;
 mod test_plan;
 mod test_promote;
