@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{Code, Ctx, Format, print_json};
 use crate::error::Result;
 use crate::ledger::{Ledger, Verdict};
-use crate::plan::{Candidate, Planner, short};
+use crate::plan::{Candidate, Planner};
 
 /// Show each stage move: heads, pending commits, their candidates, job counts by verdict.
 #[derive(Debug, clap::Args)]
@@ -100,7 +100,6 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             }
         }
     }
-    let _ = short;
     Ok(0)
 }
 

@@ -149,6 +149,12 @@ fn print_text(why: &Why, id: &ItemId) {
                 j.label,
                 &j.key[..12]
             );
+            if j.state == JobState::Missing {
+                println!(
+                    "         next: `stagegate run` (or `stagegate run --job {}`)",
+                    &j.key[..12]
+                );
+            }
             if matches!(
                 j.state,
                 JobState::Regression
