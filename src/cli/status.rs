@@ -6,10 +6,12 @@ use serde::Serialize;
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::Result;
+use crate::gate::{self, Decision};
 use crate::ledger::{Ledger, Verdict};
 use crate::plan::{Candidate, Planner};
 
-/// Show each stage move: heads, pending commits, their candidates, job counts by verdict.
+/// Show each stage move: heads, pending commits, their candidates, job counts by verdict,
+/// and what the gate says of each pending commit (promote, reject, wait) and why.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// How to print: text for people, json for programs (stable, documented in the README).
@@ -24,6 +26,9 @@ struct PendingView<'a> {
     candidates: &'a [Candidate],
     changed_tests: &'a [String],
     jobs: BTreeMap<&'static str, usize>,
+    /// What the gate says of this commit now, and why.
+    gate: Decision,
+    reasons: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -40,35 +45,42 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let planner = Planner::new(&repo, None)?;
     super::sync::fetch_results(ctx, &repo, &planner.pipeline)?;
     let plans = planner.plan_all(None)?;
-    let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
-    let verdicts = super::plan::verdicts(&ledger, &plans)?;
-    let views: Vec<MoveView> = plans
-        .iter()
-        .map(|p| MoveView {
+    let view = Ledger::new(&repo, &planner.pipeline.results_ref).view()?;
+    let now = crate::promote::now();
+    let mut views = Vec::new();
+    for p in &plans {
+        let holds = crate::promote::holds(&repo, &p.from, p.from_head)?;
+        let evals = gate::evaluate(p, &view, &holds, now)?;
+        let pending = p
+            .pending
+            .iter()
+            .zip(evals)
+            .map(|(pend, e)| {
+                let mut jobs: BTreeMap<&'static str, usize> = BTreeMap::new();
+                for j in &e.jobs {
+                    *jobs
+                        .entry(j.verdict.map_or("missing", Verdict::as_str))
+                        .or_default() += 1;
+                }
+                PendingView {
+                    commit: pend.commit.to_string(),
+                    subject: &pend.subject,
+                    candidates: &pend.candidates,
+                    changed_tests: &pend.changed_tests,
+                    jobs,
+                    gate: e.decision,
+                    reasons: e.reasons.into_iter().map(|r| r.message).collect(),
+                }
+            })
+            .collect();
+        views.push(MoveView {
             from: &p.from.name,
             to: &p.to.name,
             from_head: p.from_head.to_string(),
             to_head: p.to_head.to_string(),
-            pending: p
-                .pending
-                .iter()
-                .map(|pend| {
-                    let mut jobs: BTreeMap<&'static str, usize> = BTreeMap::new();
-                    for key in &pend.required {
-                        let label = verdicts[key].map_or("missing", Verdict::as_str);
-                        *jobs.entry(label).or_default() += 1;
-                    }
-                    PendingView {
-                        commit: pend.commit.to_string(),
-                        subject: &pend.subject,
-                        candidates: &pend.candidates,
-                        changed_tests: &pend.changed_tests,
-                        jobs,
-                    }
-                })
-                .collect(),
-        })
-        .collect();
+            pending,
+        });
+    }
     match args.format {
         Format::Json => print_json(&views),
         Format::Text => {
@@ -95,6 +107,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                         let counts: Vec<String> =
                             p.jobs.iter().map(|(k, n)| format!("{n} {k}")).collect();
                         println!("    jobs: {}", counts.join(", "));
+                    }
+                    println!("    gate: {}", p.gate);
+                    for r in &p.reasons {
+                        println!("      - {r}");
                     }
                 }
             }

@@ -63,6 +63,9 @@ fn a_bumped_image_is_the_only_candidate_and_each_test_using_it_is_planned() {
     let status = env.sg_ok(&["status"]);
     assert!(status.contains("images/host: 1.0 → 1.1"), "{status}");
     assert!(!status.contains("images/guest"), "{status}");
+    assert!(status.contains("    jobs: 1 missing\n    gate: wait\n      - test  boot [images/host] has no result yet"), "{status}");
+    let json = env.json(&["status", "--format", "json"]);
+    assert_eq!(json[0]["pending"][0]["gate"], "wait");
     let jobs = jobs(&env);
     assert_eq!(jobs.len(), 1, "{jobs:#?}");
     let job = &jobs[0];
