@@ -23,7 +23,7 @@ pub struct Args {
     pub format: Format,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Entry {
     pub time: i64,
     pub when: String,
@@ -160,8 +160,55 @@ pub fn collect(
         (std::cmp::Reverse(e.time), std::cmp::Reverse(rank), step)
     };
     out.sort_by_key(order);
+    order_by_ancestry(repo, &mut out)?;
     out.truncate(max);
     Ok(out)
+}
+
+/// Within each second, history knows better than the heuristic above: an entry whose commit
+/// is an ancestor of another's happened first (a poll before the promotion that carried it,
+/// a promotion into staging before the one into stable that merged it). Reorder each
+/// same-second run so no entry comes after one of its ancestors, keeping the heuristic
+/// order where history says nothing. Runs are small; very large ones are left as they are.
+fn order_by_ancestry(repo: &Repo, entries: &mut [Entry]) -> Result<()> {
+    let mut start = 0;
+    while start < entries.len() {
+        let end = start
+            + entries[start..]
+                .iter()
+                .take_while(|e| e.time == entries[start].time)
+                .count();
+        let run = &mut entries[start..end];
+        if run.len() > 1 && run.len() <= 32 {
+            let ids: Vec<Option<gix::ObjectId>> = run
+                .iter()
+                .map(|e| gix::ObjectId::from_hex(e.commit.as_bytes()).ok())
+                .collect();
+            let mut left: Vec<usize> = (0..run.len()).collect();
+            let mut order = Vec::with_capacity(run.len());
+            while !left.is_empty() {
+                // The first entry (in heuristic order) that no remaining entry descends from.
+                let mut pick = 0;
+                for (pos, &i) in left.iter().enumerate() {
+                    let newest = left.iter().all(|&j| {
+                        j == i || !matches!((ids[i], ids[j]), (Some(a), Some(b)) if repo.is_ancestor(a, b).unwrap_or(false))
+                    });
+                    if newest {
+                        pick = pos;
+                        break;
+                    }
+                }
+                order.push(left.remove(pick));
+            }
+            let mut taken: Vec<Option<Entry>> =
+                run.iter_mut().map(|e| Some(std::mem::take(e))).collect();
+            for (slot, i) in run.iter_mut().zip(order) {
+                *slot = taken[i].take().expect("each entry placed once");
+            }
+        }
+        start = end;
+    }
+    Ok(())
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
