@@ -373,26 +373,11 @@ async fn run_job(
     };
     let out = slot.join("out");
     let env_file = slot.join("env.json");
-    if let Err(e) = empty_dir(&out) {
-        return finish(
-            base,
-            job,
-            settings,
-            &started,
-            Verdict::Error,
-            Some(format!(
-                "cannot prepare the output directory {}: {e}",
-                out.display()
-            )),
-            None,
-            0,
-            String::new(),
-            None,
-            None,
-            artifacts,
-        );
-    }
-    let vars = match job_env(r, artifacts, settings, &out, &env_file) {
+    // A job that cannot even be prepared is an `error`: it could not run.
+    let prepared = empty_dir(&out)
+        .map_err(|e| format!("cannot prepare the output directory {}: {e}", out.display()))
+        .and_then(|()| job_env(r, artifacts, settings, &out, &env_file));
+    let vars = match prepared {
         Ok(v) => v,
         Err(why) => {
             return finish(
