@@ -219,12 +219,8 @@ impl<'r> Ledger<'r> {
                 .zip(records)
                 .map(|(t, r)| Ok((mem.write_blob(t.as_bytes())?, r)))
                 .collect::<Result<_>>()?;
-            let tip = self.repo.ref_target(&self.reference)?;
-            let view = LedgerView {
-                repo: self.repo,
-                tip,
-                tree: tip.map(|t| self.repo.tree_of(t)).transpose()?,
-            };
+            let view = self.view()?;
+            let tip = view.tip;
             let base_tree = view
                 .tree
                 .unwrap_or_else(|| ObjectId::empty_tree(gix::hash::Kind::Sha1));

@@ -275,6 +275,16 @@ pub fn script_of(run: &str) -> Option<&str> {
     Some(rel.trim_start_matches("./"))
 }
 
+/// A `source.git` as git can reach it: `./x` and `../x` are relative to the repository
+/// root (`root`), anything else is a URL or path as written.
+pub fn resolve_git(git: &str, root: &std::path::Path) -> String {
+    if git.starts_with("./") || git.starts_with("../") {
+        root.join(git).display().to_string()
+    } else {
+        git.to_string()
+    }
+}
+
 pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(3600);
 
 fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {

@@ -100,8 +100,8 @@ pub struct Job {
     pub lock: Option<String>,
     /// Jobs whose results this one needs first (builds of artifacts it uses).
     pub after: Vec<String>,
-    /// For baselines: the key of the candidate job it is the baseline of is not stored;
-    /// candidate jobs name their baseline instead.
+    /// For candidate and combination jobs of a gate that compares with a baseline: the key
+    /// of the baseline job (the same test, every item at T).
     pub baseline: Option<String>,
 }
 

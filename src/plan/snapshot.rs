@@ -170,26 +170,22 @@ impl<'r> Snapshot<'r> {
 
     /// The blob ids of the repository files a test names (its script and `files:`), sorted.
     pub fn test_files(&self, test: &Test) -> Result<Vec<(String, Option<ObjectId>)>> {
-        let mut paths: Vec<&str> = script_of(&test.run)
-            .into_iter()
-            .chain(test.files.iter().map(String::as_str))
-            .collect();
-        paths.sort();
-        paths.dedup();
-        paths
-            .into_iter()
-            .map(|p| Ok((p.to_string(), self.oid(p)?)))
-            .collect()
+        self.named_files(&test.run, &test.files)
     }
 
     /// The blob ids of an item's build inputs (its recipe and `build.files`), sorted.
     pub fn build_files(&self, item: &Item) -> Result<Vec<(String, Option<ObjectId>)>> {
-        let Some(b) = &item.build else {
-            return Ok(Vec::new());
-        };
-        let mut paths: Vec<&str> = script_of(&b.run)
+        match &item.build {
+            Some(b) => self.named_files(&b.run, &b.files),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The script a `run` line starts with, plus `files`: each path with its id, sorted.
+    fn named_files(&self, run: &str, files: &[String]) -> Result<Vec<(String, Option<ObjectId>)>> {
+        let mut paths: Vec<&str> = script_of(run)
             .into_iter()
-            .chain(b.files.iter().map(String::as_str))
+            .chain(files.iter().map(String::as_str))
             .collect();
         paths.sort();
         paths.dedup();

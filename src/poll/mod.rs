@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::manifest::parse::parse_item;
 use crate::manifest::{BasedOn, Item, ItemId, ItemKind};
 use crate::plan::{Planner, Snapshot};
-use crate::repo::{Cas, Checkout};
+use crate::repo::Checkout;
 use crate::runner::process::Ended;
 
 /// One bump poll made (or would make).
@@ -119,7 +119,7 @@ pub fn poll(planner: &Planner, opts: &Options) -> Result<Vec<Bump>> {
         let commit = if opts.dry_run {
             None
         } else {
-            Some(commit_change(planner, first, &c)?)
+            Some(commit_change(planner, first, &c, &old)?)
         };
         bumps.push(Bump {
             item: c.id.to_string(),
@@ -243,7 +243,7 @@ fn track_change(planner: &Planner, item: &Item) -> Result<Option<Change>> {
     let (Some(track), Some(pinned)) = (&src.track, &src.commit) else {
         return Ok(None);
     };
-    let url = resolve_url(&src.git, planner.repo.root_dir());
+    let url = crate::manifest::resolve_git(&src.git, planner.repo.root_dir());
     let tip = crate::repo::remote::ls_remote(planner.repo.git_dir(), &url, track).map_err(|e| {
         Error::infra_help(
             format!("{}: cannot read its tracked branch {track}: {e}", item.id),
@@ -266,15 +266,6 @@ fn track_change(planner: &Planner, item: &Item) -> Result<Option<Change>> {
         upstream: None,
         reason: format!("upstream {track} moved to {}", &tip[..12]),
     }))
-}
-
-/// `./x` and `../x` in `source.git` are relative to the repository root.
-pub fn resolve_url(git: &str, root: &std::path::Path) -> String {
-    if git.starts_with("./") || git.starts_with("../") {
-        root.join(git).display().to_string()
-    } else {
-        git.to_string()
-    }
 }
 
 /// An image whose newest build is older than its `max-age`.
@@ -454,42 +445,30 @@ fn replace_version(line: &str, old: &str, quoted: &str) -> String {
     line.to_string()
 }
 
-fn commit_change(planner: &Planner, stage: &crate::manifest::Stage, c: &Change) -> Result<String> {
+fn commit_change(
+    planner: &Planner,
+    stage: &crate::manifest::Stage,
+    c: &Change,
+    old: &str,
+) -> Result<String> {
     let repo = planner.repo;
     let path = c.id.path();
-    for _ in 0..10 {
-        let head = planner.stage_head(stage)?;
-        let tree = repo.tree_of(head)?;
+    let msg = format!(
+        "poll: {} {old} -> {}\n\n{}.\n\nStagegate-Poll: {}\nStagegate-Stage: {}\nStagegate-Reason: {}\n",
+        c.id, c.version, c.reason, c.id, stage.name, c.reason
+    );
+    // The edit is made on whatever the branch holds when the commit is written.
+    let commit = repo.commit_on_branch(&stage.branch, &msg, |head| {
         let text = repo
-            .read(tree, &path)?
+            .read(repo.tree_of(head)?, &path)?
             .ok_or_else(|| Error::infra(format!("{path} vanished from {}", stage.branch)))?;
-        let text = String::from_utf8_lossy(&text).into_owned();
-        let old = parse_item(c.id.kind, &path, text.as_bytes())
-            .map_err(crate::Error::Invalid)?
-            .version;
-        let new_text = edit_text(&path, &text, c)?;
-        let blob = repo.write_blob(new_text.as_bytes())?;
-        let new_tree = repo.edit_tree(tree, &[(path.clone(), Some((EntryKind::Blob, blob)))])?;
-        let msg = format!(
-            "poll: {} {old} -> {}\n\n{}.\n\nStagegate-Poll: {}\nStagegate-Stage: {}\nStagegate-Reason: {}\n",
-            c.id, c.version, c.reason, c.id, stage.name, c.reason
-        );
-        let commit = repo.write_commit(new_tree, &[head], &msg)?;
-        if repo.cas(
-            &stage.ref_name(),
-            Some(head),
-            commit,
-            &format!("stagegate poll: {}", c.id),
-        )? == Cas::Updated
-        {
-            crate::repo::remote::sync_worktree(repo, &stage.branch, head, commit);
-            return Ok(commit.to_string());
-        }
-    }
-    Err(Error::infra(format!(
-        "{} kept moving; poll again",
-        stage.branch
-    )))
+        let new_text = edit_text(&path, &String::from_utf8_lossy(&text), c)?;
+        Ok(vec![(
+            path.clone(),
+            Some((EntryKind::Blob, repo.write_blob(new_text.as_bytes())?)),
+        )])
+    })?;
+    Ok(commit.to_string())
 }
 
 #[cfg(test)]

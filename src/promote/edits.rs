@@ -10,7 +10,6 @@ use crate::error::{Error, Result};
 use crate::manifest::{ItemId, Stage};
 use crate::plan::{Planner, Snapshot};
 use crate::records::{self, HoldRecord};
-use crate::repo::Cas;
 
 /// What an edit did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -45,27 +44,10 @@ fn commit_on(
     message: &str,
     edits: impl Fn(ObjectId) -> Result<Vec<(String, Option<(EntryKind, ObjectId)>)>>,
 ) -> Result<String> {
-    let repo = planner.repo;
-    for _ in 0..10 {
-        let head = planner.stage_head(stage)?;
-        let tree = repo.tree_of(head)?;
-        let new_tree = repo.edit_tree(tree, &edits(head)?)?;
-        let commit = repo.write_commit(new_tree, &[head], message)?;
-        if repo.cas(
-            &stage.ref_name(),
-            Some(head),
-            commit,
-            &format!("stagegate: {}", message.lines().next().unwrap_or_default()),
-        )? == Cas::Updated
-        {
-            crate::repo::remote::sync_worktree(repo, &stage.branch, head, commit);
-            return Ok(commit.to_string());
-        }
-    }
-    Err(Error::infra(format!(
-        "branch {} kept moving; try again",
-        stage.branch
-    )))
+    Ok(planner
+        .repo
+        .commit_on_branch(&stage.branch, message, edits)?
+        .to_string())
 }
 
 fn who() -> String {

@@ -216,32 +216,15 @@ pub fn promote_move(
             })?;
             outcome.notes.extend(done.notes);
             if done.promoted.is_some() {
-                for p in push_gate::push_components(planner, &plan, chosen.commit)? {
-                    let done = if p.pushed {
-                        "pushed"
-                    } else {
-                        "refused to push"
-                    };
-                    outcome.pushed.push(format!(
-                        "{done} {} {} {}: {}",
-                        p.item, p.branch, p.commit, p.message
-                    ));
-                }
+                let pushed = push_gate::push_components(planner, &plan, chosen.commit)?;
+                outcome.pushed = pushed.iter().map(push_gate::PushRecord::describe).collect();
             }
             outcome.promoted = done.promoted.map(|m| m.to_string());
             outcome.evaluations = evals;
             return Ok(outcome);
         }
-        if let Some(merge) = apply(planner, &plan, &chosen, opts)? {
-            let info = repo.commit(merge)?;
-            for (key, done) in [
-                ("Stagegate-Pushed", "pushed"),
-                ("Stagegate-Push-Refused", "refused to push"),
-            ] {
-                for p in info.trailers(key) {
-                    outcome.pushed.push(format!("{done} {p}"));
-                }
-            }
+        if let Some((merge, pushed)) = apply(planner, &plan, &chosen, opts)? {
+            outcome.pushed = pushed.iter().map(push_gate::PushRecord::describe).collect();
             outcome.promoted = Some(merge.to_string());
             outcome.evaluations = evals;
             return Ok(outcome);
@@ -254,17 +237,18 @@ pub fn promote_move(
     ))
 }
 
-/// Merge `chosen` into T as decided against `plan`. Returns the merge commit, or `None`
-/// when T is no longer where the plan saw it (nothing is written to T then).
+/// Merge `chosen` into T as decided against `plan`. Returns the merge commit and what the
+/// push gate did, or `None` when T is no longer where the plan saw it (nothing is written
+/// to T then).
 pub fn apply(
     planner: &Planner,
     plan: &MovePlan,
     chosen: &Evaluation,
     opts: &Options,
-) -> Result<Option<ObjectId>> {
+) -> Result<Option<(ObjectId, Vec<push_gate::PushRecord>)>> {
     let repo = planner.repo;
     let pushed = push_gate::push_components(planner, plan, chosen.commit)?;
-    let merge = merge_commit(planner, plan, chosen, opts, pushed)?;
+    let merge = merge_commit(planner, plan, chosen, opts, pushed.clone())?;
     let reflog = format!(
         "stagegate: promote {} into {}",
         short(chosen.commit),
@@ -273,7 +257,7 @@ pub fn apply(
     match repo.cas(&plan.to.ref_name(), Some(plan.to_head), merge, &reflog)? {
         Cas::Updated => {
             crate::repo::remote::sync_worktree(repo, &plan.to.branch, plan.to_head, merge);
-            Ok(Some(merge))
+            Ok(Some((merge, pushed)))
         }
         Cas::Moved { .. } => Ok(None),
     }

@@ -21,6 +21,21 @@ pub struct PushRecord {
     pub message: String,
 }
 
+impl PushRecord {
+    /// One line for people: `pushed components/hello master 3ec5…: master fast-forwarded …`.
+    pub fn describe(&self) -> String {
+        let done = if self.pushed {
+            "pushed"
+        } else {
+            "refused to push"
+        };
+        format!(
+            "{done} {} {} {}: {}",
+            self.item, self.branch, self.commit, self.message
+        )
+    }
+}
+
 /// Push every component candidate of `tested` that has `push-to`, when `plan` moves into
 /// the pipeline's last stage.
 pub fn push_components(
@@ -49,7 +64,7 @@ pub fn push_components(
         let (Some(branch), Some(commit)) = (&src.push_to, &src.commit) else {
             continue;
         };
-        let url = crate::poll::resolve_url(&src.git, planner.repo.root_dir());
+        let url = crate::manifest::resolve_git(&src.git, planner.repo.root_dir());
         let (pushed, message) = match push(planner, &c.item.name, &url, commit, branch) {
             Ok(m) => (true, m),
             Err(m) => (false, m),

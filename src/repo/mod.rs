@@ -380,6 +380,33 @@ impl Repo {
         }
     }
 
+    /// Commit `edits` (computed from the branch's current head) on top of `branch` and move
+    /// it there by compare-and-swap, rebuilding on the new head when the branch moved
+    /// meanwhile. A work tree that has the branch checked out follows.
+    pub fn commit_on_branch(
+        &self,
+        branch: &str,
+        message: &str,
+        edits: impl Fn(ObjectId) -> Result<Vec<(String, Option<(EntryKind, ObjectId)>)>>,
+    ) -> Result<ObjectId> {
+        let name = format!("refs/heads/{branch}");
+        for _ in 0..10 {
+            let head = self
+                .ref_target(&name)?
+                .ok_or_else(|| Error::usage(format!("there is no branch {branch:?}")))?;
+            let tree = self.edit_tree(self.tree_of(head)?, &edits(head)?)?;
+            let commit = self.write_commit(tree, &[head], message)?;
+            let reflog = format!("stagegate: {}", message.lines().next().unwrap_or_default());
+            if self.cas(&name, Some(head), commit, &reflog)? == Cas::Updated {
+                remote::sync_worktree(self, branch, head, commit);
+                return Ok(commit);
+            }
+        }
+        Err(Error::infra(format!(
+            "branch {branch} kept moving; try again"
+        )))
+    }
+
     /// Write the files of `tree` into `dir` (which must exist): a checkout without an index.
     pub fn checkout(&self, tree: ObjectId, dir: &Path) -> Result<()> {
         for e in self.tree_entries(tree)? {

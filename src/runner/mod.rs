@@ -311,7 +311,10 @@ fn job_env(
             vars.push((format!("{stem}_DIGEST"), d.clone()));
             artifact_path = Some(path.display().to_string());
         }
-        let git = e.git.as_ref().map(|g| resolve_git(g, &settings.root));
+        let git = e
+            .git
+            .as_ref()
+            .map(|g| crate::manifest::resolve_git(g, &settings.root));
         if let Some(g) = &git {
             vars.push((format!("{stem}_GIT"), g.clone()));
         }
@@ -331,15 +334,6 @@ fn job_env(
     std::fs::write(env_file, serde_json::to_vec_pretty(&doc).expect("json"))
         .map_err(|e| format!("writing {}: {e}", env_file.display()))?;
     Ok(vars)
-}
-
-/// `./upstream/x.git` in a manifest means relative to the repository root.
-fn resolve_git(git: &str, root: &Path) -> String {
-    if git.starts_with("./") || git.starts_with("../") {
-        root.join(git).display().to_string()
-    } else {
-        git.to_string()
-    }
 }
 
 pub fn role_name(role: Role) -> &'static str {
@@ -665,10 +659,4 @@ fn login_name() -> String {
             .to_string_lossy()
             .into_owned()
     }
-}
-
-/// Shared state for reporting: counts for the progress display.
-#[derive(Default)]
-pub struct Tally {
-    pub done: Mutex<BTreeMap<Verdict, usize>>,
 }
