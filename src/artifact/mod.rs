@@ -16,6 +16,9 @@ use crate::error::{Error, IoContext, Result};
 
 pub struct Store {
     pub root: PathBuf,
+    /// Digests this process has already hashed and found intact: an image used by many
+    /// jobs of one run is read in full once, not once per job.
+    verified: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// What `put` stored.
@@ -54,7 +57,10 @@ impl Store {
                 }
             }
         };
-        Ok(Store { root })
+        Ok(Store {
+            root,
+            verified: Default::default(),
+        })
     }
 
     fn path_of(&self, hex: &str) -> PathBuf {
@@ -112,6 +118,15 @@ impl Store {
             .strip_prefix("sha256:")
             .ok_or_else(|| format!("unsupported digest {digest:?}"))?;
         let path = self.path_of(hex);
+        if self
+            .verified
+            .lock()
+            .map(|v| v.contains(hex))
+            .unwrap_or(false)
+            && path.exists()
+        {
+            return Ok(path);
+        }
         if !path.exists() {
             let from = location
                 .and_then(|l| l.strip_prefix("file://"))
@@ -137,6 +152,9 @@ impl Store {
                 "artifact {} is corrupt: its content hashes to sha256:{actual}, not {digest}",
                 path.display()
             ));
+        }
+        if let Ok(mut v) = self.verified.lock() {
+            v.insert(hex.to_string());
         }
         Ok(path)
     }

@@ -1,5 +1,7 @@
 //! `stagegate diff A B`: what changes between two stages or commits, item by item.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::Serialize;
 use similar::TextDiff;
 
@@ -41,17 +43,17 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     for dir in ItemKind::ALL.iter().map(|k| k.dir()).chain(["tests"]) {
         let ea = repo.list(ta, dir)?;
         let eb = repo.list(tb, dir)?;
-        let mut names: Vec<&str> = ea
-            .iter()
-            .chain(eb.iter())
-            .map(|e| e.name.as_str())
-            .filter(|n| n.ends_with(".yaml"))
-            .collect();
-        names.sort();
-        names.dedup();
+        let by_name = |es: &[crate::repo::Entry]| -> BTreeMap<String, crate::repo::Entry> {
+            es.iter()
+                .filter(|e| e.name.ends_with(".yaml"))
+                .map(|e| (e.name.clone(), e.clone()))
+                .collect()
+        };
+        let (ma, mb) = (by_name(&ea), by_name(&eb));
+        let names: BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
         for name in names {
-            let x = ea.iter().find(|e| e.name == name);
-            let y = eb.iter().find(|e| e.name == name);
+            let x = ma.get(name);
+            let y = mb.get(name);
             if x.map(|e| e.id) == y.map(|e| e.id) {
                 continue;
             }

@@ -98,8 +98,11 @@ fn walk(
 ) -> Result<()> {
     let want = item.map(|i| i.to_string());
     let mut found = 0;
-    for id in repo.first_parents(head, None, MAX_WALK)? {
+    let mut next = Some(head);
+    for _ in 0..MAX_WALK {
+        let Some(id) = next else { break };
         let info = repo.commit(id)?;
+        next = info.parents.first().copied();
         if let Some(e) = entry_of(&info) {
             if let Some(w) = &want
                 && !e

@@ -72,10 +72,14 @@ fn union(repo: &Repo, a: ObjectId, b: ObjectId) -> Result<ObjectId> {
     if a == b {
         return Ok(a);
     }
-    let ea = repo.tree_entries(a)?;
+    let ea: std::collections::HashMap<String, crate::repo::Entry> = repo
+        .tree_entries(a)?
+        .into_iter()
+        .map(|e| (e.name.clone(), e))
+        .collect();
     let mut edits = Vec::new();
     for e in repo.tree_entries(b)? {
-        match ea.iter().find(|x| x.name == e.name) {
+        match ea.get(&e.name) {
             None => edits.push((e.name.clone(), Some((e.kind, e.id)))),
             Some(x) if x.id == e.id => {}
             Some(x) if x.kind == EntryKind::Tree && e.kind == EntryKind::Tree => {
