@@ -17,5 +17,6 @@ pub mod promote;
 pub mod records;
 pub mod repo;
 pub mod runner;
+pub mod trail;
 
 pub use error::{Error, Result};
