@@ -4,14 +4,20 @@
 //! what happens around each one, because a promotion must neither stop at the first
 //! hiccup nor hammer an API that asked it to wait:
 //!
-//! - transient failures (HTTP 5xx, a dropped connection) are retried with exponential
-//!   backoff, a bounded number of times;
+//! - transient failures (HTTP 5xx, a dropped connection) of idempotent requests (GET, PUT,
+//!   PATCH, DELETE) are retried with exponential backoff, a bounded number of times; a POST
+//!   is never sent twice, since GitHub may have acted on the first (a second pull request,
+//!   a second comment);
 //! - a rate limit (403/429 with `retry-after`, or `x-ratelimit-remaining: 0` and
 //!   `x-ratelimit-reset`) is waited out, unless the wait is longer than the configured bound,
 //!   in which case the call fails at once saying when the limit resets;
 //! - any other answer that is not a success becomes a [`crate::Error::Infra`] naming the
 //!   call, the repository, the HTTP status and GitHub's message, with a hint on what to
 //!   check (401: the token; 403: the workflow's `permissions`; 404: the repository name).
+//!
+//! - lists follow GitHub's `Link: rel="next"` to the last page, however many there are;
+//! - every request says which REST API version it was written against
+//!   (`X-GitHub-Api-Version: 2022-11-28`).
 //!
 //! The methods block: each runs on a small tokio runtime owned by [`GitHub`]. Do not call
 //! them from inside another tokio runtime.
@@ -46,8 +52,12 @@ pub const MAX_BODY_CHARS: usize = 65_535;
 const ANNOTATIONS_PER_REQUEST: usize = 50;
 /// Commit status descriptions are cut at 140 characters.
 const MAX_STATUS_DESCRIPTION: usize = 140;
-/// Pages of 100 read at most when listing reviews or comments.
-const MAX_PAGES: u32 = 20;
+/// The REST API version these requests and their answers follow (GitHub's calendar version).
+pub const API_VERSION: &str = "2022-11-28";
+/// A list longer than this many pages (of 100) is an error, never silently cut: no list
+/// stagegate reads (reviews, comments, collaborators) is legitimately that long, and a
+/// server answering `next` for ever must not keep the promotion waiting.
+const MAX_PAGES: u32 = 1000;
 /// Marks the comments stagegate leaves when it cannot change the draft flag.
 const DRAFT_MARKER: &str = "<!-- stagegate:draft -->";
 
@@ -264,6 +274,7 @@ enum Verb {
     Post,
     Patch,
     Put,
+    Delete,
 }
 
 impl Verb {
@@ -273,7 +284,14 @@ impl Verb {
             Verb::Post => "POST",
             Verb::Patch => "PATCH",
             Verb::Put => "PUT",
+            Verb::Delete => "DELETE",
         }
+    }
+
+    /// Sending it twice does what sending it once does, so a failure may be retried. A
+    /// POST may have been acted on before the connection dropped or the 5xx came back.
+    fn idempotent(self) -> bool {
+        !matches!(self, Verb::Post)
     }
 }
 
@@ -281,6 +299,20 @@ impl Verb {
 struct Reply {
     status: u16,
     body: String,
+    /// The `Link` header's `rel="next"` URL, on a page of a list that has more.
+    next: Option<String>,
+}
+
+/// The `rel="next"` URL of a `Link` header (`<https://…?page=2>; rel="next", <…>; rel="last"`).
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        let is_next = params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"");
+        let url = url.trim().strip_prefix('<')?.strip_suffix('>')?;
+        is_next.then(|| url.to_string())
+    })
 }
 
 impl Reply {
@@ -414,6 +446,10 @@ impl GitHub {
                 .base_uri(base)
                 .map_err(|e| Error::usage(format!("GitHub API URL {base:?}: {}", chain(&e))))?;
             b.personal_token(token.clone())
+                .add_header(
+                    http::header::HeaderName::from_static("x-github-api-version"),
+                    API_VERSION.to_string(),
+                )
                 .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
                 .set_connect_timeout(Some(Duration::from_secs(15)))
                 .set_read_timeout(Some(Duration::from_secs(90)))
@@ -467,23 +503,34 @@ impl GitHub {
                     Verb::Post => client._post(path, body).await,
                     Verb::Patch => client._patch(path, body).await,
                     Verb::Put => client._put(path, body).await,
+                    Verb::Delete => client._delete(path, body).await,
                 };
                 let response = match sent {
                     Ok(r) => r,
                     Err(e) => {
                         failures += 1;
-                        if failures < policy.attempts {
+                        if failures < policy.attempts && verb.idempotent() {
                             tokio::time::sleep(policy.backoff(failures)).await;
                             continue;
                         }
                         return Err(Error::infra_help(
                             format!(
-                                "GitHub API: {what} for {}: could not reach {} after {failures} tries: {}",
+                                "GitHub API: {what} for {}: could not reach {} ({failures} {}): {}",
                                 self.repository(),
                                 self.cfg.api_url,
+                                if failures == 1 { "try" } else { "tries" },
                                 chain(&e)
                             ),
-                            format!("check the network and {ENV_API_URL}"),
+                            if verb.idempotent() {
+                                format!("check the network and {ENV_API_URL}")
+                            } else {
+                                format!(
+                                    "check the network and {ENV_API_URL}; a {} is not sent \
+                                     twice, so check on GitHub whether it took effect before \
+                                     running again",
+                                    verb.as_str()
+                                )
+                            },
                         ));
                     }
                 };
@@ -496,7 +543,7 @@ impl GitHub {
                     Ok(t) => t,
                     Err(e) => {
                         failures += 1;
-                        if failures < policy.attempts {
+                        if failures < policy.attempts && verb.idempotent() {
                             tokio::time::sleep(policy.backoff(failures)).await;
                             continue;
                         }
@@ -525,14 +572,19 @@ impl GitHub {
                     tokio::time::sleep(wait).await;
                     continue;
                 }
-                if status >= 500 {
+                if status >= 500 && verb.idempotent() {
                     failures += 1;
                     if failures < policy.attempts {
                         tokio::time::sleep(policy.backoff(failures)).await;
                         continue;
                     }
                 }
-                return Ok(Reply { status, body: text });
+                let next = header("link").as_deref().and_then(next_link);
+                return Ok(Reply {
+                    status,
+                    body: text,
+                    next,
+                });
             }
         })
     }
@@ -561,9 +613,14 @@ impl GitHub {
                  (GitHub answers 404 for repositories a token may not see)",
                 self.repository()
             ),
-            s if s >= 500 => format!(
+            s if s >= 500 && verb.idempotent() => format!(
                 "GitHub kept failing after {} tries; try again later",
                 self.cfg.retry.attempts
+            ),
+            s if s >= 500 => format!(
+                "GitHub failed; a {} is not sent twice, so check on GitHub whether it took \
+                 effect, then run again",
+                verb.as_str()
             ),
             _ => "see GitHub's message above".to_string(),
         };
@@ -609,25 +666,46 @@ impl GitHub {
         }
     }
 
-    /// Every page of a list (100 per page, at most [`MAX_PAGES`]).
+    /// Every page of a list, 100 a page, following GitHub's `Link: rel="next"` to the end.
     fn list<T: serde::de::DeserializeOwned>(&self, what: &str, path: &str) -> Result<Vec<T>> {
         let mut out = Vec::new();
-        for page in 1..=MAX_PAGES {
-            let sep = if path.contains('?') { '&' } else { '?' };
-            let text = self.call(
-                Verb::Get,
-                what,
-                &format!("{path}{sep}per_page=100&page={page}"),
-                None,
-            )?;
-            let items: Vec<T> = self.parse(what, &text)?;
-            let n = items.len();
-            out.extend(items);
-            if n < 100 {
-                break;
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut next = Some(format!("{path}{sep}per_page=100"));
+        let mut pages = 0u32;
+        while let Some(page) = next.take() {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(Error::infra(format!(
+                    "GitHub API: {what} for {}: still more after {MAX_PAGES} pages of 100; \
+                     stagegate does not act on a partial list",
+                    self.repository()
+                )));
             }
+            let reply = self.send(Verb::Get, what, &page, None)?;
+            if !reply.ok() {
+                return Err(self.api_error(what, Verb::Get, &page, &reply));
+            }
+            let items: Vec<T> = self.parse(what, &reply.body)?;
+            out.extend(items);
+            next = match reply.next {
+                Some(url) => Some(self.relative(what, &url)?),
+                None => None,
+            };
         }
         Ok(out)
+    }
+
+    /// A URL GitHub handed back (a `next` page) as a path under the API base. A URL
+    /// elsewhere is refused: the token is never sent to another host.
+    fn relative(&self, what: &str, url: &str) -> Result<String> {
+        match url.strip_prefix(&self.cfg.api_url) {
+            Some(rest) if rest.starts_with('/') => Ok(rest.to_string()),
+            _ => Err(Error::infra(format!(
+                "GitHub API: {what} for {}: the next page is at {url:?}, outside {}",
+                self.repository(),
+                self.cfg.api_url
+            ))),
+        }
     }
 
     /// A GraphQL mutation; `Ok(Err(message))` when GitHub answered with GraphQL errors.
@@ -916,6 +994,25 @@ impl Forge for GitHub {
         }
     }
 
+    fn delete_branch(&self, branch: &str) -> Result<bool> {
+        let what = format!("deleting branch {branch}");
+        if branch
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+            || branch.contains(['?', '#', '%', ' '])
+        {
+            return Err(Error::usage(format!("{branch:?} is not a branch name")));
+        }
+        let path = self.repo_path(&format!("/git/refs/heads/{branch}"));
+        let reply = self.send(Verb::Delete, &what, &path, None)?;
+        match reply.status {
+            204 | 200 => Ok(true),
+            // "Reference does not exist"
+            404 | 422 => Ok(false),
+            _ => Err(self.api_error(&what, Verb::Delete, &path, &reply)),
+        }
+    }
+
     fn create_check_run(&self, run: &CheckRun) -> Result<CheckPosted> {
         let what = format!("creating check run {:?} on {}", run.name, run.head_sha);
         let path = self.repo_path("/check-runs");
@@ -1133,6 +1230,27 @@ mod tests {
             "o%3Astagegate%2Fpromote%2Fa-to-b"
         );
         assert_eq!(encode("a&b=c"), "a%26b%3Dc");
+    }
+
+    #[test]
+    fn the_next_link_is_found_among_the_others() {
+        let link = r#"<https://api.github.com/repos/o/r/pulls/1/reviews?per_page=100&page=2>; rel="next", <https://api.github.com/repos/o/r/pulls/1/reviews?per_page=100&page=5>; rel="last""#;
+        assert_eq!(
+            next_link(link).as_deref(),
+            Some("https://api.github.com/repos/o/r/pulls/1/reviews?per_page=100&page=2")
+        );
+        assert_eq!(
+            next_link(r#"<https://x/a?page=1>; rel="prev", <https://x/a?page=1>; rel="first""#),
+            None
+        );
+    }
+
+    #[test]
+    fn only_posts_are_never_retried() {
+        assert!(!Verb::Post.idempotent());
+        for v in [Verb::Get, Verb::Put, Verb::Patch, Verb::Delete] {
+            assert!(v.idempotent(), "{v:?}");
+        }
     }
 
     #[test]

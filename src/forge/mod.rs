@@ -242,6 +242,10 @@ pub trait Forge {
     /// stage as they are), only if the head is still `sha`.
     fn merge_pr(&self, number: u64, title: &str, message: &str, sha: &str) -> Result<MergeOutcome>;
 
+    /// Delete a branch of the repository (a merged promotion branch). `false`: it was not
+    /// there (already deleted, by GitHub's "delete head branches" setting or a person).
+    fn delete_branch(&self, branch: &str) -> Result<bool>;
+
     /// Post the check run on `run.head_sha`; falls back to a commit status when check runs
     /// are refused.
     fn create_check_run(&self, run: &CheckRun) -> Result<CheckPosted>;

@@ -714,6 +714,21 @@ fn approval_is_each_reviewers_latest_word_on_the_tested_commit() {
 }
 
 #[test]
+fn deleting_a_branch_twice_says_it_was_gone() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    fake.set_branch("stagegate/promote/a-to-b", TESTED);
+    assert!(gh.delete_branch("stagegate/promote/a-to-b").unwrap());
+    assert!(!gh.delete_branch("stagegate/promote/a-to-b").unwrap());
+    let sent = fake.requests_to(
+        "DELETE",
+        &format!("/repos/{OWNER}/{REPO}/git/refs/heads/stagegate/promote/a-to-b"),
+    );
+    assert_eq!(sent.len(), 2);
+    assert!(gh.delete_branch("../main").is_err());
+}
+
+#[test]
 fn labels_are_added() {
     let fake = FakeGitHub::start();
     let gh = github(&fake);
@@ -729,23 +744,76 @@ fn labels_are_added() {
 }
 
 #[test]
-fn a_502_then_201_is_retried() {
+fn a_502_then_200_is_retried_for_a_read() {
     let fake = FakeGitHub::start();
     let gh = github(&fake);
-    fake.script(
-        "POST",
-        &format!("/repos/{OWNER}/{REPO}/pulls"),
-        vec![Reply::fixture(502, "error-server")],
-    );
     let pr = gh
         .open_pr("stagegate/promote/a-to-b", "b", "t", "b", false)
         .unwrap();
-    assert_eq!(pr.number, 1347);
+    let path = format!("/repos/{OWNER}/{REPO}/pulls/{}", pr.number);
+    fake.script("GET", &path, vec![Reply::fixture(502, "error-server")]);
+    assert_eq!(gh.get_pr(pr.number).unwrap().number, 1347);
+    assert_eq!(fake.requests_to("GET", &path).len(), 2);
+}
+
+#[test]
+fn a_post_answered_502_is_not_sent_again() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let path = format!("/repos/{OWNER}/{REPO}/pulls");
+    fake.script("POST", &path, vec![Reply::fixture(502, "error-server")]);
+    let e = gh
+        .open_pr("stagegate/promote/a-to-b", "b", "t", "b", false)
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 3);
+    let text = format!("{e:#}");
+    assert!(text.contains("HTTP 502"), "{text}");
     assert_eq!(
-        fake.requests_to("POST", &format!("/repos/{OWNER}/{REPO}/pulls"))
-            .len(),
-        2
+        fake.requests_to("POST", &path).len(),
+        1,
+        "GitHub may have opened it: a second POST could open a second pull request"
     );
+    assert!(fake.pulls().is_empty());
+}
+
+#[test]
+fn every_request_names_the_api_version() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let pr = gh
+        .open_pr("stagegate/promote/a-to-b", "b", "t", "b", false)
+        .unwrap();
+    gh.get_pr(pr.number).unwrap();
+    gh.reviews(pr.number, None).unwrap();
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 3);
+    for r in requests {
+        assert_eq!(r.api_version.as_deref(), Some("2022-11-28"), "{r:?}");
+    }
+}
+
+#[test]
+fn reviews_are_read_to_the_last_page() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    let pr = gh
+        .open_pr("stagegate/promote/a-to-b", "b", "t", "b", false)
+        .unwrap();
+    for i in 0..2_150 {
+        fake.add_review(pr.number, &format!("user{i}"), "COMMENTED", TESTED);
+    }
+    // The one word that matters is on the 22nd page, past the old silent cap of 20.
+    fake.add_review(pr.number, "carol", "CHANGES_REQUESTED", TESTED);
+    let a = gh.reviews(pr.number, Some(TESTED)).unwrap();
+    assert_eq!(a.changes_requested_by, ["carol"]);
+    let path = format!("/repos/{OWNER}/{REPO}/pulls/{}/reviews", pr.number);
+    let pages: Vec<String> = fake
+        .requests_to("GET", &path)
+        .iter()
+        .map(|r| r.query.get("page").cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(pages.len(), 22, "{pages:?}");
+    assert_eq!(pages[21], "22");
 }
 
 #[test]
@@ -870,7 +938,7 @@ fn an_unreachable_api_is_an_infrastructure_error() {
     assert_eq!(e.exit_code(), 3);
     assert!(
         e.to_string()
-            .contains(&format!("could not reach {url} after 3 tries")),
+            .contains(&format!("could not reach {url} (3 tries)")),
         "{e}"
     );
 }

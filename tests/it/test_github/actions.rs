@@ -113,3 +113,27 @@ fn init_github_writes_the_example_workflows() {
     assert_eq!(env.git(&["status", "--porcelain"]), "");
     env.sg_ok(&["check"]);
 }
+
+#[test]
+fn the_step_summary_stays_within_githubs_limit_and_links_the_full_report() {
+    let env = TestEnv::init_example();
+    // Earlier steps of the job already wrote nearly 1 MiB.
+    let summary = env.home().join("github_step_summary");
+    let before = "x".repeat(1024 * 1024 - 600) + "\n";
+    std::fs::write(&summary, &before).unwrap();
+    let (code, stdout, _, after) = step(&env, &["cycle", "-j", "2"], &[]);
+    assert_eq!(code, 0);
+    assert!(after.len() <= 1024 * 1024, "{} bytes", after.len());
+    let added = &after[before.len()..];
+    assert!(
+        added.contains("**This summary is cut at GitHub's 1024 KiB limit.** The full report is in [the job's log](https://github.com/octo-org/state/actions/runs/4242)"),
+        "{added}"
+    );
+    // The whole summary is in the log, where workflow commands are stopped.
+    let start = stdout
+        .find("::group::full step summary\n::stop-commands::")
+        .unwrap();
+    let full = &stdout[start..];
+    assert!(full.contains("### staging → stable: promote"), "{full}");
+    assert!(!added.contains("### staging → stable"), "{added}");
+}

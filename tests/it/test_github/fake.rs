@@ -57,6 +57,8 @@ pub struct Recorded {
     pub query: BTreeMap<String, String>,
     pub body: Value,
     pub authorization: Option<String>,
+    /// The `X-GitHub-Api-Version` header.
+    pub api_version: Option<String>,
 }
 
 /// A canned reply.
@@ -88,6 +90,8 @@ impl Reply {
 
 #[derive(Default)]
 struct State {
+    /// `http://127.0.0.1:PORT`, for the absolute URLs GitHub puts in `Link` headers.
+    origin: String,
     /// The path prefix of the REST API (`/api/v3` for an Enterprise-style base).
     prefix: String,
     /// A bare repository standing in for the GitHub repository's git side: branch heads
@@ -124,6 +128,7 @@ impl FakeGitHub {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
         let port = server.server_addr().to_ip().unwrap().port();
         let state = Arc::new(Mutex::new(State {
+            origin: format!("http://127.0.0.1:{port}"),
             prefix: prefix.to_string(),
             next_number: 1347,
             ..State::default()
@@ -134,7 +139,13 @@ impl FakeGitHub {
                 let mut body = String::new();
                 let _ = req.as_reader().read_to_string(&mut body);
                 let reply = handle(&st, &req, &body);
-                let mut resp = tiny_http::Response::from_string(reply.body.to_string())
+                // 204 No Content has no body at all.
+                let text = if reply.status == 204 {
+                    String::new()
+                } else {
+                    reply.body.to_string()
+                };
+                let mut resp = tiny_http::Response::from_string(text)
                     .with_status_code(reply.status)
                     .with_header(
                         tiny_http::Header::from_bytes("content-type", "application/json").unwrap(),
@@ -276,6 +287,11 @@ fn handle(state: &Mutex<State>, req: &tiny_http::Request, body: &str) -> Reply {
         .iter()
         .find(|h| h.field.equiv("authorization"))
         .map(|h| h.value.as_str().to_string());
+    let api_version = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("x-github-api-version"))
+        .map(|h| h.value.as_str().to_string());
     let parsed: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     let mut st = state.lock().unwrap();
     st.requests.push(Recorded {
@@ -284,6 +300,7 @@ fn handle(state: &Mutex<State>, req: &tiny_http::Request, body: &str) -> Reply {
         query: parse_query(query),
         body: parsed.clone(),
         authorization: authorization.clone(),
+        api_version,
     });
     if authorization.as_deref() != Some(&format!("Bearer {TOKEN}")) {
         return Reply::fixture(401, "error-bad-credentials");
@@ -478,11 +495,29 @@ fn handle(state: &Mutex<State>, req: &tiny_http::Request, body: &str) -> Reply {
                 None => Reply::fixture(404, "error-not-found"),
             }
         }
+        ("DELETE", ["git", "refs", "heads", branch @ ..]) => {
+            let branch = branch.join("/");
+            let existed = match st.git.clone() {
+                Some(git) => {
+                    let name = format!("refs/heads/{branch}");
+                    git_out(&git, &["show-ref", "--verify", "--quiet", &name]).is_some()
+                        && git_out(&git, &["update-ref", "-d", &name]).is_some()
+                }
+                None => st.branches.remove(&branch).is_some(),
+            };
+            if existed {
+                Reply::new(204, Value::Null)
+            } else {
+                let mut e = fixture("error-validation-failed");
+                e["message"] = json!("Reference does not exist");
+                Reply::new(422, e)
+            }
+        }
         ("GET", ["pulls", n, "reviews"]) => {
             let n: u64 = n.parse().unwrap_or(0);
             let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
             let all = st.reviews.get(&n).cloned().unwrap_or_default();
-            Reply::new(200, Value::Array(page_of(all, page)))
+            paged(&st, path, all, page)
         }
         ("POST", ["issues", n, "labels"]) => {
             let mut labels = fixture("label-list");
@@ -507,7 +542,7 @@ fn handle(state: &Mutex<State>, req: &tiny_http::Request, body: &str) -> Reply {
             let n: u64 = n.parse().unwrap_or(0);
             let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
             let all = st.comments.get(&n).cloned().unwrap_or_default();
-            Reply::new(200, Value::Array(page_of(all, page)))
+            paged(&st, path, all, page)
         }
         ("POST", ["issues", n, "comments"]) => {
             let n: u64 = n.parse().unwrap_or(0);
@@ -574,8 +609,24 @@ fn handle(state: &Mutex<State>, req: &tiny_http::Request, body: &str) -> Reply {
     }
 }
 
-fn page_of(all: Vec<Value>, page: usize) -> Vec<Value> {
-    all.into_iter().skip((page - 1) * 100).take(100).collect()
+/// One page of 100 of a list, with GitHub's `Link` header pointing at the next and last
+/// pages (absolute URLs, as GitHub gives them).
+fn paged(st: &State, path: &str, all: Vec<Value>, page: usize) -> Reply {
+    let pages = all.len().div_ceil(100).max(1);
+    let items: Vec<Value> = all.into_iter().skip((page - 1) * 100).take(100).collect();
+    let mut reply = Reply::new(200, Value::Array(items));
+    if page < pages {
+        let url = |n: usize| format!("<{}{path}?per_page=100&page={n}>", st.origin);
+        reply = reply.header(
+            "link",
+            &format!(
+                "{}; rel=\"next\", {}; rel=\"last\"",
+                url(page + 1),
+                url(pages)
+            ),
+        );
+    }
+    reply
 }
 
 /// `git -C dir ARGS`, trimmed stdout; `None` on failure.
