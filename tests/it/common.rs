@@ -27,6 +27,26 @@ pub fn base_env(cmd: &mut Command, home: &Path) {
         .env_remove("STAGEGATE_REMOTE");
 }
 
+/// The path of an external tool a test needs, or `None` when it is missing and the test may
+/// be skipped. Under `CI=true` (where `.ci/run` installs every such tool) a missing tool is a
+/// failure, never a silent skip: a test that skipped in CI tested nothing.
+pub fn require_tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(
+            !ci,
+            "{name} is not installed, and CI is set: `.ci/run` must install it"
+        );
+        eprintln!("NOTICE: {name} is not installed; skipping (`.ci/run` installs it)");
+    }
+    found
+}
+
 impl TestEnv {
     pub fn new() -> TestEnv {
         let tmp = tempfile::Builder::new()

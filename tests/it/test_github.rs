@@ -1106,18 +1106,9 @@ fn the_example_workflows_check_out_everything_and_use_only_declared_inputs() {
     assert_eq!(commands, ["check", "plan"]);
 }
 
-/// `actionlint`, if installed (`.ci/run` installs it).
-fn actionlint() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("actionlint"))
-        .find(|p| p.is_file())
-}
-
 #[test]
 fn actionlint_accepts_the_example_workflows_against_our_action_yml() {
-    let Some(actionlint) = actionlint() else {
-        eprintln!("NOTICE: actionlint is not installed; skipping (`.ci/run` installs it)");
+    let Some(actionlint) = crate::common::require_tool("actionlint") else {
         return;
     };
     // A repository with our action at its root and the examples as its workflows, each
