@@ -1,12 +1,17 @@
-//! The content-addressed artifact store: build outputs kept by sha256.
+//! The content-addressed store: build outputs and full job logs, kept by sha256.
 //!
-//! A store is a directory (a plain path, relative to the repository, or a `file://` URL;
-//! other URL schemes can follow behind the same two calls). An artifact lives at
-//! `<store>/sha256/<hex>`, written to a temporary file in the store and renamed into place,
-//! so a reader never sees half an artifact and two builders of the same bytes agree.
-//! Reading verifies the digest every time: a corrupted store file is an error, never a
-//! silent pass.
+//! A store is a directory (a plain path, relative to the repository, or a `file://` URL)
+//! or an OCI registry (`oci://HOST[:PORT]/REPO`, see [`oci`]). A file lives at
+//! `<dir>/sha256/<hex>`, written to a temporary file and renamed into place, so a reader
+//! never sees half a file and two writers of the same bytes agree. With a registry, that
+//! directory (`<git-dir>/stagegate/artifacts`) is the local cache: what is pushed is kept
+//! there too, and what another runner pushed is pulled into it on first use.
+//! Reading verifies the digest every time: a corrupted file is an error, never a silent
+//! pass.
 
+pub mod oci;
+
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -15,10 +20,23 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, IoContext, Result};
 
 pub struct Store {
+    /// The store's directory, or a registry's local cache.
     pub root: PathBuf,
+    /// The registry, when the store is one.
+    remote: Option<oci::Registry>,
+    /// Whether other runners reach this store (a configured directory or a registry),
+    /// so logs belong in it; the default directory inside `.git` is this machine's alone.
+    shared: bool,
     /// Digests this process has already hashed and found intact: an image used by many
     /// jobs of one run is read in full once, not once per job.
     verified: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// What is being stored: it decides the registry's media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Artifact,
+    Log,
 }
 
 /// What `put` stored.
@@ -27,16 +45,18 @@ pub struct Stored {
     /// `sha256:<hex>`
     pub digest: String,
     pub size: u64,
-    /// `file://…` of the stored artifact.
+    /// `file://…` or `oci://HOST/REPO@sha256:…`: where any runner finds it.
     pub location: String,
 }
 
 impl Store {
-    /// The store named by `spec` (path or `file://` URL) relative to `base`, or the default
-    /// `<git-dir>/stagegate/artifacts`.
+    /// The store named by `spec` (path, `file://` or `oci://` URL) relative to `base`, or
+    /// the default `<git-dir>/stagegate/artifacts`.
     pub fn open(spec: Option<&str>, base: &Path, git_dir: &Path) -> Result<Store> {
-        let root = match spec {
-            None => git_dir.join("stagegate/artifacts"),
+        let cache = git_dir.join("stagegate/artifacts");
+        let (root, remote) = match spec {
+            None => (cache, None),
+            Some(s) if oci::is_oci(s) => (cache, Some(open_registry(s)?)),
             Some(s) => {
                 let path = match s.split_once("://") {
                     None => PathBuf::from(s),
@@ -46,34 +66,83 @@ impl Store {
                             format!(
                                 "artifact store {s:?}: the {scheme}:// scheme is not supported"
                             ),
-                            "use a directory path or a file:// URL in stagegate.yaml `artifacts.store`",
+                            "use a directory path, a file:// URL or oci://HOST[:PORT]/REPOSITORY in stagegate.yaml `artifacts.store`",
                         ));
                     }
                 };
-                if path.is_absolute() {
-                    path
-                } else {
-                    base.join(path)
-                }
+                (
+                    if path.is_absolute() {
+                        path
+                    } else {
+                        base.join(path)
+                    },
+                    None,
+                )
             }
         };
         Ok(Store {
             root,
+            remote,
+            shared: spec.is_some(),
             verified: Default::default(),
         })
+    }
+
+    /// Where this store is, for messages: its URL or directory.
+    pub fn describe(&self) -> String {
+        match &self.remote {
+            Some(r) => r.url(),
+            None => self.root.display().to_string(),
+        }
+    }
+
+    /// Whether other runners reach this store: full logs are kept in it only then.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     fn path_of(&self, hex: &str) -> PathBuf {
         self.root.join("sha256").join(hex)
     }
 
-    /// Copy `file` into the store under its digest.
-    pub fn put(&self, file: &Path) -> Result<Stored> {
+    /// Copy `file` into the store under its digest (with a registry: into the cache, then
+    /// pushed with `annotations` unless the registry has it already).
+    pub fn put(
+        &self,
+        file: &Path,
+        kind: Kind,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<Stored> {
+        let local = self.put_local(file)?;
+        let Some(remote) = &self.remote else {
+            return Ok(local);
+        };
+        let hex = local.digest.trim_start_matches("sha256:");
+        let media = match kind {
+            Kind::Artifact => oci::ARTIFACT_TYPE,
+            Kind::Log => oci::LOG_TYPE,
+        };
+        remote
+            .push_file(
+                &self.path_of(hex),
+                &local.digest,
+                local.size,
+                media,
+                annotations,
+            )
+            .map_err(store_error)?;
+        Ok(Stored {
+            location: remote.location(&local.digest),
+            ..local
+        })
+    }
+
+    fn put_local(&self, file: &Path) -> Result<Stored> {
         let dir = self.root.join("sha256");
         std::fs::create_dir_all(&dir)
             .io_context(|| format!("creating artifact store {}", dir.display()))?;
-        let mut src = std::fs::File::open(file)
-            .io_context(|| format!("opening artifact {}", file.display()))?;
+        let mut src =
+            std::fs::File::open(file).io_context(|| format!("opening {}", file.display()))?;
         let mut tmp = tempfile::NamedTempFile::new_in(&dir)
             .io_context(|| format!("writing into {}", dir.display()))?;
         let mut hasher = Sha256::new();
@@ -93,13 +162,10 @@ impl Store {
         }
         let hex = hex::encode(hasher.finalize());
         let dest = self.path_of(&hex);
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o444))
-            .io_context(|| "chmod artifact".into())?;
-        tmp.persist(&dest).map_err(|e| Error::Io {
-            context: format!("storing {}", dest.display()),
-            source: e.error,
-        })?;
+        persist_read_only(tmp, &dest)?;
+        if let Ok(mut v) = self.verified.lock() {
+            v.insert(hex.clone());
+        }
         Ok(Stored {
             digest: format!("sha256:{hex}"),
             size,
@@ -107,8 +173,8 @@ impl Store {
         })
     }
 
-    /// The local path of the artifact with `digest`, verified. `location` is where the
-    /// record says it was stored; it is copied in when this store lacks it.
+    /// The local path of the file with `digest`, verified. `location` is where the record
+    /// says it was stored; it is copied or pulled in when this store lacks it.
     pub fn get(
         &self,
         digest: &str,
@@ -116,6 +182,7 @@ impl Store {
     ) -> std::result::Result<PathBuf, String> {
         let hex = digest
             .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
             .ok_or_else(|| format!("unsupported digest {digest:?}"))?;
         let path = self.path_of(hex);
         if self
@@ -128,22 +195,7 @@ impl Store {
             return Ok(path);
         }
         if !path.exists() {
-            let from = location
-                .and_then(|l| l.strip_prefix("file://"))
-                .map(PathBuf::from);
-            match from {
-                Some(src) if src.exists() && src != path => {
-                    self.put(&src).map_err(|e| {
-                        format!("fetching artifact {digest} from {}: {e}", src.display())
-                    })?;
-                }
-                _ => {
-                    return Err(format!(
-                        "artifact {digest} is not in the store {}",
-                        self.root.display()
-                    ));
-                }
-            }
+            self.fetch(digest, location)?;
         }
         let actual =
             hash_file(&path).map_err(|e| format!("reading artifact {}: {e}", path.display()))?;
@@ -158,6 +210,114 @@ impl Store {
         }
         Ok(path)
     }
+
+    /// Bring the file `digest` into the store's directory from `location` (a registry, or
+    /// another directory), or from this store's registry.
+    fn fetch(&self, digest: &str, location: Option<&str>) -> std::result::Result<(), String> {
+        let from_registry = location
+            .filter(|l| oci::is_oci(l))
+            .and_then(|l| l.rsplit_once('@').map(|(url, _)| url));
+        let other;
+        let registry = match (from_registry, &self.remote) {
+            (Some(url), Some(r)) if url == r.url() => Some(r),
+            (Some(url), _) => {
+                other = oci::Registry::open(url).map_err(|e| e.to_string())?;
+                Some(&other)
+            }
+            (None, Some(r)) => Some(r),
+            (None, None) => None,
+        };
+        let dir = self.root.join("sha256");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("creating artifact store {}: {e}", dir.display()))?;
+        if let Some(registry) = registry {
+            let tmp = tempfile::NamedTempFile::new_in(&dir)
+                .map_err(|e| format!("writing into {}: {e}", dir.display()))?;
+            registry
+                .pull_to(digest, tmp.path())
+                .map_err(|e| format!("fetching {digest}: {e}"))?;
+            let hex = digest.trim_start_matches("sha256:");
+            return persist_read_only(tmp, &self.path_of(hex)).map_err(|e| e.to_string());
+        }
+        let src = location
+            .and_then(|l| l.strip_prefix("file://"))
+            .map(PathBuf::from)
+            .filter(|src| src.exists());
+        match src {
+            Some(src) => self
+                .put_local(&src)
+                .map(drop)
+                .map_err(|e| format!("fetching {digest} from {}: {e}", src.display())),
+            None => Err(format!(
+                "artifact {digest} is not in the store {}",
+                self.root.display()
+            )),
+        }
+    }
+
+    /// Copy the log at `location` (as a ledger record names it: a store location or a
+    /// plain path) to `out`, fetching it from its store when it is not here.
+    pub fn copy_log(&self, location: &str, out: &mut dyn Write) -> Result<()> {
+        let path = match digest_in(location) {
+            Some(d) => self
+                .get(&d, Some(location))
+                .map_err(|why| Error::infra(format!("the log at {location}: {why}")))?,
+            None => PathBuf::from(location.trim_start_matches("file://")),
+        };
+        let mut f = std::fs::File::open(&path).map_err(|e| {
+            Error::infra_help(
+                format!("cannot read the log {}: {e}", path.display()),
+                "the log was kept on the machine that ran the job; configure a shared `artifacts.store` to keep logs where every runner reaches them",
+            )
+        })?;
+        match std::io::copy(&mut f, out) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io {
+                context: format!("copying the log {}", path.display()),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The digest a store location names: `oci://…@sha256:<hex>`, or `file://…/sha256/<hex>`.
+fn digest_in(location: &str) -> Option<String> {
+    let hex = if oci::is_oci(location) {
+        location.rsplit_once("@sha256:")?.1
+    } else {
+        let (dir, hex) = location.strip_prefix("file://")?.rsplit_once('/')?;
+        dir.ends_with("/sha256").then_some(hex)?
+    };
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("sha256:{hex}"))
+}
+
+fn open_registry(url: &str) -> Result<oci::Registry> {
+    oci::Registry::open(url).map_err(|e| match e {
+        oci::OciError::BadUrl { .. } => Error::usage_help(
+            e.to_string(),
+            "write the store as oci://HOST[:PORT]/REPOSITORY, e.g. oci://ghcr.io/OWNER/stagegate-artifacts",
+        ),
+        other => store_error(other),
+    })
+}
+
+fn store_error(e: oci::OciError) -> Error {
+    Error::infra_help(
+        e.to_string(),
+        "check that the registry is reachable and that STAGEGATE_OCI_TOKEN, STAGEGATE_OCI_USERNAME/STAGEGATE_OCI_PASSWORD or GITHUB_TOKEN grant access",
+    )
+}
+
+/// Make `tmp` read-only and rename it to `dest`.
+fn persist_read_only(tmp: tempfile::NamedTempFile, dest: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o444))
+        .io_context(|| "chmod artifact".into())?;
+    tmp.persist(dest).map_err(|e| Error::Io {
+        context: format!("storing {}", dest.display()),
+        source: e.error,
+    })?;
+    Ok(())
 }
 
 pub fn hash_file(path: &Path) -> std::io::Result<String> {

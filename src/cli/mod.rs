@@ -11,12 +11,14 @@ pub mod github;
 mod hold;
 mod init;
 mod log;
+mod log_of;
 mod plan;
 mod poll;
 mod promote;
 mod release;
 pub mod run;
 mod status;
+mod store;
 mod sync;
 mod why;
 
@@ -61,11 +63,13 @@ pub enum Command {
     Promote(promote::Args),
     Why(why::Args),
     Log(log::Args),
+    LogOf(log_of::Args),
     Hold(hold::Args),
     Release(release::Args),
     Drop(drop::Args),
     Cycle(cycle::Args),
     Poll(poll::Args),
+    Store(store::Args),
 }
 
 /// How listing commands print.
@@ -110,11 +114,13 @@ pub fn main() -> i32 {
         Command::Promote(a) => promote::run(&ctx, a),
         Command::Why(a) => why::run(&ctx, a),
         Command::Log(a) => log::run(&ctx, a),
+        Command::LogOf(a) => log_of::run(&ctx, a),
         Command::Hold(a) => hold::run(&ctx, a),
         Command::Release(a) => release::run(&ctx, a),
         Command::Drop(a) => drop::run(&ctx, a),
         Command::Cycle(a) => cycle::run(&ctx, a),
         Command::Poll(a) => poll::run(&ctx, a),
+        Command::Store(a) => store::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

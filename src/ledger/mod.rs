@@ -170,6 +170,10 @@ pub fn key_dir(key: &str) -> String {
     format!("{}/{}/{}", &key[..2], &key[2..4], key)
 }
 
+fn valid_prefix(prefix: &str) -> bool {
+    prefix.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn valid_key(key: &str) -> bool {
     key.len() >= 8 && key.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -318,6 +322,26 @@ impl<'r> LedgerView<'r> {
     /// The result that counts for `key`: the newest attempt.
     pub fn latest(&self, key: &str) -> Result<Option<ResultRecord>> {
         Ok(self.results(key)?.pop())
+    }
+
+    /// The keys with results that start with `prefix` (at least 4 hex digits: only the
+    /// ledger directory of that prefix is read).
+    pub fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        let (Some(root), true) = (self.tree, prefix.len() >= 4 && valid_prefix(prefix)) else {
+            return Ok(Vec::new());
+        };
+        let prefix = prefix.to_ascii_lowercase();
+        let dir = format!("{}/{}", &prefix[..2], &prefix[2..4]);
+        let Some(e) = self.repo.entry(root, &dir)? else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .repo
+            .tree_entries(e.id)?
+            .into_iter()
+            .map(|k| k.name)
+            .filter(|k| k.starts_with(&prefix))
+            .collect())
     }
 
     /// Every key with results (walks the whole ledger: for tests and tools, not planning).

@@ -339,7 +339,25 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
         None => DEFAULT_RESULTS_REF.to_string(),
     };
     let push_results = doc.results.as_ref().is_some_and(|r| r.push);
-    let artifact_store = doc.artifacts.map(|a| a.store.value);
+    let artifact_store = doc.artifacts.map(|a| {
+        let store = &a.store;
+        let problem = match store.value.split_once("://") {
+            Some(("oci" | "oci+http", _)) => crate::artifact::oci::parse_url(&store.value).err(),
+            Some(("file", _)) | None => None,
+            Some((scheme, _)) => Some(format!("the {scheme}:// scheme is not supported")),
+        };
+        if let Some(why) = problem {
+            c.err(
+                Pos::of(store),
+                format!("artifacts.store {:?}: {why}", store.value),
+                Some(
+                    "use a directory, a file:// URL, or oci://HOST[:PORT]/REPOSITORY (e.g. oci://ghcr.io/OWNER/stagegate-artifacts)"
+                        .into(),
+                ),
+            );
+        }
+        store.value.clone()
+    });
     c.finish(Pipeline {
         stages,
         gates,

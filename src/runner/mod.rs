@@ -32,7 +32,8 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 
-use crate::artifact::Store;
+use crate::artifact::oci::ANNOTATION_PREFIX as ANNOTATION;
+use crate::artifact::{Kind, Store};
 use crate::ledger::{ArtifactRecord, EnvRecord, Exit, ResultRecord, Runner, Verdict};
 use crate::plan::{Job, JobKind, Role};
 use process::{Ended, Spec};
@@ -174,6 +175,7 @@ pub async fn execute(
             )
             .await;
             drop(slot);
+            let outcome = keep_log(outcome, &settings);
             let artifact = outcome.record.as_ref().and_then(|rec| rec.artifact.clone());
             let _ = publish.send(Some(match (outcome.verdict, artifact) {
                 (Some(Verdict::Pass), Some(a)) => Ok(a),
@@ -485,7 +487,9 @@ async fn run_job(
             if job.kind == JobKind::Build && matches!(verdict, Verdict::Pass | Verdict::Flaky) {
                 match store_build(job, &out, settings) {
                     Ok(a) => (verdict, reason, Some(a)),
-                    Err(why) => (Verdict::Fail, Some(why), None),
+                    Err(Unstored::Missing(why)) => (Verdict::Fail, Some(why), None),
+                    // The store, not the job, failed (§4.13): the next run retries.
+                    Err(Unstored::Store(why)) => (Verdict::Error, Some(why), None),
                 }
             } else {
                 (verdict, reason, None)
@@ -508,39 +512,89 @@ async fn run_job(
     }
 }
 
+/// Put the job's full log in a shared store, and point its record there, so any runner
+/// or reviewer can read it (`stagegate log-of KEY`). A log the store refused is an
+/// `error`: the job's result would point at nothing.
+fn keep_log(mut outcome: Outcome, settings: &Settings) -> Outcome {
+    if !settings.store.is_shared() {
+        return outcome;
+    }
+    let (Some(log), Some(record)) = (&outcome.log, &mut outcome.record) else {
+        return outcome;
+    };
+    let annotations = std::collections::BTreeMap::from([
+        (format!("{ANNOTATION}.job"), record.key.clone()),
+        (format!("{ANNOTATION}.name"), record.name.clone()),
+    ]);
+    match settings.store.put(log, Kind::Log, annotations) {
+        Ok(stored) => record.log = Some(stored.location),
+        Err(e) => {
+            let why = format!(
+                "the log could not be stored in {}: {e}",
+                settings.store.describe()
+            );
+            record.verdict = Verdict::Error;
+            record.reason = Some(why.clone());
+            outcome.verdict = Some(Verdict::Error);
+            outcome.reason = Some(why);
+        }
+    }
+    outcome
+}
+
 /// Largest lock file recorded in the ledger.
 const MAX_LOCK_BYTES: u64 = 1024 * 1024;
 
-fn store_build(job: &Job, out: &Path, settings: &Settings) -> Result<ArtifactRecord, String> {
+/// Why a passed build has no stored artifact: its own fault, or the store's.
+enum Unstored {
+    Missing(String),
+    Store(String),
+}
+
+fn store_build(job: &Job, out: &Path, settings: &Settings) -> Result<ArtifactRecord, Unstored> {
     let name = job.artifact.as_deref().unwrap_or_default();
     let path = out.join(name);
     if !path.is_file() {
-        return Err(format!(
+        return Err(Unstored::Missing(format!(
             "the build passed but did not write its artifact: $STAGEGATE_OUT/{name} is missing (build.artifact in {})",
             job.name
-        ));
+        )));
     }
     let lock = match &job.lock {
         None => None,
         Some(l) => {
             let lp = out.join(l);
-            let meta = std::fs::metadata(&lp).map_err(|_| format!("the build passed but did not write its lock file: $STAGEGATE_OUT/{l} is missing (build.lock in {})", job.name))?;
+            let meta = std::fs::metadata(&lp).map_err(|_| Unstored::Missing(format!("the build passed but did not write its lock file: $STAGEGATE_OUT/{l} is missing (build.lock in {})", job.name)))?;
             if meta.len() > MAX_LOCK_BYTES {
-                return Err(format!(
+                return Err(Unstored::Missing(format!(
                     "the lock file $STAGEGATE_OUT/{l} is {} bytes; at most {MAX_LOCK_BYTES} are recorded",
                     meta.len()
-                ));
+                )));
             }
             Some(
                 std::fs::read_to_string(&lp)
-                    .map_err(|e| format!("reading $STAGEGATE_OUT/{l}: {e}"))?,
+                    .map_err(|e| Unstored::Missing(format!("reading $STAGEGATE_OUT/{l}: {e}")))?,
             )
         }
     };
+    let mut annotations = std::collections::BTreeMap::from([
+        (format!("{ANNOTATION}.item"), job.name.clone()),
+        (format!("{ANNOTATION}.build-job"), job.key.clone()),
+    ]);
+    if let Some(e) = job
+        .env
+        .iter()
+        .find(|e| job.candidates.first() == Some(&e.item))
+    {
+        annotations.insert(format!("{ANNOTATION}.version"), e.version.clone());
+    }
+    if let Some(l) = &lock {
+        annotations.insert(format!("{ANNOTATION}.lock"), l.clone());
+    }
     let stored = settings
         .store
-        .put(&path)
-        .map_err(|e| format!("storing the artifact: {e}"))?;
+        .put(&path, Kind::Artifact, annotations)
+        .map_err(|e| Unstored::Store(format!("storing the artifact: {e}")))?;
     Ok(ArtifactRecord {
         digest: stored.digest,
         size: stored.size,

@@ -1,0 +1,393 @@
+//! An OCI registry as the shared store: artifacts and logs as OCI artifacts.
+//!
+//! `oci://HOST[:PORT]/REPO` names a repository of any OCI distribution registry (ghcr.io on
+//! GitHub). Every file is a blob addressed by its sha256 digest, kept alive by a small OCI
+//! artifact manifest tagged `sha256-<hex>` whose one layer is the blob, and whose
+//! annotations say what it is (item, version, lock; or the job a log belongs to).
+//!
+//! Transfers stream: a push is one `PUT` whose body is read from the file as it goes, a pull
+//! writes the response into a file as it arrives and checks the digest; neither holds the
+//! content in memory. Plain http is used for `127.0.0.1`, `localhost` and `[::1]`, and for
+//! any host written `oci+http://`; everything else is https.
+//!
+//! Credentials come from the environment (never from the state repository):
+//! `STAGEGATE_OCI_TOKEN` (a bearer token), or `STAGEGATE_OCI_USERNAME` and
+//! `STAGEGATE_OCI_PASSWORD`, or for ghcr.io `GITHUB_TOKEN` (with `GITHUB_ACTOR`); none means
+//! anonymous.
+//!
+//! The client is async; the store's callers are not. Each `Registry` owns a small runtime
+//! of its own and waits on it from whichever thread calls, so the store works the same from
+//! the CLI and from inside the job runner's runtime.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciDescriptor, OciImageManifest, OciManifest};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference, RegistryOperation};
+
+/// What went wrong talking to a registry.
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error("artifact store {url:?}: {why}")]
+    BadUrl { url: String, why: String },
+    #[error("{what} {url}: {source}")]
+    Registry {
+        what: String,
+        url: String,
+        #[source]
+        source: oci_client::errors::OciDistributionError,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the registry client: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// The media type of the (empty) config of every stagegate artifact.
+const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+/// `{}`, the OCI spec's empty descriptor content.
+const EMPTY_DATA: &[u8] = b"{}";
+/// `artifactType` of the manifests, and the layer media type, of each kind of file.
+pub const ARTIFACT_TYPE: &str = "application/vnd.stagegate.artifact.v1";
+pub const LOG_TYPE: &str = "application/vnd.stagegate.log.v1";
+/// Annotation keys.
+pub const ANNOTATION_PREFIX: &str = "dev.stagegate";
+
+/// How much of a file one read hands to the uploader.
+const READ_CHUNK: usize = 1 << 20;
+
+/// One repository of an OCI registry.
+pub struct Registry {
+    /// `host[:port]`
+    pub host: String,
+    /// The repository path inside the registry, e.g. `owner/stagegate-artifacts`.
+    pub repo: String,
+    plain_http: bool,
+    client: Arc<Client>,
+    auth: RegistryAuth,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // The store may be dropped inside another runtime (the job runner's), where a
+        // blocking shutdown is not allowed.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Whether `url` names a registry (`oci://` or `oci+http://`).
+pub fn is_oci(url: &str) -> bool {
+    url.starts_with("oci://") || url.starts_with("oci+http://")
+}
+
+impl Registry {
+    /// The registry named by `url` (`oci://HOST[:PORT]/REPO` or `oci+http://…`).
+    pub fn open(url: &str) -> Result<Registry, OciError> {
+        let Address {
+            host,
+            repo,
+            forced_http,
+        } = parse_url(url).map_err(|why| OciError::BadUrl {
+            url: url.to_string(),
+            why,
+        })?;
+        let hostname = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+        let plain_http = forced_http || matches!(hostname, "127.0.0.1" | "localhost" | "[::1]");
+        let config = ClientConfig {
+            protocol: if plain_http {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            // One streamed PUT per blob: the fastest way through, and a body read from the
+            // file as it is sent.
+            use_monolithic_push: true,
+            connect_timeout: Some(std::time::Duration::from_secs(30)),
+            user_agent: concat!("stagegate/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("stagegate-oci")
+            .enable_all()
+            .build()
+            .map_err(OciError::Runtime)?;
+        Ok(Registry {
+            auth: auth_from_env(hostname),
+            host,
+            repo,
+            plain_http: forced_http,
+            client: Arc::new(Client::new(config)),
+            rt: Some(rt),
+        })
+    }
+
+    /// The store's URL, as written in `stagegate.yaml`.
+    pub fn url(&self) -> String {
+        let scheme = if self.plain_http { "oci+http" } else { "oci" };
+        format!("{scheme}://{}/{}", self.host, self.repo)
+    }
+
+    /// Where the blob `digest` lives: `oci://HOST/REPO@sha256:…`.
+    pub fn location(&self, digest: &str) -> String {
+        format!("{}@{digest}", self.url())
+    }
+
+    fn reference(&self, tag: &str) -> Reference {
+        Reference::with_tag(self.host.clone(), self.repo.clone(), tag.to_string())
+    }
+
+    /// Run `f` on the registry's own runtime and wait for it, from any thread.
+    fn block<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T {
+        let rt = self
+            .rt
+            .as_ref()
+            .expect("runtime lives as long as the registry");
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv().expect("the registry runtime finished the task")
+    }
+
+    fn failed(
+        &self,
+        what: &str,
+    ) -> impl Fn(oci_client::errors::OciDistributionError) -> OciError + use<> {
+        let (what, url) = (what.to_string(), self.url());
+        move |source| OciError::Registry {
+            what: what.clone(),
+            url: url.clone(),
+            source,
+        }
+    }
+
+    /// Upload `path` (whose digest and size the caller computed) unless the registry has
+    /// it, and tag a manifest for it `sha256-<hex>` with `annotations`.
+    pub fn push_file(
+        &self,
+        path: &Path,
+        digest: &str,
+        size: u64,
+        artifact_type: &str,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<(), OciError> {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest).to_string();
+        let image = self.reference(&format!("sha256-{hex}"));
+        let (client, auth) = (self.client.clone(), self.auth.clone());
+        let file = path.to_path_buf();
+        let digest = digest.to_string();
+        let artifact_type = artifact_type.to_string();
+        let failed = self.failed("pushing to");
+        self.block(async move {
+            client
+                .auth(&image, &auth, RegistryOperation::Push)
+                .await
+                .map_err(&failed)?;
+            if !client.blob_exists(&image, &digest).await.map_err(&failed)? {
+                let f = tokio::fs::File::open(&file)
+                    .await
+                    .map_err(|source| OciError::Io {
+                        what: format!("opening {}", file.display()),
+                        source,
+                    })?;
+                client
+                    .push_blob_stream(&image, read_stream(f), &digest, Some(size))
+                    .await
+                    .map_err(&failed)?;
+            }
+            let empty = sha256_of(EMPTY_DATA);
+            if !client.blob_exists(&image, &empty).await.map_err(&failed)? {
+                client
+                    .push_blob(&image, EMPTY_DATA, &empty)
+                    .await
+                    .map_err(&failed)?;
+            }
+            let title = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| hex.clone());
+            let manifest = OciImageManifest {
+                schema_version: 2,
+                media_type: Some(OCI_IMAGE_MEDIA_TYPE.to_string()),
+                config: OciDescriptor {
+                    media_type: EMPTY_CONFIG.to_string(),
+                    digest: empty,
+                    size: EMPTY_DATA.len() as i64,
+                    ..Default::default()
+                },
+                layers: vec![OciDescriptor {
+                    media_type: artifact_type.clone(),
+                    digest: digest.clone(),
+                    size: size as i64,
+                    annotations: Some(BTreeMap::from([(
+                        "org.opencontainers.image.title".to_string(),
+                        title,
+                    )])),
+                    ..Default::default()
+                }],
+                subject: None,
+                artifact_type: Some(artifact_type),
+                annotations: (!annotations.is_empty()).then_some(annotations),
+            };
+            // Plain JSON, not the client's canonical form, which leaves control characters
+            // (a lock file's newlines) unescaped where registries expect strict JSON.
+            let body =
+                serde_json::to_vec(&OciManifest::Image(manifest)).expect("a manifest serializes");
+            client
+                .push_manifest_raw(&image, body, reqwest_header(OCI_IMAGE_MEDIA_TYPE))
+                .await
+                .map_err(&failed)?;
+            Ok(())
+        })
+    }
+
+    /// Download the blob `digest` into `dest` (a new file), verifying it as it arrives.
+    pub fn pull_to(&self, digest: &str, dest: &Path) -> Result<(), OciError> {
+        let image = self.reference("latest");
+        let (client, auth) = (self.client.clone(), self.auth.clone());
+        let dest = dest.to_path_buf();
+        let descriptor = OciDescriptor {
+            digest: digest.to_string(),
+            ..Default::default()
+        };
+        let failed = self.failed(&format!("pulling {digest} from"));
+        self.block(async move {
+            client
+                .auth(&image, &auth, RegistryOperation::Pull)
+                .await
+                .map_err(&failed)?;
+            let f = tokio::fs::File::create(&dest)
+                .await
+                .map_err(|source| OciError::Io {
+                    what: format!("creating {}", dest.display()),
+                    source,
+                })?;
+            let out = tokio::io::BufWriter::with_capacity(READ_CHUNK, f);
+            client
+                .pull_blob(&image, &descriptor, out)
+                .await
+                .map_err(&failed)?;
+            Ok(())
+        })
+    }
+
+    /// Whether the registry has the blob `digest`.
+    pub fn has(&self, digest: &str) -> Result<bool, OciError> {
+        let image = self.reference("latest");
+        let (client, auth) = (self.client.clone(), self.auth.clone());
+        let digest = digest.to_string();
+        let failed = self.failed("asking");
+        self.block(async move {
+            client
+                .auth(&image, &auth, RegistryOperation::Pull)
+                .await
+                .map_err(&failed)?;
+            client.blob_exists(&image, &digest).await.map_err(&failed)
+        })
+    }
+}
+
+/// A registry repository, as a store URL names it.
+pub struct Address {
+    /// `host[:port]`
+    pub host: String,
+    pub repo: String,
+    /// Written `oci+http://`: plain http whatever the host.
+    pub forced_http: bool,
+}
+
+/// Parse `oci://HOST[:PORT]/REPO` (or `oci+http://…`); the error says what is wrong.
+pub fn parse_url(url: &str) -> Result<Address, String> {
+    let (forced_http, rest) = if let Some(r) = url.strip_prefix("oci+http://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("oci://") {
+        (false, r)
+    } else {
+        return Err("expected oci://HOST[:PORT]/REPOSITORY".into());
+    };
+    let (host, repo) = rest
+        .trim_end_matches('/')
+        .split_once('/')
+        .ok_or("the repository is missing: expected oci://HOST[:PORT]/REPOSITORY")?;
+    if host.is_empty() || repo.is_empty() || host.contains('@') {
+        return Err("expected oci://HOST[:PORT]/REPOSITORY".into());
+    }
+    let repo_ok = repo.split('/').all(|part| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+    });
+    if !repo_ok {
+        return Err(
+            "a repository name is lower-case letters, digits, `.`, `_` and `-`, with `/` between parts"
+                .into(),
+        );
+    }
+    Ok(Address {
+        host: host.to_string(),
+        repo: repo.to_string(),
+        forced_http,
+    })
+}
+
+/// The credentials the environment offers for `host`.
+fn auth_from_env(host: &str) -> RegistryAuth {
+    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    if let Some(token) = var("STAGEGATE_OCI_TOKEN") {
+        return RegistryAuth::Bearer(token);
+    }
+    if let (Some(user), Some(password)) =
+        (var("STAGEGATE_OCI_USERNAME"), var("STAGEGATE_OCI_PASSWORD"))
+    {
+        return RegistryAuth::Basic(user, password);
+    }
+    if host == "ghcr.io"
+        && let Some(token) = var("GITHUB_TOKEN")
+    {
+        let user = var("GITHUB_ACTOR").unwrap_or_else(|| "stagegate".into());
+        return RegistryAuth::Basic(user, token);
+    }
+    RegistryAuth::Anonymous
+}
+
+/// A file as a stream of chunks for the uploader; one chunk in memory at a time.
+fn read_stream(
+    f: tokio::fs::File,
+) -> impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send + 'static {
+    use tokio::io::AsyncReadExt;
+    futures_util::stream::try_unfold(f, |mut f| async move {
+        let mut buf = bytes::BytesMut::with_capacity(READ_CHUNK);
+        while buf.len() < READ_CHUNK {
+            if f.read_buf(&mut buf).await? == 0 {
+                break;
+            }
+        }
+        Ok(if buf.is_empty() {
+            None
+        } else {
+            Some((buf.freeze(), f))
+        })
+    })
+}
+
+fn reqwest_header(value: &'static str) -> http::HeaderValue {
+    http::HeaderValue::from_static(value)
+}
+
+fn sha256_of(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
