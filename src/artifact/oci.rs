@@ -282,21 +282,6 @@ impl Registry {
             Ok(())
         })
     }
-
-    /// Whether the registry has the blob `digest`.
-    pub fn has(&self, digest: &str) -> Result<bool, OciError> {
-        let image = self.reference("latest");
-        let (client, auth) = (self.client.clone(), self.auth.clone());
-        let digest = digest.to_string();
-        let failed = self.failed("asking");
-        self.block(async move {
-            client
-                .auth(&image, &auth, RegistryOperation::Pull)
-                .await
-                .map_err(&failed)?;
-            client.blob_exists(&image, &digest).await.map_err(&failed)
-        })
-    }
 }
 
 /// A registry repository, as a store URL names it.
