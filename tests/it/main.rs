@@ -1,6 +1,7 @@
 //! Integration tests: the real binary on real repositories in temp dirs.
 
 mod common;
+mod registry;
 mod test_bench;
 mod test_check;
 mod test_github;
@@ -9,4 +10,5 @@ mod test_images;
 mod test_plan;
 mod test_promote;
 mod test_run;
+mod test_store;
 mod test_sync;

@@ -1,0 +1,63 @@
+//! A real OCI registry on 127.0.0.1 for the tests: Debian's `docker-registry` (the CNCF
+//! distribution registry), filesystem storage in a temp dir, on a port the kernel picks.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+pub struct Registry {
+    child: Child,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+}
+
+impl Registry {
+    /// Start a registry storing under `dir`, or `None` when `docker-registry` is not
+    /// installed (outside CI; under `CI=true` that is a failure, see `require_tool`).
+    pub fn start(dir: &Path) -> Option<Registry> {
+        let bin = crate::common::require_tool("docker-registry")?;
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n  secret: stagegate-tests\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker-registry starts");
+        // It says where it listens once it does: "listening on 127.0.0.1:PORT".
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.kill();
+                panic!("docker-registry exited before listening");
+            };
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split(['"', ' ']).next().unwrap().to_string();
+            }
+        };
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Some(Registry { child, addr })
+    }
+
+    /// The store URL of repository `repo` on this registry.
+    pub fn store(&self, repo: &str) -> String {
+        format!("oci://{}/{repo}", self.addr)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

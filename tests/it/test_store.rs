@@ -1,0 +1,204 @@
+//! The shared store: artifacts and full logs in a real OCI registry (Debian's
+//! `docker-registry` on 127.0.0.1), reached by several runners on clones of one remote.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::TestEnv;
+use crate::registry::Registry;
+
+/// A two-stage pipeline whose `images/disk` build writes a small disk file and whose test
+/// checks it, with `store` as the artifact store; `images/disk` bumped on staging.
+fn pipeline(store: &str) -> TestEnv {
+    let env = TestEnv::init_with(&[
+        (
+            "images/disk.yaml",
+            "name: disk\nversion: \"1\"\nbuild:\n  run: ./build.sh\n  artifact: disk.img\n  lock: disk.lock\n",
+        ),
+        (
+            "build.sh",
+            "#!/bin/sh\necho \"building disk $STAGEGATE_VERSION\"\necho \"disk $STAGEGATE_VERSION\" > \"$STAGEGATE_OUT/disk.img\"\necho \"pkg 1\" > \"$STAGEGATE_OUT/disk.lock\"\n",
+        ),
+        (
+            "tests/boots.yaml",
+            "name: boots\nuses: [images/disk]\nrun: ./boots.sh\n",
+        ),
+        (
+            "boots.sh",
+            "#!/bin/sh\necho \"testing $STAGEGATE_IMAGE_DISK_DIGEST\"\ngrep -q \"disk $STAGEGATE_IMAGE_DISK_VERSION\" \"$STAGEGATE_IMAGE_DISK_ARTIFACT\"\n",
+        ),
+    ]);
+    env.commit_on(
+        "staging",
+        "Use a shared store",
+        &[(
+            "stagegate.yaml",
+            &format!(
+                "version: 1\nstages: [staging, stable]\ngates:\n  stable: {{require: [build, test]}}\nartifacts: {{store: \"{store}\"}}\n"
+            ),
+        )],
+    );
+    env.git(&["branch", "-f", "stable", "staging"]);
+    env.edit("images/disk.yaml", "\"1\"", "\"2\"");
+    env.git(&["commit", "-qam", "Bump disk", "--no-verify"]);
+    env
+}
+
+/// A runner: a clone of `origin` at `<home>/<name>` with its own empty store cache.
+fn runner(env: &TestEnv, origin: &Path, name: &str) -> TestEnv {
+    let dir = env.home().join(name);
+    env.git(&[
+        "clone",
+        "-q",
+        origin.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
+    env.git_in(&dir, &["branch", "stable", "origin/stable"]);
+    TestEnv {
+        tmp: tempfile::tempdir().unwrap(),
+        repo: dir,
+    }
+}
+
+fn job_keys(env: &TestEnv) -> (String, String) {
+    let plan = env.json(&["plan", "--format", "json"]);
+    let jobs = plan[0]["jobs"].as_array().unwrap();
+    let key = |kind: &str| {
+        jobs.iter()
+            .find(|j| j["kind"] == kind)
+            .unwrap_or_else(|| panic!("a {kind} job in {plan:#}"))["key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    (key("build"), key("test"))
+}
+
+fn cache(env: &TestEnv) -> PathBuf {
+    env.repo.join(".git/stagegate/artifacts/sha256")
+}
+
+#[test]
+fn runners_share_artifacts_and_logs_through_a_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = Registry::start(dir.path()) else {
+        return;
+    };
+    let env = pipeline(&registry.store("team/pipeline"));
+    let origin = env.bare_clone("origin.git");
+    let (a, b, c) = (
+        runner(&env, &origin, "a"),
+        runner(&env, &origin, "b"),
+        runner(&env, &origin, "c"),
+    );
+    let (build, test) = job_keys(&a);
+
+    // Runner A builds; its artifact and log go to the registry, its result to origin.
+    a.sg_ok(&["--remote", "origin", "run", "--job", &build, "--push"]);
+    // Runner B has nothing local: it tests with A's artifact, pulled from the registry.
+    let ran = b.json(&["--remote", "origin", "run", "--push", "--format", "json"]);
+    let keys: Vec<&str> = ran["ran"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [test.as_str()],
+        "B ran the test only, never the build"
+    );
+    assert_eq!(ran["ran"][0]["verdict"], "pass", "{ran:#}");
+    assert!(
+        std::fs::read_dir(cache(&b)).unwrap().count() >= 1,
+        "B pulled the artifact into its cache"
+    );
+
+    // Runner C promotes and reads A's build log, which never was on C's machine.
+    c.sg_ok(&["--remote", "origin", "promote", "--push"]);
+    let record = c.git(&["show", "origin/stable:.stagegate/built/images/disk.yaml"]);
+    assert!(
+        record.contains(&format!("oci://{}/team/pipeline@sha256:", registry.addr)),
+        "{record}"
+    );
+    let log = c.sg_ok(&["--remote", "origin", "log-of", &build[..8]]);
+    assert!(log.contains("building disk 2"), "{log}");
+    let log = c.sg_ok(&["--remote", "origin", "log-of", &test]);
+    assert!(log.contains("testing sha256:"), "{log}");
+    let results = c.git(&["ls-tree", "-r", "--name-only", "refs/stagegate/results"]);
+    assert_eq!(
+        results.lines().filter(|l| l.contains(&build)).count(),
+        1,
+        "built once: {results}"
+    );
+}
+
+#[test]
+fn store_put_and_get_round_trip_through_a_registry_and_a_corrupt_blob_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = Registry::start(dir.path()) else {
+        return;
+    };
+    let env = pipeline(&registry.store("round/trip"));
+    let file = env.home().join("payload.bin");
+    let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&file, &payload).unwrap();
+    let put = env.json(&["store", "put", file.to_str().unwrap(), "--format", "json"]);
+    let digest = put["digest"].as_str().unwrap().to_string();
+    assert_eq!(put["size"], 3_000_000);
+    assert_eq!(
+        put["location"],
+        format!("{}@{digest}", registry.store("round/trip"))
+    );
+
+    std::fs::remove_dir_all(cache(&env)).unwrap();
+    let out = env.home().join("back.bin");
+    env.sg_ok(&["store", "get", &digest, "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), payload);
+
+    // Damage the registry's copy: a pull verifies, and refuses it.
+    std::fs::remove_dir_all(cache(&env)).unwrap();
+    let hex = digest.trim_start_matches("sha256:");
+    let blob = dir.path().join(format!(
+        "data/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ));
+    let mut bad = payload.clone();
+    bad[1000] ^= 1;
+    std::fs::write(&blob, bad).unwrap();
+    let (_, err) = env.sg_code(3, &["store", "get", &digest]);
+    assert!(err.contains(&digest), "{err}");
+    assert!(
+        !cache(&env).join(hex).exists(),
+        "nothing unverified is kept"
+    );
+}
+
+#[test]
+fn a_registry_that_cannot_be_reached_makes_a_build_an_error_not_a_fail() {
+    // Port 1 on 127.0.0.1: nothing listens there.
+    let env = pipeline("oci://127.0.0.1:1/team/pipeline");
+    let (build, _) = job_keys(&env);
+    let (out, _) = env.sg_code(1, &["run", "--job", &build]);
+    assert!(out.contains("error"), "{out}");
+    assert!(out.contains("127.0.0.1:1/team/pipeline"), "{out}");
+    let status = env.json(&["plan", "--format", "json"]);
+    let job = status[0]["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["key"] == build.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(job["result"], "error", "{job:#}");
+}
+
+#[test]
+fn check_names_the_line_of_a_malformed_store_url() {
+    let env = pipeline("oci://registry.example");
+    let (_, err) = env.sg_code(1, &["check", "staging"]);
+    assert!(err.contains("stagegate.yaml:5"), "{err}");
+    assert!(err.contains("the repository is missing"), "{err}");
+    let env = pipeline("s3://bucket/path");
+    let (_, err) = env.sg_code(1, &["check", "staging"]);
+    assert!(err.contains("the s3:// scheme is not supported"), "{err}");
+}
