@@ -62,7 +62,14 @@ pub fn options<'a>(
             r.host
         ),
         ci_url: r.ci_url,
-        review: forge.map(|forge| promote::review::Review { forge, remote }),
+        review: forge.map(|forge| promote::review::Review {
+            forge,
+            remote,
+            merge_poll_ms: std::env::var("STAGEGATE_GITHUB_RETRY_BASE_MS")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(1000),
+        }),
         force_review,
     }
 }

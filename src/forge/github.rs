@@ -4,8 +4,8 @@
 //! what happens around each one, because a promotion must neither stop at the first
 //! hiccup nor hammer an API that asked it to wait:
 //!
-//! - transient failures (HTTP 5xx, a dropped connection) of idempotent requests (GET, PUT,
-//!   PATCH, DELETE) are retried with exponential backoff, a bounded number of times; a POST
+//! - transient failures (HTTP 5xx, a dropped connection) of idempotent requests (GET, PATCH,
+//!   DELETE) are retried with exponential backoff, a bounded number of times; a POST
 //!   is never sent twice, since GitHub may have acted on the first (a second pull request,
 //!   a second comment);
 //! - a rate limit (403/429 with `retry-after`, or `x-ratelimit-remaining: 0` and
@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Approval, CheckPosted, CheckRun, DraftChange, Forge, MergeOutcome, PullRequest, StatusState,
+    Approval, CheckPosted, CheckRun, DraftChange, Forge, Permission, PullRequest, StatusState,
 };
 use crate::error::{Error, Result, chain};
 
@@ -273,7 +273,6 @@ enum Verb {
     Get,
     Post,
     Patch,
-    Put,
     Delete,
 }
 
@@ -283,7 +282,6 @@ impl Verb {
             Verb::Get => "GET",
             Verb::Post => "POST",
             Verb::Patch => "PATCH",
-            Verb::Put => "PUT",
             Verb::Delete => "DELETE",
         }
     }
@@ -502,7 +500,6 @@ impl GitHub {
                     Verb::Get => client._get(path).await,
                     Verb::Post => client._post(path, body).await,
                     Verb::Patch => client._patch(path, body).await,
-                    Verb::Put => client._put(path, body).await,
                     Verb::Delete => client._delete(path, body).await,
                 };
                 let response = match sent {
@@ -668,6 +665,18 @@ impl GitHub {
 
     /// Every page of a list, 100 a page, following GitHub's `Link: rel="next"` to the end.
     fn list<T: serde::de::DeserializeOwned>(&self, what: &str, path: &str) -> Result<Vec<T>> {
+        match self.try_list(what, path)? {
+            Ok(items) => Ok(items),
+            Err((page, reply)) => Err(self.api_error(what, Verb::Get, &page, &reply)),
+        }
+    }
+
+    /// [`GitHub::list`], with a page GitHub refused returned as `Err((path, reply))`.
+    fn try_list<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+    ) -> Result<std::result::Result<Vec<T>, (String, Reply)>> {
         let mut out = Vec::new();
         let sep = if path.contains('?') { '&' } else { '?' };
         let mut next = Some(format!("{path}{sep}per_page=100"));
@@ -683,7 +692,7 @@ impl GitHub {
             }
             let reply = self.send(Verb::Get, what, &page, None)?;
             if !reply.ok() {
-                return Err(self.api_error(what, Verb::Get, &page, &reply));
+                return Ok(Err((page, reply)));
             }
             let items: Vec<T> = self.parse(what, &reply.body)?;
             out.extend(items);
@@ -692,7 +701,7 @@ impl GitHub {
                 None => None,
             };
         }
-        Ok(out)
+        Ok(Ok(out))
     }
 
     /// A URL GitHub handed back (a `next` page) as a path under the API base. A URL
@@ -957,40 +966,43 @@ impl Forge for GitHub {
         Ok(out)
     }
 
-    fn merge_pr(&self, number: u64, title: &str, message: &str, sha: &str) -> Result<MergeOutcome> {
-        let what = format!("merging pull request #{number}");
-        let path = self.repo_path(&format!("/pulls/{number}/merge"));
-        let request = json!({
-            "commit_title": title,
-            "commit_message": message,
-            "sha": sha,
-            // Never squash or rebase: the tested commits reach the stage as they are.
-            "merge_method": "merge",
-        });
-        let reply = self.send(Verb::Put, &what, &path, Some(&request))?;
-        match reply.status {
-            200 => {
-                #[derive(Deserialize)]
-                struct Merged {
-                    sha: Option<String>,
-                    merged: Option<bool>,
-                    message: Option<String>,
-                }
-                let m: Merged = self.parse(&what, &reply.body)?;
-                match (m.merged, m.sha) {
-                    (Some(false), _) | (_, None) => Ok(MergeOutcome::NotMergeable {
-                        message: m.message.unwrap_or_else(|| "not merged".into()),
-                    }),
-                    (_, Some(sha)) => Ok(MergeOutcome::Merged { sha }),
-                }
-            }
-            409 => Ok(MergeOutcome::HeadMoved {
-                message: error_text(&reply.body),
-            }),
-            405 | 422 => Ok(MergeOutcome::NotMergeable {
-                message: error_text(&reply.body),
-            }),
-            _ => Err(self.api_error(&what, Verb::Put, &path, &reply)),
+    fn permission(&self, user: &str) -> Result<Permission> {
+        let what = format!("reading the permission of {user}");
+        let path = self.repo_path(&format!("/collaborators/{}/permission", encode(user)));
+        let reply = self.send(Verb::Get, &what, &path, None)?;
+        if reply.status == 404 {
+            // Not a user (any more), or not one this repository knows.
+            return Ok(Permission::None);
+        }
+        if !reply.ok() {
+            return Err(self.api_error(&what, Verb::Get, &path, &reply));
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            permission: String,
+        }
+        let a: Answer = self.parse(&what, &reply.body)?;
+        Ok(match a.permission.as_str() {
+            "admin" => Permission::Admin,
+            "write" | "maintain" => Permission::Write,
+            "read" | "triage" | "pull" => Permission::Read,
+            _ => Permission::None,
+        })
+    }
+
+    fn team_members(&self, org: &str, slug: &str) -> Result<Option<Vec<String>>> {
+        let what = format!("listing the members of team @{org}/{slug}");
+        let path = format!("/orgs/{}/teams/{}/members", encode(org), encode(slug));
+        #[derive(Deserialize)]
+        struct Member {
+            login: String,
+        }
+        match self.try_list::<Member>(&what, &path)? {
+            Ok(m) => Ok(Some(m.into_iter().map(|m| m.login).collect())),
+            // A workflow's own token cannot read an organization's teams: the caller says
+            // so, rather than failing the promotion.
+            Err((_, reply)) if matches!(reply.status, 403 | 404) => Ok(None),
+            Err((page, reply)) => Err(self.api_error(&what, Verb::Get, &page, &reply)),
         }
     }
 
@@ -1248,7 +1260,7 @@ mod tests {
     #[test]
     fn only_posts_are_never_retried() {
         assert!(!Verb::Post.idempotent());
-        for v in [Verb::Get, Verb::Put, Verb::Patch, Verb::Delete] {
+        for v in [Verb::Get, Verb::Patch, Verb::Delete] {
             assert!(v.idempotent(), "{v:?}");
         }
     }

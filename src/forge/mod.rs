@@ -4,8 +4,9 @@
 //! shows the decision where people review it. It owns:
 //!
 //! - [`Forge`], the small trait the promotion code calls (one pull request per stage move,
-//!   merge with a merge commit, draft when red, a check run on the tested commit), so a
-//!   second forge can follow GitHub without touching the callers;
+//!   draft when red, check runs, who may approve, deleting a merged branch), so a second
+//!   forge can follow GitHub without touching the callers;
+//! - [`codeowners`], who owns which path, read as GitHub reads CODEOWNERS;
 //! - [`github::GitHub`], that trait over GitHub's REST and GraphQL APIs (octocrab), with
 //!   retries on transient failures and waits on rate limits;
 //! - [`summary::PromotionSummary`], what a promotion has to say, and its renderings: the
@@ -15,6 +16,7 @@
 //! infrastructure error (exit code 3) that names the call, the repository, the HTTP status
 //! and the forge's own message.
 
+pub mod codeowners;
 pub mod github;
 pub mod summary;
 
@@ -85,17 +87,31 @@ impl Approval {
     }
 }
 
-/// What [`Forge::merge_pr`] did. Refusals that the promotion code should act on are values,
-/// not errors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "outcome")]
-pub enum MergeOutcome {
-    /// Merged with a merge commit: its id.
-    Merged { sha: String },
-    /// The pull request's head is no longer the tested commit: nothing was merged.
-    HeadMoved { message: String },
-    /// The forge will not merge it (conflicts, branch protection, closed): nothing was merged.
-    NotMergeable { message: String },
+/// What someone may do in a repository, as GitHub's collaborator permission says it
+/// (`maintain` reads as `write`, `triage` as `read`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    None,
+    Read,
+    Write,
+    Admin,
+}
+
+impl Permission {
+    /// May push, and so may approve a promotion.
+    pub fn can_write(self) -> bool {
+        self >= Permission::Write
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::None => "none",
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Admin => "admin",
+        }
+    }
 }
 
 /// The result of a check, as GitHub's check runs name it.
@@ -233,14 +249,13 @@ pub trait Forge {
     /// commit count, so an approval of an earlier promotion never approves a later one.
     fn reviews(&self, number: u64, head_sha: Option<&str>) -> Result<Approval>;
 
-    /// Approved (and nobody asks for changes); see [`Forge::reviews`].
-    fn approved(&self, number: u64, head_sha: Option<&str>) -> Result<bool> {
-        Ok(self.reviews(number, head_sha)?.is_approved())
-    }
+    /// What `user` may do in the repository (GitHub: `GET …/collaborators/{user}/permission`).
+    /// Someone who is not a collaborator has [`Permission::None`] or [`Permission::Read`].
+    fn permission(&self, user: &str) -> Result<Permission>;
 
-    /// Merge with a merge commit (never squash or rebase: the tested commits must reach the
-    /// stage as they are), only if the head is still `sha`.
-    fn merge_pr(&self, number: u64, title: &str, message: &str, sha: &str) -> Result<MergeOutcome>;
+    /// The logins of the members of team `org/slug` (a CODEOWNERS owner `@org/slug`), or
+    /// `None` when the forge will not say (a token without `members: read`).
+    fn team_members(&self, org: &str, slug: &str) -> Result<Option<Vec<String>>>;
 
     /// Delete a branch of the repository (a merged promotion branch). `false`: it was not
     /// there (already deleted, by GitHub's "delete head branches" setting or a person).

@@ -186,9 +186,7 @@ pub fn promote_move(
         if let Some(e) = chosen.as_ref().or(evals.first()) {
             let s = review::summary(planner, &plan, e)?;
             if let (Some(r), false) = (&opts.review, opts.dry_run) {
-                r.forge.create_check_run(
-                    &s.check_run(&format!("stagegate {} -> {}", from.name, to.name))?,
-                )?;
+                review::post_check(&plan, &s, r, reviewed)?;
             }
             outcome.summary = Some(s);
         }
@@ -211,7 +209,7 @@ pub fn promote_move(
             let summary = outcome.summary.clone().expect("made above");
             // The pull request carries the merge commit without push-gate results: merging
             // it is the promotion, so components are pushed only once it is merged.
-            let done = review::via_pull_request(planner, &plan, &chosen, &summary, r, || {
+            let done = review::via_pull_request(planner, &plan, &summary, r, || {
                 merge_commit(planner, &plan, &chosen, opts, Vec::new())
             })?;
             outcome.notes.extend(done.notes);

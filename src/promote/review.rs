@@ -2,22 +2,28 @@
 //! and the summary of a move for people.
 //!
 //! The pull request comes from one branch per stage move, `stagegate/promote/<S>-to-<T>`,
-//! holding the very merge commit a direct promotion would make (tested commit plus the
-//! decision YAML, trailers in its message). Re-running reuses that commit while it still
-//! merges the same tested commit into the same head of T, so reviews stay valid, and
-//! updates the one open pull request (title, body, labels) instead of opening another.
-//! When it is approved (a review of that very head) and the gate still says promote, it is
-//! merged with a merge commit — never squash or rebase — whose message carries the
-//! decision's trailers, so `git log --first-parent T` reads the same as without review. A
-//! gate that turns red again makes the pull request a draft, with the reason.
+//! holding the very promotion commit a direct promotion would put on T (the decision YAML
+//! in its tree, trailers in its message). Re-running reuses that commit while it promotes
+//! exactly what the gate decides now — same parents, same tree but for the new decision
+//! record's time and runner — so reviews stay valid; anything else on the branch is
+//! replaced. The one open pull request is updated (title, body, labels), never duplicated.
+//!
+//! The gate's check goes on the tested commit and on the pull request's head, where branch
+//! protection looks. An approval counts when it is of that very head, by someone with
+//! write access, and — where T has a CODEOWNERS file — covers every changed file's owners.
+//! Then T is moved to the approved commit itself (a fast-forward push, leased on the T the
+//! decision saw): GitHub shows the pull request as merged, T gains one commit per
+//! promotion, and the branch is deleted. A gate that turns red again makes the pull
+//! request a draft, with the reason.
 
 use gix::ObjectId;
 
 use crate::error::{Error, Result};
+use crate::forge::codeowners::Owner;
 use crate::forge::summary::{
     BaselineRow, CandidateChange, DecisionKind, EnvItem, JobRow, PromotionSummary,
 };
-use crate::forge::{Forge, MergeOutcome, promotion_branch};
+use crate::forge::{CheckRun, Forge, promotion_branch};
 use crate::gate::{Decision, Evaluation, JobState};
 use crate::plan::{JobKind, MovePlan, Planner, short};
 use crate::repo::Cas;
@@ -26,8 +32,11 @@ use crate::repo::remote::git;
 /// What a forge-backed promotion needs.
 pub struct Review<'a> {
     pub forge: &'a dyn Forge,
-    /// The remote the promotion branch is pushed to and T is fetched from.
+    /// The remote the promotion branch and T are pushed to.
     pub remote: String,
+    /// The first wait, doubled each time, for the forge to show a pushed promotion as a
+    /// merged pull request (before its branch is deleted).
+    pub merge_poll_ms: u64,
 }
 
 /// The people's view of one evaluated commit of a move.
@@ -117,54 +126,73 @@ pub fn summary(planner: &Planner, plan: &MovePlan, e: &Evaluation) -> Result<Pro
 
 /// What reviewing did for the chosen commit.
 pub struct Reviewed {
-    /// T's new head when the pull request was merged.
+    /// T's new head when the promotion was merged.
     pub promoted: Option<ObjectId>,
     pub notes: Vec<String>,
 }
 
+/// The name of the gate's check, on the tested commit and on the pull request's head.
+pub fn check_name(plan: &MovePlan) -> String {
+    format!("stagegate {} -> {}", plan.from.name, plan.to.name)
+}
+
+/// Post the gate's check on the tested commit and, for a reviewed move with an open
+/// promotion pull request, on that pull request's head too: GitHub evaluates the checks
+/// branch protection requires on the head, which is the promotion commit, not the tested
+/// one.
+pub fn post_check(
+    plan: &MovePlan,
+    summary: &PromotionSummary,
+    review: &Review,
+    reviewed: bool,
+) -> Result<()> {
+    let run = summary.check_run(&check_name(plan))?;
+    review.forge.create_check_run(&run)?;
+    if reviewed {
+        let branch = promotion_branch(&plan.from.name, &plan.to.name);
+        if let Some(pr) = review.forge.find_open_pr(&branch, &plan.to.branch)?
+            && pr.head_sha != run.head_sha
+        {
+            review.forge.create_check_run(&CheckRun {
+                head_sha: pr.head_sha,
+                ..run
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Put the promotion up for review, or merge it when it is approved.
+///
+/// The promotion branch holds the promotion commit itself (what a direct promotion would
+/// put on T); merging is pushing that very commit to T as a fast-forward, which GitHub
+/// records as the pull request being merged. So a promotion is one commit on T, not the
+/// promotion commit plus a merge of it, and what was approved is exactly what lands.
 pub fn via_pull_request(
     planner: &Planner,
     plan: &MovePlan,
-    chosen: &Evaluation,
     summary: &PromotionSummary,
     review: &Review,
-    merge_commit: impl FnOnce() -> Result<ObjectId>,
+    promotion_commit: impl FnOnce() -> Result<ObjectId>,
 ) -> Result<Reviewed> {
     let repo = planner.repo;
     let git_dir = repo.git_dir();
     let branch = promotion_branch(&plan.from.name, &plan.to.name);
     let mut notes = Vec::new();
 
-    // Reuse the branch's commit while it still promotes the same commit into the same T.
-    let tracking = format!("refs/stagegate-remotes/{}/{branch}", review.remote);
-    let published = match crate::repo::remote::ls_remote(git_dir, &review.remote, &branch)? {
-        Some(sha) => {
-            git(
-                git_dir,
-                &[
-                    "fetch",
-                    "--quiet",
-                    "--no-tags",
-                    &review.remote,
-                    &format!("+refs/heads/{branch}:{tracking}"),
-                ],
-            )?;
-            let id = ObjectId::from_hex(sha.as_bytes()).map_err(|_| {
-                Error::infra(format!(
-                    "{} answered a malformed id for {branch}",
-                    review.remote
-                ))
-            })?;
-            let parents = repo.commit(id)?.parents;
-            (parents == [plan.to_head, chosen.commit]).then_some(id)
-        }
-        None => None,
-    };
-    let head = match published {
-        Some(id) => id,
-        None => {
-            let m = merge_commit()?;
+    // Reuse the published commit while it promotes exactly what we would promote now, so
+    // reviews of it stay valid; anything else on the branch is replaced.
+    let fresh = promotion_commit()?;
+    let published = fetch_branch(repo, &review.remote, &branch)?;
+    let (head, pushed) = match published {
+        Some(p) if same_promotion(repo, plan, p, fresh)? => (p, false),
+        other => {
+            if let Some(p) = other {
+                notes.push(format!(
+                    "{branch} held {}, which does not promote what the gate decided now: replaced",
+                    short(p)
+                ));
+            }
             // The branch belongs to stagegate: it is replaced whenever what it promotes changes.
             git(
                 git_dir,
@@ -173,13 +201,14 @@ pub fn via_pull_request(
                     "--quiet",
                     "--force",
                     &review.remote,
-                    &format!("{m}:refs/heads/{branch}"),
+                    &format!("{fresh}:refs/heads/{branch}"),
                 ],
             )?;
-            notes.push(format!("pushed {branch} ({})", short(m)));
-            m
+            notes.push(format!("pushed {branch} ({})", short(fresh)));
+            (fresh, true)
         }
     };
+    let head_hex = head.to_string();
     let (pr, upsert) = review.forge.upsert_pr(
         &branch,
         &plan.to.branch,
@@ -203,52 +232,76 @@ pub fn via_pull_request(
             pr.number
         ));
     }
-    let head_hex = head.to_string();
-    if !review.forge.approved(pr.number, Some(&head_hex))? {
+    // The check on a new head, before anything is merged: branch protection reads it
+    // there. (An unchanged head got it from [`post_check`].)
+    let run = summary.check_run(&check_name(plan))?;
+    if (pushed || upsert == crate::forge::Upsert::Opened) && run.head_sha != head_hex {
+        review.forge.create_check_run(&CheckRun {
+            head_sha: head_hex.clone(),
+            ..run
+        })?;
+    }
+    let (approved, why) = approval(repo, review.forge, pr.number, head, plan.to_head)?;
+    notes.extend(why);
+    if !approved {
         notes.push(format!(
-            "waiting for an approving review of pull request #{} ({})",
-            pr.number, pr.url
+            "waiting for an approving review of pull request #{} at {} ({})",
+            pr.number,
+            short(head),
+            pr.url
         ));
         return Ok(Reviewed {
             promoted: None,
             notes,
         });
     }
-    let message = repo.commit(head)?.message;
-    let (title, body) = message.split_once("\n\n").unwrap_or((message.as_str(), ""));
-    match review
-        .forge
-        .merge_pr(pr.number, title.trim(), body.trim_end(), &head_hex)?
-    {
-        MergeOutcome::Merged { sha } => {
-            notes.push(format!(
-                "merged pull request #{} as {}",
-                pr.number,
-                &sha[..sha.len().min(10)]
-            ));
-            let promoted = follow_remote(planner, plan, &review.remote)?;
-            Ok(Reviewed {
-                promoted: promoted.or(Some(head)),
-                notes,
-            })
-        }
-        MergeOutcome::HeadMoved { message } | MergeOutcome::NotMergeable { message } => {
-            notes.push(format!(
-                "pull request #{} was not merged: {message}; waiting",
-                pr.number
-            ));
-            Ok(Reviewed {
-                promoted: None,
-                notes,
-            })
-        }
+    // Merge: T moves to the approved commit, only from the head the decision was made on.
+    let lease = format!(
+        "--force-with-lease=refs/heads/{}:{}",
+        plan.to.branch, plan.to_head
+    );
+    if let Err(e) = git(
+        git_dir,
+        &[
+            "push",
+            "--quiet",
+            &lease,
+            &review.remote,
+            &format!("{head}:refs/heads/{}", plan.to.branch),
+        ],
+    ) {
+        notes.push(format!(
+            "pull request #{} is approved, but {} on {} could not be moved to it ({e}); waiting",
+            pr.number, plan.to.branch, review.remote
+        ));
+        return Ok(Reviewed {
+            promoted: None,
+            notes,
+        });
     }
+    notes.push(format!(
+        "merged pull request #{}: {} is {}",
+        pr.number,
+        plan.to.branch,
+        short(head)
+    ));
+    let reflog = format!("stagegate: merge pull request #{}", pr.number);
+    if repo.cas(&plan.to.ref_name(), Some(plan.to_head), head, &reflog)? == Cas::Updated {
+        crate::repo::remote::sync_worktree(repo, &plan.to.branch, plan.to_head, head);
+    }
+    notes.extend(delete_when_merged(review, pr.number, &branch)?);
+    Ok(Reviewed {
+        promoted: Some(head),
+        notes,
+    })
 }
 
-/// After the forge merged into T, bring the local T to the remote's (a fast-forward).
-fn follow_remote(planner: &Planner, plan: &MovePlan, remote: &str) -> Result<Option<ObjectId>> {
-    let repo = planner.repo;
-    let tracking = format!("refs/stagegate-remotes/{remote}/heads/{}", plan.to.branch);
+/// The remote's promotion branch, fetched (so its objects are here to inspect), or `None`.
+fn fetch_branch(repo: &crate::repo::Repo, remote: &str, branch: &str) -> Result<Option<ObjectId>> {
+    let Some(sha) = crate::repo::remote::ls_remote(repo.git_dir(), remote, branch)? else {
+        return Ok(None);
+    };
+    let tracking = format!("refs/stagegate-remotes/{remote}/{branch}");
     git(
         repo.git_dir(),
         &[
@@ -256,30 +309,236 @@ fn follow_remote(planner: &Planner, plan: &MovePlan, remote: &str) -> Result<Opt
             "--quiet",
             "--no-tags",
             remote,
-            &format!("+refs/heads/{}:{tracking}", plan.to.branch),
+            &format!("+refs/heads/{branch}:{tracking}"),
         ],
     )?;
-    let Some(theirs) = repo.ref_target(&tracking)? else {
-        return Ok(None);
+    ObjectId::from_hex(sha.as_bytes())
+        .map(Some)
+        .map_err(|_| Error::infra(format!("{remote} answered a malformed id for {branch}")))
+}
+
+/// Once GitHub has seen the push, the pull request reads as merged; then its branch goes.
+/// GitHub notices a pushed head within seconds, so this asks a few times before leaving
+/// the branch for the next run.
+fn delete_when_merged(review: &Review, number: u64, branch: &str) -> Result<Vec<String>> {
+    let mut wait = std::time::Duration::from_millis(review.merge_poll_ms);
+    for _ in 0..5 {
+        if review.forge.get_pr(number)?.merged {
+            return Ok(if review.forge.delete_branch(branch)? {
+                vec![format!("deleted {branch}")]
+            } else {
+                Vec::new()
+            });
+        }
+        std::thread::sleep(wait);
+        wait *= 2;
+    }
+    Ok(vec![format!(
+        "GitHub does not show pull request #{number} as merged yet; {branch} is left for the next run to delete"
+    )])
+}
+
+/// `published` promotes what `fresh` does: the same parents, the same tree but for the new
+/// decision record (whose time, runner and run link differ), the same record otherwise and
+/// the same message but for who decided. Anything else — a substituted manifest, an extra
+/// file, an edited record — and the branch is not reused.
+fn same_promotion(
+    repo: &crate::repo::Repo,
+    plan: &MovePlan,
+    published: ObjectId,
+    fresh: ObjectId,
+) -> Result<bool> {
+    let (p, f) = (repo.commit(published)?, repo.commit(fresh)?);
+    if p.parents != f.parents || without_volatile(&p.message) != without_volatile(&f.message) {
+        return Ok(false);
+    }
+    let changed = changed_paths(repo, repo.tree_of(published)?, repo.tree_of(fresh)?)?;
+    let decisions = format!("{}/", crate::records::decisions_dir(&plan.to.name));
+    let t_tree = repo.tree_of(plan.to_head)?;
+    let mut records = (None, None);
+    for c in &changed {
+        let new_record = c.path.starts_with(&decisions) && repo.entry(t_tree, &c.path)?.is_none();
+        match (new_record, c.old, c.new) {
+            (true, Some(id), None) if records.0.is_none() => records.0 = Some(id),
+            (true, None, Some(id)) if records.1.is_none() => records.1 = Some(id),
+            _ => return Ok(false),
+        }
+    }
+    Ok(match records {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            let text = |id| -> Result<String> {
+                Ok(without_volatile(&String::from_utf8_lossy(&repo.blob(id)?)))
+            };
+            text(a)? == text(b)?
+        }
+        _ => false,
+    })
+}
+
+/// A decision record or message without what differs between two runs deciding the same.
+fn without_volatile(text: &str) -> String {
+    text.lines()
+        .filter(|l| {
+            ![
+                "decided-at:",
+                "decided-by:",
+                "ci-url:",
+                "Stagegate-Decided-By:",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A path that differs between two trees.
+struct Changed {
+    path: String,
+    old: Option<ObjectId>,
+    new: Option<ObjectId>,
+}
+
+/// The files that differ between `a` and `b` (subtrees with the same id are skipped).
+fn changed_paths(repo: &crate::repo::Repo, a: ObjectId, b: ObjectId) -> Result<Vec<Changed>> {
+    use gix::objs::tree::EntryKind;
+    let mut out = Vec::new();
+    let mut stack = vec![(String::new(), Some(a), Some(b))];
+    while let Some((prefix, a, b)) = stack.pop() {
+        if a == b {
+            continue;
+        }
+        let list = |t: Option<ObjectId>| -> Result<Vec<crate::repo::Entry>> {
+            t.map_or(Ok(Vec::new()), |t| repo.tree_entries(t))
+        };
+        let (la, lb) = (list(a)?, list(b)?);
+        let mut names: Vec<&str> = la.iter().chain(&lb).map(|e| e.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            let ea = la.iter().find(|e| e.name == name);
+            let eb = lb.iter().find(|e| e.name == name);
+            if ea.map(|e| (e.id, e.kind)) == eb.map(|e| (e.id, e.kind)) {
+                continue;
+            }
+            let path = format!("{prefix}{name}");
+            let tree = |e: Option<&crate::repo::Entry>| {
+                e.filter(|e| e.kind == EntryKind::Tree).map(|e| e.id)
+            };
+            let file = |e: Option<&crate::repo::Entry>| {
+                e.filter(|e| e.kind != EntryKind::Tree).map(|e| e.id)
+            };
+            if tree(ea).is_some() || tree(eb).is_some() {
+                stack.push((format!("{path}/"), tree(ea), tree(eb)));
+            }
+            if file(ea).is_some() || file(eb).is_some() {
+                out.push(Changed {
+                    path,
+                    old: file(ea),
+                    new: file(eb),
+                });
+            }
+        }
+    }
+    out.sort_by(|x, y| x.path.cmp(&y.path));
+    Ok(out)
+}
+
+/// Whether the reviews of pull request `number` approve `head` (a promotion onto `base`),
+/// and notes on every review that does not count. An approval counts only from someone
+/// with write access, and only of `head` itself; a change request from such a person
+/// blocks. Where T has a CODEOWNERS file, every changed file with owners needs an approval
+/// from one of its owners, as GitHub's "require review from Code Owners" does.
+fn approval(
+    repo: &crate::repo::Repo,
+    forge: &dyn Forge,
+    number: u64,
+    head: ObjectId,
+    base: ObjectId,
+) -> Result<(bool, Vec<String>)> {
+    let mut notes = Vec::new();
+    let reviews = forge.reviews(number, Some(&head.to_string()))?;
+    let mut approvers = Vec::new();
+    for user in reviews.approved_by {
+        let p = forge.permission(&user)?;
+        if p.can_write() {
+            approvers.push(user);
+        } else {
+            notes.push(format!(
+                "the approval by {user} does not count: {user} has {} access to the repository, not write",
+                p.as_str()
+            ));
+        }
+    }
+    let mut blockers = Vec::new();
+    for user in reviews.changes_requested_by {
+        if forge.permission(&user)?.can_write() {
+            blockers.push(user);
+        }
+    }
+    if !blockers.is_empty() {
+        notes.push(format!("changes requested by {}", blockers.join(", ")));
+        return Ok((false, notes));
+    }
+    if approvers.is_empty() {
+        return Ok((false, notes));
+    }
+    let base_tree = repo.tree_of(base)?;
+    let mut file = None;
+    for path in crate::forge::codeowners::LOCATIONS {
+        if let Some(bytes) = repo.read(base_tree, path)? {
+            file = Some((path, String::from_utf8_lossy(&bytes).into_owned()));
+            break;
+        }
+    }
+    let Some((where_, text)) = file else {
+        return Ok((true, notes));
     };
-    let ours = repo.ref_target(&plan.to.ref_name())?;
-    if ours == Some(theirs) {
-        return Ok(Some(theirs));
+    let owners = crate::forge::codeowners::CodeOwners::parse(&text);
+    let mut teams: std::collections::BTreeMap<String, Option<Vec<String>>> = Default::default();
+    let mut missing = Vec::new();
+    for c in changed_paths(repo, base_tree, repo.tree_of(head)?)? {
+        let wanted = owners.owners(&c.path);
+        if wanted.is_empty() {
+            continue;
+        }
+        let mut covered = false;
+        for o in wanted {
+            covered |= match o {
+                Owner::User(u) => approvers.iter().any(|a| a.eq_ignore_ascii_case(u)),
+                Owner::Team { org, slug } => {
+                    let key = format!("{org}/{slug}");
+                    if !teams.contains_key(&key) {
+                        let members = forge.team_members(org, slug)?;
+                        if members.is_none() {
+                            notes.push(format!(
+                                "the members of @{key} cannot be read with this token (it needs the organization's members: read); approvals as that team do not count"
+                            ));
+                        }
+                        teams.insert(key.clone(), members);
+                    }
+                    teams[&key].as_ref().is_some_and(|m| {
+                        m.iter()
+                            .any(|m| approvers.iter().any(|a| a.eq_ignore_ascii_case(m)))
+                    })
+                }
+                Owner::Email(_) => false,
+            };
+        }
+        if !covered {
+            let names: Vec<String> = wanted.iter().map(ToString::to_string).collect();
+            missing.push(format!("{} ({})", c.path, names.join(" ")));
+        }
     }
-    if ours.is_some_and(|o| !repo.is_ancestor(o, theirs).unwrap_or(false)) {
-        return Ok(None);
+    if missing.is_empty() {
+        return Ok((true, notes));
     }
-    if repo.cas(
-        &plan.to.ref_name(),
-        ours,
-        theirs,
-        "stagegate: follow the merged pull request",
-    )? == Cas::Updated
-        && let Some(o) = ours
-    {
-        crate::repo::remote::sync_worktree(repo, &plan.to.branch, o, theirs);
-    }
-    Ok(Some(theirs))
+    notes.push(format!(
+        "{where_} asks for an approval from the code owners of {}",
+        missing.join(", ")
+    ));
+    Ok((false, notes))
 }
 
 /// The gate is red for this move: an open promotion pull request becomes a draft, saying why.

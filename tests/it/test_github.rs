@@ -12,8 +12,8 @@ use serde_json::json;
 use stagegate::forge::summary::{render_pr_body, render_step_summary};
 use stagegate::forge::{
     AnnotationLevel, BaselineRow, CandidateChange, CheckPosted, Conclusion, DecisionKind,
-    DraftChange, EnvItem, Forge, GitHub, GitHubConfig, JobRow, Link, MergeOutcome,
-    PromotionSummary, RetryPolicy, StatusState, Upsert, promotion_branch,
+    DraftChange, EnvItem, Forge, GitHub, GitHubConfig, JobRow, Link, Permission, PromotionSummary,
+    RetryPolicy, StatusState, Upsert, promotion_branch,
 };
 use stagegate::ledger::Verdict;
 
@@ -392,60 +392,6 @@ fn opening_a_pr_that_someone_else_just_opened_returns_theirs() {
 }
 
 #[test]
-fn merging_uses_a_merge_commit_and_the_tested_head() {
-    let fake = FakeGitHub::start();
-    let gh = github(&fake);
-    let head = promotion_branch("staging", "stable");
-    fake.set_branch(&head, TESTED);
-    let pr = gh.open_pr(&head, "stable", "t", "b", false).unwrap();
-    assert_eq!(pr.head_sha, TESTED);
-    let out = gh
-        .merge_pr(
-            pr.number,
-            "Promote staging → stable",
-            "Stagegate-Decision: promote\nStagegate-Tested: 0123456",
-            TESTED,
-        )
-        .unwrap();
-    assert_eq!(
-        out,
-        MergeOutcome::Merged {
-            sha: "4b825dc642cb6eb9a060e54bf8d69288fbee4904".into()
-        }
-    );
-    let merges = fake.requests_to("PUT", &format!("/repos/{OWNER}/{REPO}/pulls/1347/merge"));
-    assert_eq!(merges.len(), 1);
-    assert_eq!(
-        merges[0].body,
-        json!({
-            "commit_title": "Promote staging → stable",
-            "commit_message": "Stagegate-Decision: promote\nStagegate-Tested: 0123456",
-            "sha": TESTED,
-            "merge_method": "merge",
-        })
-    );
-    assert!(!gh.get_pr(pr.number).unwrap().open);
-    assert!(gh.get_pr(pr.number).unwrap().merged);
-}
-
-#[test]
-fn merging_after_the_head_moved_merges_nothing_and_says_so() {
-    let fake = FakeGitHub::start();
-    let gh = github(&fake);
-    let pr = gh
-        .open_pr("stagegate/promote/a-to-b", "b", "t", "b", false)
-        .unwrap();
-    let out = gh.merge_pr(pr.number, "t", "m", TESTED).unwrap();
-    match out {
-        MergeOutcome::HeadMoved { message } => {
-            assert!(message.contains("Head branch was modified"), "{message}")
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(gh.get_pr(pr.number).unwrap().open);
-}
-
-#[test]
 fn set_draft_converts_through_graphql_and_is_idempotent() {
     let fake = FakeGitHub::start();
     let gh = github(&fake);
@@ -686,14 +632,14 @@ fn approval_is_each_reviewers_latest_word_on_the_tested_commit() {
         .open_pr("stagegate/promote/a-to-b", "b", "t", "b", false)
         .unwrap();
     assert!(
-        !gh.approved(pr.number, None).unwrap(),
+        !gh.reviews(pr.number, None).unwrap().is_approved(),
         "no reviews: not approved"
     );
 
     fake.add_review(pr.number, "alice", "APPROVED", TESTED);
     fake.add_review(pr.number, "alice", "COMMENTED", TESTED);
     assert!(
-        gh.approved(pr.number, Some(TESTED)).unwrap(),
+        gh.reviews(pr.number, Some(TESTED)).unwrap().is_approved(),
         "a comment keeps an approval"
     );
 
@@ -704,13 +650,49 @@ fn approval_is_each_reviewers_latest_word_on_the_tested_commit() {
     assert!(!a.is_approved());
 
     fake.add_review(pr.number, "bob", "APPROVED", TESTED);
-    assert!(gh.approved(pr.number, Some(TESTED)).unwrap());
+    assert!(gh.reviews(pr.number, Some(TESTED)).unwrap().is_approved());
 
     // An approval of an older head does not approve this one.
     assert!(
-        !gh.approved(pr.number, Some("ffffffffffffffffffffffffffffffffffffffff"))
+        !gh.reviews(pr.number, Some("ffffffffffffffffffffffffffffffffffffffff"))
             .unwrap()
+            .is_approved()
     );
+}
+
+#[test]
+fn permissions_are_read_as_githubs_roles_say() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    for (role, want) in [
+        ("admin", Permission::Admin),
+        ("maintain", Permission::Write),
+        ("write", Permission::Write),
+        ("triage", Permission::Read),
+        ("read", Permission::Read),
+        ("none", Permission::None),
+    ] {
+        fake.set_permission("dana", role);
+        assert_eq!(gh.permission("dana").unwrap(), want, "{role}");
+    }
+    fake.script(
+        "GET",
+        &format!("/repos/{OWNER}/{REPO}/collaborators/ghost/permission"),
+        vec![Reply::fixture(404, "error-not-found")],
+    );
+    assert_eq!(gh.permission("ghost").unwrap(), Permission::None);
+}
+
+#[test]
+fn team_members_are_listed_or_none_when_the_token_may_not_see_them() {
+    let fake = FakeGitHub::start();
+    let gh = github(&fake);
+    fake.set_team("octo-org/xen", &["ann", "ben"]);
+    assert_eq!(
+        gh.team_members("octo-org", "xen").unwrap(),
+        Some(vec!["ann".to_string(), "ben".to_string()])
+    );
+    assert_eq!(gh.team_members("octo-org", "secret").unwrap(), None);
 }
 
 #[test]

@@ -43,6 +43,8 @@ pub fn fixture(name: &str) -> Value {
         "error-not-mergeable" => fixture!("error-not-mergeable.json"),
         "error-server" => fixture!("error-server.json"),
         "graphql-forbidden" => fixture!("graphql-forbidden.json"),
+        "collaborator-permission" => fixture!("collaborator-permission.json"),
+        "team-members" => fixture!("team-members.json"),
         other => panic!("no fixture {other}"),
     };
     serde_json::from_str(text).unwrap()
@@ -106,6 +108,12 @@ struct State {
     comments: BTreeMap<u64, Vec<Value>>,
     check_runs: Vec<Value>,
     statuses: Vec<Value>,
+    /// Collaborators' permissions by login (`admin`, `maintain`, `write`, `triage`, `read`);
+    /// anyone else reads as `read`, as a public repository's visitors do.
+    permissions: BTreeMap<String, String>,
+    /// Team members by `org/slug`; a team not here answers 404, as GitHub does to a token
+    /// that may not read the organization.
+    teams: BTreeMap<String, Vec<String>>,
 }
 
 pub struct FakeGitHub {
@@ -206,6 +214,23 @@ impl FakeGitHub {
             .unwrap()
             .branches
             .insert(branch.to_string(), sha.to_string());
+    }
+
+    /// Give `login` a permission on the repository (`write`, `admin`, `read`, …).
+    pub fn set_permission(&self, login: &str, permission: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .permissions
+            .insert(login.to_string(), permission.to_string());
+    }
+
+    /// Make `org/slug` a team with these members.
+    pub fn set_team(&self, team: &str, members: &[&str]) {
+        self.state.lock().unwrap().teams.insert(
+            team.to_string(),
+            members.iter().map(|m| m.to_string()).collect(),
+        );
     }
 
     /// Add a review (`APPROVED`, `CHANGES_REQUESTED`, `COMMENTED`, …) by `login` of `commit`.
@@ -331,6 +356,24 @@ fn handle(state: &Mutex<State>, req: &tiny_http::Request, body: &str) -> Reply {
         if rel == "/graphql" && method == "POST" {
             return graphql(&mut st, &parsed);
         }
+        let segs: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
+        if let ("GET", ["orgs", org, "teams", slug, "members"]) = (method.as_str(), segs.as_slice())
+        {
+            let Some(members) = st.teams.get(&format!("{org}/{slug}")).cloned() else {
+                return Reply::fixture(404, "error-not-found");
+            };
+            let template = fixture("team-members")[0].clone();
+            let all = members
+                .iter()
+                .map(|m| {
+                    let mut u = template.clone();
+                    u["login"] = json!(m);
+                    u
+                })
+                .collect();
+            let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            return paged(&st, path, all, page);
+        }
         return Reply::fixture(404, "error-not-found");
     };
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
@@ -433,67 +476,17 @@ fn handle(state: &Mutex<State>, req: &tiny_http::Request, body: &str) -> Reply {
             }
             None => Reply::fixture(404, "error-not-found"),
         },
-        ("PUT", ["pulls", n, "merge"]) => {
-            let git = st.git.clone();
-            match find_pull(&mut st, n) {
-                Some(p) => {
-                    if p["state"] != "open" {
-                        return Reply::fixture(405, "error-not-mergeable");
-                    }
-                    if let Some(sha) = parsed["sha"].as_str()
-                        && p["head"]["sha"] != sha
-                    {
-                        return Reply::fixture(409, "error-head-modified");
-                    }
-                    p["state"] = json!("closed");
-                    p["merged"] = json!(true);
-                    p["merged_at"] = json!("2026-01-01T00:00:00Z");
-                    let mut merged = "4b825dc642cb6eb9a060e54bf8d69288fbee4904".to_string();
-                    let (head, base) = (
-                        p["head"]["sha"].as_str().unwrap_or_default().to_string(),
-                        p["base"]["ref"].as_str().unwrap_or_default().to_string(),
-                    );
-                    let message = format!(
-                        "{}\n\n{}",
-                        parsed["commit_title"]
-                            .as_str()
-                            .unwrap_or("Merge pull request"),
-                        parsed["commit_message"].as_str().unwrap_or("")
-                    );
-                    if let Some(git) = git {
-                        // GitHub's merge method "merge": a new commit whose parents are the base
-                        // branch's head and the pull request's head.
-                        let base_ref = format!("refs/heads/{base}");
-                        let base_sha = git_out(&git, &["rev-parse", &base_ref]).unwrap_or_default();
-                        let tree = git_out(&git, &["rev-parse", &format!("{head}^{{tree}}")])
-                            .unwrap_or_default();
-                        let commit = git_out(
-                            &git,
-                            &[
-                                "-c",
-                                "user.name=GitHub",
-                                "-c",
-                                "user.email=noreply@github.com",
-                                "commit-tree",
-                                &tree,
-                                "-p",
-                                &base_sha,
-                                "-p",
-                                &head,
-                                "-m",
-                                &message,
-                            ],
-                        )
-                        .unwrap_or_default();
-                        git_out(&git, &["update-ref", &base_ref, &commit, &base_sha]);
-                        merged = commit;
-                    }
-                    let mut m = fixture("merge-result");
-                    m["sha"] = json!(merged);
-                    Reply::new(200, m)
-                }
-                None => Reply::fixture(404, "error-not-found"),
-            }
+        ("GET", ["collaborators", user, "permission"]) => {
+            let permission = st
+                .permissions
+                .get(*user)
+                .cloned()
+                .unwrap_or_else(|| "read".to_string());
+            let mut p = fixture("collaborator-permission");
+            p["permission"] = json!(permission);
+            p["role_name"] = json!(permission);
+            p["user"]["login"] = json!(user);
+            Reply::new(200, p)
         }
         ("DELETE", ["git", "refs", "heads", branch @ ..]) => {
             let branch = branch.join("/");
@@ -642,10 +635,23 @@ fn git_out(dir: &std::path::Path, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// With a git-backed fake, open pull requests follow their head branch, as on GitHub.
+/// With a git-backed fake, open pull requests follow their head branch, as on GitHub; one
+/// whose head was pushed to its base branch reads as merged (GitHub does the same).
 fn refresh_heads(st: &mut State) {
     let Some(git) = st.git.clone() else { return };
     for p in st.pulls.iter_mut().filter(|p| p["state"] == "open") {
+        let sha = p["head"]["sha"].as_str().unwrap_or_default().to_string();
+        let base = format!(
+            "refs/heads/{}",
+            p["base"]["ref"].as_str().unwrap_or_default()
+        );
+        if git_out(&git, &["merge-base", "--is-ancestor", &sha, &base]).is_some() {
+            p["state"] = json!("closed");
+            p["merged"] = json!(true);
+            p["merged_at"] = json!("2026-01-01T00:00:00Z");
+            p["merge_commit_sha"] = json!(sha);
+            continue;
+        }
         let head = p["head"]["ref"].as_str().unwrap_or_default().to_string();
         if let Some(sha) = git_out(
             &git,

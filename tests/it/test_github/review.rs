@@ -20,7 +20,12 @@ struct World {
 /// A state repository whose stable gate requires review, published to a bare `origin`,
 /// with one passing candidate pending on staging and its jobs run.
 fn world() -> World {
-    let env = TestEnv::init_with(&[
+    world_with(&[])
+}
+
+/// [`world`], with more files on every stage from the start.
+fn world_with(extra: &[(&str, &str)]) -> World {
+    let mut files = vec![
         ("components/xen.yaml", "name: xen\nversion: \"1\"\n"),
         (
             "tests/boot.yaml",
@@ -30,7 +35,9 @@ fn world() -> World {
             "tests/boot.sh",
             "#!/bin/sh\n[ \"$STAGEGATE_COMPONENT_XEN_VERSION\" != bad ]\n",
         ),
-    ]);
+    ];
+    files.extend_from_slice(extra);
+    let env = TestEnv::init_with(&files);
     env.commit_on("staging", "Require review", &[("stagegate.yaml", PIPELINE)]);
     env.git(&["checkout", "-q", "stable"]);
     env.git(&["merge", "-q", "--ff-only", "staging"]);
@@ -110,11 +117,11 @@ fn a_promotion_with_review_opens_a_pull_request_with_the_rendered_body() {
         body["title"].as_str().unwrap().contains("xen 1 → 2"),
         "{body}"
     );
-    // A check run on the tested commit says the gate is green.
+    // A check run on the tested commit says the gate is green (and one on the head).
     let checks = w
         .fake
         .requests_to("POST", "/repos/octo-org/state/check-runs");
-    assert_eq!(checks.len(), 1);
+    assert_eq!(checks.len(), 2);
     assert_eq!(checks[0].body["head_sha"], w.tested.as_str());
     assert_eq!(checks[0].body["conclusion"], "success");
 }
@@ -139,34 +146,22 @@ fn a_second_run_updates_the_same_pull_request() {
 }
 
 #[test]
-fn an_approved_green_pull_request_is_merged_with_a_merge_commit() {
+fn an_approved_promotion_is_one_commit_on_the_stage_and_its_branch_is_deleted() {
     let w = world();
     let stable = w.env.rev("stable");
     w.promote(0);
     let head = w.origin(BRANCH);
+    w.fake.set_permission("reviewer", "write");
     w.fake.add_review(1347, "reviewer", "APPROVED", &head);
     let out = w.promote(0);
     assert!(out.contains("merged pull request #1347"), "{out}");
-    let merges = w
-        .fake
-        .requests_to("PUT", "/repos/octo-org/state/pulls/1347/merge");
-    assert_eq!(merges.len(), 1);
-    assert_eq!(
-        merges[0].body["merge_method"], "merge",
-        "never squash or rebase"
-    );
-    assert_eq!(merges[0].body["sha"], head.as_str());
-    // Stable, here and on the remote, is GitHub's merge commit: first parent the old
-    // stable, second the reviewed promotion; its message carries the decision.
-    let merged = w.origin("refs/heads/stable");
-    assert_eq!(
-        w.env.rev("stable"),
-        merged,
-        "the local stage follows the merge"
-    );
+    // Stable, here and on the remote, is the reviewed promotion commit itself: no second
+    // merge commit on top of it.
+    assert_eq!(w.origin("refs/heads/stable"), head);
+    assert_eq!(w.env.rev("stable"), head, "the local stage follows");
     assert_eq!(
         w.env.git(&["rev-parse", "stable^1", "stable^2"]),
-        format!("{stable}\n{head}")
+        format!("{stable}\n{}", w.tested)
     );
     let message = w.env.git(&["log", "-1", "--format=%B", "stable"]);
     assert!(
@@ -174,13 +169,177 @@ fn an_approved_green_pull_request_is_merged_with_a_merge_commit() {
         "{message}"
     );
     assert!(message.contains("Stagegate-Decision: promote"), "{message}");
+    // GitHub shows the pull request as merged; its branch is gone.
+    assert_eq!(w.fake.pull(1347)["merged"], true);
+    assert!(out.contains(&format!("deleted {BRANCH}")), "{out}");
     assert!(
-        message.contains(&format!("Stagegate-Tested: {}", w.tested)),
-        "{message}"
+        w.env
+            .git_in(&w.origin, &["branch", "--list", BRANCH])
+            .is_empty()
+    );
+    assert_eq!(
+        w.fake
+            .requests_to(
+                "DELETE",
+                &format!("/repos/octo-org/state/git/refs/heads/{BRANCH}")
+            )
+            .len(),
+        1
     );
     // Nothing is pending any more.
     let again = w.promote(0);
     assert!(again.contains("nothing pending"), "{again}");
+}
+
+#[test]
+fn an_approval_without_write_access_does_not_count() {
+    let w = world();
+    w.promote(0);
+    let head = w.origin(BRANCH);
+    w.fake.set_permission("drive-by", "read");
+    w.fake.add_review(1347, "drive-by", "APPROVED", &head);
+    let out = w.promote(0);
+    assert!(
+        out.contains("the approval by drive-by does not count: drive-by has read access to the repository, not write"),
+        "{out}"
+    );
+    assert!(out.contains("waiting for an approving review"), "{out}");
+    assert_ne!(w.origin("refs/heads/stable"), head);
+    assert_eq!(
+        w.fake
+            .requests_to(
+                "GET",
+                "/repos/octo-org/state/collaborators/drive-by/permission"
+            )
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_change_request_from_a_writer_blocks_an_approval() {
+    let w = world();
+    w.promote(0);
+    let head = w.origin(BRANCH);
+    w.fake.set_permission("ann", "write");
+    w.fake.set_permission("ben", "maintain");
+    w.fake.add_review(1347, "ann", "APPROVED", &head);
+    w.fake.add_review(1347, "ben", "CHANGES_REQUESTED", &head);
+    let out = w.promote(0);
+    assert!(out.contains("changes requested by ben"), "{out}");
+    assert_ne!(w.origin("refs/heads/stable"), head);
+}
+
+#[test]
+fn the_gates_check_is_on_the_pull_requests_head_as_well_as_the_tested_commit() {
+    let w = world();
+    w.promote(0);
+    let head = w.origin(BRANCH);
+    let checks = w
+        .fake
+        .requests_to("POST", "/repos/octo-org/state/check-runs");
+    let on: Vec<&str> = checks
+        .iter()
+        .map(|c| c.body["head_sha"].as_str().unwrap())
+        .collect();
+    assert_eq!(on, [w.tested.as_str(), head.as_str()]);
+    for c in &checks {
+        assert_eq!(c.body["name"], "stagegate staging -> stable");
+        assert_eq!(c.body["conclusion"], "success");
+    }
+    // A second run checks both again (the head's check is what branch protection reads).
+    w.promote(0);
+    let checks = w
+        .fake
+        .requests_to("POST", "/repos/octo-org/state/check-runs");
+    assert_eq!(checks.len(), 4);
+    assert_eq!(checks[3].body["head_sha"], head.as_str());
+}
+
+#[test]
+fn a_promotion_branch_with_other_content_is_replaced_not_reused() {
+    let w = world();
+    let stable = w.env.rev("stable");
+    w.promote(0);
+    let honest = w.origin(BRANCH);
+    // Someone with push access puts a commit with the same parents but another tree on
+    // the branch, and approves it.
+    let evil = {
+        // The honest tree with one manifest changed.
+        let tmp = w.env.home().join("evil");
+        w.env.git(&[
+            "worktree",
+            "add",
+            "-q",
+            "--detach",
+            tmp.to_str().unwrap(),
+            &honest,
+        ]);
+        std::fs::write(
+            tmp.join("components/xen.yaml"),
+            "name: xen\nversion: \"evil\"\n",
+        )
+        .unwrap();
+        w.env.git_in(&tmp, &["add", "-A"]);
+        let tree = w.env.git_in(&tmp, &["write-tree"]);
+        let message = w.env.git(&["log", "-1", "--format=%B", &honest]);
+        w.env.git(&[
+            "commit-tree",
+            &tree,
+            "-p",
+            &stable,
+            "-p",
+            &w.tested,
+            "-m",
+            &message,
+        ])
+    };
+    w.env.git(&[
+        "push",
+        "-q",
+        "--force",
+        "origin",
+        &format!("{evil}:refs/heads/{BRANCH}"),
+    ]);
+    w.fake.set_permission("insider", "write");
+    w.fake.add_review(1347, "insider", "APPROVED", &evil);
+    let out = w.promote(0);
+    assert!(
+        out.contains("which does not promote what the gate decided now: replaced"),
+        "{out}"
+    );
+    assert_ne!(w.origin(BRANCH), evil);
+    assert_eq!(w.origin("refs/heads/stable"), stable, "nothing merged");
+    assert!(out.contains("waiting for an approving review"), "{out}");
+}
+
+#[test]
+fn where_t_has_codeowners_an_approval_must_come_from_the_owners() {
+    // Components belong to the xen team; the secret team's members cannot be read.
+    let w = world_with(&[(
+        ".github/CODEOWNERS",
+        "/components/ @octo-org/xen @octo-org/secret\n",
+    )]);
+    w.fake.set_team("octo-org/xen", &["xena"]);
+    w.fake.set_permission("walt", "write");
+    w.fake.set_permission("xena", "write");
+    w.promote(0);
+    let head = w.origin(BRANCH);
+    w.fake.add_review(1347, "walt", "APPROVED", &head);
+    let out = w.promote(0);
+    assert!(
+        out.contains(".github/CODEOWNERS asks for an approval from the code owners of components/xen.yaml (@octo-org/xen @octo-org/secret)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the members of @octo-org/secret cannot be read"),
+        "an unreadable team is said, not an error: {out}"
+    );
+    assert_ne!(w.origin("refs/heads/stable"), head);
+    w.fake.add_review(1347, "xena", "APPROVED", &head);
+    let out = w.promote(0);
+    assert!(out.contains("merged pull request #1347"), "{out}");
+    assert_eq!(w.origin("refs/heads/stable"), head);
 }
 
 #[test]
@@ -253,4 +412,38 @@ fn a_bad_token_is_an_infrastructure_error() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("GITHUB_TOKEN"));
+}
+
+#[test]
+fn an_approved_promotion_is_not_pushed_over_a_stage_that_moved_on_the_remote() {
+    let w = world();
+    w.promote(0);
+    let head = w.origin(BRANCH);
+    w.fake.set_permission("reviewer", "admin");
+    w.fake.add_review(1347, "reviewer", "APPROVED", &head);
+    // Someone else moves stable on the remote (only there).
+    let other = w.env.git(&[
+        "commit-tree",
+        &format!("{head}^{{tree}}"),
+        "-p",
+        &format!("{head}^1"),
+        "-m",
+        "elsewhere",
+    ]);
+    w.env.git(&[
+        "push",
+        "-q",
+        "origin",
+        &format!("{other}:refs/heads/stable"),
+    ]);
+    let out = w.promote(0);
+    assert!(
+        out.contains(
+            "pull request #1347 is approved, but stable on origin could not be moved to it"
+        ),
+        "{out}"
+    );
+    assert_eq!(w.origin("refs/heads/stable"), other, "never clobbered");
+    assert_eq!(w.fake.pull(1347)["state"], "open");
+    assert_eq!(w.origin(BRANCH), head, "the branch stays for the next run");
 }
