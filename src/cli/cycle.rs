@@ -34,7 +34,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
-    super::sync::fetch_results(ctx, &repo, &planner.pipeline)?;
+    super::sync::start(ctx, &repo, &planner.pipeline, args.push)?;
     let mut poll_failed = 0;
     if !args.no_poll {
         if args.format == Format::Text {
@@ -95,14 +95,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             push: args.push,
             format: args.format,
         };
-        let report = super::run::run_plans(ctx, &planner, std::slice::from_ref(&plan), &run_args)?;
+        let report = super::run::run_plans(&planner, std::slice::from_ref(&plan), &run_args)?;
         if report.interrupted {
             return Ok(130);
         }
         let outcome = crate::promote::promote_move(&planner, s, t, &opts)?;
-        if args.push && outcome.promoted.is_some() {
-            super::promote::push_stage(ctx, &repo, &t.branch)?;
-        }
+        super::promote::publish_move(&repo, &planner.pipeline, &t.branch, &outcome)?;
         super::promote::report(std::slice::from_ref(&outcome), args.format, false);
         worst = worst.max(super::promote::code(std::slice::from_ref(&outcome)));
         outcomes.push(outcome);

@@ -21,6 +21,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
+    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
     let done = crate::promote::edits::drop_item(&planner, &args.item, &args.reason)?;
     super::print_edit(&done, args.format);
     Ok(0)

@@ -24,6 +24,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
+    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
     let done =
         crate::promote::edits::hold(&planner, &args.item, &args.reason, args.stage.as_deref())?;
     super::print_edit(&done, args.format);

@@ -127,7 +127,7 @@ fn set_head(repo: &Repo, branch: &str) -> Result<()> {
 fn create_upstream(dir: &Path) -> Result<ObjectId> {
     std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
     let git = gix::init_bare(dir).context(|| format!("creating {}", dir.display()))?;
-    let repo = Repo { git };
+    let repo = Repo::from_git(git);
     let mut files = Vec::new();
     collect(&UPSTREAM, &mut files, &minijinja::Value::UNDEFINED)?;
     let tree = tree_of(&repo, ObjectId::empty_tree(gix::hash::Kind::Sha1), &files)?;
@@ -158,7 +158,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let dir = std::path::absolute(&dir).io_context(|| format!("resolving {}", dir.display()))?;
     let git =
         gix::init(&dir).context(|| format!("creating a git repository in {}", dir.display()))?;
-    let repo = Repo { git };
+    let repo = Repo::from_git(git);
 
     let upstream_commit = create_upstream(&dir.join("upstream/hello.git"))?;
     let vars = minijinja::context! { commit => upstream_commit.to_string() };

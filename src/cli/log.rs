@@ -36,6 +36,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         .transpose()?;
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
+    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
     let entries = collect(&repo, &planner, item.as_ref(), args.max)?;
     match args.format {
         Format::Json => print_json(&entries),

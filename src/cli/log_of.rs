@@ -21,7 +21,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
-    super::sync::fetch_results(ctx, &repo, &planner.pipeline)?;
+    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
     let view = Ledger::new(&repo, &planner.pipeline.results_ref).view()?;
     let keys = view.keys_with_prefix(&args.key)?;
     let key = match keys.as_slice() {

@@ -71,7 +71,7 @@ pub fn verdicts(ledger: &Ledger, plans: &[MovePlan]) -> Result<BTreeMap<String, 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
-    super::sync::fetch_results(ctx, &repo, &planner.pipeline)?;
+    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
     let plans = planner.plan_all(args.stage.as_deref())?;
     let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
     let verdicts = verdicts(&ledger, &plans)?;

@@ -20,6 +20,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
+    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
     let bumps = crate::poll::poll(
         &planner,
         &crate::poll::Options {

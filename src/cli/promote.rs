@@ -52,7 +52,7 @@ pub fn options<'a>(
     force_review: bool,
 ) -> Options<'a> {
     let r = crate::runner::identity();
-    let remote = super::sync::remote(ctx, pipeline).unwrap_or_else(|| "origin".into());
+    let remote = super::sync::remote(ctx, pipeline, false).unwrap_or_else(|| "origin".into());
     Options {
         dry_run,
         by: format!(
@@ -117,7 +117,7 @@ pub fn publish(outcomes: &[MoveOutcome]) -> Result<()> {
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
-    super::sync::fetch_results(ctx, &repo, &planner.pipeline)?;
+    super::sync::start(ctx, &repo, &planner.pipeline, args.push)?;
     let only = args
         .stage
         .as_deref()
@@ -142,8 +142,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             continue;
         }
         let outcome = promote::promote_move(&planner, s, t, &opts)?;
-        if args.push && outcome.promoted.is_some() {
-            push_stage(ctx, &repo, &t.branch)?;
+        if !args.dry_run {
+            publish_move(&repo, &planner.pipeline, &t.branch, &outcome)?;
         }
         outcomes.push(outcome);
     }
@@ -152,9 +152,37 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     Ok(code(&outcomes))
 }
 
-pub fn push_stage(ctx: &Ctx, repo: &crate::repo::Repo, branch: &str) -> Result<()> {
-    let remote = ctx.remote.clone().unwrap_or_else(|| "origin".into());
-    crate::repo::remote::push_branch(repo.git_dir(), &remote, branch)
+/// With a remote: push the results this move recorded (rejections), then the promotion.
+/// A promotion the remote refuses (another runner promoted first) is taken back here, so
+/// the next run decides again from the remote's stage instead of a diverged one.
+pub fn publish_move(
+    repo: &crate::repo::Repo,
+    pipeline: &crate::manifest::Pipeline,
+    branch: &str,
+    outcome: &MoveOutcome,
+) -> Result<()> {
+    super::sync::publish_results(repo, pipeline)?;
+    let Some(merge) = &outcome.promoted else {
+        return Ok(());
+    };
+    let merge = repo.resolve(merge)?;
+    let refused = match crate::repo::remote::publish_branch(repo, branch) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    if let Some(before) = repo.commit(merge)?.parents.first() {
+        let full = format!("refs/heads/{branch}");
+        if repo.cas(
+            &full,
+            Some(merge),
+            *before,
+            "stagegate: promotion refused by the remote",
+        )? == crate::repo::Cas::Updated
+        {
+            crate::repo::remote::sync_worktree(repo, branch, merge, *before);
+        }
+    }
+    Err(refused)
 }
 
 /// 1 when a rejected commit is still pending after this run. Commits older than the one

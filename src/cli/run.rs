@@ -102,9 +102,9 @@ impl Report {
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
-    super::sync::fetch_results(ctx, &repo, &planner.pipeline)?;
+    super::sync::start(ctx, &repo, &planner.pipeline, args.push)?;
     let plans = planner.plan_all(args.stage.as_deref())?;
-    let report = run_plans(ctx, &planner, &plans, &args)?;
+    let report = run_plans(&planner, &plans, &args)?;
     if args.format == Format::Json {
         let rows: Vec<serde_json::Value> = report
             .outcomes
@@ -119,7 +119,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
 }
 
 /// Select the jobs of `plans` that need running, run them, record the results.
-pub fn run_plans(ctx: &Ctx, planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<Report> {
+pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<Report> {
     let repo = planner.repo;
     let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
     let view = ledger.view()?;
@@ -324,10 +324,7 @@ pub fn run_plans(ctx: &Ctx, planner: &Planner, plans: &[MovePlan], args: &Args) 
             );
         }
     }
-    if args.push || planner.pipeline.push_results {
-        let remote = super::sync::remote(ctx, &planner.pipeline).unwrap_or_else(|| "origin".into());
-        crate::ledger::sync::push(repo, &remote, &planner.pipeline.results_ref)?;
-    }
+    super::sync::publish_results(repo, &planner.pipeline)?;
     Ok(Report {
         outcomes,
         recorded,

@@ -43,7 +43,7 @@ struct MoveView<'a> {
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
-    super::sync::fetch_results(ctx, &repo, &planner.pipeline)?;
+    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
     let plans = planner.plan_all(None)?;
     let view = Ledger::new(&repo, &planner.pipeline.results_ref).view()?;
     let now = crate::promote::now();

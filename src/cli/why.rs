@@ -50,7 +50,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     })?;
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
-    super::sync::fetch_results(ctx, &repo, &planner.pipeline)?;
+    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
     let mut stages = Vec::new();
     for s in &planner.pipeline.stages {
         let snap = planner.snapshot(planner.stage_head(s)?)?;

@@ -215,9 +215,7 @@ impl<'r> Ledger<'r> {
         let mut failures = 0u32;
         loop {
             // New objects go to memory first and reach the disk as one pack (repo::pack).
-            let mut mem = Repo {
-                git: self.repo.git.clone().with_object_memory(),
-            };
+            let mut mem = Repo::from_git(self.repo.git.clone().with_object_memory());
             let blobs: Vec<(ObjectId, &ResultRecord)> = texts
                 .iter()
                 .zip(records)

@@ -12,9 +12,14 @@ use crate::error::{Error, Result};
 use crate::repo::{Cas, Repo, remote};
 
 /// Where a remote's ledger is fetched to.
-pub fn tracking_ref(remote: &str, reference: &str) -> String {
-    let tail = reference.strip_prefix("refs/").unwrap_or(reference);
-    format!("refs/stagegate-remotes/{remote}/{tail}")
+pub use crate::repo::remote::tracking_ref;
+
+/// Push the ledger when the repository publishes to a remote; nothing to do otherwise.
+pub fn publish(repo: &Repo, reference: &str) -> Result<()> {
+    match repo.publishing() {
+        Some(remote) => push(repo, remote, reference),
+        None => Ok(()),
+    }
 }
 
 fn run_dir(repo: &Repo) -> &std::path::Path {
@@ -126,7 +131,18 @@ pub fn push(repo: &Repo, remote_name: &str, reference: &str) -> Result<()> {
                 )?;
                 return Ok(());
             }
-            Err(_) => fetch(repo, remote_name, reference)?,
+            Err(e) => {
+                // A lost race moved the remote's ledger: merge it and try again. A push
+                // refused while the remote stayed where it was will be refused again.
+                let before = repo.ref_target(&tracking)?;
+                fetch(repo, remote_name, reference)?;
+                if repo.ref_target(&tracking)? == before {
+                    return Err(Error::infra_help(
+                        format!("{remote_name} refused the results: {e}"),
+                        "the results are safe locally; run the command again to retry the push",
+                    ));
+                }
+            }
         }
     }
     Err(Error::infra_help(

@@ -185,7 +185,10 @@ pub fn promote_move(
         let chosen = gate::pick(&evals).cloned();
         if let Some(e) = chosen.as_ref().or(evals.first()) {
             let s = review::summary(planner, &plan, e)?;
-            if let (Some(r), false) = (&opts.review, opts.dry_run) {
+            // A forge sees only what was pushed: a check on a commit it lacks is refused.
+            if let (Some(r), false) = (&opts.review, opts.dry_run)
+                && crate::repo::remote::is_published(repo, e.commit, &from.branch)?
+            {
                 review::post_check(&plan, &s, r, reviewed)?;
             }
             outcome.summary = Some(s);

@@ -20,6 +20,9 @@ use crate::manifest::Files;
 /// A state repository opened for reading and writing objects and refs.
 pub struct Repo {
     pub git: gix::Repository,
+    /// The remote every ref this repository writes is pushed to (and read from after a
+    /// fetch), once the command has said which ([`Repo::publish_to`]).
+    publish: std::sync::OnceLock<String>,
 }
 
 /// One entry of a directory in a tree.
@@ -106,7 +109,24 @@ impl Repo {
         let mut git =
             gix::open_opts(dir, options).context(|| format!("opening {}", dir.display()))?;
         git.object_cache_size_if_unset(32 * 1024 * 1024);
-        Ok(Repo { git })
+        Ok(Repo::from_git(git))
+    }
+
+    pub fn from_git(git: gix::Repository) -> Repo {
+        Repo {
+            git,
+            publish: Default::default(),
+        }
+    }
+
+    /// From now on, push every ref written to `remote`, and fetch before writing.
+    pub fn publish_to(&self, remote: &str) {
+        let _ = self.publish.set(remote.to_string());
+    }
+
+    /// The remote refs are published to, if any.
+    pub fn publishing(&self) -> Option<&str> {
+        self.publish.get().map(String::as_str)
     }
 
     pub fn git_dir(&self) -> &Path {
@@ -390,7 +410,13 @@ impl Repo {
         edits: impl Fn(ObjectId) -> Result<Vec<(String, Option<(EntryKind, ObjectId)>)>>,
     ) -> Result<ObjectId> {
         let name = format!("refs/heads/{branch}");
+        let mut refused = None;
         for _ in 0..10 {
+            // With a remote, build on its newest head, and publish what was built: a
+            // commit only this machine has is one no other runner sees.
+            if let Some(r) = self.publishing() {
+                remote::follow(self, r, &[branch])?;
+            }
             let head = self
                 .ref_target(&name)?
                 .ok_or_else(|| Error::usage(format!("there is no branch {branch:?}")))?;
@@ -399,12 +425,25 @@ impl Repo {
             let reflog = format!("stagegate: {}", message.lines().next().unwrap_or_default());
             if self.cas(&name, Some(head), commit, &reflog)? == Cas::Updated {
                 remote::sync_worktree(self, branch, head, commit);
-                return Ok(commit);
+                match remote::publish_branch(self, branch) {
+                    Ok(()) => return Ok(commit),
+                    // Someone else pushed to the branch meanwhile: take theirs, build again.
+                    // Nothing is kept that the remote refused.
+                    Err(e) => {
+                        self.cas(
+                            &name,
+                            Some(commit),
+                            head,
+                            "stagegate: rebuild on the remote",
+                        )?;
+                        remote::sync_worktree(self, branch, commit, head);
+                        refused = Some(e);
+                    }
+                }
             }
         }
-        Err(Error::infra(format!(
-            "branch {branch} kept moving; try again"
-        )))
+        Err(refused
+            .unwrap_or_else(|| Error::infra(format!("branch {branch} kept moving; try again"))))
     }
 
     /// Write the files of `tree` into `dir` (which must exist): a checkout without an index.

@@ -1,4 +1,7 @@
-//! The few operations gix cannot do yet, done by the `git` binary: push, fetch, ls-remote.
+//! The few operations gix cannot do yet, done by the `git` binary: push, fetch, ls-remote;
+//! and publishing: once a command named a remote ([`super::Repo::publish_to`]), every
+//! branch stagegate writes is first brought up to the remote's head ([`follow`]) and then
+//! pushed ([`publish_branch`]), so no runner keeps a stage commit to itself.
 //!
 //! Every call passes arguments as a vector (never through a shell) and turns a failure
 //! into an infrastructure error that quotes git's own message.
@@ -80,4 +83,108 @@ pub fn push_branch(git_dir: &Path, remote: &str, branch: &str) -> Result<()> {
         )
     })?;
     Ok(())
+}
+
+/// Where a remote's `reference` is fetched to: `refs/stagegate-remotes/<remote>/<ref tail>`.
+pub fn tracking_ref(remote: &str, reference: &str) -> String {
+    let tail = reference.strip_prefix("refs/").unwrap_or(reference);
+    format!("refs/stagegate-remotes/{remote}/{tail}")
+}
+
+/// Fetch `branches` from `remote` and bring each local branch up to it: created when
+/// missing, fast-forwarded when behind (a work tree on it follows), left alone when ahead
+/// (its new commits are pushed by the next write). A branch that diverged from the remote
+/// is an error: stagegate never picks one side's commits over the other's.
+pub fn follow(repo: &super::Repo, remote: &str, branches: &[&str]) -> Result<()> {
+    let mut specs = Vec::new();
+    let listed = git(repo.git_dir(), &["ls-remote", "--heads", "--", remote])?;
+    let present: std::collections::HashSet<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_once('\t').map(|(_, name)| name))
+        .collect();
+    for b in branches {
+        let full = format!("refs/heads/{b}");
+        if present.contains(full.as_str()) {
+            specs.push(format!("+{full}:{}", tracking_ref(remote, &full)));
+        }
+    }
+    if specs.is_empty() {
+        return Ok(());
+    }
+    let mut args = vec!["fetch", "--quiet", "--no-tags", "--", remote];
+    args.extend(specs.iter().map(String::as_str));
+    git(repo.git_dir(), &args)?;
+    for b in branches {
+        let full = format!("refs/heads/{b}");
+        let Some(theirs) = repo.ref_target(&tracking_ref(remote, &full))? else {
+            continue;
+        };
+        let ours = repo.ref_target(&full)?;
+        let moved = match ours {
+            None => repo.cas(&full, None, theirs, "stagegate: from the remote")?,
+            Some(o) if o == theirs || repo.is_ancestor(theirs, o)? => continue,
+            Some(o) if repo.is_ancestor(o, theirs)? => {
+                let moved = repo.cas(
+                    &full,
+                    Some(o),
+                    theirs,
+                    "stagegate: fast-forward to the remote",
+                )?;
+                if moved == super::Cas::Updated {
+                    sync_worktree(repo, b, o, theirs);
+                }
+                moved
+            }
+            Some(o) => {
+                return Err(Error::infra_help(
+                    format!(
+                        "branch {b} has diverged from {remote}/{b}: here {}, there {}",
+                        &o.to_string()[..12],
+                        &theirs.to_string()[..12]
+                    ),
+                    format!(
+                        "keep one side: `git rebase {remote}/{b} {b}` to keep both, or `git branch -f {b} {remote}/{b}` to drop the local commits"
+                    ),
+                ));
+            }
+        };
+        if moved != super::Cas::Updated {
+            return Err(Error::infra(format!(
+                "branch {b} moved while following {remote}; try again"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Push `branch` when the repository publishes to a remote (a fast-forward, never forced);
+/// nothing to do otherwise.
+pub fn publish_branch(repo: &super::Repo, branch: &str) -> Result<()> {
+    let Some(remote) = repo.publishing() else {
+        return Ok(());
+    };
+    push_branch(repo.git_dir(), remote, branch)?;
+    let full = format!("refs/heads/{branch}");
+    if let Some(id) = repo.ref_target(&full)? {
+        let tracking = tracking_ref(remote, &full);
+        repo.cas(
+            &tracking,
+            repo.ref_target(&tracking)?,
+            id,
+            "stagegate: pushed",
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether `commit` is on the remote's `branch` (as last fetched or pushed), so a forge
+/// can see it; always true when nothing is published.
+pub fn is_published(repo: &super::Repo, commit: gix::ObjectId, branch: &str) -> Result<bool> {
+    let Some(remote) = repo.publishing() else {
+        return Ok(true);
+    };
+    match repo.ref_target(&tracking_ref(remote, &format!("refs/heads/{branch}")))? {
+        Some(tip) => repo.is_ancestor(commit, tip),
+        None => Ok(false),
+    }
 }

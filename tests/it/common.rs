@@ -179,6 +179,15 @@ impl TestEnv {
         path
     }
 
+    /// Install an executable hook `name` in the git directory `git_dir`.
+    pub fn write_hook(&self, git_dir: &Path, name: &str, script: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = git_dir.join("hooks").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
     pub fn rev(&self, rev: &str) -> String {
         self.git(&["rev-parse", rev])
     }

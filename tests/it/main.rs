@@ -9,6 +9,7 @@ mod test_help;
 mod test_images;
 mod test_plan;
 mod test_promote;
+mod test_publish;
 mod test_run;
 mod test_store;
 mod test_sync;

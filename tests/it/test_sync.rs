@@ -86,32 +86,47 @@ fn runners_on_two_clones_share_every_result_through_the_remote() {
 }
 
 #[test]
-fn results_reach_the_remote_only_when_pushed() {
+fn results_stay_local_without_a_remote() {
     let (env, origin, a, _b) = setup();
     let ra = at(&env, &a);
-    ra.sg_ok(&["--remote", "origin", "run", "--shard", "1/2"]);
+    ra.sg_ok(&["run", "--shard", "1/2"]);
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(&origin)
         .args(["rev-parse", "--verify", "--quiet", "refs/stagegate/results"])
         .output()
         .unwrap();
-    assert!(!out.status.success(), "nothing was pushed without --push");
+    assert!(!out.status.success(), "nothing was pushed without a remote");
 }
 
 #[test]
-fn a_push_to_an_unreachable_remote_is_an_infrastructure_error_and_keeps_the_results() {
-    let (env, _origin, a, _b) = setup();
+fn a_push_the_remote_rejects_is_an_infrastructure_error_and_keeps_the_results() {
+    let (env, origin, a, _b) = setup();
     let ra = at(&env, &a);
-    env.git_in(
-        &a,
-        &["remote", "set-url", "origin", "/nonexistent/origin.git"],
+    env.write_hook(
+        &origin,
+        "pre-receive",
+        "#!/bin/sh\necho 'pushes are closed' >&2\nexit 1\n",
     );
     let (_, err) = ra.sg_code(3, &["run", "--push"]);
+    assert!(err.contains("pushes are closed"), "{err}");
     assert!(err.contains("origin"), "{err}");
     assert_eq!(
         result_files(&env, &a).len(),
         2 * TESTS,
         "results stay in the local ledger"
     );
+}
+
+#[test]
+fn an_unreachable_remote_is_an_infrastructure_error_before_anything_runs() {
+    let (env, _origin, a, _b) = setup();
+    let ra = at(&env, &a);
+    env.git_in(
+        &a,
+        &["remote", "set-url", "origin", "/nonexistent/origin.git"],
+    );
+    let (out, err) = ra.sg_code(3, &["--remote", "origin", "run"]);
+    assert!(err.contains("/nonexistent/origin.git"), "{err}");
+    assert!(!out.contains("pass"), "nothing ran on a stale view: {out}");
 }

@@ -366,8 +366,14 @@ fn a_gate_that_turns_red_makes_the_pull_request_a_draft() {
     let w = world();
     w.promote(0);
     assert_eq!(w.fake.pull(1347)["draft"], false);
-    w.env
-        .sg_ok(&["hold", "components/xen", "--reason", "a bad week for xen"]);
+    w.env.sg_ok(&[
+        "--remote",
+        "origin",
+        "hold",
+        "components/xen",
+        "--reason",
+        "a bad week for xen",
+    ]);
     let out = w.promote(0);
     assert!(out.contains("turned into a draft"), "{out}");
     assert_eq!(w.fake.pull(1347)["draft"], true);
@@ -381,7 +387,8 @@ fn a_gate_that_turns_red_makes_the_pull_request_a_draft() {
         checks.last().unwrap().body
     );
     // Released: green again, and ready for review.
-    w.env.sg_ok(&["release", "components/xen"]);
+    w.env
+        .sg_ok(&["--remote", "origin", "release", "components/xen"]);
     w.promote(0);
     assert_eq!(w.fake.pull(1347)["draft"], false);
 }
