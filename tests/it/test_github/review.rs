@@ -443,14 +443,23 @@ fn an_approved_promotion_is_not_pushed_over_a_stage_that_moved_on_the_remote() {
         "origin",
         &format!("{other}:refs/heads/stable"),
     ]);
+    // promote reads stable from the remote first: the approved promotion was made on a
+    // stable that is gone, so it is rebuilt on the new one and needs a new approval.
     let out = w.promote(0);
-    assert!(
-        out.contains(
-            "pull request #1347 is approved, but stable on origin could not be moved to it"
-        ),
-        "{out}"
-    );
+    assert!(out.contains("replaced"), "{out}");
+    assert!(out.contains("waiting for an approving review"), "{out}");
     assert_eq!(w.origin("refs/heads/stable"), other, "never clobbered");
     assert_eq!(w.fake.pull(1347)["state"], "open");
-    assert_eq!(w.origin(BRANCH), head, "the branch stays for the next run");
+    assert_ne!(
+        w.origin(BRANCH),
+        head,
+        "the promotion is rebuilt on the new stable"
+    );
+    assert_eq!(
+        w.env.git_in(
+            &w.origin,
+            &["rev-parse", &format!("{}^1", w.origin(BRANCH))]
+        ),
+        other
+    );
 }
