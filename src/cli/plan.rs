@@ -19,6 +19,10 @@ pub struct Args {
     /// Only jobs without a settled result (the ones `run` would run).
     #[arg(long)]
     pub missing: bool,
+    /// Plan as if REV were the head of the `--stage` stage (default: the first), e.g. a
+    /// pull request's head: the jobs the pull request would cause. No ref is moved.
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
     /// How to print: text for people, json for programs, github-matrix for a job matrix.
     #[arg(long, value_enum, default_value_t)]
     pub format: PlanFormat,
@@ -70,8 +74,21 @@ pub fn verdicts(ledger: &Ledger, plans: &[MovePlan]) -> Result<BTreeMap<String, 
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
+    let mut planner = Planner::new(&repo, None)?;
     super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    if let Some(rev) = &args.rev {
+        let stage = match &args.stage {
+            Some(s) => planner.stage(s)?.name.clone(),
+            None => planner.pipeline.stages[0].name.clone(),
+        };
+        let id = repo.resolve(rev).map_err(|_| {
+            crate::error::Error::usage_help(
+                format!("--rev {rev:?} does not name a commit"),
+                "fetch it first (a pull request's head: git fetch origin pull/N/head)",
+            )
+        })?;
+        planner.heads.insert(stage, id);
+    }
     let plans = planner.plan_all(args.stage.as_deref())?;
     let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
     let verdicts = verdicts(&ledger, &plans)?;

@@ -154,6 +154,9 @@ pub struct Planner<'r> {
     pub repo: &'r Repo,
     pub pipeline: Pipeline,
     pub cache: Rc<ParseCache>,
+    /// Stage heads read from here instead of the stage's branch (by stage name): `plan
+    /// --rev` plans what a pull request's head would cause, without moving any ref.
+    pub heads: BTreeMap<String, ObjectId>,
 }
 
 impl<'r> Planner<'r> {
@@ -175,6 +178,7 @@ impl<'r> Planner<'r> {
             repo,
             pipeline,
             cache,
+            heads: BTreeMap::new(),
         })
     }
 
@@ -183,6 +187,9 @@ impl<'r> Planner<'r> {
     }
 
     pub fn stage_head(&self, stage: &Stage) -> Result<ObjectId> {
+        if let Some(id) = self.heads.get(&stage.name) {
+            return Ok(*id);
+        }
         self.repo.ref_target(&stage.ref_name())?.ok_or_else(|| {
             Error::usage_help(
                 format!("stage {:?} has no branch {:?}", stage.name, stage.branch),

@@ -4,6 +4,7 @@
 
 mod actions;
 mod fake;
+mod install;
 mod review;
 
 use std::time::Duration;
@@ -1035,8 +1036,31 @@ fn action_yml_is_a_composite_action_whose_steps_all_name_a_shell() {
             "action.yml uses inputs.{name}, which it does not declare"
         );
     }
-    assert!(text.contains("cargo install --path \"$GITHUB_ACTION_PATH\" --locked"));
-    assert!(text.contains("actions/cache@"));
+    // Installing is the script tested in test_github::install, called with the action's
+    // own path and ref.
+    assert_eq!(
+        steps[0]["run"],
+        json!("bash \"$STAGEGATE_ACTION_PATH/scripts/install.sh\"")
+    );
+    assert_eq!(
+        steps[0]["env"]["STAGEGATE_REF"],
+        json!("${{ github.action_ref }}")
+    );
+    // Every output GitHub gives a caller is declared, and comes from the run step, which
+    // writes each of them (cli/promote.rs `publish`).
+    let outputs = action["outputs"].as_object().unwrap();
+    let run = steps.iter().find(|s| s["id"] == json!("run")).unwrap();
+    assert!(run["env"]["STAGEGATE_GITHUB_APP_TOKEN"].is_string());
+    for name in [
+        "decision", "promoted", "pass", "fail", "flaky", "error", "missing",
+    ] {
+        assert_eq!(
+            outputs[name]["value"],
+            json!(format!("${{{{ steps.run.outputs.{name} }}}}")),
+            "output {name}"
+        );
+        assert!(outputs[name]["description"].is_string(), "output {name}");
+    }
 }
 
 #[test]
@@ -1253,6 +1277,116 @@ fn the_action_run_step_turns_inputs_into_arguments_and_mirrors_stage_branches() 
     let out = run(&[("SG_STAGE", "$(touch pwned); x")]);
     assert!(out.contains("<--stage><$(touch pwned); x>"), "{out}");
     assert!(!env.home().join("pwned").exists());
+}
+
+#[test]
+fn git_in_the_action_authenticates_with_the_app_token_when_given() {
+    let action = yaml(&root().join("action.yml"));
+    let steps = action["runs"]["steps"].as_array().unwrap();
+    let script = steps.last().unwrap()["run"].as_str().unwrap().to_string();
+    // A git server on 127.0.0.1 that records the Authorization header it is sent.
+    let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let port = server.server_addr().to_ip().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (s, r) = (server.clone(), seen.clone());
+    let thread = std::thread::spawn(move || {
+        for req in s.incoming_requests() {
+            let auth = req
+                .headers()
+                .iter()
+                .filter(|h| h.field.equiv("authorization"))
+                .map(|h| h.value.as_str().to_string())
+                .collect::<Vec<_>>()
+                .join(" | ");
+            r.lock().unwrap().push(auth);
+            let _ = req.respond(tiny_http::Response::from_string("no").with_status_code(403));
+        }
+    });
+    let env = TestEnv::new();
+    let bin = env.home().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    // "stagegate" here just talks to the remote as stagegate's pushes do.
+    std::fs::write(
+        bin.join("stagegate"),
+        format!("#!/bin/sh\ngit ls-remote http://127.0.0.1:{port}/octo-org/state.git >/dev/null 2>&1\nexit 0\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        bin.join("stagegate"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    // A checkout that persisted the workflow token's header, as actions/checkout does.
+    std::fs::write(
+        env.home().join("gitconfig"),
+        format!("[http \"http://127.0.0.1:{port}/\"]\n\textraheader = AUTHORIZATION: basic d29ya2Zsb3c=\n"),
+    )
+    .unwrap();
+    let run = |app_token: &str| {
+        let mut cmd = std::process::Command::new("bash");
+        crate::common::base_env(&mut cmd, env.home());
+        cmd.arg("-c").arg(&script).current_dir(env.home());
+        cmd.env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        );
+        for (k, v) in [
+            ("GITHUB_TOKEN", "workflow-token"),
+            ("STAGEGATE_GITHUB_APP_TOKEN", app_token),
+            ("GITHUB_SERVER_URL", &format!("http://127.0.0.1:{port}")),
+            ("SG_COMMAND", "promote"),
+            ("SG_STAGE", ""),
+            ("SG_JOBS", ""),
+            ("SG_JOB", ""),
+            ("SG_PUSH", "true"),
+            ("SG_REVIEW", "false"),
+            ("SG_ARGS", ""),
+            ("SG_DIRECTORY", "."),
+            ("SG_REMOTE", ""),
+            ("SG_GIT_NAME", "bot"),
+            ("SG_GIT_EMAIL", "bot@example.com"),
+        ] {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let basic = |t: &str| {
+        let out = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!("printf 'x-access-token:%s' '{t}' | base64 | tr -d '\\n'"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = run("ghs_app_installation_token");
+    assert!(
+        out.contains(&format!(
+            "::add-mask::{}",
+            basic("ghs_app_installation_token")
+        )),
+        "{out}"
+    );
+    run("");
+    server.unblock();
+    thread.join().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            format!("basic {}", basic("ghs_app_installation_token")),
+            format!("basic {}", basic("workflow-token")),
+        ],
+        "one Authorization header each time: the app's, else the workflow token's, never the checkout's"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

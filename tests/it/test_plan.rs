@@ -336,3 +336,51 @@ fn diff_json_lists_each_changed_manifest() {
         ]
     );
 }
+
+#[test]
+fn plan_rev_plans_what_a_pull_request_head_would_cause() {
+    let env = env();
+    // A pull request into staging: its head bumps xen, on a branch of its own.
+    env.git(&["checkout", "-q", "-b", "pr-42", "staging"]);
+    let head = env.commit_on(
+        "pr-42",
+        "Bump xen to 4.21",
+        &[("components/xen.yaml", "name: xen\nversion: \"4.21\"\n")],
+    );
+    let staging = env.rev("staging");
+    let plan = env.json(&["plan", "--format", "json"]);
+    assert_eq!(
+        plan[0]["pending"].as_array().unwrap().len(),
+        0,
+        "nothing on the stages"
+    );
+    let plan = env.json(&[
+        "plan", "--rev", &head, "--stage", "staging", "--format", "json",
+    ]);
+    let mv = &plan[0];
+    assert_eq!(mv["from_head"], head.as_str());
+    let pending = mv["pending"].as_array().unwrap();
+    assert_eq!(pending.len(), 1, "{plan:#}");
+    assert_eq!(
+        pending[0]["candidates"][0]["item"], "components/xen",
+        "{plan:#}"
+    );
+    let jobs: Vec<&str> = mv["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert!(jobs.contains(&"boot"), "{jobs:?}");
+    assert_eq!(env.rev("staging"), staging, "no ref moved");
+    // Without --stage, REV stands for the first stage's head.
+    let plan = env.json(&["plan", "--rev", "pr-42", "--format", "json"]);
+    assert_eq!(plan[0]["from_head"], head.as_str());
+
+    let (_, err) = env.sg_code(2, &["plan", "--rev", "no-such-thing"]);
+    assert!(
+        err.contains("--rev \"no-such-thing\" does not name a commit"),
+        "{err}"
+    );
+    assert!(err.contains("git fetch origin pull/N/head"), "{err}");
+}

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Install stagegate for the GitHub Action (action.yml): the released static binary that
+# matches the action's own ref, verified against the release's SHA256SUMS; a build from the
+# action's source only when no such release exists (a branch, an unreleased commit, another
+# operating system or architecture).
+#
+# Environment (action.yml sets it):
+#   STAGEGATE_ACTION_PATH   the action's checkout (its Cargo.toml names the version)
+#   STAGEGATE_REF           the ref the workflow used: a tag (v0.1.0), a commit SHA, a branch
+#   STAGEGATE_RELEASES      where releases are downloaded from, without the tag:
+#                           https://github.com/OWNER/stagegate/releases/download
+#   STAGEGATE_INSTALL_DIR   where the binary goes (its bin/ is added to GITHUB_PATH)
+#   GITHUB_PATH             the file GitHub reads PATH additions from (optional)
+#
+# A checksum that does not match is never installed and never "fixed" by building: it means
+# the download is not what was released, and the step fails.
+set -euo pipefail
+
+say() { printf 'stagegate install: %s\n' "$*" >&2; }
+die() { printf '::error title=stagegate install::%s\n' "$*"; exit 3; }
+
+action_path="${STAGEGATE_ACTION_PATH:?STAGEGATE_ACTION_PATH is not set}"
+ref="${STAGEGATE_REF:-}"
+releases="${STAGEGATE_RELEASES:-}"
+root="${STAGEGATE_INSTALL_DIR:-${RUNNER_TEMP:-${TMPDIR:-/tmp}}/stagegate}"
+bin="$root/bin"
+
+version="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$action_path/Cargo.toml" | head -n 1)"
+[ -n "$version" ] || die "no version in $action_path/Cargo.toml"
+tag="v$version"
+
+target=""
+if [ "$(uname -s)" = Linux ]; then
+    case "$(uname -m)" in
+        x86_64 | amd64) target=x86_64-unknown-linux-musl ;;
+        aarch64 | arm64) target=aarch64-unknown-linux-musl ;;
+    esac
+fi
+
+# Which release matches the ref: the tag itself, or — for a commit SHA — the release of the
+# action's version, if that release was built from this very commit (its SOURCE_COMMIT).
+expect_commit=""
+case "$ref" in
+    "$tag") ;;
+    v[0-9]*) say "the action is used at $ref, but its Cargo.toml says $version"; tag="" ;;
+    *)
+        if [[ "$ref" =~ ^[0-9a-f]{40}$ ]]; then
+            expect_commit="$ref"
+        else
+            tag=""
+        fi
+        ;;
+esac
+
+fetch() { # URL FILE: 0 fetched, 1 not there (404), 2 any other failure
+    local code
+    code="$(curl --silent --show-error --location --proto '=https,http' --retry 3 \
+        --connect-timeout 15 --output "$2" --write-out '%{http_code}' "$1" 2>/dev/null)" || code=000
+    case "$code" in
+        200) return 0 ;;
+        404) return 1 ;;
+        *) say "downloading $1 failed (HTTP $code)"; return 2 ;;
+    esac
+}
+
+# Succeeds (and installs) with the released binary; fails when no usable release exists.
+install_release() {
+    [ -n "$tag" ] || return 1
+    [ -n "$target" ] || { say "no release binary for $(uname -s) $(uname -m)"; return 1; }
+    [ -n "$releases" ] || { say "STAGEGATE_RELEASES is not set"; return 1; }
+    command -v curl >/dev/null || { say "curl is not installed"; return 1; }
+    local dir asset
+    dir="$(mktemp -d)"
+    asset="stagegate-$target.tar.gz"
+    if ! fetch "$releases/$tag/SHA256SUMS" "$dir/SHA256SUMS"; then
+        say "no release $tag"
+        return 1
+    fi
+    if ! fetch "$releases/$tag/$asset" "$dir/$asset"; then
+        say "release $tag has no $asset"
+        return 1
+    fi
+    local want got
+    want="$(awk -v f="$asset" '$2 == f || $2 == "*" f { print $1 }' "$dir/SHA256SUMS")"
+    [ -n "$want" ] || die "SHA256SUMS of $tag does not list $asset; refusing to install it"
+    got="$(sha256sum "$dir/$asset" | cut -d ' ' -f 1)"
+    [ "$want" = "$got" ] ||
+        die "checksum mismatch for $asset of $tag: SHA256SUMS says $want, the download is $got; refusing to install it"
+    if [ -n "$expect_commit" ]; then
+        if ! fetch "$releases/$tag/SOURCE_COMMIT" "$dir/SOURCE_COMMIT"; then
+            say "release $tag does not say which commit it was built from"
+            return 1
+        fi
+        want="$(awk '$2 == "SOURCE_COMMIT" { print $1 }' "$dir/SHA256SUMS")"
+        got="$(sha256sum "$dir/SOURCE_COMMIT" | cut -d ' ' -f 1)"
+        [ -n "$want" ] && [ "$want" = "$got" ] ||
+            die "checksum mismatch for SOURCE_COMMIT of $tag; refusing to install it"
+        if [ "$(tr -d '[:space:]' < "$dir/SOURCE_COMMIT")" != "$expect_commit" ]; then
+            say "release $tag was built from $(cat "$dir/SOURCE_COMMIT"), not $expect_commit"
+            return 1
+        fi
+    fi
+    tar -xzf "$dir/$asset" -C "$dir" stagegate
+    mkdir -p "$bin"
+    install -m 0755 "$dir/stagegate" "$bin/stagegate"
+    rm -rf "$dir"
+    say "installed the released stagegate $tag ($target), checksum verified"
+}
+
+build_from_source() {
+    say "building stagegate $version from source (${ref:-no ref}): this takes minutes"
+    command -v cargo >/dev/null ||
+        die "cargo is not installed on this runner; add a Rust toolchain step before this action, or use a released tag (e.g. @$tag)"
+    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stagegate-target}" \
+        cargo install --path "$action_path" --locked --root "$root" --quiet
+}
+
+install_release || build_from_source
+"$bin/stagegate" --version
+if [ -n "${GITHUB_PATH:-}" ]; then
+    echo "$bin" >> "$GITHUB_PATH"
+fi

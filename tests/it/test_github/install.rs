@@ -1,0 +1,302 @@
+//! The action's install step (`scripts/install.sh`) against a fake release served on
+//! 127.0.0.1: the released binary when its checksum matches, a refusal when it does not,
+//! a build from source (here a stand-in `cargo` that records how it was called) when
+//! there is no release for the action's ref.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn target() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "aarch64-unknown-linux-musl",
+        _ => "x86_64-unknown-linux-musl",
+    }
+}
+
+/// Files served at `/releases/download/<tag>/<name>`; anything else is a 404.
+struct Releases {
+    url: String,
+    files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Releases {
+    fn start() -> Releases {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let port = server.server_addr().to_ip().unwrap().port();
+        let files: Arc<Mutex<BTreeMap<String, Vec<u8>>>> = Default::default();
+        let requests: Arc<Mutex<Vec<String>>> = Default::default();
+        let (s, f, r) = (server.clone(), files.clone(), requests.clone());
+        let thread = std::thread::spawn(move || {
+            for req in s.incoming_requests() {
+                let path = req.url().to_string();
+                r.lock().unwrap().push(path.clone());
+                let body = f.lock().unwrap().get(&path).cloned();
+                let resp = match body {
+                    Some(b) => tiny_http::Response::from_data(b).with_status_code(200),
+                    None => {
+                        tiny_http::Response::from_data(b"Not Found".to_vec()).with_status_code(404)
+                    }
+                };
+                let _ = req.respond(resp);
+            }
+        });
+        Releases {
+            url: format!("http://127.0.0.1:{port}/releases/download"),
+            files,
+            requests,
+            server,
+            thread: Some(thread),
+        }
+    }
+
+    fn put(&self, tag: &str, name: &str, data: Vec<u8>) {
+        self.files
+            .lock()
+            .unwrap()
+            .insert(format!("/releases/download/{tag}/{name}"), data);
+    }
+
+    /// A release `tag` whose binary prints `says`, with SHA256SUMS (and SOURCE_COMMIT).
+    fn publish(&self, work: &Path, tag: &str, says: &str, commit: &str) {
+        let dir = work.join(format!("release-{tag}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("stagegate"), format!("#!/bin/sh\necho '{says}'\n")).unwrap();
+        run(Command::new("chmod")
+            .args(["+x", "stagegate"])
+            .current_dir(&dir));
+        let asset = format!("stagegate-{}.tar.gz", target());
+        run(Command::new("tar")
+            .args(["-czf", &asset, "stagegate"])
+            .current_dir(&dir));
+        std::fs::write(dir.join("SOURCE_COMMIT"), format!("{commit}\n")).unwrap();
+        let sums = run(Command::new("sha256sum")
+            .args([asset.as_str(), "SOURCE_COMMIT"])
+            .current_dir(&dir));
+        self.put(tag, &asset, std::fs::read(dir.join(&asset)).unwrap());
+        self.put(
+            tag,
+            "SOURCE_COMMIT",
+            std::fs::read(dir.join("SOURCE_COMMIT")).unwrap(),
+        );
+        self.put(tag, "SHA256SUMS", sums.into_bytes());
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Releases {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Installed {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    bin: PathBuf,
+    github_path: String,
+    cargo_calls: String,
+}
+
+/// Run the install script as the action does, with `cargo` on PATH a stand-in that
+/// records its arguments and "builds" a binary saying `built from source`.
+fn install(work: &Path, releases: &Releases, reference: &str) -> Installed {
+    let fake_bin = work.join("fake-bin");
+    std::fs::create_dir_all(&fake_bin).unwrap();
+    let calls = work.join("cargo-calls");
+    std::fs::write(
+        fake_bin.join("cargo"),
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nwhile [ \"$1\" != --root ]; do shift; done\nmkdir -p \"$2/bin\"\nprintf '#!/bin/sh\\necho built from source\\n' > \"$2/bin/stagegate\"\nchmod +x \"$2/bin/stagegate\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    run(Command::new("chmod").arg("+x").arg(fake_bin.join("cargo")));
+    let dir = work.join(format!("install-{}", reference.replace('/', "_")));
+    let github_path = work.join("github_path");
+    let _ = std::fs::remove_file(&github_path);
+    let path = format!(
+        "{}:{}",
+        fake_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg(root().join("scripts/install.sh"))
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", work)
+        .env("STAGEGATE_ACTION_PATH", root())
+        .env("STAGEGATE_REF", reference)
+        .env("STAGEGATE_RELEASES", &releases.url)
+        .env("STAGEGATE_INSTALL_DIR", &dir)
+        .env("GITHUB_PATH", &github_path)
+        .output()
+        .unwrap();
+    Installed {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        bin: dir.join("bin/stagegate"),
+        github_path: std::fs::read_to_string(&github_path).unwrap_or_default(),
+        cargo_calls: std::fs::read_to_string(&calls).unwrap_or_default(),
+    }
+}
+
+fn tools_present() -> bool {
+    let ok = ["bash", "curl", "tar", "sha256sum"].iter().all(|t| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    assert!(
+        ok || std::env::var("CI").is_err(),
+        "bash, curl, tar and sha256sum are needed (.ci/run installs them)"
+    );
+    ok
+}
+
+#[test]
+fn the_release_matching_the_actions_tag_is_installed_when_its_checksum_matches() {
+    if !tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let releases = Releases::start();
+    let tag = format!("v{VERSION}");
+    releases.publish(work.path(), &tag, "stagegate from the release", "abc");
+    let r = install(work.path(), &releases, &tag);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("checksum verified"), "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), "stagegate from the release");
+    assert_eq!(
+        run(&mut Command::new(&r.bin)).trim(),
+        "stagegate from the release"
+    );
+    assert_eq!(
+        r.github_path.trim(),
+        r.bin.parent().unwrap().to_str().unwrap()
+    );
+    assert!(r.cargo_calls.is_empty(), "nothing built: {}", r.cargo_calls);
+}
+
+#[test]
+fn a_download_whose_checksum_does_not_match_is_refused() {
+    if !tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let releases = Releases::start();
+    let tag = format!("v{VERSION}");
+    releases.publish(work.path(), &tag, "stagegate from the release", "abc");
+    // The asset is swapped after the sums were made.
+    releases.put(
+        &tag,
+        &format!("stagegate-{}.tar.gz", target()),
+        b"not what was released".to_vec(),
+    );
+    let r = install(work.path(), &releases, &tag);
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("::error title=stagegate install::checksum mismatch for stagegate-"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("refusing to install it"), "{}", r.stdout);
+    assert!(!r.bin.exists(), "nothing installed");
+    assert!(r.cargo_calls.is_empty(), "and nothing built instead");
+    assert!(r.github_path.is_empty());
+}
+
+#[test]
+fn without_a_release_for_the_ref_the_action_builds_from_its_source() {
+    if !tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let releases = Releases::start();
+    let tag = format!("v{VERSION}");
+    let r = install(work.path(), &releases, &tag);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(&format!("no release {tag}")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stdout.trim(), "built from source");
+    assert_eq!(
+        r.cargo_calls.trim(),
+        format!(
+            "install --path {} --locked --root {} --quiet",
+            root().display(),
+            r.bin.parent().unwrap().parent().unwrap().display()
+        )
+    );
+    assert_eq!(
+        releases.requests(),
+        [format!("/releases/download/{tag}/SHA256SUMS")]
+    );
+}
+
+#[test]
+fn a_branch_ref_builds_from_source_without_asking_for_a_release() {
+    if !tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let releases = Releases::start();
+    releases.publish(work.path(), &format!("v{VERSION}"), "released", "abc");
+    let r = install(work.path(), &releases, "main");
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout.trim(), "built from source");
+    assert!(releases.requests().is_empty());
+}
+
+#[test]
+fn a_sha_ref_gets_the_release_only_when_it_was_built_from_that_commit() {
+    if !tools_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let releases = Releases::start();
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    releases.publish(work.path(), &format!("v{VERSION}"), "released", commit);
+    let r = install(work.path(), &releases, commit);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout.trim(), "released");
+
+    let other = "89abcdef0123456789abcdef0123456789abcdef";
+    let r = install(work.path(), &releases, other);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains(&format!("not {other}")), "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), "built from source");
+}
