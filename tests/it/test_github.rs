@@ -1112,6 +1112,163 @@ fn the_example_workflows_check_out_everything_and_use_only_declared_inputs() {
     assert_eq!(commands, ["check", "plan"]);
 }
 
+/// Every workflow this repository ships: the examples and its own release workflow.
+fn all_workflows() -> Vec<std::path::PathBuf> {
+    let mut out = workflows();
+    out.push(root().join(".github/workflows/release.yml"));
+    out
+}
+
+#[test]
+fn workflows_pin_actions_by_sha_and_grant_write_only_to_jobs_that_push() {
+    for path in all_workflows() {
+        let wf = yaml(&path);
+        let name = path.display();
+        // Nothing by default: each job says what it needs.
+        let top = &wf["permissions"];
+        assert!(
+            top == &json!({}) || top == &json!({"contents": "read"}),
+            "{name}: workflow-level permissions {top}"
+        );
+        for (job_name, job) in wf["jobs"].as_object().unwrap() {
+            let writes = job["permissions"]
+                .as_object()
+                .is_some_and(|p| p.values().any(|v| v == "write"));
+            for step in job["steps"].as_array().unwrap() {
+                let Some(uses) = step["uses"].as_str() else {
+                    continue;
+                };
+                if uses.starts_with("your-org/stagegate@") {
+                    continue;
+                }
+                let (_, sha) = uses.split_once('@').unwrap();
+                assert!(
+                    sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{name} {job_name}: {uses} is not pinned by a commit SHA"
+                );
+                if uses.starts_with("actions/checkout@") {
+                    assert_eq!(
+                        step["with"]["persist-credentials"],
+                        json!(false),
+                        "{name} {job_name}: the checkout keeps a token in .git/config"
+                    );
+                }
+                if uses.starts_with("actions/create-github-app-token@") {
+                    assert!(writes, "{name} {job_name}");
+                    assert!(
+                        step["with"]["permission-contents"].is_string(),
+                        "{name} {job_name}: the App token asks for what it needs only"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_workflow_that_promotes_shares_one_concurrency_group() {
+    let mut promoting = 0;
+    for path in workflows() {
+        let wf = yaml(&path);
+        for (job_name, job) in wf["jobs"].as_object().unwrap() {
+            let promotes = job["steps"].as_array().unwrap().iter().any(|s| {
+                s["uses"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("your-org/stagegate@"))
+                    && s["with"]["command"]
+                        .as_str()
+                        .is_some_and(|c| c.contains("promote") || c.contains("cycle"))
+            });
+            if !promotes {
+                continue;
+            }
+            promoting += 1;
+            let group = job["concurrency"]["group"]
+                .as_str()
+                .or(wf["concurrency"]["group"].as_str());
+            assert_eq!(
+                group,
+                Some("stagegate-promote"),
+                "{} {job_name}",
+                path.display()
+            );
+        }
+    }
+    assert_eq!(promoting, 2, "the cycle and the matrix's promote job");
+}
+
+#[test]
+fn an_approval_of_a_promotion_pull_request_promotes_at_once() {
+    let wf = yaml(&root().join("templates/github/stagegate-cycle.yml"));
+    assert_eq!(
+        wf["on"]["pull_request_review"]["types"],
+        json!(["submitted"])
+    );
+    let job = &wf["jobs"]["cycle"];
+    let cond = job["if"].as_str().unwrap();
+    for part in [
+        "github.event.review.state == 'approved'",
+        "startsWith(github.event.pull_request.head.ref, 'stagegate/promote/')",
+        "github.event.pull_request.head.repo.full_name == github.repository",
+    ] {
+        assert!(cond.contains(part), "{cond}");
+    }
+    let steps = job["steps"].as_array().unwrap();
+    let checkout = steps
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/checkout@"))
+        })
+        .unwrap();
+    assert_eq!(
+        checkout["with"]["ref"],
+        json!("${{ github.event.pull_request.base.ref }}"),
+        "the stage, never the pull request's code"
+    );
+    let action = steps
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("your-org/stagegate@"))
+        })
+        .unwrap();
+    assert_eq!(
+        action["with"]["github-app-token"],
+        json!("${{ steps.app.outputs.token }}")
+    );
+    assert!(
+        action["with"]["command"]
+            .as_str()
+            .unwrap()
+            .contains("'promote'")
+    );
+}
+
+#[test]
+fn zizmor_finds_nothing_in_the_workflows_or_the_action() {
+    let Some(zizmor) = crate::common::require_tool("zizmor") else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(zizmor);
+    cmd.current_dir(root())
+        .args(["--offline", "--no-progress", "--format", "plain"])
+        .args(["--config", ".github/zizmor.yml", "action.yml"]);
+    for p in all_workflows() {
+        cmd.arg(p);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "zizmor:\n{text}");
+    assert!(text.contains("No findings to report"), "{text}");
+}
+
 #[test]
 fn actionlint_accepts_the_example_workflows_against_our_action_yml() {
     let Some(actionlint) = crate::common::require_tool("actionlint") else {
@@ -1124,6 +1281,11 @@ fn actionlint_accepts_the_example_workflows_against_our_action_yml() {
     std::fs::create_dir_all(repo.join(".github/workflows")).unwrap();
     std::fs::create_dir_all(repo.join(".git")).unwrap();
     std::fs::copy(root().join("action.yml"), repo.join("action.yml")).unwrap();
+    std::fs::copy(
+        root().join(".github/workflows/release.yml"),
+        repo.join(".github/workflows/release.yml"),
+    )
+    .unwrap();
     for path in workflows() {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("your-org/stagegate@v0"), "{}", path.display());
