@@ -23,9 +23,14 @@ for tool in mke2fs debugfs e2fsck qemu-img git; do
 done
 export PATH="/usr/sbin:/sbin:$PATH"
 
-echo "== building stagegate"
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-sg="$here/target/release/stagegate"
+target=${CARGO_TARGET_DIR:-$here/target}
+if [ -x "$target/release/stagegate" ]; then
+    echo "== building stagegate (incremental)"
+else
+    echo "== building stagegate (a first build compiles ~400 crates: several minutes on 2 cores)"
+fi
+cargo build --release --manifest-path "$here/Cargo.toml"
+sg="$target/release/stagegate"
 
 work=${1:-$(mktemp -d "${TMPDIR:-/tmp}/stagegate-demo.XXXXXX")}
 repo="$work/state"
