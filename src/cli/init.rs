@@ -42,9 +42,6 @@ fn collect(dir: &Dir, out: &mut Vec<File>, vars: &minijinja::Value) -> Result<()
             DirEntry::File(f) => {
                 let mut path = f.path().to_string_lossy().into_owned();
                 let mut data = f.contents().to_vec();
-                if path == "gitignore" {
-                    path = ".gitignore".into();
-                }
                 if let Some(stem) = path.strip_suffix(".j2") {
                     let env = minijinja::Environment::new();
                     let text = String::from_utf8_lossy(&data).into_owned();
@@ -123,18 +120,27 @@ fn set_head(repo: &Repo, branch: &str) -> Result<()> {
     Ok(())
 }
 
-/// The example component's own repository: bare, with `main` (tracked) and `master` (push gate).
-fn create_upstream(dir: &Path) -> Result<ObjectId> {
-    std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
-    let git = gix::init_bare(dir).context(|| format!("creating {}", dir.display()))?;
-    let repo = Repo::from_git(git);
+/// The example component's history, kept in the state repository itself on branches of
+/// its own: `hello/main` (tracked) and `hello/master` (the push gate's). Its manifest says
+/// `source.git: .`, so wherever the state repository is cloned (a CI checkout, another
+/// runner) the component comes along: from the remote the clone came from.
+fn create_component(repo: &Repo) -> Result<ObjectId> {
     let mut files = Vec::new();
     collect(&UPSTREAM, &mut files, &minijinja::Value::UNDEFINED)?;
-    let tree = tree_of(&repo, ObjectId::empty_tree(gix::hash::Kind::Sha1), &files)?;
+    let tree = tree_of(repo, ObjectId::empty_tree(gix::hash::Kind::Sha1), &files)?;
     let commit = repo.write_commit(tree, &[], "hello: first release\n")?;
-    set_branch(&repo, "main", commit, "stagegate init: example component")?;
-    set_branch(&repo, "master", commit, "stagegate init: example component")?;
-    set_head(&repo, "main")?;
+    set_branch(
+        repo,
+        "hello/main",
+        commit,
+        "stagegate init: example component",
+    )?;
+    set_branch(
+        repo,
+        "hello/master",
+        commit,
+        "stagegate init: example component",
+    )?;
     Ok(commit)
 }
 
@@ -160,7 +166,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         gix::init(&dir).context(|| format!("creating a git repository in {}", dir.display()))?;
     let repo = Repo::from_git(git);
 
-    let upstream_commit = create_upstream(&dir.join("upstream/hello.git"))?;
+    let upstream_commit = create_component(&repo)?;
     let vars = minijinja::context! { commit => upstream_commit.to_string() };
     let mut files = Vec::new();
     collect(&EXAMPLE, &mut files, &vars)?;
@@ -175,9 +181,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
 
     // The first commit holds the pipeline alone and starts every stage; the example items
     // arrive in a second commit on the first stage, pending, as a user's change would.
-    let (start, example): (Vec<File>, Vec<File>) = files
-        .into_iter()
-        .partition(|f| f.path == "stagegate.yaml" || f.path == ".gitignore");
+    let (start, example): (Vec<File>, Vec<File>) =
+        files.into_iter().partition(|f| f.path == "stagegate.yaml");
     let empty = ObjectId::empty_tree(gix::hash::Kind::Sha1);
     let tree1 = tree_of(&repo, empty, &start)?;
     let c1 = repo.write_commit(tree1, &[], "stagegate: start the pipeline\n\nStages new -> staging -> stable; gates in stagegate.yaml.\n")?;
@@ -189,7 +194,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let c2 = repo.write_commit(
         tree2,
         &[c1],
-        "Add the example images, component and tests\n\nimages/debian-host is built with mke2fs -d and qemu-img; images/debian-guest\nis derived from it; components/hello is pinned in upstream/hello.git.\n",
+        "Add the example images, component and tests\n\nimages/debian-host is built with mke2fs -d and qemu-img; images/debian-guest\nis derived from it; components/hello is pinned on this repository's branch hello/main.\n",
     )?;
     match repo.cas("refs/heads/new", Some(c1), c2, "stagegate init: example")? {
         Cas::Updated => {}
@@ -229,7 +234,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         "  pending on new: {} Add the example images, component and tests",
         crate::plan::short(c2)
     );
-    println!("  component repository: upstream/hello.git");
+    println!("  component: branches hello/main (tracked) and hello/master (push gate)");
     println!("Next: stagegate -C {} status", dir.display());
     Ok(0)
 }

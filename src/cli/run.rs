@@ -244,6 +244,7 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
             .unwrap_or(8 * 1024 * 1024),
         store: Arc::new(store),
         root: repo.root_dir().to_path_buf(),
+        self_url: repo.self_url(),
         runner: runner::identity(),
         scratch: scratch.path().to_path_buf(),
     });

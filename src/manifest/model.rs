@@ -277,8 +277,14 @@ pub fn script_of(run: &str) -> Option<&str> {
 
 /// A `source.git` as git can reach it: `./x` and `../x` are relative to the repository
 /// root (`root`), anything else is a URL or path as written.
-pub fn resolve_git(git: &str, root: &std::path::Path) -> String {
-    if git.starts_with("./") || git.starts_with("../") {
+/// The URL to reach a component's `source.git`: relative paths are relative to the state
+/// repository's directory `root`, and `.` is the state repository itself as others reach
+/// it (`self_url`: its remote's URL when it has one), where the component's history lives
+/// on branches of its own.
+pub fn resolve_git(git: &str, root: &std::path::Path, self_url: &str) -> String {
+    if git == "." {
+        self_url.to_string()
+    } else if git.starts_with("./") || git.starts_with("../") {
         root.join(git).display().to_string()
     } else {
         git.to_string()

@@ -243,7 +243,8 @@ fn track_change(planner: &Planner, item: &Item) -> Result<Option<Change>> {
     let (Some(track), Some(pinned)) = (&src.track, &src.commit) else {
         return Ok(None);
     };
-    let url = crate::manifest::resolve_git(&src.git, planner.repo.root_dir());
+    let url =
+        crate::manifest::resolve_git(&src.git, planner.repo.root_dir(), &planner.repo.self_url());
     let tip = crate::repo::remote::ls_remote(planner.repo.git_dir(), &url, track).map_err(|e| {
         Error::infra_help(
             format!("{}: cannot read its tracked branch {track}: {e}", item.id),
@@ -261,7 +262,12 @@ fn track_change(planner: &Planner, item: &Item) -> Result<Option<Change>> {
     }
     Ok(Some(Change {
         id: item.id.clone(),
-        version: format!("{track}-{}", &tip[..12]),
+        // `hello/main` names the version `main-…`: a version is no place for a `/`.
+        version: format!(
+            "{}-{}",
+            track.rsplit('/').next().unwrap_or(track),
+            &tip[..12]
+        ),
         commit: Some((pinned.clone(), tip.clone())),
         upstream: None,
         reason: format!("upstream {track} moved to {}", &tip[..12]),

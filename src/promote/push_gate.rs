@@ -64,7 +64,11 @@ pub fn push_components(
         let (Some(branch), Some(commit)) = (&src.push_to, &src.commit) else {
             continue;
         };
-        let url = crate::manifest::resolve_git(&src.git, planner.repo.root_dir());
+        let url = crate::manifest::resolve_git(
+            &src.git,
+            planner.repo.root_dir(),
+            &planner.repo.self_url(),
+        );
         let (pushed, message) = match push(planner, &c.item.name, &url, commit, branch) {
             Ok(m) => (true, m),
             Err(m) => (false, m),

@@ -124,6 +124,26 @@ impl Repo {
         let _ = self.publish.set(remote.to_string());
     }
 
+    /// Where this state repository is reached from elsewhere: the URL of the remote it
+    /// publishes to (or of `origin`), else its own directory. A component whose
+    /// `source.git` is `.` lives here, on branches of its own.
+    pub fn self_url(&self) -> String {
+        let name = self.publishing().unwrap_or("origin");
+        let url = self
+            .git
+            .config_snapshot()
+            .string(format!("remote.{name}.url").as_str())
+            .map(|u| u.to_string());
+        match url {
+            // A relative path is relative to the repository, as git reads it.
+            Some(u) if u.starts_with("./") || u.starts_with("../") => {
+                self.root_dir().join(u).display().to_string()
+            }
+            Some(u) => u,
+            None => self.root_dir().display().to_string(),
+        }
+    }
+
     /// The remote refs are published to, if any.
     pub fn publishing(&self) -> Option<&str> {
         self.publish.get().map(String::as_str)

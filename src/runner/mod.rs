@@ -51,6 +51,8 @@ pub struct Settings {
     pub store: Arc<Store>,
     /// Relative `source.git` paths are resolved against this (the repository root).
     pub root: PathBuf,
+    /// What `source.git: .` means: the state repository as other machines reach it.
+    pub self_url: String,
     pub runner: Runner,
     /// A directory for this run's scratch space: one slot per parallel job, reused from
     /// job to job (`slot-N/out` is `$STAGEGATE_OUT`, `slot-N/env.json` the env file).
@@ -316,7 +318,7 @@ fn job_env(
         let git = e
             .git
             .as_ref()
-            .map(|g| crate::manifest::resolve_git(g, &settings.root));
+            .map(|g| crate::manifest::resolve_git(g, &settings.root, &settings.self_url));
         if let Some(g) = &git {
             vars.push((format!("{stem}_GIT"), g.clone()));
         }

@@ -3,7 +3,7 @@
 //! component push gate — the real binary, real scripts, real repositories.
 //!
 //! Tests that need real disk images use the bundled example (`stagegate init`: `mke2fs`,
-//! `qemu-img`, a component in `upstream/hello.git`); the others use small repositories
+//! `qemu-img`, a component on the branches `hello/main` and `hello/master`); the others use small repositories
 //! whose recipes are a few lines of shell, so what a job received can be read back from
 //! the ledger (a recipe writes it into its lock file, which the ledger records).
 
@@ -168,12 +168,9 @@ fn version_of(env: &TestEnv, rev: &str, path: &str) -> String {
 
 // --- the example's component repository ---
 
-fn upstream(env: &TestEnv) -> PathBuf {
-    env.repo.join("upstream/hello.git")
-}
-
-/// Commit a change to `file` on `branch` of the component's own repository and push it
-/// there; returns the commit.
+/// Commit a change to `file` on the example component's `branch` (its history lives in
+/// the state repository, on `hello/<branch>`) from a clone, and push it there; returns the
+/// commit.
 fn upstream_commit(env: &TestEnv, branch: &str, file: &str, line: &str) -> String {
     let work = env.home().join("hello-work");
     if !work.exists() {
@@ -182,7 +179,7 @@ fn upstream_commit(env: &TestEnv, branch: &str, file: &str, line: &str) -> Strin
             &[
                 "clone",
                 "-q",
-                upstream(env).to_str().unwrap(),
+                env.repo.to_str().unwrap(),
                 work.to_str().unwrap(),
             ],
         );
@@ -190,7 +187,13 @@ fn upstream_commit(env: &TestEnv, branch: &str, file: &str, line: &str) -> Strin
     env.git_in(&work, &["fetch", "-q", "origin"]);
     env.git_in(
         &work,
-        &["checkout", "-q", "-B", branch, &format!("origin/{branch}")],
+        &[
+            "checkout",
+            "-q",
+            "-B",
+            branch,
+            &format!("origin/hello/{branch}"),
+        ],
     );
     let path = work.join(file);
     let mut text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -199,12 +202,15 @@ fn upstream_commit(env: &TestEnv, branch: &str, file: &str, line: &str) -> Strin
     std::fs::write(&path, text).unwrap();
     env.git_in(&work, &["add", "-A"]);
     env.git_in(&work, &["commit", "-q", "-m", &format!("{file}: {line}")]);
-    env.git_in(&work, &["push", "-q", "origin", &format!("HEAD:{branch}")]);
+    env.git_in(
+        &work,
+        &["push", "-q", "origin", &format!("HEAD:hello/{branch}")],
+    );
     env.git_in(&work, &["rev-parse", "HEAD"])
 }
 
 fn upstream_rev(env: &TestEnv, branch: &str) -> String {
-    env.git_in(&upstream(env), &["rev-parse", branch])
+    env.rev(&format!("hello/{branch}"))
 }
 
 /// The decision the merge commit `rev` on `stage` added (the one for its second parent).
@@ -546,6 +552,44 @@ fn poll_bumps_a_component_to_the_version_its_watch_prints() {
     );
 }
 
+/// The example carries its component: a fresh clone of the state repository's remote (a
+/// CI checkout, another runner) runs the whole pipeline, push gate included.
+#[test]
+fn the_example_cycles_in_a_fresh_clone_of_its_remote() {
+    let env = TestEnv::init_example();
+    let origin = env.bare_clone("origin.git");
+    let clone = env.home().join("checkout");
+    env.git(&[
+        "clone",
+        "-q",
+        origin.to_str().unwrap(),
+        clone.to_str().unwrap(),
+    ]);
+    let ci = TestEnv {
+        tmp: tempfile::tempdir().unwrap(),
+        repo: clone,
+    };
+    let out = ci.sg_ok(&["--remote", "origin", "cycle"]);
+    assert!(out.contains("staging → stable: promoted"), "{out}");
+    assert!(!out.contains("fail"), "{out}");
+    let stable = env.git_in(&origin, &["show", "stable:components/hello.yaml"]);
+    assert!(stable.contains("git: ."), "{stable}");
+    let pinned = env.git_in(&origin, &["rev-parse", "hello/main"]);
+    assert_eq!(
+        env.git_in(&origin, &["rev-parse", "hello/master"]),
+        pinned,
+        "the push gate reached the remote"
+    );
+
+    // A new commit on the component, pushed by someone else, reaches stable from the clone.
+    let tip = upstream_commit(&env, "main", "hello.sh", "echo \"hello, again\"");
+    env.git(&["push", "-q", origin.to_str().unwrap(), "hello/main"]);
+    ci.sg_ok(&["--remote", "origin", "cycle"]);
+    assert_eq!(env.git_in(&origin, &["rev-parse", "hello/master"]), tip);
+    let stable = env.git_in(&origin, &["show", "stable:components/hello.yaml"]);
+    assert!(stable.contains(&tip), "{stable}");
+}
+
 #[test]
 fn poll_bumps_a_component_whose_tracked_branch_moved() {
     let env = TestEnv::init_example();
@@ -564,7 +608,7 @@ fn poll_bumps_a_component_whose_tracked_branch_moved() {
     );
     assert!(
         message(&env, "new").contains(&format!(
-            "Stagegate-Reason: upstream main moved to {}",
+            "Stagegate-Reason: upstream hello/main moved to {}",
             &tip[..12]
         )),
         "{}",
@@ -892,7 +936,7 @@ fn the_push_gate_fast_forwards_the_component_repository_to_the_tested_commit() {
     assert_eq!(upstream_rev(&env, "master"), tip);
     assert_eq!(
         trailer(&env, "stable", "Stagegate-Pushed"),
-        [format!("components/hello master {tip}")]
+        [format!("components/hello hello/master {tip}")]
     );
     let last = decision_of(&env, "stable", "stable");
     assert_eq!(last.pushed.len(), 1, "{last:#?}");
@@ -920,7 +964,7 @@ fn the_push_gate_refuses_a_non_fast_forward_and_records_why() {
     );
     assert_eq!(
         trailer(&env, "stable", "Stagegate-Push-Refused"),
-        [format!("components/hello master {tip}")]
+        [format!("components/hello hello/master {tip}")]
     );
     let last = decision_of(&env, "stable", "stable");
     assert_eq!(last.pushed.len(), 1, "{last:#?}");
