@@ -2,6 +2,7 @@
 //! rendered pull request body and step summary, `action.yml` and the example workflows
 //! (actionlint), and the annotations `check` prints in GitHub Actions.
 
+mod act;
 mod actions;
 mod fake;
 mod install;

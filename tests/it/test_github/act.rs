@@ -1,0 +1,213 @@
+//! The example workflow, run for real by `act` (offline, on this host), against the fake
+//! GitHub backed by a bare `origin`: a scheduled cycle opens the promotion pull request,
+//! an approval arrives, and the `pull_request_review` run merges it: the stage moves.
+//!
+//! The workflow is `templates/github/stagegate-cycle.yml` as shipped. What act cannot
+//! reach offline is replaced by local stand-ins, named with `--local-repository`:
+//! `your-org/stagegate@v0` is this repository (so action.yml and scripts/install.sh run
+//! as they are; with no release for `v0` the install falls back to `cargo install`, and
+//! `cargo` on PATH is a stand-in that installs the binary under test), `actions/checkout`
+//! clones `origin`, and `actions/create-github-app-token` is never reached (no App is
+//! configured, so its step is skipped).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::fake::{FakeGitHub, OWNER, REPO, TOKEN};
+use crate::common::TestEnv;
+
+const PIPELINE: &str = "version: 1\nstages: [staging, stable]\ngates:\n  stable: {require: [test], baseline: true, review: true}\n";
+const BRANCH: &str = "stagegate/promote/staging-to-stable";
+const CHECKOUT: &str = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1";
+const APP_TOKEN: &str = "actions/create-github-app-token@1b10c78c7865c340bc4f6099eb2f838309f1e8c3";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Act {
+    env: TestEnv,
+    origin: PathBuf,
+    fake: FakeGitHub,
+    act: PathBuf,
+    tools: PathBuf,
+}
+
+impl Act {
+    fn new(act: PathBuf) -> Act {
+        let env = TestEnv::init_with(&[
+            ("components/xen.yaml", "name: xen\nversion: \"1\"\n"),
+            (
+                "tests/boot.yaml",
+                "name: boot\nuses: [components/xen]\nrun: ./tests/boot.sh\n",
+            ),
+            (
+                "tests/boot.sh",
+                "#!/bin/sh\n[ \"$STAGEGATE_COMPONENT_XEN_VERSION\" != bad ]\n",
+            ),
+        ]);
+        env.commit_on("staging", "Require review", &[("stagegate.yaml", PIPELINE)]);
+        env.git(&["checkout", "-q", "stable"]);
+        env.git(&["merge", "-q", "--ff-only", "staging"]);
+        env.commit_on(
+            "staging",
+            "Bump xen to 2",
+            &[("components/xen.yaml", "name: xen\nversion: \"2\"\n")],
+        );
+        let origin = env.bare_clone("origin.git");
+        env.git(&["remote", "add", "origin", origin.to_str().unwrap()]);
+        let fake = FakeGitHub::start_with_git(&origin);
+        let tools = env.home().join("act-tools");
+        stand_ins(&tools);
+        Act {
+            env,
+            origin,
+            fake,
+            act,
+            tools,
+        }
+    }
+
+    /// `act EVENT` on the shipped cycle workflow; returns act's output.
+    fn run(&self, event: &str, payload: Option<&serde_json::Value>) -> String {
+        let home = self.env.home();
+        let mut cmd = Command::new(&self.act);
+        crate::common::base_env(&mut cmd, home);
+        cmd.current_dir(&self.env.repo)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    self.tools.join("bin").display(),
+                    std::env::var("PATH").unwrap()
+                ),
+            )
+            .env("STAGEGATE_TEST_BINARY", env!("CARGO_BIN_EXE_stagegate"))
+            .arg(event)
+            .arg("-W")
+            .arg(root().join("templates/github/stagegate-cycle.yml"))
+            .args(["-P", "ubuntu-latest=-self-hosted", "--action-offline-mode"])
+            .arg("--action-cache-path")
+            .arg(home.join("act-cache"))
+            .arg("--local-repository")
+            .arg(format!("your-org/stagegate@v0={}", root().display()))
+            .arg("--local-repository")
+            .arg(format!(
+                "{CHECKOUT}={}",
+                self.tools.join("checkout").display()
+            ))
+            .arg("--local-repository")
+            .arg(format!(
+                "{APP_TOKEN}={}",
+                self.tools.join("app-token").display()
+            ))
+            .args(["-s", &format!("GITHUB_TOKEN={TOKEN}")])
+            .args(["--env", &format!("GITHUB_API_URL={}", self.fake.url)])
+            .args(["--env", &format!("GITHUB_REPOSITORY={OWNER}/{REPO}")])
+            .args(["--env", &format!("TEST_ORIGIN={}", self.origin.display())])
+            .args(["--env", "STAGEGATE_GITHUB_RETRY_BASE_MS=1"]);
+        if let Some(p) = payload {
+            let path = home.join(format!("{event}.json"));
+            std::fs::write(&path, p.to_string()).unwrap();
+            cmd.arg("-e").arg(path);
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "act {event} failed:\n{text}");
+        text
+    }
+
+    fn origin(&self, rev: &str) -> String {
+        self.env.git_in(&self.origin, &["rev-parse", rev])
+    }
+}
+
+/// The stand-ins: `bin/cargo` installs the binary under test where `cargo install --root`
+/// would; `checkout/` clones `$TEST_ORIGIN` (at `ref`); `app-token/` fails if ever run.
+fn stand_ins(dir: &Path) {
+    let write = |path: &str, text: &str| {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    write(
+        "bin/cargo",
+        "#!/bin/sh\n# cargo install --path P --locked --root ROOT --quiet\nwhile [ \"$1\" != --root ]; do shift; done\nmkdir -p \"$2/bin\"\ncp \"$STAGEGATE_TEST_BINARY\" \"$2/bin/stagegate\"\n",
+    );
+    write(
+        "checkout/action.yml",
+        "name: stand-in for actions/checkout\ndescription: clones the test's origin\ninputs:\n  fetch-depth: {description: ignored, required: false}\n  persist-credentials: {description: ignored, required: false}\n  ref: {description: the branch to check out, required: false}\nruns:\n  using: composite\n  steps:\n    - shell: bash\n      env:\n        REF: ${{ inputs.ref }}\n      run: |\n        git clone -q \"$TEST_ORIGIN\" .\n        if [ -n \"$REF\" ]; then git checkout -q \"$REF\"; fi\n",
+    );
+    write(
+        "app-token/action.yml",
+        "name: stand-in for actions/create-github-app-token\ndescription: never runs (no App is configured)\ninputs:\n  client-id: {description: x, required: false}\n  private-key: {description: x, required: false}\n  permission-contents: {description: x, required: false}\n  permission-pull-requests: {description: x, required: false}\n  permission-checks: {description: x, required: false}\n  permission-statuses: {description: x, required: false}\nruns:\n  using: composite\n  steps:\n    - shell: bash\n      run: exit 1\n",
+    );
+}
+
+#[test]
+fn under_act_a_schedule_opens_the_pull_request_and_an_approval_moves_the_stage() {
+    let Some(act) = crate::common::require_tool("act") else {
+        return;
+    };
+    let w = Act::new(act);
+    let stable = w.origin("refs/heads/stable");
+
+    // The hourly run: poll, run the jobs, promote through a pull request.
+    let out = w.run("schedule", None);
+    assert!(out.contains("Job succeeded"), "{out}");
+    let pulls = w.fake.pulls();
+    assert_eq!(pulls.len(), 1, "{out}");
+    assert_eq!(pulls[0]["head"]["ref"], BRANCH);
+    assert_eq!(pulls[0]["base"]["ref"], "stable");
+    let head = w.origin(BRANCH);
+    assert_eq!(
+        w.origin("refs/heads/stable"),
+        stable,
+        "not before an approval"
+    );
+    // The check went on the pull request's head.
+    assert!(
+        w.fake
+            .requests_to("POST", "/repos/octo-org/state/check-runs")
+            .iter()
+            .any(|c| c.body["head_sha"] == head.as_str()),
+        "{out}"
+    );
+    // The results were pushed for other runners.
+    w.env
+        .git_in(&w.origin, &["rev-parse", "refs/stagegate/results"]);
+
+    // A maintainer approves: GitHub sends pull_request_review.
+    w.fake.set_permission("maintainer", "write");
+    w.fake.add_review(1347, "maintainer", "APPROVED", &head);
+    let event = serde_json::json!({
+        "action": "submitted",
+        "review": {"state": "approved", "commit_id": head, "user": {"login": "maintainer"}},
+        "pull_request": {
+            "number": 1347,
+            "head": {"ref": BRANCH, "sha": head, "repo": {"full_name": format!("{OWNER}/{REPO}")}},
+            "base": {"ref": "stable", "repo": {"full_name": format!("{OWNER}/{REPO}")}}
+        },
+        "repository": {"full_name": format!("{OWNER}/{REPO}"), "name": REPO, "owner": {"login": OWNER}}
+    });
+    let out = w.run("pull_request_review", Some(&event));
+    assert!(out.contains("merged pull request #1347"), "{out}");
+    assert_eq!(
+        w.origin("refs/heads/stable"),
+        head,
+        "the stage moved to the approved promotion"
+    );
+    assert_eq!(w.fake.pull(1347)["merged"], true);
+    assert!(
+        w.env
+            .git_in(&w.origin, &["branch", "--list", BRANCH])
+            .is_empty(),
+        "the promotion branch is deleted"
+    );
+}
