@@ -40,8 +40,8 @@ git config user.email >/dev/null 2>&1 || export GIT_AUTHOR_EMAIL="demo@stagegate
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "stagegate init $repo"
-"$sg" init "$repo"
+step "stagegate init $repo --example"
+"$sg" init "$repo" --example
 
 step "stagegate status"
 "$sg" -C "$repo" status

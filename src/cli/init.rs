@@ -1,4 +1,6 @@
-//! `stagegate init [DIR]`: scaffold a state repository with a working example pipeline.
+//! `stagegate init [DIR]`: make DIR a state repository. An existing repository (or a
+//! plain directory) gets a minimal pipeline committed on its current branch and the stage
+//! branches started from there; `--example` scaffolds the working example instead.
 
 use std::path::{Path, PathBuf};
 
@@ -10,23 +12,40 @@ use super::{Code, Ctx};
 use crate::error::{Context, Error, IoContext, Result};
 use crate::repo::{Cas, Repo};
 
+static MINIMAL: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/minimal");
 static EXAMPLE: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/example");
 static UPSTREAM: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/upstream-hello");
 static GITHUB: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/github");
 const PRE_COMMIT: &str = include_str!("../../hooks/pre-commit");
 
-/// Create a state repository in DIR: the example pipeline (two images built with
-/// `mke2fs -d` and `qemu-img`, a component in a local repository, two tests), the stage
-/// branches `new`, `staging` and `stable`, and the example committed on `new`, pending.
+/// Make DIR a state repository: commit a minimal pipeline (`stagegate.yaml`) on its
+/// current branch and start the stage branches `new`, `staging` and `stable` there. DIR may
+/// be an existing git repository (empty or not), a plain directory, or absent.
+/// With `--example`, DIR must be empty: the example pipeline (two images, a component in a
+/// local repository, two tests) is committed on `new`, pending.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Where to create it (must be empty or absent); default: the current directory.
+    /// The repository or directory; default: the current directory.
     pub dir: Option<PathBuf>,
+    /// Scaffold a working example instead (in an empty or new directory): `quick` (the
+    /// default) builds stand-in images with `mke2fs -d` and `qemu-img` in seconds.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "quick", value_name = "NAME")]
+    pub example: Option<Example>,
     /// Also write the example GitHub workflows to .github/workflows/ (a scheduled cycle,
     /// a job matrix, and a read-only pull-request check).
     #[arg(long)]
     pub github: bool,
 }
+
+/// The examples `init --example` can scaffold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Example {
+    /// Stand-in images made with `mke2fs -d` and `qemu-img`: the whole pipeline in seconds.
+    Quick,
+}
+
+/// The stage branches `init` creates (the order of the minimal pipeline's `stages`).
+const STAGES: [&str; 3] = ["new", "staging", "stable"];
 
 /// A file to commit: path, content, executable.
 struct File {
@@ -145,38 +164,240 @@ fn create_component(repo: &Repo) -> Result<ObjectId> {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let dir = match args.dir {
-        Some(d) if d.is_absolute() => d,
+    let dir = match &args.dir {
+        Some(d) if d.is_absolute() => d.clone(),
         Some(d) => ctx.dir.join(d),
         None => ctx.dir.clone(),
     };
-    if dir.exists() {
-        let mut entries =
-            std::fs::read_dir(&dir).io_context(|| format!("reading {}", dir.display()))?;
-        if entries.next().is_some() {
-            return Err(Error::usage_help(
-                format!("{} is not empty", dir.display()),
-                "init creates a new state repository: name an empty or new directory",
+    let dir = std::path::absolute(&dir).io_context(|| format!("resolving {}", dir.display()))?;
+    match args.example {
+        Some(_) => example(&dir, args.github),
+        None => adopt(&dir, args.github),
+    }
+}
+
+/// Whether `dir` is absent, empty, or holds only a git repository without a commit.
+fn is_blank(dir: &Path) -> Result<bool> {
+    if !dir.exists() {
+        return Ok(true);
+    }
+    let entries: Vec<_> = std::fs::read_dir(dir)
+        .io_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    match entries.as_slice() {
+        [] => Ok(true),
+        [only] if only == ".git" => Ok(gix::open(dir).is_ok_and(|g| g.head_id().is_err())),
+        _ => Ok(false),
+    }
+}
+
+/// The repository at `dir` exactly, or a new one there (creating `dir` if needed).
+fn open_or_init(dir: &Path) -> Result<(Repo, bool)> {
+    if dir.join(".git").exists() {
+        return Ok((Repo::open(dir)?, false));
+    }
+    std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
+    let git =
+        gix::init(dir).context(|| format!("creating a git repository in {}", dir.display()))?;
+    Ok((Repo::from_git(git), true))
+}
+
+/// The example GitHub workflows, at their place in the repository.
+fn workflows(vars: &minijinja::Value) -> Result<Vec<File>> {
+    let mut workflows = Vec::new();
+    collect(&GITHUB, &mut workflows, vars)?;
+    Ok(workflows
+        .into_iter()
+        .map(|f| File {
+            path: format!(".github/workflows/{}", f.path),
+            ..f
+        })
+        .collect())
+}
+
+/// The absolute path of the running binary, so the hook finds it when it is not on PATH.
+fn this_binary() -> String {
+    std::env::current_exe()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "stagegate".into())
+}
+
+/// `s` as one single-quoted word for `sh`.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Install the pre-commit hook that checks manifests, unless the repository has one of its
+/// own. Returns what was done, for the summary.
+fn install_hook(repo: &Repo) -> Result<String> {
+    let hook = repo.git_dir().join("hooks/pre-commit");
+    if hook.exists() {
+        let text = std::fs::read_to_string(&hook).unwrap_or_default();
+        if !text.contains("Installed by `stagegate init`") {
+            return Ok(format!(
+                "kept your own {}; add `stagegate check` to it to check manifests before each commit",
+                hook.display()
             ));
         }
     }
-    std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
-    let dir = std::path::absolute(&dir).io_context(|| format!("resolving {}", dir.display()))?;
-    let git =
-        gix::init(&dir).context(|| format!("creating a git repository in {}", dir.display()))?;
-    let repo = Repo::from_git(git);
+    write_files(
+        repo.git_dir(),
+        &[File {
+            path: "hooks/pre-commit".into(),
+            data: PRE_COMMIT
+                .replace("@STAGEGATE@", &shell_quote(&this_binary()))
+                .into_bytes(),
+            exec: true,
+        }],
+    )?;
+    Ok("installed .git/hooks/pre-commit: `stagegate check` before each commit".into())
+}
+
+/// `init` without `--example`: commit the minimal pipeline on the current branch of the
+/// repository at `dir` (created when there is none) and start every stage branch there.
+fn adopt(dir: &Path, github: bool) -> Result<Code> {
+    let (repo, created) = open_or_init(dir)?;
+    let head_ref = repo
+        .git
+        .head_name()
+        .context(|| "reading HEAD".into())?
+        .ok_or_else(|| {
+            Error::usage_help(
+                format!("HEAD is detached in {}", dir.display()),
+                "switch to the branch the stages should start from (`git switch BRANCH`), then run `stagegate init` again",
+            )
+        })?;
+    let branch = head_ref
+        .as_bstr()
+        .to_string()
+        .trim_start_matches("refs/heads/")
+        .to_string();
+    let head = repo.ref_target(&format!("refs/heads/{branch}"))?;
+    let base = match head {
+        Some(c) => repo.tree_of(c)?,
+        None => ObjectId::empty_tree(gix::hash::Kind::Sha1),
+    };
+    if repo.entry(base, "stagegate.yaml")?.is_some() {
+        return Err(Error::usage_help(
+            format!(
+                "{} is already a state repository: {branch} has a stagegate.yaml",
+                dir.display()
+            ),
+            "`stagegate status` shows its stages",
+        ));
+    }
+    for s in STAGES {
+        if s != branch && repo.ref_target(&format!("refs/heads/{s}"))?.is_some() {
+            return Err(Error::usage_help(
+                format!(
+                    "{} already has a branch {s}, and init creates the stage branches {}",
+                    dir.display(),
+                    STAGES.join(", ")
+                ),
+                format!(
+                    "rename it (`git branch -m {s} OTHER`) and run `stagegate init` again, or write stagegate.yaml yourself with other stage names"
+                ),
+            ));
+        }
+    }
+    let mut files = Vec::new();
+    collect(&MINIMAL, &mut files, &minijinja::Value::UNDEFINED)?;
+    if github {
+        files.extend(workflows(&minijinja::Value::UNDEFINED)?);
+    }
+    for f in &files {
+        let on_disk = repo.work_dir().is_some_and(|w| w.join(&f.path).exists());
+        if on_disk || repo.entry(base, &f.path)?.is_some() {
+            return Err(Error::usage_help(
+                format!("{} already has {}", dir.display(), f.path),
+                "move it aside (or commit it elsewhere) and run `stagegate init` again",
+            ));
+        }
+    }
+
+    let tree = tree_of(&repo, base, &files)?;
+    let parents: Vec<ObjectId> = head.into_iter().collect();
+    let commit = repo.write_commit(
+        tree,
+        &parents,
+        "stagegate: start the pipeline\n\nStages new -> staging -> stable; gates in stagegate.yaml.\n",
+    )?;
+    match repo.cas(
+        &format!("refs/heads/{branch}"),
+        head,
+        commit,
+        "stagegate init",
+    )? {
+        Cas::Updated => {}
+        Cas::Moved { .. } => {
+            return Err(Error::infra(format!(
+                "branch {branch} moved while initializing; run `stagegate init` again"
+            )));
+        }
+    }
+    // The work tree and index follow the branch, keeping any changes of yours.
+    crate::repo::remote::sync_worktree(&repo, &branch, head.unwrap_or(base), commit);
+    let mut started = Vec::new();
+    for s in STAGES {
+        if s != branch {
+            set_branch(&repo, s, commit, "stagegate init")?;
+            started.push(s);
+        }
+    }
+    let hook = install_hook(&repo)?;
+
+    if created {
+        println!("Created a git repository in {}", dir.display());
+    }
+    println!("Initialized a state repository in {}", dir.display());
+    println!(
+        "  committed on {branch}: {} stagegate: start the pipeline ({})",
+        crate::plan::short(commit),
+        files
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if started.len() == STAGES.len() {
+        println!(
+            "  stages: {} (new branches at that commit)",
+            STAGES.join(" -> ")
+        );
+    } else {
+        println!(
+            "  stages: {} (branches {} started at that commit; {branch} is the first)",
+            STAGES.join(" -> "),
+            started.join(", ")
+        );
+    }
+    println!("  {hook}");
+    println!(
+        "Next: add images/, components/ and tests/ manifests on new (`git switch new`), then `stagegate -C {} status`",
+        dir.display()
+    );
+    Ok(0)
+}
+
+/// `init --example`: a new state repository in an empty directory, with the example
+/// pending on `new`.
+fn example(dir: &Path, github: bool) -> Result<Code> {
+    if !is_blank(dir)? {
+        return Err(Error::usage_help(
+            format!("{} is not empty", dir.display()),
+            "the example needs an empty or new directory: name one, or run `stagegate init` without --example to add a pipeline here",
+        ));
+    }
+    let (repo, _) = open_or_init(dir)?;
 
     let upstream_commit = create_component(&repo)?;
     let vars = minijinja::context! { commit => upstream_commit.to_string() };
     let mut files = Vec::new();
     collect(&EXAMPLE, &mut files, &vars)?;
-    if args.github {
-        let mut workflows = Vec::new();
-        collect(&GITHUB, &mut workflows, &vars)?;
-        files.extend(workflows.into_iter().map(|f| File {
-            path: format!(".github/workflows/{}", f.path),
-            ..f
-        }));
+    if github {
+        files.extend(workflows(&vars)?);
     }
 
     // The first commit holds the pipeline alone and starts every stage; the example items
@@ -186,8 +407,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let empty = ObjectId::empty_tree(gix::hash::Kind::Sha1);
     let tree1 = tree_of(&repo, empty, &start)?;
     let c1 = repo.write_commit(tree1, &[], "stagegate: start the pipeline\n\nStages new -> staging -> stable; gates in stagegate.yaml.\n")?;
-    let stages = ["new", "staging", "stable"];
-    for s in stages {
+    for s in STAGES {
         set_branch(&repo, s, c1, "stagegate init")?;
     }
     let tree2 = tree_of(&repo, tree1, &example)?;
@@ -202,8 +422,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     }
     set_head(&repo, "new")?;
 
-    write_files(&dir, &start)?;
-    write_files(&dir, &example)?;
+    write_files(dir, &start)?;
+    write_files(dir, &example)?;
     let mut index = repo
         .git
         .index_from_tree(&tree2)
@@ -211,24 +431,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     index
         .write(Default::default())
         .context(|| "writing the index".into())?;
-
-    let hook = repo.git_dir().join("hooks/pre-commit");
-    if let Some(parent) = hook.parent() {
-        std::fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
-    }
-    write_files(
-        repo.git_dir(),
-        &[File {
-            path: "hooks/pre-commit".into(),
-            data: PRE_COMMIT.as_bytes().to_vec(),
-            exec: true,
-        }],
-    )?;
+    install_hook(&repo)?;
 
     println!("Initialized a state repository in {}", dir.display());
     println!(
         "  stages: {} (branches; HEAD is on new)",
-        stages.join(" -> ")
+        STAGES.join(" -> ")
     );
     println!(
         "  pending on new: {} Add the example images, component and tests",

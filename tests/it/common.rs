@@ -65,7 +65,7 @@ impl TestEnv {
     /// A state repository made by `stagegate init`: the example pending on `new`.
     pub fn init_example() -> TestEnv {
         let env = TestEnv::new();
-        env.sg_ok(&["init", env.repo.to_str().unwrap()]);
+        env.sg_ok(&["init", env.repo.to_str().unwrap(), "--example"]);
         env
     }
 

@@ -7,6 +7,7 @@ mod test_check;
 mod test_github;
 mod test_help;
 mod test_images;
+mod test_init;
 mod test_plan;
 mod test_promote;
 mod test_publish;

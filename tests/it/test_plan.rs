@@ -278,35 +278,6 @@ fn the_example_from_init_checks_and_plans_its_builds() {
 }
 
 #[test]
-fn init_refuses_a_directory_that_is_not_empty() {
-    let env = TestEnv::new();
-    std::fs::create_dir_all(&env.repo).unwrap();
-    std::fs::write(env.repo.join("notes.txt"), "mine\n").unwrap();
-    let (_, err) = env.sg_code(2, &["init", env.repo.to_str().unwrap()]);
-    assert!(err.contains("is not empty"), "{err}");
-    assert_eq!(
-        std::fs::read_to_string(env.repo.join("notes.txt")).unwrap(),
-        "mine\n",
-        "nothing is lost"
-    );
-    assert!(!env.repo.join(".git").exists());
-}
-
-#[test]
-fn init_installs_a_pre_commit_hook_that_checks_manifests() {
-    let env = TestEnv::init_example();
-    let hook = env.repo.join(".git/hooks/pre-commit");
-    let text = std::fs::read_to_string(&hook).unwrap();
-    assert!(text.contains("stagegate check"), "{text}");
-    use std::os::unix::fs::PermissionsExt;
-    assert_ne!(
-        std::fs::metadata(&hook).unwrap().permissions().mode() & 0o111,
-        0,
-        "executable"
-    );
-}
-
-#[test]
 fn diff_json_lists_each_changed_manifest() {
     let env = env();
     env.commit_on(

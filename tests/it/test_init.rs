@@ -1,0 +1,223 @@
+//! `stagegate init`: adopting an existing repository or directory, and the example.
+
+use crate::common::TestEnv;
+
+/// A TestEnv whose state directory exists, with a git repository on `main` holding one
+/// commit (a README), unless `commit` is false (an empty repository).
+fn git_repo(commit: bool) -> TestEnv {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(&env.repo).unwrap();
+    env.git(&["init", "-q", "-b", "main"]);
+    if commit {
+        env.write("README", "mine\n");
+        env.git(&["add", "README"]);
+        env.git(&["commit", "-q", "-m", "first"]);
+    }
+    env
+}
+
+fn branch(env: &TestEnv, name: &str) -> String {
+    env.git(&["rev-parse", &format!("refs/heads/{name}")])
+}
+
+#[test]
+fn init_in_an_empty_git_repository_commits_a_minimal_pipeline_and_starts_the_stages() {
+    let env = git_repo(false);
+    let out = env.sg_ok(&["init"]);
+    assert!(out.contains("committed on main"), "{out}");
+    assert!(out.contains("new -> staging -> stable"), "{out}");
+    let main = branch(&env, "main");
+    for s in ["new", "staging", "stable"] {
+        assert_eq!(branch(&env, s), main, "{s} starts at main");
+    }
+    assert_eq!(
+        env.git(&["ls-tree", "--name-only", "main"]),
+        "stagegate.yaml"
+    );
+    assert_eq!(
+        env.git(&["status", "--porcelain"]),
+        "",
+        "work tree and index follow"
+    );
+    assert!(
+        env.sg_ok(&["check"])
+            .starts_with("ok: 0 items, 0 tests, 3 stages")
+    );
+    env.sg_ok(&["status"]);
+}
+
+#[test]
+fn init_in_a_repository_with_history_keeps_it_and_your_uncommitted_changes() {
+    let env = git_repo(true);
+    let first = branch(&env, "main");
+    env.write("README", "mine, edited\n");
+    env.write("notes.txt", "staged\n");
+    env.git(&["add", "notes.txt"]);
+    env.sg_ok(&["init"]);
+    assert_eq!(env.git(&["rev-parse", "main~1"]), first, "history kept");
+    assert_eq!(
+        env.git(&["ls-tree", "--name-only", "main"]),
+        "README\nstagegate.yaml"
+    );
+    assert_eq!(branch(&env, "new"), branch(&env, "main"));
+    assert_eq!(
+        env.git(&["status", "--porcelain"]),
+        "M README\nA  notes.txt"
+    );
+    assert_eq!(env.read("README"), "mine, edited\n");
+    assert!(
+        env.read("stagegate.yaml")
+            .contains("stages: [new, staging, stable]")
+    );
+}
+
+#[test]
+fn init_in_a_plain_directory_creates_the_repository_and_leaves_your_files_untracked() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(&env.repo).unwrap();
+    env.write("notes.txt", "mine\n");
+    let out = env.sg_ok(&["init"]);
+    assert!(out.contains("Created a git repository"), "{out}");
+    assert_eq!(env.read("notes.txt"), "mine\n", "nothing is lost");
+    assert_eq!(env.git(&["status", "--porcelain"]), "?? notes.txt");
+    assert_eq!(
+        env.git(&["ls-tree", "--name-only", "new"]),
+        "stagegate.yaml"
+    );
+    env.sg_ok(&["status"]);
+}
+
+#[test]
+fn init_on_a_stage_branch_starts_the_other_stages_there() {
+    let env = git_repo(true);
+    env.git(&["branch", "-m", "main", "new"]);
+    let out = env.sg_ok(&["init"]);
+    assert!(out.contains("branches staging, stable started"), "{out}");
+    assert_eq!(branch(&env, "staging"), branch(&env, "new"));
+    assert_eq!(branch(&env, "stable"), branch(&env, "new"));
+}
+
+#[test]
+fn errors_that_say_run_init_work_after_init() {
+    // In a plain directory, and in a git repository without a pipeline.
+    for env in [
+        {
+            let env = TestEnv::new();
+            std::fs::create_dir_all(&env.repo).unwrap();
+            env
+        },
+        git_repo(true),
+    ] {
+        let (_, err) = env.sg_code(2, &["status"]);
+        assert!(err.contains("run `stagegate init"), "{err}");
+        env.sg_ok(&["init"]);
+        env.sg_ok(&["status"]);
+        env.sg_ok(&["check"]);
+        env.sg_ok(&["plan"]);
+    }
+}
+
+#[test]
+fn init_refuses_a_repository_that_already_has_a_pipeline() {
+    let env = git_repo(false);
+    env.sg_ok(&["init"]);
+    let before = branch(&env, "main");
+    let (_, err) = env.sg_code(2, &["init"]);
+    assert!(err.contains("already a state repository"), "{err}");
+    assert_eq!(branch(&env, "main"), before);
+}
+
+#[test]
+fn init_refuses_an_existing_branch_named_like_a_stage() {
+    let env = git_repo(true);
+    env.git(&["branch", "stable"]);
+    let (_, err) = env.sg_code(2, &["init"]);
+    assert!(err.contains("already has a branch stable"), "{err}");
+    assert!(err.contains("git branch -m stable"), "{err}");
+    assert_eq!(
+        env.git(&["rev-list", "--count", "main"]),
+        "1",
+        "nothing committed"
+    );
+}
+
+#[test]
+fn init_refuses_a_detached_head() {
+    let env = git_repo(true);
+    env.git(&["checkout", "-q", "--detach"]);
+    let (_, err) = env.sg_code(2, &["init"]);
+    assert!(err.contains("HEAD is detached"), "{err}");
+    assert!(err.contains("git switch"), "{err}");
+}
+
+#[test]
+fn init_refuses_to_overwrite_an_uncommitted_stagegate_yaml() {
+    let env = git_repo(true);
+    env.write("stagegate.yaml", "mine\n");
+    let (_, err) = env.sg_code(2, &["init"]);
+    assert!(err.contains("already has stagegate.yaml"), "{err}");
+    assert_eq!(env.read("stagegate.yaml"), "mine\n");
+}
+
+#[test]
+fn init_github_in_an_existing_repository_commits_the_workflows() {
+    let env = git_repo(true);
+    env.sg_ok(&["init", "--github"]);
+    let files = env.git(&["ls-tree", "-r", "--name-only", "new"]);
+    for f in [
+        ".github/workflows/stagegate-cycle.yml",
+        ".github/workflows/stagegate-matrix.yml",
+        ".github/workflows/stagegate-pull-request.yml",
+        "stagegate.yaml",
+    ] {
+        assert!(files.contains(f), "{f} in {files}");
+        assert!(env.repo.join(f).exists(), "{f} in the work tree");
+    }
+    assert_eq!(env.git(&["status", "--porcelain"]), "");
+}
+
+#[test]
+fn init_example_refuses_a_directory_that_is_not_empty() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(&env.repo).unwrap();
+    env.write("notes.txt", "mine\n");
+    let (_, err) = env.sg_code(2, &["init", "--example", "quick"]);
+    assert!(err.contains("is not empty"), "{err}");
+    assert!(err.contains("without --example"), "{err}");
+    assert_eq!(env.read("notes.txt"), "mine\n", "nothing is lost");
+    assert!(!env.repo.join(".git").exists());
+}
+
+#[test]
+fn init_example_works_in_an_empty_git_repository() {
+    let env = git_repo(false);
+    env.sg_ok(&["init", "--example"]);
+    assert_eq!(env.git(&["rev-parse", "--abbrev-ref", "HEAD"]), "new");
+    assert!(
+        env.sg_ok(&["check"])
+            .starts_with("ok: 3 items, 2 tests, 3 stages")
+    );
+}
+
+#[test]
+fn the_pre_commit_hook_finds_stagegate_by_its_recorded_path_when_not_on_path() {
+    let env = git_repo(true);
+    env.sg_ok(&["init"]);
+    env.git(&["switch", "-q", "new"]);
+    env.write("images/bad.yaml", "name: bad\nversion: [\n");
+    env.git(&["add", "images/bad.yaml"]);
+    let mut cmd = std::process::Command::new("git");
+    crate::common::base_env(&mut cmd, env.home());
+    // A PATH with git but without stagegate.
+    let out = cmd
+        .env("PATH", "/usr/bin:/bin")
+        .arg("-C")
+        .arg(&env.repo)
+        .args(["commit", "-q", "-m", "bad"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the hook refused the commit: {err}");
+    assert!(err.contains("images/bad.yaml"), "{err}");
+    assert!(!err.contains("not on PATH"), "{err}");
+}
