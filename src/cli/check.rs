@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use super::{Code, Ctx, Format, print_json};
-use crate::error::Result;
-use crate::manifest::{Diagnostic, ManifestSet, WorkTree};
+use crate::error::{Error, Result};
+use crate::manifest::{Diagnostic, Files, ManifestSet, PIPELINE_FILE, WorkTree};
 use crate::repo::TreeFiles;
 
 /// Validate every manifest at REV (default: the work tree) and report all problems.
@@ -30,15 +30,31 @@ struct Report<'a> {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
-    let loaded = match (&args.rev, repo.work_dir()) {
-        (None, Some(wd)) => ManifestSet::load(&WorkTree {
-            root: wd.to_path_buf(),
-        })?,
+    let (files, place): (Box<dyn Files>, String) = match (&args.rev, repo.work_dir()) {
+        (None, Some(wd)) => (
+            Box::new(WorkTree {
+                root: wd.to_path_buf(),
+            }),
+            wd.display().to_string(),
+        ),
         (rev, _) => {
-            let commit = repo.resolve(rev.as_deref().unwrap_or("HEAD"))?;
-            ManifestSet::load(&TreeFiles::new(&repo, repo.tree_of(commit)?))?
+            let rev = rev.as_deref().unwrap_or("HEAD");
+            let commit = repo.resolve(rev)?;
+            (
+                Box::new(TreeFiles::new(&repo, repo.tree_of(commit)?)),
+                rev.to_string(),
+            )
         }
     };
+    // Not a state repository is a usage error (exit 2), as for every other command; a
+    // pipeline that does not validate is a check that said no (exit 1).
+    if files.read(PIPELINE_FILE)?.is_none() {
+        return Err(Error::usage_help(
+            format!("{place} has no {PIPELINE_FILE}: this is not a state repository"),
+            "run `stagegate init` to make it one, or pass -C DIR",
+        ));
+    }
+    let loaded = ManifestSet::load(files.as_ref())?;
     let (set, diags) = match loaded {
         Ok(set) => (Some(set), Vec::new()),
         Err(d) => (None, d.0),
@@ -52,20 +68,16 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         }),
         Format::Text => match &set {
             Some(s) => println!(
-                "ok: {} items, {} tests, {} stages",
-                s.items.len(),
-                s.tests.len(),
-                s.pipeline.stages.len()
+                "ok: {}, {}, {}",
+                super::count(s.items.len(), "item"),
+                super::count(s.tests.len(), "test"),
+                super::count(s.pipeline.stages.len(), "stage")
             ),
             None => {
                 for d in &diags {
                     eprintln!("{d}");
                 }
-                eprintln!(
-                    "{} problem{} found",
-                    diags.len(),
-                    if diags.len() == 1 { "" } else { "s" }
-                );
+                eprintln!("{} found", super::count(diags.len(), "problem"));
             }
         },
     }

@@ -51,7 +51,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 &key[..12],
                 args.attempt.unwrap_or_default()
             ),
-            format!("it has {} recorded attempt(s)", results.len()),
+            format!("it has {}", super::count(results.len(), "recorded attempt")),
         )
     })?;
     let location = record.log.as_deref().ok_or_else(|| {

@@ -1,7 +1,7 @@
 //! The command line: one file per command, each with its `Args` and a `run` function.
 //!
 //! This is the only module that prints. Library errors arrive here as `crate::Error`
-//! and leave as a message on stderr and an exit code (DESIGN.md §5).
+//! and leave as a message on stderr and an exit code (the exit codes the README lists).
 
 mod check;
 mod cycle;
@@ -133,13 +133,33 @@ pub fn report(e: &Error) -> i32 {
     match e {
         Error::Invalid(d) => eprintln!("{d}"),
         other => {
-            eprintln!("error: {other}");
+            eprintln!("error: {}", without_os_codes(&other.to_string()));
             if let Some(h) = other.help() {
                 eprintln!("  help: {h}");
             }
         }
     }
     e.exit_code()
+}
+
+/// `s` without the " (os error N)" the standard library appends to system errors: the
+/// message already names the operation and the path, and the number helps nobody.
+fn without_os_codes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find(" (os error ") {
+        let tail = &rest[at + " (os error ".len()..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && tail[digits..].starts_with(')') {
+            out.push_str(&rest[..at]);
+            rest = &tail[digits + 1..];
+        } else {
+            out.push_str(&rest[..at + 1]);
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Report a hold, release or drop.
@@ -159,4 +179,30 @@ pub fn print_json<T: serde::Serialize>(value: &T) {
         "{}",
         serde_json::to_string_pretty(value).expect("output serializes")
     );
+}
+
+/// `n` and the noun, plural unless `n` is 1: "1 job", "2 jobs".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn os_error_numbers_are_left_out_of_messages() {
+        assert_eq!(
+            super::without_os_codes(
+                "reading /x: No such file or directory (os error 2); writing /y: Permission denied (os error 13)"
+            ),
+            "reading /x: No such file or directory; writing /y: Permission denied"
+        );
+        assert_eq!(
+            super::without_os_codes("a (os error x) b"),
+            "a (os error x) b"
+        );
+    }
 }

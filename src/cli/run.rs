@@ -194,7 +194,10 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
             if reused == 0 {
                 println!("nothing to run: no jobs are planned");
             } else {
-                println!("nothing to run: all {reused} planned jobs have results");
+                println!(
+                    "nothing to run: {} planned, all with results",
+                    super::count(reused, "job")
+                );
             }
         }
         return Ok(Report {
@@ -444,8 +447,8 @@ fn print_summary(outcomes: &[Outcome], reused: usize) {
     }
     let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
     println!(
-        "ran {} jobs: {}; {reused} already had results",
-        outcomes.len(),
+        "ran {}: {}; {reused} already had results",
+        super::count(outcomes.len(), "job"),
         parts.join(", ")
     );
 }

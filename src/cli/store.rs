@@ -56,6 +56,15 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             }
         }
         Op::Get { digest, output } => {
+            let well_formed = digest
+                .strip_prefix("sha256:")
+                .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !well_formed {
+                return Err(Error::usage_help(
+                    format!("{digest:?} is not a digest"),
+                    "write sha256: and 64 hex digits, as `store put` and build records print them",
+                ));
+            }
             let path = store.get(&digest, None).map_err(|why| {
                 Error::infra_help(why, format!("the store is {}", store.describe()))
             })?;

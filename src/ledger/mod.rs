@@ -26,7 +26,7 @@ use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::repo::{Cas, Repo};
 
 /// The outcome of a job.
@@ -188,6 +188,26 @@ impl<'r> Ledger<'r> {
 
     pub fn view(&self) -> Result<LedgerView<'r>> {
         let tip = self.repo.ref_target(&self.reference)?;
+        if let Some(t) = tip {
+            let kind = self
+                .repo
+                .git
+                .find_header(t)
+                .context(|| format!("reading {} at {t}", self.reference))?
+                .kind();
+            if kind != gix::object::Kind::Commit {
+                return Err(Error::infra_help(
+                    format!(
+                        "the results ref {} points at a {kind} ({t}), not a commit: it is not a results ledger",
+                        self.reference
+                    ),
+                    format!(
+                        "point it back at its last commit (`git reflog {0}` lists them), or delete it (`git update-ref -d {0}`) to start an empty ledger",
+                        self.reference
+                    ),
+                ));
+            }
+        }
         let tree = tip.map(|t| self.repo.tree_of(t)).transpose()?;
         Ok(LedgerView {
             repo: self.repo,

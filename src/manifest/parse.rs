@@ -74,21 +74,101 @@ fn yaml_diagnostic(file: &str, e: &serde_saphyr::Error) -> Diagnostic {
     if let Some(idx) = message.find(" at line ") {
         message.truncate(idx);
     }
-    let help = if message.contains("unknown field") {
-        Some("remove the field, or check its spelling against the README's file formats")
-    } else if message.contains("missing field") {
-        Some("add the field; the README lists each manifest's required fields")
-    } else if message.contains("duplicate") {
-        Some("each key may appear once in a mapping")
-    } else if message.to_ascii_lowercase().contains("budget") || message.contains("limit") {
-        Some("the file is too deep, too large or uses too many aliases to be a manifest")
-    } else {
-        None
-    };
+    let (message, help) = plain_words(&message);
     let d = Diagnostic::new(file, pos, message);
     match help {
         Some(h) => d.with_help(h),
         None => d,
+    }
+}
+
+/// The YAML library's message in the words of a manifest's author: no library option or
+/// Rust type names (`DuplicateKeyPolicy`, `untagged enum Scalar`, `Documents { .. }`),
+/// and a hint where one helps.
+fn plain_words(message: &str) -> (String, Option<&'static str>) {
+    let budget = |what: &str| {
+        (
+            what.to_string(),
+            Some("a manifest is small: keep large data in files the manifest names"),
+        )
+    };
+    if let Some(breach) = message.strip_prefix("budget breached: ") {
+        let kind = breach.split([' ', '{']).next().unwrap_or_default();
+        return match kind {
+            "Documents" => (
+                "a manifest is one YAML document, and this file has more (a `---` line starts another)".into(),
+                Some("remove the `---` line and what follows it, or move it into a file of its own"),
+            ),
+            "Depth" => budget("values are nested more than 32 levels deep"),
+            "Aliases" => budget("more than 1,000 aliases (`*name`)"),
+            "Anchors" => budget("more than 1,000 anchors (`&name`)"),
+            "ScalarBytes" => budget("more than 1 MiB of text"),
+            _ => budget("too many values for a manifest"),
+        };
+    }
+    if let Some(rest) = message.strip_prefix("duplicate mapping key") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches(':')
+            .trim();
+        let what = if key.is_empty() {
+            "duplicate key: it appears twice in this mapping".to_string()
+        } else {
+            format!("duplicate key `{key}`: it appears twice in this mapping")
+        };
+        return (
+            what,
+            Some("each key may appear once in a mapping: keep one"),
+        );
+    }
+    let shape = |what: &str, help: &'static str| (what.to_string(), Some(help));
+    match message {
+        "expected mapping start" => shape(
+            "expected a mapping here",
+            "write `key: value` lines (or `{key: value}`)",
+        ),
+        "expected sequence start" => {
+            shape("expected a list here", "write `[a, b]`, or `- a` lines")
+        }
+        "expected string scalar" => shape(
+            "expected a single text value here",
+            "write one value, not a list or mapping",
+        ),
+        "unexpected end of input" => shape(
+            "the file ends before any content",
+            "a manifest is a mapping of `key: value` lines",
+        ),
+        m if m.starts_with("invalid u") || m.starts_with("invalid i") => shape(
+            "expected a whole number here",
+            "write a number such as 0, 1 or 2",
+        ),
+        m if m.contains("untagged enum Scalar") => shape(
+            "expected a single value here (text or a number)",
+            "quote it to be safe: `version: \"1.2\"`",
+        ),
+        m if m.contains("untagged enum StageDoc") => shape(
+            "expected a stage: a name, or {name: NAME, branch: BRANCH}",
+            "e.g. `stages: [new, {name: stable, branch: main}]`",
+        ),
+        m if m.contains("untagged enum BasedOn") => shape(
+            "expected {image: NAME} or {component: NAME, version: VERSION}",
+            "the README's image format shows both forms",
+        ),
+        m if m.contains("untagged enum") => shape(
+            "this value has none of the accepted shapes",
+            "the README's file formats show each field's shape",
+        ),
+        m if m.contains("unknown field") => (
+            m.to_string(),
+            Some("remove the field, or check its spelling against the README's file formats"),
+        ),
+        m if m.contains("missing field") => (
+            m.to_string(),
+            Some("add the field; the README lists each manifest's required fields"),
+        ),
+        m => (m.to_string(), None),
     }
 }
 
@@ -140,7 +220,9 @@ impl<'a> Check<'a> {
                     name.value, stem
                 ),
                 Some(format!(
-                    "rename the file to {stem:?}'s new name, or set `name: {stem}`"
+                    "set `name: {stem}`, or rename the file to {}/{}.yaml",
+                    self.file.rsplit_once('/').map_or(".", |(dir, _)| dir),
+                    name.value
                 )),
             );
         }

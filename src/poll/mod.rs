@@ -201,12 +201,20 @@ fn watch_change(
 }
 
 fn run_watch(run: &str, dir: &std::path::Path, timeout: Duration, id: &ItemId) -> Result<String> {
-    let log =
-        tempfile::NamedTempFile::new().map_err(|e| Error::infra(format!("temporary file: {e}")))?;
+    let log = tempfile::NamedTempFile::new().map_err(|e| {
+        Error::infra(format!(
+            "{id}: creating a temporary file for its watch command's output in {}: {e}",
+            std::env::temp_dir().display()
+        ))
+    })?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::infra(format!("runtime: {e}")))?;
+        .map_err(|e| {
+            Error::infra(format!(
+                "{id}: starting the runtime for its watch command: {e}"
+            ))
+        })?;
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let spec = crate::runner::process::Spec {
         run,
@@ -479,7 +487,30 @@ fn commit_change(
 
 #[cfg(test)]
 mod tests {
-    use super::{restamp, set_based_on_version};
+    use super::{Change, edit_text, restamp, set_based_on_version};
+    use crate::manifest::{ItemId, ItemKind};
+
+    #[test]
+    fn a_bumped_manifest_keeps_its_final_newline_and_comments() {
+        let change = |version: &str| Change {
+            id: ItemId::new(ItemKind::Image, "host"),
+            version: version.into(),
+            commit: None,
+            upstream: None,
+            reason: String::new(),
+        };
+        let text = "name: host\nversion: \"1\" # pinned\n";
+        assert_eq!(
+            edit_text("images/host.yaml", text, &change("2")).unwrap(),
+            "name: host\nversion: \"2\" # pinned\n"
+        );
+        let bare = "name: host\nversion: \"1\"";
+        assert_eq!(
+            edit_text("images/host.yaml", bare, &change("2")).unwrap(),
+            "name: host\nversion: \"2\"",
+            "no newline is added that was not there"
+        );
+    }
 
     fn set(text: &str) -> String {
         let mut lines: Vec<String> = text.lines().map(String::from).collect();

@@ -85,13 +85,18 @@ impl Repo {
         // Absolute, so paths handed to jobs (artifacts, logs) work from any directory.
         let dir = &std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let found = gix::discover(dir).map_err(|e| {
+            let cause = crate::error::chain(&e);
+            let problem = if !dir.exists() {
+                "does not exist".to_string()
+            } else if cause.contains("Could not find a git repository") {
+                "is not in a git repository".to_string()
+            } else {
+                // Unreadable, untrusted: what git discovery reported, for whoever can fix it.
+                format!("cannot be opened as a git repository ({cause})")
+            };
             Error::usage_help(
-                format!(
-                    "{} is not in a git repository ({})",
-                    dir.display(),
-                    crate::error::chain(&e)
-                ),
-                "run `stagegate init DIR` to create a state repository, or pass -C DIR",
+                format!("{} {problem}", dir.display()),
+                "run `stagegate init DIR` to make DIR a state repository, or pass -C DIR",
             )
         })?;
         Repo::open(found.workdir().unwrap_or(found.git_dir()))

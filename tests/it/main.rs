@@ -8,6 +8,7 @@ mod test_github;
 mod test_help;
 mod test_images;
 mod test_init;
+mod test_messages;
 mod test_plan;
 mod test_promote;
 mod test_publish;

@@ -24,7 +24,7 @@ fn a_valid_repository_checks_ok() {
     let env = base();
     assert_eq!(
         env.sg_ok(&["check"]).trim(),
-        "ok: 2 items, 1 tests, 2 stages"
+        "ok: 2 items, 1 test, 2 stages"
     );
 }
 
@@ -212,7 +212,7 @@ fn check_reads_a_commit_when_given_one() {
     // The work tree is broken, the committed tree is not.
     assert_eq!(
         env.sg_ok(&["check", "HEAD"]).trim(),
-        "ok: 2 items, 1 tests, 2 stages"
+        "ok: 2 items, 1 test, 2 stages"
     );
     check_fails(&env);
 }
