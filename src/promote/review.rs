@@ -334,7 +334,7 @@ fn delete_when_merged(review: &Review, number: u64, branch: &str) -> Result<Vec<
         wait *= 2;
     }
     Ok(vec![format!(
-        "GitHub does not show pull request #{number} as merged yet; {branch} is left for the next run to delete"
+        "GitHub does not show pull request #{number} as merged yet, so {branch} is kept; delete it once it does (the next promotion replaces it anyway)"
     )])
 }
 

@@ -1113,6 +1113,14 @@ fn the_example_workflows_check_out_everything_and_use_only_declared_inputs() {
     assert_eq!(commands, ["check", "plan"]);
 }
 
+/// The first step of `steps` that uses an action whose reference starts with `prefix`.
+fn step_using<'a>(steps: &'a [serde_json::Value], prefix: &str) -> &'a serde_json::Value {
+    steps
+        .iter()
+        .find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with(prefix)))
+        .unwrap_or_else(|| panic!("no step uses {prefix}"))
+}
+
 /// Every workflow this repository ships: the examples and its own release workflow.
 fn all_workflows() -> Vec<std::path::PathBuf> {
     let mut out = workflows();
@@ -1215,27 +1223,13 @@ fn an_approval_of_a_promotion_pull_request_promotes_at_once() {
         assert!(cond.contains(part), "{cond}");
     }
     let steps = job["steps"].as_array().unwrap();
-    let checkout = steps
-        .iter()
-        .find(|s| {
-            s["uses"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("actions/checkout@"))
-        })
-        .unwrap();
+    let checkout = step_using(steps, "actions/checkout@");
     assert_eq!(
         checkout["with"]["ref"],
         json!("${{ github.event.pull_request.base.ref }}"),
         "the stage, never the pull request's code"
     );
-    let action = steps
-        .iter()
-        .find(|s| {
-            s["uses"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("your-org/stagegate@"))
-        })
-        .unwrap();
+    let action = step_using(steps, "your-org/stagegate@");
     assert_eq!(
         action["with"]["github-app-token"],
         json!("${{ steps.app.outputs.token }}")
@@ -1330,6 +1324,54 @@ fn actionlint_accepts_the_example_workflows_against_our_action_yml() {
 
 /// The action's last two steps, run with bash: the remote's stage branches become local
 /// ones, and inputs become arguments.
+/// Run `script` (a step of action.yml) as GitHub would, with `stagegate` on PATH a stand-in
+/// that prints `fake`'s output, the inputs at their defaults but for `vars`; its stdout.
+fn action_step(env: &TestEnv, script: &str, fake: &str, vars: &[(&str, &str)]) -> String {
+    let bin = env.home().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("stagegate"), fake).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        bin.join("stagegate"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new("bash");
+    crate::common::base_env(&mut cmd, env.home());
+    cmd.arg("-c").arg(script).current_dir(env.home());
+    cmd.env(
+        "PATH",
+        format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+    );
+    for (k, v) in [
+        ("GITHUB_TOKEN", "tok"),
+        ("SG_COMMAND", "cycle"),
+        ("SG_STAGE", ""),
+        ("SG_JOBS", ""),
+        ("SG_JOB", ""),
+        ("SG_PUSH", "false"),
+        ("SG_REVIEW", "false"),
+        ("SG_ARGS", ""),
+        ("SG_DIRECTORY", "."),
+        ("SG_REMOTE", "origin"),
+        ("SG_GIT_NAME", "github-actions[bot]"),
+        ("SG_GIT_EMAIL", "bot@example.com"),
+    ] {
+        cmd.env(k, v);
+    }
+    cmd.env_remove("GIT_AUTHOR_NAME");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn the_action_run_step_turns_inputs_into_arguments_and_mirrors_stage_branches() {
     let action = yaml(&root().join("action.yml"));
@@ -1357,56 +1399,15 @@ fn the_action_run_step_turns_inputs_into_arguments_and_mirrors_stage_branches() 
             .is_empty()
     );
 
-    let bin = env.home().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let fake = bin.join("stagegate");
-    std::fs::write(
-        &fake,
-        "#!/bin/sh\nfor a in \"$@\"; do printf '<%s>' \"$a\"; done; echo; echo \"$GITHUB_TOKEN $GIT_AUTHOR_NAME\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-
+    let fake = "#!/bin/sh\nfor a in \"$@\"; do printf '<%s>' \"$a\"; done; echo; echo \"$GITHUB_TOKEN $GIT_AUTHOR_NAME\"\n";
+    let dir = clone.to_str().unwrap();
     let run = |vars: &[(&str, &str)]| {
-        let mut cmd = std::process::Command::new("bash");
-        crate::common::base_env(&mut cmd, env.home());
-        cmd.arg("-c").arg(&script).current_dir(env.home());
-        cmd.env(
-            "PATH",
-            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
-        );
-        for (k, v) in [
-            ("GITHUB_TOKEN", "tok"),
-            ("SG_COMMAND", "cycle"),
-            ("SG_STAGE", ""),
-            ("SG_JOBS", ""),
-            ("SG_JOB", ""),
-            ("SG_PUSH", "false"),
-            ("SG_REVIEW", "false"),
-            ("SG_ARGS", ""),
-            ("SG_DIRECTORY", clone.to_str().unwrap()),
-            ("SG_REMOTE", "origin"),
-            ("SG_GIT_NAME", "github-actions[bot]"),
-            ("SG_GIT_EMAIL", "bot@example.com"),
-        ] {
-            cmd.env(k, v);
-        }
-        cmd.env_remove("GIT_AUTHOR_NAME");
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let mut all = vec![("SG_DIRECTORY", dir)];
+        all.extend_from_slice(vars);
+        action_step(&env, &script, fake, &all)
     };
 
     let out = run(&[]);
-    let dir = clone.to_str().unwrap();
     assert!(
         out.contains(&format!(
             "<-C><{dir}><--remote><origin><cycle>\ntok github-actions[bot]"
@@ -1466,59 +1467,27 @@ fn git_in_the_action_authenticates_with_the_app_token_when_given() {
         }
     });
     let env = TestEnv::new();
-    let bin = env.home().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
     // "stagegate" here just talks to the remote as stagegate's pushes do.
-    std::fs::write(
-        bin.join("stagegate"),
-        format!("#!/bin/sh\ngit ls-remote http://127.0.0.1:{port}/octo-org/state.git >/dev/null 2>&1\nexit 0\n"),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        bin.join("stagegate"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    let fake = format!(
+        "#!/bin/sh\ngit ls-remote http://127.0.0.1:{port}/octo-org/state.git >/dev/null 2>&1\nexit 0\n"
+    );
     // A checkout that persisted the workflow token's header, as actions/checkout does.
     std::fs::write(
         env.home().join("gitconfig"),
         format!("[http \"http://127.0.0.1:{port}/\"]\n\textraheader = AUTHORIZATION: basic d29ya2Zsb3c=\n"),
     )
     .unwrap();
+    let server_url = format!("http://127.0.0.1:{port}");
     let run = |app_token: &str| {
-        let mut cmd = std::process::Command::new("bash");
-        crate::common::base_env(&mut cmd, env.home());
-        cmd.arg("-c").arg(&script).current_dir(env.home());
-        cmd.env(
-            "PATH",
-            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
-        );
-        for (k, v) in [
+        let vars = [
             ("GITHUB_TOKEN", "workflow-token"),
             ("STAGEGATE_GITHUB_APP_TOKEN", app_token),
-            ("GITHUB_SERVER_URL", &format!("http://127.0.0.1:{port}")),
+            ("GITHUB_SERVER_URL", server_url.as_str()),
             ("SG_COMMAND", "promote"),
-            ("SG_STAGE", ""),
-            ("SG_JOBS", ""),
-            ("SG_JOB", ""),
             ("SG_PUSH", "true"),
-            ("SG_REVIEW", "false"),
-            ("SG_ARGS", ""),
-            ("SG_DIRECTORY", "."),
             ("SG_REMOTE", ""),
-            ("SG_GIT_NAME", "bot"),
-            ("SG_GIT_EMAIL", "bot@example.com"),
-        ] {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        ];
+        action_step(&env, &script, &fake, &vars)
     };
     let basic = |t: &str| {
         let out = std::process::Command::new("sh")

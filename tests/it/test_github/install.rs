@@ -184,15 +184,24 @@ fn tools_present() -> bool {
     ok
 }
 
-#[test]
-fn the_release_matching_the_actions_tag_is_installed_when_its_checksum_matches() {
+/// A release of this version whose binary says "stagegate from the release", built from
+/// `commit`; `None` when the tools the script needs are missing (outside CI).
+fn released(commit: &str) -> Option<(tempfile::TempDir, Releases, String)> {
     if !tools_present() {
-        return;
+        return None;
     }
     let work = tempfile::tempdir().unwrap();
     let releases = Releases::start();
     let tag = format!("v{VERSION}");
-    releases.publish(work.path(), &tag, "stagegate from the release", "abc");
+    releases.publish(work.path(), &tag, "stagegate from the release", commit);
+    Some((work, releases, tag))
+}
+
+#[test]
+fn the_release_matching_the_actions_tag_is_installed_when_its_checksum_matches() {
+    let Some((work, releases, tag)) = released("abc") else {
+        return;
+    };
     let r = install(work.path(), &releases, &tag);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("checksum verified"), "{}", r.stderr);
@@ -210,13 +219,9 @@ fn the_release_matching_the_actions_tag_is_installed_when_its_checksum_matches()
 
 #[test]
 fn a_download_whose_checksum_does_not_match_is_refused() {
-    if !tools_present() {
+    let Some((work, releases, tag)) = released("abc") else {
         return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let releases = Releases::start();
-    let tag = format!("v{VERSION}");
-    releases.publish(work.path(), &tag, "stagegate from the release", "abc");
+    };
     // The asset is swapped after the sums were made.
     releases.put(
         &tag,
@@ -269,12 +274,9 @@ fn without_a_release_for_the_ref_the_action_builds_from_its_source() {
 
 #[test]
 fn a_branch_ref_builds_from_source_without_asking_for_a_release() {
-    if !tools_present() {
+    let Some((work, releases, _)) = released("abc") else {
         return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let releases = Releases::start();
-    releases.publish(work.path(), &format!("v{VERSION}"), "released", "abc");
+    };
     let r = install(work.path(), &releases, "main");
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(r.stdout.trim(), "built from source");
@@ -283,16 +285,13 @@ fn a_branch_ref_builds_from_source_without_asking_for_a_release() {
 
 #[test]
 fn a_sha_ref_gets_the_release_only_when_it_was_built_from_that_commit() {
-    if !tools_present() {
-        return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let releases = Releases::start();
     let commit = "0123456789abcdef0123456789abcdef01234567";
-    releases.publish(work.path(), &format!("v{VERSION}"), "released", commit);
+    let Some((work, releases, _)) = released(commit) else {
+        return;
+    };
     let r = install(work.path(), &releases, commit);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert_eq!(r.stdout.trim(), "released");
+    assert_eq!(r.stdout.trim(), "stagegate from the release");
 
     let other = "89abcdef0123456789abcdef0123456789abcdef";
     let r = install(work.path(), &releases, other);
