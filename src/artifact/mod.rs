@@ -195,7 +195,13 @@ impl Store {
             return Ok(path);
         }
         if !path.exists() {
+            // A pull checks the digest as the bytes arrive; a copy from a directory is
+            // hashed as it is copied: either way, what lands here is verified.
             self.fetch(digest, location)?;
+            if let Ok(mut v) = self.verified.lock() {
+                v.insert(hex.to_string());
+            }
+            return Ok(path);
         }
         let actual =
             hash_file(&path).map_err(|e| format!("reading artifact {}: {e}", path.display()))?;
@@ -244,10 +250,19 @@ impl Store {
             .map(PathBuf::from)
             .filter(|src| src.exists());
         match src {
-            Some(src) => self
-                .put_local(&src)
-                .map(drop)
-                .map_err(|e| format!("fetching {digest} from {}: {e}", src.display())),
+            Some(src) => {
+                let stored = self
+                    .put_local(&src)
+                    .map_err(|e| format!("fetching {digest} from {}: {e}", src.display()))?;
+                if stored.digest != digest {
+                    return Err(format!(
+                        "artifact {} is corrupt: its content hashes to {}, not {digest}",
+                        src.display(),
+                        stored.digest
+                    ));
+                }
+                Ok(())
+            }
             None => Err(format!(
                 "artifact {digest} is not in the store {}",
                 self.root.display()

@@ -254,6 +254,10 @@ impl Registry {
     }
 
     /// Download the blob `digest` into `dest` (a new file), verifying it as it arrives.
+    ///
+    /// The response is hashed as it is read, on the registry's runtime, while a thread of
+    /// its own writes what was read: the two overlap, and at most a few chunks are in
+    /// memory at once.
     pub fn pull_to(&self, digest: &str, dest: &Path) -> Result<(), OciError> {
         let image = self.reference("latest");
         let (client, auth) = (self.client.clone(), self.auth.clone());
@@ -262,24 +266,65 @@ impl Registry {
             digest: digest.to_string(),
             ..Default::default()
         };
+        let what = format!("pulling {digest} from {}", self.url());
         let failed = self.failed(&format!("pulling {digest} from"));
         self.block(async move {
+            use futures_util::StreamExt;
             client
                 .auth(&image, &auth, RegistryOperation::Pull)
                 .await
                 .map_err(&failed)?;
-            let f = tokio::fs::File::create(&dest)
-                .await
-                .map_err(|source| OciError::Io {
-                    what: format!("creating {}", dest.display()),
-                    source,
-                })?;
-            let out = tokio::io::BufWriter::with_capacity(READ_CHUNK, f);
-            client
-                .pull_blob(&image, &descriptor, out)
+            let file = std::fs::File::create(&dest).map_err(|source| OciError::Io {
+                what: format!("creating {}", dest.display()),
+                source,
+            })?;
+            let mut stream = client
+                .pull_blob_stream(&image, &descriptor)
                 .await
                 .map_err(&failed)?;
-            Ok(())
+            // Chunks go to the writer in batches of about READ_CHUNK bytes: one hand-over
+            // per network read would cost more in wake-ups than the writing itself.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<bytes::Bytes>>(8);
+            let writer = std::thread::spawn(move || -> std::io::Result<()> {
+                use std::io::Write;
+                let mut out = std::io::BufWriter::with_capacity(READ_CHUNK, file);
+                for batch in rx {
+                    for chunk in batch {
+                        out.write_all(&chunk)?;
+                    }
+                }
+                out.flush()
+            });
+            let mut read = Ok(());
+            let (mut batch, mut batched) = (Vec::new(), 0);
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(bytes) => {
+                        batched += bytes.len();
+                        batch.push(bytes);
+                        // The writer failed when it stops taking batches: its error says why.
+                        if batched >= READ_CHUNK {
+                            batched = 0;
+                            if tx.send(std::mem::take(&mut batch)).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        read = Err(e);
+                        break;
+                    }
+                }
+            }
+            if read.is_ok() && !batch.is_empty() {
+                let _ = tx.send(batch);
+            }
+            drop(tx);
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the writer thread panicked")));
+            read.and(written)
+                .map_err(|source| OciError::Io { what, source })
         })
     }
 }

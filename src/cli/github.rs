@@ -157,7 +157,12 @@ pub fn mask_secrets() {
     if !active() {
         return;
     }
-    for var in ["GITHUB_TOKEN", "STAGEGATE_GITHUB_APP_TOKEN"] {
+    for var in [
+        "GITHUB_TOKEN",
+        "STAGEGATE_GITHUB_APP_TOKEN",
+        "STAGEGATE_OCI_TOKEN",
+        "STAGEGATE_OCI_PASSWORD",
+    ] {
         if let Ok(v) = std::env::var(var)
             && !v.is_empty()
         {

@@ -206,3 +206,39 @@ fn runner_repository_plans_exactly_the_requested_trivial_jobs() {
             .all(|j| j["run"] == "./t.sh" && j["result"].is_null())
     );
 }
+
+/// `benches/store.sh` runs end to end on a tiny artifact and reports its three figures
+/// (whether a ratio meets its target on 1 MiB says nothing: exit 0 or 1 are both fine).
+#[test]
+fn store_bench_measures_push_pull_and_memory() {
+    if crate::common::require_tool("docker-registry").is_none()
+        || crate::common::require_tool("curl").is_none()
+    {
+        return;
+    }
+    let env = TestEnv::new();
+    let bin = assert_cmd::cargo::cargo_bin("stagegate");
+    let out = std::process::Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/store.sh"))
+        .args(["--size", "1", "--runs", "1", "--bin"])
+        .arg(&bin)
+        .arg("--out")
+        .arg(env.home().join("bench"))
+        .env("HOME", env.home())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("store: 1 MiB artifact, 1 runs"), "{text}");
+    for figure in [
+        "push: stagegate ",
+        "pull: stagegate ",
+        "peak RSS of store put/get",
+    ] {
+        assert!(text.contains(figure), "{figure} in {text}");
+    }
+}

@@ -7,7 +7,8 @@ use crate::common::TestEnv;
 use crate::registry::Registry;
 
 /// A two-stage pipeline whose `images/disk` build writes a small disk file and whose test
-/// checks it, with `store` as the artifact store; `images/disk` bumped on staging.
+/// checks it, with `store` as the artifact store (empty: the default, in `.git`);
+/// `images/disk` bumped on staging.
 fn pipeline(store: &str) -> TestEnv {
     let env = TestEnv::init_with(&[
         (
@@ -33,7 +34,12 @@ fn pipeline(store: &str) -> TestEnv {
         &[(
             "stagegate.yaml",
             &format!(
-                "version: 1\nstages: [staging, stable]\ngates:\n  stable: {{require: [build, test]}}\nartifacts: {{store: \"{store}\"}}\n"
+                "version: 1\nstages: [staging, stable]\ngates:\n  stable: {{require: [build, test]}}\n{}",
+                if store.is_empty() {
+                    String::new()
+                } else {
+                    format!("artifacts: {{store: \"{store}\"}}\n")
+                }
             ),
         )],
     );
@@ -201,4 +207,35 @@ fn check_names_the_line_of_a_malformed_store_url() {
     let env = pipeline("s3://bucket/path");
     let (_, err) = env.sg_code(1, &["check", "staging"]);
     assert!(err.contains("the s3:// scheme is not supported"), "{err}");
+}
+
+#[test]
+fn an_artifact_copied_from_another_directory_is_verified_before_use() {
+    // Two runners on one machine, each with the default store in its own `.git`: B copies
+    // A's artifact from where A's record says it is, and refuses it when it was damaged.
+    let env = pipeline("");
+    let origin = env.bare_clone("origin.git");
+    let (a, b) = (runner(&env, &origin, "a"), runner(&env, &origin, "b"));
+    let (build, test) = job_keys(&a);
+    a.sg_ok(&["--remote", "origin", "run", "--job", &build]);
+    let stored: Vec<_> = std::fs::read_dir(cache(&a))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let artifact = stored
+        .iter()
+        .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.starts_with("disk 2")))
+        .expect("A stored the disk");
+    let mut perms = std::fs::metadata(artifact).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(artifact, perms).unwrap();
+    std::fs::write(artifact, "disk 2, damaged\n").unwrap();
+
+    let (out, _) = b.sg_code(1, &["--remote", "origin", "run", "--job", &test]);
+    assert!(out.contains("corrupt"), "{out}");
+    assert!(
+        !cache(&b).join(artifact.file_name().unwrap()).exists(),
+        "nothing unverified is kept under the digest"
+    );
 }

@@ -97,6 +97,27 @@ fn secrets_are_masked_before_anything_else_is_printed() {
 }
 
 #[test]
+fn registry_credentials_are_masked_too() {
+    let env = TestEnv::init_example();
+    let (_, stdout, _, _) = step(
+        &env,
+        &["status"],
+        &[
+            ("STAGEGATE_OCI_TOKEN", "oci_bearer_secret"),
+            ("STAGEGATE_OCI_PASSWORD", "oci_basic_secret"),
+        ],
+    );
+    assert!(
+        stdout.contains("::add-mask::oci_bearer_secret\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("::add-mask::oci_basic_secret\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn init_github_writes_the_example_workflows() {
     let env = crate::common::TestEnv::new();
     env.sg_ok(&["init", "--github", env.repo.to_str().unwrap()]);
