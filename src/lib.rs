@@ -16,6 +16,7 @@ pub mod poll;
 pub mod promote;
 pub mod records;
 pub mod repo;
+pub mod report;
 pub mod runner;
 pub mod trail;
 

@@ -11,7 +11,7 @@ use crate::manifest::ItemId;
 use crate::plan::Planner;
 use crate::repo::{CommitInfo, Repo};
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Entry {
     pub time: i64,
     pub when: String,

@@ -16,6 +16,7 @@ mod plan;
 mod poll;
 mod promote;
 mod release;
+mod report;
 pub mod run;
 mod status;
 mod store;
@@ -70,6 +71,7 @@ pub enum Command {
     Cycle(cycle::Args),
     Poll(poll::Args),
     Store(store::Args),
+    Report(report::Args),
 }
 
 /// How listing commands print.
@@ -121,6 +123,7 @@ pub fn main() -> i32 {
         Command::Cycle(a) => cycle::run(&ctx, a),
         Command::Poll(a) => poll::run(&ctx, a),
         Command::Store(a) => store::run(&ctx, a),
+        Command::Report(a) => report::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

@@ -12,6 +12,7 @@ mod test_messages;
 mod test_plan;
 mod test_promote;
 mod test_publish;
+mod test_report;
 mod test_run;
 mod test_store;
 mod test_sync;

@@ -1,0 +1,658 @@
+//! Filling the model from git alone: stage heads, the gate's judgement of every candidate,
+//! the audit trail and the newest results of the ledger.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gix::ObjectId;
+use gix::objs::tree::EntryKind;
+use similar::TextDiff;
+
+use super::model::*;
+use crate::error::Result;
+use crate::gate::{self, Evaluation, JobState};
+use crate::ledger::{Ledger, LedgerView, ResultRecord, Verdict};
+use crate::manifest::{ItemId, TESTS_DIR};
+use crate::plan::{MovePlan, Pending, Planner, Role, short};
+use crate::repo::Repo;
+use crate::trail;
+
+/// How much the report reads.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// At most this many results, newest first, for the history pages.
+    pub runs: usize,
+    /// At most this many audit trail entries.
+    pub trail: usize,
+    /// Now, in seconds since the epoch: ages and soak are counted from it.
+    pub now: i64,
+}
+
+/// How many ledger commits the history walk reads at most, whatever they hold.
+const MAX_LEDGER_COMMITS: usize = 20_000;
+
+/// Read everything the report shows.
+pub fn collect(repo: &Repo, planner: &Planner, opts: &Options) -> Result<Report> {
+    let view = Ledger::new(repo, &planner.pipeline.results_ref).view()?;
+    let stages = stages(repo, planner, opts.now)?;
+    let moves = moves(repo, planner, &view, opts.now)?;
+    let recent = trail::collect(repo, planner, None, opts.trail)?;
+    let records = newest_results(repo, view.tip, opts.runs)?;
+    let runs_read = records.len();
+    let runs: Vec<RunView> = records.into_iter().map(|r| run_view(r, false)).collect();
+    let flights = flights(repo, &runs);
+    let tests = tests(runs);
+    let items = items(planner, &moves, &recent)?;
+    Ok(Report {
+        version: FORMAT_VERSION,
+        generated_at: rfc3339(opts.now),
+        generated_unix: opts.now,
+        stages,
+        moves,
+        recent,
+        flights,
+        tests,
+        items,
+        runs_read,
+        runs_limit: opts.runs,
+    })
+}
+
+fn stages(repo: &Repo, planner: &Planner, now: i64) -> Result<Vec<StageView>> {
+    planner
+        .pipeline
+        .stages
+        .iter()
+        .map(|s| {
+            let head = planner.stage_head(s)?;
+            let c = repo.commit(head)?;
+            Ok(StageView {
+                name: s.name.clone(),
+                branch: s.branch.clone(),
+                head: head.to_string(),
+                subject: c.subject().to_string(),
+                committed_at: rfc3339(c.time),
+                age_seconds: now - c.time,
+            })
+        })
+        .collect()
+}
+
+/// What a candidate is: an item, or a test whose definition changed.
+enum Subject<'a> {
+    Item(&'a ItemId),
+    Test(&'a str),
+}
+
+/// The adapter onto the decision model: the gate judges pending commits (as `status`
+/// shows them), and each candidate takes its state from the newest pending commit that
+/// carries it, as `why` reads it. A candidate is rejected when one of its own jobs
+/// regressed, held when its item is held; when its commit is rejected or waits for
+/// another candidate's sake, it waits, and its reasons say for what.
+fn moves(repo: &Repo, planner: &Planner, view: &LedgerView, now: i64) -> Result<Vec<MoveView>> {
+    let mut out = Vec::new();
+    for plan in planner.plan_all(None)? {
+        let holds = crate::promote::holds(repo, &plan.from, plan.from_head)?;
+        let evals = gate::evaluate(&plan, view, &holds, now)?;
+        let mut seen = BTreeSet::new();
+        let mut candidates = Vec::new();
+        for (pending, eval) in plan.pending.iter().zip(&evals) {
+            let subjects = pending
+                .candidates
+                .iter()
+                .map(|c| {
+                    (
+                        c.item.to_string(),
+                        Subject::Item(&c.item),
+                        c.from.clone(),
+                        c.to.clone(),
+                        if c.inputs_only { Some("inputs") } else { None },
+                    )
+                })
+                .chain(pending.changed_tests.iter().map(|t| {
+                    (
+                        format!("{TESTS_DIR}/{t}"),
+                        Subject::Test(t),
+                        None,
+                        None,
+                        None,
+                    )
+                }));
+            for (name, subject, from, to, inputs) in subjects {
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
+                let c = Judged {
+                    repo,
+                    plan: &plan,
+                    pending,
+                    eval,
+                    view,
+                    holds: &holds,
+                };
+                candidates.push(c.candidate(name, subject, from, to, inputs)?);
+            }
+        }
+        out.push(MoveView {
+            from: plan.from.name.clone(),
+            to: plan.to.name.clone(),
+            from_head: plan.from_head.to_string(),
+            to_head: plan.to_head.to_string(),
+            gate: plan.gate.clone(),
+            candidates,
+        });
+    }
+    Ok(out)
+}
+
+/// One pending commit as the gate judged it.
+struct Judged<'a> {
+    repo: &'a Repo,
+    plan: &'a MovePlan,
+    pending: &'a Pending,
+    eval: &'a Evaluation,
+    view: &'a LedgerView<'a>,
+    holds: &'a gate::Holds,
+}
+
+impl Judged<'_> {
+    fn candidate(
+        &self,
+        name: String,
+        subject: Subject,
+        from: Option<String>,
+        to: Option<String>,
+        inputs: Option<&'static str>,
+    ) -> Result<CandidateView> {
+        let (plan, eval) = (self.plan, self.eval);
+        let own = |key: &str| {
+            plan.jobs.get(key).is_some_and(|j| match &subject {
+                Subject::Item(id) => j.candidates.contains(id),
+                Subject::Test(t) => j.role == Role::TestChange && j.name == *t,
+            })
+        };
+        let mut reasons: Vec<ReasonView> = eval
+            .reasons
+            .iter()
+            .filter(|r| match (&r.job, &r.item) {
+                (Some(job), _) => own(job),
+                (None, Some(item)) => *item == name,
+                (None, None) => true,
+            })
+            .map(|r| ReasonView {
+                kind: r.kind.to_string(),
+                message: r.message.clone(),
+            })
+            .collect();
+        let blocking = |r: &ReasonView| r.kind != "fails-like-baseline";
+        let held = match &subject {
+            Subject::Item(id) => self.holds.get(*id).cloned(),
+            Subject::Test(_) => None,
+        };
+        let regressed = reasons
+            .iter()
+            .any(|r| r.kind == "regression" || r.kind == "build-failed");
+        let state = if held.is_some() {
+            State::Held
+        } else if regressed {
+            State::Rejected
+        } else if eval.decision == gate::Decision::Promote {
+            State::Promote
+        } else {
+            State::Wait
+        };
+        if state == State::Wait && !reasons.iter().any(blocking) {
+            // Nothing of its own holds it back: its commit does, for another candidate.
+            let other = eval
+                .reasons
+                .iter()
+                .find(|r| r.kind != "fails-like-baseline");
+            reasons.push(ReasonView {
+                kind: "commit".into(),
+                message: format!(
+                    "its commit {} is {} for another candidate{}",
+                    short(eval.commit),
+                    if eval.decision == gate::Decision::Reject {
+                        "rejected"
+                    } else {
+                        "waiting"
+                    },
+                    other
+                        .map(|r| format!(": {}", r.message))
+                        .unwrap_or_default()
+                ),
+            });
+        }
+        let jobs: Vec<JobView> = eval
+            .jobs
+            .iter()
+            .filter(|j| own(&j.key))
+            .map(|j| {
+                Ok(JobView {
+                    key: j.key.clone(),
+                    label: j.label.clone(),
+                    kind: j.kind,
+                    role: j.role,
+                    state: j.state,
+                    result: self.view.latest(&j.key)?.map(|r| run_view(r, true)),
+                    baseline_key: j.baseline_key.clone(),
+                    baseline: match &j.baseline_key {
+                        Some(b) => self.view.latest(b)?.map(|r| run_view(r, true)),
+                        None => None,
+                    },
+                })
+            })
+            .collect::<Result<_>>()?;
+        let reason = match state {
+            State::Promote if jobs.is_empty() => {
+                format!("no jobs are required by the gate into {}", plan.to.name)
+            }
+            State::Promote => {
+                let ok = jobs
+                    .iter()
+                    .filter(|j| matches!(j.state, JobState::Passed | JobState::Flaky))
+                    .count();
+                format!("{ok} of {} jobs pass", jobs.len())
+            }
+            _ => reasons
+                .iter()
+                .find(|r| {
+                    blocking(r)
+                        && match state {
+                            State::Held => r.kind == "held",
+                            State::Rejected => r.kind == "regression" || r.kind == "build-failed",
+                            _ => true,
+                        }
+                })
+                .map(|r| r.message.clone())
+                .unwrap_or_default(),
+        };
+        let path = match &subject {
+            Subject::Item(id) => id.path(),
+            Subject::Test(t) => format!("{TESTS_DIR}/{t}.yaml"),
+        };
+        let diff = self.manifest_diff(&path)?;
+        let change = inputs.unwrap_or(match (&subject, &from, &to, diff.is_empty()) {
+            (Subject::Test(_), ..) => "changed",
+            (_, None, Some(_), _) => "new",
+            (_, Some(_), None, _) => "removed",
+            _ => "changed",
+        });
+        let page = format!(
+            "candidates/{}-{}/{}.html",
+            slug(&plan.from.name),
+            slug(&plan.to.name),
+            slug(&name)
+        );
+        Ok(CandidateView {
+            item: name,
+            from_version: from,
+            to_version: to,
+            change,
+            state,
+            reason,
+            reasons,
+            commit: self.pending.commit.to_string(),
+            subject: self.pending.subject.clone(),
+            jobs,
+            holds: held.into_iter().collect(),
+            diff,
+            page,
+        })
+    }
+
+    /// The manifest at `path` as a unified diff from T's head to the pending commit.
+    fn manifest_diff(&self, path: &str) -> Result<String> {
+        let text = |commit: ObjectId| -> Result<String> {
+            let tree = self.repo.tree_of(commit)?;
+            Ok(self
+                .repo
+                .read(tree, path)?
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default())
+        };
+        let (old, new) = (text(self.plan.to_head)?, text(self.pending.commit)?);
+        if old == new {
+            return Ok(String::new());
+        }
+        Ok(TextDiff::from_lines(&old, &new)
+            .unified_diff()
+            .context_radius(3)
+            .header(
+                &format!("{}:{path}", self.plan.to.name),
+                &format!("{}:{path}", self.plan.from.name),
+            )
+            .to_string())
+    }
+}
+
+/// A result as the report shows it; `excerpt` only where a reviewer reads it (a
+/// candidate's jobs), to keep history pages small.
+fn run_view(r: ResultRecord, excerpt: bool) -> RunView {
+    let log_url = r.log.as_deref().and_then(log_url);
+    RunView {
+        key: r.key,
+        attempt: r.attempt,
+        name: r.name,
+        kind: r.kind,
+        role: r.role,
+        candidates: r.candidates,
+        verdict: r.verdict,
+        reason: r.reason,
+        duration_ms: r.duration_ms,
+        tries: r.tries,
+        finished: r.finished,
+        commit: r.commit,
+        env: r.env,
+        log: r.log,
+        log_url,
+        excerpt: if excerpt { r.excerpt } else { String::new() },
+        runner: r.runner.host,
+    }
+}
+
+/// A link a browser can open to a recorded log location: a web URL or a `file://` URL as
+/// it is, a local path as a `file://` URL. A registry's blob (`oci://…`) needs a token and
+/// `stagegate log-of KEY` to read, so it gets no link.
+fn log_url(location: &str) -> Option<String> {
+    if ["http://", "https://", "file://"]
+        .iter()
+        .any(|p| location.starts_with(p))
+    {
+        Some(location.to_string())
+    } else if location.starts_with('/') {
+        Some(format!("file://{location}"))
+    } else {
+        None
+    }
+}
+
+/// The newest `limit` results of the ledger: walks its commits from the tip and reads
+/// what each added (a tree diff against its first parent, identical subtrees skipped), so
+/// the cost follows `limit`, not the ledger's size.
+pub fn newest_results(
+    repo: &Repo,
+    tip: Option<ObjectId>,
+    limit: usize,
+) -> Result<Vec<ResultRecord>> {
+    let mut out = Vec::new();
+    let mut cur = tip;
+    for _ in 0..MAX_LEDGER_COMMITS {
+        let Some(id) = cur else { break };
+        if out.len() >= limit {
+            break;
+        }
+        let c = repo.commit(id)?;
+        let parent = c.parents.first().copied();
+        let old = parent.map(|p| repo.tree_of(p)).transpose()?;
+        let mut added = Vec::new();
+        added_records(repo, c.tree, old, "", 0, limit - out.len(), &mut added)?;
+        // A commit's records are equally new; newest finish first within it.
+        added.sort_by(|a: &ResultRecord, b| b.finished.cmp(&a.finished));
+        out.extend(added);
+        cur = parent;
+    }
+    out.sort_by(|a, b| b.finished.cmp(&a.finished));
+    Ok(out)
+}
+
+/// Records in `new` that `old` lacks (ledger layout: `K[0:2]/K[2:4]/K/NNNN-nonce.yaml`).
+fn added_records(
+    repo: &Repo,
+    new: ObjectId,
+    old: Option<ObjectId>,
+    prefix: &str,
+    depth: usize,
+    limit: usize,
+    out: &mut Vec<ResultRecord>,
+) -> Result<()> {
+    if Some(new) == old {
+        return Ok(());
+    }
+    let old: BTreeMap<String, ObjectId> = match old {
+        Some(o) => repo
+            .tree_entries(o)?
+            .into_iter()
+            .map(|e| (e.name, e.id))
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    for e in repo.tree_entries(new)? {
+        if out.len() >= limit {
+            break;
+        }
+        let before = old.get(&e.name).copied();
+        if before == Some(e.id) {
+            continue;
+        }
+        let path = format!("{prefix}{}", e.name);
+        let hex = e.name.bytes().all(|b| b.is_ascii_hexdigit());
+        let layout = match depth {
+            0 | 1 => hex && e.name.len() == 2,
+            2 => hex && e.name.len() >= 8,
+            _ => true,
+        };
+        if !layout {
+            // Not a result: the ledger also holds decisions and other records.
+            continue;
+        }
+        match (e.kind, depth) {
+            (EntryKind::Tree, 0..=2) => added_records(
+                repo,
+                e.id,
+                before,
+                &format!("{path}/"),
+                depth + 1,
+                limit,
+                out,
+            )?,
+            (EntryKind::Blob | EntryKind::BlobExecutable, 3) if e.name.ends_with(".yaml") => {
+                let mut r: ResultRecord = crate::records::parse(&path, &repo.blob(e.id)?)?;
+                r.attempt = e
+                    .name
+                    .split('-')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                out.push(r);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The tested commits of `runs`, newest first; of two finished in the same second, the one
+/// recorded later (`runs` is in ledger order, newest first, among equal times).
+fn flights(repo: &Repo, runs: &[RunView]) -> Vec<Flight> {
+    let mut by_commit: BTreeMap<&str, (usize, String, usize)> = BTreeMap::new();
+    for (i, r) in runs.iter().enumerate() {
+        let f = by_commit
+            .entry(&r.commit)
+            .or_insert_with(|| (i, r.finished.clone(), 0));
+        if r.finished > f.1 {
+            f.1 = r.finished.clone();
+        }
+        f.2 += 1;
+    }
+    let mut order: Vec<(&str, (usize, String, usize))> = by_commit.into_iter().collect();
+    order.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.1.0.cmp(&b.1.0)));
+    order
+        .into_iter()
+        .map(|(commit, (_, finished, results))| Flight {
+            commit: commit.to_string(),
+            // Results may name commits this repository does not have (another runner's).
+            subject: ObjectId::from_hex(commit.as_bytes())
+                .ok()
+                .and_then(|id| repo.commit(id).ok())
+                .map(|c| c.subject().to_string()),
+            finished,
+            results,
+        })
+        .collect()
+}
+
+/// The name a result is listed under: the test, or `build <item>`.
+pub fn job_name(kind: &str, name: &str) -> String {
+    if kind == "build" {
+        format!("build {name}")
+    } else {
+        name.to_string()
+    }
+}
+
+fn tests(runs: Vec<RunView>) -> Vec<TestHistory> {
+    let mut by_name: BTreeMap<String, Vec<RunView>> = BTreeMap::new();
+    for r in runs {
+        by_name
+            .entry(job_name(&r.kind, &r.name))
+            .or_default()
+            .push(r);
+    }
+    by_name
+        .into_iter()
+        .map(|(name, runs)| {
+            let judged = runs.iter().filter(|r| r.verdict.is_final()).count();
+            let passed = runs
+                .iter()
+                .filter(|r| matches!(r.verdict, Verdict::Pass | Verdict::Flaky))
+                .count();
+            let total_ms: u64 = runs.iter().map(|r| r.duration_ms).sum();
+            TestHistory {
+                kind: runs[0].kind.clone(),
+                page: format!("tests/{}.html", slug(&name)),
+                name,
+                passed,
+                judged,
+                pass_rate: (judged > 0).then(|| passed as f64 / judged as f64),
+                mean_duration_ms: (!runs.is_empty()).then(|| total_ms / runs.len() as u64),
+                runs,
+            }
+        })
+        .collect()
+}
+
+/// Items that are candidates or named by the recent trail, with their version on each
+/// stage and the trail entries naming them.
+fn items(
+    planner: &Planner,
+    moves: &[MoveView],
+    recent: &[trail::Entry],
+) -> Result<Vec<ItemHistory>> {
+    let mut ids: BTreeSet<ItemId> = BTreeSet::new();
+    for m in moves {
+        ids.extend(m.candidates.iter().filter_map(|c| ItemId::parse(&c.item)));
+    }
+    for e in recent {
+        ids.extend(
+            e.items
+                .iter()
+                .filter_map(|i| ItemId::parse(split_item(i).0)),
+        );
+    }
+    let snaps = planner
+        .pipeline
+        .stages
+        .iter()
+        .map(|s| Ok((s.name.clone(), planner.snapshot(planner.stage_head(s)?)?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let name = id.to_string();
+            let versions = snaps
+                .iter()
+                .map(|(stage, snap)| StageVersion {
+                    stage: stage.clone(),
+                    // An item whose manifest does not parse on a stage shows no version.
+                    version: snap
+                        .item(&id)
+                        .ok()
+                        .flatten()
+                        .map(|(_, i)| i.version.clone()),
+                })
+                .collect();
+            let events = recent
+                .iter()
+                .filter_map(|e| {
+                    let (_, version) = e
+                        .items
+                        .iter()
+                        .map(|i| split_item(i))
+                        .find(|(i, _)| *i == name)?;
+                    Some(ItemEvent {
+                        when: e.when.clone(),
+                        kind: e.kind.clone(),
+                        stage: e.stage.clone(),
+                        version: version.map(String::from),
+                        commit: e.commit.clone(),
+                        reason: e.reason.clone(),
+                    })
+                })
+                .collect();
+            ItemHistory {
+                page: format!("items/{}.html", slug(&name)),
+                item: name,
+                versions,
+                events,
+            }
+        })
+        .collect())
+}
+
+/// `images/x 1.2` → (`images/x`, Some(`1.2`)).
+fn split_item(text: &str) -> (&str, Option<&str>) {
+    match text.split_once(' ') {
+        Some((i, v)) => (i, Some(v)),
+        None => (text, None),
+    }
+}
+
+/// A file name for `text`: `/` and anything but letters, digits, `.`, `_`, `-` become `-`.
+pub fn slug(text: &str) -> String {
+    let s: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    // Never a name that means a directory.
+    if s.chars().all(|c| c == '.') {
+        format!("_{s}")
+    } else {
+        s
+    }
+}
+
+pub fn rfc3339(secs: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
+    )
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_links_are_what_a_browser_can_open() {
+        assert_eq!(
+            log_url("/var/log/x.log").as_deref(),
+            Some("file:///var/log/x.log")
+        );
+        assert_eq!(log_url("file:///s/log").as_deref(), Some("file:///s/log"));
+        assert_eq!(log_url("https://h/l").as_deref(), Some("https://h/l"));
+        assert_eq!(log_url("oci://ghcr.io/o/r@sha256:ab"), None);
+    }
+
+    #[test]
+    fn slugs_are_file_names() {
+        assert_eq!(slug("images/debian-host"), "images-debian-host");
+        assert_eq!(slug("build images/a b"), "build-images-a-b");
+        assert_eq!(slug(".."), "_..");
+    }
+}
