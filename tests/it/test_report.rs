@@ -12,23 +12,25 @@ use crate::common::TestEnv;
 fn rejected_example() -> TestEnv {
     let env = TestEnv::init_example();
     env.sg_ok(&["cycle"]);
+    // The component's history is on the state repository's branch hello/main.
     let clone = env.home().join("hello");
-    env.git_in(
-        env.home(),
-        &[
-            "clone",
-            "-q",
-            env.repo.join("upstream/hello.git").to_str().unwrap(),
-            clone.to_str().unwrap(),
-        ],
-    );
+    env.git(&[
+        "worktree",
+        "add",
+        "-q",
+        clone.to_str().unwrap(),
+        "hello/main",
+    ]);
     std::fs::write(
         clone.join("hello.sh"),
         "#!/bin/sh\necho 'hello: segfault in greet()' >&2\nexit 1\n",
     )
     .unwrap();
-    env.git_in(&clone, &["commit", "-q", "-am", "hello: break greet"]);
-    env.git_in(&clone, &["push", "-q", "origin", "HEAD:main"]);
+    env.git_in(
+        &clone,
+        &["commit", "-q", "--no-verify", "-am", "hello: break greet"],
+    );
+    env.git(&["worktree", "remove", clone.to_str().unwrap()]);
     env.sg_code(1, &["cycle"]);
     env
 }
