@@ -252,7 +252,7 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
         scratch: scratch.path().to_path_buf(),
     });
     let recorder = Recorder::start(git_dir.clone(), planner.pipeline.results_ref.clone());
-    let display = Arc::new(Display::new(total, args.format == Format::Text));
+    let display = Arc::new(Display::new(total, args.format == Format::Text)?);
     let progress: Arc<dyn Fn(Event) + Send + Sync> = {
         let display = display.clone();
         Arc::new(move |e| display.event(e))
@@ -337,50 +337,150 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
     })
 }
 
-/// Live progress: a bar on a terminal, one line per finished job otherwise.
+/// Live progress that scales from one-second tests to two-hour image builds. On a
+/// terminal: a bar naming every running job. Otherwise (a CI log, a cron mail): a line when
+/// a job starts and when it ends, and every `STAGEGATE_STILL_RUNNING` (default 60s; `0`
+/// turns it off) a "still running: …" line naming each running job and its time so far.
 struct Display {
+    state: Arc<Progress>,
+    ticker: Mutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
+}
+
+/// What the display knows, shared with the thread that prints "still running".
+struct Progress {
     bar: Option<indicatif::ProgressBar>,
     total: usize,
-    done: Mutex<usize>,
     enabled: bool,
+    /// Jobs done, and the running ones with their start (a label may run twice at once).
+    jobs: Mutex<(usize, Vec<(String, std::time::Instant)>)>,
+}
+
+/// The "still running" interval: `STAGEGATE_STILL_RUNNING` (e.g. `30s`, `5m`, `0` for
+/// never), 60 s by default.
+fn still_running_interval() -> Result<Option<std::time::Duration>> {
+    let Ok(text) = std::env::var("STAGEGATE_STILL_RUNNING") else {
+        return Ok(Some(std::time::Duration::from_secs(60)));
+    };
+    if text.trim() == "0" {
+        return Ok(None);
+    }
+    humantime::parse_duration(text.trim())
+        .map(|d| (!d.is_zero()).then_some(d))
+        .map_err(|e| {
+            Error::usage_help(
+                format!("STAGEGATE_STILL_RUNNING={text:?} is not a duration ({e})"),
+                "write a number and a unit, e.g. 30s or 5m, or 0 for no \"still running\" lines",
+            )
+        })
+}
+
+/// A duration for people: `45s`, `4m 10s`, `2h 03m`.
+fn elapsed(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+impl Progress {
+    /// The running jobs, longest-running first, each with its time so far.
+    fn running(&self) -> String {
+        let jobs = self.jobs.lock().expect("display lock");
+        jobs.1
+            .iter()
+            .map(|(label, start)| format!("{label} ({})", elapsed(start.elapsed())))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn show_running(&self) {
+        if let Some(b) = &self.bar {
+            let running = self.running();
+            b.set_message(if running.is_empty() {
+                String::new()
+            } else {
+                format!("running {running}")
+            });
+        }
+    }
 }
 
 impl Display {
-    fn new(total: usize, enabled: bool) -> Display {
+    fn new(total: usize, enabled: bool) -> Result<Display> {
+        let interval = still_running_interval()?;
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
             let b = indicatif::ProgressBar::new(total as u64);
             b.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} done, {msg}",
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} done, {wide_msg}",
                 )
                 .expect("valid template"),
             );
             b.enable_steady_tick(std::time::Duration::from_millis(200));
             b
         });
-        Display {
+        let state = Arc::new(Progress {
             bar,
             total,
-            done: Mutex::new(0),
             enabled,
-        }
+            jobs: Mutex::new((0, Vec::new())),
+        });
+        let ticker = match interval {
+            Some(every) if enabled => {
+                let (stop, stopped) = std::sync::mpsc::channel::<()>();
+                let state = state.clone();
+                let thread = std::thread::spawn(move || {
+                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        stopped.recv_timeout(every)
+                    {
+                        let running = state.running();
+                        match &state.bar {
+                            // The bar's message already names them; refresh the times.
+                            Some(_) => state.show_running(),
+                            None if !running.is_empty() => {
+                                eprintln!("still running: {running}");
+                            }
+                            None => {}
+                        }
+                    }
+                });
+                Some((stop, thread))
+            }
+            _ => None,
+        };
+        Ok(Display {
+            state,
+            ticker: Mutex::new(ticker),
+        })
     }
 
     fn event(&self, e: Event) {
-        if !self.enabled {
+        let p = &self.state;
+        if !p.enabled {
             return;
         }
         match e {
             Event::Started { label } => {
-                if let Some(b) = &self.bar {
-                    b.set_message(format!("running {label}"));
+                p.jobs
+                    .lock()
+                    .expect("display lock")
+                    .1
+                    .push((label.to_string(), std::time::Instant::now()));
+                match &p.bar {
+                    Some(_) => p.show_running(),
+                    None => eprintln!("started {label}"),
                 }
             }
             Event::Finished { outcome } => {
                 let n = {
-                    let mut d = self.done.lock().expect("display lock");
-                    *d += 1;
-                    *d
+                    let mut jobs = p.jobs.lock().expect("display lock");
+                    jobs.0 += 1;
+                    if let Some(i) = jobs.1.iter().position(|(l, _)| *l == outcome.label) {
+                        jobs.1.remove(i);
+                    }
+                    jobs.0
                 };
                 let verdict = outcome
                     .verdict
@@ -391,17 +491,18 @@ impl Display {
                     .map(|r| format!(" — {r}"))
                     .unwrap_or_default();
                 let line = format!(
-                    "[{n}/{}] {verdict:<7} {} ({:.1}s){reason}",
-                    self.total,
+                    "[{n}/{}] {verdict:<7} {} ({}){reason}",
+                    p.total,
                     outcome.label,
-                    outcome.duration.as_secs_f64()
+                    elapsed_precise(outcome.duration)
                 );
-                match &self.bar {
+                match &p.bar {
                     Some(b) => {
                         if !matches!(outcome.verdict, Some(Verdict::Pass)) {
                             b.println(line);
                         }
                         b.set_position(n as u64);
+                        p.show_running();
                     }
                     None => eprintln!("{line}"),
                 }
@@ -410,9 +511,22 @@ impl Display {
     }
 
     fn finish(&self) {
-        if let Some(b) = &self.bar {
+        if let Some((stop, thread)) = self.ticker.lock().expect("display lock").take() {
+            drop(stop);
+            let _ = thread.join();
+        }
+        if let Some(b) = &self.state.bar {
             b.finish_and_clear();
         }
+    }
+}
+
+/// A job's duration in its end line: tenths of a second under a minute, else as `elapsed`.
+fn elapsed_precise(d: std::time::Duration) -> String {
+    if d.as_secs() < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        elapsed(d)
     }
 }
 
@@ -451,4 +565,41 @@ fn print_summary(outcomes: &[Outcome], reused: usize) {
         super::count(outcomes.len(), "job"),
         parts.join(", ")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(super::elapsed(Duration::from_secs(45)), "45s");
+        assert_eq!(super::elapsed(Duration::from_secs(250)), "4m 10s");
+        assert_eq!(
+            super::elapsed(Duration::from_secs(2 * 3600 + 180)),
+            "2h 03m"
+        );
+        assert_eq!(super::elapsed_precise(Duration::from_millis(1250)), "1.2s");
+    }
+
+    #[test]
+    fn every_running_job_is_named_not_only_the_last_started() {
+        let now = std::time::Instant::now();
+        let p = super::Progress {
+            bar: None,
+            total: 3,
+            enabled: true,
+            jobs: std::sync::Mutex::new((
+                1,
+                vec![
+                    ("build images/host".into(), now - Duration::from_secs(4000)),
+                    ("test guest-boots".into(), now - Duration::from_secs(5)),
+                ],
+            )),
+        };
+        assert_eq!(
+            p.running(),
+            "build images/host (1h 06m), test guest-boots (5s)"
+        );
+    }
 }

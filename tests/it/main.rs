@@ -10,6 +10,7 @@ mod test_images;
 mod test_init;
 mod test_messages;
 mod test_plan;
+mod test_progress;
 mod test_promote;
 mod test_publish;
 mod test_report;
