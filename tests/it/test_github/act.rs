@@ -70,6 +70,11 @@ impl Act {
 
     /// `act EVENT` on the shipped cycle workflow; returns act's output.
     fn run(&self, event: &str, payload: Option<&serde_json::Value>) -> String {
+        self.run_workflow("stagegate-cycle.yml", event, payload)
+    }
+
+    /// `act EVENT` on the shipped workflow `file` (in templates/github/).
+    fn run_workflow(&self, file: &str, event: &str, payload: Option<&serde_json::Value>) -> String {
         let home = self.env.home();
         let mut cmd = Command::new(&self.act);
         crate::common::base_env(&mut cmd, home);
@@ -85,7 +90,7 @@ impl Act {
             .env("STAGEGATE_TEST_BINARY", env!("CARGO_BIN_EXE_stagegate"))
             .arg(event)
             .arg("-W")
-            .arg(root().join("templates/github/stagegate-cycle.yml"))
+            .arg(root().join("templates/github").join(file))
             .args(["-P", "ubuntu-latest=-self-hosted", "--action-offline-mode"])
             .arg("--action-cache-path")
             .arg(home.join("act-cache"))
@@ -209,5 +214,48 @@ fn under_act_a_schedule_opens_the_pull_request_and_an_approval_moves_the_stage()
             .git_in(&w.origin, &["branch", "--list", BRANCH])
             .is_empty(),
         "the promotion branch is deleted"
+    );
+}
+
+#[test]
+fn under_act_the_pull_request_workflow_checks_and_plans_the_pull_requests_head() {
+    let Some(act) = crate::common::require_tool("act") else {
+        return;
+    };
+    let w = Act::new(act);
+    // A pull request into staging that adds a test, from a branch of the repository.
+    w.env.git(&["checkout", "-q", "-b", "add-smoke", "staging"]);
+    let head = w.env.commit_on(
+        "add-smoke",
+        "Add a smoke test",
+        &[(
+            "tests/smoke.yaml",
+            "name: smoke\nuses: [components/xen]\nrun: ./tests/boot.sh\n",
+        )],
+    );
+    w.env.git(&["push", "-q", "origin", "add-smoke"]);
+    let event = serde_json::json!({
+        "action": "opened",
+        "number": 7,
+        "pull_request": {
+            "number": 7,
+            "head": {"ref": "add-smoke", "sha": head, "repo": {"full_name": format!("{OWNER}/{REPO}")}},
+            "base": {"ref": "staging", "repo": {"full_name": format!("{OWNER}/{REPO}")}}
+        },
+        "repository": {"full_name": format!("{OWNER}/{REPO}"), "name": REPO, "owner": {"login": OWNER}}
+    });
+    let out = w.run_workflow("stagegate-pull-request.yml", "pull_request", Some(&event));
+    assert!(out.contains("Job succeeded"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "stagegate -C . --remote origin plan --stage staging --rev {head}"
+        )),
+        "{out}"
+    );
+    // The plan is the pull request's: its new test is a candidate of staging -> stable.
+    assert!(out.contains("test  smoke [components/xen]"), "{out}");
+    assert!(
+        w.fake.requests().is_empty(),
+        "read-only: no GitHub API call"
     );
 }
