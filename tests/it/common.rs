@@ -24,6 +24,9 @@ pub fn base_env(cmd: &mut Command, home: &Path) {
         .env("HOME", home)
         .env_remove("GITHUB_ACTIONS")
         .env_remove("GITHUB_TOKEN")
+        .env_remove("STAGEGATE_OCI_TOKEN")
+        .env_remove("STAGEGATE_OCI_USERNAME")
+        .env_remove("STAGEGATE_OCI_PASSWORD")
         .env_remove("STAGEGATE_REMOTE");
 }
 

@@ -15,12 +15,31 @@ impl Registry {
     /// Start a registry storing under `dir`, or `None` when `docker-registry` is not
     /// installed (outside CI; under `CI=true` that is a failure, see `require_tool`).
     pub fn start(dir: &Path) -> Option<Registry> {
+        Registry::start_with_users(dir, &[])
+    }
+
+    /// A registry that lets in only `users` (name, password) with HTTP basic auth; open to
+    /// all when there are none.
+    pub fn start_with_users(dir: &Path, users: &[(&str, &str)]) -> Option<Registry> {
         let bin = crate::common::require_tool("docker-registry")?;
         let config = dir.join("registry.yml");
+        let mut auth = String::new();
+        if !users.is_empty() {
+            let htpasswd = dir.join("htpasswd");
+            let lines: Vec<String> = users
+                .iter()
+                .map(|(u, p)| format!("{u}:{}", bcrypt::hash(p, 4).unwrap()))
+                .collect();
+            std::fs::write(&htpasswd, lines.join("\n") + "\n").unwrap();
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: stagegate-tests\n    path: {}\n",
+                htpasswd.display()
+            );
+        }
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n  secret: stagegate-tests\n",
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n  secret: stagegate-tests\n{auth}",
                 dir.join("data").display()
             ),
         )

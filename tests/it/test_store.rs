@@ -239,3 +239,50 @@ fn an_artifact_copied_from_another_directory_is_verified_before_use() {
         "nothing unverified is kept under the digest"
     );
 }
+
+#[test]
+fn a_registry_that_needs_credentials_gets_them_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(registry) = Registry::start_with_users(dir.path(), &[("ci", "s3cret")]) else {
+        return;
+    };
+    let env = pipeline(&registry.store("private/store"));
+    let file = env.home().join("payload.bin");
+    std::fs::write(&file, "payload\n").unwrap();
+    let put = ["store", "put", file.to_str().unwrap()];
+
+    let (_, err) = env.sg_code(3, &put);
+    assert!(
+        err.contains("401") || err.to_lowercase().contains("unauthorized"),
+        "{err}"
+    );
+    assert!(
+        err.contains("STAGEGATE_OCI_USERNAME"),
+        "the help names the variables: {err}"
+    );
+
+    let out = env
+        .sg_cmd(&put)
+        .env("STAGEGATE_OCI_USERNAME", "ci")
+        .env("STAGEGATE_OCI_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "a wrong password is refused");
+
+    let out = env
+        .sg_cmd(&put)
+        .env("STAGEGATE_OCI_USERNAME", "ci")
+        .env("STAGEGATE_OCI_PASSWORD", "s3cret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&registry.store("private/store")),
+        "{stdout}"
+    );
+}
