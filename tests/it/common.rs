@@ -182,6 +182,22 @@ impl TestEnv {
         path
     }
 
+    /// Another machine: a clone of `origin` at `<home>/<name>` (with a home of its own),
+    /// e.g. a CI checkout or a second runner.
+    pub fn clone_of(&self, origin: &Path, name: &str) -> TestEnv {
+        let dir = self.home().join(name);
+        self.git(&[
+            "clone",
+            "-q",
+            origin.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ]);
+        TestEnv {
+            tmp: tempfile::tempdir().unwrap(),
+            repo: dir,
+        }
+    }
+
     /// Install an executable hook `name` in the git directory `git_dir`.
     pub fn write_hook(&self, git_dir: &Path, name: &str, script: &str) {
         use std::os::unix::fs::PermissionsExt;

@@ -558,17 +558,7 @@ fn poll_bumps_a_component_to_the_version_its_watch_prints() {
 fn the_example_cycles_in_a_fresh_clone_of_its_remote() {
     let env = TestEnv::init_example();
     let origin = env.bare_clone("origin.git");
-    let clone = env.home().join("checkout");
-    env.git(&[
-        "clone",
-        "-q",
-        origin.to_str().unwrap(),
-        clone.to_str().unwrap(),
-    ]);
-    let ci = TestEnv {
-        tmp: tempfile::tempdir().unwrap(),
-        repo: clone,
-    };
+    let ci = env.clone_of(&origin, "checkout");
     let out = ci.sg_ok(&["--remote", "origin", "cycle"]);
     assert!(out.contains("staging → stable: promoted"), "{out}");
     assert!(!out.contains("fail"), "{out}");

@@ -101,12 +101,7 @@ fn a_rejection_reaches_the_remote_ledger() {
 #[test]
 fn a_runner_builds_on_the_stage_another_runner_pushed() {
     let (env, origin) = setup();
-    let b = env.home().join("b");
-    env.git(&["clone", "-q", origin.to_str().unwrap(), b.to_str().unwrap()]);
-    let rb = TestEnv {
-        tmp: tempfile::tempdir().unwrap(),
-        repo: b,
-    };
+    let rb = env.clone_of(&origin, "b");
     // A holds; B, which never fetched, releases: B's release goes on top of A's hold.
     env.sg_ok(&[
         "--remote",

@@ -1,7 +1,7 @@
 //! The shared store: artifacts and full logs in a real OCI registry (Debian's
 //! `docker-registry` on 127.0.0.1), reached by several runners on clones of one remote.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::common::TestEnv;
 use crate::registry::Registry;
@@ -49,24 +49,11 @@ fn pipeline(store: &str) -> TestEnv {
     env
 }
 
-/// A runner: a clone of `origin` at `<home>/<name>` with its own empty store cache.
-fn runner(env: &TestEnv, origin: &Path, name: &str) -> TestEnv {
-    let dir = env.home().join(name);
-    env.git(&[
-        "clone",
-        "-q",
-        origin.to_str().unwrap(),
-        dir.to_str().unwrap(),
-    ]);
-    env.git_in(&dir, &["branch", "stable", "origin/stable"]);
-    TestEnv {
-        tmp: tempfile::tempdir().unwrap(),
-        repo: dir,
-    }
-}
-
-fn job_keys(env: &TestEnv) -> (String, String) {
-    let plan = env.json(&["plan", "--format", "json"]);
+/// The keys of the build and the test; `global` goes before `plan` (e.g. `--remote`).
+fn job_keys(env: &TestEnv, global: &[&str]) -> (String, String) {
+    let mut args = global.to_vec();
+    args.extend(["plan", "--format", "json"]);
+    let plan = env.json(&args);
     let jobs = plan[0]["jobs"].as_array().unwrap();
     let key = |kind: &str| {
         jobs.iter()
@@ -92,11 +79,11 @@ fn runners_share_artifacts_and_logs_through_a_registry() {
     let env = pipeline(&registry.store("team/pipeline"));
     let origin = env.bare_clone("origin.git");
     let (a, b, c) = (
-        runner(&env, &origin, "a"),
-        runner(&env, &origin, "b"),
-        runner(&env, &origin, "c"),
+        env.clone_of(&origin, "a"),
+        env.clone_of(&origin, "b"),
+        env.clone_of(&origin, "c"),
     );
-    let (build, test) = job_keys(&a);
+    let (build, test) = job_keys(&a, &["--remote", "origin"]);
 
     // Runner A builds; its artifact and log go to the registry, its result to origin.
     a.sg_ok(&["--remote", "origin", "run", "--job", &build, "--push"]);
@@ -183,7 +170,7 @@ fn store_put_and_get_round_trip_through_a_registry_and_a_corrupt_blob_is_refused
 fn a_registry_that_cannot_be_reached_makes_a_build_an_error_not_a_fail() {
     // Port 1 on 127.0.0.1: nothing listens there.
     let env = pipeline("oci://127.0.0.1:1/team/pipeline");
-    let (build, _) = job_keys(&env);
+    let (build, _) = job_keys(&env, &[]);
     let (out, _) = env.sg_code(1, &["run", "--job", &build]);
     assert!(out.contains("error"), "{out}");
     assert!(out.contains("127.0.0.1:1/team/pipeline"), "{out}");
@@ -215,8 +202,8 @@ fn an_artifact_copied_from_another_directory_is_verified_before_use() {
     // A's artifact from where A's record says it is, and refuses it when it was damaged.
     let env = pipeline("");
     let origin = env.bare_clone("origin.git");
-    let (a, b) = (runner(&env, &origin, "a"), runner(&env, &origin, "b"));
-    let (build, test) = job_keys(&a);
+    let (a, b) = (env.clone_of(&origin, "a"), env.clone_of(&origin, "b"));
+    let (build, test) = job_keys(&a, &["--remote", "origin"]);
     a.sg_ok(&["--remote", "origin", "run", "--job", &build]);
     let stored: Vec<_> = std::fs::read_dir(cache(&a))
         .unwrap()
