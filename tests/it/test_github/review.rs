@@ -114,6 +114,11 @@ fn a_promotion_with_review_opens_a_pull_request_with_the_rendered_body() {
         "the verdict table: {text}"
     );
     assert!(
+        text.contains("Approving this pull request is the promotion")
+            && text.contains("Do not merge it by hand"),
+        "how it merges: {text}"
+    );
+    assert!(
         body["title"].as_str().unwrap().contains("xen 1 → 2"),
         "{body}"
     );
