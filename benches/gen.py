@@ -78,8 +78,24 @@ def test_manifest(name: str, uses: list[str], run: str) -> bytes:
     return f"name: {name}\nuses: [{', '.join(uses)}]\nrun: {run}\n".encode()
 
 
+def artifact_digest(name: str, version: int) -> str:
+    """The (made-up) digest of an image version's built artifact."""
+    return "sha256:" + hashlib.sha256(f"{name} 1.{version}".encode()).hexdigest()
+
+
+def built_record(name: str, version: int) -> bytes:
+    """`.stagegate/built/images/NAME.yaml`: the image version was built (DESIGN.md §4.3)."""
+    digest = artifact_digest(name, version)
+    return (
+        f"item: images/{name}\nversion: \"1.{version}\"\ndigest: \"{digest}\"\nsize: 0\n"
+        f"location: \"file:///nonexistent/{digest[7:]}\"\nbuild-job: generated\n"
+        "builder: gen@example.invalid\nbuilt-at: \"2026-01-01T00:00:00Z\"\n"
+    ).encode()
+
+
 def job_key(name: str, test_oid: str, files: dict, items: dict) -> str:
-    """A test job's key, as `src/plan/key.rs` defines it: sha256 of canonical JSON."""
+    """A test job's key, as `src/plan/key.rs` defines it: sha256 of canonical JSON.
+    `items` maps an item id to (manifest blob id, artifact digest or None)."""
     doc = {
         "v": 1,
         "kind": "test",
@@ -87,7 +103,7 @@ def job_key(name: str, test_oid: str, files: dict, items: dict) -> str:
         "manifest": test_oid,
         "files": {p: files[p] for p in sorted(files)},
         "items": {
-            i: {"manifest": items[i], "artifact": None} for i in sorted(items)
+            i: {"manifest": items[i][0], "artifact": items[i][1]} for i in sorted(items)
         },
     }
     canonical = json.dumps(doc, separators=(",", ":")).encode()
@@ -217,6 +233,9 @@ def generate_state(a: argparse.Namespace) -> dict:
     def path(idx: int) -> str:
         return ids[idx] + ".yaml"
 
+    def built_path(idx: int) -> str:
+        return f".stagegate/built/{ids[idx]}.yaml"
+
     # Tests: one image and 2-5 components each, dealt round-robin from shuffled decks so
     # every item is used by some test when there are enough uses to go round.
     img_deck = list(range(n_images))
@@ -247,6 +266,8 @@ def generate_state(a: argparse.Namespace) -> dict:
     fi.put("recipes/build.sh", RECIPE, "100755")
     for idx in range(a.items):
         fi.put(path(idx), manifest(idx))
+        if idx < n_images:
+            fi.put(built_path(idx), built_record(images[idx], version[idx]))
     test_oids = []
     for name, uses in tests:
         body = test_manifest(name, [ids[u] for u in uses], f"./tests/{name}.sh")
@@ -254,13 +275,16 @@ def generate_state(a: argparse.Namespace) -> dict:
         fi.put(f"tests/{name}.yaml", body)
         fi.put(f"tests/{name}.sh", SCRIPT_OK, "100755")
 
-    def bump(ref: str, chosen: list[int]) -> None:
+    def bump(ref: str, chosen: list[int], built: bool = True) -> None:
+        """Bump `chosen`; `built`: as promoted past the gate that builds images."""
         for idx in chosen:
             version[idx] += 1
         what = ", ".join(f"{ids[i]} to 1.{version[i]}" for i in chosen)
         fi.commit(ref, f"Bump {what}\n")
         for idx in chosen:
             fi.put(path(idx), manifest(idx))
+            if built and idx < n_images:
+                fi.put(built_path(idx), built_record(images[idx], version[idx]))
 
     history = a.commits - 1 - pending_new - pending_staging
     for _ in range(history):
@@ -286,7 +310,7 @@ def generate_state(a: argparse.Namespace) -> dict:
             chosen = [prng.choice([u for u in used if u < n_images] or [0])]
         else:
             chosen = prng.sample(used, min(len(used), prng.randint(1, 2)))
-        bump("refs/heads/new", chosen)
+        bump("refs/heads/new", chosen, built=False)
 
     # The ledger: results for real jobs first, then random keys up to R.
     script_oid = git_blob_id(SCRIPT_OK)
@@ -301,38 +325,35 @@ def generate_state(a: argparse.Namespace) -> dict:
             finally:
                 version[idx] = saved
 
-        oldest = staging_pending[0]
-        at_oldest = list(stable_versions)
-        for idx in oldest:
-            at_oldest[idx] += 1
-        for t in sorted({t for idx in oldest for t in users.get(idx, [])}):
+        # Candidates are what differs between staging's head and stable's (DESIGN.md
+        # §4.5): each judged alone by stable's tests, with a baseline.
+        at_staging = list(stable_versions)
+        for chosen in staging_pending:
+            for idx in chosen:
+                at_staging[idx] += 1
+        cands = sorted({idx for chosen in staging_pending for idx in chosen})
+
+        def item_at(u: int, versions: list[int]) -> tuple:
+            digest = artifact_digest(images[u], versions[u]) if u < n_images else None
+            return (oid_at(u, versions), digest)
+
+        for t in sorted({t for idx in cands for t in users.get(idx, [])}):
             name, uses = tests[t]
             files = {f"tests/{name}.sh": script_oid}
-            base_items = {ids[u]: oid_at(u, stable_versions) for u in uses}
+            base_items = {ids[u]: item_at(u, stable_versions) for u in uses}
             base_env = [(ids[u], f"1.{stable_versions[u]}", False) for u in uses]
             real.append(
                 (job_key(name, test_oids[t], files, base_items), name, "baseline", [], base_env)
             )
-            touched = [u for u in uses if u in oldest]
-            sets = [[u] for u in touched] + ([touched] if len(touched) > 1 else [])
-            for s in sets:
+            for c in [u for u in uses if u in cands]:
                 items = dict(base_items)
-                env = []
-                for u in uses:
-                    if u in s:
-                        items[ids[u]] = oid_at(u, at_oldest)
-                        env.append((ids[u], f"1.{at_oldest[u]}", True))
-                    else:
-                        env.append((ids[u], f"1.{stable_versions[u]}", False))
-                role = "candidate" if len(s) == 1 else "combination"
+                items[ids[c]] = item_at(c, at_staging)
+                env = [
+                    (ids[u], f"1.{at_staging[u] if u == c else stable_versions[u]}", u == c)
+                    for u in uses
+                ]
                 real.append(
-                    (
-                        job_key(name, test_oids[t], files, items),
-                        name,
-                        role,
-                        [ids[u] for u in s],
-                        env,
-                    )
+                    (job_key(name, test_oids[t], files, items), name, "candidate", [ids[c]], env)
                 )
     real = real[: a.results]
 

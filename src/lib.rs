@@ -11,6 +11,7 @@ pub mod forge;
 pub mod gate;
 pub mod ledger;
 pub mod manifest;
+pub mod overrides;
 pub mod plan;
 pub mod poll;
 pub mod promote;

@@ -7,7 +7,7 @@
 //! ```text
 //! .stagegate/built/<images|components>/<name>.yaml   what was built, exactly (BuiltRecord)
 //! .stagegate/decisions/<stage>/<time>-<commit>.yaml   a promote or reject decision
-//! .stagegate/holds/<stage>/<kind>-<name>.yaml         an item held on <stage>
+//! .stagegate/holds/<stage>/<slug>.yaml               a candidate held on <stage>
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -20,12 +20,10 @@ pub fn built_path(id: &ItemId) -> String {
     format!("{RECORDS_DIR}/built/{}/{}.yaml", id.kind.dir(), id.name)
 }
 
-pub fn hold_path(stage: &str, id: &ItemId) -> String {
-    format!(
-        "{RECORDS_DIR}/holds/{stage}/{}-{}.yaml",
-        id.kind.dir(),
-        id.name
-    )
+/// `.stagegate/holds/<stage>/<slug>.yaml`: `images-NAME`, `components-NAME`, `tests-NAME`,
+/// `pipeline`.
+pub fn hold_path(stage: &str, id: &crate::plan::CandidateId) -> String {
+    format!("{RECORDS_DIR}/holds/{stage}/{}.yaml", id.slug())
 }
 
 pub fn holds_dir(stage: &str) -> String {

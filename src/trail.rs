@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::manifest::ItemId;
+use crate::plan::CandidateId;
 use crate::plan::Planner;
 use crate::repo::{CommitInfo, Repo};
 
@@ -80,7 +80,7 @@ fn entry_of(c: &CommitInfo) -> Option<Entry> {
 fn walk(
     repo: &Repo,
     head: gix::ObjectId,
-    item: Option<&ItemId>,
+    item: Option<&CandidateId>,
     max: usize,
     out: &mut Vec<Entry>,
 ) -> Result<()> {
@@ -114,7 +114,7 @@ fn walk(
 pub fn collect(
     repo: &Repo,
     planner: &Planner,
-    item: Option<&ItemId>,
+    item: Option<&CandidateId>,
     max: usize,
 ) -> Result<Vec<Entry>> {
     let mut out = Vec::new();

@@ -95,12 +95,29 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             push: args.push,
             format: args.format,
         };
-        let report = super::run::run_plans(&planner, std::slice::from_ref(&plan), &run_args)?;
-        if report.interrupted {
-            return Ok(130);
+        // Run what the gate needs; when candidates pass alone, their combination is
+        // planned from those results and run next, before promoting.
+        let mut tried: std::collections::BTreeSet<String> = Default::default();
+        for _round in 0..3 {
+            let report = super::run::run_plans(&planner, std::slice::from_ref(&plan), &run_args)?;
+            if report.interrupted {
+                return Ok(130);
+            }
+            tried.extend(report.outcomes.iter().map(|o| o.key.clone()));
+            let view = crate::ledger::Ledger::new(&repo, &planner.pipeline.results_ref).view()?;
+            let mut more = false;
+            for j in crate::promote::jobs_to_run(&planner, &plan, &view)? {
+                let settled = view.latest(&j.key)?.is_some_and(|r| r.verdict.is_final());
+                if !settled && !tried.contains(&j.key) {
+                    more = true;
+                }
+            }
+            if !more {
+                break;
+            }
         }
         let outcome = crate::promote::promote_move(&planner, s, t, &opts)?;
-        super::promote::publish_move(&repo, &planner.pipeline, &t.branch, &outcome)?;
+        super::promote::publish_move(&repo, &planner.pipeline, &s.branch, &t.branch, &outcome)?;
         super::promote::report(std::slice::from_ref(&outcome), args.format, false);
         worst = worst.max(super::promote::code(std::slice::from_ref(&outcome)));
         outcomes.push(outcome);

@@ -4,11 +4,13 @@ use super::{Code, Ctx, Format};
 use crate::error::Result;
 use crate::plan::Planner;
 
-/// Drop a pending candidate: a commit on its stage that reverts ITEM's manifest (and build
-/// inputs) to the next stage's version, so the commits after it no longer carry it.
+/// Drop a pending candidate: revert ITEM (its manifest, the files it names, its build
+/// record) to the next stage's version, on the last stage it is pending on and on every
+/// earlier stage holding the same version. The dropped version is recorded, so `poll`
+/// never proposes it again (a later upstream version is proposed as usual).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The item: images/NAME or components/NAME.
+    /// The candidate: images/NAME, components/NAME, tests/NAME or stagegate.yaml.
     pub item: String,
     /// Why (recorded in the commit message).
     #[arg(long)]
@@ -23,6 +25,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let planner = Planner::new(&repo, None)?;
     super::sync::start(ctx, &repo, &planner.pipeline, false)?;
     let done = crate::promote::edits::drop_item(&planner, &args.item, &args.reason)?;
-    super::print_edit(&done, args.format);
+    match args.format {
+        Format::Json => super::print_json(&done),
+        Format::Text => {
+            for d in &done {
+                super::print_edit(d, Format::Text);
+            }
+        }
+    }
     Ok(0)
 }

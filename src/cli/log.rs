@@ -1,8 +1,7 @@
 //! `stagegate log [ITEM]`: the audit trail, from git history alone.
 
 use super::{Code, Ctx, Format, print_json};
-use crate::error::{Error, Result};
-use crate::manifest::ItemId;
+use crate::error::Result;
 use crate::plan::Planner;
 use crate::trail::{Entry, collect};
 
@@ -11,7 +10,8 @@ use crate::trail::{Entry, collect};
 /// stage branches' first-parent history and the results ledger.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only entries about this item (images/NAME or components/NAME).
+    /// Only entries about this item (images/NAME, components/NAME, tests/NAME or
+    /// stagegate.yaml).
     pub item: Option<String>,
     /// At most this many entries.
     #[arg(short = 'n', long, default_value_t = 50)]
@@ -25,14 +25,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let item = args
         .item
         .as_deref()
-        .map(|i| {
-            ItemId::parse(i).ok_or_else(|| {
-                Error::usage_help(
-                    format!("{i:?} is not an item"),
-                    "write images/NAME or components/NAME",
-                )
-            })
-        })
+        .map(crate::promote::edits::parse_candidate)
         .transpose()?;
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;

@@ -3,12 +3,14 @@
 //! This is the only module that prints. Library errors arrive here as `crate::Error`
 //! and leave as a message on stderr and an exit code (the exit codes the README lists).
 
+mod approve;
 mod check;
 mod cycle;
 mod diff;
 mod drop;
 pub mod github;
 mod hold;
+mod hook;
 mod init;
 mod log;
 mod log_of;
@@ -21,6 +23,8 @@ pub mod run;
 mod status;
 mod store;
 mod sync;
+mod verify;
+mod waive;
 mod why;
 
 use std::path::PathBuf;
@@ -72,6 +76,10 @@ pub enum Command {
     Poll(poll::Args),
     Store(store::Args),
     Report(report::Args),
+    Verify(verify::Args),
+    Hook(hook::Args),
+    Waive(waive::Args),
+    Approve(approve::Args),
 }
 
 /// How listing commands print.
@@ -124,6 +132,10 @@ pub fn main() -> i32 {
         Command::Poll(a) => poll::run(&ctx, a),
         Command::Store(a) => store::run(&ctx, a),
         Command::Report(a) => report::run(&ctx, a),
+        Command::Verify(a) => verify::run(&ctx, a),
+        Command::Hook(a) => hook::run(&ctx, a),
+        Command::Waive(a) => waive::run(&ctx, a),
+        Command::Approve(a) => approve::run(&ctx, a),
     };
     match result {
         Ok(code) => code,

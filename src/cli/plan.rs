@@ -1,4 +1,4 @@
-//! `stagegate plan`: the jobs for every pending commit.
+//! `stagegate plan`: the jobs for every candidate.
 
 use std::collections::BTreeMap;
 
@@ -7,10 +7,11 @@ use serde::Serialize;
 use super::{Code, Ctx, print_json};
 use crate::error::Result;
 use crate::ledger::{Ledger, Verdict};
-use crate::plan::{Job, MovePlan, Planner, describe, short};
+use crate::plan::{Job, MovePlan, Planner, describe};
 
-/// Show the jobs the gates require for each pending commit: keys, environments, and
-/// whether a result is already recorded.
+/// Show the jobs the gates require for each candidate (or group of candidates judged
+/// together): keys, environments, whether a result is already recorded, and why a job that
+/// is needed could not be planned (the candidate waits).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only the moves into or out of this stage.
@@ -54,7 +55,10 @@ struct MoveView<'a> {
     gate: &'a crate::manifest::Gate,
     from_head: String,
     to_head: String,
-    pending: &'a [crate::plan::Pending],
+    candidates: &'a [crate::plan::Candidate],
+    groups: &'a [crate::plan::Group],
+    /// The jobs testing together the groups that pass alone, when there are several.
+    combination: Option<&'a crate::plan::Group>,
     jobs: Vec<JobView<'a>>,
 }
 
@@ -89,8 +93,22 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         })?;
         planner.heads.insert(stage, id);
     }
-    let plans = planner.plan_all(args.stage.as_deref())?;
+    let mut plans = planner.plan_all(args.stage.as_deref())?;
     let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
+    let view = ledger.view()?;
+    // The combination of what passes alone: its jobs join the plan's.
+    let mut combos = Vec::new();
+    for p in &mut plans {
+        let facts = crate::promote::facts::load(&planner, p, &view)?;
+        let decided = crate::promote::decide(&planner, p, &view, &facts, crate::promote::now())?;
+        let combo = crate::promote::combination(&planner, p, &decided)?;
+        if let Some((_, cp)) = &combo {
+            for (k, j) in &cp.jobs {
+                p.jobs.entry(k.clone()).or_insert_with(|| j.clone());
+            }
+        }
+        combos.push(combo.map(|(g, _)| g));
+    }
     let verdicts = verdicts(&ledger, &plans)?;
     let wanted = |j: &Job| {
         !args.missing
@@ -104,13 +122,16 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         PlanFormat::Json => {
             let views: Vec<MoveView> = plans
                 .iter()
-                .map(|p| MoveView {
+                .zip(&combos)
+                .map(|(p, combo)| MoveView {
                     from: &p.from,
                     to: &p.to,
                     gate: &p.gate,
                     from_head: p.from_head.to_string(),
                     to_head: p.to_head.to_string(),
-                    pending: &p.pending,
+                    candidates: &p.candidates,
+                    groups: &p.groups,
+                    combination: combo.as_ref(),
                     jobs: p
                         .jobs
                         .values()
@@ -146,14 +167,38 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             println!("{}", serde_json::json!({ "include": include }));
         }
         PlanFormat::Text => {
-            for p in &plans {
+            for (p, combo) in plans.iter().zip(&combos) {
                 println!("{} → {}", p.from.name, p.to.name);
-                if p.pending.is_empty() {
+                if p.candidates.is_empty() {
                     println!("  nothing pending");
                 }
-                for pend in &p.pending {
-                    println!("  {} {}", short(pend.commit), pend.subject);
-                    for key in &pend.required {
+                for c in p.candidates.iter().filter(|c| c.is_invalid()) {
+                    println!("  {}: invalid", c.id);
+                    for d in &c.invalid {
+                        println!("    {}:{}:{}: {}", d.file, d.line, d.column, d.message);
+                    }
+                }
+                for g in p.groups.iter().chain(combo.as_ref()) {
+                    let labels: Vec<String> = g
+                        .members
+                        .iter()
+                        .filter_map(|m| p.candidate(m))
+                        .map(|c| {
+                            super::promote::candidate_label(
+                                &c.id,
+                                c.from.as_deref(),
+                                c.to.as_deref(),
+                                c.present,
+                                c.new,
+                            )
+                        })
+                        .collect();
+                    if combo.as_ref().is_some_and(|c| std::ptr::eq(c, g)) {
+                        println!("  together: {}", labels.join(" + "));
+                    } else {
+                        println!("  {}", labels.join(" + "));
+                    }
+                    for key in &g.required {
                         let job = &p.jobs[key];
                         if !wanted(job) {
                             continue;
@@ -167,7 +212,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                             println!("    {:<50} {}  {}", describe(&p.jobs[b]), &b[..12], bres);
                         }
                     }
-                    if pend.required.is_empty() {
+                    for b in &g.blocked {
+                        println!("    not planned: {}", b.message);
+                    }
+                    if g.required.is_empty() && g.blocked.is_empty() {
                         println!("    no jobs required");
                     }
                 }

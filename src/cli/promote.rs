@@ -2,8 +2,8 @@
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::Result;
-use crate::gate::{Decision, Evaluation};
-use crate::plan::{Planner, short};
+use crate::gate::State;
+use crate::plan::{CandidateId, Planner};
 use crate::promote::{self, MoveOutcome, Options};
 
 /// Evaluate every gate, then merge the newest passing commit of each stage into the next
@@ -97,8 +97,8 @@ pub fn publish(outcomes: &[MoveOutcome]) -> Result<()> {
         .collect();
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     for o in outcomes {
-        for e in o.evaluations.iter().take(1) {
-            for (k, n) in crate::gate::counts(e) {
+        for g in o.evaluation.iter().flat_map(|e| &e.groups) {
+            for (k, n) in crate::gate::counts(&g.jobs) {
                 *counts.entry(k).or_default() += n;
             }
         }
@@ -143,7 +143,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         }
         let outcome = promote::promote_move(&planner, s, t, &opts)?;
         if !args.dry_run {
-            publish_move(&repo, &planner.pipeline, &t.branch, &outcome)?;
+            publish_move(&repo, &planner.pipeline, &s.branch, &t.branch, &outcome)?;
         }
         outcomes.push(outcome);
     }
@@ -152,12 +152,14 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     Ok(code(&outcomes))
 }
 
-/// With a remote: push the results this move recorded (rejections), then the promotion.
+/// With a remote: push the results this move recorded (rejections, first sightings), then
+/// S's branch (the tested commit a guarded remote replays), then the promotion.
 /// A promotion the remote refuses (another runner promoted first) is taken back here, so
 /// the next run decides again from the remote's stage instead of a diverged one.
 pub fn publish_move(
     repo: &crate::repo::Repo,
     pipeline: &crate::manifest::Pipeline,
+    from: &str,
     branch: &str,
     outcome: &MoveOutcome,
 ) -> Result<()> {
@@ -165,6 +167,7 @@ pub fn publish_move(
     let Some(merge) = &outcome.promoted else {
         return Ok(());
     };
+    crate::repo::remote::publish_branch(repo, from)?;
     let merge = repo.resolve(merge)?;
     let refused = match crate::repo::remote::publish_branch(repo, branch) {
         Ok(()) => return Ok(()),
@@ -185,29 +188,14 @@ pub fn publish_move(
     Err(refused)
 }
 
-/// 1 when a rejected commit is still pending after this run. Commits older than the one
-/// promoted (or that would be) are now part of T: their rejection holds nothing back, as
-/// when a `drop` let the commits after a rejected one move on.
+/// 1 when a rejected candidate is still pending after this run (it stays on S; nothing
+/// else waits for it, but someone should look).
 pub fn code(outcomes: &[MoveOutcome]) -> Code {
-    if outcomes
-        .iter()
-        .any(|o| still_pending(o).any(|e| e.decision == Decision::Reject))
-    {
+    if outcomes.iter().any(MoveOutcome::has_rejection) {
         1
     } else {
         0
     }
-}
-
-/// The evaluations of commits newer than the promoted one (all of them when none was).
-fn still_pending(o: &MoveOutcome) -> impl Iterator<Item = &Evaluation> {
-    let tested = o
-        .tested
-        .as_deref()
-        .and_then(|t| gix::ObjectId::from_hex(t.as_bytes()).ok());
-    o.evaluations
-        .iter()
-        .take_while(move |e| Some(e.commit) != tested)
 }
 
 pub fn report(outcomes: &[MoveOutcome], format: Format, dry_run: bool) {
@@ -217,20 +205,39 @@ pub fn report(outcomes: &[MoveOutcome], format: Format, dry_run: bool) {
     }
     for o in outcomes {
         let head = format!("{} → {}", o.from, o.to);
-        match (&o.promoted, &o.tested) {
-            (Some(m), Some(t)) => println!("{head}: promoted {} as {}", &t[..10], &m[..10]),
-            (None, Some(t)) if dry_run => println!("{head}: would promote {}", &t[..10]),
-            _ if o.evaluations.is_empty() => println!("{head}: nothing pending"),
+        let moved: Vec<String> = o.moved.iter().map(|m| m.to_string()).collect();
+        match &o.promoted {
+            Some(m) => println!("{head}: promoted {} as {}", moved.join(", "), &m[..10]),
+            None if dry_run && !moved.is_empty() => {
+                println!("{head}: would promote {}", moved.join(", "))
+            }
+            _ if o.candidates.is_empty() => println!("{head}: nothing pending"),
             _ => println!("{head}: nothing to promote"),
         }
-        for e in &o.evaluations {
-            print_evaluation(e, o.promoted.is_some() || dry_run);
+        for c in &o.candidates {
+            let label = candidate_label(
+                &c.item,
+                c.from.as_deref(),
+                c.to.as_deref(),
+                c.present,
+                c.new,
+            );
+            if c.state == State::Promote && (c.moved || dry_run) {
+                println!("  {label}: promote ({})", c.results);
+                continue;
+            }
+            let state = if c.state == State::Promote {
+                State::Wait
+            } else {
+                c.state
+            };
+            println!("  {label}: {state}");
+            for r in &c.reasons {
+                println!("    - {r}");
+            }
         }
         for r in &o.rejected {
-            println!(
-                "  recorded the rejection of {} in the results ledger",
-                &r[..10]
-            );
+            println!("  recorded the rejection of {r} in the results ledger");
         }
         for n in &o.notes {
             println!("  {n}");
@@ -241,18 +248,24 @@ pub fn report(outcomes: &[MoveOutcome], format: Format, dry_run: bool) {
     }
 }
 
-fn print_evaluation(e: &Evaluation, brief: bool) {
-    if brief && e.decision == Decision::Promote {
-        println!(
-            "  {} {}: promote ({})",
-            short(e.commit),
-            e.subject,
-            crate::gate::counts_line(e)
-        );
-        return;
-    }
-    println!("  {} {}: {}", short(e.commit), e.subject, e.decision);
-    for r in &e.reasons {
-        println!("    - {}", r.message);
+/// `components/xen 1 → 3`, `images/host new at 2`, `images/old removed (was 1)`,
+/// `tests/boot changed`.
+pub fn candidate_label(
+    id: &CandidateId,
+    from: Option<&str>,
+    to: Option<&str>,
+    present: bool,
+    new: bool,
+) -> String {
+    match (from, to) {
+        _ if !present => match from {
+            Some(f) => format!("{id} removed (was {f})"),
+            None => format!("{id} removed"),
+        },
+        (None, None) if new => format!("{id} new"),
+        (None, Some(to)) => format!("{id} new at {to}"),
+        (Some(from), Some(to)) if from == to => format!("{id} {to}, files changed"),
+        (Some(from), Some(to)) => format!("{id} {from} → {to}"),
+        _ => format!("{id} changed"),
     }
 }

@@ -123,10 +123,12 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
     let repo = planner.repo;
     let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
     let view = ledger.view()?;
+    // Only what the gates still need: not the jobs of a candidate whose rejection stands,
+    // and the combination of the candidates that pass alone.
     let mut all: BTreeMap<String, Job> = BTreeMap::new();
     for p in plans {
-        for (k, j) in &p.jobs {
-            all.entry(k.clone()).or_insert_with(|| j.clone());
+        for j in crate::promote::jobs_to_run(planner, p, &view)? {
+            all.entry(j.key.clone()).or_insert(j);
         }
     }
     for pattern in args.job.iter().chain(&args.rerun) {

@@ -6,12 +6,13 @@ use serde::Serialize;
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::Result;
-use crate::gate::{self, Decision};
-use crate::ledger::{Ledger, Verdict};
-use crate::plan::{Candidate, Planner};
+use crate::gate::State;
+use crate::ledger::Ledger;
+use crate::plan::{CandidateId, Planner};
 
-/// Show each stage move: heads, pending commits, their candidates, job counts by verdict,
-/// and what the gate says of each pending commit (promote, reject, wait) and why.
+/// Show each stage move: heads, and every candidate (an item, test or pipeline change whose
+/// content differs between the two stages) with what the gate says of it — promote, wait,
+/// held, rejected or invalid — and why, with its job counts by verdict.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// How to print: text for people, json for programs (stable, documented in the README).
@@ -20,67 +21,88 @@ pub struct Args {
 }
 
 #[derive(Serialize)]
-struct PendingView<'a> {
-    commit: String,
-    subject: &'a str,
-    candidates: &'a [Candidate],
-    changed_tests: &'a [String],
-    jobs: BTreeMap<&'static str, usize>,
-    /// What the gate says of this commit now, and why.
-    gate: Decision,
-    reasons: Vec<String>,
+pub struct CandidateView {
+    pub item: CandidateId,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Present on S (false: a removal).
+    pub present: bool,
+    /// New on S (T does not have it).
+    pub new: bool,
+    /// The content key of S's version.
+    pub content: String,
+    pub state: State,
+    /// The other candidates it is judged and moves with.
+    pub with: Vec<CandidateId>,
+    pub jobs: BTreeMap<&'static str, usize>,
+    pub reasons: Vec<String>,
 }
 
 #[derive(Serialize)]
-struct MoveView<'a> {
-    from: &'a str,
-    to: &'a str,
-    from_head: String,
-    to_head: String,
-    pending: Vec<PendingView<'a>>,
+pub struct MoveView {
+    pub from: String,
+    pub to: String,
+    pub from_head: String,
+    pub to_head: String,
+    pub candidates: Vec<CandidateView>,
+    /// Why what passes alone does not move yet (a combination), if anything.
+    pub notes: Vec<String>,
+}
+
+/// The state of every move as the gate sees it now (reads only; records nothing).
+pub fn views(planner: &Planner, stage: Option<&str>) -> Result<Vec<MoveView>> {
+    let repo = planner.repo;
+    let view = Ledger::new(repo, &planner.pipeline.results_ref).view()?;
+    let now = crate::promote::now();
+    let mut out = Vec::new();
+    for p in planner.plan_all(stage)? {
+        let facts = crate::promote::facts::load(planner, &p, &view)?;
+        let decided = crate::promote::decide(planner, &p, &view, &facts, now)?;
+        let moving = decided.moved(&p);
+        let candidates = p
+            .candidates
+            .iter()
+            .map(|c| {
+                let g = decided.evaluation.of(&c.id);
+                let mut state = g.map_or(State::Wait, |g| g.state);
+                if state == State::Promote && !moving.contains(&c.id) {
+                    state = State::Wait;
+                }
+                CandidateView {
+                    item: c.id.clone(),
+                    from: c.from.clone(),
+                    to: c.to.clone(),
+                    present: c.present,
+                    new: c.new,
+                    content: c.content.clone(),
+                    state,
+                    with: g
+                        .map(|g| g.members.iter().filter(|m| **m != c.id).cloned().collect())
+                        .unwrap_or_default(),
+                    jobs: g.map(|g| crate::gate::counts(&g.jobs)).unwrap_or_default(),
+                    reasons: g
+                        .map(|g| g.reasons.iter().map(|r| r.message.clone()).collect())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        out.push(MoveView {
+            from: p.from.name.clone(),
+            to: p.to.name.clone(),
+            from_head: p.from_head.to_string(),
+            to_head: p.to_head.to_string(),
+            candidates,
+            notes: decided.notes,
+        });
+    }
+    Ok(out)
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
     super::sync::start(ctx, &repo, &planner.pipeline, false)?;
-    let plans = planner.plan_all(None)?;
-    let view = Ledger::new(&repo, &planner.pipeline.results_ref).view()?;
-    let now = crate::promote::now();
-    let mut views = Vec::new();
-    for p in &plans {
-        let holds = crate::promote::holds(&repo, &p.from, p.from_head)?;
-        let evals = gate::evaluate(p, &view, &holds, now)?;
-        let pending = p
-            .pending
-            .iter()
-            .zip(evals)
-            .map(|(pend, e)| {
-                let mut jobs: BTreeMap<&'static str, usize> = BTreeMap::new();
-                for j in &e.jobs {
-                    *jobs
-                        .entry(j.verdict.map_or("missing", Verdict::as_str))
-                        .or_default() += 1;
-                }
-                PendingView {
-                    commit: pend.commit.to_string(),
-                    subject: &pend.subject,
-                    candidates: &pend.candidates,
-                    changed_tests: &pend.changed_tests,
-                    jobs,
-                    gate: e.decision,
-                    reasons: e.reasons.into_iter().map(|r| r.message).collect(),
-                }
-            })
-            .collect();
-        views.push(MoveView {
-            from: &p.from.name,
-            to: &p.to.name,
-            from_head: p.from_head.to_string(),
-            to_head: p.to_head.to_string(),
-            pending,
-        });
-    }
+    let views = views(&planner, None)?;
     match args.format {
         Format::Json => print_json(&views),
         Format::Text => {
@@ -92,41 +114,38 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                     v.to,
                     &v.to_head[..10]
                 );
-                if v.pending.is_empty() {
+                if v.candidates.is_empty() {
                     println!("  up to date");
                 }
-                for p in &v.pending {
-                    println!("  {} {}", &p.commit[..10], p.subject);
-                    for c in p.candidates {
-                        println!("    {}", candidate_line(c));
+                for c in &v.candidates {
+                    let label = super::promote::candidate_label(
+                        &c.item,
+                        c.from.as_deref(),
+                        c.to.as_deref(),
+                        c.present,
+                        c.new,
+                    );
+                    let counts: Vec<String> =
+                        c.jobs.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                    let counts = if counts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", counts.join(", "))
+                    };
+                    println!("  {label}: {}{counts}", c.state);
+                    if !c.with.is_empty() {
+                        let with: Vec<String> = c.with.iter().map(|w| w.to_string()).collect();
+                        println!("    together with {}", with.join(", "));
                     }
-                    for t in p.changed_tests {
-                        println!("    tests/{t}: changed");
+                    for r in &c.reasons {
+                        println!("    - {r}");
                     }
-                    if !p.jobs.is_empty() {
-                        let counts: Vec<String> =
-                            p.jobs.iter().map(|(k, n)| format!("{n} {k}")).collect();
-                        println!("    jobs: {}", counts.join(", "));
-                    }
-                    println!("    gate: {}", p.gate);
-                    for r in &p.reasons {
-                        println!("      - {r}");
-                    }
+                }
+                for n in &v.notes {
+                    println!("  {n}");
                 }
             }
         }
     }
     Ok(0)
-}
-
-pub fn candidate_line(c: &Candidate) -> String {
-    match (&c.from, &c.to) {
-        (None, Some(to)) => format!("{}: new at {to}", c.item),
-        (Some(from), None) => format!("{}: removed (was {from})", c.item),
-        (Some(from), Some(to)) if c.inputs_only => {
-            format!("{}: {from}, build inputs changed", c.item)
-        }
-        (Some(from), Some(to)) => format!("{}: {from} → {to}", c.item),
-        (None, None) => c.item.to_string(),
-    }
 }

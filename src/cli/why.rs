@@ -4,17 +4,18 @@ use serde::Serialize;
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::{Error, Result};
-use crate::gate::{self, Decision, Evaluation, JobState};
+use crate::gate::{GroupEval, JobState, State};
 use crate::ledger::Ledger;
-use crate::manifest::ItemId;
-use crate::plan::{Planner, short};
+use crate::plan::candidate::content_of;
+use crate::plan::{CandidateId, Planner};
 
 /// Explain where ITEM stands: its version on every stage and, for each stage it is pending
 /// on, every requirement of the gate and its state (missing results, failing jobs with
-/// their log excerpt, fails-like-baseline, soak time left, holds).
+/// their log excerpt, fails-like-baseline, soak time left, holds, a recorded rejection,
+/// an invalid manifest). Works for images, components, tests and the pipeline.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The item: images/NAME or components/NAME.
+    /// The candidate: images/NAME, components/NAME, tests/NAME or stagegate.yaml.
     pub item: String,
     /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
@@ -24,14 +25,22 @@ pub struct Args {
 #[derive(Serialize)]
 struct StageVersion {
     stage: String,
+    /// The item's version there (`None`: absent, or not an item).
     version: Option<String>,
+    /// Whether the stage has it at all.
+    present: bool,
+    /// The content key there (what rejections and approvals are about).
+    content: String,
 }
 
 #[derive(Serialize)]
 struct PendingWhy {
     from: String,
     to: String,
-    evaluation: Evaluation,
+    state: State,
+    with: Vec<CandidateId>,
+    evaluation: Option<GroupEval>,
+    notes: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -42,48 +51,61 @@ struct Why {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let id = ItemId::parse(&args.item).ok_or_else(|| {
-        Error::usage_help(
-            format!("{:?} is not an item", args.item),
-            "write images/NAME or components/NAME",
-        )
-    })?;
+    let id = crate::promote::edits::parse_candidate(&args.item)?;
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
     super::sync::start(ctx, &repo, &planner.pipeline, false)?;
     let mut stages = Vec::new();
     for s in &planner.pipeline.stages {
         let snap = planner.snapshot(planner.stage_head(s)?)?;
+        let (content, _) = content_of(&snap, &id)?;
         stages.push(StageVersion {
             stage: s.name.clone(),
-            version: snap.item(&id)?.map(|(_, i)| i.version.clone()),
+            version: id
+                .item()
+                .and_then(|i| snap.item(i).ok().flatten())
+                .map(|(_, it)| it.version.clone()),
+            present: content.manifest.is_some(),
+            content: content.key(&id),
         });
     }
-    if stages.iter().all(|s| s.version.is_none()) {
+    if stages.iter().all(|s| !s.present) {
         return Err(Error::usage_help(
             format!("{id} exists on no stage"),
             "`stagegate status` lists what is pending; check the spelling",
         ));
     }
-    let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
-    let view = ledger.view()?;
+    let view = Ledger::new(&repo, &planner.pipeline.results_ref).view()?;
     let mut pending = Vec::new();
     for (s, t) in planner.pipeline.moves() {
         let plan = planner.plan_move(s, t)?;
-        let holds = crate::promote::holds(&repo, s, plan.from_head)?;
-        let evals = gate::evaluate(&plan, &view, &holds, crate::promote::now())?;
-        // The newest pending commit that carries the item is the one that would move it.
-        if let Some(e) = evals.into_iter().find(|e| {
-            plan.pending
-                .iter()
-                .any(|p| p.commit == e.commit && p.candidates.iter().any(|c| c.item == id))
-        }) {
-            pending.push(PendingWhy {
-                from: s.name.clone(),
-                to: t.name.clone(),
-                evaluation: e,
-            });
+        if plan.candidate(&id).is_none() {
+            continue;
         }
+        let facts = crate::promote::facts::load(&planner, &plan, &view)?;
+        let decided =
+            crate::promote::decide(&planner, &plan, &view, &facts, crate::promote::now())?;
+        let g = decided.evaluation.of(&id).cloned();
+        let mut state = g.as_ref().map_or(State::Wait, |g| g.state);
+        let moving = decided.moved(&plan).contains(&id);
+        if state == State::Promote && !moving {
+            state = State::Wait;
+        }
+        pending.push(PendingWhy {
+            from: s.name.clone(),
+            to: t.name.clone(),
+            state,
+            with: g
+                .as_ref()
+                .map(|g| g.members.iter().filter(|m| **m != id).cloned().collect())
+                .unwrap_or_default(),
+            evaluation: g,
+            notes: if moving || state != State::Wait {
+                Vec::new()
+            } else {
+                decided.notes.clone()
+            },
+        });
     }
     let why = Why {
         item: id.to_string(),
@@ -97,44 +119,48 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     Ok(0)
 }
 
-fn print_text(why: &Why, id: &ItemId) {
+fn print_text(why: &Why, id: &CandidateId) {
     let versions: Vec<String> = why
         .stages
         .iter()
-        .map(|s| format!("{} {}", s.stage, s.version.as_deref().unwrap_or("(absent)")))
+        .map(|s| {
+            let v = match (&s.version, s.present) {
+                (_, false) => "(absent)".to_string(),
+                (Some(v), true) => v.clone(),
+                (None, true) => format!("content {}", &s.content[..10]),
+            };
+            format!("{} {v}", s.stage)
+        })
         .collect();
     println!("{id}: {}", versions.join(", "));
     if why.pending.is_empty() {
-        println!("not pending anywhere: every stage that has it agrees with the next");
+        println!(
+            "not pending anywhere: every stage that has it holds the same content as the next"
+        );
         return;
     }
     let item = id.to_string();
     for p in &why.pending {
-        let e = &p.evaluation;
-        let verdict = match e.decision {
-            Decision::Promote => "ready to promote".to_string(),
-            Decision::Reject => "rejected".to_string(),
-            Decision::Wait => "waiting".to_string(),
+        let verdict = match p.state {
+            State::Promote => "ready to promote",
+            State::Rejected => "rejected",
+            State::Wait => "waiting",
+            State::Held => "held",
+            State::Invalid => "invalid",
         };
-        println!(
-            "\n{} → {}: {verdict} ({} {})",
-            p.from,
-            p.to,
-            short(e.commit),
-            e.subject
-        );
-        let mine: Vec<_> = e
-            .jobs
-            .iter()
-            .filter(|j| j.candidates.iter().any(|c| c == id))
-            .collect();
-        if mine.is_empty() && e.jobs.is_empty() {
+        println!("\n{} → {}: {verdict}", p.from, p.to);
+        if !p.with.is_empty() {
+            let with: Vec<String> = p.with.iter().map(|w| w.to_string()).collect();
+            println!("  judged together with {}", with.join(", "));
+        }
+        let Some(e) = &p.evaluation else { continue };
+        if e.jobs.is_empty() && e.state == State::Promote {
             println!("  no jobs are required by the gate into {}", p.to);
         }
-        for j in &mine {
+        for j in &e.jobs {
             let mark = match j.state {
                 JobState::Passed | JobState::Flaky => "ok  ",
-                JobState::FailsLikeBaseline => "ok~ ",
+                JobState::FailsLikeBaseline | JobState::Waived => "ok~ ",
                 JobState::Missing => "... ",
                 _ => "FAIL",
             };
@@ -182,26 +208,21 @@ fn print_text(why: &Why, id: &ItemId) {
                 }
             }
         }
-        for r in e
-            .reasons
-            .iter()
-            .filter(|r| r.item.as_deref() == Some(item.as_str()) && r.job.is_none())
-        {
-            println!("  {}: {}", r.kind, r.message);
-        }
-        for r in e.reasons.iter().filter(|r| r.item.is_none()) {
-            println!("  {}: {}", r.kind, r.message);
-        }
-        let others: Vec<_> = e
-            .reasons
-            .iter()
-            .filter(|r| r.item.is_some() && r.item.as_deref() != Some(item.as_str()))
-            .collect();
-        if !others.is_empty() {
-            println!("  the same commit also waits on:");
-            for r in others {
-                println!("    - {}", r.message);
+        for r in e.reasons.iter().filter(|r| r.job.is_none()) {
+            let mine = r.item.as_deref().is_none_or(|i| i == item);
+            if mine {
+                println!("  {}: {}", r.kind, r.message);
+            } else {
+                println!(
+                    "  {} (of {}): {}",
+                    r.kind,
+                    r.item.as_deref().unwrap_or("?"),
+                    r.message
+                );
             }
+        }
+        for n in &p.notes {
+            println!("  {n}");
         }
     }
 }

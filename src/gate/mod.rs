@@ -1,38 +1,50 @@
-//! Gates: from a move's plan and its recorded results, a decision per pending commit.
+//! Gates: from a move's plan, its recorded results and the recorded facts about its
+//! candidates (holds, rejections, waivers, approvals, first sightings), a decision per
+//! candidate group.
 //!
-//! A pending commit is promoted when every job its gate requires has an acceptable
-//! verdict, its soak time has passed, and none of its candidates is held. A job that
-//! fails while its baseline (the same test, all of T) passed is a regression and rejects
-//! the commit; one whose baseline fails too "fails like baseline" and does not block when
-//! the gate says `baseline: true`. Missing results, errors and soak time mean wait.
+//! A group is promoted when every job its gate requires has an acceptable verdict, every
+//! member has been pending for the soak time (counted from when it was first seen pending,
+//! as recorded in the ledger — never from a commit date, which anyone can set), no member is
+//! held, and a changed pipeline has an approval. A job that fails while its baseline (the
+//! same test, all of T) passed is a regression and rejects the group; one whose baseline
+//! fails too "fails like baseline" and does not block when the gate says `baseline: true`;
+//! a waived failure does not block. A rejection is sticky: once recorded for a candidate's
+//! content it stands, without running anything again, until that content changes or the
+//! failures it names are waived. Missing results, errors and soak time mean wait. An
+//! invalid candidate is its own group, `invalid`, and never moves. Groups never wait for
+//! each other.
 //!
 //! This module decides; it writes nothing (that is `promote`) and prints nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use gix::ObjectId;
 use serde::Serialize;
 
 use crate::error::Result;
 use crate::ledger::{LedgerView, ResultRecord, Verdict};
 use crate::manifest::ItemId;
-use crate::plan::{Job, JobKind, MovePlan, Pending, Role, describe};
+use crate::plan::{CandidateId, Job, JobKind, MovePlan, Role, describe};
 use crate::records::HoldRecord;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What the gate says of a candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Decision {
+pub enum State {
     Promote,
-    Reject,
     Wait,
+    Held,
+    Rejected,
+    Invalid,
 }
 
-impl std::fmt::Display for Decision {
+impl std::fmt::Display for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Decision::Promote => "promote",
-            Decision::Reject => "reject",
-            Decision::Wait => "wait",
+            State::Promote => "promote",
+            State::Wait => "wait",
+            State::Held => "held",
+            State::Rejected => "rejected",
+            State::Invalid => "invalid",
         })
     }
 }
@@ -49,6 +61,8 @@ pub enum JobState {
     Regression,
     /// Failed, the baseline has no result yet.
     FailedBaselineMissing,
+    /// Failed, and someone waived that result.
+    Waived,
     Error,
     Missing,
 }
@@ -69,159 +83,312 @@ pub struct JobVerdict {
     pub log: Option<String>,
 }
 
-/// Why a commit is not promoted (or a note on why it is).
+/// Why a candidate is not promoted (or a note on why it is).
 #[derive(Debug, Clone, Serialize)]
 pub struct Reason {
     /// missing, error, regression, build-failed, fails-like-baseline, baseline-missing,
-    /// held, soak, untested
+    /// held, soak, untested, missing-artifact, in-use, invalid, invalid-dependency,
+    /// rejected, approval, waived
     pub kind: &'static str,
     pub item: Option<String>,
     pub job: Option<String>,
     pub message: String,
 }
 
-/// The gate's verdict on one pending commit.
+/// A recorded rejection: the failing jobs it rests on.
+#[derive(Debug, Clone, Default)]
+pub struct Rejection {
+    pub failed: Vec<String>,
+    pub reasons: Vec<String>,
+}
+
+/// What is recorded about candidates, besides results: the facts the gate weighs.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// Holds in force on S.
+    pub holds: Holds,
+    /// Rejections into T, by content key.
+    pub rejected: BTreeMap<String, Rejection>,
+    /// Waived job keys.
+    pub waived: BTreeSet<String>,
+    /// Approved content keys (a pipeline change, a reviewed candidate).
+    pub approved: BTreeSet<String>,
+    /// When each content key was first seen pending into T (Unix seconds).
+    pub seen: BTreeMap<String, i64>,
+}
+
+/// The gate's verdict on one group of candidates (most groups have one member).
 #[derive(Debug, Clone, Serialize)]
-pub struct Evaluation {
-    #[serde(serialize_with = "ser_oid")]
-    pub commit: ObjectId,
-    pub subject: String,
-    pub decision: Decision,
+pub struct GroupEval {
+    pub members: Vec<CandidateId>,
+    pub state: State,
     pub reasons: Vec<Reason>,
     pub jobs: Vec<JobVerdict>,
     /// Seconds left before the soak time has passed (0 when it has).
     pub soak_left: u64,
+    /// The state comes from a rejection recorded before (nothing was judged again).
+    pub sticky: bool,
 }
 
-/// Holds in force on a stage, by item.
-pub type Holds = BTreeMap<ItemId, HoldRecord>;
+/// The gate's verdict on every candidate of a move.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    /// One per group of the plan (same order), then one per invalid candidate.
+    pub groups: Vec<GroupEval>,
+}
 
-/// Evaluate every pending commit of `plan`, newest first.
+impl Evaluation {
+    pub fn of(&self, id: &CandidateId) -> Option<&GroupEval> {
+        self.groups.iter().find(|g| g.members.contains(id))
+    }
+
+    /// Indexes of the groups the gate promotes, in plan order.
+    pub fn promotable(&self) -> Vec<usize> {
+        (0..self.groups.len())
+            .filter(|i| self.groups[*i].state == State::Promote)
+            .collect()
+    }
+}
+
+/// Holds in force on a stage, by candidate.
+pub type Holds = BTreeMap<CandidateId, HoldRecord>;
+
+/// The latest result of every job of `plan`.
+pub fn latest(plan: &MovePlan, results: &LedgerView) -> Result<BTreeMap<String, ResultRecord>> {
+    let mut out = BTreeMap::new();
+    for key in plan.jobs.keys() {
+        if let Some(r) = results.latest(key)? {
+            out.insert(key.clone(), r);
+        }
+    }
+    Ok(out)
+}
+
+/// Evaluate every candidate of `plan`.
 pub fn evaluate(
     plan: &MovePlan,
     results: &LedgerView,
-    holds: &Holds,
+    facts: &Facts,
     now: i64,
-) -> Result<Vec<Evaluation>> {
-    let mut latest: BTreeMap<&str, Option<ResultRecord>> = BTreeMap::new();
-    for key in plan.jobs.keys() {
-        latest.insert(key, results.latest(key)?);
-    }
-    Ok(plan
-        .pending
+) -> Result<Evaluation> {
+    let latest = latest(plan, results)?;
+    let mut groups: Vec<GroupEval> = plan
+        .groups
         .iter()
-        .map(|p| evaluate_one(plan, p, &latest, holds, now))
-        .collect())
+        .map(|g| {
+            evaluate_group(
+                plan,
+                &g.members,
+                &g.required,
+                &g.blocked,
+                &latest,
+                facts,
+                now,
+            )
+        })
+        .collect();
+    for c in plan.candidates.iter().filter(|c| c.is_invalid()) {
+        groups.push(GroupEval {
+            members: vec![c.id.clone()],
+            state: State::Invalid,
+            reasons: c
+                .invalid
+                .iter()
+                .map(|d| Reason {
+                    kind: "invalid",
+                    item: Some(c.id.to_string()),
+                    job: None,
+                    message: format!(
+                        "{}:{}:{}: {}{}",
+                        d.file,
+                        d.line,
+                        d.column,
+                        d.message,
+                        d.help
+                            .as_ref()
+                            .map(|h| format!(" (help: {h})"))
+                            .unwrap_or_default()
+                    ),
+                })
+                .collect(),
+            jobs: Vec::new(),
+            soak_left: 0,
+            sticky: false,
+        });
+    }
+    Ok(Evaluation { groups })
 }
 
-fn evaluate_one(
+/// Judge the combination of several groups: the jobs `required` (planned for their union).
+pub fn evaluate_combination(
     plan: &MovePlan,
-    pending: &Pending,
-    latest: &BTreeMap<&str, Option<ResultRecord>>,
-    holds: &Holds,
+    members: &[CandidateId],
+    required: &[String],
+    blocked: &[crate::plan::Blocked],
+    results: &LedgerView,
+    facts: &Facts,
     now: i64,
-) -> Evaluation {
+) -> Result<GroupEval> {
+    let latest = latest(plan, results)?;
+    Ok(evaluate_group(
+        plan, members, required, blocked, &latest, facts, now,
+    ))
+}
+
+fn job_state(
+    plan: &MovePlan,
+    job: &Job,
+    verdict: Option<Verdict>,
+    baseline: Option<Verdict>,
+    waived: bool,
+) -> JobState {
+    match verdict {
+        Some(Verdict::Pass) => JobState::Passed,
+        Some(Verdict::Flaky) => JobState::Flaky,
+        Some(Verdict::Fail) if waived => JobState::Waived,
+        Some(Verdict::Fail) => match (plan.gate.baseline, &job.baseline, baseline) {
+            (true, Some(_), Some(Verdict::Fail)) => JobState::FailsLikeBaseline,
+            (true, Some(_), None | Some(Verdict::Error | Verdict::Skipped)) => {
+                JobState::FailedBaselineMissing
+            }
+            _ => JobState::Regression,
+        },
+        Some(Verdict::Error | Verdict::Skipped) => JobState::Error,
+        None => JobState::Missing,
+    }
+}
+
+fn evaluate_group(
+    plan: &MovePlan,
+    members: &[CandidateId],
+    required: &[String],
+    blocked: &[crate::plan::Blocked],
+    latest: &BTreeMap<String, ResultRecord>,
+    facts: &Facts,
+    now: i64,
+) -> GroupEval {
     let mut reasons = Vec::new();
     let mut jobs = Vec::new();
-    let mut reject = false;
-    let mut wait = false;
-    for key in &pending.required {
+    let (mut reject, mut wait, mut held) = (false, false, false);
+    let one = members.first().map(|m| m.to_string());
+
+    // A rejection recorded for this very content stands until a waiver covers it; its
+    // jobs are shown as they stand, nothing is judged again.
+    let mut sticky = Vec::new();
+    for m in members {
+        let Some(c) = plan.candidate(m) else { continue };
+        if let Some(r) = facts.rejected.get(&c.content)
+            && (r.failed.is_empty() || !r.failed.iter().all(|k| facts.waived.contains(k)))
+        {
+            let keys: Vec<&str> = r.failed.iter().map(|k| &k[..k.len().min(12)]).collect();
+            sticky.push(Reason {
+                kind: "rejected",
+                item: Some(m.to_string()),
+                job: None,
+                message: format!(
+                    "{m} at this content was rejected for {}{}; it stays on {} until a new version arrives{}",
+                    plan.to.name,
+                    if r.reasons.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", r.reasons.join("; "))
+                    },
+                    plan.from.name,
+                    if keys.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" or `stagegate waive KEY --reason …` waives {}", keys.join(", "))
+                    }
+                ),
+            });
+        }
+    }
+    for key in required {
         let job: &Job = &plan.jobs[key];
-        let rec = latest.get(key.as_str()).and_then(|r| r.as_ref());
+        let rec = latest.get(key.as_str());
         let verdict = rec.map(|r| r.verdict);
         let baseline_key = job.baseline.clone();
         let baseline = baseline_key
             .as_deref()
             .and_then(|b| latest.get(b))
-            .and_then(|r| r.as_ref())
             .map(|r| r.verdict);
         let label = describe(job);
-        let item = job.candidates.first().map(|c| c.to_string());
-        let state = match verdict {
-            Some(Verdict::Pass) => JobState::Passed,
-            Some(Verdict::Flaky) => JobState::Flaky,
-            Some(Verdict::Fail) => match (plan.gate.baseline, &baseline_key, baseline) {
-                (true, Some(_), Some(Verdict::Fail)) => JobState::FailsLikeBaseline,
-                (true, Some(_), None | Some(Verdict::Error | Verdict::Skipped)) => {
-                    JobState::FailedBaselineMissing
-                }
-                _ => JobState::Regression,
-            },
-            Some(Verdict::Error | Verdict::Skipped) => JobState::Error,
-            None => JobState::Missing,
-        };
+        let item = job
+            .candidates
+            .first()
+            .map(|c| c.to_string())
+            .or_else(|| one.clone());
+        let state = job_state(plan, job, verdict, baseline, facts.waived.contains(key));
         let why = rec.and_then(|r| r.reason.clone());
-        match state {
-            JobState::Passed | JobState::Flaky => {}
-            JobState::FailsLikeBaseline => reasons.push(Reason {
-                kind: "fails-like-baseline",
+        let mut push = |kind: &'static str, message: String| {
+            reasons.push(Reason {
+                kind,
                 item: item.clone(),
                 job: Some(key.clone()),
-                message: format!(
+                message,
+            })
+        };
+        match state {
+            JobState::Passed | JobState::Flaky => {}
+            JobState::Waived => push("waived", format!("{label} fails; the failure is waived")),
+            JobState::FailsLikeBaseline => push(
+                "fails-like-baseline",
+                format!(
                     "{label} fails, and so does its baseline on {}: not a regression",
                     plan.to.name
                 ),
-            }),
+            ),
             JobState::FailedBaselineMissing => {
                 wait = true;
-                reasons.push(Reason {
-                    kind: "baseline-missing",
-                    item: item.clone(),
-                    job: Some(key.clone()),
-                    message: format!("{label} fails; its baseline on {} has no result yet to compare with (run `stagegate run`)", plan.to.name),
-                });
+                push(
+                    "baseline-missing",
+                    format!(
+                        "{label} fails; its baseline on {} has no result yet to compare with (run `stagegate run`)",
+                        plan.to.name
+                    ),
+                );
             }
             JobState::Regression => {
                 reject = true;
-                let (kind, message) = if job.kind == JobKind::Build {
-                    (
+                if job.kind == JobKind::Build {
+                    push(
                         "build-failed",
                         format!(
                             "{label} failed{}",
                             why.as_ref().map(|w| format!(": {w}")).unwrap_or_default()
                         ),
-                    )
-                } else if baseline == Some(Verdict::Pass) || baseline == Some(Verdict::Flaky) {
-                    (
+                    );
+                } else if matches!(baseline, Some(Verdict::Pass | Verdict::Flaky)) {
+                    push(
                         "regression",
                         format!("{label} fails where {} passes: a regression", plan.to.name),
-                    )
+                    );
                 } else {
-                    (
+                    push(
                         "regression",
                         format!(
                             "{label} fails{}",
                             why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default()
                         ),
-                    )
-                };
-                reasons.push(Reason {
-                    kind,
-                    item: item.clone(),
-                    job: Some(key.clone()),
-                    message,
-                });
+                    );
+                }
             }
             JobState::Error => {
                 wait = true;
-                reasons.push(Reason {
-                    kind: "error",
-                    item: item.clone(),
-                    job: Some(key.clone()),
-                    message: format!(
+                push(
+                    "error",
+                    format!(
                         "{label} could not run{}; retry with `stagegate run --failed`",
                         why.as_ref().map(|w| format!(": {w}")).unwrap_or_default()
                     ),
-                });
+                );
             }
             JobState::Missing => {
                 wait = true;
-                reasons.push(Reason {
-                    kind: "missing",
-                    item: item.clone(),
-                    job: Some(key.clone()),
-                    message: format!("{label} has no result yet (run `stagegate run`)"),
-                });
+                push(
+                    "missing",
+                    format!("{label} has no result yet (run `stagegate run`)"),
+                );
             }
         }
         jobs.push(JobVerdict {
@@ -239,83 +406,112 @@ fn evaluate_one(
             log: rec.and_then(|r| r.log.clone()),
         });
     }
-    for id in &pending.untested {
+    if !sticky.is_empty() {
+        return GroupEval {
+            members: members.to_vec(),
+            state: State::Rejected,
+            reasons: sticky,
+            jobs,
+            soak_left: 0,
+            sticky: true,
+        };
+    }
+
+    for b in blocked {
         wait = true;
         reasons.push(Reason {
-            kind: "untested",
-            item: Some(id.to_string()),
+            kind: b.kind,
+            item: b
+                .candidate
+                .as_ref()
+                .map(|c| c.to_string())
+                .or_else(|| one.clone()),
             job: None,
-            message: format!("no test uses {id}, and the gate into {} requires tests; add one under tests/ that uses it", plan.to.name),
+            message: b.message.clone(),
         });
     }
-    for c in &pending.candidates {
-        if let Some(h) = holds.get(&c.item) {
-            wait = true;
+    let mut soak_left = 0;
+    for m in members {
+        let Some(c) = plan.candidate(m) else { continue };
+        if let Some(h) = facts.holds.get(m) {
+            held = true;
             reasons.push(Reason {
                 kind: "held",
-                item: Some(c.item.to_string()),
+                item: Some(m.to_string()),
                 job: None,
                 message: format!(
-                    "{} is held on {} by {} since {}: {} (release with `stagegate release {}`)",
-                    c.item, h.stage, h.by, h.at, h.reason, c.item
+                    "{m} is held on {} by {} since {}: {} (release with `stagegate release {m}`)",
+                    h.stage, h.by, h.at, h.reason
                 ),
             });
         }
-    }
-    let mut soak_left = 0;
-    if let Some(soak) = plan.gate.soak {
-        let age = now.saturating_sub(pending.time).max(0) as u64;
-        if age < soak.as_secs() {
-            soak_left = soak.as_secs() - age;
+        if *m == CandidateId::Pipeline && !facts.approved.contains(&c.content) {
             wait = true;
             reasons.push(Reason {
-                kind: "soak",
-                item: None,
+                kind: "approval",
+                item: Some(m.to_string()),
                 job: None,
                 message: format!(
-                    "on {} for {} of the {} soak; {} left",
-                    plan.from.name,
-                    humantime::format_duration(std::time::Duration::from_secs(age)),
-                    humantime::format_duration(soak),
-                    humantime::format_duration(std::time::Duration::from_secs(soak_left))
+                    "a change of {m} moves into {} only with an approval: `stagegate approve {m} --stage {} --reason …`",
+                    plan.to.name, plan.to.name
                 ),
             });
         }
+        if let Some(soak) = plan.gate.soak {
+            let (age, note) = match facts.seen.get(&c.content) {
+                Some(t) => (now.saturating_sub(*t).max(0) as u64, ""),
+                None => (0, " (first seen now)"),
+            };
+            if age < soak.as_secs() {
+                let left = soak.as_secs() - age;
+                soak_left = soak_left.max(left);
+                wait = true;
+                reasons.push(Reason {
+                    kind: "soak",
+                    item: Some(m.to_string()),
+                    job: None,
+                    message: format!(
+                        "{m} pending on {} for {}{note} of the {} soak; {} left",
+                        plan.from.name,
+                        humantime::format_duration(std::time::Duration::from_secs(age)),
+                        humantime::format_duration(soak),
+                        humantime::format_duration(std::time::Duration::from_secs(left))
+                    ),
+                });
+            }
+        }
     }
-    let decision = if reject {
-        Decision::Reject
+    let state = if reject {
+        State::Rejected
+    } else if held {
+        State::Held
     } else if wait {
-        Decision::Wait
+        State::Wait
     } else {
-        Decision::Promote
+        State::Promote
     };
-    Evaluation {
-        commit: pending.commit,
-        subject: pending.subject.clone(),
-        decision,
+    GroupEval {
+        members: members.to_vec(),
+        state,
         reasons,
         jobs,
         soak_left,
+        sticky: false,
     }
 }
 
-/// The newest pending commit the gate promotes, if any.
-pub fn pick(evals: &[Evaluation]) -> Option<&Evaluation> {
-    evals.iter().find(|e| e.decision == Decision::Promote)
-}
-
-/// Counts of verdicts among an evaluation's jobs, for trailers and summaries.
-pub fn counts(e: &Evaluation) -> BTreeMap<&'static str, usize> {
+/// Counts of verdicts among a group's jobs, for trailers and summaries.
+pub fn counts(jobs: &[JobVerdict]) -> BTreeMap<&'static str, usize> {
     let mut out = BTreeMap::new();
-    for j in &e.jobs {
+    for j in jobs {
         *out.entry(j.verdict.map_or("missing", Verdict::as_str))
             .or_default() += 1;
     }
     out
 }
 
-pub fn counts_line(e: &Evaluation) -> String {
-    let c = counts(e);
+pub fn counts_line(jobs: &[JobVerdict]) -> String {
+    let c = counts(jobs);
     if c.is_empty() {
         return "no jobs".into();
     }
@@ -323,8 +519,4 @@ pub fn counts_line(e: &Evaluation) -> String {
         .map(|(k, n)| format!("{n} {k}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn ser_oid<S: serde::Serializer>(id: &ObjectId, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.collect_str(id)
 }

@@ -164,6 +164,9 @@ pub struct LedgerView<'r> {
     repo: &'r Repo,
     pub tip: Option<ObjectId>,
     tree: Option<ObjectId>,
+    /// Only results finished at or before this RFC 3339 time count (for replaying a
+    /// decision as it was made).
+    as_of: Option<String>,
 }
 
 pub fn key_dir(key: &str) -> String {
@@ -188,6 +191,11 @@ impl<'r> Ledger<'r> {
 
     pub fn view(&self) -> Result<LedgerView<'r>> {
         let tip = self.repo.ref_target(&self.reference)?;
+        self.view_at(tip)
+    }
+
+    /// The ledger as of commit `tip` (a ref value not yet written, as in a pre-receive hook).
+    pub fn view_at(&self, tip: Option<ObjectId>) -> Result<LedgerView<'r>> {
         if let Some(t) = tip {
             let kind = self
                 .repo
@@ -213,6 +221,7 @@ impl<'r> Ledger<'r> {
             repo: self.repo,
             tip,
             tree,
+            as_of: None,
         })
     }
 
@@ -293,7 +302,75 @@ impl<'r> Ledger<'r> {
     }
 }
 
+impl Ledger<'_> {
+    /// Commit `files` (path → YAML) into the ledger in one commit, leaving alone every path
+    /// that already exists (the first record of a fact wins: a first sighting, a rejection).
+    /// A compare-and-swap retried on a lost race. Returns the paths written; nothing is
+    /// committed when every path already exists.
+    pub fn put_new(&self, files: &[(String, String)], message: &str) -> Result<Vec<String>> {
+        for _ in 0..50 {
+            let view = self.view()?;
+            let base = view
+                .tree
+                .unwrap_or_else(|| ObjectId::empty_tree(gix::hash::Kind::Sha1));
+            let mut edits = Vec::new();
+            let mut written = Vec::new();
+            for (path, text) in files {
+                if view.tree.is_some() && self.repo.entry(base, path)?.is_some() {
+                    continue;
+                }
+                let blob = self.repo.write_blob(text.as_bytes())?;
+                edits.push((path.clone(), Some((EntryKind::Blob, blob))));
+                written.push(path.clone());
+            }
+            if edits.is_empty() {
+                return Ok(written);
+            }
+            let tree = self.repo.edit_tree(base, &edits)?;
+            let parents: Vec<ObjectId> = view.tip.into_iter().collect();
+            let commit = self.repo.write_commit(tree, &parents, message)?;
+            let reflog = format!("stagegate: {}", message.lines().next().unwrap_or_default());
+            if self.repo.cas(&self.reference, view.tip, commit, &reflog)? == Cas::Updated {
+                return Ok(written);
+            }
+        }
+        Err(Error::infra_help(
+            format!("{} kept moving while recording", self.reference),
+            "another runner is recording; run the command again",
+        ))
+    }
+}
+
 impl<'r> LedgerView<'r> {
+    /// This view, counting only the results finished by `time` (RFC 3339, UTC).
+    pub fn as_of(mut self, time: &str) -> Self {
+        self.as_of = Some(time.to_string());
+        self
+    }
+
+    /// The content of a file of the ledger's tree (facts beside the results: decisions,
+    /// first sightings, overrides), or `None`.
+    pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        match self.tree {
+            Some(t) => self.repo.read(t, path),
+            None => Ok(None),
+        }
+    }
+
+    /// The names of the files directly under `dir` in the ledger's tree.
+    pub fn list(&self, dir: &str) -> Result<Vec<String>> {
+        match self.tree {
+            Some(t) => Ok(self
+                .repo
+                .list(t, dir)?
+                .into_iter()
+                .filter(|e| e.kind != EntryKind::Tree)
+                .map(|e| e.name)
+                .collect()),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The tree id of a key's directory, if it has any results.
     fn key_tree(&self, key: &str) -> Result<Option<ObjectId>> {
         let Some(tree) = self.tree else {
@@ -331,6 +408,13 @@ impl<'r> LedgerView<'r> {
                 .next()
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
+            if self
+                .as_of
+                .as_ref()
+                .is_some_and(|t| r.finished.as_str() > t.as_str())
+            {
+                continue;
+            }
             out.push(r);
         }
         out.sort_by(|a, b| (a.attempt, &a.finished).cmp(&(b.attempt, &b.finished)));
@@ -368,7 +452,11 @@ impl<'r> LedgerView<'r> {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
+        // Facts recorded beside the results (decisions/, seen/, …) are not keys.
         for a in self.repo.tree_entries(root)? {
+            if a.name.len() != 2 || a.kind != EntryKind::Tree {
+                continue;
+            }
             for b in self.repo.tree_entries(a.id)? {
                 out.extend(self.repo.tree_entries(b.id)?.into_iter().map(|k| k.name));
             }

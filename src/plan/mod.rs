@@ -1,13 +1,18 @@
-//! The pipeline model: stages, pending commits, candidates, environments and jobs.
+//! The pipeline model: stages, candidates, environments and jobs.
 //!
-//! For each stage move S → T this computes, from git objects alone (no work tree):
-//! the pending commits (first-parent commits on S since the merge base with T), each one's
-//! candidates (items whose manifest or build inputs differ from T's head), and the jobs
-//! the gate into T requires, each in the environment of DESIGN.md §4.1: a candidate only
-//! ever with T's versions of everything else; the combination too when a commit changes
-//! several items a test uses; and, when the gate compares with a baseline, the same test at
-//! T. It reads no results and runs nothing: the ledger and the runner come after it.
+//! For each stage move S → T this computes, from git objects alone (no work tree): the
+//! candidates (items, tests and the pipeline file whose content differs between S's head
+//! tree and T's head tree, see [`candidate`]), and the jobs the gate into T requires for
+//! each, in the environment of DESIGN.md §4.1: a candidate only ever with T's versions of
+//! everything else, judged by T's tests (a changed test by its own new version, with T's
+//! items). Candidates that cannot be judged apart — a new test and the new item it uses, a
+//! derived image and the new parent it needs, two items sharing a changed file — form one
+//! group that is judged, and moves, as one. The rules (stages, gates) come from T, never
+//! from S. A job that cannot be planned (an artifact nobody built, an item T lacks) is not
+//! planned: its group waits, saying why. It reads no results and runs nothing: the ledger
+//! and the runner come after it.
 
+pub mod candidate;
 pub mod key;
 pub mod snapshot;
 
@@ -16,21 +21,16 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use gix::ObjectId;
-use gix::objs::tree::EntryKind;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::manifest::{
-    DEFAULT_JOB_TIMEOUT, Gate, Item, ItemId, ItemKind, Pipeline, Requirement, Stage, TESTS_DIR,
-    Test,
+    DEFAULT_JOB_TIMEOUT, Gate, Item, ItemId, ItemKind, Pipeline, Requirement, Stage, Test,
 };
-use crate::records::RECORDS_DIR;
 use crate::repo::Repo;
+pub use candidate::{Candidate, CandidateId, Content};
 use key::{KeyInput, KeyItem};
 pub use snapshot::{ParseCache, Snapshot, short};
-
-/// How many pending commits one move considers at most (newest first).
-pub const MAX_PENDING: usize = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -47,9 +47,9 @@ pub enum Role {
     Build,
     /// One candidate, everything else at T.
     Candidate,
-    /// Several candidates of one commit together, everything else at T.
+    /// Several candidates together, everything else at T.
     Combination,
-    /// A changed test, every item at T.
+    /// A changed test, every item at T (or at S, for the items of its group).
     TestChange,
     /// The same test with every item at T, for comparison.
     Baseline,
@@ -61,7 +61,7 @@ pub enum Role {
 pub struct EnvItem {
     pub item: ItemId,
     pub version: String,
-    /// Whether this is the pending commit's version (a candidate) or T's.
+    /// Whether this is S's version (a candidate) or T's.
     pub candidate: bool,
     #[serde(serialize_with = "ser_oid")]
     pub manifest: ObjectId,
@@ -105,33 +105,24 @@ pub struct Job {
     pub baseline: Option<String>,
 }
 
-/// An item whose manifest or build inputs differ between a pending commit and T.
+/// Why a group cannot be judged yet: it waits, saying this.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub struct Candidate {
-    pub item: ItemId,
-    /// T's version (`None`: the item is new).
-    pub from: Option<String>,
-    /// The pending commit's version (`None`: the item is removed).
-    pub to: Option<String>,
-    /// Only the build recipe or its files changed, not the manifest.
-    pub inputs_only: bool,
+pub struct Blocked {
+    /// untested, missing-artifact, missing-item, in-use, invalid-dependency
+    pub kind: &'static str,
+    pub candidate: Option<CandidateId>,
+    pub message: String,
 }
 
-/// A commit on S that T does not contain yet.
+/// Candidates judged, and moved, together; most groups have one member.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub struct Pending {
-    #[serde(serialize_with = "ser_oid")]
-    pub commit: ObjectId,
-    pub subject: String,
-    pub time: i64,
-    pub candidates: Vec<Candidate>,
-    pub changed_tests: Vec<String>,
-    /// The keys of the jobs the gate requires for this commit.
+pub struct Group {
+    pub members: Vec<CandidateId>,
+    /// The keys of the jobs the gate requires of this group.
     pub required: Vec<String>,
-    /// Candidates no test uses (when the gate requires tests).
-    pub untested: Vec<ItemId>,
+    pub blocked: Vec<Blocked>,
 }
 
 /// Everything about one stage move S → T.
@@ -140,14 +131,31 @@ pub struct Pending {
 pub struct MovePlan {
     pub from: Stage,
     pub to: Stage,
+    /// The gate into T, as T's own pipeline says.
     pub gate: Gate,
     #[serde(serialize_with = "ser_oid")]
     pub from_head: ObjectId,
     #[serde(serialize_with = "ser_oid")]
     pub to_head: ObjectId,
-    pub pending: Vec<Pending>,
+    pub candidates: Vec<Candidate>,
+    /// The valid candidates, grouped; invalid candidates are in no group.
+    pub groups: Vec<Group>,
     pub jobs: BTreeMap<String, Job>,
 }
+
+impl MovePlan {
+    pub fn candidate(&self, id: &CandidateId) -> Option<&Candidate> {
+        self.candidates.iter().find(|c| &c.id == id)
+    }
+
+    /// The index of the group `id` belongs to.
+    pub fn group_of(&self, id: &CandidateId) -> Option<usize> {
+        self.groups.iter().position(|g| g.members.contains(id))
+    }
+}
+
+/// Groups of candidates, each with what already blocks it.
+type Grouping = (Vec<Vec<CandidateId>>, Vec<Vec<Blocked>>);
 
 /// Reads the pipeline and plans each stage move.
 pub struct Planner<'r> {
@@ -160,7 +168,10 @@ pub struct Planner<'r> {
 }
 
 impl<'r> Planner<'r> {
-    /// Read the pipeline from the commit at `rev` (HEAD by default: the work tree's branch).
+    /// Read the pipeline. The stages and gates are those of the *last* stage's branch: the
+    /// most trusted rules, which no pending change can rewrite for itself. `rev` (HEAD by
+    /// default) only says where to find the stage list; when its pipeline does not parse,
+    /// any local branch with a valid pipeline will do.
     pub fn new(repo: &'r Repo, rev: Option<&str>) -> Result<Planner<'r>> {
         let cache = Rc::new(ParseCache::default());
         let rev = rev.unwrap_or("HEAD");
@@ -173,7 +184,29 @@ impl<'r> Planner<'r> {
                 "run `stagegate init` to create a state repository, or pass -C DIR",
             )
         })?;
-        let pipeline = Snapshot::new(repo, commit, cache.clone())?.pipeline()?;
+        let first = Snapshot::new(repo, commit, cache.clone())?.pipeline();
+        let boot = match first {
+            Ok(p) => p,
+            Err(e) => {
+                let mut found = None;
+                for (_, id) in repo.branches()? {
+                    if let Ok(p) = Snapshot::new(repo, id, cache.clone())?.pipeline() {
+                        found = Some(p);
+                        break;
+                    }
+                }
+                found.ok_or(e)?
+            }
+        };
+        let pipeline = match boot.stages.last() {
+            Some(last) => match repo.ref_target(&last.ref_name())? {
+                Some(id) => Snapshot::new(repo, id, cache.clone())?
+                    .pipeline()
+                    .unwrap_or(boot),
+                None => boot,
+            },
+            None => boot,
+        };
         Ok(Planner {
             repo,
             pipeline,
@@ -218,7 +251,12 @@ impl<'r> Planner<'r> {
             })
     }
 
-    /// The gate into `to`, as configured on `to`'s own branch: a commit cannot change the
+    /// The stage moving into `to`, if `to` has a gate (is not the first stage).
+    pub fn move_into(&self, to: &str) -> Option<(&Stage, &Stage)> {
+        self.pipeline.moves().find(|(_, t)| t.name == to)
+    }
+
+    /// The gate into `to`, as configured on `to`'s own branch: a change cannot rewrite the
     /// rules of its own promotion. Falls back to the pipeline read at start.
     pub fn gate_of(&self, to: &Stage, to_head: ObjectId) -> Result<Gate> {
         match self.snapshot(to_head)?.pipeline() {
@@ -247,240 +285,350 @@ impl<'r> Planner<'r> {
     pub fn plan_move(&self, from: &Stage, to: &Stage) -> Result<MovePlan> {
         let from_head = self.stage_head(from)?;
         let to_head = self.stage_head(to)?;
+        self.plan_heads(from, to, from_head, to_head)
+    }
+
+    /// Plan the move S → T between two given heads (what `verify` replays).
+    pub fn plan_heads(
+        &self,
+        from: &Stage,
+        to: &Stage,
+        from_head: ObjectId,
+        to_head: ObjectId,
+    ) -> Result<MovePlan> {
         let gate = self.gate_of(to, to_head)?;
-        let base = self.repo.merge_base(from_head, to_head)?;
-        let ids = self.repo.first_parents(from_head, base, MAX_PENDING)?;
+        let s = self.snapshot(from_head)?;
         let t = self.snapshot(to_head)?;
+        let candidates = candidate::candidates(self.repo, &s, &t)?;
         let mut plan = MovePlan {
             from: from.clone(),
             to: to.clone(),
             gate,
             from_head,
             to_head,
-            pending: Vec::new(),
+            candidates,
+            groups: Vec::new(),
             jobs: BTreeMap::new(),
         };
-        for id in ids {
-            let c = self.snapshot(id)?;
-            let info = self.repo.commit(id)?;
-            let (candidates, changed_tests) = self.candidates(&c, &t)?;
-            let mut pending = Pending {
-                commit: id,
-                subject: info.subject().to_string(),
-                time: info.time,
-                candidates,
-                changed_tests,
-                required: Vec::new(),
-                untested: Vec::new(),
+        let (groups, early) = self.group(&plan.candidates, &s, &t)?;
+        for (members, blocked) in groups.into_iter().zip(early) {
+            // A group that must wait for something else plans nothing until then.
+            let g = if blocked.is_empty() {
+                self.plan_group(&mut plan, &members, &s, &t)?
+            } else {
+                Group {
+                    members,
+                    required: Vec::new(),
+                    blocked,
+                }
             };
-            self.jobs_for(&mut plan, &mut pending, &c, &t)?;
-            plan.pending.push(pending);
+            plan.groups.push(g);
         }
         Ok(plan)
     }
 
-    /// The items (and tests) whose definition differs between `c` and `t`.
-    pub fn candidates(&self, c: &Snapshot, t: &Snapshot) -> Result<(Vec<Candidate>, Vec<String>)> {
-        let mut out = Vec::new();
-        for kind in ItemKind::ALL {
-            let (a, b) = (c.dir(kind.dir())?, t.dir(kind.dir())?);
-            if a == b {
+    /// Group the valid candidates that cannot be judged apart; with each group, what already
+    /// blocks it (a dependency that is invalid on S).
+    fn group(&self, cands: &[Candidate], s: &Snapshot, t: &Snapshot) -> Result<Grouping> {
+        let valid: Vec<&Candidate> = cands.iter().filter(|c| !c.is_invalid()).collect();
+        let index: BTreeMap<&CandidateId, usize> =
+            valid.iter().enumerate().map(|(i, c)| (&c.id, i)).collect();
+        let invalid: BTreeSet<&CandidateId> = cands
+            .iter()
+            .filter(|c| c.is_invalid())
+            .map(|c| &c.id)
+            .collect();
+        let mut parent: Vec<usize> = (0..valid.len()).collect();
+        fn find(p: &mut [usize], mut i: usize) -> usize {
+            while p[i] != i {
+                p[i] = p[p[i]];
+                i = p[i];
+            }
+            i
+        }
+        let union = |p: &mut Vec<usize>, a: usize, b: usize| {
+            let (ra, rb) = (find(p, a), find(p, b));
+            if ra != rb {
+                p[ra.max(rb)] = ra.min(rb);
+            }
+        };
+        let mut early: Vec<Vec<Blocked>> = vec![Vec::new(); valid.len()];
+        // Something T lacks that `c` needs: join it, or wait when it is invalid on S.
+        let needs = |p: &mut Vec<usize>, early: &mut Vec<Vec<Blocked>>, i: usize, u: &ItemId| {
+            let uid = CandidateId::Item(u.clone());
+            if let Some(&j) = index.get(&uid) {
+                union(p, i, j);
+            } else if invalid.contains(&uid) {
+                early[i].push(Blocked {
+                    kind: "invalid-dependency",
+                    candidate: Some(valid[i].id.clone()),
+                    message: format!(
+                        "{} needs {u}, which is invalid on {}: fix {u} first",
+                        valid[i].id,
+                        s_name(s)
+                    ),
+                });
+            }
+        };
+        let mut by_file: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, c) in valid.iter().enumerate() {
+            if !c.present {
                 continue;
             }
-            let b_map: BTreeMap<&str, ObjectId> =
-                b.iter().map(|e| (e.name.as_str(), e.id)).collect();
-            let a_map: BTreeMap<&str, ObjectId> =
-                a.iter().map(|e| (e.name.as_str(), e.id)).collect();
-            for (name, oid) in &a_map {
-                if b_map.get(name) != Some(oid)
-                    && let Some(n) = name.strip_suffix(".yaml")
-                {
-                    let id = ItemId::new(kind, n);
-                    let to = c.item(&id)?.map(|(_, i)| i.version.clone());
-                    let from = t.item(&id)?.map(|(_, i)| i.version.clone());
-                    out.push(Candidate {
-                        item: id,
-                        from,
-                        to,
-                        inputs_only: false,
-                    });
+            for p in c.paths.iter().skip(1) {
+                let here = s.oid(p)?;
+                if t.oid(p)? != here {
+                    by_file.entry(p.clone()).or_default().push(i);
                 }
             }
-            for name in b_map.keys().filter(|n| !a_map.contains_key(*n)) {
-                if let Some(n) = name.strip_suffix(".yaml") {
-                    let id = ItemId::new(kind, n);
-                    let from = t.item(&id)?.map(|(_, i)| i.version.clone());
-                    out.push(Candidate {
-                        item: id,
-                        from,
-                        to: None,
-                        inputs_only: false,
-                    });
+            match &c.id {
+                CandidateId::Test(name) => {
+                    if let Some((_, test)) = s.test_manifest(name)? {
+                        for u in &test.uses {
+                            if t.item_oid(u)?.is_none() {
+                                needs(&mut parent, &mut early, i, u);
+                            }
+                        }
+                    }
                 }
-            }
-        }
-        // Tests whose manifest changed.
-        let mut changed_tests = BTreeSet::new();
-        let (ta, tb) = (c.dir(TESTS_DIR)?, t.dir(TESTS_DIR)?);
-        if ta != tb {
-            for e in ta.iter().filter(|e| e.name.ends_with(".yaml")) {
-                if !tb.iter().any(|x| x.name == e.name && x.id == e.id) {
-                    changed_tests.insert(e.name.trim_end_matches(".yaml").to_string());
+                CandidateId::Item(id) => {
+                    if let Some((_, item)) = s.item(id)?
+                        && let Some(p) = item.parent_image()
+                    {
+                        let pid = CandidateId::Item(p.clone());
+                        if t.item_oid(&p)?.is_none() {
+                            needs(&mut parent, &mut early, i, &p);
+                        } else if index.contains_key(&pid) || invalid.contains(&pid) {
+                            // A derived image is built on its parent: while the parent is
+                            // pending too, building on T's would test nothing that lands.
+                            early[i].push(Blocked {
+                                kind: "parent-pending",
+                                candidate: Some(c.id.clone()),
+                                message: format!(
+                                    "{} is built on {p}, which is pending too: it waits for {p} to move first",
+                                    c.id
+                                ),
+                            });
+                        }
+                    }
                 }
+                CandidateId::Pipeline => {}
             }
         }
-        // Files outside the manifests: build recipes and test scripts.
-        let mut changed_files = Vec::new();
-        diff_paths(
-            self.repo,
-            Some(c.tree),
-            Some(t.tree),
-            "",
-            &mut changed_files,
-        )?;
-        if !changed_files.is_empty() {
-            let changed: BTreeSet<&str> = changed_files.iter().map(String::as_str).collect();
-            let touches = |files: &[(String, Option<ObjectId>)]| {
-                files.iter().any(|(p, _)| {
-                    changed.contains(p.as_str())
-                        || changed.iter().any(|c| c.starts_with(&format!("{p}/")))
-                })
-            };
-            for id in c.item_ids(ItemKind::Image)? {
-                if out.iter().any(|cand| cand.item == id) {
-                    continue;
-                }
-                if let Some((_, item)) = c.item(&id)?
-                    && item.build.is_some()
-                    && touches(&c.build_files(&item)?)
-                {
-                    out.push(Candidate {
-                        item: id,
-                        from: Some(item.version.clone()),
-                        to: Some(item.version.clone()),
-                        inputs_only: true,
-                    });
-                }
-            }
-            for (_, test) in c.tests()?.iter() {
-                if touches(&c.test_files(test)?) {
-                    changed_tests.insert(test.name.clone());
-                }
+        for members in by_file.values() {
+            for w in members.windows(2) {
+                union(&mut parent, w[0], w[1]);
             }
         }
-        out.sort_by(|a, b| a.item.cmp(&b.item));
-        Ok((out, changed_tests.into_iter().collect()))
+        let mut groups: BTreeMap<usize, (Vec<CandidateId>, Vec<Blocked>)> = BTreeMap::new();
+        for (i, c) in valid.iter().enumerate() {
+            let root = find(&mut parent, i);
+            let g = groups.entry(root).or_default();
+            g.0.push(c.id.clone());
+            g.1.append(&mut early[i]);
+        }
+        Ok(groups.into_values().unzip())
     }
 
-    fn jobs_for(
+    /// The jobs the gate requires of the candidates `members` (valid ones), with everything
+    /// else at T.
+    fn plan_group(
         &self,
         plan: &mut MovePlan,
-        pending: &mut Pending,
-        c: &Snapshot,
+        members: &[CandidateId],
+        s: &Snapshot,
         t: &Snapshot,
-    ) -> Result<()> {
-        let present: Vec<&Candidate> = pending
-            .candidates
+    ) -> Result<Group> {
+        let mut g = Group {
+            members: members.to_vec(),
+            required: Vec::new(),
+            blocked: Vec::new(),
+        };
+        let present = |id: &CandidateId| plan.candidate(id).is_some_and(|c| c.present);
+        let items: BTreeSet<ItemId> = members
             .iter()
-            .filter(|k| k.to.is_some())
+            .filter(|m| present(m))
+            .filter_map(|m| m.item().cloned())
             .collect();
-        let cand_ids: BTreeSet<ItemId> = present.iter().map(|k| k.item.clone()).collect();
+        let removed: BTreeSet<ItemId> = members
+            .iter()
+            .filter(|m| !present(m))
+            .filter_map(|m| m.item().cloned())
+            .collect();
+        let tests: BTreeSet<&str> = members
+            .iter()
+            .filter_map(|m| match m {
+                CandidateId::Test(n) => Some(n.as_str()),
+                _ => None,
+            })
+            .collect();
         let mut builds: BTreeMap<ItemId, String> = BTreeMap::new();
+        let mut jobs: Vec<Job> = Vec::new();
 
         if plan.gate.requires(Requirement::Build) {
             // Parents before children, so a child's build can name its parent's build job.
-            let mut order: Vec<ItemId> = cand_ids
+            let mut order: Vec<ItemId> = items
                 .iter()
                 .filter(|i| i.kind == ItemKind::Image)
                 .cloned()
                 .collect();
-            order.sort_by_key(|id| depth(c, id));
+            order.sort_by_key(|id| depth(s, id));
             for id in order {
-                let Some((oid, item)) = c.item(&id)? else {
+                let Some((oid, item)) = s.item(&id)? else {
                     continue;
                 };
                 if item.build.is_none() {
                     continue;
                 }
-                let job = self.build_job(c, t, &item, oid, &builds)?;
-                builds.insert(id, job.key.clone());
-                pending.required.push(job.key.clone());
-                plan.jobs.entry(job.key.clone()).or_insert(job);
+                match self.build_job(s, t, &item, oid, &builds, &items)? {
+                    Ok(job) => {
+                        builds.insert(id, job.key.clone());
+                        jobs.push(job);
+                    }
+                    Err(why) => g.blocked.push(Blocked {
+                        kind: "missing-artifact",
+                        candidate: Some(CandidateId::Item(id.clone())),
+                        message: why,
+                    }),
+                }
             }
         }
 
         if plan.gate.requires(Requirement::Test) {
             let mut used: BTreeSet<ItemId> = BTreeSet::new();
-            for (test_oid, test) in c.tests()?.iter() {
-                let touched: Vec<ItemId> = test
-                    .uses
-                    .iter()
-                    .filter(|u| cand_ids.contains(*u))
-                    .cloned()
-                    .collect();
-                used.extend(touched.iter().cloned());
-                let mut envs: Vec<(Role, Vec<ItemId>)> = Vec::new();
-                if touched.is_empty() {
-                    if pending.changed_tests.contains(&test.name) {
-                        envs.push((Role::TestChange, Vec::new()));
-                    }
-                } else {
-                    for u in &touched {
-                        envs.push((Role::Candidate, vec![u.clone()]));
-                    }
-                    if touched.len() > 1 {
-                        envs.push((Role::Combination, touched.clone()));
-                    }
-                }
-                for (role, set) in envs {
-                    // A solo environment T lacks an item for is covered by the combination.
-                    let Some(mut job) =
-                        self.test_job(c, t, c.commit, test, *test_oid, role, &set, &builds)?
-                    else {
-                        continue;
-                    };
-                    if plan.gate.baseline
-                        && role != Role::TestChange
-                        && let Some((b_oid, b_test)) = t.test(&test.name)?
-                        && let Some(b) = self.test_job(
-                            t,
-                            t,
-                            t.commit,
-                            &b_test,
-                            b_oid,
-                            Role::Baseline,
-                            &[],
-                            &BTreeMap::new(),
-                        )?
-                    {
-                        job.baseline = Some(b.key.clone());
-                        plan.jobs.entry(b.key.clone()).or_insert(b);
-                    }
-                    pending.required.push(job.key.clone());
-                    plan.jobs.entry(job.key.clone()).or_insert(job);
+            // The tests that judge: S's version of the tests in the group, T's of the others.
+            let mut judging: Vec<(Snapshot, ObjectId, std::rc::Rc<Test>, bool)> = Vec::new();
+            for name in &tests {
+                if let Some((oid, test)) = s.test_manifest(name)? {
+                    judging.push((self.snapshot(s.commit)?, oid, test, true));
                 }
             }
-            pending.untested = cand_ids
-                .iter()
-                .filter(|i| !used.contains(*i))
-                .cloned()
-                .collect();
+            for (oid, test) in t.tests()?.iter() {
+                if tests.contains(test.name.as_str()) {
+                    continue;
+                }
+                if test
+                    .uses
+                    .iter()
+                    .any(|u| items.contains(u) || removed.contains(u))
+                {
+                    judging.push((self.snapshot(t.commit)?, *oid, test.clone(), false));
+                }
+            }
+            for (src, oid, test, changed) in &judging {
+                let mut env = Vec::new();
+                let mut why = None;
+                for u in &test.uses {
+                    if removed.contains(u) {
+                        why = Some(Blocked {
+                            kind: "in-use",
+                            candidate: Some(CandidateId::Item(u.clone())),
+                            message: format!(
+                                "tests/{} on {} uses {u}, which is removed: change or remove the test first",
+                                test.name, plan.to.name
+                            ),
+                        });
+                        break;
+                    }
+                    let candidate = items.contains(u);
+                    let snap = if candidate { s } else { t };
+                    match self.env_item(snap, u, candidate, &builds)? {
+                        Ok(e) => env.push(e),
+                        Err(reason) => {
+                            why = Some(Blocked {
+                                kind: "missing-artifact",
+                                candidate: Some(CandidateId::Item(u.clone())),
+                                message: format!("tests/{} cannot run: {reason}", test.name),
+                            });
+                            break;
+                        }
+                    }
+                }
+                used.extend(test.uses.iter().filter(|u| items.contains(*u)).cloned());
+                if let Some(b) = why {
+                    g.blocked.push(b);
+                    continue;
+                }
+                let set: Vec<ItemId> = env
+                    .iter()
+                    .filter(|e| e.candidate)
+                    .map(|e| e.item.clone())
+                    .collect();
+                let role = if *changed {
+                    Role::TestChange
+                } else if set.len() > 1 {
+                    Role::Combination
+                } else {
+                    Role::Candidate
+                };
+                let mut job = self.test_job(src, test, *oid, role, set, env)?;
+                if plan.gate.baseline && !changed {
+                    match self.baseline(t, test, *oid)? {
+                        Ok(b) => {
+                            job.baseline = Some(b.key.clone());
+                            plan.jobs.entry(b.key.clone()).or_insert(b);
+                        }
+                        Err(reason) => {
+                            g.blocked.push(Blocked {
+                                kind: "missing-artifact",
+                                candidate: None,
+                                message: format!(
+                                    "the baseline of tests/{} cannot run: {reason}",
+                                    test.name
+                                ),
+                            });
+                            continue;
+                        }
+                    }
+                }
+                jobs.push(job);
+            }
+            for id in items.iter().filter(|i| !used.contains(*i)) {
+                g.blocked.push(Blocked {
+                    kind: "untested",
+                    candidate: Some(CandidateId::Item(id.clone())),
+                    message: format!(
+                        "no test uses {id}, and the gate into {} requires tests; add one under tests/ that uses it",
+                        plan.to.name
+                    ),
+                });
+            }
         }
-        pending.required.sort();
-        pending.required.dedup();
-        Ok(())
+        for job in jobs {
+            g.required.push(job.key.clone());
+            plan.jobs.entry(job.key.clone()).or_insert(job);
+        }
+        g.required.sort();
+        g.required.dedup();
+        Ok(g)
     }
 
-    /// The environment entry for `id` as seen in `snap`, or `None` if `snap` lacks it.
+    /// The jobs that test the candidates of `groups` together, as they would land on T at
+    /// once (DESIGN.md §4.1): every job of their union. Jobs whose environment holds one
+    /// group's candidates only are that group's own (same key, same result).
+    pub fn plan_combination(&self, plan: &MovePlan, groups: &[usize]) -> Result<(Group, MovePlan)> {
+        let s = self.snapshot(plan.from_head)?;
+        let t = self.snapshot(plan.to_head)?;
+        let members: Vec<CandidateId> = groups
+            .iter()
+            .flat_map(|i| plan.groups[*i].members.iter().cloned())
+            .collect();
+        let mut scratch = plan.clone();
+        let g = self.plan_group(&mut scratch, &members, &s, &t)?;
+        Ok((g, scratch))
+    }
+
+    /// The environment entry for `id` as seen in `snap`, or why it cannot be given to a job:
+    /// the item is absent, or it is an image with a build and no built artifact.
     fn env_item(
         &self,
         snap: &Snapshot,
         id: &ItemId,
         candidate: bool,
         builds: &BTreeMap<ItemId, String>,
-    ) -> Result<Option<EnvItem>> {
+    ) -> Result<std::result::Result<EnvItem, String>> {
         let Some((oid, item)) = snap.item(id)? else {
-            return Ok(None);
+            return Ok(Err(format!("{id} is not on {}", short(snap.commit))));
         };
         let mut env = EnvItem {
             item: id.clone(),
@@ -500,41 +648,35 @@ impl<'r> Planner<'r> {
         {
             env.digest = Some(rec.digest.clone());
             env.location = Some(rec.location.clone());
+        } else if item.build.is_some() {
+            return Ok(Err(format!(
+                "{id} {} has no built artifact on {} (no build record for that version)",
+                item.version,
+                short(snap.commit)
+            )));
         }
-        Ok(Some(env))
+        Ok(Ok(env))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn test_job(
         &self,
-        c: &Snapshot,
-        t: &Snapshot,
-        checkout: ObjectId,
+        src: &Snapshot,
         test: &Test,
         test_oid: ObjectId,
         role: Role,
-        set: &[ItemId],
-        builds: &BTreeMap<ItemId, String>,
-    ) -> Result<Option<Job>> {
-        let mut env = Vec::new();
-        for u in &test.uses {
-            let candidate = set.contains(u);
-            let snap = if candidate { c } else { t };
-            match self.env_item(snap, u, candidate, builds)? {
-                Some(e) => env.push(e),
-                None => return Ok(None),
-            }
-        }
-        let files = c.test_files(test)?;
+        set: Vec<ItemId>,
+        env: Vec<EnvItem>,
+    ) -> Result<Job> {
+        let files = src.test_files(test)?;
         let key = job_key("test", &test.name, test_oid, &files, &env);
         let after = env.iter().filter_map(|e| e.build_job.clone()).collect();
-        Ok(Some(Job {
+        Ok(Job {
             key,
             kind: JobKind::Test,
             name: test.name.clone(),
             role,
-            candidates: set.to_vec(),
-            commit: checkout,
+            candidates: set,
+            commit: src.commit,
             run: test.run.clone(),
             timeout: test.timeout.unwrap_or(DEFAULT_JOB_TIMEOUT),
             retries: test.retries,
@@ -543,17 +685,42 @@ impl<'r> Planner<'r> {
             lock: None,
             after,
             baseline: None,
-        }))
+        })
+    }
+
+    /// The same test with every item at T.
+    fn baseline(
+        &self,
+        t: &Snapshot,
+        test: &Test,
+        oid: ObjectId,
+    ) -> Result<std::result::Result<Job, String>> {
+        let mut env = Vec::new();
+        for u in &test.uses {
+            match self.env_item(t, u, false, &BTreeMap::new())? {
+                Ok(e) => env.push(e),
+                Err(why) => return Ok(Err(why)),
+            }
+        }
+        Ok(Ok(self.test_job(
+            t,
+            test,
+            oid,
+            Role::Baseline,
+            Vec::new(),
+            env,
+        )?))
     }
 
     fn build_job(
         &self,
-        c: &Snapshot,
+        s: &Snapshot,
         t: &Snapshot,
         item: &Item,
         oid: ObjectId,
         builds: &BTreeMap<ItemId, String>,
-    ) -> Result<Job> {
+        group: &BTreeSet<ItemId>,
+    ) -> Result<std::result::Result<Job, String>> {
         let build = item.build.as_ref().expect("caller checked");
         // The item itself (its version, for the recipe), then its parent image.
         let mut env = vec![EnvItem {
@@ -568,24 +735,25 @@ impl<'r> Planner<'r> {
             commit: None,
         }];
         if let Some(parent) = item.parent_image() {
-            // The parent as it will be: being built in this commit, or T's built one.
-            let in_commit = builds.contains_key(&parent);
-            let snap = if in_commit { c } else { t };
-            if let Some(e) = self.env_item(snap, &parent, in_commit, builds)? {
-                env.push(e);
+            // The parent as it will be: S's when it moves with this image, else T's built one.
+            let with = group.contains(&parent);
+            let snap = if with { s } else { t };
+            match self.env_item(snap, &parent, with, builds)? {
+                Ok(e) => env.push(e),
+                Err(why) => return Ok(Err(format!("{} cannot be built: {why}", item.id))),
             }
         }
-        let files = c.build_files(item)?;
+        let files = s.build_files(item)?;
         let name = item.id.to_string();
         let key = job_key("build", &name, oid, &files, &env);
         let after = env.iter().filter_map(|e| e.build_job.clone()).collect();
-        Ok(Job {
+        Ok(Ok(Job {
             key,
             kind: JobKind::Build,
             name,
             role: Role::Build,
             candidates: vec![item.id.clone()],
-            commit: c.commit,
+            commit: s.commit,
             run: build.run.clone(),
             timeout: build.timeout.unwrap_or(DEFAULT_JOB_TIMEOUT),
             retries: 0,
@@ -594,8 +762,12 @@ impl<'r> Planner<'r> {
             lock: build.lock.clone(),
             after,
             baseline: None,
-        })
+        }))
     }
+}
+
+fn s_name(s: &Snapshot) -> String {
+    short(s.commit)
 }
 
 /// A one-line label for people: `test  boot [images/host]`, `build images/host`.
@@ -671,58 +843,6 @@ fn depth(snap: &Snapshot, id: &ItemId) -> usize {
         }
     }
     d
-}
-
-/// Paths of files that differ between two trees, skipping stagegate's records and the item
-/// manifest directories (compared separately). Identical subtrees are skipped by id.
-fn diff_paths(
-    repo: &Repo,
-    a: Option<ObjectId>,
-    b: Option<ObjectId>,
-    prefix: &str,
-    out: &mut Vec<String>,
-) -> Result<()> {
-    if a == b {
-        return Ok(());
-    }
-    let ea = match a {
-        Some(a) => repo.tree_entries(a)?,
-        None => Vec::new(),
-    };
-    let eb = match b {
-        Some(b) => repo.tree_entries(b)?,
-        None => Vec::new(),
-    };
-    let ma: BTreeMap<&str, &crate::repo::Entry> = ea.iter().map(|e| (e.name.as_str(), e)).collect();
-    let mb: BTreeMap<&str, &crate::repo::Entry> = eb.iter().map(|e| (e.name.as_str(), e)).collect();
-    let names: BTreeSet<&str> = ma.keys().chain(mb.keys()).copied().collect();
-    for name in names {
-        if prefix.is_empty() && (name == RECORDS_DIR || ItemKind::from_dir(name).is_some()) {
-            continue;
-        }
-        let x = ma.get(name).copied();
-        let y = mb.get(name).copied();
-        if x.map(|e| (e.id, e.kind)) == y.map(|e| (e.id, e.kind)) {
-            continue;
-        }
-        let path = if prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let tree =
-            |e: Option<&crate::repo::Entry>| e.filter(|e| e.kind == EntryKind::Tree).map(|e| e.id);
-        let (tx, ty) = (tree(x), tree(y));
-        if tx.is_some() || ty.is_some() {
-            diff_paths(repo, tx, ty, &path, out)?;
-        }
-        if x.is_some_and(|e| e.kind != EntryKind::Tree)
-            || y.is_some_and(|e| e.kind != EntryKind::Tree)
-        {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 fn ser_oid<S: serde::Serializer>(id: &ObjectId, s: S) -> std::result::Result<S::Ok, S::Error> {

@@ -121,7 +121,8 @@ impl<'r> Snapshot<'r> {
             .collect())
     }
 
-    /// All tests, parsed (cached by blob id), in name order.
+    /// All tests that parse (cached by blob id), in name order. A test whose manifest does
+    /// not parse is left out here: it is an `invalid` candidate, reported by the planner.
     pub fn tests(&self) -> Result<TestList> {
         if let Some(t) = self.tests.borrow().as_ref() {
             return Ok(t.clone());
@@ -137,7 +138,10 @@ impl<'r> Snapshot<'r> {
                 None => {
                     let path = format!("{TESTS_DIR}/{}", e.name);
                     let bytes = self.repo.blob(e.id)?;
-                    let t = Rc::new(parse_test(&path, &bytes).map_err(|d| self.invalid(d))?.test);
+                    let Ok(parsed) = parse_test(&path, &bytes) else {
+                        continue;
+                    };
+                    let t = Rc::new(parsed.test);
                     self.cache.tests.borrow_mut().insert(e.id, t.clone());
                     t
                 }
@@ -151,6 +155,21 @@ impl<'r> Snapshot<'r> {
 
     pub fn test(&self, name: &str) -> Result<Option<(ObjectId, Rc<Test>)>> {
         Ok(self.tests()?.iter().find(|(_, t)| t.name == name).cloned())
+    }
+
+    /// The test whose manifest is `tests/NAME.yaml`, parsed; an error when it does not parse.
+    pub fn test_manifest(&self, name: &str) -> Result<Option<(ObjectId, Rc<Test>)>> {
+        let path = format!("{TESTS_DIR}/{name}.yaml");
+        let Some(oid) = self.oid(&path)? else {
+            return Ok(None);
+        };
+        if let Some(t) = self.cache.tests.borrow().get(&oid) {
+            return Ok(Some((oid, t.clone())));
+        }
+        let bytes = self.repo.blob(oid)?;
+        let t = Rc::new(parse_test(&path, &bytes).map_err(|d| self.invalid(d))?.test);
+        self.cache.tests.borrow_mut().insert(oid, t.clone());
+        Ok(Some((oid, t)))
     }
 
     /// The built record of an item in this tree.

@@ -12,8 +12,9 @@
 //!
 //! An image derived (`based-on: {image: P}`) from an image that is bumped, or already
 //! pending, is bumped too so it is rebuilt on the new parent. Nothing is committed for an
-//! item already pending on the first move, and a second poll with nothing new commits
-//! nothing. Manifests are edited as text, so comments and layout survive; the result is
+//! item already pending on the first move (unless that version was rejected), a version
+//! that was rejected or dropped is never proposed again, and a second poll with nothing
+//! new commits nothing. Manifests are edited as text, so comments and layout survive; the result is
 //! parsed again before it is committed.
 
 use std::collections::BTreeSet;
@@ -25,7 +26,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::manifest::parse::parse_item;
 use crate::manifest::{BasedOn, Item, ItemId, ItemKind};
-use crate::plan::{Planner, Snapshot};
+use crate::plan::{CandidateId, Planner, Snapshot};
 use crate::repo::Checkout;
 use crate::runner::process::Ended;
 
@@ -61,15 +62,23 @@ pub fn poll(planner: &Planner, opts: &Options) -> Result<Vec<Bump>> {
         .ok_or_else(|| Error::usage("the pipeline has one stage: nothing to poll into"))?;
     let first_head = planner.stage_head(first)?;
     let s = planner.snapshot(first_head)?;
-    let t = planner.snapshot(planner.stage_head(second)?)?;
-    // Items already pending on the first move are left alone until that settles.
-    let (pending, _) = planner.candidates(&s, &t)?;
-    let pending: BTreeSet<ItemId> = pending.into_iter().map(|c| c.item).collect();
+    // Items already pending on the first move are left alone until that settles — unless
+    // their version was rejected (it will never settle): the next upstream change replaces it.
+    let plan = planner.plan_move(first, second)?;
+    let view = crate::ledger::Ledger::new(planner.repo, &planner.pipeline.results_ref).view()?;
+    let facts = crate::promote::facts::load(planner, &plan, &view)?;
+    let pending: BTreeSet<ItemId> = plan
+        .candidates
+        .iter()
+        .filter(|c| !facts.rejected.contains_key(&c.content))
+        .filter_map(|c| c.id.item().cloned())
+        .collect();
 
     let mut items: Vec<std::rc::Rc<Item>> = Vec::new();
     for kind in ItemKind::ALL {
         for id in s.item_ids(kind)? {
-            if let Some((_, item)) = s.item(&id)? {
+            // An item whose manifest does not parse is an invalid candidate: nothing to poll.
+            if let Ok(Some((_, item))) = s.item(&id) {
                 items.push(item);
             }
         }
@@ -109,8 +118,26 @@ pub fn poll(planner: &Planner, opts: &Options) -> Result<Vec<Bump>> {
         }
     }
 
-    let mut bumps = Vec::new();
+    // Never propose again a version that was rejected or dropped.
+    let mut kept = Vec::new();
     for c in changes {
+        let refused =
+            crate::promote::facts::refused_versions(&view, &CandidateId::Item(c.id.clone()))?;
+        let again = refused.iter().any(|r| {
+            r.version.as_deref() == Some(c.version.as_str())
+                || c.upstream
+                    .as_ref()
+                    .is_some_and(|(_, new)| r.upstream.as_deref() == Some(new.as_str()))
+                || c.commit
+                    .as_ref()
+                    .is_some_and(|(_, new)| r.commit.as_deref() == Some(new.as_str()))
+        });
+        if !again {
+            kept.push(c);
+        }
+    }
+    let mut bumps = Vec::new();
+    for c in kept {
         let old = items
             .iter()
             .find(|i| i.id == c.id)

@@ -7,8 +7,9 @@ use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 
 use crate::error::{Error, Result};
-use crate::manifest::{ItemId, Stage};
-use crate::plan::{Planner, Snapshot};
+use crate::manifest::Stage;
+use crate::plan::candidate::content_of;
+use crate::plan::{CandidateId, Planner};
 use crate::records::{self, HoldRecord};
 
 /// What an edit did.
@@ -19,22 +20,30 @@ pub struct Edited {
     pub message: String,
 }
 
-/// The stage (the S of a move S → T) on which `item` is pending, first in pipeline order.
-pub fn pending_stage<'p>(
+/// The moves (S, T) on which `id` is a candidate, in pipeline order.
+pub fn pending_moves<'p>(
     planner: &'p Planner,
-    item: &ItemId,
-) -> Result<Option<(&'p Stage, &'p Stage)>> {
+    id: &CandidateId,
+) -> Result<Vec<(&'p Stage, &'p Stage)>> {
+    let mut out = Vec::new();
     for (s, t) in planner.pipeline.moves() {
-        let plan = planner.plan_move(s, t)?;
-        if plan
-            .pending
-            .iter()
-            .any(|p| p.candidates.iter().any(|c| &c.item == item))
-        {
-            return Ok(Some((s, t)));
+        let sh = planner.snapshot(planner.stage_head(s)?)?;
+        let th = planner.snapshot(planner.stage_head(t)?)?;
+        let (a, _) = content_of(&sh, id)?;
+        let (b, _) = content_of(&th, id)?;
+        if a != b {
+            out.push((s, t));
         }
     }
-    Ok(None)
+    Ok(out)
+}
+
+/// The stage (the S of a move S → T) on which `id` is pending, first in pipeline order.
+pub fn pending_stage<'p>(
+    planner: &'p Planner,
+    id: &CandidateId,
+) -> Result<Option<(&'p Stage, &'p Stage)>> {
+    Ok(pending_moves(planner, id)?.into_iter().next())
 }
 
 /// Apply `edits` to `stage`'s head as one commit; retried if the branch moves meanwhile.
@@ -55,18 +64,18 @@ fn who() -> String {
     format!("{}@{}", r.user, r.host)
 }
 
-fn parse_item(text: &str) -> Result<ItemId> {
-    ItemId::parse(text).ok_or_else(|| {
+pub fn parse_candidate(text: &str) -> Result<CandidateId> {
+    CandidateId::parse(text).ok_or_else(|| {
         Error::usage_help(
             format!("{text:?} is not an item"),
-            "write images/NAME or components/NAME",
+            "write images/NAME, components/NAME, tests/NAME or stagegate.yaml",
         )
     })
 }
 
 fn resolve_stage<'p>(
     planner: &'p Planner,
-    item: &ItemId,
+    item: &CandidateId,
     stage: Option<&str>,
 ) -> Result<&'p Stage> {
     match stage {
@@ -83,7 +92,7 @@ fn resolve_stage<'p>(
 }
 
 pub fn hold(planner: &Planner, item: &str, reason: &str, stage: Option<&str>) -> Result<Edited> {
-    let id = parse_item(item)?;
+    let id = parse_candidate(item)?;
     let stage = resolve_stage(planner, &id, stage)?;
     let head = planner.stage_head(stage)?;
     let path = records::hold_path(&stage.name, &id);
@@ -126,7 +135,7 @@ pub fn hold(planner: &Planner, item: &str, reason: &str, stage: Option<&str>) ->
 }
 
 pub fn release(planner: &Planner, item: &str, stage: Option<&str>) -> Result<Edited> {
-    let id = parse_item(item)?;
+    let id = parse_candidate(item)?;
     let stages: Vec<&Stage> = match stage {
         Some(s) => vec![planner.stage(s)?],
         None => planner.pipeline.stages.iter().collect(),
@@ -160,54 +169,95 @@ pub fn release(planner: &Planner, item: &str, stage: Option<&str>) -> Result<Edi
     ))
 }
 
-pub fn drop_item(planner: &Planner, item: &str, reason: &str) -> Result<Edited> {
-    let id = parse_item(item)?;
-    let (s, t) = pending_stage(planner, &id)?.ok_or_else(|| {
-        Error::usage_help(
+/// Drop a candidate: revert it (manifest, the files it names, its build record) to the
+/// next stage's content on the last stage it is pending on, and on every earlier stage
+/// holding that same content; record the dropped version so `poll` never proposes it again.
+pub fn drop_item(planner: &Planner, item: &str, reason: &str) -> Result<Vec<Edited>> {
+    let id = parse_candidate(item)?;
+    let moves = pending_moves(planner, &id)?;
+    let Some(&(s, t)) = moves.last() else {
+        return Err(Error::usage_help(
             format!("{id} is not pending on any stage: nothing to drop"),
             "`stagegate status` shows what is pending",
-        )
-    })?;
-    let t_head = planner.stage_head(t)?;
-    let t_snap = Snapshot::new(planner.repo, t_head, planner.cache.clone())?;
-    let s_snap = Snapshot::new(planner.repo, planner.stage_head(s)?, planner.cache.clone())?;
-    let path = id.path();
-    let t_entry = planner.repo.entry(t_snap.tree, &path)?;
-    let from = s_snap.item(&id)?.map(|(_, i)| i.version.clone());
-    let to = t_snap.item(&id)?.map(|(_, i)| i.version.clone());
-    // The manifest, and for images the build inputs, go back to T's.
-    let mut edits: Vec<(String, Option<(EntryKind, ObjectId)>)> =
-        vec![(path.clone(), t_entry.as_ref().map(|e| (e.kind, e.id)))];
-    if let (Some((_, item_s)), Some((_, item_t))) = (s_snap.item(&id)?, t_snap.item(&id)?) {
-        for (p, _) in s_snap
-            .build_files(&item_s)?
-            .into_iter()
-            .chain(t_snap.build_files(&item_t)?)
-        {
-            let e = planner.repo.entry(t_snap.tree, &p)?;
-            edits.push((p, e.map(|e| (e.kind, e.id))));
-        }
+        ));
+    };
+    let repo = planner.repo;
+    let s_snap = planner.snapshot(planner.stage_head(s)?)?;
+    let t_snap = planner.snapshot(planner.stage_head(t)?)?;
+    let (dropped, _) = content_of(&s_snap, &id)?;
+    let version = |snap: &crate::plan::Snapshot| {
+        id.item()
+            .and_then(|i| snap.item(i).ok().flatten())
+            .map(|(_, it)| it.version.clone())
+    };
+    let (from, to) = (version(&s_snap), version(&t_snap));
+    // Record the refused version first: a drop that half happened must not be re-proposed.
+    let plan = planner.plan_move(s, t)?;
+    if let Some(c) = plan.candidate(&id) {
+        let ledger = crate::ledger::Ledger::new(repo, &planner.pipeline.results_ref);
+        let rec =
+            crate::promote::facts::version_record(planner, c, plan.from_head, "dropped", &s.name)?;
+        ledger.put_new(
+            &[rec],
+            &format!(
+                "Refuse {id} {} from now on: dropped from {}\n\n{}\n",
+                c.to.as_deref().unwrap_or("(this version)"),
+                s.name,
+                one_line(reason)
+            ),
+        )?;
+    }
+    let t_tree = t_snap.tree;
+    let mut paths: Vec<String> = vec![id.path()];
+    paths.extend(dropped.files.iter().map(|(p, _)| p.clone()));
+    let (t_content, _) = content_of(&t_snap, &id)?;
+    paths.extend(t_content.files.iter().map(|(p, _)| p.clone()));
+    if let Some(i) = id.item() {
+        paths.push(crate::records::built_path(i));
+    }
+    paths.sort();
+    paths.dedup();
+    let mut edits: Vec<(String, Option<(EntryKind, ObjectId)>)> = Vec::new();
+    for p in &paths {
+        let e = repo.entry(t_tree, p)?;
+        edits.push((p.clone(), e.map(|e| (e.kind, e.id))));
     }
     let what = match (&from, &to) {
         (Some(f), Some(t2)) => format!("{id} {f} (back to {t2})"),
         (Some(f), None) => format!("{id} {f} (new on {}; removed)", s.name),
         _ => id.to_string(),
     };
-    let msg = format!(
-        "Drop {what} from {}: {}\n\nReverts {id} to {}'s version so the commits after it can move on.\n\nStagegate-Drop: {id}\nStagegate-Stage: {}\nStagegate-Reason: {}\nStagegate-By: {}\n",
-        s.name,
-        one_line(reason),
-        t.name,
-        s.name,
-        one_line(reason),
-        who()
-    );
-    let commit = commit_on(planner, s, &msg, |_| Ok(edits.clone()))?;
-    Ok(Edited {
-        stage: s.name.clone(),
-        commit: Some(commit),
-        message: format!("dropped {what} from {}", s.name),
-    })
+    // S, and every earlier stage holding the very content dropped.
+    let mut stages: Vec<&Stage> = Vec::new();
+    for st in &planner.pipeline.stages {
+        if st.name == s.name {
+            stages.push(st);
+            break;
+        }
+        let snap = planner.snapshot(planner.stage_head(st)?)?;
+        if content_of(&snap, &id)?.0 == dropped {
+            stages.push(st);
+        }
+    }
+    let mut done = Vec::new();
+    for st in stages.into_iter().rev() {
+        let msg = format!(
+            "Drop {what} from {}: {}\n\nReverts {id} to {}'s version; this version will not be proposed again.\n\nStagegate-Drop: {id}\nStagegate-Stage: {}\nStagegate-Reason: {}\nStagegate-By: {}\n",
+            st.name,
+            one_line(reason),
+            t.name,
+            st.name,
+            one_line(reason),
+            who()
+        );
+        let commit = commit_on(planner, st, &msg, |_| Ok(edits.clone()))?;
+        done.push(Edited {
+            stage: st.name.clone(),
+            commit: Some(commit),
+            message: format!("dropped {what} from {}", st.name),
+        });
+    }
+    Ok(done)
 }
 
 fn one_line(s: &str) -> String {

@@ -1,32 +1,38 @@
-//! Promotion: merge commits into the next stage, with the decision committed as YAML.
+//! Promotion: move every candidate the gate passes from S into T, in one commit carrying
+//! the decision as YAML.
 //!
-//! For a move S → T the gate's chosen commit C is merged into T with a merge commit whose
-//! first parent is T's head and second C (never a rewrite). Its tree is C's tree with T's
-//! own records kept: T's decisions and holds, and every built record (T's, overridden by
-//! C's, overridden by what this gate built), plus this decision. Trailers in the message
-//! make `git log --first-parent T` an audit trail on its own. The ref moves by
-//! compare-and-swap: if T moved since we looked, we plan and decide again, never clobber.
+//! For a move S → T the promotion is one commit on T whose tree is T's tree with exactly
+//! the promoted candidates' files taken from S (manifest, the files it names, its build
+//! record), plus the decision record; its first parent is T's head, so `git log
+//! --first-parent T` reads one entry per promotion. When every candidate moves (S moves
+//! whole), it is a merge commit with S's head as second parent and S's tree. Before two or
+//! more groups land together their combination must have passed; when it fails while each
+//! passed alone, the first moves alone and the others are judged again against the new T.
+//! The ref moves by compare-and-swap: if T moved since we looked, we plan and decide again,
+//! never clobber.
 //!
-//! Rejections are recorded in the results ledger (`decisions/<T>/<commit>.yaml`), not on
-//! S: a rejection is a fact about results, and a commit on S would itself be a new pending
-//! commit (and, on every later run, another). `git log refs/stagegate/results` and
-//! `stagegate log` show them.
+//! Rejections, first sightings and refused versions are recorded in the results ledger
+//! (see [`facts`]), not on S: a commit on S would itself be a new candidate.
 
 pub mod edits;
+pub mod facts;
 pub mod push_gate;
 pub mod review;
+pub mod verify;
+
+use std::collections::BTreeSet;
 
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::gate::{self, Decision, Evaluation, Holds};
-use crate::ledger::{Ledger, Verdict};
-use crate::manifest::{Gate, ItemId, ItemKind, Stage};
-use crate::plan::{MovePlan, Planner, short};
-use crate::records::{self, BuiltRecord, HoldRecord, RECORDS_DIR};
-use crate::repo::{Cas, Repo};
+use crate::gate::{self, Evaluation, Facts, GroupEval, State};
+use crate::ledger::{Ledger, LedgerView, Verdict};
+use crate::manifest::{Gate, Stage};
+use crate::plan::{CandidateId, MovePlan, Planner, short};
+use crate::records::{self, BuiltRecord, RECORDS_DIR};
+use crate::repo::Cas;
 
 /// A decision, as committed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,7 +41,7 @@ pub struct DecisionRecord {
     pub decision: String,
     pub from: String,
     pub to: String,
-    /// The commit of S that was tested.
+    /// S's head when the decision was made.
     pub tested: String,
     pub subject: String,
     /// T's head the decision was made against.
@@ -45,6 +51,7 @@ pub struct DecisionRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci_url: Option<String>,
     pub gate: GateRecord,
+    /// What moved (a promotion) or what was rejected (a rejection).
     pub candidates: Vec<CandidateRecord>,
     pub jobs: Vec<JobRecord>,
     #[serde(default)]
@@ -54,6 +61,9 @@ pub struct DecisionRecord {
     pub pushed: Vec<push_gate::PushRecord>,
     #[serde(default)]
     pub reasons: Vec<String>,
+    /// What stayed on S, and why (a promotion that did not move everything).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stayed: Vec<StayedRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +84,18 @@ pub struct CandidateRecord {
     pub from: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// The content key of what moved (absent in records written before 0.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StayedRecord {
+    pub item: String,
+    pub state: String,
+    #[serde(default)]
+    pub reasons: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,24 +111,55 @@ pub struct JobRecord {
     pub baseline_key: Option<String>,
 }
 
+/// One candidate as `promote` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CandidateOutcome {
+    pub item: CandidateId,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Present on S (false: a removal).
+    pub present: bool,
+    /// New on S (T does not have it).
+    pub new: bool,
+    pub state: State,
+    /// It moved in this run's promotion.
+    pub moved: bool,
+    pub results: String,
+    pub reasons: Vec<String>,
+}
+
 /// What `promote` did for one move.
 #[derive(Debug, Clone, Serialize)]
 pub struct MoveOutcome {
     pub from: String,
     pub to: String,
-    /// The merge commit made on T, if one was.
+    /// The promotion commit made on T, if one was.
     pub promoted: Option<String>,
+    /// S's head the decision was made on.
     pub tested: Option<String>,
-    /// Commits whose rejection was recorded by this run.
+    /// The candidates that moved (or would, with --dry-run).
+    pub moved: Vec<CandidateId>,
+    /// Candidates whose rejection was recorded by this run.
     pub rejected: Vec<String>,
-    pub evaluations: Vec<Evaluation>,
+    pub candidates: Vec<CandidateOutcome>,
     /// Items pushed to their own repository's branch (the component push gate).
     pub pushed: Vec<String>,
     pub notes: Vec<String>,
-    /// The newest evaluated commit (the promoted one, when one was), for people: the
-    /// pull request body, the step summary, the check run.
+    #[serde(skip)]
+    pub evaluation: Option<Evaluation>,
+    /// The promotion (or the first candidate), for people: the pull request body, the
+    /// step summary, the check run.
     #[serde(skip)]
     pub summary: Option<crate::forge::PromotionSummary>,
+}
+
+impl MoveOutcome {
+    /// A rejected candidate is still pending on S after this run.
+    pub fn has_rejection(&self) -> bool {
+        self.candidates
+            .iter()
+            .any(|c| c.state == State::Rejected && !c.moved)
+    }
 }
 
 pub struct Options<'a> {
@@ -120,28 +173,169 @@ pub struct Options<'a> {
     pub force_review: bool,
 }
 
-/// Holds in force on `stage`, read from its head.
-pub fn holds(repo: &Repo, stage: &Stage, head: ObjectId) -> Result<Holds> {
-    let tree = repo.tree_of(head)?;
-    let mut out = Holds::new();
-    for e in repo.list(tree, &records::holds_dir(&stage.name))? {
-        if e.kind == EntryKind::Tree {
-            continue;
-        }
-        let path = format!("{}/{}", records::holds_dir(&stage.name), e.name);
-        let h: HoldRecord = records::parse(&path, &repo.blob(e.id)?)?;
-        if let Some(id) = ItemId::parse(&h.item) {
-            out.insert(id, h);
-        }
-    }
-    Ok(out)
-}
+pub use facts::holds;
 
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
+}
+
+/// What the gate decides for one move: the evaluation, and which candidates move.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub evaluation: Evaluation,
+    /// The groups that move, in plan order.
+    pub moving: Vec<usize>,
+    /// The combination of the moving groups, when more than one passed alone.
+    pub combination: Option<GroupEval>,
+    pub notes: Vec<String>,
+}
+
+impl Decided {
+    pub fn moved(&self, plan: &MovePlan) -> Vec<CandidateId> {
+        self.moving
+            .iter()
+            .flat_map(|i| plan.groups[*i].members.iter().cloned())
+            .collect()
+    }
+}
+
+/// Judge every candidate of `plan`, then the combination of those that pass.
+pub fn decide(
+    planner: &Planner,
+    plan: &MovePlan,
+    view: &LedgerView,
+    facts: &Facts,
+    now: i64,
+) -> Result<Decided> {
+    let evaluation = gate::evaluate(plan, view, facts, now)?;
+    let passing = evaluation.promotable();
+    let mut notes = Vec::new();
+    if passing.len() < 2 {
+        return Ok(Decided {
+            evaluation,
+            moving: passing,
+            combination: None,
+            notes,
+        });
+    }
+    let (group, combo_plan) = planner.plan_combination(plan, &passing)?;
+    let combo = gate::evaluate_combination(
+        &combo_plan,
+        &group.members,
+        &group.required,
+        &group.blocked,
+        view,
+        &Facts {
+            holds: Default::default(),
+            ..facts.clone()
+        },
+        now,
+    )?;
+    let names = |gs: &[usize]| -> String {
+        gs.iter()
+            .flat_map(|i| plan.groups[*i].members.iter().map(|m| m.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let moving = match combo.state {
+        State::Promote => passing,
+        State::Rejected => {
+            notes.push(format!(
+                "{} pass alone but not together: {} moves alone, the others are judged again against the new {}",
+                names(&passing),
+                names(&passing[..1]),
+                plan.to.name
+            ));
+            passing[..1].to_vec()
+        }
+        _ => {
+            notes.push(format!(
+                "{} pass alone; their combination waits: {}",
+                names(&passing),
+                combo
+                    .reasons
+                    .iter()
+                    .map(|r| r.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+            Vec::new()
+        }
+    };
+    Ok(Decided {
+        evaluation,
+        moving,
+        combination: Some(combo),
+        notes,
+    })
+}
+
+/// When several groups pass alone: the jobs of their combination (and the plan holding
+/// them).
+pub fn combination(
+    planner: &Planner,
+    plan: &MovePlan,
+    decided: &Decided,
+) -> Result<Option<(crate::plan::Group, MovePlan)>> {
+    let passing = decided.evaluation.promotable();
+    if passing.len() < 2 {
+        return Ok(None);
+    }
+    Ok(Some(planner.plan_combination(plan, &passing)?))
+}
+
+/// The jobs a move needs run now: those of its groups not already settled by a recorded
+/// rejection or invalid, plus, when several groups pass alone, their combination's.
+pub fn jobs_to_run(
+    planner: &Planner,
+    plan: &MovePlan,
+    view: &LedgerView,
+) -> Result<Vec<crate::plan::Job>> {
+    let facts = facts::load(planner, plan, view)?;
+    let decided = decide(planner, plan, view, &facts, now())?;
+    let mut keys: BTreeSet<String> = BTreeSet::new();
+    for (g, e) in plan.groups.iter().zip(&decided.evaluation.groups) {
+        if e.sticky {
+            continue;
+        }
+        for k in &g.required {
+            keys.insert(k.clone());
+            if let Some(b) = &plan.jobs[k].baseline {
+                keys.insert(b.clone());
+            }
+        }
+    }
+    let mut out: Vec<crate::plan::Job> = keys.iter().map(|k| plan.jobs[k].clone()).collect();
+    if let Some((g, combo_plan)) = combination(planner, plan, &decided)? {
+        for k in &g.required {
+            if !keys.contains(k) {
+                let job = combo_plan.jobs[k].clone();
+                if let Some(b) = &job.baseline
+                    && !keys.contains(b)
+                {
+                    keys.insert(b.clone());
+                    out.push(combo_plan.jobs[b].clone());
+                }
+                keys.insert(k.clone());
+                out.push(job);
+            }
+        }
+    }
+    // Builds the selected jobs need come first in the list only by key; the runner orders
+    // by `after`, and a build a selected job needs is always selected with it.
+    let wanted: BTreeSet<String> = out.iter().flat_map(|j| j.after.clone()).collect();
+    for k in wanted {
+        if !keys.contains(&k)
+            && let Some(j) = plan.jobs.get(&k)
+        {
+            keys.insert(k.clone());
+            out.push(j.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// Plan, evaluate and (unless dry-run) promote one move; retries when T moves underneath.
@@ -155,18 +349,24 @@ pub fn promote_move(
     let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
     for _attempt in 0..5 {
         let plan = planner.plan_move(from, to)?;
+        if !opts.dry_run {
+            facts::record_seen(&ledger, &plan)?;
+        }
         let view = ledger.view()?;
-        let holds = holds(repo, from, plan.from_head)?;
-        let evals = gate::evaluate(&plan, &view, &holds, now())?;
+        let facts = facts::load(planner, &plan, &view)?;
+        let decided = decide(planner, &plan, &view, &facts, now())?;
+        let moved = decided.moved(&plan);
         let mut outcome = MoveOutcome {
             from: from.name.clone(),
             to: to.name.clone(),
             promoted: None,
-            tested: None,
+            tested: (!moved.is_empty()).then(|| plan.from_head.to_string()),
+            moved: moved.clone(),
             rejected: Vec::new(),
-            evaluations: Vec::new(),
+            candidates: candidate_outcomes(&plan, &decided.evaluation, &moved),
             pushed: Vec::new(),
-            notes: Vec::new(),
+            notes: decided.notes.clone(),
+            evaluation: Some(decided.evaluation.clone()),
             summary: None,
         };
         let reviewed = plan.gate.review || opts.force_review;
@@ -180,54 +380,47 @@ pub fn promote_move(
             ));
         }
         if !opts.dry_run {
-            outcome.rejected = record_rejections(planner, &plan, &evals, opts)?;
+            outcome.rejected = record_rejections(planner, &plan, &decided, opts)?;
         }
-        let chosen = gate::pick(&evals).cloned();
-        if let Some(e) = chosen.as_ref().or(evals.first()) {
-            let s = review::summary(planner, &plan, e)?;
+        if !plan.candidates.is_empty() {
+            let s = review::summary(planner, &plan, &decided)?;
             // A forge sees only what was pushed: a check on a commit it lacks is refused.
             if let (Some(r), false) = (&opts.review, opts.dry_run)
-                && crate::repo::remote::is_published(repo, e.commit, &from.branch)?
+                && crate::repo::remote::is_published(repo, plan.from_head, &from.branch)?
             {
                 review::post_check(&plan, &s, r, reviewed)?;
             }
             outcome.summary = Some(s);
         }
-        let Some(chosen) = chosen else {
-            if let (Some(r), Some(newest), true, false) =
-                (&opts.review, evals.first(), reviewed, opts.dry_run)
-                && let Some(note) = review::redden(&plan, newest, r)?
+        if moved.is_empty() {
+            if let (Some(r), true, false) = (&opts.review, reviewed, opts.dry_run)
+                && let Some(note) = review::redden(&plan, &decided, r)?
             {
                 outcome.notes.push(note);
             }
-            outcome.evaluations = evals;
             return Ok(outcome);
-        };
-        outcome.tested = Some(chosen.commit.to_string());
+        }
         if opts.dry_run {
-            outcome.evaluations = evals;
             return Ok(outcome);
         }
         if reviewed && let Some(r) = &opts.review {
             let summary = outcome.summary.clone().expect("made above");
-            // The pull request carries the merge commit without push-gate results: merging
-            // it is the promotion, so components are pushed only once it is merged.
+            // The pull request carries the promotion commit without push-gate results:
+            // merging it is the promotion, so components are pushed only once it is merged.
             let done = review::via_pull_request(planner, &plan, &summary, r, || {
-                merge_commit(planner, &plan, &chosen, opts, Vec::new())
+                promotion_commit(planner, &plan, &decided, opts, Vec::new())
             })?;
             outcome.notes.extend(done.notes);
             if done.promoted.is_some() {
-                let pushed = push_gate::push_components(planner, &plan, chosen.commit)?;
+                let pushed = push_gate::push_components(planner, &plan, &moved)?;
                 outcome.pushed = pushed.iter().map(push_gate::PushRecord::describe).collect();
             }
             outcome.promoted = done.promoted.map(|m| m.to_string());
-            outcome.evaluations = evals;
             return Ok(outcome);
         }
-        if let Some((merge, pushed)) = apply(planner, &plan, &chosen, opts)? {
+        if let Some((commit, pushed)) = apply(planner, &plan, &decided, opts)? {
             outcome.pushed = pushed.iter().map(push_gate::PushRecord::describe).collect();
-            outcome.promoted = Some(merge.to_string());
-            outcome.evaluations = evals;
+            outcome.promoted = Some(commit.to_string());
             return Ok(outcome);
         }
         // Someone else moved T between our look and our update: decide again.
@@ -238,27 +431,55 @@ pub fn promote_move(
     ))
 }
 
-/// Merge `chosen` into T as decided against `plan`. Returns the merge commit and what the
+fn candidate_outcomes(
+    plan: &MovePlan,
+    e: &Evaluation,
+    moved: &[CandidateId],
+) -> Vec<CandidateOutcome> {
+    plan.candidates
+        .iter()
+        .map(|c| {
+            let g = e.of(&c.id);
+            CandidateOutcome {
+                item: c.id.clone(),
+                from: c.from.clone(),
+                to: c.to.clone(),
+                present: c.present,
+                new: c.new,
+                state: g.map_or(State::Wait, |g| g.state),
+                moved: moved.contains(&c.id),
+                results: g.map_or("no jobs".into(), |g| gate::counts_line(&g.jobs)),
+                reasons: g
+                    .map(|g| g.reasons.iter().map(|r| r.message.clone()).collect())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// Move the candidates `decided` promotes into T. Returns the promotion commit and what the
 /// push gate did, or `None` when T is no longer where the plan saw it (nothing is written
 /// to T then).
 pub fn apply(
     planner: &Planner,
     plan: &MovePlan,
-    chosen: &Evaluation,
+    decided: &Decided,
     opts: &Options,
 ) -> Result<Option<(ObjectId, Vec<push_gate::PushRecord>)>> {
     let repo = planner.repo;
-    let pushed = push_gate::push_components(planner, plan, chosen.commit)?;
-    let merge = merge_commit(planner, plan, chosen, opts, pushed.clone())?;
+    let moved = decided.moved(plan);
+    let pushed = push_gate::push_components(planner, plan, &moved)?;
+    let commit = promotion_commit(planner, plan, decided, opts, pushed.clone())?;
+    let names: Vec<String> = moved.iter().map(|m| m.to_string()).collect();
     let reflog = format!(
         "stagegate: promote {} into {}",
-        short(chosen.commit),
+        names.join(", "),
         plan.to.name
     );
-    match repo.cas(&plan.to.ref_name(), Some(plan.to_head), merge, &reflog)? {
+    match repo.cas(&plan.to.ref_name(), Some(plan.to_head), commit, &reflog)? {
         Cas::Updated => {
-            crate::repo::remote::sync_worktree(repo, &plan.to.branch, plan.to_head, merge);
-            Ok(Some((merge, pushed)))
+            crate::repo::remote::sync_worktree(repo, &plan.to.branch, plan.to_head, commit);
+            Ok(Some((commit, pushed)))
         }
         Cas::Moved { .. } => Ok(None),
     }
@@ -277,85 +498,132 @@ fn gate_record(g: &Gate) -> GateRecord {
     }
 }
 
-fn decision_record(
+fn job_records(jobs: &[gate::JobVerdict]) -> Vec<JobRecord> {
+    jobs.iter()
+        .map(|j| JobRecord {
+            key: j.key.clone(),
+            job: j.label.clone(),
+            verdict: j.verdict.map_or("missing".into(), |v| v.to_string()),
+            state: format!("{:?}", j.state),
+            baseline: j.baseline.map(|v| v.to_string()),
+            baseline_key: j.baseline_key.clone(),
+        })
+        .collect()
+}
+
+fn candidate_record(plan: &MovePlan, id: &CandidateId) -> CandidateRecord {
+    let c = plan.candidate(id);
+    CandidateRecord {
+        item: id.to_string(),
+        from: c.and_then(|c| c.from.clone()),
+        to: c.and_then(|c| c.to.clone()),
+        content: c.map(|c| c.content.clone()),
+    }
+}
+
+/// The subject of a move: the newest commit on S.
+fn subject(planner: &Planner, plan: &MovePlan) -> Result<String> {
+    Ok(planner.repo.commit(plan.from_head)?.subject().to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    planner: &Planner,
     plan: &MovePlan,
-    e: &Evaluation,
+    decision: &str,
+    members: &[CandidateId],
+    jobs: Vec<JobRecord>,
+    reasons: Vec<String>,
+    stayed: Vec<StayedRecord>,
     opts: &Options,
-    built: Vec<String>,
-) -> DecisionRecord {
-    let pending = plan
-        .pending
-        .iter()
-        .find(|p| p.commit == e.commit)
-        .expect("evaluated commits are pending");
-    DecisionRecord {
-        decision: e.decision.to_string(),
+) -> Result<DecisionRecord> {
+    Ok(DecisionRecord {
+        decision: decision.into(),
         from: plan.from.name.clone(),
         to: plan.to.name.clone(),
-        tested: e.commit.to_string(),
-        subject: e.subject.clone(),
+        tested: plan.from_head.to_string(),
+        subject: subject(planner, plan)?,
         into: plan.to_head.to_string(),
         decided_by: opts.by.clone(),
         decided_at: records::now_rfc3339(),
         ci_url: opts.ci_url.clone(),
         gate: gate_record(&plan.gate),
-        candidates: pending
-            .candidates
-            .iter()
-            .map(|c| CandidateRecord {
-                item: c.item.to_string(),
-                from: c.from.clone(),
-                to: c.to.clone(),
-            })
-            .collect(),
-        jobs: e
-            .jobs
-            .iter()
-            .map(|j| JobRecord {
-                key: j.key.clone(),
-                job: j.label.clone(),
-                verdict: j.verdict.map_or("missing".into(), |v| v.to_string()),
-                state: format!("{:?}", j.state),
-                baseline: j.baseline.map(|v| v.to_string()),
-                baseline_key: j.baseline_key.clone(),
-            })
-            .collect(),
-        built,
+        candidates: members.iter().map(|m| candidate_record(plan, m)).collect(),
+        jobs,
+        built: Vec::new(),
         pushed: Vec::new(),
-        reasons: e.reasons.iter().map(|r| r.message.clone()).collect(),
-    }
+        reasons,
+        stayed,
+    })
 }
 
-/// Record each newly rejected commit in the ledger, once.
+/// Record each newly rejected candidate in the ledger, once, by its content.
 fn record_rejections(
     planner: &Planner,
     plan: &MovePlan,
-    evals: &[Evaluation],
+    decided: &Decided,
     opts: &Options,
 ) -> Result<Vec<String>> {
-    let repo = planner.repo;
-    let reference = &planner.pipeline.results_ref;
+    let ledger = Ledger::new(planner.repo, &planner.pipeline.results_ref);
     let mut done = Vec::new();
-    for e in evals.iter().filter(|e| e.decision == Decision::Reject) {
-        let path = format!("decisions/{}/{}.yaml", plan.to.name, e.commit);
-        for _ in 0..20 {
-            let tip = repo.ref_target(reference)?;
-            let base = match tip {
-                Some(t) => repo.tree_of(t)?,
-                None => ObjectId::empty_tree(gix::hash::Kind::Sha1),
-            };
-            if repo.entry(base, &path)?.is_some() {
-                break;
-            }
-            let rec = decision_record(plan, e, opts, Vec::new());
-            let blob = repo.write_blob(records::to_yaml(&rec).as_bytes())?;
-            let tree = repo.edit_tree(base, &[(path.clone(), Some((EntryKind::Blob, blob)))])?;
-            let msg = rejection_message(plan, e, &rec);
-            let commit = repo.write_commit(tree, &tip.into_iter().collect::<Vec<_>>(), &msg)?;
-            if repo.cas(reference, tip, commit, "stagegate: record rejection")? == Cas::Updated {
-                done.push(e.commit.to_string());
-                break;
-            }
+    for g in decided
+        .evaluation
+        .groups
+        .iter()
+        .filter(|g| g.state == State::Rejected && !g.sticky)
+    {
+        let reasons: Vec<String> = g
+            .reasons
+            .iter()
+            .filter(|r| matches!(r.kind, "regression" | "build-failed"))
+            .map(|r| r.message.clone())
+            .collect();
+        let rec = record(
+            planner,
+            plan,
+            "reject",
+            &g.members,
+            job_records(&g.jobs),
+            reasons.clone(),
+            Vec::new(),
+            opts,
+        )?;
+        let text = records::to_yaml(&rec);
+        let mut files = Vec::new();
+        for m in &g.members {
+            let Some(c) = plan.candidate(m) else { continue };
+            files.push((
+                facts::decision_path(&plan.to.name, &c.content),
+                text.clone(),
+            ));
+            files.push(facts::version_record(
+                planner,
+                c,
+                plan.from_head,
+                "rejected",
+                &plan.to.name,
+            )?);
+        }
+        let mut body = String::new();
+        for r in &reasons {
+            body.push_str(&format!("- {r}\n"));
+        }
+        let msg = format!(
+            "Reject {} for {}: {}\n\n{}\n{} stays on {} until a new version arrives or its failures are waived.\n\n{}",
+            g.members
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            plan.to.name,
+            candidates_line(&rec),
+            body,
+            if g.members.len() == 1 { "It" } else { "They" },
+            plan.from.name,
+            trailers(plan, "reject", &g.jobs, &rec)
+        );
+        if !ledger.put_new(&files, &msg)?.is_empty() {
+            done.extend(g.members.iter().map(|m| m.to_string()));
         }
     }
     Ok(done)
@@ -379,20 +647,31 @@ fn candidates_line(rec: &DecisionRecord) -> String {
     }
 }
 
-fn trailers(plan: &MovePlan, e: &Evaluation, rec: &DecisionRecord) -> String {
+fn trailers(
+    plan: &MovePlan,
+    decision: &str,
+    jobs: &[gate::JobVerdict],
+    rec: &DecisionRecord,
+) -> String {
     let mut t = format!(
-        "Stagegate-Decision: {}\nStagegate-Stage: {} -> {}\nStagegate-Tested: {}\nStagegate-Results: {}\n",
-        e.decision,
+        "Stagegate-Decision: {decision}\nStagegate-Stage: {} -> {}\nStagegate-Tested: {}\nStagegate-Results: {}\n",
         plan.from.name,
         plan.to.name,
-        e.commit,
-        gate::counts_line(e)
+        plan.from_head,
+        gate::counts_line(jobs)
     );
     for c in &rec.candidates {
+        let cand = CandidateId::parse(&c.item).and_then(|id| plan.candidate(&id));
+        let (present, new) = cand.map_or((true, false), |c| (c.present, c.new));
         t.push_str(&format!(
             "Stagegate-Candidate: {} {}\n",
             c.item,
-            c.to.as_deref().unwrap_or("(removed)")
+            match (&c.to, present, new) {
+                (Some(v), _, _) => v.as_str(),
+                (None, false, _) => "(removed)",
+                (None, true, true) => "(new)",
+                (None, true, false) => "(changed)",
+            }
         ));
     }
     for b in &rec.built {
@@ -410,68 +689,40 @@ fn trailers(plan: &MovePlan, e: &Evaluation, rec: &DecisionRecord) -> String {
     t
 }
 
-fn rejection_message(plan: &MovePlan, e: &Evaluation, rec: &DecisionRecord) -> String {
-    let mut body = String::new();
-    for r in &e.reasons {
-        body.push_str(&format!("- {}\n", r.message));
-    }
-    format!(
-        "Reject {} for {}: {}\n\n{}\nUse `stagegate drop ITEM` on {} to let later commits move.\n\n{}",
-        short(e.commit),
-        plan.to.name,
-        candidates_line(rec),
-        body,
-        plan.from.name,
-        trailers(plan, e, rec)
-    )
-}
-
-/// Write the merge commit for promoting `e.commit` into T (no ref is moved).
-fn merge_commit(
+/// The tree edits that take `moved` from S into T's tree: manifests, named files and build
+/// records. `builds` are the passing build jobs of this decision (key, item).
+pub fn moved_edits(
     planner: &Planner,
     plan: &MovePlan,
-    e: &Evaluation,
-    opts: &Options,
-    pushed: Vec<push_gate::PushRecord>,
-) -> Result<ObjectId> {
+    moved: &[CandidateId],
+    builds: &[(String, crate::manifest::ItemId)],
+    view: &LedgerView,
+) -> Result<(crate::repo::Edits, Vec<String>)> {
     let repo = planner.repo;
-    let c_tree = repo.tree_of(e.commit)?;
+    let s_tree = repo.tree_of(plan.from_head)?;
     let t_tree = repo.tree_of(plan.to_head)?;
-    let mut edits: Vec<(String, Option<(EntryKind, ObjectId)>)> = Vec::new();
-
-    // T's own holds and decisions; the tested commit's holds were its stage's business.
-    let holds = format!("{RECORDS_DIR}/holds");
-    edits.push((holds.clone(), None));
-    if let Some(h) = repo.entry(t_tree, &holds)? {
-        edits.push((holds, Some((h.kind, h.id))));
-    }
-    let t_decisions = records::decisions_dir(&plan.to.name);
-    if let Some(d) = repo.entry(t_tree, &t_decisions)? {
-        edits.push((t_decisions.clone(), Some((d.kind, d.id))));
-    }
-    // Built records: T's, unless the tested commit has its own.
-    for kind in ItemKind::ALL {
-        let dir = format!("{RECORDS_DIR}/built/{}", kind.dir());
-        let ours: Vec<String> = repo
-            .list(c_tree, &dir)?
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-        for e in repo.list(t_tree, &dir)? {
-            if !ours.contains(&e.name) {
-                edits.push((format!("{dir}/{}", e.name), Some((e.kind, e.id))));
+    let mut edits = Vec::new();
+    let mut built = Vec::new();
+    for id in moved {
+        let Some(c) = plan.candidate(id) else {
+            continue;
+        };
+        for p in &c.paths {
+            let e = repo.entry(s_tree, p)?;
+            edits.push((p.clone(), e.map(|e| (e.kind, e.id))));
+        }
+        if let Some(item) = id.item() {
+            // The build record goes with the item; T's record of an older version goes.
+            let path = records::built_path(item);
+            let here = repo.entry(s_tree, &path)?.filter(|_| c.present);
+            if here.is_some() || repo.entry(t_tree, &path)?.is_some() {
+                edits.push((path, here.map(|e| (e.kind, e.id))));
             }
         }
     }
-    // What this gate built.
-    let mut built = Vec::new();
-    let view = Ledger::new(repo, &planner.pipeline.results_ref).view()?;
-    for j in e
-        .jobs
-        .iter()
-        .filter(|j| j.kind == crate::plan::JobKind::Build)
-    {
-        let Some(rec) = view.latest(&j.key)? else {
+    // What this gate built overrides any record carried from S.
+    for (key, id) in builds {
+        let Some(rec) = view.latest(key)? else {
             continue;
         };
         let (Some(artifact), true) = (
@@ -480,10 +731,7 @@ fn merge_commit(
         ) else {
             continue;
         };
-        let Some(id) = j.candidates.first() else {
-            continue;
-        };
-        let job = &plan.jobs[&j.key];
+        let job = &plan.jobs[key];
         let version = job
             .env
             .iter()
@@ -497,7 +745,7 @@ fn merge_commit(
             size: artifact.size,
             location: artifact.location.clone(),
             lock: artifact.lock.clone(),
-            build_job: j.key.clone(),
+            build_job: key.clone(),
             builder: format!("{}@{}", rec.runner.user, rec.runner.host),
             built_at: rec.finished.clone(),
         };
@@ -505,29 +753,136 @@ fn merge_commit(
         edits.push((records::built_path(id), Some((EntryKind::Blob, blob))));
         built.push(format!("{id} {version} {}", artifact.digest));
     }
-    let mut rec = decision_record(plan, e, opts, built);
+    Ok((edits, built))
+}
+
+/// Whether moving `moved` moves S whole: every candidate of the move is in it.
+pub fn moves_whole(plan: &MovePlan, moved: &[CandidateId]) -> bool {
+    plan.candidates.iter().all(|c| moved.contains(&c.id))
+}
+
+/// The tree T gets when `moved` moves, before the decision record is added.
+pub fn promoted_tree(
+    planner: &Planner,
+    plan: &MovePlan,
+    moved: &[CandidateId],
+    builds: &[(String, crate::manifest::ItemId)],
+    view: &LedgerView,
+) -> Result<(ObjectId, Vec<String>)> {
+    let repo = planner.repo;
+    let t_tree = repo.tree_of(plan.to_head)?;
+    let (edits, built) = moved_edits(planner, plan, moved, builds, view)?;
+    let base = if moves_whole(plan, moved) {
+        // S's tree, with T's own records under .stagegate/ (S's holds and decisions are S's
+        // business), then what moved overrides.
+        let s_tree = repo.tree_of(plan.from_head)?;
+        let mut pre = vec![(RECORDS_DIR.to_string(), None)];
+        if let Some(r) = repo.entry(t_tree, RECORDS_DIR)? {
+            pre.push((RECORDS_DIR.to_string(), Some((r.kind, r.id))));
+        }
+        repo.edit_tree(s_tree, &pre)?
+    } else {
+        t_tree
+    };
+    let tree = repo.edit_tree(base, &edits)?;
+    Ok((tree, built))
+}
+
+/// The passing build jobs of the moving groups.
+fn builds_of(plan: &MovePlan, decided: &Decided) -> Vec<(String, crate::manifest::ItemId)> {
+    let mut out = Vec::new();
+    for i in &decided.moving {
+        for k in &plan.groups[*i].required {
+            let job = &plan.jobs[k];
+            if job.kind == crate::plan::JobKind::Build
+                && let Some(id) = job.candidates.first()
+            {
+                out.push((k.clone(), id.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Write the promotion commit for what `decided` moves (no ref is moved).
+pub fn promotion_commit(
+    planner: &Planner,
+    plan: &MovePlan,
+    decided: &Decided,
+    opts: &Options,
+    pushed: Vec<push_gate::PushRecord>,
+) -> Result<ObjectId> {
+    let repo = planner.repo;
+    let moved = decided.moved(plan);
+    let view = Ledger::new(repo, &planner.pipeline.results_ref).view()?;
+    let (tree, built) = promoted_tree(planner, plan, &moved, &builds_of(plan, decided), &view)?;
+    let mut jobs: Vec<gate::JobVerdict> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    for i in &decided.moving {
+        let g = &decided.evaluation.groups[*i];
+        jobs.extend(g.jobs.iter().cloned());
+        notes.extend(g.reasons.iter().map(|r| r.message.clone()));
+    }
+    if let Some(c) = &decided.combination
+        && c.state == State::Promote
+    {
+        for j in &c.jobs {
+            if !jobs.iter().any(|x| x.key == j.key) {
+                jobs.push(j.clone());
+            }
+        }
+    }
+    let stayed: Vec<StayedRecord> = decided
+        .evaluation
+        .groups
+        .iter()
+        .filter(|g| !g.members.iter().any(|m| moved.contains(m)))
+        .flat_map(|g| {
+            g.members.iter().map(|m| StayedRecord {
+                item: m.to_string(),
+                state: if g.state == State::Promote {
+                    "wait".into()
+                } else {
+                    g.state.to_string()
+                },
+                reasons: g.reasons.iter().map(|r| r.message.clone()).collect(),
+            })
+        })
+        .collect();
+    let mut rec = record(
+        planner,
+        plan,
+        "promote",
+        &moved,
+        job_records(&jobs),
+        notes,
+        stayed,
+        opts,
+    )?;
+    rec.built = built;
     rec.pushed = pushed;
     let stamp = rec.decided_at.replace([':', '-'], "");
     let path = format!(
         "{}/{stamp}-{}.yaml",
         records::decisions_dir(&plan.to.name),
-        short(e.commit)
+        short(plan.from_head)
     );
     let blob = repo.write_blob(records::to_yaml(&rec).as_bytes())?;
-    edits.push((path, Some((EntryKind::Blob, blob))));
-    let tree = repo.edit_tree(c_tree, &edits)?;
+    let tree = repo.edit_tree(tree, &[(path, Some((EntryKind::Blob, blob)))])?;
 
     let mut body = String::new();
+    let whole = moves_whole(plan, &moved);
     body.push_str(&format!(
-        "Tested {} \"{}\" on {} against {}.\n",
-        short(e.commit),
-        e.subject,
+        "Tested on {} at {} \"{}\" against {}{}.\n",
         plan.from.name,
-        plan.to.name
+        short(plan.from_head),
+        rec.subject,
+        plan.to.name,
+        if whole { "; all of it moves" } else { "" }
     ));
-    if !e.jobs.is_empty() {
+    if !jobs.is_empty() {
         body.push('\n');
-        for j in &e.jobs {
+        for j in &jobs {
             let baseline = j
                 .baseline
                 .map(|b| format!(" (baseline: {b})"))
@@ -539,15 +894,26 @@ fn merge_commit(
             ));
         }
     }
-    for r in &e.reasons {
-        body.push_str(&format!("note: {}\n", r.message));
+    for r in &rec.reasons {
+        body.push_str(&format!("note: {r}\n"));
+    }
+    if !rec.stayed.is_empty() {
+        body.push_str(&format!("\nStaying on {}:\n", plan.from.name));
+        for s in &rec.stayed {
+            body.push_str(&format!("  {} ({})\n", s.item, s.state));
+        }
     }
     let msg = format!(
         "Promote to {}: {}\n\n{}\n{}",
         plan.to.name,
         candidates_line(&rec),
         body,
-        trailers(plan, e, &rec)
+        trailers(plan, "promote", &jobs, &rec)
     );
-    repo.write_commit(tree, &[plan.to_head, e.commit], &msg)
+    let parents: Vec<ObjectId> = if whole {
+        vec![plan.to_head, plan.from_head]
+    } else {
+        vec![plan.to_head]
+    };
+    repo.write_commit(tree, &parents, &msg)
 }

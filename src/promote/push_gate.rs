@@ -3,12 +3,11 @@
 //! commit. Never forced: a push git refuses (not a fast-forward) is reported and recorded
 //! in the decision, and not retried.
 
-use gix::ObjectId;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::manifest::ItemKind;
-use crate::plan::{MovePlan, Planner, Snapshot};
+use crate::plan::{CandidateId, MovePlan, Planner, Snapshot};
 use crate::repo::remote::git;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,28 +35,25 @@ impl PushRecord {
     }
 }
 
-/// Push every component candidate of `tested` that has `push-to`, when `plan` moves into
-/// the pipeline's last stage.
+/// Push every moving component candidate that has `push-to`, when `plan` moves into the
+/// pipeline's last stage.
 pub fn push_components(
     planner: &Planner,
     plan: &MovePlan,
-    tested: ObjectId,
+    moved: &[CandidateId],
 ) -> Result<Vec<PushRecord>> {
     let last = planner.pipeline.stages.last().map(|s| s.name.as_str());
     if last != Some(plan.to.name.as_str()) {
         return Ok(Vec::new());
     }
-    let Some(pending) = plan.pending.iter().find(|p| p.commit == tested) else {
-        return Ok(Vec::new());
-    };
-    let snap = Snapshot::new(planner.repo, tested, planner.cache.clone())?;
+    let snap = Snapshot::new(planner.repo, plan.from_head, planner.cache.clone())?;
     let mut out = Vec::new();
-    for c in pending
-        .candidates
+    for id in moved
         .iter()
-        .filter(|c| c.item.kind == ItemKind::Component && c.to.is_some())
+        .filter_map(CandidateId::item)
+        .filter(|i| i.kind == ItemKind::Component)
     {
-        let Some((_, item)) = snap.item(&c.item)? else {
+        let Some((_, item)) = snap.item(id)? else {
             continue;
         };
         let Some(src) = &item.source else { continue };
@@ -69,12 +65,12 @@ pub fn push_components(
             planner.repo.root_dir(),
             &planner.repo.self_url(),
         );
-        let (pushed, message) = match push(planner, &c.item.name, &url, commit, branch) {
+        let (pushed, message) = match push(planner, &id.name, &url, commit, branch) {
             Ok(m) => (true, m),
             Err(m) => (false, m),
         };
         out.push(PushRecord {
-            item: c.item.to_string(),
+            item: id.to_string(),
             branch: branch.clone(),
             commit: commit.clone(),
             pushed,

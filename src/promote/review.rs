@@ -18,14 +18,15 @@
 
 use gix::ObjectId;
 
+use super::Decided;
 use crate::error::{Error, Result};
 use crate::forge::codeowners::Owner;
 use crate::forge::summary::{
     BaselineRow, CandidateChange, DecisionKind, EnvItem, JobRow, PromotionSummary,
 };
 use crate::forge::{CheckRun, Forge, promotion_branch};
-use crate::gate::{Decision, Evaluation, JobState};
-use crate::plan::{JobKind, MovePlan, Planner, short};
+use crate::gate::{JobState, State};
+use crate::plan::{CandidateId, JobKind, MovePlan, Planner, short};
 use crate::repo::Cas;
 use crate::repo::remote::git;
 
@@ -39,54 +40,88 @@ pub struct Review<'a> {
     pub merge_poll_ms: u64,
 }
 
-/// The people's view of one evaluated commit of a move.
-pub fn summary(planner: &Planner, plan: &MovePlan, e: &Evaluation) -> Result<PromotionSummary> {
+/// The people's view of a move: the candidates that move (or, when none does, every
+/// candidate) with their jobs.
+pub fn summary(planner: &Planner, plan: &MovePlan, decided: &Decided) -> Result<PromotionSummary> {
     let repo = planner.repo;
-    let pending = plan
-        .pending
+    let moved = decided.moved(plan);
+    let shown: Vec<&crate::plan::Candidate> = plan
+        .candidates
         .iter()
-        .find(|p| p.commit == e.commit)
-        .expect("evaluated commits are pending");
-    let (c_tree, t_tree) = (repo.tree_of(e.commit)?, repo.tree_of(plan.to_head)?);
+        .filter(|c| moved.is_empty() || moved.contains(&c.id))
+        .collect();
+    let (c_tree, t_tree) = (repo.tree_of(plan.from_head)?, repo.tree_of(plan.to_head)?);
     let text = |tree: ObjectId, path: &str| -> Result<Option<String>> {
         Ok(repo
             .read(tree, path)?
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
     };
     let mut candidates = Vec::new();
-    for c in &pending.candidates {
-        let path = c.item.path();
+    let mut jobs_seen: Vec<&crate::gate::JobVerdict> = Vec::new();
+    let mut reasons = Vec::new();
+    let mut decision = DecisionKind::Wait;
+    for c in &shown {
+        let path = c.id.path();
+        let (kind, name) = match &c.id {
+            CandidateId::Item(i) => (format!("{:?}", i.kind).to_lowercase(), i.name.clone()),
+            CandidateId::Test(t) => ("test".to_string(), t.clone()),
+            CandidateId::Pipeline => ("pipeline".to_string(), "stagegate.yaml".to_string()),
+        };
         candidates.push(CandidateChange {
-            kind: format!("{:?}", c.item.kind).to_lowercase(),
-            name: c.item.name.clone(),
+            kind,
+            name,
             path: path.clone(),
             old_version: c.from.clone(),
             new_version: c.to.clone(),
             old_manifest: text(t_tree, &path)?,
             new_manifest: text(c_tree, &path)?,
         });
+        if let Some(g) = decided.evaluation.of(&c.id) {
+            for j in &g.jobs {
+                if !jobs_seen.iter().any(|x| x.key == j.key) {
+                    jobs_seen.push(j);
+                }
+            }
+            for r in &g.reasons {
+                let m = format!("{}: {}", c.id, r.message);
+                if !reasons.contains(&m) {
+                    reasons.push(m);
+                }
+            }
+            decision = match (decision, g.state) {
+                (_, State::Promote) if !moved.is_empty() => DecisionKind::Promote,
+                (DecisionKind::Promote, _) => DecisionKind::Promote,
+                (_, State::Rejected) => DecisionKind::Reject,
+                (d, _) => d,
+            };
+        }
     }
-    let jobs = e
-        .jobs
+    if !moved.is_empty() {
+        decision = DecisionKind::Promote;
+    }
+    let jobs = jobs_seen
         .iter()
         .map(|j| {
-            let job = &plan.jobs[&j.key];
+            let job = &plan.jobs.get(&j.key);
             JobRow {
                 key: j.key.clone(),
                 name: j.label.clone(),
-                manifest: Some(match job.kind {
+                manifest: job.map(|job| match job.kind {
                     JobKind::Test => format!("tests/{}.yaml", job.name),
                     JobKind::Build => job.candidates.first().map(|c| c.path()).unwrap_or_default(),
                 }),
                 environment: job
-                    .env
-                    .iter()
-                    .map(|x| EnvItem {
-                        item: x.item.to_string(),
-                        version: x.version.clone(),
-                        candidate: x.candidate,
+                    .map(|job| {
+                        job.env
+                            .iter()
+                            .map(|x| EnvItem {
+                                item: x.item.to_string(),
+                                version: x.version.clone(),
+                                candidate: x.candidate,
+                            })
+                            .collect()
                     })
-                    .collect(),
+                    .unwrap_or_default(),
                 verdict: j.verdict,
                 log_url: j.log.clone(),
                 baseline: j.baseline_key.clone().map(|key| BaselineRow {
@@ -108,15 +143,11 @@ pub fn summary(planner: &Planner, plan: &MovePlan, e: &Evaluation) -> Result<Pro
     Ok(PromotionSummary {
         from: plan.from.name.clone(),
         to: plan.to.name.clone(),
-        commit: e.commit.to_string(),
-        subject: e.subject.clone(),
+        commit: plan.from_head.to_string(),
+        subject: repo.commit(plan.from_head)?.subject().to_string(),
         target: Some(plan.to_head.to_string()),
-        decision: match e.decision {
-            Decision::Promote => DecisionKind::Promote,
-            Decision::Reject => DecisionKind::Reject,
-            Decision::Wait => DecisionKind::Wait,
-        },
-        reasons: e.reasons.iter().map(|r| r.message.clone()).collect(),
+        decision,
+        reasons,
         candidates,
         jobs,
         run_url: crate::runner::identity().ci_url,
@@ -542,7 +573,7 @@ fn approval(
 }
 
 /// The gate is red for this move: an open promotion pull request becomes a draft, saying why.
-pub fn redden(plan: &MovePlan, newest: &Evaluation, review: &Review) -> Result<Option<String>> {
+pub fn redden(plan: &MovePlan, decided: &Decided, review: &Review) -> Result<Option<String>> {
     let branch = promotion_branch(&plan.from.name, &plan.to.name);
     let Some(pr) = review.forge.find_open_pr(&branch, &plan.to.branch)? else {
         return Ok(None);
@@ -550,16 +581,30 @@ pub fn redden(plan: &MovePlan, newest: &Evaluation, review: &Review) -> Result<O
     if pr.draft {
         return Ok(None);
     }
-    let reasons: Vec<&str> = newest.reasons.iter().map(|r| r.message.as_str()).collect();
+    let reasons: Vec<&str> = decided
+        .evaluation
+        .groups
+        .iter()
+        .flat_map(|g| g.reasons.iter().map(|r| r.message.as_str()))
+        .collect();
+    let state = if decided
+        .evaluation
+        .groups
+        .iter()
+        .any(|g| g.state == State::Rejected)
+    {
+        "reject"
+    } else {
+        "wait"
+    };
     let why = format!(
-        "stagegate: the gate into {} is no longer green ({}): {}",
+        "stagegate: the gate into {} is no longer green ({state}): {}",
         plan.to.name,
-        newest.decision,
         reasons.join("; ")
     );
     review.forge.set_draft(pr.number, true, Some(&why))?;
     Ok(Some(format!(
-        "pull request #{} turned into a draft: the gate is {}",
-        pr.number, newest.decision
+        "pull request #{} turned into a draft: the gate is {state}",
+        pr.number
     )))
 }

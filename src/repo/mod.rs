@@ -17,6 +17,9 @@ use gix::refs::transaction::{PreviousValue, RefEdit};
 use crate::error::{Context, Error, IoContext, Result};
 use crate::manifest::Files;
 
+/// Tree edits: `(path, Some((kind, id)))` upserts, `(path, None)` removes.
+pub type Edits = Vec<(String, Option<(EntryKind, ObjectId)>)>;
+
 /// A state repository opened for reading and writing objects and refs.
 pub struct Repo {
     pub git: gix::Repository,
@@ -198,6 +201,25 @@ impl Repo {
         }
     }
 
+    /// Every local branch (`refs/heads/…`) and the commit it points to, in name order.
+    pub fn branches(&self) -> Result<Vec<(String, ObjectId)>> {
+        let refs = self.git.references().context(|| "listing refs".into())?;
+        let mut out = Vec::new();
+        for r in refs
+            .local_branches()
+            .context(|| "listing branches".into())?
+            .flatten()
+        {
+            let mut r = r;
+            let name = r.name().shorten().to_string();
+            if let Ok(id) = r.peel_to_id() {
+                out.push((name, id.detach()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     pub fn commit(&self, id: ObjectId) -> Result<CommitInfo> {
         let c = self
             .git
@@ -363,7 +385,9 @@ impl Repo {
     }
 
     /// Write a commit object (no ref is moved). Identity comes from git's usual configuration
-    /// and environment, falling back to `stagegate <stagegate@localhost>`.
+    /// and environment, falling back to `stagegate <stagegate@localhost>`. The time is the
+    /// moment of writing (gix would give the time the repository was opened), unless
+    /// `GIT_COMMITTER_DATE` / `GIT_AUTHOR_DATE` fix it, as for git.
     pub fn write_commit(
         &self,
         tree: ObjectId,
@@ -377,14 +401,21 @@ impl Repo {
             email: "stagegate@localhost".into(),
             time: now.to_str(&mut time_buf),
         };
-        let committer = match self.git.committer() {
+        let fixed = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+        let mut committer = match self.git.committer() {
             Some(Ok(s)) => s,
             _ => fallback,
         };
-        let author = match self.git.author() {
+        if !fixed("GIT_COMMITTER_DATE") {
+            committer.time = fallback.time;
+        }
+        let mut author = match self.git.author() {
             Some(Ok(s)) => s,
             _ => committer,
         };
+        if !fixed("GIT_AUTHOR_DATE") {
+            author.time = fallback.time;
+        }
         let c = self
             .git
             .new_commit_as(committer, author, message, tree, parents.iter().copied())

@@ -247,3 +247,11 @@ impl TestEnv {
         env
     }
 }
+
+/// Whether a path of the results ledger holds a result (`K[0..2]/K[2..4]/K/…`), not one of
+/// the facts recorded beside them (decisions, first sightings, overrides).
+pub fn is_result_path(path: &str) -> bool {
+    path.split('/')
+        .next()
+        .is_some_and(|d| d.len() == 2 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+}

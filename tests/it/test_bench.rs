@@ -107,13 +107,10 @@ fn small_repository_passes_check_and_has_pending_candidates_and_results() {
     assert_eq!(moves.len(), 2, "{status:#}");
     let mut verdicts: BTreeMap<String, u64> = BTreeMap::new();
     for m in moves {
-        let pending = m["pending"].as_array().unwrap();
-        assert_eq!(pending.len(), 4, "{m:#}");
-        for p in pending {
-            assert!(!p["candidates"].as_array().unwrap().is_empty(), "{p:#}");
-            let jobs = p["jobs"].as_object().unwrap();
-            assert!(!jobs.is_empty(), "a pending commit without jobs: {p:#}");
-            for (label, n) in jobs {
+        let candidates = m["candidates"].as_array().unwrap();
+        assert!(!candidates.is_empty(), "{m:#}");
+        for c in candidates {
+            for (label, n) in c["jobs"].as_object().unwrap() {
                 *verdicts.entry(label.clone()).or_default() += n.as_u64().unwrap();
             }
         }

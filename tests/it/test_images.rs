@@ -80,7 +80,7 @@ fn ledger(env: &TestEnv) -> Vec<ResultRecord> {
     let paths = env.git(&["ls-tree", "-r", "--name-only", LEDGER]);
     paths
         .lines()
-        .filter(|p| !p.starts_with("decisions/"))
+        .filter(|p| crate::common::is_result_path(p))
         .map(|path| {
             let text = env.git(&["show", &format!("{LEDGER}:{path}")]);
             stagegate::records::parse(path, text.as_bytes())
@@ -369,16 +369,6 @@ fn derived_repo() -> TestEnv {
     env
 }
 
-/// The one planned build of `images/child` for pending commit `commit`.
-fn child_build_for(env: &TestEnv, commit: &str) -> serde_json::Value {
-    let jobs: Vec<serde_json::Value> = planned(env, "images/child")
-        .into_iter()
-        .filter(|j| j["commit"] == commit)
-        .collect();
-    assert_eq!(jobs.len(), 1, "{jobs:#?}");
-    jobs.into_iter().next().unwrap()
-}
-
 #[test]
 fn based_on_gives_the_build_its_parent_artifact_and_keys_it_on_that_artifact() {
     let env = derived_repo();
@@ -398,52 +388,61 @@ fn based_on_gives_the_build_its_parent_artifact_and_keys_it_on_that_artifact() {
     assert_eq!(artifact, "base 1\nchild 1\n");
 
     // The child alone changes: built on stable's parent artifact.
-    let only_child = env.commit_on(
+    env.commit_on(
         "staging",
         "child 2",
         &[("images/child.yaml", &child_image("2"))],
     );
-    let on_stable_parent = child_build_for(&env, &only_child);
-    // The same child manifest, now on a new parent built in the same commit.
-    let both = env.commit_on(
+    let child_builds = planned(&env, "images/child");
+    assert_eq!(child_builds.len(), 1, "{child_builds:#?}");
+    let on_stable_parent = child_builds[0].clone();
+    assert_eq!(on_stable_parent["after"], serde_json::json!([]));
+    env.sg_ok(&["run"]);
+    let old_parent = results_of(&env, "images/child")
+        .into_iter()
+        .find(|r| r.key == on_stable_parent["key"].as_str().unwrap())
+        .expect("built");
+    assert_eq!(old_parent.verdict, Verdict::Pass, "{old_parent:#?}");
+    assert_eq!(old_parent.artifact.unwrap().lock, Some(received));
+
+    // Its parent changes too: the child waits for the parent to move first, and is then
+    // built on the parent's new artifact (a new key).
+    env.commit_on(
         "staging",
         "base 2",
         &[("images/base.yaml", &base_image("2", ""))],
     );
-    let on_new_parent = child_build_for(&env, &both);
+    assert_eq!(
+        planned(&env, "images/child"),
+        Vec::<serde_json::Value>::new()
+    );
+    let why = env.sg_ok(&["why", "images/child"]);
+    assert!(
+        why.contains("images/child is built on images/base, which is pending too"),
+        "{why}"
+    );
+    let out = env.sg_ok(&["cycle", "--no-poll"]);
+    assert!(out.contains("promoted images/base as "), "{out}");
+    assert_eq!(built(&env, "stable", "base").version, "2");
+    let on_new_parent = planned(&env, "images/child");
+    assert_eq!(on_new_parent.len(), 1, "{on_new_parent:#?}");
     assert_ne!(
-        on_stable_parent["key"], on_new_parent["key"],
+        on_stable_parent["key"], on_new_parent[0]["key"],
         "the child's build key follows its parent's artifact"
     );
-    let base_build = planned(&env, "images/base");
-    assert_eq!(base_build.len(), 1, "{base_build:#?}");
-    assert_eq!(on_new_parent["after"][0], base_build[0]["key"]);
-
-    env.sg_ok(&["run"]);
-    let by_key = |key: &serde_json::Value| {
-        results_of(&env, "images/child")
-            .into_iter()
-            .find(|r| r.key == key.as_str().unwrap())
-            .unwrap_or_else(|| panic!("no result for {key}"))
-    };
-    let old_parent = by_key(&on_stable_parent["key"]);
-    assert_eq!(old_parent.verdict, Verdict::Pass, "{old_parent:#?}");
-    assert_eq!(old_parent.artifact.unwrap().lock, Some(received));
-    let new_parent = by_key(&on_new_parent["key"]);
-    let base2 = results_of(&env, "images/base")
-        .into_iter()
-        .filter_map(|r| r.artifact)
-        .find(|a| a.digest != base1.digest)
-        .expect("base 2 was built");
-    let got = new_parent.artifact.unwrap();
+    env.sg_ok(&["cycle", "--no-poll"]);
+    let child2 = built(&env, "stable", "child");
+    let base2 = built(&env, "stable", "base");
+    assert_eq!(child2.version, "2");
     assert!(
-        got.lock
+        child2
+            .lock
             .as_deref()
             .unwrap()
             .contains(&format!("parent-digest: {}", base2.digest)),
-        "{got:#?}"
+        "{child2:#?}"
     );
-    let content = std::fs::read_to_string(store_path(&env, &got.digest)).unwrap();
+    let content = std::fs::read_to_string(store_path(&env, &child2.digest)).unwrap();
     assert_eq!(content, "base 2\nchild 2\n");
 }
 
@@ -800,11 +799,14 @@ fn a_derived_image_follows_its_parent_when_poll_bumps_it() {
         "1",
         since,
     );
-    // Both are rebuilt, the child after (and on) its new parent.
-    let child = planned(&env, "images/child");
-    let base = planned(&env, "images/base");
-    assert_eq!(child.len(), 1, "{child:#?}");
-    assert_eq!(child[0]["after"][0], base[0]["key"]);
+    // The parent is rebuilt first; the child waits for it, to be built on it.
+    assert_eq!(planned(&env, "images/base").len(), 1);
+    assert!(planned(&env, "images/child").is_empty());
+    let status = env.sg_ok(&["status"]);
+    assert!(
+        status.contains("images/child is built on images/base, which is pending too: it waits for images/base to move first"),
+        "{status}"
+    );
 }
 
 #[test]

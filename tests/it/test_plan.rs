@@ -1,4 +1,4 @@
-//! Pending commits, candidates, environments and job keys (`status`, `plan`, `diff`).
+//! Candidates, groups, environments and job keys (`status`, `plan`, `diff`).
 
 use crate::common::TestEnv;
 
@@ -23,23 +23,45 @@ fn env() -> TestEnv {
     ])
 }
 
-/// The required jobs of the only pending commit of the staging → stable move.
+/// The required jobs of the groups of candidates of the staging → stable move (and of
+/// their combination, once planned).
 fn jobs(env: &TestEnv) -> Vec<serde_json::Value> {
     let plan = env.json(&["plan", "--format", "json"]);
     let mv = &plan[0];
     assert_eq!(mv["from"]["name"], "staging");
-    let pending = mv["pending"].as_array().unwrap();
-    assert_eq!(pending.len(), 1, "{plan:#}");
-    let required: Vec<&str> = pending[0]["required"]
+    let groups = mv["groups"].as_array().unwrap();
+    assert!(!groups.is_empty(), "{plan:#}");
+    let all = mv["jobs"].as_array().unwrap();
+    let mut out: Vec<serde_json::Value> = Vec::new();
+    for g in groups
+        .iter()
+        .chain(mv["combination"].as_object().map(|_| &mv["combination"]))
+    {
+        for k in g["required"].as_array().unwrap() {
+            let job = all.iter().find(|j| j["key"] == *k).unwrap().clone();
+            if !out.iter().any(|j| j["key"] == job["key"]) {
+                out.push(job);
+            }
+        }
+    }
+    out
+}
+
+/// The required keys of the group holding `member`.
+fn group_keys(env: &TestEnv, member: &str) -> Vec<String> {
+    let plan = env.json(&["plan", "--format", "json"]);
+    let g = plan[0]["groups"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| k.as_str().unwrap())
-        .collect();
-    let all = mv["jobs"].as_array().unwrap();
-    required
+        .find(|g| g["members"].as_array().unwrap().iter().any(|m| m == member))
+        .unwrap_or_else(|| panic!("no group holds {member}: {plan:#}"))
+        .clone();
+    g["required"]
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|k| all.iter().find(|j| j["key"] == *k).unwrap().clone())
+        .map(|k| k.as_str().unwrap().to_string())
         .collect()
 }
 
@@ -49,7 +71,7 @@ fn nothing_is_pending_when_stages_agree() {
     let out = env.sg_ok(&["status"]);
     assert!(out.contains("up to date"), "{out}");
     let plan = env.json(&["plan", "--format", "json"]);
-    assert_eq!(plan[0]["pending"].as_array().unwrap().len(), 0);
+    assert_eq!(plan[0]["candidates"].as_array().unwrap().len(), 0);
 }
 
 #[test]
@@ -61,11 +83,11 @@ fn a_bumped_image_is_the_only_candidate_and_each_test_using_it_is_planned() {
         &[("images/host.yaml", "name: host\nversion: \"1.1\"\n")],
     );
     let status = env.sg_ok(&["status"]);
-    assert!(status.contains("images/host: 1.0 → 1.1"), "{status}");
+    assert!(status.contains("images/host 1.0 → 1.1: wait (1 missing)\n    - test  boot [images/host] has no result yet"), "{status}");
     assert!(!status.contains("images/guest"), "{status}");
-    assert!(status.contains("    jobs: 1 missing\n    gate: wait\n      - test  boot [images/host] has no result yet"), "{status}");
     let json = env.json(&["status", "--format", "json"]);
-    assert_eq!(json[0]["pending"][0]["gate"], "wait");
+    assert_eq!(json[0]["candidates"][0]["state"], "wait");
+    assert_eq!(json[0]["candidates"][0]["item"], "images/host");
     let jobs = jobs(&env);
     assert_eq!(jobs.len(), 1, "{jobs:#?}");
     let job = &jobs[0];
@@ -98,7 +120,7 @@ fn a_bumped_image_is_the_only_candidate_and_each_test_using_it_is_planned() {
 }
 
 #[test]
-fn two_candidates_in_one_commit_give_two_solo_jobs_and_the_combination() {
+fn two_candidates_are_judged_alone_then_together_once_both_pass() {
     let env = env();
     env.commit_on(
         "staging",
@@ -108,19 +130,32 @@ fn two_candidates_in_one_commit_give_two_solo_jobs_and_the_combination() {
             ("components/xen.yaml", "name: xen\nversion: \"4.21\"\n"),
         ],
     );
-    let jobs = jobs(&env);
-    let mut shapes: Vec<(String, String)> = jobs
-        .iter()
-        .map(|j| {
-            (
-                j["role"].as_str().unwrap().to_string(),
-                j["candidates"].to_string(),
-            )
-        })
-        .collect();
-    shapes.sort();
+    let shapes = |jobs: &[serde_json::Value]| {
+        let mut shapes: Vec<(String, String)> = jobs
+            .iter()
+            .map(|j| {
+                (
+                    j["role"].as_str().unwrap().to_string(),
+                    j["candidates"].to_string(),
+                )
+            })
+            .collect();
+        shapes.sort();
+        shapes
+    };
+    // Each alone first: one unknown at a time.
     assert_eq!(
-        shapes,
+        shapes(&jobs(&env)),
+        vec![
+            ("candidate".into(), r#"["components/xen"]"#.into()),
+            ("candidate".into(), r#"["images/host"]"#.into()),
+        ]
+    );
+    // Both pass alone: before they land together, their combination is planned and run.
+    env.sg_ok(&["run"]);
+    let jobs = jobs(&env);
+    assert_eq!(
+        shapes(&jobs),
         vec![
             ("candidate".into(), r#"["components/xen"]"#.into()),
             ("candidate".into(), r#"["images/host"]"#.into()),
@@ -156,28 +191,15 @@ fn a_changed_test_script_changes_the_key() {
         "Test more",
         &[("tests/boot.sh", "#!/bin/sh\necho more\nexit 0\n")],
     );
-    let plan = env.json(&["plan", "--format", "json"]);
-    let pending = plan[0]["pending"].as_array().unwrap();
-    assert_eq!(pending.len(), 2);
-    let newest = &pending[0];
-    assert_eq!(newest["changed_tests"], serde_json::json!(["boot"]));
-    let newest_keys: Vec<&str> = newest["required"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap())
-        .collect();
-    assert!(
-        !newest_keys.contains(&before.as_str()),
+    // The changed test is a candidate of its own, judged with stable's items; the image is
+    // still judged by stable's version of the test.
+    let test_keys = group_keys(&env, "tests/boot");
+    assert_eq!(test_keys.len(), 1);
+    assert_ne!(
+        test_keys[0], before,
         "the script changed, so the key must too"
     );
-    let older_keys: Vec<&str> = pending[1]["required"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap())
-        .collect();
-    assert_eq!(older_keys, vec![before.as_str()]);
+    assert_eq!(group_keys(&env, "images/host"), vec![before]);
 }
 
 #[test]
@@ -237,7 +259,7 @@ fn status_and_plan_work_on_a_bare_repository() {
     };
     std::fs::write(bare_env.home().join("gitconfig"), "").unwrap();
     let status = bare_env.sg_ok(&["status"]);
-    assert!(status.contains("images/host: 1.0 → 1.1"), "{status}");
+    assert!(status.contains("images/host 1.0 → 1.1"), "{status}");
     let plan = bare_env.sg_ok(&["plan"]);
     assert!(plan.contains("test  boot [images/host]"), "{plan}");
     assert!(!bare.join("images").exists(), "no work tree may be written");
@@ -321,7 +343,7 @@ fn plan_rev_plans_what_a_pull_request_head_would_cause() {
     let staging = env.rev("staging");
     let plan = env.json(&["plan", "--format", "json"]);
     assert_eq!(
-        plan[0]["pending"].as_array().unwrap().len(),
+        plan[0]["candidates"].as_array().unwrap().len(),
         0,
         "nothing on the stages"
     );
@@ -330,12 +352,9 @@ fn plan_rev_plans_what_a_pull_request_head_would_cause() {
     ]);
     let mv = &plan[0];
     assert_eq!(mv["from_head"], head.as_str());
-    let pending = mv["pending"].as_array().unwrap();
-    assert_eq!(pending.len(), 1, "{plan:#}");
-    assert_eq!(
-        pending[0]["candidates"][0]["item"], "components/xen",
-        "{plan:#}"
-    );
+    let candidates = mv["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 1, "{plan:#}");
+    assert_eq!(candidates[0]["item"], "components/xen", "{plan:#}");
     let jobs: Vec<&str> = mv["jobs"]
         .as_array()
         .unwrap()

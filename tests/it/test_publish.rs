@@ -150,7 +150,11 @@ fn without_a_remote_nothing_is_pushed() {
 #[test]
 fn a_promotion_the_remote_refuses_is_taken_back() {
     let (env, origin) = setup();
-    env.commit_on("staging", "Make t pass", &[("ok", "")]);
+    env.commit_on(
+        "staging",
+        "c 3 instead",
+        &[("components/c.yaml", "name: c\nversion: \"3\"\n")],
+    );
     env.write_hook(
         &origin,
         "pre-receive",

@@ -87,6 +87,7 @@ fn ledger(env: &TestEnv) -> BTreeMap<String, ResultRecord> {
     let paths = env.git(&["ls-tree", "-r", "--name-only", LEDGER]);
     paths
         .lines()
+        .filter(|p| crate::common::is_result_path(p))
         .map(|path| {
             let text = env.git(&["show", &format!("{LEDGER}:{path}")]);
             let record: ResultRecord = stagegate::records::parse(path, text.as_bytes())
@@ -229,7 +230,8 @@ fn a_passing_job_is_recorded_as_pass_with_its_output() {
     assert_eq!(r.kind, "test");
     assert_eq!(r.name, "t");
     assert_eq!(r.role, "candidate");
-    assert_eq!(r.commit, env.rev("staging"));
+    // The test is stable's: the rules, and the tests, come from the target stage.
+    assert_eq!(r.commit, env.rev("stable"));
     assert_eq!(r.env[0].item, "components/xen");
     assert_eq!(r.env[0].version, "2");
     assert!(r.excerpt.contains("hello from the test"), "{r:#?}");
@@ -369,7 +371,7 @@ fn a_script_with_a_missing_interpreter_is_an_error_with_a_reason() {
 }
 
 #[test]
-fn a_missing_script_is_an_error_with_a_reason() {
+fn a_test_whose_script_is_missing_is_invalid_and_never_runs() {
     let env = repo_with_tests(&[]);
     env.commit_on(
         "staging",
@@ -379,12 +381,15 @@ fn a_missing_script_is_an_error_with_a_reason() {
             &test_yaml("gone", "components/xen", "gone.sh", ""),
         )],
     );
-    let (_, err) = env.sg_code(1, &["run"]);
-    assert!(!err.contains("panicked"), "{err}");
-    let (_, r) = only_record(&env);
-    assert_eq!(r.verdict, Verdict::Error);
-    assert!(r.reason.unwrap().contains("not found"));
-    assert!(r.excerpt.contains("gone.sh"), "{}", r.excerpt);
+    let out = env.sg_ok(&["run"]);
+    assert!(!out.contains("gone"), "{out}");
+    assert!(ledger(&env).values().all(|r| r.name != "gone"));
+    let status = env.sg_ok(&["status"]);
+    assert!(status.contains("  tests/gone new: invalid\n"), "{status}");
+    assert!(
+        status.contains("\"tests/gone.sh\" does not exist in the repository"),
+        "{status}"
+    );
 }
 
 // --- interruption ---
@@ -663,7 +668,7 @@ fn a_job_sees_its_key_output_dir_env_file_and_item_versions() {
     assert_eq!(vars["STAGEGATE_JOB"], key);
     assert_eq!(vars["STAGEGATE_JOB_NAME"], "t");
     assert_eq!(vars["STAGEGATE_ROLE"], "candidate");
-    assert_eq!(vars["STAGEGATE_COMMIT"], env.rev("staging"));
+    assert_eq!(vars["STAGEGATE_COMMIT"], env.rev("stable"));
     // The candidate at its new version, the rest at stable's.
     assert_eq!(vars["STAGEGATE_COMPONENT_XEN_VERSION"], "2");
     assert_eq!(vars["STAGEGATE_COMPONENT_XEN_CANDIDATE"], "1");

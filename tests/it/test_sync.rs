@@ -60,7 +60,7 @@ fn result_files(env: &TestEnv, dir: &Path) -> Vec<String> {
         &["ls-tree", "-r", "--name-only", "refs/stagegate/results"],
     );
     out.lines()
-        .filter(|l| !l.is_empty())
+        .filter(|l| crate::common::is_result_path(l))
         .map(String::from)
         .collect()
 }

@@ -433,10 +433,10 @@ fn an_approved_promotion_is_not_pushed_over_a_stage_that_moved_on_the_remote() {
     let head = w.origin(BRANCH);
     w.fake.set_permission("reviewer", "admin");
     w.fake.add_review(1347, "reviewer", "APPROVED", &head);
-    // Someone else moves stable on the remote (only there).
+    // Someone else moves stable on the remote (only there), without the candidates.
     let other = w.env.git(&[
         "commit-tree",
-        &format!("{head}^{{tree}}"),
+        &format!("{head}^1^{{tree}}"),
         "-p",
         &format!("{head}^1"),
         "-m",

@@ -1,0 +1,66 @@
+//! `stagegate approve CANDIDATE --reason TEXT`: let a pipeline change move.
+
+use super::{Code, Ctx, Format, print_json};
+use crate::error::{Error, Result};
+use crate::ledger::Ledger;
+use crate::plan::Planner;
+
+/// Approve a pending candidate — a change of stagegate.yaml, which no run can move on its
+/// own — into the next stage. The approval is for exactly the pending content: a later
+/// change needs a new one. Recorded in the results ledger with your name, the time and the
+/// reason.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The candidate: stagegate.yaml (or images/NAME, components/NAME, tests/NAME).
+    pub candidate: String,
+    /// Why (recorded).
+    #[arg(long)]
+    pub reason: String,
+    /// The stage it may enter (default: the next stage of the first move it is pending on).
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// How to print: text for people, json for programs (stable, documented in the README).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
+    let repo = ctx.repo()?;
+    let planner = Planner::new(&repo, None)?;
+    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let id = crate::promote::edits::parse_candidate(&args.candidate)?;
+    let moves = crate::promote::edits::pending_moves(&planner, &id)?;
+    let found = moves.into_iter().find(|(_, t)| {
+        args.stage
+            .as_ref()
+            .is_none_or(|s| &t.name == s || &t.branch == s)
+    });
+    let Some((s, t)) = found else {
+        return Err(Error::usage_help(
+            format!(
+                "{id} is not pending{}",
+                args.stage
+                    .as_ref()
+                    .map(|s| format!(" into {s}"))
+                    .unwrap_or_default()
+            ),
+            "`stagegate status` shows what is pending",
+        ));
+    };
+    let plan = planner.plan_move(s, t)?;
+    let c = plan
+        .candidate(&id)
+        .ok_or_else(|| Error::usage(format!("{id} is not pending into {}", t.name)))?;
+    let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
+    let new =
+        crate::overrides::approve(&ledger, &id.to_string(), &c.content, &t.name, &args.reason)?;
+    super::sync::publish_results(&repo, &planner.pipeline)?;
+    match args.format {
+        Format::Json => print_json(
+            &serde_json::json!({"candidate": id, "stage": t.name, "content": c.content, "recorded": new}),
+        ),
+        Format::Text if new => println!("approved {id} into {}: {}", t.name, args.reason),
+        Format::Text => println!("{id} was already approved into {}", t.name),
+    }
+    Ok(0)
+}

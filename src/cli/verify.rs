@@ -1,0 +1,106 @@
+//! `stagegate verify [REV]`: replay a promotion's decision from git alone.
+
+use serde::Serialize;
+
+use super::{Code, Ctx, Format, print_json};
+use crate::error::{Error, Result};
+use crate::plan::Planner;
+use crate::promote::verify::{Verdict, gated_stage, verify_commit};
+
+/// Re-derive the decision of a commit on a gated stage from git alone — T's pipeline of the
+/// time, the results the ledger held then, the holds, waivers and approvals — and say
+/// whether it holds: the gate moves exactly what the commit moved, and its tree is T's plus
+/// exactly that. Holds, releases and drops are checked for touching only what they may.
+///
+/// Exits 0 when everything holds, 1 when something does not.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The commit to check (default: the head of every gated stage).
+    pub rev: Option<String>,
+    /// The stage REV is on (default: from its `Stagegate-Stage` trailer).
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// How to print: text for people, json for programs (stable, documented in the README).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+#[derive(Serialize)]
+struct Checked {
+    stage: String,
+    #[serde(flatten)]
+    verdict: Verdict,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
+    let repo = ctx.repo()?;
+    let planner = Planner::new(&repo, None)?;
+    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let mut targets = Vec::new();
+    match &args.rev {
+        Some(rev) => {
+            let id = repo.resolve(rev)?;
+            let stage = match &args.stage {
+                Some(s) => planner.stage(s)?.clone(),
+                None => {
+                    let info = repo.commit(id)?;
+                    let to = info
+                        .trailer("Stagegate-Stage")
+                        .and_then(|s| s.rsplit(" -> ").next())
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            Error::usage_help(
+                                format!("{rev} carries no Stagegate-Stage trailer"),
+                                "name the stage it is on with --stage",
+                            )
+                        })?;
+                    planner.stage(&to)?.clone()
+                }
+            };
+            targets.push((stage, id));
+        }
+        None => {
+            for (_, t) in planner.pipeline.moves() {
+                targets.push((t.clone(), planner.stage_head(t)?));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (stage, id) in targets {
+        if args.rev.is_none() && gated_stage(&planner, &stage.ref_name()).is_none() {
+            continue;
+        }
+        out.push(Checked {
+            stage: stage.name.clone(),
+            verdict: verify_commit(&planner, &stage, id, None)?,
+        });
+    }
+    match args.format {
+        Format::Json => print_json(&out),
+        Format::Text => {
+            for c in &out {
+                print_verdict(&c.stage, &c.verdict, &mut std::io::stdout());
+            }
+        }
+    }
+    Ok(if out.iter().all(|c| c.verdict.holds) {
+        0
+    } else {
+        1
+    })
+}
+
+/// One verdict for people: `ok   stable 1234567890 promotion: Promote to stable: …`.
+pub fn print_verdict(stage: &str, v: &Verdict, w: &mut dyn std::io::Write) {
+    let mark = if v.holds { "ok  " } else { "FAIL" };
+    let _ = writeln!(
+        w,
+        "{mark} {stage} {} {}: {}",
+        &v.commit[..10],
+        v.kind,
+        v.subject
+    );
+    for p in &v.problems {
+        let _ = writeln!(w, "       {p}");
+    }
+}

@@ -1,0 +1,434 @@
+//! Candidates: what differs between S's head tree and T's head tree, item by item.
+//!
+//! A candidate is an image, a component, a test or the pipeline file whose *content* — its
+//! manifest, and the repository files it names (build recipe and `build.files` for an
+//! image, script and `files:` for a test) — differs between the two trees. It is computed
+//! from the trees alone, never from ancestry, so a commit history that went back and forth
+//! changes nothing. Each candidate carries a content key (a hash of S's side) by which a
+//! rejection, a first sighting or an approval is remembered, and the paths that move with it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use gix::ObjectId;
+use gix::objs::tree::EntryKind;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+use crate::manifest::{Diagnostic, ItemId, ItemKind, PIPELINE_FILE, Pos, TESTS_DIR};
+use crate::records::RECORDS_DIR;
+use crate::repo::Repo;
+
+use super::Snapshot;
+
+/// What a candidate is: an item, a test, or the pipeline itself.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CandidateId {
+    Item(ItemId),
+    Test(String),
+    Pipeline,
+}
+
+impl CandidateId {
+    /// `images/NAME`, `components/NAME`, `tests/NAME` or `stagegate.yaml` (a trailing
+    /// `.yaml` is tolerated on the first three).
+    pub fn parse(text: &str) -> Option<CandidateId> {
+        if text == PIPELINE_FILE || text == "pipeline" {
+            return Some(CandidateId::Pipeline);
+        }
+        if let Some(name) = text.strip_prefix("tests/") {
+            let name = name.strip_suffix(".yaml").unwrap_or(name);
+            return crate::manifest::valid_name(name).then(|| CandidateId::Test(name.into()));
+        }
+        ItemId::parse(text).map(CandidateId::Item)
+    }
+
+    /// The manifest's path in the repository.
+    pub fn path(&self) -> String {
+        match self {
+            CandidateId::Item(i) => i.path(),
+            CandidateId::Test(t) => format!("{TESTS_DIR}/{t}.yaml"),
+            CandidateId::Pipeline => PIPELINE_FILE.into(),
+        }
+    }
+
+    /// A file name for records about this candidate: `images-host`, `tests-boot`, `pipeline`.
+    pub fn slug(&self) -> String {
+        match self {
+            CandidateId::Item(i) => format!("{}-{}", i.kind.dir(), i.name),
+            CandidateId::Test(t) => format!("tests-{t}"),
+            CandidateId::Pipeline => "pipeline".into(),
+        }
+    }
+
+    pub fn item(&self) -> Option<&ItemId> {
+        match self {
+            CandidateId::Item(i) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CandidateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CandidateId::Item(i) => write!(f, "{i}"),
+            CandidateId::Test(t) => write!(f, "{TESTS_DIR}/{t}"),
+            CandidateId::Pipeline => f.write_str(PIPELINE_FILE),
+        }
+    }
+}
+
+impl Serialize for CandidateId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One side's content of a candidate: its manifest and the files it names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Content {
+    pub manifest: Option<ObjectId>,
+    pub files: Vec<(String, Option<ObjectId>)>,
+}
+
+impl Content {
+    /// `sha256` hex over the candidate and its content: how a version is remembered.
+    pub fn key(&self, id: &CandidateId) -> String {
+        let mut h = Sha256::new();
+        h.update(format!("v1\0{id}\0"));
+        match self.manifest {
+            Some(m) => h.update(m.to_string()),
+            None => h.update("absent"),
+        }
+        for (p, o) in &self.files {
+            h.update(format!("\0{p}="));
+            if let Some(o) = o {
+                h.update(o.to_string());
+            }
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// An item, test or pipeline whose content differs between S and T.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct Candidate {
+    #[serde(rename = "item")]
+    pub id: CandidateId,
+    /// T's version (`None`: new on S; tests and the pipeline have no version).
+    pub from: Option<String>,
+    /// S's version (`None`: removed on S).
+    pub to: Option<String>,
+    /// Present on S (false: a removal).
+    pub present: bool,
+    /// New on S (T does not have it).
+    pub new: bool,
+    /// Only the files it names changed, not its manifest.
+    pub inputs_only: bool,
+    /// The content key of S's side.
+    pub content: String,
+    /// Paths taken from S when it moves: the manifest and the files it names.
+    #[serde(skip)]
+    pub paths: Vec<String>,
+    /// Why S's version cannot be judged: the manifest does not parse or does not resolve.
+    /// Non-empty means the candidate is `invalid`.
+    pub invalid: Vec<Diagnostic>,
+}
+
+impl Candidate {
+    pub fn is_invalid(&self) -> bool {
+        !self.invalid.is_empty()
+    }
+}
+
+/// The candidates of S → T, sorted by id.
+pub fn candidates(repo: &Repo, s: &Snapshot, t: &Snapshot) -> Result<Vec<Candidate>> {
+    let mut ids: BTreeSet<CandidateId> = BTreeSet::new();
+    // Manifests that differ.
+    for (dir, make) in [
+        (
+            ItemKind::Image.dir(),
+            (|n: &str| CandidateId::Item(ItemId::new(ItemKind::Image, n)))
+                as fn(&str) -> CandidateId,
+        ),
+        (ItemKind::Component.dir(), |n: &str| {
+            CandidateId::Item(ItemId::new(ItemKind::Component, n))
+        }),
+        (TESTS_DIR, |n: &str| CandidateId::Test(n.to_string())),
+    ] {
+        let (a, b) = (s.dir(dir)?, t.dir(dir)?);
+        if a == b {
+            continue;
+        }
+        let manifests = |es: &[crate::repo::Entry]| -> BTreeMap<String, ObjectId> {
+            es.iter()
+                .filter(|e| e.kind != EntryKind::Tree)
+                .filter_map(|e| e.name.strip_suffix(".yaml").map(|n| (n.to_string(), e.id)))
+                .collect()
+        };
+        let (ma, mb) = (manifests(&a), manifests(&b));
+        for name in ma.keys().chain(mb.keys()) {
+            if ma.get(name) != mb.get(name) {
+                ids.insert(make(name));
+            }
+        }
+    }
+    if s.oid(PIPELINE_FILE)? != t.oid(PIPELINE_FILE)? {
+        ids.insert(CandidateId::Pipeline);
+    }
+    // Named files that differ: every item or test naming one (on either side) is a candidate.
+    let mut changed_files = Vec::new();
+    diff_paths(repo, Some(s.tree), Some(t.tree), "", &mut changed_files)?;
+    if !changed_files.is_empty() {
+        let changed: BTreeSet<&str> = changed_files.iter().map(String::as_str).collect();
+        for snap in [s, t] {
+            for (id, content) in named_contents(snap)? {
+                if ids.contains(&id) {
+                    continue;
+                }
+                if content.files.iter().any(|(p, _)| touches(&changed, p)) {
+                    ids.insert(id);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(candidate(s, t, id)?);
+    }
+    Ok(out)
+}
+
+fn touches(changed: &BTreeSet<&str>, path: &str) -> bool {
+    changed.contains(path) || {
+        let dir = format!("{path}/");
+        changed.iter().any(|c| c.starts_with(&dir))
+    }
+}
+
+/// The content of every image with a build and every test of `snap` that parses.
+fn named_contents(snap: &Snapshot) -> Result<Vec<(CandidateId, Content)>> {
+    let mut out = Vec::new();
+    for id in snap.item_ids(ItemKind::Image)? {
+        if let Ok(Some((oid, item))) = snap.item(&id)
+            && item.build.is_some()
+        {
+            out.push((
+                CandidateId::Item(id),
+                Content {
+                    manifest: Some(oid),
+                    files: snap.build_files(&item)?,
+                },
+            ));
+        }
+    }
+    if let Ok(tests) = snap.tests() {
+        for (oid, test) in tests.iter() {
+            out.push((
+                CandidateId::Test(test.name.clone()),
+                Content {
+                    manifest: Some(*oid),
+                    files: snap.test_files(test)?,
+                },
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// One side's content of `id`, and its diagnostics when its manifest does not parse.
+pub fn content_of(snap: &Snapshot, id: &CandidateId) -> Result<(Content, Vec<Diagnostic>)> {
+    let manifest = snap.oid(&id.path())?;
+    let mut c = Content {
+        manifest,
+        files: Vec::new(),
+    };
+    if manifest.is_none() {
+        return Ok((c, Vec::new()));
+    }
+    match id {
+        CandidateId::Item(item) => match snap.item(item) {
+            Ok(Some((_, it))) => c.files = snap.build_files(&it)?,
+            Ok(None) => {}
+            Err(crate::error::Error::Invalid(d)) => return Ok((c, d.0)),
+            Err(e) => return Err(e),
+        },
+        CandidateId::Test(name) => match snap.test_manifest(name) {
+            Ok(Some((_, t))) => c.files = snap.test_files(&t)?,
+            Ok(None) => {}
+            Err(crate::error::Error::Invalid(d)) => return Ok((c, d.0)),
+            Err(e) => return Err(e),
+        },
+        CandidateId::Pipeline => {
+            if let Err(crate::error::Error::Invalid(d)) = snap.pipeline() {
+                return Ok((c, d.0));
+            }
+        }
+    }
+    Ok((c, Vec::new()))
+}
+
+fn candidate(s: &Snapshot, t: &Snapshot, id: CandidateId) -> Result<Candidate> {
+    let (sc, mut invalid) = content_of(s, &id)?;
+    let version = |snap: &Snapshot| -> Option<String> {
+        id.item()
+            .and_then(|i| snap.item(i).ok().flatten())
+            .map(|(_, it)| it.version.clone())
+    };
+    let present = sc.manifest.is_some();
+    let t_manifest = t.oid(&id.path())?;
+    if present && invalid.is_empty() {
+        invalid = resolve(s, &id)?;
+    }
+    let mut paths = vec![id.path()];
+    paths.extend(sc.files.iter().map(|(p, _)| p.clone()));
+    Ok(Candidate {
+        from: version(t),
+        to: if present { version(s) } else { None },
+        present,
+        new: t_manifest.is_none(),
+        inputs_only: present && t_manifest == sc.manifest,
+        content: sc.key(&id),
+        paths,
+        invalid,
+        id,
+    })
+}
+
+/// What makes S's (parsed) version of `id` unusable: names that do not resolve on S.
+fn resolve(s: &Snapshot, id: &CandidateId) -> Result<Vec<Diagnostic>> {
+    let mut out = Vec::new();
+    let file = id.path();
+    let missing_file = |p: &str| {
+        Diagnostic::new(
+            &file,
+            Pos::FILE,
+            format!("{p:?} does not exist in the repository"),
+        )
+        .with_help("commit the file, or fix the path (paths are relative to the repository root)")
+    };
+    match id {
+        CandidateId::Item(item) => {
+            let Some((_, it)) = s.item(item)? else {
+                return Ok(out);
+            };
+            for (p, oid) in s.build_files(&it)? {
+                if oid.is_none() {
+                    out.push(missing_file(&p));
+                }
+            }
+            // `based-on` must reach a base image without looping.
+            let mut seen = BTreeSet::from([item.clone()]);
+            let mut cur = it.parent_image();
+            while let Some(p) = cur {
+                if !seen.insert(p.clone()) {
+                    out.push(
+                        Diagnostic::new(
+                            &file,
+                            Pos::FILE,
+                            format!("`based-on` makes a cycle through {p}"),
+                        )
+                        .with_help("an image cannot be derived from itself"),
+                    );
+                    break;
+                }
+                match s.item(&p) {
+                    Ok(Some((_, parent))) => cur = parent.parent_image(),
+                    Ok(None) => {
+                        out.push(
+                            Diagnostic::new(
+                                &file,
+                                Pos::FILE,
+                                format!("`based-on` names {p}, which does not exist"),
+                            )
+                            .with_help(format!("create {} or remove the reference", p.path())),
+                        );
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        CandidateId::Test(name) => {
+            let Some((_, test)) = s.test_manifest(name)? else {
+                return Ok(out);
+            };
+            for u in &test.uses {
+                if s.item_oid(u)?.is_none() {
+                    out.push(
+                        Diagnostic::new(
+                            &file,
+                            Pos::FILE,
+                            format!("`uses` names {u}, which does not exist"),
+                        )
+                        .with_help(format!("create {} or remove the reference", u.path())),
+                    );
+                }
+            }
+            for (p, oid) in s.test_files(&test)? {
+                if oid.is_none() {
+                    out.push(missing_file(&p));
+                }
+            }
+        }
+        CandidateId::Pipeline => {}
+    }
+    Ok(out)
+}
+
+/// Paths of files that differ between two trees, skipping stagegate's records and the
+/// manifest directories (compared separately). Identical subtrees are skipped by id.
+pub fn diff_paths(
+    repo: &Repo,
+    a: Option<ObjectId>,
+    b: Option<ObjectId>,
+    prefix: &str,
+    out: &mut Vec<String>,
+) -> Result<()> {
+    if a == b {
+        return Ok(());
+    }
+    let ea = match a {
+        Some(a) => repo.tree_entries(a)?,
+        None => Vec::new(),
+    };
+    let eb = match b {
+        Some(b) => repo.tree_entries(b)?,
+        None => Vec::new(),
+    };
+    let ma: BTreeMap<&str, &crate::repo::Entry> = ea.iter().map(|e| (e.name.as_str(), e)).collect();
+    let mb: BTreeMap<&str, &crate::repo::Entry> = eb.iter().map(|e| (e.name.as_str(), e)).collect();
+    let names: BTreeSet<&str> = ma.keys().chain(mb.keys()).copied().collect();
+    for name in names {
+        if prefix.is_empty()
+            && (name == RECORDS_DIR || name == PIPELINE_FILE || ItemKind::from_dir(name).is_some())
+        {
+            continue;
+        }
+        let x = ma.get(name).copied();
+        let y = mb.get(name).copied();
+        if x.map(|e| (e.id, e.kind)) == y.map(|e| (e.id, e.kind)) {
+            continue;
+        }
+        let path = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let tree =
+            |e: Option<&crate::repo::Entry>| e.filter(|e| e.kind == EntryKind::Tree).map(|e| e.id);
+        let (tx, ty) = (tree(x), tree(y));
+        if tx.is_some() || ty.is_some() {
+            diff_paths(repo, tx, ty, &path, out)?;
+        }
+        if x.is_some_and(|e| e.kind != EntryKind::Tree)
+            || y.is_some_and(|e| e.kind != EntryKind::Tree)
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! The facts the gate weighs besides results, read from (and written to) git:
+//!
+//! ```text
+//! S's tree:  .stagegate/holds/<S>/<slug>.yaml          holds in force on S
+//! ledger:    decisions/<T>/<content>.yaml              a rejection into T (sticky)
+//!            seen/<T>/<content>.yaml                   when a content was first seen pending
+//!            versions/<slug>/<content>.yaml            a rejected or dropped version, for poll
+//!            overrides/…                               waivers and approvals (`overrides`)
+//! ```
+//!
+//! Every ledger path is keyed by a candidate's content key, so a fact is about one exact
+//! version, never about a name, and is found with one tree lookup however large the ledger.
+
+use gix::objs::tree::EntryKind;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::gate::{Facts, Holds, Rejection};
+use crate::ledger::{Ledger, LedgerView};
+use crate::manifest::Stage;
+use crate::plan::{Candidate, CandidateId, MovePlan, Planner};
+use crate::records::{self, HoldRecord};
+use crate::repo::Repo;
+
+use super::DecisionRecord;
+
+/// When a candidate's content was first seen pending into a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SeenRecord {
+    pub candidate: String,
+    pub content: String,
+    pub from: String,
+    pub to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// RFC 3339.
+    pub first_seen: String,
+}
+
+/// A version that must not be proposed again: rejected, or dropped by someone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VersionRecord {
+    pub candidate: String,
+    pub content: String,
+    /// rejected or dropped
+    pub why: String,
+    pub stage: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// For an image based on an upstream release: that release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// For a component with a source: the commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    pub at: String,
+}
+
+pub fn decision_path(to: &str, content: &str) -> String {
+    format!("decisions/{to}/{content}.yaml")
+}
+
+pub fn seen_path(to: &str, content: &str) -> String {
+    format!("seen/{to}/{content}.yaml")
+}
+
+pub fn versions_dir(id: &CandidateId) -> String {
+    format!("versions/{}", id.slug())
+}
+
+/// Holds in force on `stage`, read from its head.
+pub fn holds(repo: &Repo, stage: &Stage, head: gix::ObjectId) -> Result<Holds> {
+    let tree = repo.tree_of(head)?;
+    let mut out = Holds::new();
+    for e in repo.list(tree, &records::holds_dir(&stage.name))? {
+        if e.kind == EntryKind::Tree {
+            continue;
+        }
+        let path = format!("{}/{}", records::holds_dir(&stage.name), e.name);
+        let h: HoldRecord = records::parse(&path, &repo.blob(e.id)?)?;
+        if let Some(id) = CandidateId::parse(&h.item) {
+            out.insert(id, h);
+        }
+    }
+    Ok(out)
+}
+
+/// Everything recorded about the candidates and jobs of `plan`.
+pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView) -> Result<Facts> {
+    let mut facts = Facts {
+        holds: holds(planner.repo, &plan.from, plan.from_head)?,
+        ..Facts::default()
+    };
+    for c in &plan.candidates {
+        let path = decision_path(&plan.to.name, &c.content);
+        if let Some(bytes) = view.read(&path)? {
+            let d: DecisionRecord = records::parse(&path, &bytes)?;
+            facts.rejected.insert(
+                c.content.clone(),
+                Rejection {
+                    failed: d
+                        .jobs
+                        .iter()
+                        .filter(|j| j.state == "Regression")
+                        .map(|j| j.key.clone())
+                        .collect(),
+                    reasons: d.reasons.clone(),
+                },
+            );
+        }
+        let path = seen_path(&plan.to.name, &c.content);
+        if let Some(bytes) = view.read(&path)? {
+            let s: SeenRecord = records::parse(&path, &bytes)?;
+            if let Ok(t) = humantime::parse_rfc3339(&s.first_seen) {
+                let secs = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or_default();
+                facts.seen.insert(c.content.clone(), secs);
+            }
+        }
+    }
+    facts.waived = crate::overrides::waived(view, plan.jobs.keys())?;
+    facts.approved = crate::overrides::approved(
+        view,
+        &plan.to.name,
+        plan.candidates.iter().map(|c| &c.content),
+    )?;
+    Ok(facts)
+}
+
+/// Record the first sighting of every candidate of `plan` not seen before; returns how many.
+pub fn record_seen(ledger: &Ledger, plan: &MovePlan) -> Result<usize> {
+    let now = records::now_rfc3339();
+    let view = ledger.view()?;
+    let mut files = Vec::new();
+    for c in plan.candidates.iter().filter(|c| !c.is_invalid()) {
+        let path = seen_path(&plan.to.name, &c.content);
+        if view.read(&path)?.is_some() {
+            continue;
+        }
+        let rec = SeenRecord {
+            candidate: c.id.to_string(),
+            content: c.content.clone(),
+            from: plan.from.name.clone(),
+            to: plan.to.name.clone(),
+            version: c.to.clone(),
+            first_seen: now.clone(),
+        };
+        files.push((path, records::to_yaml(&rec)));
+    }
+    if files.is_empty() {
+        return Ok(0);
+    }
+    let msg = format!(
+        "Seen pending {} -> {}: {} candidate(s)\n",
+        plan.from.name,
+        plan.to.name,
+        files.len()
+    );
+    Ok(ledger.put_new(&files, &msg)?.len())
+}
+
+/// The version record of `c` on `snap`'s side, for poll.
+pub fn version_record(
+    planner: &Planner,
+    c: &Candidate,
+    s_head: gix::ObjectId,
+    why: &str,
+    stage: &str,
+) -> Result<(String, String)> {
+    let snap = planner.snapshot(s_head)?;
+    let item = match c.id.item() {
+        Some(i) => snap.item(i).ok().flatten().map(|(_, it)| it),
+        None => None,
+    };
+    let rec = VersionRecord {
+        candidate: c.id.to_string(),
+        content: c.content.clone(),
+        why: why.into(),
+        stage: stage.into(),
+        version: c.to.clone(),
+        upstream: item.as_ref().and_then(|i| match &i.based_on {
+            Some(crate::manifest::BasedOn::Upstream { version, .. }) => version.clone(),
+            _ => None,
+        }),
+        commit: item
+            .as_ref()
+            .and_then(|i| i.source.as_ref().and_then(|s| s.commit.clone())),
+        at: records::now_rfc3339(),
+    };
+    Ok((
+        format!("{}/{}.yaml", versions_dir(&c.id), c.content),
+        records::to_yaml(&rec),
+    ))
+}
+
+/// The versions of `id` rejected or dropped before.
+pub fn refused_versions(view: &LedgerView, id: &CandidateId) -> Result<Vec<VersionRecord>> {
+    let dir = versions_dir(id);
+    let mut out = Vec::new();
+    for name in view.list(&dir)? {
+        let path = format!("{dir}/{name}");
+        if let Some(bytes) = view.read(&path)? {
+            out.push(records::parse(&path, &bytes)?);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,388 @@
+//! Replaying a decision: does a commit on a gated stage hold, from git alone?
+//!
+//! A promotion commit names, in its decision record, the S head it judged (`tested`), the T
+//! head it was made on (`into`, its first parent) and when (`decided-at`). Replaying means:
+//! plan that very move again with T's pipeline of the time, weigh the results the ledger
+//! held at that time, the holds on that S head, the waivers and approvals, and check that
+//! the gate moves exactly what the record says moved, and that the commit's tree is exactly
+//! T's tree plus those candidates (and the record itself). Nothing here writes anything.
+//!
+//! Besides promotions, a gated stage may carry the commits stagegate makes on a person's
+//! behalf: holds and releases (which touch only `.stagegate/holds/`) and drops (which only
+//! put back the next stage's content). Anything else — a hand-made merge, an edited
+//! decision, a rewritten tree — does not hold.
+
+use std::collections::BTreeSet;
+
+use gix::ObjectId;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::ledger::{Ledger, LedgerView};
+use crate::manifest::Stage;
+use crate::plan::{CandidateId, Planner, short};
+use crate::records::{self, RECORDS_DIR};
+
+use super::{DecisionRecord, builds_of, decide, facts, moves_whole, promoted_tree};
+
+/// What replaying one commit found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub commit: String,
+    /// promotion, hold, release, drop, or unknown
+    pub kind: String,
+    pub holds: bool,
+    /// Why it does not hold (empty when it does).
+    pub problems: Vec<String>,
+    pub subject: String,
+}
+
+/// Replay `commit` as a commit on `stage`. `ledger_tip` overrides the ledger ref (a push
+/// that updates it along with the stage).
+pub fn verify_commit(
+    planner: &Planner,
+    stage: &Stage,
+    commit: ObjectId,
+    ledger_tip: Option<Option<ObjectId>>,
+) -> Result<Verdict> {
+    let repo = planner.repo;
+    let info = repo.commit(commit)?;
+    let mut v = Verdict {
+        commit: commit.to_string(),
+        kind: "unknown".into(),
+        holds: false,
+        problems: Vec::new(),
+        subject: info.subject().to_string(),
+    };
+    let Some(parent) = info.parents.first().copied() else {
+        v.problems
+            .push("a root commit: a gated stage only grows by promotions".into());
+        return Ok(v);
+    };
+    let changed = changed_paths(planner, parent, commit)?;
+    if info.trailer("Stagegate-Decision").is_some() {
+        v.kind = "promotion".into();
+        v.problems = verify_promotion(planner, stage, commit, parent, &info, ledger_tip)?;
+    } else if info.trailer("Stagegate-Hold").is_some()
+        || info.trailer("Stagegate-Release").is_some()
+    {
+        v.kind = if info.trailer("Stagegate-Hold").is_some() {
+            "hold"
+        } else {
+            "release"
+        }
+        .into();
+        let dir = format!("{}/", records::holds_dir(&stage.name));
+        for p in changed.iter().filter(|p| !p.starts_with(&dir)) {
+            v.problems.push(format!(
+                "a {} commit may change only {dir}, not {p}",
+                v.kind
+            ));
+        }
+        if info.parents.len() != 1 {
+            v.problems
+                .push(format!("a {} commit has one parent", v.kind));
+        }
+    } else if info.trailer("Stagegate-Drop").is_some() {
+        v.kind = "drop".into();
+        v.problems = verify_drop(planner, stage, commit, &changed)?;
+    } else {
+        v.problems.push(format!(
+            "{} is not a promotion the gate made (no Stagegate-Decision trailer)",
+            short(commit)
+        ));
+    }
+    v.holds = v.problems.is_empty();
+    Ok(v)
+}
+
+/// Paths whose blob differs between two commits' trees.
+fn changed_paths(planner: &Planner, a: ObjectId, b: ObjectId) -> Result<Vec<String>> {
+    let repo = planner.repo;
+    let mut out = Vec::new();
+    walk(
+        repo,
+        Some(repo.tree_of(a)?),
+        Some(repo.tree_of(b)?),
+        "",
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+fn walk(
+    repo: &crate::repo::Repo,
+    a: Option<ObjectId>,
+    b: Option<ObjectId>,
+    prefix: &str,
+    out: &mut Vec<String>,
+) -> Result<()> {
+    use gix::objs::tree::EntryKind;
+    if a == b {
+        return Ok(());
+    }
+    let list = |t: Option<ObjectId>| -> Result<Vec<crate::repo::Entry>> {
+        match t {
+            Some(t) => repo.tree_entries(t),
+            None => Ok(Vec::new()),
+        }
+    };
+    let (ea, eb) = (list(a)?, list(b)?);
+    let names: BTreeSet<&str> = ea.iter().chain(&eb).map(|e| e.name.as_str()).collect();
+    for name in names {
+        let x = ea.iter().find(|e| e.name == name);
+        let y = eb.iter().find(|e| e.name == name);
+        if x.map(|e| (e.id, e.kind)) == y.map(|e| (e.id, e.kind)) {
+            continue;
+        }
+        let path = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let tree =
+            |e: Option<&crate::repo::Entry>| e.filter(|e| e.kind == EntryKind::Tree).map(|e| e.id);
+        if tree(x).is_some() || tree(y).is_some() {
+            walk(repo, tree(x), tree(y), &path, out)?;
+        }
+        if x.is_some_and(|e| e.kind != EntryKind::Tree)
+            || y.is_some_and(|e| e.kind != EntryKind::Tree)
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn verify_promotion(
+    planner: &Planner,
+    stage: &Stage,
+    commit: ObjectId,
+    parent: ObjectId,
+    info: &crate::repo::CommitInfo,
+    ledger_tip: Option<Option<ObjectId>>,
+) -> Result<Vec<String>> {
+    let repo = planner.repo;
+    let mut problems = Vec::new();
+    let Some((from, to)) = planner.move_into(&stage.name) else {
+        return Ok(vec![format!(
+            "{} is the first stage: nothing is promoted into it",
+            stage.name
+        )]);
+    };
+    // The record this commit adds.
+    let dir = records::decisions_dir(&to.name);
+    let before: BTreeSet<String> = repo
+        .list(repo.tree_of(parent)?, &dir)?
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    let added: Vec<crate::repo::Entry> = repo
+        .list(repo.tree_of(commit)?, &dir)?
+        .into_iter()
+        .filter(|e| !before.contains(&e.name))
+        .collect();
+    let [entry] = added.as_slice() else {
+        return Ok(vec![format!(
+            "a promotion adds exactly one decision record under {dir}/ ({} found)",
+            added.len()
+        )]);
+    };
+    let path = format!("{dir}/{}", entry.name);
+    let rec: DecisionRecord = records::parse(&path, &repo.blob(entry.id)?)?;
+    if rec.decision != "promote" {
+        problems.push(format!("{path} says {:?}, not promote", rec.decision));
+    }
+    if (rec.from.as_str(), rec.to.as_str()) != (from.name.as_str(), to.name.as_str()) {
+        problems.push(format!(
+            "{path} is a decision {} -> {}, on {}",
+            rec.from, rec.to, stage.name
+        ));
+    }
+    if ObjectId::from_hex(rec.into.as_bytes()).ok() != Some(parent) {
+        problems.push(format!(
+            "{path} was decided against {}, but the commit's first parent is {}",
+            rec.into,
+            short(parent)
+        ));
+    }
+    let tested = ObjectId::from_hex(rec.tested.as_bytes()).map_err(|_| {
+        Error::usage(format!(
+            "{path}: `tested` is not a commit id: {:?}",
+            rec.tested
+        ))
+    })?;
+    if repo.commit(tested).is_err() {
+        problems.push(format!(
+            "the tested commit {} of {} is not in this repository: push {} first",
+            rec.tested, from.name, from.branch
+        ));
+        return Ok(problems);
+    }
+    if !problems.is_empty() {
+        return Ok(problems);
+    }
+    let plan = planner.plan_heads(from, to, tested, parent)?;
+    let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
+    let view: LedgerView = match ledger_tip {
+        Some(tip) => ledger.view_at(tip)?,
+        None => ledger.view()?,
+    }
+    .as_of(&rec.decided_at);
+    let facts = facts::load(planner, &plan, &view)?;
+    let at = humantime::parse_rfc3339(&rec.decided_at)
+        .map_err(|e| Error::usage(format!("{path}: decided-at {:?}: {e}", rec.decided_at)))?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let decided = decide(planner, &plan, &view, &facts, at)?;
+    let moved = decided.moved(&plan);
+    let want: BTreeSet<String> = moved.iter().map(CandidateId::to_string).collect();
+    let says: BTreeSet<String> = rec.candidates.iter().map(|c| c.item.clone()).collect();
+    if want != says {
+        let fmt = |s: &BTreeSet<String>| {
+            if s.is_empty() {
+                "nothing".to_string()
+            } else {
+                s.iter().cloned().collect::<Vec<_>>().join(", ")
+            }
+        };
+        problems.push(format!(
+            "the gate into {} moves {} from {} at {}, the record says {}",
+            to.name,
+            fmt(&want),
+            from.name,
+            short(tested),
+            fmt(&says)
+        ));
+        for g in &decided.evaluation.groups {
+            for m in &g.members {
+                if says.contains(&m.to_string()) && !want.contains(&m.to_string()) {
+                    for r in &g.reasons {
+                        problems.push(format!("  {m}: {}", r.message));
+                    }
+                }
+            }
+        }
+        return Ok(problems);
+    }
+    let (tree, _) = promoted_tree(planner, &plan, &moved, &builds_of(&plan, &decided), &view)?;
+    let tree = repo.edit_tree(
+        tree,
+        &[(
+            path.clone(),
+            Some((gix::objs::tree::EntryKind::Blob, entry.id)),
+        )],
+    )?;
+    let actual = repo.tree_of(commit)?;
+    if tree != actual {
+        let mut diff = Vec::new();
+        walk(repo, Some(tree), Some(actual), "", &mut diff)?;
+        problems.push(format!(
+            "its tree is not {}'s plus what moved: {} differ{}",
+            to.name,
+            diff.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            if diff.len() > 5 { ", …" } else { "" }
+        ));
+    }
+    let parents: Vec<ObjectId> = if moves_whole(&plan, &moved) {
+        vec![parent, tested]
+    } else {
+        vec![parent]
+    };
+    if info.parents != parents {
+        problems.push(format!(
+            "its parents should be {}",
+            parents
+                .iter()
+                .map(|p| short(*p))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    let _ = RECORDS_DIR;
+    Ok(problems)
+}
+
+fn verify_drop(
+    planner: &Planner,
+    stage: &Stage,
+    commit: ObjectId,
+    changed: &[String],
+) -> Result<Vec<String>> {
+    let repo = planner.repo;
+    let mut problems = Vec::new();
+    let next = planner
+        .pipeline
+        .moves()
+        .find(|(s, _)| s.name == stage.name)
+        .map(|(_, t)| t);
+    let Some(next) = next else {
+        return Ok(vec![format!(
+            "{} is the last stage: nothing is dropped from it",
+            stage.name
+        )]);
+    };
+    let ours = repo.tree_of(commit)?;
+    let theirs = repo.tree_of(planner.stage_head(next)?)?;
+    for p in changed {
+        let a = repo.entry(ours, p)?.map(|e| e.id);
+        let b = repo.entry(theirs, p)?.map(|e| e.id);
+        if a != b {
+            problems.push(format!(
+                "a drop puts back {}'s content, but {p} differs from it",
+                next.name
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+/// The gated stage whose branch is `refname` (`refs/heads/…`), if any.
+pub fn gated_stage<'p>(planner: &'p Planner, refname: &str) -> Option<&'p Stage> {
+    planner
+        .pipeline
+        .moves()
+        .map(|(_, t)| t)
+        .find(|t| t.ref_name() == refname)
+}
+
+/// Replay every first-parent commit that `new` adds over `old` on `stage`, oldest first.
+pub fn verify_update(
+    planner: &Planner,
+    stage: &Stage,
+    old: Option<ObjectId>,
+    new: ObjectId,
+    ledger_tip: Option<Option<ObjectId>>,
+) -> Result<Vec<Verdict>> {
+    let repo = planner.repo;
+    if let Some(old) = old
+        && !repo.is_ancestor(old, new)?
+    {
+        return Ok(vec![Verdict {
+            commit: new.to_string(),
+            kind: "rewrite".into(),
+            holds: false,
+            problems: vec![format!(
+                "{} would lose {}: a gated stage only moves forward",
+                stage.branch,
+                short(old)
+            )],
+            subject: String::new(),
+        }]);
+    }
+    let mut commits = Vec::new();
+    let mut cur = Some(new);
+    while let Some(c) = cur {
+        if Some(c) == old || commits.len() >= 10_000 {
+            break;
+        }
+        commits.push(c);
+        cur = repo.commit(c)?.parents.first().copied();
+    }
+    commits.reverse();
+    commits
+        .into_iter()
+        .map(|c| verify_commit(planner, stage, c, ledger_tip))
+        .collect()
+}
