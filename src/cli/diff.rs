@@ -1,17 +1,17 @@
 //! `stagegate diff A B`: what changes between two stages or commits, item by item.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 use similar::TextDiff;
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::Result;
-use crate::manifest::ItemKind;
 use crate::plan::Planner;
 
-/// Show, item by item, how the manifests differ between A and B (stages, branches or
-/// commits) as unified diffs.
+/// Show, item by item, how A and B (stages, branches or commits) differ as unified diffs:
+/// the manifest of every candidate — image, component, test or stagegate.yaml — and the
+/// files it names (build recipes, test scripts), exactly what `status` calls a difference.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The old side: a stage, branch or commit.
@@ -39,50 +39,47 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     };
     let (a, b) = (resolve(&args.a)?, resolve(&args.b)?);
     let (ta, tb) = (repo.tree_of(a)?, repo.tree_of(b)?);
-    let mut diffs = Vec::new();
-    for dir in ItemKind::ALL.iter().map(|k| k.dir()).chain(["tests"]) {
-        let ea = repo.list(ta, dir)?;
-        let eb = repo.list(tb, dir)?;
-        let by_name = |es: &[crate::repo::Entry]| -> BTreeMap<String, crate::repo::Entry> {
-            es.iter()
-                .filter(|e| e.name.ends_with(".yaml"))
-                .map(|e| (e.name.clone(), e.clone()))
-                .collect()
-        };
-        let (ma, mb) = (by_name(&ea), by_name(&eb));
-        let names: BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
-        for name in names {
-            let x = ma.get(name);
-            let y = mb.get(name);
-            if x.map(|e| e.id) == y.map(|e| e.id) {
-                continue;
-            }
-            let text = |e: Option<&crate::repo::Entry>| -> Result<String> {
-                Ok(match e {
-                    Some(e) => String::from_utf8_lossy(&repo.blob(e.id)?).into_owned(),
-                    None => String::new(),
-                })
-            };
-            let (old, new) = (text(x)?, text(y)?);
-            let path = format!("{dir}/{name}");
-            let change = match (x, y) {
-                (None, _) => "added",
-                (_, None) => "removed",
-                _ => "changed",
-            };
-            let diff = TextDiff::from_lines(&old, &new)
-                .unified_diff()
-                .context_radius(3)
-                .header(&format!("{}:{path}", args.a), &format!("{}:{path}", args.b))
-                .to_string();
-            diffs.push(ItemDiff { path, change, diff });
+    // The candidates of a move from B into A, file by file: their manifests and the files
+    // they name — what `status` and `why` call a difference.
+    let (sa, sb) = (planner.snapshot(a)?, planner.snapshot(b)?);
+    let mut paths: BTreeSet<String> = BTreeSet::new();
+    for c in crate::plan::candidate::candidates(&repo, &sb, &sa)? {
+        paths.insert(c.id.path());
+        for snap in [&sa, &sb] {
+            let (content, _) = crate::plan::candidate::content_of(snap, &c.id)?;
+            paths.extend(content.files.into_iter().map(|(p, _)| p));
         }
+    }
+    let mut diffs = Vec::new();
+    for path in paths {
+        let (x, y) = (repo.entry(ta, &path)?, repo.entry(tb, &path)?);
+        if x.as_ref().map(|e| e.id) == y.as_ref().map(|e| e.id) {
+            continue;
+        }
+        let text = |e: Option<&crate::repo::Entry>| -> Result<String> {
+            Ok(match e {
+                Some(e) => String::from_utf8_lossy(&repo.blob(e.id)?).into_owned(),
+                None => String::new(),
+            })
+        };
+        let (old, new) = (text(x.as_ref())?, text(y.as_ref())?);
+        let change = match (&x, &y) {
+            (None, _) => "added",
+            (_, None) => "removed",
+            _ => "changed",
+        };
+        let diff = TextDiff::from_lines(&old, &new)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("{}:{path}", args.a), &format!("{}:{path}", args.b))
+            .to_string();
+        diffs.push(ItemDiff { path, change, diff });
     }
     match args.format {
         Format::Json => print_json(&diffs),
         Format::Text => {
             if diffs.is_empty() {
-                println!("no manifest differs between {} and {}", args.a, args.b);
+                println!("no item differs between {} and {}", args.a, args.b);
             }
             for d in &diffs {
                 print!("{}", d.diff);

@@ -736,3 +736,83 @@ fn a_guarded_remote_refuses_a_hand_made_merge_and_accepts_a_real_promotion() {
         "{out}"
     );
 }
+
+/// Snapshot `text` with what changes from run to run filtered out.
+macro_rules! assert_text {
+    ($env:expr, $name:expr, $text:expr) => {
+        let text = $text
+            .replace($env.repo.to_str().unwrap(), "[repo]")
+            .replace(&stagegate::ledger::hostname(), "[host]");
+        insta::with_settings!({filters => vec![
+            (r"\.git/stagegate/logs/\S+", ".git/stagegate/logs/[log]"),
+            (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[time]"),
+            (r"\b[0-9a-f]{12}\b", "[key]"),
+            (r"\b[0-9a-f]{10}\b", "[hash]"),
+            (r"for [0-9hms ]+( \(first seen now\))? of the", "for [age] of the"),
+            (r"; [0-9hms ]+ left", "; [left] left"),
+            (r"by [^ ]+@\[host\]", "by [who]"),
+        ]}, {
+            insta::assert_snapshot!($name, text);
+        })
+    };
+}
+
+#[test]
+fn status_and_why_show_every_candidate_state() {
+    let env = TestEnv::init_with(&[
+        (
+            "stagegate.yaml",
+            "version: 1\nstages: [staging, stable]\ngates:\n  stable: {require: [test], baseline: true, soak: 1h}\n",
+        ),
+        ("components/xen.yaml", &component("xen", "1")),
+        ("components/linux.yaml", &component("linux", "1")),
+        ("components/qemu.yaml", &component("qemu", "1")),
+        (
+            "tests/boot.yaml",
+            "name: boot\nuses: [components/xen, components/linux, components/qemu]\nrun: ./tests/boot.sh\n",
+        ),
+        ("tests/boot.sh", BOOT),
+    ]);
+    bump(&env, "xen", "2"); // fails: rejected
+    bump(&env, "linux", "2"); // passes, soaking: wait
+    bump(&env, "qemu", "2"); // passes, held
+    env.commit_on(
+        "staging",
+        "A broken manifest",
+        &[("components/bad.yaml", "name: bad\nversion: [1\n")],
+    );
+    env.sg_ok(&[
+        "hold",
+        "components/qemu",
+        "--reason",
+        "wait for the release notes",
+    ]);
+    env.sg_code(1, &["cycle"]);
+    let status = env.sg_ok(&["status"]);
+    assert_text!(env, "status_candidate_states", status);
+    let why = env.sg_ok(&["why", "components/xen"]);
+    assert_text!(env, "why_rejected", why);
+    let why = env.sg_ok(&["why", "components/linux"]);
+    assert_text!(env, "why_soaking", why);
+}
+
+#[test]
+fn diff_shows_the_files_a_candidate_names_as_status_does() {
+    let env = repo();
+    env.commit_on(
+        "staging",
+        "Boot says more",
+        &[(
+            "tests/boot.sh",
+            &BOOT.replace("login prompt", "the login prompt"),
+        )],
+    );
+    assert!(env.sg_ok(&["status"]).contains("  tests/boot changed: "));
+    let out = env.sg_ok(&["diff", "stable", "staging"]);
+    assert!(
+        out.contains("--- stable:tests/boot.sh\n+++ staging:tests/boot.sh\n"),
+        "{out}"
+    );
+    assert!(out.contains("+echo \"the login prompt reached\""), "{out}");
+    assert!(!out.contains("tests/boot.yaml"), "{out}");
+}
