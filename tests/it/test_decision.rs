@@ -816,3 +816,39 @@ fn diff_shows_the_files_a_candidate_names_as_status_does() {
     assert!(out.contains("+echo \"the login prompt reached\""), "{out}");
     assert!(!out.contains("tests/boot.yaml"), "{out}");
 }
+
+#[test]
+fn verify_accepts_a_promotion_merged_through_a_pull_request() {
+    let env = repo();
+    bump(&env, "linux", "2");
+    env.sg_ok(&["cycle"]);
+    let promotion = env.rev("stable");
+    let before = env.rev("stable^");
+    let message = env.git(&["log", "-1", "--format=%B", &promotion]);
+    // What a forge's merge button makes: a merge of the promotion branch into stable.
+    let merged = env.git(&[
+        "commit-tree",
+        &format!("{promotion}^{{tree}}"),
+        "-p",
+        &before,
+        "-p",
+        &promotion,
+        "-m",
+        &message,
+    ]);
+    let out = env.sg_ok(&["verify", &merged, "--stage", "stable"]);
+    assert!(out.starts_with("ok   stable "), "{out}");
+    // The same merge of something else does not hold.
+    let other = env.git(&[
+        "commit-tree",
+        &format!("{before}^{{tree}}"),
+        "-p",
+        &before,
+        "-p",
+        &promotion,
+        "-m",
+        &message,
+    ]);
+    let (out, _) = env.sg_code(1, &["verify", &other, "--stage", "stable"]);
+    assert!(out.starts_with("FAIL stable "), "{out}");
+}
