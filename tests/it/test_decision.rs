@@ -242,6 +242,15 @@ fn invalid_candidates_are_shown_never_move_and_block_nothing() {
                 "tests/lost.yaml",
                 "name: lost\nuses: [components/xen]\nrun: ./tests/lost.sh\n",
             ),
+            ("recipes/loop.sh", "#!/bin/sh\n"),
+            (
+                "images/egg.yaml",
+                "name: egg\nversion: \"1\"\nbased-on: {image: hen}\nbuild: {run: ./recipes/loop.sh, artifact: a}\n",
+            ),
+            (
+                "images/hen.yaml",
+                "name: hen\nversion: \"1\"\nbased-on: {image: egg}\nbuild: {run: ./recipes/loop.sh, artifact: a}\n",
+            ),
         ],
     );
     let status = env.sg_ok(&["status"]);
@@ -258,6 +267,14 @@ fn invalid_candidates_are_shown_never_move_and_block_nothing() {
     assert!(status.contains("  tests/lost new: invalid\n"), "{status}");
     assert!(
         status.contains("\"tests/lost.sh\" does not exist"),
+        "{status}"
+    );
+    assert!(
+        status.contains("  images/egg new at 1: invalid\n"),
+        "{status}"
+    );
+    assert!(
+        status.contains("images/egg.yaml:1:1: `based-on` makes a cycle through images/egg"),
         "{status}"
     );
     let plan = env.sg_ok(&["plan"]);
