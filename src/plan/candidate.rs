@@ -388,6 +388,22 @@ pub fn diff_paths(
     prefix: &str,
     out: &mut Vec<String>,
 ) -> Result<()> {
+    let skip = |name: &str| {
+        name == RECORDS_DIR || name == PIPELINE_FILE || ItemKind::from_dir(name).is_some()
+    };
+    changed_files(repo, a, b, prefix, &skip, out)
+}
+
+/// Paths of files that differ between two trees (top-level names `skip_top` says to skip
+/// are left out). Identical subtrees are skipped by id.
+pub fn changed_files(
+    repo: &Repo,
+    a: Option<ObjectId>,
+    b: Option<ObjectId>,
+    prefix: &str,
+    skip_top: &dyn Fn(&str) -> bool,
+    out: &mut Vec<String>,
+) -> Result<()> {
     if a == b {
         return Ok(());
     }
@@ -403,9 +419,7 @@ pub fn diff_paths(
     let mb: BTreeMap<&str, &crate::repo::Entry> = eb.iter().map(|e| (e.name.as_str(), e)).collect();
     let names: BTreeSet<&str> = ma.keys().chain(mb.keys()).copied().collect();
     for name in names {
-        if prefix.is_empty()
-            && (name == RECORDS_DIR || name == PIPELINE_FILE || ItemKind::from_dir(name).is_some())
-        {
+        if prefix.is_empty() && skip_top(name) {
             continue;
         }
         let x = ma.get(name).copied();
@@ -422,7 +436,7 @@ pub fn diff_paths(
             |e: Option<&crate::repo::Entry>| e.filter(|e| e.kind == EntryKind::Tree).map(|e| e.id);
         let (tx, ty) = (tree(x), tree(y));
         if tx.is_some() || ty.is_some() {
-            diff_paths(repo, tx, ty, &path, out)?;
+            changed_files(repo, tx, ty, &path, skip_top, out)?;
         }
         if x.is_some_and(|e| e.kind != EntryKind::Tree)
             || y.is_some_and(|e| e.kind != EntryKind::Tree)

@@ -104,7 +104,6 @@ fn changed_paths(planner: &Planner, a: ObjectId, b: ObjectId) -> Result<Vec<Stri
         repo,
         Some(repo.tree_of(a)?),
         Some(repo.tree_of(b)?),
-        "",
         &mut out,
     )?;
     Ok(out)
@@ -114,44 +113,9 @@ fn walk(
     repo: &crate::repo::Repo,
     a: Option<ObjectId>,
     b: Option<ObjectId>,
-    prefix: &str,
     out: &mut Vec<String>,
 ) -> Result<()> {
-    use gix::objs::tree::EntryKind;
-    if a == b {
-        return Ok(());
-    }
-    let list = |t: Option<ObjectId>| -> Result<Vec<crate::repo::Entry>> {
-        match t {
-            Some(t) => repo.tree_entries(t),
-            None => Ok(Vec::new()),
-        }
-    };
-    let (ea, eb) = (list(a)?, list(b)?);
-    let names: BTreeSet<&str> = ea.iter().chain(&eb).map(|e| e.name.as_str()).collect();
-    for name in names {
-        let x = ea.iter().find(|e| e.name == name);
-        let y = eb.iter().find(|e| e.name == name);
-        if x.map(|e| (e.id, e.kind)) == y.map(|e| (e.id, e.kind)) {
-            continue;
-        }
-        let path = if prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let tree =
-            |e: Option<&crate::repo::Entry>| e.filter(|e| e.kind == EntryKind::Tree).map(|e| e.id);
-        if tree(x).is_some() || tree(y).is_some() {
-            walk(repo, tree(x), tree(y), &path, out)?;
-        }
-        if x.is_some_and(|e| e.kind != EntryKind::Tree)
-            || y.is_some_and(|e| e.kind != EntryKind::Tree)
-        {
-            out.push(path);
-        }
-    }
-    Ok(())
+    crate::plan::candidate::changed_files(repo, a, b, "", &|_| false, out)
 }
 
 fn verify_promotion(
@@ -277,7 +241,7 @@ fn verify_promotion(
     let actual = repo.tree_of(commit)?;
     if tree != actual {
         let mut diff = Vec::new();
-        walk(repo, Some(tree), Some(actual), "", &mut diff)?;
+        walk(repo, Some(tree), Some(actual), &mut diff)?;
         problems.push(format!(
             "its tree is not {}'s plus what moved: {} differ{}",
             to.name,
