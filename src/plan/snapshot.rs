@@ -26,6 +26,8 @@ pub struct ParseCache {
     tests: RefCell<HashMap<ObjectId, Rc<Test>>>,
     built: RefCell<HashMap<ObjectId, Rc<BuiltRecord>>>,
     dirs: RefCell<HashMap<ObjectId, Rc<Vec<Entry>>>>,
+    /// A directory's entries by name (item directories hold thousands of manifests).
+    index: RefCell<HashMap<ObjectId, Rc<HashMap<String, ObjectId>>>>,
 }
 
 /// A commit's tests with their manifest blob ids, in name order.
@@ -81,22 +83,43 @@ impl<'r> Snapshot<'r> {
         Ok(v)
     }
 
-    /// The blob id of `path`, if it exists (a tree id for directories).
+    /// The blob id of `path`, if it exists (a tree id for directories). The directory
+    /// holding it is read once per tree and looked up by name after that.
     pub fn oid(&self, path: &str) -> Result<Option<ObjectId>> {
-        Ok(self
-            .repo
-            .entry(self.tree, path.trim_end_matches('/'))?
-            .map(|e| e.id))
+        let path = path.trim_end_matches('/');
+        match path.rsplit_once('/') {
+            Some((dir, name)) => Ok(self.dir_index(dir)?.get(name).copied()),
+            None => Ok(self.repo.entry(self.tree, path)?.map(|e| e.id)),
+        }
+    }
+
+    /// The entries of `dir` by name, cached by the directory's tree id.
+    fn dir_index(&self, dir: &str) -> Result<Rc<HashMap<String, ObjectId>>> {
+        let Some(e) = self.repo.entry(self.tree, dir)? else {
+            return Ok(Rc::default());
+        };
+        if e.kind != EntryKind::Tree {
+            return Ok(Rc::default());
+        }
+        if let Some(m) = self.cache.index.borrow().get(&e.id) {
+            return Ok(m.clone());
+        }
+        let m: Rc<HashMap<String, ObjectId>> = Rc::new(
+            self.dir(dir)?
+                .iter()
+                .map(|x| (x.name.clone(), x.id))
+                .collect(),
+        );
+        self.cache.index.borrow_mut().insert(e.id, m.clone());
+        Ok(m)
     }
 
     /// The blob id of an item's manifest.
     pub fn item_oid(&self, id: &ItemId) -> Result<Option<ObjectId>> {
-        let name = format!("{}.yaml", id.name);
         Ok(self
-            .dir(id.kind.dir())?
-            .iter()
-            .find(|e| e.name == name)
-            .map(|e| e.id))
+            .dir_index(id.kind.dir())?
+            .get(&format!("{}.yaml", id.name))
+            .copied())
     }
 
     pub fn item(&self, id: &ItemId) -> Result<Option<(ObjectId, Rc<Item>)>> {
