@@ -96,18 +96,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let mut plans = planner.plan_all(args.stage.as_deref())?;
     let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
     let view = ledger.view()?;
-    // The combination of what passes alone: its jobs join the plan's.
+    // What run would run: nothing for a rejection that stands, and the combination of
+    // what passes alone.
     let mut combos = Vec::new();
     for p in &mut plans {
-        let facts = crate::promote::facts::load(&planner, p, &view)?;
-        let decided = crate::promote::decide(&planner, p, &view, &facts, crate::promote::now())?;
-        let combo = crate::promote::combination(&planner, p, &decided)?;
-        if let Some((_, cp)) = &combo {
-            for (k, j) in &cp.jobs {
-                p.jobs.entry(k.clone()).or_insert_with(|| j.clone());
-            }
-        }
-        combos.push(combo.map(|(g, _)| g));
+        let (runnable, combo) = crate::promote::runnable(&planner, p, &view)?;
+        *p = runnable;
+        combos.push(combo);
     }
     let verdicts = verdicts(&ledger, &plans)?;
     let wanted = |j: &Job| {

@@ -287,55 +287,65 @@ pub fn combination(
     Ok(Some(planner.plan_combination(plan, &passing)?))
 }
 
-/// The jobs a move needs run now: those of its groups not already settled by a recorded
-/// rejection or invalid, plus, when several groups pass alone, their combination's.
+/// The plan as `run` and `plan` see it: a group whose rejection stands plans nothing (no
+/// job is run for it again), and when several groups pass alone, the jobs of their
+/// combination join the plan. Returns the plan and the combination's group, if any.
+pub fn runnable(
+    planner: &Planner,
+    plan: &MovePlan,
+    view: &LedgerView,
+) -> Result<(MovePlan, Option<crate::plan::Group>)> {
+    let facts = facts::load(planner, plan, view)?;
+    let decided = decide(planner, plan, view, &facts, now())?;
+    let mut out = plan.clone();
+    for (g, e) in out.groups.iter_mut().zip(&decided.evaluation.groups) {
+        if e.sticky {
+            g.required.clear();
+            g.blocked.push(crate::plan::Blocked {
+                kind: "rejected",
+                candidate: None,
+                message: "rejected before at this content: nothing runs for it again".into(),
+            });
+        }
+    }
+    let combo = combination(planner, plan, &decided)?;
+    if let Some((_, cp)) = &combo {
+        for (k, j) in &cp.jobs {
+            out.jobs.entry(k.clone()).or_insert_with(|| j.clone());
+        }
+    }
+    // Keep the jobs something still needs: required ones, their baselines and builds.
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    let mut todo: Vec<String> = out
+        .groups
+        .iter()
+        .flat_map(|g| g.required.iter().cloned())
+        .chain(combo.iter().flat_map(|(g, _)| g.required.iter().cloned()))
+        .collect();
+    while let Some(k) = todo.pop() {
+        if !keep.insert(k.clone()) {
+            continue;
+        }
+        if let Some(j) = out.jobs.get(&k) {
+            todo.extend(j.baseline.iter().cloned());
+            todo.extend(j.after.iter().cloned());
+        }
+    }
+    out.jobs.retain(|k, _| keep.contains(k));
+    Ok((out, combo.map(|(g, _)| g)))
+}
+
+/// The jobs a move needs run now (see [`runnable`]).
 pub fn jobs_to_run(
     planner: &Planner,
     plan: &MovePlan,
     view: &LedgerView,
 ) -> Result<Vec<crate::plan::Job>> {
-    let facts = facts::load(planner, plan, view)?;
-    let decided = decide(planner, plan, view, &facts, now())?;
-    let mut keys: BTreeSet<String> = BTreeSet::new();
-    for (g, e) in plan.groups.iter().zip(&decided.evaluation.groups) {
-        if e.sticky {
-            continue;
-        }
-        for k in &g.required {
-            keys.insert(k.clone());
-            if let Some(b) = &plan.jobs[k].baseline {
-                keys.insert(b.clone());
-            }
-        }
-    }
-    let mut out: Vec<crate::plan::Job> = keys.iter().map(|k| plan.jobs[k].clone()).collect();
-    if let Some((g, combo_plan)) = combination(planner, plan, &decided)? {
-        for k in &g.required {
-            if !keys.contains(k) {
-                let job = combo_plan.jobs[k].clone();
-                if let Some(b) = &job.baseline
-                    && !keys.contains(b)
-                {
-                    keys.insert(b.clone());
-                    out.push(combo_plan.jobs[b].clone());
-                }
-                keys.insert(k.clone());
-                out.push(job);
-            }
-        }
-    }
-    // Builds the selected jobs need come first in the list only by key; the runner orders
-    // by `after`, and a build a selected job needs is always selected with it.
-    let wanted: BTreeSet<String> = out.iter().flat_map(|j| j.after.clone()).collect();
-    for k in wanted {
-        if !keys.contains(&k)
-            && let Some(j) = plan.jobs.get(&k)
-        {
-            keys.insert(k.clone());
-            out.push(j.clone());
-        }
-    }
-    Ok(out)
+    Ok(runnable(planner, plan, view)?
+        .0
+        .jobs
+        .into_values()
+        .collect())
 }
 
 /// Plan, evaluate and (unless dry-run) promote one move; retries when T moves underneath.

@@ -869,3 +869,22 @@ fn verify_accepts_a_promotion_merged_through_a_pull_request() {
     let (out, _) = env.sg_code(1, &["verify", &other, "--stage", "stable"]);
     assert!(out.starts_with("FAIL stable "), "{out}");
 }
+
+#[test]
+fn plan_lists_no_jobs_for_a_rejection_that_stands_even_when_stable_moved() {
+    let env = repo();
+    bump(&env, "xen", "2");
+    bump(&env, "linux", "2");
+    env.sg_code(1, &["cycle"]);
+    // linux moved: xen's jobs against the new stable would have new keys; none is planned.
+    assert_eq!(version(&env, "stable", "components/linux.yaml"), "2");
+    let matrix = env.json(&["plan", "--missing", "--format", "github-matrix"]);
+    assert_eq!(matrix["include"], serde_json::json!([]), "{matrix:#}");
+    let plan = env.sg_ok(&["plan"]);
+    assert!(
+        plan.contains("not planned: rejected before at this content: nothing runs for it again"),
+        "{plan}"
+    );
+    let (out, _) = env.sg_code(1, &["cycle"]);
+    assert!(out.contains("nothing to run"), "{out}");
+}
