@@ -9,10 +9,10 @@ use similar::TextDiff;
 
 use super::model::*;
 use crate::error::Result;
-use crate::gate::{self, Evaluation, JobState};
+use crate::gate::{self, GroupEval, JobState};
 use crate::ledger::{Ledger, LedgerView, ResultRecord, Verdict};
-use crate::manifest::{ItemId, TESTS_DIR};
-use crate::plan::{MovePlan, Pending, Planner, Role, short};
+use crate::manifest::ItemId;
+use crate::plan::{Candidate, MovePlan, Planner};
 use crate::repo::Repo;
 use crate::trail;
 
@@ -77,60 +77,33 @@ fn stages(repo: &Repo, planner: &Planner, now: i64) -> Result<Vec<StageView>> {
         .collect()
 }
 
-/// What a candidate is: an item, or a test whose definition changed.
-enum Subject<'a> {
-    Item(&'a ItemId),
-    Test(&'a str),
-}
-
-/// The adapter onto the decision model: the gate judges pending commits (as `status`
-/// shows them), and each candidate takes its state from the newest pending commit that
-/// carries it, as `why` reads it. A candidate is rejected when one of its own jobs
-/// regressed, held when its item is held; when its commit is rejected or waits for
-/// another candidate's sake, it waits, and its reasons say for what.
+/// The adapter onto the decision model: each candidate (an item, a test, the pipeline)
+/// takes the state the gate gives its group, as `status` shows it; a candidate that passes
+/// but does not move this time (its combination with others waits) waits, saying why.
 fn moves(repo: &Repo, planner: &Planner, view: &LedgerView, now: i64) -> Result<Vec<MoveView>> {
     let mut out = Vec::new();
     for plan in planner.plan_all(None)? {
-        let holds = crate::promote::holds(repo, &plan.from, plan.from_head)?;
-        let evals = gate::evaluate(&plan, view, &holds, now)?;
-        let mut seen = BTreeSet::new();
+        let facts = crate::promote::facts::load(planner, &plan, view)?;
+        let decided = crate::promote::decide(planner, &plan, view, &facts, now)?;
+        let moving = decided.moved(&plan);
+        let subject = repo.commit(plan.from_head)?.subject().to_string();
+        let judged = Judged {
+            repo,
+            plan: &plan,
+            view,
+            holds: &facts.holds,
+            subject: &subject,
+        };
         let mut candidates = Vec::new();
-        for (pending, eval) in plan.pending.iter().zip(&evals) {
-            let subjects = pending
-                .candidates
-                .iter()
-                .map(|c| {
-                    (
-                        c.item.to_string(),
-                        Subject::Item(&c.item),
-                        c.from.clone(),
-                        c.to.clone(),
-                        if c.inputs_only { Some("inputs") } else { None },
-                    )
-                })
-                .chain(pending.changed_tests.iter().map(|t| {
-                    (
-                        format!("{TESTS_DIR}/{t}"),
-                        Subject::Test(t),
-                        None,
-                        None,
-                        None,
-                    )
-                }));
-            for (name, subject, from, to, inputs) in subjects {
-                if !seen.insert(name.clone()) {
-                    continue;
-                }
-                let c = Judged {
-                    repo,
-                    plan: &plan,
-                    pending,
-                    eval,
-                    view,
-                    holds: &holds,
-                };
-                candidates.push(c.candidate(name, subject, from, to, inputs)?);
+        for c in &plan.candidates {
+            let g = decided.evaluation.of(&c.id);
+            let mut state = g.map_or(gate::State::Wait, |g| g.state);
+            let mut notes = Vec::new();
+            if state == gate::State::Promote && !moving.contains(&c.id) {
+                state = gate::State::Wait;
+                notes.extend(decided.notes.iter().cloned());
             }
+            candidates.push(judged.candidate(c, state, g, notes)?);
         }
         out.push(MoveView {
             from: plan.from.name.clone(),
@@ -144,88 +117,50 @@ fn moves(repo: &Repo, planner: &Planner, view: &LedgerView, now: i64) -> Result<
     Ok(out)
 }
 
-/// One pending commit as the gate judged it.
+/// One move as the gate judged it.
 struct Judged<'a> {
     repo: &'a Repo,
     plan: &'a MovePlan,
-    pending: &'a Pending,
-    eval: &'a Evaluation,
     view: &'a LedgerView<'a>,
     holds: &'a gate::Holds,
+    subject: &'a str,
 }
 
 impl Judged<'_> {
     fn candidate(
         &self,
-        name: String,
-        subject: Subject,
-        from: Option<String>,
-        to: Option<String>,
-        inputs: Option<&'static str>,
+        c: &Candidate,
+        state: gate::State,
+        group: Option<&GroupEval>,
+        notes: Vec<String>,
     ) -> Result<CandidateView> {
-        let (plan, eval) = (self.plan, self.eval);
-        let own = |key: &str| {
-            plan.jobs.get(key).is_some_and(|j| match &subject {
-                Subject::Item(id) => j.candidates.contains(id),
-                Subject::Test(t) => j.role == Role::TestChange && j.name == *t,
+        let plan = self.plan;
+        let mut reasons: Vec<ReasonView> = group
+            .map(|g| {
+                g.reasons
+                    .iter()
+                    .map(|r| ReasonView {
+                        kind: r.kind.to_string(),
+                        message: r.message.clone(),
+                    })
+                    .collect()
             })
+            .unwrap_or_default();
+        reasons.extend(notes.into_iter().map(|message| ReasonView {
+            kind: "combination".into(),
+            message,
+        }));
+        let state = match state {
+            gate::State::Promote => State::Promote,
+            gate::State::Wait => State::Wait,
+            gate::State::Held => State::Held,
+            gate::State::Rejected => State::Rejected,
+            gate::State::Invalid => State::Invalid,
         };
-        let mut reasons: Vec<ReasonView> = eval
-            .reasons
+        let jobs: Vec<JobView> = group
+            .map(|g| g.jobs.as_slice())
+            .unwrap_or_default()
             .iter()
-            .filter(|r| match (&r.job, &r.item) {
-                (Some(job), _) => own(job),
-                (None, Some(item)) => *item == name,
-                (None, None) => true,
-            })
-            .map(|r| ReasonView {
-                kind: r.kind.to_string(),
-                message: r.message.clone(),
-            })
-            .collect();
-        let blocking = |r: &ReasonView| r.kind != "fails-like-baseline";
-        let held = match &subject {
-            Subject::Item(id) => self.holds.get(*id).cloned(),
-            Subject::Test(_) => None,
-        };
-        let regressed = reasons
-            .iter()
-            .any(|r| r.kind == "regression" || r.kind == "build-failed");
-        let state = if held.is_some() {
-            State::Held
-        } else if regressed {
-            State::Rejected
-        } else if eval.decision == gate::Decision::Promote {
-            State::Promote
-        } else {
-            State::Wait
-        };
-        if state == State::Wait && !reasons.iter().any(blocking) {
-            // Nothing of its own holds it back: its commit does, for another candidate.
-            let other = eval
-                .reasons
-                .iter()
-                .find(|r| r.kind != "fails-like-baseline");
-            reasons.push(ReasonView {
-                kind: "commit".into(),
-                message: format!(
-                    "its commit {} is {} for another candidate{}",
-                    short(eval.commit),
-                    if eval.decision == gate::Decision::Reject {
-                        "rejected"
-                    } else {
-                        "waiting"
-                    },
-                    other
-                        .map(|r| format!(": {}", r.message))
-                        .unwrap_or_default()
-                ),
-            });
-        }
-        let jobs: Vec<JobView> = eval
-            .jobs
-            .iter()
-            .filter(|j| own(&j.key))
             .map(|j| {
                 Ok(JobView {
                     key: j.key.clone(),
@@ -242,6 +177,7 @@ impl Judged<'_> {
                 })
             })
             .collect::<Result<_>>()?;
+        let blocking = |r: &ReasonView| r.kind != "fails-like-baseline" && r.kind != "waived";
         let reason = match state {
             State::Promote if jobs.is_empty() => {
                 format!("no jobs are required by the gate into {}", plan.to.name)
@@ -259,24 +195,24 @@ impl Judged<'_> {
                     blocking(r)
                         && match state {
                             State::Held => r.kind == "held",
-                            State::Rejected => r.kind == "regression" || r.kind == "build-failed",
+                            State::Rejected => matches!(
+                                r.kind.as_str(),
+                                "regression" | "build-failed" | "rejected"
+                            ),
                             _ => true,
                         }
                 })
                 .map(|r| r.message.clone())
                 .unwrap_or_default(),
         };
-        let path = match &subject {
-            Subject::Item(id) => id.path(),
-            Subject::Test(t) => format!("{TESTS_DIR}/{t}.yaml"),
-        };
-        let diff = self.manifest_diff(&path)?;
-        let change = inputs.unwrap_or(match (&subject, &from, &to, diff.is_empty()) {
-            (Subject::Test(_), ..) => "changed",
-            (_, None, Some(_), _) => "new",
-            (_, Some(_), None, _) => "removed",
+        let name = c.id.to_string();
+        let diff = self.manifest_diff(&c.id.path())?;
+        let change = match (c.present, c.new, c.inputs_only) {
+            (false, _, _) => "removed",
+            (true, true, _) => "new",
+            (true, false, true) => "inputs",
             _ => "changed",
-        });
+        };
         let page = format!(
             "candidates/{}-{}/{}.html",
             slug(&plan.from.name),
@@ -285,22 +221,22 @@ impl Judged<'_> {
         );
         Ok(CandidateView {
             item: name,
-            from_version: from,
-            to_version: to,
+            from_version: c.from.clone(),
+            to_version: c.to.clone(),
             change,
             state,
             reason,
             reasons,
-            commit: self.pending.commit.to_string(),
-            subject: self.pending.subject.clone(),
+            commit: plan.from_head.to_string(),
+            subject: self.subject.to_string(),
             jobs,
-            holds: held.into_iter().collect(),
+            holds: self.holds.get(&c.id).cloned().into_iter().collect(),
             diff,
             page,
         })
     }
 
-    /// The manifest at `path` as a unified diff from T's head to the pending commit.
+    /// The manifest at `path` as a unified diff from T's head to S's.
     fn manifest_diff(&self, path: &str) -> Result<String> {
         let text = |commit: ObjectId| -> Result<String> {
             let tree = self.repo.tree_of(commit)?;
@@ -310,7 +246,7 @@ impl Judged<'_> {
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default())
         };
-        let (old, new) = (text(self.plan.to_head)?, text(self.pending.commit)?);
+        let (old, new) = (text(self.plan.to_head)?, text(self.plan.from_head)?);
         if old == new {
             return Ok(String::new());
         }

@@ -80,6 +80,8 @@ pub enum State {
     Held,
     /// A required job regressed: it stays on S until its content changes.
     Rejected,
+    /// Its manifest does not parse or resolve on S: it never moves until fixed.
+    Invalid,
 }
 
 impl State {
@@ -89,6 +91,7 @@ impl State {
             State::Wait => "wait",
             State::Held => "held",
             State::Rejected => "rejected",
+            State::Invalid => "invalid",
         }
     }
 }
@@ -109,7 +112,7 @@ pub struct CandidateView {
     pub reason: String,
     /// Every reason the gate gives that concerns this candidate.
     pub reasons: Vec<ReasonView>,
-    /// The commit on S that carries it, and its subject.
+    /// S's head (what was judged), and its subject.
     pub commit: String,
     pub subject: String,
     /// The jobs that judge it, each with its baseline.

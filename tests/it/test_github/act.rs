@@ -252,8 +252,10 @@ fn under_act_the_pull_request_workflow_checks_and_plans_the_pull_requests_head()
         )),
         "{out}"
     );
-    // The plan is the pull request's: its new test is a candidate of staging -> stable.
-    assert!(out.contains("test  smoke [components/xen]"), "{out}");
+    // The plan is the pull request's: its new test is a candidate of staging -> stable,
+    // run with stable's items.
+    assert!(out.contains("tests/smoke new"), "{out}");
+    assert!(out.contains("test  smoke [changed test]"), "{out}");
     assert!(
         w.fake.requests().is_empty(),
         "read-only: no GitHub API call"
