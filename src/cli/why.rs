@@ -192,7 +192,10 @@ fn print_text(why: &Why, id: &CandidateId) {
                     println!("         reason: {r}");
                 }
                 if let Some(l) = &j.log {
-                    println!("         log: {l}");
+                    println!(
+                        "         log: {l} (`stagegate log-of {}` prints it)",
+                        &j.key[..12]
+                    );
                 }
                 if let Some(x) = &j.excerpt {
                     for line in x

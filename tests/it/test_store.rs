@@ -113,6 +113,38 @@ fn runners_share_artifacts_and_logs_through_a_registry() {
         record.contains(&format!("oci://{}/team/pipeline@sha256:", registry.addr)),
         "{record}"
     );
+    // In the registry it is an OCI artifact tagged by its digest, saying what it is.
+    let digest = record
+        .lines()
+        .find_map(|l| l.strip_prefix("digest: "))
+        .expect("a digest in the record");
+    if let Some(curl) = crate::common::require_tool("curl") {
+        let out = std::process::Command::new(curl)
+            .args([
+                "-sSf",
+                "-H",
+                "Accept: application/vnd.oci.image.manifest.v1+json",
+            ])
+            .arg(format!(
+                "http://{}/v2/team/pipeline/manifests/sha256-{}",
+                registry.addr,
+                digest.trim_start_matches("sha256:")
+            ))
+            .output()
+            .unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(
+            manifest["artifactType"],
+            "application/vnd.stagegate.artifact.v1"
+        );
+        assert_eq!(manifest["layers"][0]["digest"], digest);
+        let notes = &manifest["annotations"];
+        assert_eq!(notes["dev.stagegate.item"], "images/disk", "{manifest:#}");
+        assert_eq!(notes["dev.stagegate.version"], "2", "{manifest:#}");
+        assert_eq!(notes["dev.stagegate.lock"], "pkg 1\n", "{manifest:#}");
+        assert_eq!(notes["dev.stagegate.build-job"], build.as_str());
+    }
     let log = c.sg_ok(&["--remote", "origin", "log-of", &build[..8]]);
     assert!(log.contains("building disk 2"), "{log}");
     let log = c.sg_ok(&["--remote", "origin", "log-of", &test]);
