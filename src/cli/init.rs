@@ -169,7 +169,18 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         Some(d) => ctx.dir.join(d),
         None => ctx.dir.clone(),
     };
-    let dir = std::path::absolute(&dir).io_context(|| format!("resolving {}", dir.display()))?;
+    let mut dir =
+        std::path::absolute(&dir).io_context(|| format!("resolving {}", dir.display()))?;
+    // Without DIR, in a subdirectory of a repository: that repository, as git would.
+    if args.dir.is_none()
+        && args.example.is_none()
+        && !dir.join(".git").exists()
+        && let Some(root) = gix::discover(&dir)
+            .ok()
+            .and_then(|g| g.workdir().map(Path::to_path_buf))
+    {
+        dir = root;
+    }
     match args.example {
         Some(_) => example(&dir, args.github),
         None => adopt(&dir, args.github),

@@ -221,3 +221,27 @@ fn the_pre_commit_hook_finds_stagegate_by_its_recorded_path_when_not_on_path() {
     assert!(err.contains("images/bad.yaml"), "{err}");
     assert!(!err.contains("not on PATH"), "{err}");
 }
+
+#[test]
+fn init_in_a_subdirectory_adopts_the_repository_around_it() {
+    let env = git_repo(true);
+    std::fs::create_dir_all(env.repo.join("docs")).unwrap();
+    let mut cmd = std::process::Command::new(env.sg_cmd(&[]).get_program());
+    crate::common::base_env(&mut cmd, env.home());
+    let out = cmd
+        .arg("-C")
+        .arg(env.repo.join("docs"))
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!env.repo.join("docs/.git").exists(), "no nested repository");
+    assert_eq!(
+        env.git(&["ls-tree", "--name-only", "new"]),
+        "README\nstagegate.yaml"
+    );
+}
