@@ -28,7 +28,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
     super::sync::start(ctx, &repo, &planner.pipeline, false)?;
-    let id = crate::promote::edits::parse_candidate(&args.candidate)?;
+    let id = crate::promote::edits::parse_candidate(&planner, &args.candidate)?;
     let moves = crate::promote::edits::pending_moves(&planner, &id)?;
     let found = moves.into_iter().find(|(_, t)| {
         args.stage

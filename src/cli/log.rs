@@ -22,14 +22,14 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let item = args
-        .item
-        .as_deref()
-        .map(crate::promote::edits::parse_candidate)
-        .transpose()?;
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
     super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let item = args
+        .item
+        .as_deref()
+        .map(|i| crate::promote::edits::parse_candidate(&planner, i))
+        .transpose()?;
     let entries = collect(&repo, &planner, item.as_ref(), args.max)?;
     match args.format {
         Format::Json => print_json(&entries),

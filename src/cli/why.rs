@@ -51,10 +51,10 @@ struct Why {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let id = crate::promote::edits::parse_candidate(&args.item)?;
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
     super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let id = crate::promote::edits::parse_candidate(&planner, &args.item)?;
     let mut stages = Vec::new();
     for s in &planner.pipeline.stages {
         let snap = planner.snapshot(planner.stage_head(s)?)?;

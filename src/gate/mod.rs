@@ -67,6 +67,22 @@ pub enum JobState {
     Missing,
 }
 
+/// The documented lowercase name, as JSON output has it: what decision records carry.
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JobState::Passed => "passed",
+            JobState::Flaky => "flaky",
+            JobState::FailsLikeBaseline => "fails_like_baseline",
+            JobState::Regression => "regression",
+            JobState::FailedBaselineMissing => "failed_baseline_missing",
+            JobState::Waived => "waived",
+            JobState::Error => "error",
+            JobState::Missing => "missing",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct JobVerdict {
     pub key: String,

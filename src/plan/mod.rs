@@ -14,6 +14,7 @@
 
 pub mod candidate;
 pub mod key;
+pub mod resolve;
 pub mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -64,8 +64,12 @@ fn who() -> String {
     format!("{}@{}", r.user, r.host)
 }
 
-pub fn parse_candidate(text: &str) -> Result<CandidateId> {
-    CandidateId::parse(text).ok_or_else(|| {
+/// The candidate a command line names: resolved against every stage
+/// ([`crate::plan::resolve`]), so a short name works, a typo gets a suggestion, and a name
+/// no stage has is refused.
+pub fn parse_candidate(planner: &Planner, text: &str) -> Result<CandidateId> {
+    let name = crate::plan::resolve::resolve(planner, text)?;
+    CandidateId::parse(&name).ok_or_else(|| {
         Error::usage_help(
             format!("{text:?} is not an item"),
             "write images/NAME, components/NAME, tests/NAME or stagegate.yaml",
@@ -92,7 +96,7 @@ fn resolve_stage<'p>(
 }
 
 pub fn hold(planner: &Planner, item: &str, reason: &str, stage: Option<&str>) -> Result<Edited> {
-    let id = parse_candidate(item)?;
+    let id = parse_candidate(planner, item)?;
     let stage = resolve_stage(planner, &id, stage)?;
     let head = planner.stage_head(stage)?;
     let path = records::hold_path(&stage.name, &id);
@@ -135,7 +139,7 @@ pub fn hold(planner: &Planner, item: &str, reason: &str, stage: Option<&str>) ->
 }
 
 pub fn release(planner: &Planner, item: &str, stage: Option<&str>) -> Result<Edited> {
-    let id = parse_candidate(item)?;
+    let id = parse_candidate(planner, item)?;
     let stages: Vec<&Stage> = match stage {
         Some(s) => vec![planner.stage(s)?],
         None => planner.pipeline.stages.iter().collect(),
@@ -173,7 +177,7 @@ pub fn release(planner: &Planner, item: &str, stage: Option<&str>) -> Result<Edi
 /// next stage's content on the last stage it is pending on, and on every earlier stage
 /// holding that same content; record the dropped version so `poll` never proposes it again.
 pub fn drop_item(planner: &Planner, item: &str, reason: &str) -> Result<Vec<Edited>> {
-    let id = parse_candidate(item)?;
+    let id = parse_candidate(planner, item)?;
     let moves = pending_moves(planner, &id)?;
     let Some(&(s, t)) = moves.last() else {
         return Err(Error::usage_help(

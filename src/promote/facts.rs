@@ -103,7 +103,8 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView) -> Result<Fac
                     failed: d
                         .jobs
                         .iter()
-                        .filter(|j| j.state == "Regression")
+                        // Records written before the names were lowercase say "Regression".
+                        .filter(|j| j.state.eq_ignore_ascii_case("regression"))
                         .map(|j| j.key.clone())
                         .collect(),
                     reasons: d.reasons.clone(),

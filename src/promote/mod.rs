@@ -514,7 +514,7 @@ fn job_records(jobs: &[gate::JobVerdict]) -> Vec<JobRecord> {
             key: j.key.clone(),
             job: j.label.clone(),
             verdict: j.verdict.map_or("missing".into(), |v| v.to_string()),
-            state: format!("{:?}", j.state),
+            state: j.state.to_string(),
             baseline: j.baseline.map(|v| v.to_string()),
             baseline_key: j.baseline_key.clone(),
         })

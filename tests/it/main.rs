@@ -15,6 +15,8 @@ mod test_progress;
 mod test_promote;
 mod test_publish;
 mod test_report;
+mod test_resolve;
 mod test_run;
 mod test_store;
 mod test_sync;
+mod test_walk;

@@ -258,7 +258,7 @@ fn promote_merges_a_passing_candidate_with_its_decision() {
     assert_eq!(d.jobs.len(), 1);
     let j = &d.jobs[0];
     assert_eq!(j.job, "test  boot [components/xen]");
-    assert_eq!((j.verdict.as_str(), j.state.as_str()), ("pass", "Passed"));
+    assert_eq!((j.verdict.as_str(), j.state.as_str()), ("pass", "passed"));
     assert_eq!(j.baseline.as_deref(), Some("pass"));
     assert!(j.baseline_key.is_some());
     assert!(d.reasons.is_empty(), "{:?}", d.reasons);
@@ -325,7 +325,7 @@ fn promote_rejects_a_regression_and_records_it_once() {
         (
             "test  boot [components/xen]",
             "fail",
-            "Regression",
+            "regression",
             Some("pass")
         )
     );
@@ -480,7 +480,7 @@ fn a_failure_like_the_baseline_is_promoted_when_the_gate_compares_with_it() {
     let j = &d.jobs[0];
     assert_eq!(
         (j.verdict.as_str(), j.state.as_str(), j.baseline.as_deref()),
-        ("fail", "FailsLikeBaseline", Some("fail"))
+        ("fail", "fails_like_baseline", Some("fail"))
     );
 }
 
