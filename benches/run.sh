@@ -14,6 +14,7 @@
 #   - `run` of J trivial jobs at -j 2 against `xargs -P 2` running the same commands,
 #     and a second `run` with nothing left to run against `status`;
 #   - 8 concurrent `run --shard I/8` recording J results: found/expected in the ledger;
+#   - `report` of the state repository (a static site): under 10 s;
 #   - the peak RSS of every stagegate command above.
 #
 # Times are medians. The two commands of a ratio run alternately (A B A B ...), so that load
@@ -266,6 +267,29 @@ r=$(ratio "$median_a" "$median_b")
 line "status at $commits / at $short_commits commits" "${r}x" "0.8x..1.2x" \
     "$(judge "$r" within 0.2)" "$(ms "$median_a") / $(ms "$median_b")"
 rss "status ($short_commits commits)" "$bin" -C "$short" status
+
+# `report` of the whole state repository: a static site, under 10 s and 200 MiB.
+if "$bin" report --help >/dev/null 2>&1; then
+    site=$work/site
+    times=()
+    for ((i = 0; i < 3; i++)); do
+        time_once "rm -rf $(printf '%q' "$site")" "$(quote "$bin" -C "$state" report --out "$site")" || break
+        times+=("$elapsed_us")
+    done
+    if [ ${#times[@]} = 3 ]; then
+        t_report=$(median_of "${times[@]}")
+        pages=$(find "$site" -name '*.html' | wc -l)
+        largest=$(find "$site" -name '*.html' -printf '%s\n' | sort -n | tail -n 1)
+        line "report (static site)" "$(ms "$t_report")" "< 10 s" "$(judge "$t_report" lt 10)" \
+            "$pages pages, largest $((largest / 1024)) KiB, $(du -sk "$site" | cut -f1) KiB in all"
+    else
+        line "report (static site)" "failed" "< 10 s" "MISS" "report exited non-zero (output above)"
+    fi
+    rm -rf "$site"
+    rss report "$bin" -C "$state" report --out "$site"
+else
+    not_measured "report (static site)" "< 10 s" "report not available"
+fi
 
 if "$bin" run --help >/dev/null 2>&1; then
     # The jobs' commands, as xargs would run them: in a checkout of the pending commit

@@ -28,8 +28,8 @@ pub struct Entry {
     pub subject: String,
 }
 
-/// How far back one branch is read at most.
-const MAX_WALK: usize = 20_000;
+/// How far back one branch is read at most, by default.
+pub const MAX_WALK: usize = 20_000;
 
 fn entry_of(c: &CommitInfo) -> Option<Entry> {
     let (kind, items) = if let Some(d) = c.trailer("Stagegate-Decision") {
@@ -82,12 +82,16 @@ fn walk(
     head: gix::ObjectId,
     item: Option<&CandidateId>,
     max: usize,
+    depth: usize,
     out: &mut Vec<Entry>,
 ) -> Result<()> {
+    if max == 0 {
+        return Ok(());
+    }
     let want = item.map(|i| i.to_string());
     let mut found = 0;
     let mut next = Some(head);
-    for _ in 0..MAX_WALK {
+    for _ in 0..depth {
         let Some(id) = next else { break };
         let info = repo.commit(id)?;
         next = info.parents.first().copied();
@@ -117,12 +121,23 @@ pub fn collect(
     item: Option<&CandidateId>,
     max: usize,
 ) -> Result<Vec<Entry>> {
+    collect_within(repo, planner, item, max, MAX_WALK)
+}
+
+/// [`collect`], reading at most `depth` first-parent commits of each ref.
+pub fn collect_within(
+    repo: &Repo,
+    planner: &Planner,
+    item: Option<&CandidateId>,
+    max: usize,
+    depth: usize,
+) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     for s in &planner.pipeline.stages {
-        walk(repo, planner.stage_head(s)?, item, max, &mut out)?;
+        walk(repo, planner.stage_head(s)?, item, max, depth, &mut out)?;
     }
     if let Some(tip) = repo.ref_target(&planner.pipeline.results_ref)? {
-        walk(repo, tip, item, max, &mut out)?;
+        walk(repo, tip, item, max, depth, &mut out)?;
     }
     let mut seen = std::collections::HashSet::new();
     out.retain(|e| seen.insert(e.commit.clone()));

@@ -18,7 +18,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Read at most this many of the newest results for the history pages.
-    #[arg(long, value_name = "N", default_value_t = 5000)]
+    #[arg(long, value_name = "N", default_value_t = 1000)]
     pub runs: usize,
     /// Show at most this many entries of the audit trail.
     #[arg(long, value_name = "N", default_value_t = 200)]

@@ -22,7 +22,7 @@ use super::Decided;
 use crate::error::{Error, Result};
 use crate::forge::codeowners::Owner;
 use crate::forge::summary::{
-    BaselineRow, CandidateChange, DecisionKind, EnvItem, JobRow, PromotionSummary,
+    BaselineRow, CandidateChange, DecisionKind, EnvItem, JobRow, Link, PromotionSummary,
 };
 use crate::forge::{CheckRun, Forge, promotion_branch};
 use crate::gate::{JobState, State};
@@ -151,7 +151,14 @@ pub fn summary(planner: &Planner, plan: &MovePlan, decided: &Decided) -> Result<
         candidates,
         jobs,
         run_url: crate::runner::identity().ci_url,
-        links: Vec::new(),
+        links: crate::report::published_links(
+            &plan.from.name,
+            &plan.to.name,
+            &shown.iter().map(|c| c.id.to_string()).collect::<Vec<_>>(),
+        )
+        .into_iter()
+        .map(|(title, url)| Link { title, url })
+        .collect(),
     })
 }
 

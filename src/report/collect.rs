@@ -27,6 +27,9 @@ pub struct Options {
     pub now: i64,
 }
 
+/// How far back the audit trail is read on each stage: what moved *recently*.
+const TRAIL_DEPTH: usize = 2_000;
+
 /// How many ledger commits the history walk reads at most, whatever they hold.
 const MAX_LEDGER_COMMITS: usize = 20_000;
 
@@ -35,7 +38,7 @@ pub fn collect(repo: &Repo, planner: &Planner, opts: &Options) -> Result<Report>
     let view = Ledger::new(repo, &planner.pipeline.results_ref).view()?;
     let stages = stages(repo, planner, opts.now)?;
     let moves = moves(repo, planner, &view, opts.now)?;
-    let recent = trail::collect(repo, planner, None, opts.trail)?;
+    let recent = trail::collect_within(repo, planner, None, opts.trail, TRAIL_DEPTH)?;
     let records = newest_results(repo, view.tip, opts.runs)?;
     let runs_read = records.len();
     let runs: Vec<RunView> = records.into_iter().map(|r| run_view(r, false)).collect();
@@ -213,12 +216,7 @@ impl Judged<'_> {
             (true, false, true) => "inputs",
             _ => "changed",
         };
-        let page = format!(
-            "candidates/{}-{}/{}.html",
-            slug(&plan.from.name),
-            slug(&plan.to.name),
-            slug(&name)
-        );
+        let page = super::candidate_page(&plan.from.name, &plan.to.name, &name);
         Ok(CandidateView {
             item: name,
             from_version: c.from.clone(),

@@ -27,7 +27,8 @@ pub fn base_env(cmd: &mut Command, home: &Path) {
         .env_remove("STAGEGATE_OCI_TOKEN")
         .env_remove("STAGEGATE_OCI_USERNAME")
         .env_remove("STAGEGATE_OCI_PASSWORD")
-        .env_remove("STAGEGATE_REMOTE");
+        .env_remove("STAGEGATE_REMOTE")
+        .env_remove("STAGEGATE_REPORT_URL");
 }
 
 /// The path of an external tool a test needs, or `None` when it is missing and the test may

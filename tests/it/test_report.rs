@@ -12,6 +12,13 @@ use crate::common::TestEnv;
 fn rejected_example() -> TestEnv {
     let env = TestEnv::init_example();
     env.sg_ok(&["cycle"]);
+    break_hello(&env);
+    env.sg_code(1, &["cycle"]);
+    env
+}
+
+/// Commit a `hello` that fails on its upstream branch: the next poll proposes it.
+fn break_hello(env: &TestEnv) {
     // The component's history is on the state repository's branch hello/main.
     let clone = env.home().join("hello");
     env.git(&[
@@ -31,8 +38,6 @@ fn rejected_example() -> TestEnv {
         &["commit", "-q", "--no-verify", "-am", "hello: break greet"],
     );
     env.git(&["worktree", "remove", clone.to_str().unwrap()]);
-    env.sg_code(1, &["cycle"]);
-    env
 }
 
 fn report(env: &TestEnv) -> PathBuf {
@@ -256,6 +261,34 @@ fn links(html: &str) -> Vec<String> {
 }
 
 #[test]
+fn the_step_summary_links_each_candidate_to_its_page_in_the_published_report() {
+    let env = TestEnv::init_example();
+    env.sg_ok(&["cycle"]);
+    break_hello(&env);
+    let summary = env.home().join("step_summary");
+    let out = env
+        .sg_cmd(&["cycle"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_OUTPUT", env.home().join("github_output"))
+        .env("STAGEGATE_REPORT_URL", "https://octo.github.io/state")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the gate rejects hello");
+    let text = std::fs::read_to_string(&summary).unwrap();
+    let base = "https://octo.github.io/state/";
+    let move_link = format!("[report: staging → stable]({base}index.html#move-staging-stable)");
+    let page = "candidates/staging-stable/components-hello.html";
+    let hello_link = format!("[components/hello]({base}{page})");
+    assert!(text.contains(&move_link), "{text}");
+    assert!(text.contains(&hello_link), "{text}");
+    // The report made from the same state has those pages and that anchor.
+    let site = report(&env);
+    assert!(read(&site, page).contains("<span class=\"state rejected\">rejected</span>"));
+    assert!(read(&site, "index.html").contains("id=\"move-staging-stable\""));
+}
+
+#[test]
 fn report_refuses_a_directory_that_holds_something_else() {
     let env = TestEnv::init_example();
     let out = env.home().join("docs");
@@ -318,6 +351,8 @@ fn report_pages_are_bounded_on_a_large_ledger() {
         "report",
         "--out",
         out.to_str().unwrap(),
+        "--runs",
+        "5000",
         "--format",
         "json",
     ]))

@@ -20,6 +20,8 @@ const PIPELINE: &str = "version: 1\nstages: [staging, stable]\ngates:\n  stable:
 const BRANCH: &str = "stagegate/promote/staging-to-stable";
 const CHECKOUT: &str = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1";
 const APP_TOKEN: &str = "actions/create-github-app-token@1b10c78c7865c340bc4f6099eb2f838309f1e8c3";
+const UPLOAD_PAGES: &str = "actions/upload-pages-artifact@56afc609e74202658d3ffba0e8f6dda462b719fa";
+const DEPLOY_PAGES: &str = "actions/deploy-pages@d6db90164ac5ed86f2b6aed7e0febac5b3c0c03e";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -106,10 +108,24 @@ impl Act {
                 "{APP_TOKEN}={}",
                 self.tools.join("app-token").display()
             ))
+            .arg("--local-repository")
+            .arg(format!(
+                "{UPLOAD_PAGES}={}",
+                self.tools.join("upload-pages").display()
+            ))
+            .arg("--local-repository")
+            .arg(format!(
+                "{DEPLOY_PAGES}={}",
+                self.tools.join("deploy-pages").display()
+            ))
             .args(["-s", &format!("GITHUB_TOKEN={TOKEN}")])
             .args(["--env", &format!("GITHUB_API_URL={}", self.fake.url)])
             .args(["--env", &format!("GITHUB_REPOSITORY={OWNER}/{REPO}")])
             .args(["--env", &format!("TEST_ORIGIN={}", self.origin.display())])
+            .args([
+                "--env",
+                &format!("TEST_SITE={}", home.join("site").display()),
+            ])
             .args(["--env", "STAGEGATE_GITHUB_RETRY_BASE_MS=1"]);
         if let Some(p) = payload {
             let path = home.join(format!("{event}.json"));
@@ -132,7 +148,8 @@ impl Act {
 }
 
 /// The stand-ins: `bin/cargo` installs the binary under test where `cargo install --root`
-/// would; `checkout/` clones `$TEST_ORIGIN` (at `ref`); `app-token/` fails if ever run.
+/// would; `checkout/` clones `$TEST_ORIGIN` (at `ref`); `app-token/` fails if ever run;
+/// `upload-pages/` copies the site it is given to `$TEST_SITE`; `deploy-pages/` says so.
 fn stand_ins(dir: &Path) {
     let write = |path: &str, text: &str| {
         let p = dir.join(path);
@@ -152,6 +169,14 @@ fn stand_ins(dir: &Path) {
     write(
         "app-token/action.yml",
         "name: stand-in for actions/create-github-app-token\ndescription: never runs (no App is configured)\ninputs:\n  client-id: {description: x, required: false}\n  private-key: {description: x, required: false}\n  permission-contents: {description: x, required: false}\n  permission-pull-requests: {description: x, required: false}\n  permission-checks: {description: x, required: false}\n  permission-statuses: {description: x, required: false}\nruns:\n  using: composite\n  steps:\n    - shell: bash\n      run: exit 1\n",
+    );
+    write(
+        "upload-pages/action.yml",
+        "name: stand-in for actions/upload-pages-artifact\ndescription: keeps the site for the test\ninputs:\n  path: {description: the site, required: true}\nruns:\n  using: composite\n  steps:\n    - shell: bash\n      env:\n        SITE: ${{ inputs.path }}\n      run: cp -r \"$SITE\" \"$TEST_SITE\"\n",
+    );
+    write(
+        "deploy-pages/action.yml",
+        "name: stand-in for actions/deploy-pages\ndescription: says it deployed\noutputs:\n  page_url: {description: x, value: \"https://octo-org.github.io/state/\"}\nruns:\n  using: composite\n  steps:\n    - shell: bash\n      run: echo 'deploy-pages stand-in deployed the site'\n",
     );
 }
 
@@ -182,6 +207,15 @@ fn under_act_a_schedule_opens_the_pull_request_and_an_approval_moves_the_stage()
             .requests_to("POST", "/repos/octo-org/state/check-runs")
             .iter()
             .any(|c| c.body["head_sha"] == head.as_str()),
+        "{out}"
+    );
+    // The report was made from what the run left, and the pages job deployed it.
+    let site = w.env.home().join("site");
+    let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+    assert!(index.contains("<h2>staging → stable</h2>"), "{index}");
+    assert!(site.join("report.json").is_file());
+    assert!(
+        out.contains("deploy-pages stand-in deployed the site"),
         "{out}"
     );
     // The results were pushed for other runners.
