@@ -67,7 +67,8 @@ storage:
   filesystem: {rootdirectory: $work/registry/data}
 http: {addr: "127.0.0.1:0", secret: bench}
 EOF
-    docker-registry serve "$work/registry/config.yml" >/dev/null 2>"$work/registry/log" &
+    : >"$work/registry/log"
+    docker-registry serve "$work/registry/config.yml" >/dev/null 2>>"$work/registry/log" &
     registry_pid=$!
     addr=""
     for _ in $(seq 1 200); do
