@@ -10,6 +10,7 @@ pub mod error;
 pub mod forge;
 pub mod gate;
 pub mod ledger;
+pub mod lockdiff;
 pub mod manifest;
 pub mod overrides;
 pub mod plan;
