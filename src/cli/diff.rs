@@ -7,11 +7,14 @@ use similar::TextDiff;
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::Result;
+use crate::manifest::ItemKind;
 use crate::plan::Planner;
 
 /// Show, item by item, how A and B (stages, branches or commits) differ as unified diffs:
 /// the manifest of every candidate — image, component, test or stagegate.yaml — and the
-/// files it names (build recipes, test scripts), exactly what `status` calls a difference.
+/// files it names (build recipes, test scripts), exactly what `status` calls a difference;
+/// and for each image built on both sides, how its package set (the recorded lock)
+/// changed: packages added, removed, upgraded.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The old side: a stage, branch or commit.
@@ -28,6 +31,9 @@ struct ItemDiff {
     path: String,
     change: &'static str,
     diff: String,
+    /// For an image built on both sides: how its package set changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packages: Option<super::packages::PackageChanges>,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
@@ -73,8 +79,14 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             .context_radius(3)
             .header(&format!("{}:{path}", args.a), &format!("{}:{path}", args.b))
             .to_string();
-        diffs.push(ItemDiff { path, change, diff });
+        diffs.push(ItemDiff {
+            path,
+            change,
+            diff,
+            packages: None,
+        });
     }
+    add_package_changes(&planner, (a, &args.a), (b, &args.b), &mut diffs)?;
     match args.format {
         Format::Json => print_json(&diffs),
         Format::Text => {
@@ -83,8 +95,44 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             }
             for d in &diffs {
                 print!("{}", d.diff);
+                if let Some(c) = &d.packages {
+                    super::packages::print_text(c, "");
+                }
             }
         }
     }
     Ok(0)
+}
+
+/// Attach to each image built on both sides with different locks the package changes;
+/// an image rebuilt with an unchanged manifest gets an entry of its own (`rebuilt`).
+fn add_package_changes(
+    planner: &Planner,
+    (a, a_name): (gix::ObjectId, &str),
+    (b, b_name): (gix::ObjectId, &str),
+    diffs: &mut Vec<ItemDiff>,
+) -> Result<()> {
+    let (sa, sb) = (planner.snapshot(a)?, planner.snapshot(b)?);
+    for id in sb.item_ids(ItemKind::Image)? {
+        let (Some(old), Some(new)) = (
+            super::packages::recorded(&sa, &id, a_name)?,
+            super::packages::recorded(&sb, &id, b_name)?,
+        ) else {
+            continue;
+        };
+        let Some(changes) = super::packages::compare(&id, old, new) else {
+            continue;
+        };
+        let path = id.path();
+        match diffs.iter_mut().find(|d| d.path == path) {
+            Some(d) => d.packages = Some(changes),
+            None => diffs.push(ItemDiff {
+                path,
+                change: "rebuilt",
+                diff: String::new(),
+                packages: Some(changes),
+            }),
+        }
+    }
+    Ok(())
 }

@@ -14,6 +14,7 @@ use crate::repo::{Cas, Repo};
 
 static MINIMAL: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/minimal");
 static EXAMPLE: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/example");
+static DEBIAN: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/debian");
 static UPSTREAM: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/upstream-hello");
 static GITHUB: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/github");
 const PRE_COMMIT: &str = include_str!("../../hooks/pre-commit");
@@ -21,14 +22,16 @@ const PRE_COMMIT: &str = include_str!("../../hooks/pre-commit");
 /// Make DIR a state repository: commit a minimal pipeline (`stagegate.yaml`) on its
 /// current branch and start the stage branches `new`, `staging` and `stable` there. DIR may
 /// be an existing git repository (empty or not), a plain directory, or absent.
-/// With `--example`, DIR must be empty: the example pipeline (two images, a component in a
-/// local repository, two tests) is committed on `new`, pending.
+/// With `--example`, DIR must be empty: an example pipeline (two images, a component on a
+/// branch of the repository, two tests) is committed on `new`, pending.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The repository or directory; default: the current directory.
     pub dir: Option<PathBuf>,
     /// Scaffold a working example instead (in an empty or new directory): `quick` (the
-    /// default) builds stand-in images with `mke2fs -d` and `qemu-img` in seconds.
+    /// default) builds stand-in images with `mke2fs -d` and `qemu-img` in seconds; `debian`
+    /// builds a real Debian host and guest with mmdebstrap, keeps their .debs as the
+    /// last-known-good cache, and boots them under QEMU.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "quick", value_name = "NAME")]
     pub example: Option<Example>,
     /// Also write the example GitHub workflows to .github/workflows/ (a scheduled cycle,
@@ -42,6 +45,29 @@ pub struct Args {
 pub enum Example {
     /// Stand-in images made with `mke2fs -d` and `qemu-img`: the whole pipeline in seconds.
     Quick,
+    /// A Debian host and guest from real packages (mmdebstrap), booted under QEMU.
+    Debian,
+}
+
+impl Example {
+    fn templates(self) -> &'static Dir<'static> {
+        match self {
+            Example::Quick => &EXAMPLE,
+            Example::Debian => &DEBIAN,
+        }
+    }
+
+    /// The second commit's message: what the example adds.
+    fn message(self) -> &'static str {
+        match self {
+            Example::Quick => {
+                "Add the example images, component and tests\n\nimages/debian-host is built with mke2fs -d and qemu-img; images/debian-guest\nis derived from it; components/hello is pinned on this repository's branch hello/main.\n"
+            }
+            Example::Debian => {
+                "Add the example images, component and tests\n\nimages/debian-host is built from real packages with mmdebstrap, its .debs kept\nas the last-known-good cache; images/debian-guest is derived from it; the tests\nboot both under QEMU and run components/hello, pinned on this repository's\nbranch hello/main.\n"
+            }
+        }
+    }
 }
 
 /// The stage branches `init` creates (the order of the minimal pipeline's `stages`).
@@ -182,7 +208,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         dir = root;
     }
     match args.example {
-        Some(_) => example(&dir, args.github),
+        Some(which) => example(&dir, which, args.github),
         None => adopt(&dir, args.github),
     }
 }
@@ -394,7 +420,7 @@ fn adopt(dir: &Path, github: bool) -> Result<Code> {
 
 /// `init --example`: a new state repository in an empty directory, with the example
 /// pending on `new`.
-fn example(dir: &Path, github: bool) -> Result<Code> {
+fn example(dir: &Path, which: Example, github: bool) -> Result<Code> {
     if !is_blank(dir)? {
         return Err(Error::usage_help(
             format!("{} is not empty", dir.display()),
@@ -406,7 +432,7 @@ fn example(dir: &Path, github: bool) -> Result<Code> {
     let upstream_commit = create_component(&repo)?;
     let vars = minijinja::context! { commit => upstream_commit.to_string() };
     let mut files = Vec::new();
-    collect(&EXAMPLE, &mut files, &vars)?;
+    collect(which.templates(), &mut files, &vars)?;
     if github {
         files.extend(workflows(&vars)?);
     }
@@ -422,11 +448,7 @@ fn example(dir: &Path, github: bool) -> Result<Code> {
         set_branch(&repo, s, c1, "stagegate init")?;
     }
     let tree2 = tree_of(&repo, tree1, &example)?;
-    let c2 = repo.write_commit(
-        tree2,
-        &[c1],
-        "Add the example images, component and tests\n\nimages/debian-host is built with mke2fs -d and qemu-img; images/debian-guest\nis derived from it; components/hello is pinned on this repository's branch hello/main.\n",
-    )?;
+    let c2 = repo.write_commit(tree2, &[c1], which.message())?;
     match repo.cas("refs/heads/new", Some(c1), c2, "stagegate init: example")? {
         Cas::Updated => {}
         Cas::Moved { .. } => return Err(Error::infra("branch new moved while initializing")),

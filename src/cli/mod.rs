@@ -14,6 +14,7 @@ mod hook;
 mod init;
 mod log;
 mod log_of;
+mod packages;
 mod plan;
 mod poll;
 mod promote;

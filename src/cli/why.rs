@@ -41,6 +41,9 @@ struct PendingWhy {
     with: Vec<CandidateId>,
     evaluation: Option<GroupEval>,
     notes: Vec<String>,
+    /// For an image: how the candidate's package set differs from the target stage's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packages: Option<super::packages::PackageChanges>,
 }
 
 #[derive(Serialize)]
@@ -91,6 +94,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         if state == State::Promote && !moving {
             state = State::Wait;
         }
+        let packages = match (&id, &g) {
+            (CandidateId::Item(item), Some(g)) => package_changes(&planner, &view, &plan, g, item)?,
+            _ => None,
+        };
         pending.push(PendingWhy {
             from: s.name.clone(),
             to: t.name.clone(),
@@ -105,6 +112,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             } else {
                 decided.notes.clone()
             },
+            packages,
         });
     }
     let why = Why {
@@ -117,6 +125,31 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         Format::Text => print_text(&why, &id),
     }
     Ok(0)
+}
+
+/// How the candidate image's package set (its build from S) differs from T's build.
+fn package_changes(
+    planner: &Planner,
+    view: &crate::ledger::LedgerView,
+    plan: &crate::plan::MovePlan,
+    g: &GroupEval,
+    id: &crate::manifest::ItemId,
+) -> Result<Option<super::packages::PackageChanges>> {
+    use super::packages;
+    if id.kind != crate::manifest::ItemKind::Image {
+        return Ok(None);
+    }
+    let (ss, ts) = (
+        planner.snapshot(plan.from_head)?,
+        planner.snapshot(plan.to_head)?,
+    );
+    let (Some(new), Some(old)) = (
+        packages::candidate(&ss, &plan.from.name, view, &g.jobs, id)?,
+        packages::recorded(&ts, id, &plan.to.name)?,
+    ) else {
+        return Ok(None);
+    };
+    Ok(packages::compare(id, old, new))
 }
 
 fn print_text(why: &Why, id: &CandidateId) {
@@ -210,6 +243,9 @@ fn print_text(why: &Why, id: &CandidateId) {
                     }
                 }
             }
+        }
+        if let Some(c) = &p.packages {
+            super::packages::print_text(c, "  ");
         }
         for r in e.reasons.iter().filter(|r| r.job.is_none()) {
             let mine = r.item.as_deref().is_none_or(|i| i == item);

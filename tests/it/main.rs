@@ -4,6 +4,7 @@ mod common;
 mod registry;
 mod test_bench;
 mod test_check;
+mod test_debian;
 mod test_decision;
 mod test_github;
 mod test_help;

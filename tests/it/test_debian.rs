@@ -1,0 +1,472 @@
+//! The Debian example (`init --example debian`) and package-lock changes in `why`/`diff`.
+//!
+//! The lock tests use small repositories whose recipe copies a package list into its lock
+//! file. The end-to-end test builds a real Debian image with mmdebstrap and boots it under
+//! QEMU; its `.deb` cache lives under the cargo target directory, so only the first run of
+//! the suite on a machine downloads packages.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use stagegate::ledger::{ResultRecord, Verdict};
+use stagegate::records::BuiltRecord;
+
+use crate::common::TestEnv;
+
+const LEDGER: &str = "refs/stagegate/results";
+
+/// Two stages; entering stable needs every changed image built.
+const BUILD_PIPELINE: &str =
+    "version: 1\nstages: [staging, stable]\ngates:\n  stable: {require: [build]}\n";
+
+/// A recipe whose lock is the package list committed beside it.
+const LOCK_RECIPE: &str = "#!/bin/sh\nset -eu\n\
+    echo \"host $STAGEGATE_VERSION\" > \"$STAGEGATE_OUT/disk.img\"\n\
+    cp recipes/packages.txt \"$STAGEGATE_OUT/packages.lock\"\n";
+
+fn host_image(version: &str) -> String {
+    format!(
+        "name: host\nversion: \"{version}\"\n\
+         build: {{run: ./recipes/host.sh, artifact: disk.img, lock: packages.lock, files: [recipes/packages.txt]}}\n"
+    )
+}
+
+const OLD_LOCK: &str = "# NAME VERSION ARCH SHA256\n\
+    bash 5.2.15-2+b7 amd64 aaaa\n\
+    libc6 2.36-9+deb12u8 amd64 bbbb\n\
+    linux-image-6.1.0-27-amd64 6.1.115-1 amd64 cccc\n\
+    sed 4.9-1 amd64 dddd\n";
+
+const NEW_LOCK: &str = "# NAME VERSION ARCH SHA256\n\
+    bash 5.2.15-2+b7 amd64 aaaa\n\
+    libc6 2.36-9+deb12u10 amd64 b2b2\n\
+    linux-image-6.1.0-28-amd64 6.1.119-1 amd64 c2c2\n\
+    sed 4.9-1 amd64 dddd\n";
+
+/// `host` 1 built from OLD_LOCK and promoted to stable, then version 2 with `lock`
+/// committed on staging and built.
+fn rebuilt_with(lock: &str) -> TestEnv {
+    let env = TestEnv::init_with(&[("stagegate.yaml", BUILD_PIPELINE)]);
+    env.commit_on(
+        "staging",
+        "host 1",
+        &[
+            ("images/host.yaml", &host_image("1")),
+            ("recipes/host.sh", LOCK_RECIPE),
+            ("recipes/packages.txt", OLD_LOCK),
+        ],
+    );
+    env.sg_ok(&["run"]);
+    env.sg_ok(&["promote"]);
+    env.commit_on(
+        "staging",
+        "host 2: a point release",
+        &[
+            ("images/host.yaml", &host_image("2")),
+            ("recipes/packages.txt", lock),
+        ],
+    );
+    env.sg_ok(&["run"]);
+    env
+}
+
+#[test]
+fn why_lists_the_packages_a_rebuilt_image_upgraded_added_and_removed() {
+    let env = rebuilt_with(NEW_LOCK);
+    let out = env.sg_ok(&["why", "images/host"]);
+    assert!(
+        out.contains("packages of images/host 2 (build ")
+            && out.contains(") vs 1 (stable): 1 upgraded, 1 added, 1 removed (2 unchanged)"),
+        "{out}"
+    );
+    for line in [
+        "^ libc6:amd64 2.36-9+deb12u8 -> 2.36-9+deb12u10",
+        "+ linux-image-6.1.0-28-amd64:amd64 6.1.119-1",
+        "- linux-image-6.1.0-27-amd64:amd64 6.1.115-1",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    assert!(
+        !out.contains("bash"),
+        "unchanged packages are not listed\n{out}"
+    );
+
+    let json = env.json(&["why", "images/host", "--format", "json"]);
+    let p = &json["pending"][0]["packages"];
+    assert_eq!(p["item"], "images/host");
+    assert_eq!(p["old"]["from"], "stable");
+    assert_eq!(p["old"]["version"], "1");
+    assert_eq!(p["new"]["version"], "2");
+    assert_eq!(p["changes"]["upgraded"][0]["name"], "libc6");
+    assert_eq!(p["changes"]["upgraded"][0]["from"], "2.36-9+deb12u8");
+    assert_eq!(p["changes"]["upgraded"][0]["to"], "2.36-9+deb12u10");
+    assert_eq!(
+        p["changes"]["added"][0]["name"],
+        "linux-image-6.1.0-28-amd64"
+    );
+    assert_eq!(p["changes"]["unchanged"], 2);
+}
+
+#[test]
+fn why_shows_a_rebuild_to_an_older_package_set_as_a_downgrade() {
+    let env = rebuilt_with(&OLD_LOCK.replace("sed 4.9-1", "sed 4.8-1"));
+    let out = env.sg_ok(&["why", "images/host"]);
+    assert!(out.contains("1 downgraded"), "{out}");
+    assert!(out.contains("v sed:amd64 4.9-1 -> 4.8-1"), "{out}");
+}
+
+#[test]
+fn why_says_the_packages_are_the_same_when_only_lock_comments_differ() {
+    let env = rebuilt_with(&OLD_LOCK.replace("# NAME", "# rebuilt offline\n# NAME"));
+    let out = env.sg_ok(&["why", "images/host"]);
+    assert!(out.contains("vs 1 (stable): the same 4 packages"), "{out}");
+}
+
+#[test]
+fn why_names_the_line_of_a_lock_it_cannot_compare() {
+    let env = rebuilt_with(&format!("{OLD_LOCK}gcc 12 amd64 eeee extra-field\n"));
+    let out = env.sg_ok(&["why", "images/host"]);
+    assert!(
+        out.contains("a lock cannot be compared: line 6: 5 fields; a lock line is NAME [VERSION [ARCH [SHA256]]]"),
+        "{out}"
+    );
+}
+
+#[test]
+fn diff_shows_the_package_changes_between_two_builds_of_an_image() {
+    let env = rebuilt_with(NEW_LOCK);
+    let before = env.rev("stable");
+    env.sg_ok(&["promote"]);
+    let out = env.sg_ok(&["diff", &before, "stable"]);
+    assert!(out.contains("+version: \"2\""), "the manifest diff\n{out}");
+    assert!(
+        out.contains(&format!(
+            "packages of images/host 2 (stable) vs 1 ({before}): 1 upgraded, 1 added, 1 removed (2 unchanged)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("^ libc6:amd64 2.36-9+deb12u8 -> 2.36-9+deb12u10"),
+        "{out}"
+    );
+    let json = env.json(&["diff", &before, "stable", "--format", "json"]);
+    let host = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == "images/host.yaml")
+        .expect("the image's entry");
+    assert_eq!(
+        host["packages"]["changes"]["removed"][0]["version"],
+        "6.1.115-1"
+    );
+    // Stages that hold the same build show no package changes.
+    let same = env.json(&["diff", "stable", "staging", "--format", "json"]);
+    assert_eq!(same, serde_json::json!([]));
+}
+
+#[test]
+fn init_example_debian_scaffolds_a_valid_pipeline_and_quick_stays_the_default() {
+    let env = TestEnv::new();
+    let out = env.sg_ok(&["init", "--example", "debian", env.repo.to_str().unwrap()]);
+    assert!(out.contains("Initialized a state repository"), "{out}");
+    env.sg_ok(&["check"]);
+    for path in [
+        "images/debian-host.yaml",
+        "images/debian-guest.yaml",
+        "recipes/debian-host.sh",
+        "recipes/debian-guest.sh",
+        "recipes/stagegate-init",
+        "tests/host-boots.yaml",
+        "tests/guest-boots.yaml",
+        "tests/boot.sh",
+        "watch/debian-point-release.sh",
+    ] {
+        assert!(env.repo.join(path).is_file(), "{path} is missing");
+    }
+    let host = env.read("images/debian-host.yaml");
+    assert!(host.contains("max-age: 7d"), "{host}");
+    assert!(
+        host.contains("watch: {run: ./watch/debian-point-release.sh}"),
+        "{host}"
+    );
+    let msg = env.git(&["log", "-1", "--format=%B", "new"]);
+    assert!(msg.contains("mmdebstrap"), "{msg}");
+
+    let quick = TestEnv::new();
+    quick.sg_ok(&["init", quick.repo.to_str().unwrap()]);
+    assert!(quick.repo.join("recipes/host.sh").is_file());
+    assert!(!quick.repo.join("recipes/debian-host.sh").exists());
+
+    let (_, err) = env.sg_code(2, &["init", "--example", "gentoo", "elsewhere"]);
+    assert!(err.contains("quick") && err.contains("debian"), "{err}");
+}
+
+/// A fake mirror with one Release file saying `version`.
+fn fake_mirror(dir: &Path, version: &str) -> String {
+    let dists = dir.join("dists/bookworm");
+    std::fs::create_dir_all(&dists).unwrap();
+    std::fs::write(
+        dists.join("Release"),
+        format!("Origin: Debian\nSuite: oldstable\nVersion: {version}\nCodename: bookworm\n"),
+    )
+    .unwrap();
+    format!("file://{}", dir.display())
+}
+
+#[test]
+fn a_new_debian_point_release_on_the_mirror_becomes_a_candidate_image() {
+    if !tools_present(&["curl"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    env.sg_ok(&["init", "--example", "debian", env.repo.to_str().unwrap()]);
+    // The example starts pending on new; settle it so that poll looks at it afresh.
+    for stage in ["staging", "stable"] {
+        env.git(&["update-ref", &format!("refs/heads/{stage}"), "new"]);
+    }
+    let mirror = fake_mirror(&env.home().join("mirror"), "12.99");
+    let out = env
+        .sg_cmd(&["poll"])
+        .env("STAGEGATE_DEBIAN_MIRROR", &mirror)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let host = env.git(&["show", "new:images/debian-host.yaml"]);
+    assert!(
+        host.contains("based-on: {component: debian, version: \"12.99\"}"),
+        "{host}"
+    );
+    assert!(host.contains("version: \"12.99-"), "{host}");
+    let guest = env.git(&["show", "new:images/debian-guest.yaml"]);
+    assert!(
+        !guest.contains("version: \"12.15-1\""),
+        "the derived guest is bumped too\n{guest}"
+    );
+
+    // Settled, with the mirror still at that point release: nothing new to commit.
+    for stage in ["staging", "stable"] {
+        env.git(&["update-ref", &format!("refs/heads/{stage}"), "new"]);
+    }
+    let head = env.rev("new");
+    let again = env
+        .sg_cmd(&["poll"])
+        .env("STAGEGATE_DEBIAN_MIRROR", &mirror)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert_eq!(env.rev("new"), head, "no newer point release, no commit");
+}
+
+/// Whether every tool is on PATH. Under CI a missing tool fails the test; elsewhere the
+/// test is skipped with a note.
+fn tools_present(tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| which(t).is_none())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("missing tools under CI: {missing:?} (.ci/run installs them)");
+    }
+    eprintln!("skipped: missing tools {missing:?}");
+    false
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The built record of image `name` in the tree of `rev`.
+fn built(env: &TestEnv, rev: &str, name: &str) -> BuiltRecord {
+    let path = format!(".stagegate/built/images/{name}.yaml");
+    let text = env.git(&["show", &format!("{rev}:{path}")]);
+    stagegate::records::parse(&path, text.as_bytes()).unwrap()
+}
+
+/// The ledger's results for the job named `name`.
+fn results_of(env: &TestEnv, name: &str) -> Vec<ResultRecord> {
+    let paths = env.git(&["ls-tree", "-r", "--name-only", LEDGER]);
+    paths
+        .lines()
+        .filter(|p| !p.starts_with("decisions/"))
+        .map(|path| {
+            let text = env.git(&["show", &format!("{LEDGER}:{path}")]);
+            stagegate::records::parse::<ResultRecord>(path, text.as_bytes()).unwrap()
+        })
+        .filter(|r| r.name == name)
+        .collect()
+}
+
+/// Package lines of a lock (no comments).
+fn packages(lock: &str) -> Vec<&str> {
+    lock.lines().filter(|l| !l.starts_with('#')).collect()
+}
+
+/// The real thing: build the Debian host from packages, derive the guest, boot both
+/// under QEMU with the component, promote to stable; then rebuild the host `--offline`
+/// from the package cache and get exactly the same package set.
+#[test]
+fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
+    let tools = [
+        "mmdebstrap",
+        "apt-ftparchive",
+        "qemu-system-x86_64",
+        "qemu-img",
+        "mke2fs",
+        "debugfs",
+        "e2fsck",
+    ];
+    if !tools_present(&tools) {
+        return;
+    }
+    if !is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the Debian example builds as root (mmdebstrap root mode)"
+        );
+        eprintln!("skipped: the Debian example builds as root");
+        return;
+    }
+    let env = TestEnv::new();
+    // The .deb cache outlives the test's home: only the first run downloads packages.
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stagegate-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::create_dir_all(env.home().join(".cache")).unwrap();
+    std::os::unix::fs::symlink(&cache, env.home().join(".cache/stagegate")).unwrap();
+    env.sg_ok(&["init", "--example", "debian", env.repo.to_str().unwrap()]);
+
+    // new -> staging: the host is built from packages, the guest from the host.
+    env.sg_ok(&["run", "-j", "2"]);
+    env.sg_ok(&["promote"]);
+    let host = built(&env, "staging", "debian-host");
+    let lock = host.lock.clone().expect("the host's lock");
+    let pkgs = packages(&lock);
+    assert!(pkgs.len() > 50, "{lock}");
+    for p in &pkgs {
+        let f: Vec<&str> = p.split(' ').collect();
+        assert_eq!(f.len(), 4, "NAME VERSION ARCH SHA256: {p}");
+        assert_eq!(f[3].len(), 64, "a sha256: {p}");
+    }
+    assert!(pkgs.iter().any(|p| p.starts_with("linux-image-")), "{lock}");
+    let guest = built(&env, "staging", "debian-guest");
+    assert_eq!(
+        packages(guest.lock.as_deref().unwrap()),
+        pkgs,
+        "the guest carries the host's package set"
+    );
+
+    // staging -> stable: both images boot under QEMU and run the component.
+    env.sg_ok(&["run", "-j", "2"]);
+    for test in ["host-boots", "guest-boots"] {
+        let r = results_of(&env, test);
+        assert_eq!(r.len(), 1, "{r:#?}");
+        assert_eq!(r[0].verdict, Verdict::Pass, "{}", r[0].excerpt);
+        assert!(
+            r[0].excerpt.contains("stagegate-init: kernel 6.1.")
+                && r[0]
+                    .excerpt
+                    .contains("component: hello from the component under test"),
+            "{}",
+            r[0].excerpt
+        );
+    }
+    env.sg_ok(&["promote"]);
+    assert_eq!(built(&env, "stable", "debian-host").digest, host.digest);
+
+    // A boot that does not finish in time is the image's failure, with its console.
+    let artifact = host.location.strip_prefix("file://").unwrap();
+    let hello = env.repo.clone();
+    let commit = env.rev("hello/main");
+    let boot = |timeout: &str, path: &str| {
+        let mut cmd = Command::new("/bin/sh");
+        crate::common::base_env(&mut cmd, env.home());
+        cmd.arg("./tests/host-boots.sh")
+            .current_dir(&env.repo)
+            .env("PATH", path)
+            .env("BOOT_TIMEOUT", timeout)
+            .env("STAGEGATE_IMAGE_DEBIAN_HOST_ARTIFACT", artifact)
+            .env("STAGEGATE_IMAGE_DEBIAN_HOST_VERSION", &host.version)
+            .env("STAGEGATE_COMPONENT_HELLO_GIT", &hello)
+            .env("STAGEGATE_COMPONENT_HELLO_COMMIT", &commit)
+            .output()
+            .unwrap()
+    };
+    let sys_path = std::env::var("PATH").unwrap();
+    let hang = boot("2", &format!("/usr/sbin:/sbin:{sys_path}"));
+    let text = String::from_utf8_lossy(&hang.stdout);
+    assert_eq!(hang.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "host-boots: the image did not finish booting within 2s; the end of its console:"
+        ),
+        "{text}"
+    );
+    // Without qemu the test cannot run: 127, which the runner records as an error.
+    let bin = env.home().join("no-qemu-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["sh", "git", "mktemp", "rm", "mkdir", "cat"] {
+        std::os::unix::fs::symlink(which(tool).unwrap(), bin.join(tool)).unwrap();
+    }
+    let missing = boot("60", bin.to_str().unwrap());
+    assert_eq!(
+        missing.status.code(),
+        Some(127),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains(
+        "qemu-system-x86_64 is missing: install it (Debian: apt-get install qemu-system-x86)"
+    ));
+
+    // An offline rebuild of a new version uses only the cache: the same package set.
+    env.git(&["checkout", "-q", "new"]);
+    env.edit(
+        "images/debian-host.yaml",
+        "version: \"12.15-1\"",
+        "version: \"12.15-2\"",
+    );
+    env.edit(
+        "images/debian-host.yaml",
+        "run: ./recipes/debian-host.sh",
+        "run: ./recipes/debian-host.sh --offline",
+    );
+    env.commit_on("new", "debian-host: rebuild from the package cache", &[]);
+    env.sg_ok(&["run", "-j", "2"]);
+    let rebuilt = results_of(&env, "images/debian-host")
+        .into_iter()
+        .find(|r| r.env.iter().any(|e| e.version == "12.15-2"))
+        .expect("the offline rebuild");
+    assert_eq!(rebuilt.verdict, Verdict::Pass, "{}", rebuilt.excerpt);
+    let relock = rebuilt.artifact.unwrap().lock.unwrap();
+    assert_eq!(
+        packages(&relock),
+        pkgs,
+        "the same package set, from the cache"
+    );
+    let why = env.sg_ok(&["why", "images/debian-host"]);
+    assert!(
+        why.contains(&format!(
+            "vs 12.15-1 (staging): the same {} packages",
+            pkgs.len()
+        )),
+        "{why}"
+    );
+}
