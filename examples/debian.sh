@@ -19,6 +19,7 @@
 # is ~/.cache/stagegate/debian (STAGEGATE_DEB_CACHE moves it).
 #
 # Usage: examples/debian.sh [DIR]   (default: a new temporary directory)
+#        STAGEGATE_BIN=path/to/stagegate examples/debian.sh   (use that binary, build nothing)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 export PATH="/usr/sbin:/sbin:$PATH"
@@ -31,9 +32,13 @@ for tool in mmdebstrap apt-ftparchive qemu-system-x86_64 qemu-img mke2fs debugfs
 done
 [ "$(id -u)" = 0 ] || { echo "debian example: run it as root (mmdebstrap builds the root file system in root mode)" >&2; exit 2; }
 
-echo "== building stagegate"
-cargo build --release --quiet --manifest-path "$here/Cargo.toml"
-sg="${CARGO_TARGET_DIR:-$here/target}/release/stagegate"
+if [ -n "${STAGEGATE_BIN:-}" ]; then
+    sg=$STAGEGATE_BIN
+else
+    echo "== building stagegate"
+    cargo build --release --quiet --manifest-path "$here/Cargo.toml"
+    sg="${CARGO_TARGET_DIR:-$here/target}/release/stagegate"
+fi
 
 work=${1:-$(mktemp -d "${TMPDIR:-/tmp}/stagegate-debian.XXXXXX")}
 repo="$work/state"

@@ -103,21 +103,15 @@ impl LockDiff {
             None => name.to_string(),
         };
         let mut out = Vec::new();
-        for c in &self.upgraded {
-            out.push(format!(
-                "^ {} {} -> {}",
-                label(&c.name, &c.arch),
-                c.from,
-                c.to
-            ));
-        }
-        for c in &self.downgraded {
-            out.push(format!(
-                "v {} {} -> {}",
-                label(&c.name, &c.arch),
-                c.from,
-                c.to
-            ));
+        for (mark, changed) in [("^", &self.upgraded), ("v", &self.downgraded)] {
+            for c in changed {
+                out.push(format!(
+                    "{mark} {} {} -> {}",
+                    label(&c.name, &c.arch),
+                    c.from,
+                    c.to
+                ));
+            }
         }
         for p in &self.added {
             out.push(format!("+ {} {}", p.label(), p.version));

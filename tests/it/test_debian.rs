@@ -8,12 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use stagegate::ledger::{ResultRecord, Verdict};
-use stagegate::records::BuiltRecord;
+use stagegate::ledger::Verdict;
 
 use crate::common::TestEnv;
-
-const LEDGER: &str = "refs/stagegate/results";
+use crate::test_images::{built, results_of};
 
 /// Two stages; entering stable needs every changed image built.
 const BUILD_PIPELINE: &str =
@@ -292,27 +290,6 @@ fn which(tool: &str) -> Option<PathBuf> {
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
-}
-
-/// The built record of image `name` in the tree of `rev`.
-fn built(env: &TestEnv, rev: &str, name: &str) -> BuiltRecord {
-    let path = format!(".stagegate/built/images/{name}.yaml");
-    let text = env.git(&["show", &format!("{rev}:{path}")]);
-    stagegate::records::parse(&path, text.as_bytes()).unwrap()
-}
-
-/// The ledger's results for the job named `name`.
-fn results_of(env: &TestEnv, name: &str) -> Vec<ResultRecord> {
-    let paths = env.git(&["ls-tree", "-r", "--name-only", LEDGER]);
-    paths
-        .lines()
-        .filter(|p| !p.starts_with("decisions/"))
-        .map(|path| {
-            let text = env.git(&["show", &format!("{LEDGER}:{path}")]);
-            stagegate::records::parse::<ResultRecord>(path, text.as_bytes()).unwrap()
-        })
-        .filter(|r| r.name == name)
-        .collect()
 }
 
 /// Package lines of a lock (no comments).

@@ -68,7 +68,7 @@ fn store_path(env: &TestEnv, digest: &str) -> PathBuf {
 }
 
 /// The built record of image `name` in the tree of `rev`.
-fn built(env: &TestEnv, rev: &str, name: &str) -> BuiltRecord {
+pub(crate) fn built(env: &TestEnv, rev: &str, name: &str) -> BuiltRecord {
     let path = format!(".stagegate/built/images/{name}.yaml");
     let text = env.git(&["show", &format!("{rev}:{path}")]);
     stagegate::records::parse(&path, text.as_bytes())
@@ -90,7 +90,7 @@ fn ledger(env: &TestEnv) -> Vec<ResultRecord> {
 }
 
 /// The ledger's results for the job named `name` (a test, or a built item's id).
-fn results_of(env: &TestEnv, name: &str) -> Vec<ResultRecord> {
+pub(crate) fn results_of(env: &TestEnv, name: &str) -> Vec<ResultRecord> {
     ledger(env).into_iter().filter(|r| r.name == name).collect()
 }
 
