@@ -192,7 +192,7 @@ fn init_example_debian_scaffolds_a_valid_pipeline_and_quick_stays_the_default() 
     assert!(msg.contains("mmdebstrap"), "{msg}");
 
     let quick = TestEnv::new();
-    quick.sg_ok(&["init", quick.repo.to_str().unwrap()]);
+    quick.sg_ok(&["init", quick.repo.to_str().unwrap(), "--example"]);
     assert!(quick.repo.join("recipes/host.sh").is_file());
     assert!(!quick.repo.join("recipes/debian-host.sh").exists());
 
