@@ -292,6 +292,44 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+#[test]
+fn an_offline_build_without_a_package_cache_is_an_error_not_a_failure() {
+    if !tools_present(&["mmdebstrap", "apt-ftparchive", "mke2fs", "qemu-img"]) || !is_root() {
+        return;
+    }
+    let env = TestEnv::new();
+    env.sg_ok(&["init", "--example", "debian", env.repo.to_str().unwrap()]);
+    env.edit(
+        "images/debian-host.yaml",
+        "run: ./recipes/debian-host.sh",
+        "run: ./recipes/debian-host.sh --offline",
+    );
+    // One pending commit: the example itself, offline.
+    env.git(&[
+        "commit",
+        "-q",
+        "--no-verify",
+        "--amend",
+        "-am",
+        "The example, offline",
+    ]);
+    // The test's home has no ~/.cache/stagegate: nothing to build from.
+    let (out, _) = env.sg_code(1, &["run"]);
+    let build = results_of(&env, "images/debian-host");
+    assert_eq!(build.len(), 1, "{out}");
+    assert_eq!(build[0].verdict, Verdict::Error, "{:#?}", build[0]);
+    assert!(
+        build[0]
+            .excerpt
+            .contains("no package set is cached for debian-host")
+            && build[0]
+                .excerpt
+                .contains("build it once with the mirror reachable"),
+        "{}",
+        build[0].excerpt
+    );
+}
+
 /// Package lines of a lock (no comments).
 fn packages(lock: &str) -> Vec<&str> {
     lock.lines().filter(|l| !l.starts_with('#')).collect()
@@ -323,16 +361,32 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
         return;
     }
     let env = TestEnv::new();
+    // Minutes long: run a copy of the binary this test started with, whatever is built
+    // meanwhile into the shared target directory.
+    let bin = env.home().join("stagegate");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("stagegate"), &bin).unwrap();
+    let sg = |args: &[&str]| -> String {
+        let mut cmd = Command::new(&bin);
+        crate::common::base_env(&mut cmd, env.home());
+        let out = cmd.arg("-C").arg(&env.repo).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "stagegate {args:?}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
     // The .deb cache outlives the test's home: only the first run downloads packages.
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stagegate-cache");
     std::fs::create_dir_all(&cache).unwrap();
     std::fs::create_dir_all(env.home().join(".cache")).unwrap();
     std::os::unix::fs::symlink(&cache, env.home().join(".cache/stagegate")).unwrap();
-    env.sg_ok(&["init", "--example", "debian", env.repo.to_str().unwrap()]);
+    sg(&["init", "--example", "debian", env.repo.to_str().unwrap()]);
 
     // new -> staging: the host is built from packages, the guest from the host.
-    env.sg_ok(&["run", "-j", "2"]);
-    env.sg_ok(&["promote"]);
+    sg(&["run", "-j", "2"]);
+    sg(&["promote"]);
     let host = built(&env, "staging", "debian-host");
     let lock = host.lock.clone().expect("the host's lock");
     let pkgs = packages(&lock);
@@ -351,7 +405,7 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
     );
 
     // staging -> stable: both images boot under QEMU and run the component.
-    env.sg_ok(&["run", "-j", "2"]);
+    sg(&["run", "-j", "2"]);
     for test in ["host-boots", "guest-boots"] {
         let r = results_of(&env, test);
         assert_eq!(r.len(), 1, "{r:#?}");
@@ -365,7 +419,7 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
             r[0].excerpt
         );
     }
-    env.sg_ok(&["promote"]);
+    sg(&["promote"]);
     assert_eq!(built(&env, "stable", "debian-host").digest, host.digest);
 
     // A boot that does not finish in time is the image's failure, with its console.
@@ -426,7 +480,7 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
         "run: ./recipes/debian-host.sh --offline",
     );
     env.commit_on("new", "debian-host: rebuild from the package cache", &[]);
-    env.sg_ok(&["run", "-j", "2"]);
+    sg(&["run", "-j", "2"]);
     let rebuilt = results_of(&env, "images/debian-host")
         .into_iter()
         .find(|r| r.env.iter().any(|e| e.version == "12.15-2"))
@@ -438,7 +492,7 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
         pkgs,
         "the same package set, from the cache"
     );
-    let why = env.sg_ok(&["why", "images/debian-host"]);
+    let why = sg(&["why", "images/debian-host"]);
     assert!(
         why.contains(&format!(
             "vs 12.15-1 (staging): the same {} packages",

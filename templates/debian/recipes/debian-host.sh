@@ -26,7 +26,7 @@ need mmdebstrap mmdebstrap
 need apt-ftparchive apt-utils
 need mke2fs e2fsprogs
 need qemu-img qemu-utils
-[ "$(id -u)" = 0 ] || { echo "debian-host: run the build as root (mmdebstrap root mode)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || cannot_run "debian-host: run the build as root (mmdebstrap root mode)"
 
 image=debian-host
 version=${STAGEGATE_IMAGE_DEBIAN_HOST_VERSION:?the image version is missing}
@@ -70,16 +70,14 @@ HOOK
 chmod +x "$hooks/customize.sh"
 
 if [ -n "$from" ]; then
-    [ -f "$from" ] || {
-        echo "no package set is cached for $image in $sets: build it once with the mirror reachable" >&2
-        exit 1
-    }
+    [ -f "$from" ] ||
+        cannot_run "no package set is cached for $image in $sets: build it once with the mirror reachable"
     # A local repository of exactly the locked .debs, each checked against its sha256.
     while read -r name ver arch sum; do
         case $name in '' | '#'*) continue ;; esac
         f="$cache/debs/$(debfile "$name" "$ver" "$arch")"
-        [ -f "$f" ] || { echo "$name $ver ($arch) is locked but missing from the cache $cache/debs" >&2; exit 1; }
-        echo "$sum  $f" | sha256sum -c --quiet - || { echo "$f does not match its sha256 in $from" >&2; exit 1; }
+        [ -f "$f" ] || cannot_run "$name $ver ($arch) is locked but missing from the cache $cache/debs"
+        echo "$sum  $f" | sha256sum -c --quiet - || cannot_run "the cache is corrupt: $f does not match its sha256 in $from"
         ln "$f" "$work/pool/" 2>/dev/null || cp "$f" "$work/pool/"
     done < "$from"
     # apt-ftparchive writes the index and a Release naming the suite, which mmdebstrap

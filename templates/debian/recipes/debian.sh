@@ -71,10 +71,18 @@ deb_cache() {
 }
 
 # need TOOL PACKAGE: exit 127 (the runner's "could not run": an error, not a failure)
-# when TOOL is missing.
+# when TOOL is missing. A runner that lacks something is not a broken image: an error
+# leaves the candidate waiting for a runner that can, where a failure would reject it.
 need() {
     command -v "$1" >/dev/null 2>&1 || {
         echo "$1 is missing: install it (Debian: apt-get install $2)" >&2
         exit 127
     }
+}
+
+# cannot_run MESSAGE: this runner cannot do the job (not the image's fault): exit 126,
+# which stagegate records as an error.
+cannot_run() {
+    echo "$1" >&2
+    exit 126
 }
