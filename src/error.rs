@@ -125,3 +125,23 @@ impl<T> IoContext<T> for std::io::Result<T> {
         })
     }
 }
+
+/// Warnings for the user about things that went wrong but did not stop the work (a work
+/// tree that could not follow its branch). The library must not print: it leaves them
+/// here, and the command line prints them ([`take_warnings`]).
+static WARNINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Leave a warning for the command line to print.
+pub fn warn(message: impl Into<String>) {
+    if let Ok(mut w) = WARNINGS.lock() {
+        w.push(message.into());
+    }
+}
+
+/// The warnings left so far, oldest first; each is returned once.
+pub fn take_warnings() -> Vec<String> {
+    WARNINGS
+        .lock()
+        .map(|mut w| std::mem::take(&mut *w))
+        .unwrap_or_default()
+}

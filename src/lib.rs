@@ -1,11 +1,11 @@
 //! stagegate: a git-native promotion pipeline for test infrastructure.
 //!
 //! Data flows one way: `manifest` → `plan` → `runner` → `ledger` → `gate` → `promote`
-//! (→ `forge`). `repo` is the git layer under all of them; `cli` is the only module that
-//! prints.
+//! (→ `forge`). `repo` is the git layer under all of them. The command line (`cli`, in the
+//! binary) is the only place that prints; the compiler holds the library to that.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod artifact;
-pub mod cli;
 pub mod error;
 pub mod forge;
 pub mod gate;

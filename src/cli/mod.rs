@@ -1,6 +1,7 @@
 //! The command line: one file per command, each with its `Args` and a `run` function.
 //!
-//! This is the only module that prints. Library errors arrive here as `crate::Error`
+//! This is the only module that prints, and it lives in the binary (`main.rs`): the library
+//! below it is denied printing by the compiler. Library errors arrive here as `crate::Error`
 //! and leave as a message on stderr and an exit code (the exit codes the README lists).
 
 mod approve;
@@ -138,6 +139,9 @@ pub fn main() -> i32 {
         Command::Waive(a) => waive::run(&ctx, a),
         Command::Approve(a) => approve::run(&ctx, a),
     };
+    for w in crate::error::take_warnings() {
+        eprintln!("warning: {w}");
+    }
     match result {
         Ok(code) => code,
         Err(e) => report(&e),

@@ -61,8 +61,9 @@ pub fn sync_worktree(repo: &super::Repo, branch: &str, old: gix::ObjectId, new: 
         work,
         &["read-tree", "-m", "-u", &old.to_string(), &new.to_string()],
     ) {
-        eprintln!("warning: {branch} moved to {new}, but the work tree could not follow: {e}");
-        eprintln!("  help: commit or stash your changes, then run `git reset --keep {branch}`");
+        crate::error::warn(format!(
+            "{branch} moved to {new}, but the work tree could not follow: {e}\n  help: commit or stash your changes, then run `git reset --keep {branch}`"
+        ));
     }
 }
 
