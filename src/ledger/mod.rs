@@ -169,6 +169,19 @@ pub struct LedgerView<'r> {
     as_of: Option<String>,
 }
 
+/// The record in blob `id`, stored at `path` (`…/NNNN-XXXXXXXX.yaml`): its attempt number
+/// comes from the file name.
+pub fn read_record(repo: &Repo, path: &str, id: ObjectId) -> Result<ResultRecord> {
+    let mut r: ResultRecord = crate::records::parse(path, &repo.blob(id)?)?;
+    r.attempt = path
+        .rsplit('/')
+        .next()
+        .and_then(|name| name.split('-').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Ok(r)
+}
+
 pub fn key_dir(key: &str) -> String {
     format!("{}/{}/{}", &key[..2], &key[2..4], key)
 }
@@ -401,13 +414,7 @@ impl<'r> LedgerView<'r> {
         let mut out = Vec::new();
         for e in self.repo.tree_entries(t)? {
             let path = format!("{}/{}", key_dir(key), e.name);
-            let mut r: ResultRecord = crate::records::parse(&path, &self.repo.blob(e.id)?)?;
-            r.attempt = e
-                .name
-                .split('-')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
+            let r = read_record(self.repo, &path, e.id)?;
             if self
                 .as_of
                 .as_ref()

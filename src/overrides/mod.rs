@@ -133,13 +133,20 @@ pub fn waived<'a>(
 ) -> Result<BTreeSet<String>> {
     let mut out = BTreeSet::new();
     for k in keys {
-        let path = waive_path(k);
-        if let Some(bytes) = view.read(&path)? {
-            let rec: WaiveRecord = crate::records::parse(&path, &bytes)?;
+        if let Some(rec) = waiver(view, k)? {
             out.insert(rec.key);
         }
     }
     Ok(out)
+}
+
+/// The waiver of job `key`'s failure, if someone recorded one: who, when and why.
+pub fn waiver(view: &LedgerView, key: &str) -> Result<Option<WaiveRecord>> {
+    let path = waive_path(key);
+    match view.read(&path)? {
+        Some(bytes) => Ok(Some(crate::records::parse(&path, &bytes)?)),
+        None => Ok(None),
+    }
 }
 
 /// The content keys among `contents` approved into `stage`.

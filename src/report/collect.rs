@@ -208,6 +208,10 @@ impl Judged<'_> {
                 .map(|r| r.message.clone())
                 .unwrap_or_default(),
         };
+        let mut waivers = Vec::new();
+        for j in &jobs {
+            waivers.extend(crate::overrides::waiver(self.view, &j.key)?);
+        }
         let name = c.id.to_string();
         let diff = self.manifest_diff(&c.id.path())?;
         let change = match (c.present, c.new, c.inputs_only) {
@@ -229,6 +233,7 @@ impl Judged<'_> {
             subject: self.subject.to_string(),
             jobs,
             holds: self.holds.get(&c.id).cloned().into_iter().collect(),
+            waivers,
             diff,
             page,
         })
@@ -380,14 +385,7 @@ fn added_records(
                 out,
             )?,
             (EntryKind::Blob | EntryKind::BlobExecutable, 3) if e.name.ends_with(".yaml") => {
-                let mut r: ResultRecord = crate::records::parse(&path, &repo.blob(e.id)?)?;
-                r.attempt = e
-                    .name
-                    .split('-')
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0);
-                out.push(r);
+                out.push(crate::ledger::read_record(repo, &path, e.id)?);
             }
             _ => {}
         }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::gate::JobState;
 use crate::ledger::{EnvRecord, Verdict};
 use crate::manifest::Gate;
+use crate::overrides::WaiveRecord;
 use crate::plan::{JobKind, Role};
 use crate::records::HoldRecord;
 use crate::trail;
@@ -119,6 +120,8 @@ pub struct CandidateView {
     pub jobs: Vec<JobView>,
     /// Holds on this item on S.
     pub holds: Vec<HoldRecord>,
+    /// Waivers of its jobs' failures (`stagegate waive`): who, when and why.
+    pub waivers: Vec<WaiveRecord>,
     /// The manifest as a unified diff, T → S (empty when only build inputs changed).
     pub diff: String,
     /// The candidate's page, relative to the report's root.

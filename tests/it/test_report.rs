@@ -146,6 +146,50 @@ fn report_shows_a_rejected_candidate_with_its_reason_jobs_and_baselines() {
 }
 
 #[test]
+fn a_candidates_page_shows_who_waived_a_failure_and_why() {
+    let env = rejected_example();
+    let out = report(&env);
+    let json: serde_json::Value = serde_json::from_str(&read(&out, "report.json")).unwrap();
+    let c = candidate(&json, "stable", "components/hello");
+    assert_eq!(c["waivers"], serde_json::json!([]));
+    let key = c["jobs"][0]["key"].as_str().unwrap().to_string();
+    env.sg_ok(&[
+        "waive",
+        &key,
+        "--reason",
+        "greet() crashes on this runner only",
+    ]);
+
+    let out = report(&env);
+    let json: serde_json::Value = serde_json::from_str(&read(&out, "report.json")).unwrap();
+    let c = candidate(&json, "stable", "components/hello");
+    let waivers = c["waivers"].as_array().unwrap();
+    assert_eq!(waivers.len(), 1, "{c}");
+    assert_eq!(waivers[0]["key"], key.as_str());
+    assert_eq!(waivers[0]["reason"], "greet() crashes on this runner only");
+    let job = c["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["key"] == key.as_str())
+        .unwrap();
+    assert_eq!(job["state"], "waived", "{job}");
+    let page = read(&out, c["page"].as_str().unwrap());
+    assert!(
+        page.contains(&format!(
+            "<code>{}</code></a> waived by {}",
+            &key[..10],
+            waivers[0]["author"].as_str().unwrap()
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains(": greet() crashes on this runner only</li>"),
+        "{page}"
+    );
+}
+
+#[test]
 fn report_history_has_a_cell_per_job_and_tested_commit() {
     let env = rejected_example();
     let out = report(&env);
