@@ -814,6 +814,21 @@ fn builds_of(plan: &MovePlan, decided: &Decided) -> Vec<(String, crate::manifest
     out
 }
 
+/// A reason as a decision record keeps it: the same however often the same decision is
+/// made (a soak's time left changes every minute; a pull request is re-used only while
+/// its promotion commit says the same).
+fn lasting(plan: &MovePlan, r: &gate::Reason) -> String {
+    match (r.kind, plan.gate.soak) {
+        ("soak", Some(soak)) => format!(
+            "{} is still soaking on {} ({} soak)",
+            r.item.as_deref().unwrap_or("it"),
+            plan.from.name,
+            humantime::format_duration(soak)
+        ),
+        _ => r.message.clone(),
+    }
+}
+
 /// Write the promotion commit for what `decided` moves (no ref is moved).
 pub fn promotion_commit(
     planner: &Planner,
@@ -855,7 +870,7 @@ pub fn promotion_commit(
                 } else {
                     g.state.to_string()
                 },
-                reasons: g.reasons.iter().map(|r| r.message.clone()).collect(),
+                reasons: g.reasons.iter().map(|r| lasting(plan, r)).collect(),
             })
         })
         .collect();

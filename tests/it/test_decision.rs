@@ -888,3 +888,34 @@ fn plan_lists_no_jobs_for_a_rejection_that_stands_even_when_stable_moved() {
     let (out, _) = env.sg_code(1, &["cycle"]);
     assert!(out.contains("nothing to run"), "{out}");
 }
+
+#[test]
+fn a_test_can_be_held_and_released_like_an_item() {
+    let env = repo();
+    env.commit_on(
+        "staging",
+        "Boot says more",
+        &[(
+            "tests/boot.sh",
+            &BOOT.replace("login prompt", "the login prompt"),
+        )],
+    );
+    let out = env.sg_ok(&["hold", "tests/boot", "--reason", "review the new wording"]);
+    assert!(out.starts_with("held tests/boot on staging"), "{out}");
+    assert!(
+        env.git(&[
+            "ls-tree",
+            "--name-only",
+            "-r",
+            "staging",
+            ".stagegate/holds"
+        ])
+        .contains(".stagegate/holds/staging/tests-boot.yaml")
+    );
+    env.sg_ok(&["run"]);
+    let out = env.sg_ok(&["promote"]);
+    assert!(out.contains("tests/boot changed: held"), "{out}");
+    env.sg_ok(&["release", "tests/boot"]);
+    let out = env.sg_ok(&["promote"]);
+    assert!(out.contains("promoted tests/boot as "), "{out}");
+}

@@ -620,6 +620,18 @@ fn soak_counts_from_when_a_candidate_was_first_seen_never_from_commit_dates() {
 
     sg(&env, 0, &["promote"]);
     assert_eq!(env.git(&["log", "-1", "--format=%P", "stable"]), old);
+    // What stayed, and why, in words that do not change from one run to the next.
+    let records = files_under(&env, "stable", ".stagegate/decisions/stable");
+    let d = read_decision(&env, "stable", &records[0]);
+    assert_eq!(d.stayed.len(), 1);
+    assert_eq!(
+        (d.stayed[0].item.as_str(), d.stayed[0].state.as_str()),
+        ("components/linux", "wait")
+    );
+    assert_eq!(
+        d.stayed[0].reasons,
+        ["components/linux is still soaking on staging (1h soak)"]
+    );
     assert_eq!(
         env.git(&["show", "stable:components/xen.yaml"]).trim(),
         component("xen", "3").trim()
