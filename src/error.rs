@@ -30,6 +30,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A tree that cannot be written to disk safely (crafted, or refused by `git fsck`).
+    #[error("refusing the entry {path:?}: {why}")]
+    UnsafeTree { path: String, why: String },
     /// Some other infrastructure (a subprocess like `git push`, the artifact store, a forge).
     #[error("{message}")]
     Infra {
@@ -71,7 +74,7 @@ impl Error {
 
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Invalid(_) | Error::Usage { .. } => 2,
+            Error::Invalid(_) | Error::Usage { .. } | Error::UnsafeTree { .. } => 2,
             Error::Git { .. } | Error::Io { .. } | Error::Infra { .. } => 3,
         }
     }

@@ -171,7 +171,39 @@ pub fn mask_secrets() {
     }
 }
 
-/// A failed job as an error annotation, with its log excerpt folded in a group.
+/// A token no job can predict, for `::stop-commands::`.
+fn fence_token(avoid: &str) -> String {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    loop {
+        let mut seed = [0u8; 32];
+        let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed));
+        if random.is_err() {
+            // No /dev/urandom: time, process and an address are still unknown to the job.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let local = 0u8;
+            let text = format!("{}-{}-{:p}", now.as_nanos(), std::process::id(), &local);
+            seed = Sha256::digest(text.as_bytes()).into();
+        }
+        let token = format!("stagegate-{}", hex::encode(&seed[..16]));
+        if !avoid.contains(&token) {
+            return token;
+        }
+    }
+}
+
+/// `text` (job output) made inert for the workflow-command stream: fenced between
+/// `::stop-commands::TOKEN` and `::TOKEN::`, so no line of it is run as a command
+/// (`::add-mask::`, `::endgroup::`, `::error …::`, `::stop-commands::` itself).
+pub fn fenced(text: &str) -> String {
+    let token = fence_token(text);
+    format!("::stop-commands::{token}\n{text}\n::{token}::")
+}
+
+/// A failed job as an error annotation, with its log excerpt folded in a group; the
+/// excerpt is fenced, so a job cannot issue workflow commands through it.
 pub fn job_failed(label: &str, reason: Option<&str>, excerpt: &str, log: Option<&str>) {
     if !active() {
         return;
@@ -189,8 +221,8 @@ pub fn job_failed(label: &str, reason: Option<&str>, excerpt: &str, log: Option<
         escape(&msg, false)
     );
     if !excerpt.is_empty() {
-        println!("::group::log of {label}");
-        println!("{excerpt}");
+        println!("::group::log of {}", escape(label, false));
+        println!("{}", fenced(excerpt));
         println!("::endgroup::");
     }
 }

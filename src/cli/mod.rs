@@ -110,6 +110,13 @@ impl Ctx {
 pub type Code = i32;
 
 pub fn main() -> i32 {
+    // A closed stdout or stderr (`stagegate plan | head`) ends the process quietly with
+    // SIGPIPE (status 141 in a shell), as it does for any Unix filter, never with a panic.
+    // Jobs and git start with SIGPIPE at its default either way.
+    // SAFETY: setting a signal's disposition to its default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let ctx = Ctx {
         dir: cli.dir.clone().unwrap_or_else(|| PathBuf::from(".")),
@@ -141,6 +148,12 @@ pub fn main() -> i32 {
     };
     for w in crate::error::take_warnings() {
         eprintln!("warning: {w}");
+    }
+    for (path, why) in crate::ledger::take_unreadable() {
+        eprintln!("warning: skipped a ledger record this stagegate cannot read: {path}: {why}");
+        eprintln!(
+            "  help: it may come from a newer stagegate; the job it records counts as not run here"
+        );
     }
     match result {
         Ok(code) => code,

@@ -14,13 +14,15 @@ use crate::ledger::recorder::Recorder;
 use crate::ledger::{ArtifactRecord, Ledger, Verdict};
 use crate::plan::{Job, MovePlan, Planner, describe};
 use crate::repo::Checkout;
-use crate::runner::{self, Event, Outcome, Ready, Settings};
+use crate::runner::mask::Secrets;
+use crate::runner::{self, Event, Outcome, Passed, Ready, Settings};
 
 /// Run every planned job that has no settled result (pass, flaky or fail): builds and
 /// tests, in parallel, each in a temporary checkout, recording each result in the ledger.
 ///
-/// Exits 1 when a job fails, errors or cannot start (a build it needs did not succeed),
-/// 130 when interrupted.
+/// Exits 3 when a job ended in `error` (it could not run: a timeout, a missing interpreter,
+/// a log or store the runner cannot write; the next run tries it again), 1 when a job
+/// failed or could not start (a build it needs did not succeed), 130 when interrupted.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// How many jobs run at once (default: the number of cores).
@@ -87,10 +89,16 @@ impl Report {
     pub fn code(&self) -> Code {
         if self.interrupted {
             130
+        } else if self
+            .outcomes
+            .iter()
+            .any(|o| o.verdict == Some(Verdict::Error))
+        {
+            3
         } else if self.outcomes.iter().any(|o| {
             // A job that could not start (a build it needs failed or has no result yet)
             // is not a success: `run --job KEY` must not go green having run nothing.
-            matches!(o.verdict, None | Some(Verdict::Fail | Verdict::Error))
+            matches!(o.verdict, None | Some(Verdict::Fail))
         }) {
             1
         } else {
@@ -210,17 +218,35 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
         });
     }
 
-    // One checkout per commit, shared by its jobs.
-    let mut checkouts: HashMap<ObjectId, Checkout> = HashMap::new();
+    // One checkout per commit, shared by its jobs. A tree the runner refuses to write
+    // (an entry that escapes it, a name twice) makes its jobs an `error` naming the path.
+    let mut checkouts: HashMap<ObjectId, std::result::Result<Checkout, String>> = HashMap::new();
     for j in &selected {
         if let std::collections::hash_map::Entry::Vacant(e) = checkouts.entry(j.commit) {
-            e.insert(Checkout::new(repo, repo.tree_of(j.commit)?)?);
+            e.insert(match Checkout::new(repo, repo.tree_of(j.commit)?) {
+                Ok(c) => Ok(c),
+                Err(err @ Error::UnsafeTree { .. }) => {
+                    Err(format!("cannot check out commit {}: {err}", j.commit))
+                }
+                Err(err) => return Err(err),
+            });
         }
     }
+    // What each job may see of our environment: the `env:` of the pipeline that judges it
+    // (the target stage's), and the values to mask: ours and every secret it names.
+    let (passes, secrets) = job_env_policy(planner, plans)?;
+    let fallback = Arc::new(Vec::new());
     let ready: Vec<Ready> = selected
         .into_iter()
         .map(|job| Ready {
-            cwd: checkouts[&job.commit].path(),
+            cwd: checkouts[&job.commit]
+                .as_ref()
+                .map(|c| c.path())
+                .map_err(Clone::clone),
+            pass: passes
+                .get(&job.key)
+                .cloned()
+                .unwrap_or_else(|| fallback.clone()),
             job,
         })
         .collect();
@@ -252,6 +278,8 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
         self_url: repo.self_url(),
         runner: runner::identity(),
         scratch: scratch.path().to_path_buf(),
+        base_env: runner::base_env(),
+        secrets,
     });
     let recorder = Recorder::start(git_dir.clone(), planner.pipeline.results_ref.clone());
     let display = Arc::new(Display::new(total, args.format == Format::Text)?);
@@ -337,6 +365,38 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
         interrupted,
         reused,
     })
+}
+
+/// For each job, the variables the pipeline of its move's target stage passes on (`env.pass`
+/// and `env.secret`, read on T: the rules come from T), and every value to mask: the
+/// tool's own tokens and each pipeline's secrets.
+fn job_env_policy(
+    planner: &Planner,
+    plans: &[MovePlan],
+) -> Result<(HashMap<String, Passed>, Secrets)> {
+    let mut by_key = HashMap::new();
+    let mut secret_names: BTreeSet<String> = BTreeSet::new();
+    secret_names.extend(planner.pipeline.env.secret.iter().cloned());
+    let mut by_target: HashMap<ObjectId, Passed> = HashMap::new();
+    for p in plans {
+        let pass = match by_target.get(&p.to_head) {
+            Some(v) => v.clone(),
+            None => {
+                let env = match planner.snapshot(p.to_head)?.pipeline() {
+                    Ok(t) => t.env,
+                    Err(_) => planner.pipeline.env.clone(),
+                };
+                secret_names.extend(env.secret.iter().cloned());
+                let v = Arc::new(runner::lookup_env(env.pass.iter().chain(&env.secret)));
+                by_target.insert(p.to_head, v.clone());
+                v
+            }
+        };
+        for k in p.jobs.keys() {
+            by_key.entry(k.clone()).or_insert_with(|| pass.clone());
+        }
+    }
+    Ok((by_key, runner::known_secrets(&secret_names)))
 }
 
 /// Live progress that scales from one-second tests to two-hour image builds. On a

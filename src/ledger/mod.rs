@@ -12,6 +12,10 @@
 //! makes paths unique even between runners that never saw each other's writes (two machines
 //! recording attempt 1 of the same key), so ledgers merge by union without conflicts.
 //!
+//! Records are forward compatible: fields a newer stagegate added are ignored (the record
+//! itself is never rewritten, so they stay), and a record this version cannot read at all
+//! is skipped, never fatal: it is noted once in [`take_unreadable`] for the CLI to report.
+//!
 //! Writing is a compare-and-swap on the ref: build the new commit on the tip we read, swap
 //! only if the ref is still there, otherwise rebuild on the new tip and try again. A runner
 //! killed mid-write leaves at most unreferenced objects; the ref always names a whole
@@ -75,7 +79,7 @@ impl std::fmt::Display for Verdict {
 
 /// How the job's process ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub struct Exit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<i32>,
@@ -85,7 +89,7 @@ pub struct Exit {
 
 /// Who ran the job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub struct Runner {
     pub host: String,
     pub user: String,
@@ -96,7 +100,7 @@ pub struct Runner {
 
 /// One item of the environment the job ran in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub struct EnvRecord {
     pub item: String,
     pub version: String,
@@ -108,7 +112,7 @@ pub struct EnvRecord {
 
 /// What a successful build produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub struct ArtifactRecord {
     pub digest: String,
     pub size: u64,
@@ -119,7 +123,7 @@ pub struct ArtifactRecord {
 
 /// One attempt of one job, as committed to the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub struct ResultRecord {
     pub key: String,
     pub kind: String,
@@ -414,7 +418,13 @@ impl<'r> LedgerView<'r> {
         let mut out = Vec::new();
         for e in self.repo.tree_entries(t)? {
             let path = format!("{}/{}", key_dir(key), e.name);
-            let r = read_record(self.repo, &path, e.id)?;
+            let r = match read_record(self.repo, &path, e.id) {
+                Ok(r) => r,
+                Err(why) => {
+                    note_unreadable(&path, &why);
+                    continue;
+                }
+            };
             if self
                 .as_of
                 .as_ref()
@@ -470,6 +480,30 @@ impl<'r> LedgerView<'r> {
         }
         Ok(out)
     }
+}
+
+/// Ledger records that could not be read, by path, with why; each noted once.
+static UNREADABLE: std::sync::Mutex<BTreeMap<String, String>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+fn note_unreadable(path: &str, why: &Error) {
+    if let Ok(mut m) = UNREADABLE.lock() {
+        m.entry(path.to_string()).or_insert_with(|| {
+            why.to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        });
+    }
+}
+
+/// The records skipped since the last call (path → why), for the CLI to report once.
+pub fn take_unreadable() -> BTreeMap<String, String> {
+    UNREADABLE
+        .lock()
+        .map(|mut m| std::mem::take(&mut *m))
+        .unwrap_or_default()
 }
 
 /// Eight hex digits that differ between writers (process, time, counter).

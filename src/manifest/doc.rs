@@ -20,6 +20,18 @@ pub struct PipelineDoc {
     pub results: Option<ResultsDoc>,
     #[serde(default)]
     pub artifacts: Option<ArtifactsDoc>,
+    #[serde(default)]
+    pub env: Option<EnvDoc>,
+}
+
+/// `env: {pass: [NAME…], secret: [NAME…]}`: the runner's variables a job may see.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EnvDoc {
+    #[serde(default)]
+    pub pass: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub secret: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,7 +181,7 @@ pub struct TestDoc {
     #[serde(default)]
     pub timeout: Option<Spanned<String>>,
     #[serde(default)]
-    pub retries: u32,
+    pub retries: Option<Spanned<u32>>,
     #[serde(default)]
     pub files: Vec<Spanned<String>>,
 }

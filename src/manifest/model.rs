@@ -158,7 +158,34 @@ pub struct Pipeline {
     /// The artifact store: a path (relative to the repository) or a `file://` URL; `None`
     /// means the default, `<git-dir>/stagegate/artifacts`.
     pub artifact_store: Option<String>,
+    /// What of the runner's environment jobs see beyond the fixed set.
+    pub env: JobEnv,
 }
+
+/// Variables of the runner's environment passed on to jobs (`env:` in `stagegate.yaml`).
+/// Everything else is withheld: a job starts from `PATH`, `HOME`, `LANG`, `LC_*`, `TMPDIR`
+/// and the `STAGEGATE_*` variables that describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct JobEnv {
+    /// Passed on as they are.
+    pub pass: Vec<String>,
+    /// Passed on, and their values masked in every log, excerpt and record.
+    pub secret: Vec<String>,
+}
+
+/// The tool's own credentials: never passed to a job, always masked.
+pub const TOOL_SECRETS: &[&str] = &[
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "STAGEGATE_GITHUB_APP_TOKEN",
+    "ACTIONS_RUNTIME_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+];
+
+/// The most retries a test may ask for.
+pub const MAX_RETRIES: u32 = 10;
+/// The longest timeout a job (build, test, watch) may ask for.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub const DEFAULT_RESULTS_REF: &str = "refs/stagegate/results";
 

@@ -243,6 +243,23 @@ impl<'a> Check<'a> {
         }
     }
 
+    /// A job's timeout: a duration no longer than [`MAX_TIMEOUT`].
+    fn timeout(&mut self, field: &str, d: &Option<Spanned<String>>) -> Option<Duration> {
+        let v = self.duration(field, d)?;
+        if v > MAX_TIMEOUT {
+            self.err(
+                Pos::of(d.as_ref().expect("parsed, so present")),
+                format!(
+                    "`{field}` is {}; a job may run for at most {}",
+                    humantime::format_duration(v),
+                    humantime::format_duration(MAX_TIMEOUT)
+                ),
+                Some("split the job, or lower the timeout".into()),
+            );
+        }
+        Some(v)
+    }
+
     /// A path inside the repository (or inside `$STAGEGATE_OUT`): relative, no `..`.
     fn rel_path(&mut self, field: &str, p: &Spanned<String>) -> String {
         if let Err(why) = check_rel_path(&p.value) {
@@ -440,14 +457,73 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
         }
         store.value.clone()
     });
+    let env = doc.env.map(|e| job_env(&mut c, e)).unwrap_or_default();
     c.finish(Pipeline {
         stages,
         gates,
         results_ref,
         push_results,
         artifact_store,
+        env,
     })
 }
+
+/// `env: {pass, secret}`: variable names, each listed once, none of the tool's own.
+fn job_env(c: &mut Check, doc: EnvDoc) -> JobEnv {
+    let mut seen: Vec<String> = Vec::new();
+    let mut names = |c: &mut Check, field: &str, list: Vec<Spanned<String>>| -> Vec<String> {
+        let mut out = Vec::new();
+        for n in list {
+            let pos = Pos::of(&n);
+            let ok = n
+                .value
+                .starts_with(|ch: char| ch.is_ascii_alphabetic() || ch == '_')
+                && n.value
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+            if !ok {
+                c.err(
+                    pos,
+                    format!("`env.{field}` entry {:?} is not a variable name", n.value),
+                    Some("write names such as HTTP_PROXY: letters, digits and '_'".into()),
+                );
+            } else if TOOL_SECRETS.contains(&n.value.as_str()) {
+                c.err(
+                    pos,
+                    format!("`env.{field}` lists {}, stagegate's own credential", n.value),
+                    Some("the tool's tokens never reach a job; give the job a token of its own under another name, listed in `env.secret`".into()),
+                );
+            } else if n.value.starts_with("STAGEGATE_")
+                || n.value.starts_with("LC_")
+                || FIXED_ENV.contains(&n.value.as_str())
+            {
+                c.err(
+                    pos,
+                    format!(
+                        "`env.{field}` lists {}, which stagegate sets for every job",
+                        n.value
+                    ),
+                    Some(
+                        "remove it: jobs always get PATH, HOME, LANG, LC_*, TMPDIR and STAGEGATE_*"
+                            .into(),
+                    ),
+                );
+            } else if seen.contains(&n.value) {
+                c.err(pos, format!("{} is listed twice in `env`", n.value), None);
+            } else {
+                seen.push(n.value.clone());
+                out.push(n.value);
+            }
+        }
+        out
+    };
+    let pass = names(c, "pass", doc.pass);
+    let secret = names(c, "secret", doc.secret);
+    JobEnv { pass, secret }
+}
+
+/// Variables every job gets from the runner, whatever the pipeline says.
+pub const FIXED_ENV: &[&str] = &["PATH", "HOME", "LANG", "TMPDIR"];
 
 pub fn parse_item(kind: ItemKind, file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
     match kind {
@@ -494,7 +570,7 @@ fn parse_image(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
     });
     let build = doc.build.as_ref().map(|b| Build {
         run: c.run("build.run", &b.run),
-        timeout: c.duration("build.timeout", &b.timeout),
+        timeout: c.timeout("build.timeout", &b.timeout),
         artifact: c.rel_path("build.artifact", &b.artifact),
         lock: b.lock.as_ref().map(|l| c.rel_path("build.lock", l)),
         files: b
@@ -506,7 +582,7 @@ fn parse_image(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
     let max_age = c.duration("max-age", &doc.max_age);
     let watch = doc.watch.as_ref().map(|w| Watch {
         run: c.run("watch.run", &w.run),
-        timeout: c.duration("watch.timeout", &w.timeout),
+        timeout: c.timeout("watch.timeout", &w.timeout),
     });
     let version = version(&mut c, doc.version);
     c.finish(Item {
@@ -577,7 +653,7 @@ fn parse_component(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
     }
     let watch = doc.watch.as_ref().map(|w| Watch {
         run: c.run("watch.run", &w.run),
-        timeout: c.duration("watch.timeout", &w.timeout),
+        timeout: c.timeout("watch.timeout", &w.timeout),
     });
     let version = version(&mut c, doc.version);
     c.finish(Item {
@@ -629,7 +705,24 @@ pub fn parse_test(file: &str, bytes: &[u8]) -> Result<ParsedTest, Diagnostics> {
         );
     }
     let run = c.run("run", &doc.run);
-    let timeout = c.duration("timeout", &doc.timeout);
+    let timeout = c.timeout("timeout", &doc.timeout);
+    let retries = match &doc.retries {
+        Some(r) if r.value > MAX_RETRIES => {
+            c.err(
+                Pos::of(r),
+                format!(
+                    "`retries` is {}; a test may retry at most {MAX_RETRIES} times",
+                    r.value
+                ),
+                Some(
+                    "a test that needs more retries than that is broken; fix it or drop it".into(),
+                ),
+            );
+            r.value
+        }
+        Some(r) => r.value,
+        None => 0,
+    };
     let files = doc.files.iter().map(|f| c.rel_path("files", f)).collect();
     let test = Test {
         name: doc.name.value,
@@ -637,7 +730,7 @@ pub fn parse_test(file: &str, bytes: &[u8]) -> Result<ParsedTest, Diagnostics> {
         uses,
         run,
         timeout,
-        retries: doc.retries,
+        retries,
         files,
     };
     c.finish(ParsedTest { test, uses_at })

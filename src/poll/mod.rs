@@ -179,6 +179,7 @@ fn watch_change(
         &dir,
         w.timeout.unwrap_or(Duration::from_secs(300)),
         &item.id,
+        &planner.pipeline.env,
     )?;
     let newest = out
         .lines()
@@ -227,7 +228,15 @@ fn watch_change(
     }
 }
 
-fn run_watch(run: &str, dir: &std::path::Path, timeout: Duration, id: &ItemId) -> Result<String> {
+/// A watch command runs like a job: a clean environment plus what the pipeline passes on,
+/// with every known secret masked in its output.
+fn run_watch(
+    run: &str,
+    dir: &std::path::Path,
+    timeout: Duration,
+    id: &ItemId,
+    env: &crate::manifest::JobEnv,
+) -> Result<String> {
     let log = tempfile::NamedTempFile::new().map_err(|e| {
         Error::infra(format!(
             "{id}: creating a temporary file for its watch command's output in {}: {e}",
@@ -243,10 +252,16 @@ fn run_watch(run: &str, dir: &std::path::Path, timeout: Duration, id: &ItemId) -
             ))
         })?;
     let (_tx, rx) = tokio::sync::watch::channel(false);
+    let mut vars = crate::runner::base_env();
+    vars.extend(crate::runner::lookup_env(
+        env.pass.iter().chain(&env.secret),
+    ));
+    let secrets = crate::runner::known_secrets(&env.secret);
     let spec = crate::runner::process::Spec {
         run,
         cwd: dir,
-        env: &[],
+        env: &vars,
+        secrets: &secrets,
         timeout,
         log: log.path(),
         log_cap: 1 << 20,

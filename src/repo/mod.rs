@@ -502,31 +502,76 @@ impl Repo {
             .unwrap_or_else(|| Error::infra(format!("branch {branch} kept moving; try again"))))
     }
 
-    /// Write the files of `tree` into `dir` (which must exist): a checkout without an index.
+    /// Write the files of `tree` into `dir` (which must exist and be empty): a checkout
+    /// without an index.
+    ///
+    /// A checkout never writes outside `dir`, whatever the tree holds: an entry named
+    /// empty, `.`, `..`, `.git` or holding `/` or NUL, or a name twice in one directory
+    /// (`git fsck` calls it duplicateEntries; a default remote accepts it) refuses the
+    /// whole tree with [`Error::UnsafeTree`] naming the path. Files and directories are
+    /// created new (`O_EXCL`, `O_NOFOLLOW`), so nothing is ever written through a symlink
+    /// the tree put there.
     pub fn checkout(&self, tree: ObjectId, dir: &Path) -> Result<()> {
-        for e in self.tree_entries(tree)? {
-            if e.name.contains('/') || e.name == ".." || e.name == "." || e.name == ".git" {
-                continue;
+        self.checkout_at(tree, dir, "")
+    }
+
+    fn checkout_at(&self, tree: ObjectId, dir: &Path, prefix: &str) -> Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::OpenOptionsExt;
+        let t = self
+            .git
+            .find_tree(tree)
+            .context(|| format!("reading tree {tree}"))?;
+        let decoded = t.decode().context(|| format!("decoding tree {tree}"))?;
+        let mut seen = std::collections::HashSet::new();
+        for e in &decoded.entries {
+            let raw: &[u8] = e.filename.as_ref();
+            let shown = format!("{prefix}{}", raw.to_str_lossy());
+            let refuse = |why: &str| Error::UnsafeTree {
+                path: shown.clone(),
+                why: why.to_string(),
+            };
+            if raw.is_empty()
+                || raw == b"."
+                || raw == b".."
+                || raw.eq_ignore_ascii_case(b".git")
+                || raw.contains(&b'/')
+                || raw.contains(&0)
+            {
+                return Err(refuse("the name could write outside the checkout"));
             }
-            let path = dir.join(&e.name);
-            match e.kind {
+            if !seen.insert(raw) {
+                return Err(refuse(
+                    "the name appears twice in one directory (git fsck: duplicateEntries)",
+                ));
+            }
+            let path = dir.join(std::ffi::OsStr::from_bytes(raw));
+            let kind = e.mode.kind();
+            match kind {
                 EntryKind::Tree => {
                     std::fs::create_dir(&path)
                         .io_context(|| format!("creating {}", path.display()))?;
-                    self.checkout(e.id, &path)?;
+                    self.checkout_at(e.oid.to_owned(), &path, &format!("{shown}/"))?;
                 }
                 EntryKind::Blob | EntryKind::BlobExecutable => {
-                    std::fs::write(&path, self.blob(e.id)?)
+                    let mode = if kind == EntryKind::BlobExecutable {
+                        0o755
+                    } else {
+                        0o644
+                    };
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(mode)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(&path)
                         .io_context(|| format!("writing {}", path.display()))?;
-                    if e.kind == EntryKind::BlobExecutable {
-                        use std::os::unix::fs::PermissionsExt;
-                        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-                            .io_context(|| format!("chmod {}", path.display()))?;
-                    }
+                    std::io::Write::write_all(&mut f, &self.blob(e.oid.to_owned())?)
+                        .io_context(|| format!("writing {}", path.display()))?;
                 }
                 EntryKind::Link => {
-                    let target = String::from_utf8_lossy(&self.blob(e.id)?).into_owned();
-                    std::os::unix::fs::symlink(&target, &path)
+                    let target = self.blob(e.oid.to_owned())?;
+                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &path)
                         .io_context(|| format!("linking {}", path.display()))?;
                 }
                 EntryKind::Commit => {}

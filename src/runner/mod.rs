@@ -20,9 +20,19 @@
 //! | `…_CANDIDATE` | `1` for the item(s) under test, else `0` |
 //! | `STAGEGATE_ITEM`, `STAGEGATE_VERSION` | for builds: the item being built |
 //!
+//! Nothing else of the runner's environment reaches a job: it starts from `PATH`, `HOME`,
+//! `LANG`, `LC_*` and `TMPDIR` ([`base_env`]), plus the variables the pipeline lists in
+//! `env.pass` and `env.secret`. Every secret value the tool knows is masked in the log and
+//! the excerpt as the output arrives, before a byte is written (`mask`).
+//!
+//! Only the job's own exit status makes `fail`. Whatever stops the runner from running
+//! the job or keeping what it made (a checkout it refuses, a log or store it cannot
+//! write, a task that crashed) is `error`, which the next run retries.
+//!
 //! Jobs share one read-only checkout per commit: write only into `$STAGEGATE_OUT` or a
 //! temporary directory.
 
+pub mod mask;
 pub mod process;
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,12 +46,55 @@ use crate::artifact::oci::ANNOTATION_PREFIX as ANNOTATION;
 use crate::artifact::{Kind, Store};
 use crate::ledger::{ArtifactRecord, EnvRecord, Exit, ResultRecord, Runner, Verdict};
 use crate::plan::{Job, JobKind, Role};
+use mask::Secrets;
 use process::{Ended, Spec};
 
 /// A job with the directory it runs in.
 pub struct Ready {
     pub job: Job,
-    pub cwd: PathBuf,
+    /// Its checkout, or why there is none (a tree the runner refuses to write): the job
+    /// is then an `error` naming the problem.
+    pub cwd: std::result::Result<PathBuf, String>,
+    /// The variables of the runner's environment the pipeline passes on (`env.pass`,
+    /// `env.secret`), with their values.
+    pub pass: Passed,
+}
+
+/// Variables passed on to a job, with their values; shared by the jobs of one pipeline.
+pub type Passed = Arc<Vec<(String, String)>>;
+
+/// The part of the runner's environment every job gets: `PATH` (a default when unset),
+/// `HOME`, `LANG`, `LC_*`, `TMPDIR`.
+pub fn base_env() -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| {
+            matches!(k.as_str(), "PATH" | "HOME" | "LANG" | "TMPDIR") || k.starts_with("LC_")
+        })
+        .collect();
+    if !out.iter().any(|(k, _)| k == "PATH") {
+        out.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+    }
+    out.sort();
+    out
+}
+
+/// Every value to mask: those of the tool's own tokens and of the variables `names`
+/// (what pipelines list in `env.secret`), as set in the runner's environment.
+pub fn known_secrets<'a>(names: impl IntoIterator<Item = &'a String>) -> Secrets {
+    let mut all: Vec<String> = crate::manifest::TOOL_SECRETS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    all.extend(names.into_iter().cloned());
+    Secrets::new(lookup_env(&all).into_iter().map(|(_, v)| v))
+}
+
+/// The named variables of the runner's environment that are set, with their values.
+pub fn lookup_env<'a>(names: impl IntoIterator<Item = &'a String>) -> Vec<(String, String)> {
+    names
+        .into_iter()
+        .filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), v)))
+        .collect()
 }
 
 pub struct Settings {
@@ -59,6 +112,10 @@ pub struct Settings {
     /// Reusing them, rather than making and deleting a directory per job, keeps a run of
     /// many short jobs from spending its time allocating inodes.
     pub scratch: PathBuf,
+    /// The base of every job's environment ([`base_env`]).
+    pub base_env: Vec<(String, String)>,
+    /// Values masked in logs, excerpts and records.
+    pub secrets: Secrets,
 }
 
 /// What happened to a job in this run.
@@ -106,7 +163,9 @@ pub async fn execute(
     }
     let known = Arc::new(known);
     let mut handles = Vec::new();
+    let mut jobs = Vec::new();
     for r in ready {
+        jobs.push(r.job.clone());
         let deps: Vec<(String, Option<watch::Receiver<_>>)> = r
             .job
             .after
@@ -194,9 +253,43 @@ pub async fn execute(
         }));
     }
     let mut out = Vec::new();
-    for h in handles {
-        if let Ok(o) = h.await {
-            out.push(o);
+    for (h, job) in handles.into_iter().zip(jobs) {
+        match h.await {
+            Ok(o) => out.push(o),
+            Err(e) => {
+                // A task that crashed is the runner's failure, never the job's: `error`,
+                // recorded so the gate knows and the next run tries again.
+                let why = if e.is_panic() {
+                    let p = e.into_panic();
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into());
+                    format!("the runner crashed while running this job ({msg}); report it as a bug")
+                } else {
+                    "the runner stopped this job before it finished".to_string()
+                };
+                let outcome = finish(
+                    not_run(&job, String::new()),
+                    &job,
+                    &settings,
+                    &crate::records::now_rfc3339(),
+                    Verdict::Error,
+                    Some(why),
+                    None,
+                    0,
+                    String::new(),
+                    None,
+                    None,
+                    &BTreeMap::new(),
+                );
+                if let Some(rec) = &outcome.record {
+                    let _ = record.send(rec.clone());
+                }
+                progress(Event::Finished { outcome: &outcome });
+                out.push(outcome);
+            }
         }
     }
     out
@@ -340,6 +433,44 @@ fn job_env(
     Ok(vars)
 }
 
+/// Everything a job needs before it starts: its checkout, an empty output directory, its
+/// environment and a writable log. Any failure here is the runner's, said with what to fix.
+fn prepare(
+    r: &Ready,
+    artifacts: &BTreeMap<String, ArtifactRecord>,
+    settings: &Settings,
+    out: &Path,
+    env_file: &Path,
+    log: &Path,
+) -> Result<(Vec<(String, String)>, PathBuf), String> {
+    let cwd = r.cwd.clone()?;
+    empty_dir(out)
+        .map_err(|e| format!("cannot prepare the output directory {}: {e}", out.display()))?;
+    let vars = job_env(r, artifacts, settings, out, env_file)?;
+    let opened = log
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .map(drop)
+        });
+    if let Err(e) = opened {
+        return Err(format!(
+            "cannot write the job's log {}: {e}; make {} writable (and check free space), then run again",
+            log.display(),
+            settings.log_dir.display()
+        ));
+    }
+    let mut env = Vec::with_capacity(settings.base_env.len() + r.pass.len() + vars.len());
+    env.extend(settings.base_env.iter().cloned());
+    env.extend(r.pass.iter().cloned());
+    env.extend(vars);
+    Ok((env, cwd))
+}
+
 pub fn role_name(role: Role) -> &'static str {
     match role {
         Role::Build => "build",
@@ -371,11 +502,10 @@ async fn run_job(
     };
     let out = slot.join("out");
     let env_file = slot.join("env.json");
+    let log = process::log_path(&settings.log_dir, &job.key);
     // A job that cannot even be prepared is an `error`: it could not run.
-    let prepared = empty_dir(&out)
-        .map_err(|e| format!("cannot prepare the output directory {}: {e}", out.display()))
-        .and_then(|()| job_env(r, artifacts, settings, &out, &env_file));
-    let vars = match prepared {
+    let prepared = prepare(r, artifacts, settings, &out, &env_file, &log);
+    let (vars, cwd) = match prepared {
         Ok(v) => v,
         Err(why) => {
             return finish(
@@ -394,10 +524,6 @@ async fn run_job(
             );
         }
     };
-    let log = process::log_path(&settings.log_dir, &job.key);
-    if let Some(parent) = log.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
     let mut tries = 0u32;
     let mut failed_before = false;
     let mut total = Duration::ZERO;
@@ -405,8 +531,9 @@ async fn run_job(
         tries += 1;
         let spec = Spec {
             run: &job.run,
-            cwd: &r.cwd,
+            cwd: &cwd,
             env: &vars,
+            secrets: &settings.secrets,
             timeout: job.timeout,
             log: &log,
             log_cap: settings.log_cap,
@@ -596,7 +723,11 @@ fn store_build(job: &Job, out: &Path, settings: &Settings) -> Result<ArtifactRec
     let stored = settings
         .store
         .put(&path, Kind::Artifact, annotations)
-        .map_err(|e| Unstored::Store(format!("storing the artifact: {e}")))?;
+        .map_err(|e| {
+            Unstored::Store(format!(
+                "the build passed, but storing its artifact failed: {e}; fix the artifact store (space, permissions, network), then run again"
+            ))
+        })?;
     Ok(ArtifactRecord {
         digest: stored.digest,
         size: stored.size,
@@ -630,6 +761,7 @@ fn finish(
     artifact: Option<ArtifactRecord>,
     artifacts: &BTreeMap<String, ArtifactRecord>,
 ) -> Outcome {
+    let reason = reason.map(|r| settings.secrets.mask_str(&r));
     let record = ResultRecord {
         key: job.key.clone(),
         kind: match job.kind {
@@ -714,5 +846,74 @@ fn login_name() -> String {
         std::ffi::CStr::from_ptr((*pw).pw_name)
             .to_string_lossy()
             .into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task that panics mid-job (here: in the progress callback) is recorded as `error`.
+    #[test]
+    fn a_job_whose_task_panics_is_recorded_as_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let job = Job {
+            key: "ab".repeat(32),
+            kind: JobKind::Test,
+            name: "t".into(),
+            role: Role::Candidate,
+            candidates: Vec::new(),
+            commit: gix::ObjectId::null(gix::hash::Kind::Sha1),
+            run: "true".into(),
+            timeout: Duration::from_secs(10),
+            retries: 0,
+            env: Vec::new(),
+            artifact: None,
+            lock: None,
+            after: Vec::new(),
+            baseline: None,
+        };
+        let settings = Arc::new(Settings {
+            parallel: 1,
+            log_dir: tmp.path().join("logs"),
+            log_cap: 1 << 20,
+            store: Arc::new(Store::open(None, tmp.path(), tmp.path()).unwrap()),
+            root: tmp.path().to_path_buf(),
+            runner: identity(),
+            scratch: tmp.path().join("scratch"),
+            base_env: base_env(),
+            secrets: Secrets::default(),
+        });
+        let ready = vec![Ready {
+            job,
+            cwd: Ok(tmp.path().to_path_buf()),
+            pass: Arc::new(Vec::new()),
+        }];
+        let (tx, rx) = std::sync::mpsc::channel();
+        let progress: Arc<dyn Fn(Event) + Send + Sync> = Arc::new(|e| {
+            if let Event::Started { .. } = e {
+                panic!("injected");
+            }
+        });
+        let (_cancel_tx, cancel) = watch::channel(false);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let outcomes = rt.block_on(execute(
+            ready,
+            HashMap::new(),
+            settings,
+            tx,
+            progress,
+            cancel,
+        ));
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(outcomes[0].verdict, Some(Verdict::Error));
+        let recorded: Vec<ResultRecord> = rx.try_iter().collect();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].verdict, Verdict::Error);
+        let reason = recorded[0].reason.as_deref().unwrap();
+        assert!(
+            reason.contains("crashed") && reason.contains("injected"),
+            "{reason}"
+        );
     }
 }

@@ -2,12 +2,16 @@
 //! output merged into a log capped to its head and tail, and cancellation.
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+
+use super::mask::{Masker, Secrets};
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +36,10 @@ pub struct Finished {
 pub struct Spec<'a> {
     pub run: &'a str,
     pub cwd: &'a Path,
+    /// The whole environment: nothing of the runner's own is inherited.
     pub env: &'a [(String, String)],
+    /// Values masked in the log and the excerpt.
+    pub secrets: &'a Secrets,
     pub timeout: Duration,
     pub log: &'a Path,
     /// Bytes of output kept per try: half from the start, half from the end.
@@ -41,6 +48,11 @@ pub struct Spec<'a> {
 
 /// How long a process group gets between SIGTERM and SIGKILL on timeout.
 const GRACE: Duration = Duration::from_secs(3);
+
+/// How long output is still read after the job's process group is gone. Only a process
+/// that left the group (`setsid`, a daemon) can hold the output open longer; reading
+/// stops then, keeping everything the job wrote.
+pub const DRAIN: Duration = Duration::from_millis(500);
 
 pub async fn run(spec: Spec<'_>, mut cancel: watch::Receiver<bool>) -> Finished {
     let start = Instant::now();
@@ -56,6 +68,7 @@ pub async fn run(spec: Spec<'_>, mut cancel: watch::Receiver<bool>) -> Finished 
     cmd.arg("-c")
         .arg(spec.run)
         .current_dir(spec.cwd)
+        .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::from(OwnedFd::from(writer)))
@@ -71,11 +84,14 @@ pub async fn run(spec: Spec<'_>, mut cancel: watch::Receiver<bool>) -> Finished 
     };
     let pgid = child.id().map(|p| p as i32);
 
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
     let log_path = spec.log.to_path_buf();
     let cap = spec.log_cap;
+    let masker = Masker::new(spec.secrets.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_reading = stop.clone();
     std::thread::spawn(move || {
-        let _ = tx.send(capture(reader, &log_path, cap));
+        let _ = tx.send(capture(reader, &log_path, cap, masker, &stop_reading));
     });
 
     let ended = tokio::select! {
@@ -103,10 +119,18 @@ pub async fn run(spec: Spec<'_>, mut cancel: watch::Receiver<bool>) -> Finished 
     // Children that outlive the job's main process die with it.
     kill_group(pgid, libc::SIGKILL);
     let duration = start.elapsed();
-    let captured = match tokio::time::timeout(Duration::from_secs(5), rx).await {
-        Ok(Ok(c)) => c,
-        _ => Captured { excerpt: "[stagegate: output still held open by a process outside the job's group; log truncated]".into(), bytes: 0 },
+    let captured = match tokio::time::timeout(DRAIN, &mut rx).await {
+        Ok(c) => c.ok(),
+        Err(_) => {
+            // Someone outside the group holds the pipe: take what is there and stop.
+            stop.store(true, Ordering::Relaxed);
+            rx.await.ok()
+        }
     };
+    let captured = captured.unwrap_or(Captured {
+        excerpt: "[stagegate: the job's output could not be read]".into(),
+        bytes: 0,
+    });
     Finished {
         ended,
         duration,
@@ -168,8 +192,23 @@ pub fn note(log: &Path, text: &str) {
 
 /// Append the output to `log` (a retry adds to the log of the tries before it), keeping
 /// the first and last `cap / 2` bytes and saying what was cut between them.
-fn capture(mut reader: std::io::PipeReader, log: &Path, cap: u64) -> Captured {
+///
+/// Every byte goes through `masker` first. Reading ends at end of file, or once `stop` is
+/// set and the pipe is empty (a process outside the job's group holds it open).
+fn capture(
+    mut reader: std::io::PipeReader,
+    log: &Path,
+    cap: u64,
+    mut masker: Masker,
+    stop: &AtomicBool,
+) -> Captured {
     let half = (cap / 2).max(1) as usize;
+    let fd = reader.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own; O_NONBLOCK only changes how read waits.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -185,13 +224,53 @@ fn capture(mut reader: std::io::PipeReader, log: &Path, cap: u64) -> Captured {
     let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
     let mut total = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
+    let mut held_open = false;
+    // Once told to stop, read at most this much more (a daemon may write forever).
+    let mut after_stop = 1024 * 1024usize;
+    let mut pending;
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let stopping = stop.load(Ordering::Relaxed);
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
         };
-        total += n as u64;
-        let mut chunk = &buf[..n];
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let ready = unsafe { libc::poll(&mut pfd, 1, if stopping { 0 } else { 100 }) };
+        if ready == 0 {
+            if stopping {
+                held_open = true;
+                break;
+            }
+            continue;
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => break,
+        };
+        if stopping {
+            if after_stop == 0 {
+                held_open = true;
+                break;
+            }
+            after_stop = after_stop.saturating_sub(n);
+        }
+        let mut chunk = if masker.is_active() {
+            pending = masker.feed(&buf[..n]);
+            &pending[..]
+        } else {
+            &buf[..n]
+        };
+        total += chunk.len() as u64;
         if written < half {
             let take = chunk.len().min(half - written);
             if let Some(f) = file.as_mut() {
@@ -205,6 +284,22 @@ fn capture(mut reader: std::io::PipeReader, log: &Path, cap: u64) -> Captured {
         if tail.len() > half {
             tail.drain(..tail.len() - half);
         }
+    }
+    // What the masker still held back is the very end of the output.
+    let rest = masker.finish();
+    total += rest.len() as u64;
+    if written < half && tail.is_empty() {
+        let take = rest.len().min(half - written);
+        if let Some(f) = file.as_mut() {
+            let _ = f.write_all(&rest[..take]);
+        }
+        written += take;
+        tail.extend(&rest[take..]);
+    } else {
+        tail.extend(&rest);
+    }
+    if tail.len() > half {
+        tail.drain(..tail.len() - half);
     }
     let tail_ordered: Vec<u8> = tail.into();
     let cut = total.saturating_sub((written + tail_ordered.len()) as u64);
@@ -229,8 +324,21 @@ fn capture(mut reader: std::io::PipeReader, log: &Path, cap: u64) -> Captured {
     } else {
         last.to_vec()
     };
+    let mut excerpt = excerpt_of(&source);
+    if held_open {
+        let note = format!(
+            "[stagegate: a process outside the job's process group still held its output open; reading stopped {}ms after the job ended]",
+            DRAIN.as_millis()
+        );
+        if let Some(f) = file.as_mut() {
+            let _ = writeln!(f, "\n{note}");
+            let _ = f.flush();
+        }
+        excerpt.push('\n');
+        excerpt.push_str(&note);
+    }
     Captured {
-        excerpt: excerpt_of(&source),
+        excerpt,
         bytes: total,
     }
 }

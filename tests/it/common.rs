@@ -134,6 +134,34 @@ impl TestEnv {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
+    /// `git ARGS` in the repository with `input` on stdin; returns trimmed stdout.
+    pub fn git_stdin_bytes(&self, args: &[&str], input: &[u8]) -> String {
+        use std::io::Write;
+        let mut cmd = Command::new("git");
+        base_env(&mut cmd, self.home());
+        let mut child = cmd
+            .arg("-C")
+            .arg(&self.repo)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    pub fn git_stdin(&self, args: &[&str], input: &str) -> String {
+        self.git_stdin_bytes(args, input.as_bytes())
+    }
+
     pub fn git(&self, args: &[&str]) -> String {
         self.git_in(&self.repo, args)
     }

@@ -3,6 +3,7 @@
 mod common;
 mod registry;
 mod test_bench;
+mod test_boundary;
 mod test_check;
 mod test_debian;
 mod test_decision;

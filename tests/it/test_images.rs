@@ -326,7 +326,7 @@ fn a_corrupted_artifact_makes_the_test_that_needs_it_an_error_and_promotion_wait
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(&file, b"not a disk image").unwrap();
 
-    env.sg_code(1, &["run"]);
+    env.sg_code(3, &["run"]);
     let test = results_of(&env, "host-boots");
     assert_eq!(test.len(), 1, "{test:#?}");
     assert_eq!(test[0].verdict, Verdict::Error, "{:#?}", test[0]);

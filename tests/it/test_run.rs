@@ -16,26 +16,26 @@ use crate::common::{TestEnv, base_env};
 
 const LEDGER: &str = "refs/stagegate/results";
 /// Two stages; entering stable needs tests, no baseline (one job per test).
-const PIPELINE: &str =
+pub(crate) const PIPELINE: &str =
     "version: 1\nstages: [staging, stable]\ngates:\n  stable: {require: [test]}\n";
-const XEN_1: &str = "name: xen\nversion: \"1\"\n";
-const XEN_2: &str = "name: xen\nversion: \"2\"\n";
+pub(crate) const XEN_1: &str = "name: xen\nversion: \"1\"\n";
+pub(crate) const XEN_2: &str = "name: xen\nversion: \"2\"\n";
 
 /// A directory outside the repository where scripts leave evidence.
-fn scratch() -> tempfile::TempDir {
+pub(crate) fn scratch() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("stagegate-scratch-")
         .tempdir()
         .unwrap()
 }
 
-fn test_yaml(name: &str, uses: &str, script: &str, extra: &str) -> String {
+pub(crate) fn test_yaml(name: &str, uses: &str, script: &str, extra: &str) -> String {
     format!("name: {name}\nuses: [{uses}]\nrun: ./tests/{script}\n{extra}")
 }
 
 /// Tests over `components/xen` (name, extra manifest fields, script), with a pending
 /// commit on staging that bumps xen from 1 to 2: one candidate job per test.
-fn repo_with_tests(tests: &[(&str, &str, &str)]) -> TestEnv {
+pub(crate) fn repo_with_tests(tests: &[(&str, &str, &str)]) -> TestEnv {
     let mut files: Vec<(String, String)> = vec![
         ("stagegate.yaml".into(), PIPELINE.into()),
         ("components/xen.yaml".into(), XEN_1.into()),
@@ -61,12 +61,12 @@ fn repo_with_tests(tests: &[(&str, &str, &str)]) -> TestEnv {
 }
 
 /// One test `t` (with `extra` manifest fields) running `script`.
-fn repo_with_test(extra: &str, script: &str) -> TestEnv {
+pub(crate) fn repo_with_test(extra: &str, script: &str) -> TestEnv {
     repo_with_tests(&[("t", extra, script)])
 }
 
 /// `git ARGS` in the repository, `None` when it fails.
-fn git_maybe(env: &TestEnv, args: &[&str]) -> Option<String> {
+pub(crate) fn git_maybe(env: &TestEnv, args: &[&str]) -> Option<String> {
     let mut cmd = Command::new("git");
     base_env(&mut cmd, env.home());
     let out = cmd.arg("-C").arg(&env.repo).args(args).output().unwrap();
@@ -75,12 +75,12 @@ fn git_maybe(env: &TestEnv, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8(out.stdout).unwrap())
 }
 
-fn ledger_tip(env: &TestEnv) -> Option<String> {
+pub(crate) fn ledger_tip(env: &TestEnv) -> Option<String> {
     git_maybe(env, &["rev-parse", "--verify", "-q", LEDGER]).map(|s| s.trim().to_string())
 }
 
 /// Every record on the ledger, by path; each must parse as a result record.
-fn ledger(env: &TestEnv) -> BTreeMap<String, ResultRecord> {
+pub(crate) fn ledger(env: &TestEnv) -> BTreeMap<String, ResultRecord> {
     if ledger_tip(env).is_none() {
         return BTreeMap::new();
     }
@@ -98,7 +98,7 @@ fn ledger(env: &TestEnv) -> BTreeMap<String, ResultRecord> {
 }
 
 /// The only record on the ledger.
-fn only_record(env: &TestEnv) -> (String, ResultRecord) {
+pub(crate) fn only_record(env: &TestEnv) -> (String, ResultRecord) {
     let all = ledger(env);
     assert_eq!(all.len(), 1, "{all:#?}");
     all.into_iter().next().unwrap()
@@ -303,7 +303,7 @@ fn a_timed_out_job_is_an_error_and_its_children_are_killed() {
     let script = format!("#!/bin/sh\nsleep 1000 &\necho $! > {d}/child.pid\nwait\n");
     let env = repo_with_test("timeout: 2s\n", &script);
     let started = Instant::now();
-    let (out, _) = env.sg_code(1, &["run"]);
+    let (out, _) = env.sg_code(3, &["run"]);
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "the run waited for the child"
@@ -360,7 +360,7 @@ fn a_script_with_a_missing_interpreter_is_an_error_with_a_reason() {
             ("tests/py.sh", "#!/nonexistent/python\nprint('hi')\n"),
         ],
     );
-    let (out, err) = env.sg_code(1, &["run"]);
+    let (out, err) = env.sg_code(3, &["run"]);
     assert!(!err.contains("panicked"), "{err}");
     let (_, r) = only_record(&env);
     assert_eq!(r.verdict, Verdict::Error);
@@ -717,7 +717,7 @@ fn a_job_sees_its_key_output_dir_env_file_and_item_versions() {
 
 /// Builds required into stable, tests too; `images/disk` is bumped from 1 to 2 on
 /// staging and built by `build.sh`.
-fn repo_with_build(build_script: &str, extra: &[(&str, &str)]) -> TestEnv {
+pub(crate) fn repo_with_build(build_script: &str, extra: &[(&str, &str)]) -> TestEnv {
     let mut files = vec![
         (
             "stagegate.yaml",
@@ -753,7 +753,7 @@ fn build_records(env: &TestEnv) -> Vec<ResultRecord> {
         .collect()
 }
 
-const GOOD_BUILD: &str = "#!/bin/sh\nset -e\nprintf 'disk %s\\n' \"$STAGEGATE_VERSION\" > \"$STAGEGATE_OUT/disk.img\"\necho 'pkg-a 1.0' > \"$STAGEGATE_OUT/pkgs.lock\"\n";
+pub(crate) const GOOD_BUILD: &str = "#!/bin/sh\nset -e\nprintf 'disk %s\\n' \"$STAGEGATE_VERSION\" > \"$STAGEGATE_OUT/disk.img\"\necho 'pkg-a 1.0' > \"$STAGEGATE_OUT/pkgs.lock\"\n";
 
 #[test]
 fn a_build_stores_its_artifact_by_digest_and_records_it() {
