@@ -98,7 +98,7 @@ impl Report {
         } else if self.outcomes.iter().any(|o| {
             // A job that could not start (a build it needs failed or has no result yet)
             // is not a success: `run --job KEY` must not go green having run nothing.
-            matches!(o.verdict, None | Some(Verdict::Fail))
+            matches!(o.verdict, None | Some(Verdict::Fail)) && !o.elsewhere
         }) {
             1
         } else {
@@ -117,7 +117,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         let rows: Vec<serde_json::Value> = report
             .outcomes
             .iter()
-            .map(|o| serde_json::json!({"key": o.key, "job": o.label, "verdict": o.verdict, "reason": o.reason, "duration_ms": o.duration.as_millis() as u64, "log": o.log}))
+            .map(|o| serde_json::json!({"key": o.key, "job": o.label, "verdict": o.verdict, "elsewhere": o.elsewhere, "reason": o.reason, "duration_ms": o.duration.as_millis() as u64, "log": o.log}))
             .collect();
         print_json(
             &serde_json::json!({"ran": rows, "reused": report.reused, "recorded": report.recorded, "interrupted": report.interrupted}),
@@ -152,6 +152,9 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
         }
     }
     let mut selected = Vec::new();
+    // How many attempts each selected job had when planned: more later means another run
+    // recorded it meanwhile.
+    let mut planned_attempts: HashMap<String, u32> = HashMap::new();
     let mut known: HashMap<String, ArtifactRecord> = HashMap::new();
     let mut reused = 0;
     for (key, job) in &all {
@@ -171,6 +174,7 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
             reused += 1;
             continue;
         }
+        planned_attempts.insert(key.clone(), view.attempt_count(key)?);
         selected.push(job.clone());
     }
     // Builds this run does not include, but whose artifacts selected jobs need.
@@ -262,6 +266,9 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
         .prefix("stagegate-run-")
         .tempdir()
         .map_err(|e| Error::infra(format!("cannot create a temporary directory: {e}")))?;
+    // Held until the results are committed: a run that claims a job after us must find
+    // its result in the ledger.
+    let claims = open_claims(&git_dir);
     let settings = Arc::new(Settings {
         parallel: args.parallel.unwrap_or_else(|| {
             std::thread::available_parallelism()
@@ -280,6 +287,12 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
         scratch: scratch.path().to_path_buf(),
         base_env: runner::base_env(),
         secrets,
+        claims: claims.clone(),
+        recorded_since_plan: Some(recorded_since(
+            git_dir.clone(),
+            planner.pipeline.results_ref.clone(),
+            planned_attempts,
+        )),
     });
     let recorder = Recorder::start(git_dir.clone(), planner.pipeline.results_ref.clone());
     let display = Arc::new(Display::new(total, args.format == Format::Text)?);
@@ -326,6 +339,7 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
         (outcomes, interrupted)
     });
     let recorded = recorder.finish()?;
+    drop(claims);
     if recorded > 0 {
         // Each ledger commit is a pack of its own; let git fold them (and any loose
         // objects) together once there are enough to matter. Cheap when there are not.
@@ -364,6 +378,46 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
         recorded,
         interrupted,
         reused,
+    })
+}
+
+/// The claims shared by the runs on this machine; without them (an unwritable `.git`)
+/// every selected job runs, as before claims existed.
+fn open_claims(git_dir: &std::path::Path) -> Option<Arc<runner::claim::Claims>> {
+    let path = git_dir.join("stagegate/claims");
+    match runner::claim::Claims::open(&path) {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot open {} ({e}): concurrent runs on this machine may run the same jobs",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// Whether the ledger holds more attempts of a key than when this run planned.
+fn recorded_since(
+    git_dir: std::path::PathBuf,
+    reference: String,
+    planned: HashMap<String, u32>,
+) -> runner::RecordedSince {
+    let repo: Mutex<Option<crate::repo::Repo>> = Mutex::new(None);
+    Box::new(move |key| {
+        let Ok(mut guard) = repo.lock() else {
+            return false;
+        };
+        if guard.is_none() {
+            *guard = crate::repo::Repo::open(&git_dir).ok();
+        }
+        let Some(repo) = guard.as_ref() else {
+            return false;
+        };
+        let now = Ledger::new(repo, &reference)
+            .view()
+            .and_then(|v| v.attempt_count(key));
+        now.is_ok_and(|n| n > planned.get(key).copied().unwrap_or(0))
     })
 }
 
@@ -544,9 +598,7 @@ impl Display {
                     }
                     jobs.0
                 };
-                let verdict = outcome
-                    .verdict
-                    .map_or("not run".to_string(), |v| v.to_string());
+                let verdict = outcome.shown();
                 let reason = outcome
                     .reason
                     .as_ref()
@@ -596,7 +648,7 @@ fn print_summary(outcomes: &[Outcome], reused: usize) {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     println!("{:<8} {:<12} {:>8}  job", "verdict", "key", "time");
     for o in outcomes {
-        let v = o.verdict.map_or("not run".to_string(), |v| v.to_string());
+        let v = o.shown();
         *counts.entry(v.clone()).or_default() += 1;
         println!(
             "{v:<8} {:<12} {:>7.1}s  {}",

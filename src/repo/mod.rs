@@ -522,7 +522,14 @@ impl Repo {
             .git
             .find_tree(tree)
             .context(|| format!("reading tree {tree}"))?;
-        let decoded = t.decode().context(|| format!("decoding tree {tree}"))?;
+        let decoded = t.decode().map_err(|e| Error::UnsafeTree {
+            path: if prefix.is_empty() {
+                ".".into()
+            } else {
+                prefix.trim_end_matches('/').into()
+            },
+            why: format!("its tree object {tree} cannot be parsed ({e})"),
+        })?;
         let mut seen = std::collections::HashSet::new();
         for e in &decoded.entries {
             let raw: &[u8] = e.filename.as_ref();

@@ -189,3 +189,71 @@ pub fn is_published(repo: &super::Repo, commit: gix::ObjectId, branch: &str) -> 
         None => Ok(false),
     }
 }
+
+/// How a push of a stage branch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    /// The remote's branch is now ours.
+    Pushed,
+    /// The remote's branch had moved on from `base` (another runner promoted first): the
+    /// local branch now follows it, at `remote_head`, and its local promotion is dropped to
+    /// be planned again on top.
+    Followed { remote_head: gix::ObjectId },
+}
+
+/// Push `branch` to `remote` as a fast-forward; when the remote refuses because its branch
+/// moved on from `base` (the local head before this run moved it), bring the local branch
+/// in line with the remote's instead of leaving it diverged, so the caller can plan again
+/// on the new head. The local promotion commit only ever added a merge on top of `base`,
+/// so nothing else is lost; results live on the ledger, which is merged, never reset.
+pub fn push_or_follow(
+    repo: &super::Repo,
+    remote: &str,
+    branch: &str,
+    base: Option<gix::ObjectId>,
+) -> Result<Pushed> {
+    let rejected = match push_branch(repo.git_dir(), remote, branch) {
+        Ok(()) => return Ok(Pushed::Pushed),
+        Err(e) => e,
+    };
+    let full = format!("refs/heads/{branch}");
+    let tracking = tracking_ref(remote, &full);
+    if git(
+        repo.git_dir(),
+        &[
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            remote,
+            &format!("+{full}:{tracking}"),
+        ],
+    )
+    .is_err()
+    {
+        return Err(rejected);
+    }
+    let (Some(theirs), Some(ours), Some(base)) =
+        (repo.ref_target(&tracking)?, repo.ref_target(&full)?, base)
+    else {
+        return Err(rejected);
+    };
+    // Follow only a remote that moved on from where we started; anything else (our base
+    // is not in the remote's history) is a divergence a person must look at.
+    if theirs == ours || !repo.is_ancestor(base, theirs)? || !repo.is_ancestor(base, ours)? {
+        return Err(rejected);
+    }
+    match repo.cas(
+        &full,
+        Some(ours),
+        theirs,
+        "stagegate: follow the remote after a lost push",
+    )? {
+        super::Cas::Updated => {
+            sync_worktree(repo, branch, ours, theirs);
+            Ok(Pushed::Followed {
+                remote_head: theirs,
+            })
+        }
+        super::Cas::Moved { .. } => Err(rejected),
+    }
+}

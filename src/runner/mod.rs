@@ -32,6 +32,7 @@
 //! Jobs share one read-only checkout per commit: write only into `$STAGEGATE_OUT` or a
 //! temporary directory.
 
+pub mod claim;
 pub mod mask;
 pub mod process;
 
@@ -116,7 +117,16 @@ pub struct Settings {
     pub base_env: Vec<(String, String)>,
     /// Values masked in logs, excerpts and records.
     pub secrets: Secrets,
+    /// Claims on job keys shared by the runs on this machine (`None`: unavailable, every
+    /// selected job runs).
+    pub claims: Option<Arc<claim::Claims>>,
+    /// Whether the ledger gained a result for a key since this run planned: checked once a
+    /// claim is taken, so a job another run finished meanwhile is not run twice.
+    pub recorded_since_plan: Option<RecordedSince>,
 }
+
+/// See [`Settings::recorded_since_plan`].
+pub type RecordedSince = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// What happened to a job in this run.
 #[derive(Debug, Clone)]
@@ -129,6 +139,9 @@ pub struct Outcome {
     pub duration: Duration,
     pub log: Option<PathBuf>,
     pub record: Option<ResultRecord>,
+    /// Another run on this machine has the job (it holds the claim, or recorded it after
+    /// this run planned): not run here, and no failure of this run.
+    pub elsewhere: bool,
 }
 
 /// Progress reports, in the order things happen.
@@ -204,6 +217,16 @@ pub async fn execute(
                     Ok(a) => {
                         artifacts.insert(key, a);
                     }
+                    Err(why) if why == ELSEWHERE => {
+                        // Its build runs in another run, which runs this job after it.
+                        let outcome = elsewhere(
+                            &r.job,
+                            format!("its build {} runs in another run", &key[..12]),
+                        );
+                        let _ = publish.send(Some(Err(ELSEWHERE.into())));
+                        progress(Event::Finished { outcome: &outcome });
+                        return outcome;
+                    }
                     Err(why) => {
                         let outcome = not_run(
                             &r.job,
@@ -223,6 +246,12 @@ pub async fn execute(
             if *cancel.borrow() {
                 let outcome = not_run(&r.job, "interrupted before it started".into());
                 let _ = publish.send(Some(Err("interrupted".into())));
+                return outcome;
+            }
+            if let Some(why) = claimed_elsewhere(&settings, &r.job.key) {
+                let outcome = elsewhere(&r.job, why.into());
+                let _ = publish.send(Some(Err(ELSEWHERE.into())));
+                progress(Event::Finished { outcome: &outcome });
                 return outcome;
             }
             let label = crate::plan::describe(&r.job);
@@ -355,6 +384,36 @@ fn not_run(job: &Job, reason: String) -> Outcome {
         duration: Duration::ZERO,
         log: None,
         record: None,
+        elsewhere: false,
+    }
+}
+
+/// What a job's dependents are told when another run has it.
+const ELSEWHERE: &str = "another run on this machine has it";
+
+/// A job another run on this machine runs (or has just recorded): not ours to run.
+fn elsewhere(job: &Job, reason: String) -> Outcome {
+    Outcome {
+        elsewhere: true,
+        ..not_run(job, reason)
+    }
+}
+
+/// Why this run must leave `key` alone, if it must: another live run holds its claim, or
+/// recorded it after this run planned. `None` (run it) also when claims are unavailable.
+fn claimed_elsewhere(settings: &Settings, key: &str) -> Option<&'static str> {
+    let claims = settings.claims.as_ref()?;
+    match claims.try_claim(key) {
+        Ok(false) => Some("another run on this machine is running it"),
+        Ok(true)
+            if settings
+                .recorded_since_plan
+                .as_ref()
+                .is_some_and(|f| f(key)) =>
+        {
+            Some("another run on this machine recorded its result meanwhile")
+        }
+        _ => None,
     }
 }
 
@@ -489,16 +548,10 @@ async fn run_job(
     cancel: watch::Receiver<bool>,
 ) -> Outcome {
     let job = &r.job;
-    let label = crate::plan::describe(job);
     let started = crate::records::now_rfc3339();
     let base = Outcome {
-        key: job.key.clone(),
-        label: label.clone(),
-        verdict: None,
         reason: None,
-        duration: Duration::ZERO,
-        log: None,
-        record: None,
+        ..not_run(job, String::new())
     };
     let out = slot.join("out");
     let env_file = slot.join("env.json");
@@ -737,6 +790,16 @@ fn store_build(job: &Job, out: &Path, settings: &Settings) -> Result<ArtifactRec
 }
 
 impl Outcome {
+    /// The verdict for people: `not run` when there is none, `elsewhere` when another run
+    /// has the job.
+    pub fn shown(&self) -> String {
+        match (self.verdict, self.elsewhere) {
+            (Some(v), _) => v.to_string(),
+            (None, true) => "elsewhere".into(),
+            (None, false) => "not run".into(),
+        }
+    }
+
     fn with_duration(mut self, d: Duration) -> Outcome {
         self.duration = d;
         if let Some(r) = &mut self.record {
@@ -879,10 +942,13 @@ mod tests {
             log_cap: 1 << 20,
             store: Arc::new(Store::open(None, tmp.path(), tmp.path()).unwrap()),
             root: tmp.path().to_path_buf(),
+            self_url: String::new(),
             runner: identity(),
             scratch: tmp.path().join("scratch"),
             base_env: base_env(),
             secrets: Secrets::default(),
+            claims: None,
+            recorded_since_plan: None,
         });
         let ready = vec![Ready {
             job,

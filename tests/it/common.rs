@@ -5,7 +5,67 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use assert_cmd::cargo::CommandCargoExt;
+/// The stagegate binary built from this checkout.
+///
+/// `target/debug/stagegate` is the binary of whichever checkout built last: checkouts of
+/// this repository (git worktrees) may share one target directory, and a build in any of
+/// them re-links it while these tests run. Each checkout's own build is kept as
+/// `deps/stagegate-HASH`, which holds the checkout's path (the compilation directory in its
+/// debug info); the newest such that is not a test harness is ours. The choice is cached per build of the tests.
+pub fn stagegate_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(find_bin).clone()
+}
+
+fn find_bin() -> PathBuf {
+    let linked = assert_cmd::cargo::cargo_bin("stagegate");
+    let Some(deps) = linked.parent().map(|d| d.join("deps")) else {
+        return linked;
+    };
+    let me = std::env::current_exe().unwrap();
+    let stamp = std::fs::metadata(&me)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let cache = std::env::temp_dir().join(format!(
+        "stagegate-bin-{}-{stamp}",
+        me.file_name().unwrap().to_string_lossy()
+    ));
+    if let Ok(p) = std::fs::read_to_string(&cache)
+        && Path::new(&p).is_file()
+    {
+        return PathBuf::from(p);
+    }
+    let needle = format!("{}\0", env!("CARGO_MANIFEST_DIR"));
+    let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&deps)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.strip_prefix("stagegate-")
+                .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
+    let found = candidates.into_iter().map(|(_, p)| p).find(|p| {
+        // Ours, and not the test harness of `src/main.rs` (also deps/stagegate-HASH).
+        std::fs::read(p).is_ok_and(|bytes| {
+            memchr::memmem::find(&bytes, needle.as_bytes()).is_some()
+                && memchr::memmem::find(&bytes, b"RUST_TEST_THREADS").is_none()
+        })
+    });
+    match found {
+        Some(p) => {
+            let _ = std::fs::write(&cache, p.to_string_lossy().as_bytes());
+            p
+        }
+        None => linked,
+    }
+}
 
 pub struct TestEnv {
     pub tmp: tempfile::TempDir,
@@ -79,7 +139,7 @@ impl TestEnv {
 
     /// `stagegate -C <repo> ARGS`.
     pub fn sg_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::cargo_bin("stagegate").unwrap();
+        let mut cmd = Command::new(stagegate_bin());
         base_env(&mut cmd, self.home());
         cmd.arg("-C").arg(&self.repo).args(args);
         cmd

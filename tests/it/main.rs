@@ -7,6 +7,7 @@ mod test_boundary;
 mod test_check;
 mod test_debian;
 mod test_decision;
+mod test_fuzz;
 mod test_github;
 mod test_help;
 mod test_images;

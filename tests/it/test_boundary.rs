@@ -7,8 +7,8 @@ use stagegate::ledger::Verdict;
 
 use crate::common::TestEnv;
 use crate::test_run::{
-    GOOD_BUILD, XEN_1, XEN_2, ledger, only_record, repo_with_build, repo_with_test, scratch,
-    test_yaml,
+    GOOD_BUILD, XEN_1, XEN_2, ledger, only_record, read_pid, repo_with_build, repo_with_test,
+    repo_with_tests, scratch, test_yaml, wait_until,
 };
 
 const TOKEN: &str = "ghs_TOOLTOKEN0123456789abcdef";
@@ -377,7 +377,7 @@ fn a_daemon_holding_stdout_neither_stalls_the_run_nor_loses_the_output() {
     let d = dir.path().display();
     // The daemon leaves the job's process group and keeps its stdout open for a while.
     let script = format!(
-        "#!/bin/sh\nsetsid sh -c 'echo $$ > {d}/daemon.pid; sleep 20' &\necho the real output\nexit 0\n"
+        "#!/bin/sh\nsetsid sh -c 'echo $$ > {d}/daemon.pid.tmp; mv {d}/daemon.pid.tmp {d}/daemon.pid; exec sleep 20' &\nwhile [ ! -e {d}/daemon.pid ]; do sleep 0.01; done\necho the real output\nexit 0\n"
     );
     let env = repo_with_test("", &script);
     let started = std::time::Instant::now();
@@ -483,4 +483,70 @@ fn an_unreadable_record_is_reported_once_and_skipped() {
     let out = env.sg(&["run"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("nothing to run"));
+}
+
+#[test]
+fn four_concurrent_unsharded_runs_run_each_job_once() {
+    let dir = scratch();
+    let d = dir.path().display();
+    let names: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+    let scripts: Vec<String> = names
+        .iter()
+        .map(|n| format!("#!/bin/sh\necho {n} >> {d}/ran\nsleep 0.3\n"))
+        .collect();
+    let tests: Vec<(&str, &str, &str)> = names
+        .iter()
+        .zip(&scripts)
+        .map(|(n, s)| (n.as_str(), "", s.as_str()))
+        .collect();
+    let env = repo_with_tests(&tests);
+    let runs: Vec<std::process::Child> = (0..4)
+        .map(|_| {
+            env.sg_cmd(&["run", "-j", "2"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for r in runs {
+        let out = r.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    }
+    let ran = std::fs::read_to_string(dir.path().join("ran")).unwrap();
+    let mut lines: Vec<&str> = ran.lines().collect();
+    lines.sort();
+    assert_eq!(lines, names, "each job must run exactly once");
+    assert_eq!(ledger(&env).len(), 8);
+}
+
+#[test]
+fn a_claim_held_by_a_killed_run_is_taken_over() {
+    let dir = scratch();
+    let d = dir.path().display();
+    // The first try blocks (its run is killed meanwhile); the next passes.
+    let script = format!(
+        "#!/bin/sh\nif [ -e {d}/tried ]; then exit 0; fi\ntouch {d}/tried\necho $$ > {d}/job.pid.tmp\nmv {d}/job.pid.tmp {d}/job.pid\nsleep 1000\n"
+    );
+    let env = repo_with_test("", &script);
+    let mut first = env
+        .sg_cmd(&["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid_file = dir.path().join("job.pid");
+    wait_until("the first run's job to start", || pid_file.exists());
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The job's group outlives its killed runner; end it, as its reaper would.
+    let job = read_pid(&pid_file);
+    // SAFETY: signalling the process group this test's job started.
+    unsafe {
+        libc::killpg(job, libc::SIGKILL);
+    }
+    let out = env.sg_ok(&["run"]);
+    assert!(!out.contains("elsewhere"), "{out}");
+    let (_, r) = only_record(&env);
+    assert_eq!(r.verdict, Verdict::Pass);
 }

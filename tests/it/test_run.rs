@@ -142,7 +142,7 @@ fn attempt_prefix(key: &str, n: u32) -> String {
 }
 
 /// Wait for something outside the test's control (a process writing a file); bounded.
-fn wait_until(what: &str, done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, done: impl FnMut() -> bool) {
     wait_within(Duration::from_secs(60), what, done)
 }
 
@@ -200,7 +200,7 @@ fn live_members(pgid: i32) -> Vec<i32> {
     out
 }
 
-fn read_pid(path: &Path) -> i32 {
+pub(crate) fn read_pid(path: &Path) -> i32 {
     std::fs::read_to_string(path)
         .unwrap()
         .trim()
