@@ -116,8 +116,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 break;
             }
         }
-        let outcome = crate::promote::promote_move(&planner, s, t, &opts)?;
-        super::promote::publish_move(&repo, &planner.pipeline, &s.branch, &t.branch, &outcome)?;
+        let outcome = super::promote::promote_and_publish(&planner, s, t, &opts, false)?;
         super::promote::report(std::slice::from_ref(&outcome), args.format, false);
         worst = worst.max(super::promote::code(std::slice::from_ref(&outcome)));
         outcomes.push(outcome);

@@ -1,10 +1,11 @@
 //! `stagegate promote`: evaluate every gate and merge what passes.
 
 use super::{Code, Ctx, Format, print_json};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gate::State;
 use crate::plan::{CandidateId, Planner};
 use crate::promote::{self, MoveOutcome, Options};
+use crate::repo::remote::Pushed;
 
 /// Evaluate every gate, then merge the newest passing commit of each stage into the next
 /// (a merge commit carrying the decision as YAML and trailers). Rejections are recorded.
@@ -141,10 +142,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         if only.as_ref().is_some_and(|o| o != &t.name) {
             continue;
         }
-        let outcome = promote::promote_move(&planner, s, t, &opts)?;
-        if !args.dry_run {
-            publish_move(&repo, &planner.pipeline, &s.branch, &t.branch, &outcome)?;
-        }
+        let outcome = promote_and_publish(&planner, s, t, &opts, args.dry_run)?;
         outcomes.push(outcome);
     }
     report(&outcomes, args.format, args.dry_run);
@@ -152,40 +150,63 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     Ok(code(&outcomes))
 }
 
+/// Promote the move S → T and, unless `dry_run`, publish it (results, then T). When the
+/// remote refuses T because another runner promoted first, T follows the remote's branch
+/// (results merged from it, never lost), and the move is planned again on top: at most
+/// three times.
+pub fn promote_and_publish(
+    planner: &Planner,
+    s: &crate::manifest::Stage,
+    t: &crate::manifest::Stage,
+    opts: &promote::Options,
+    dry_run: bool,
+) -> Result<MoveOutcome> {
+    let repo = planner.repo;
+    for _ in 0..3 {
+        let outcome = promote::promote_move(planner, s, t, opts)?;
+        if dry_run {
+            return Ok(outcome);
+        }
+        match publish_move(repo, &planner.pipeline, &s.branch, &t.branch, &outcome)? {
+            Pushed::Pushed => return Ok(outcome),
+            Pushed::Followed {
+                remote,
+                remote_head,
+            } => {
+                crate::ledger::sync::fetch(repo, &remote, &planner.pipeline.results_ref)?;
+                eprintln!(
+                    "{branch} on {remote} moved while we promoted (another runner promoted first): local {branch} now follows it at {head}, results merged from {remote}; planning again",
+                    branch = t.branch,
+                    head = &remote_head.to_string()[..10],
+                );
+            }
+        }
+    }
+    Err(Error::infra_help(
+        format!("{} kept moving on the remote while promoting", t.branch),
+        "run the command again",
+    ))
+}
+
 /// With a remote: push the results this move recorded (rejections, first sightings), then
-/// S's branch (the tested commit a guarded remote replays), then the promotion.
-/// A promotion the remote refuses (another runner promoted first) is taken back here, so
-/// the next run decides again from the remote's stage instead of a diverged one.
+/// S's branch (the tested commit a guarded remote replays), then the promotion. A
+/// promotion the remote refuses is never left diverged: T follows the remote when the
+/// remote moved on from where the promotion started, otherwise it is taken back.
 pub fn publish_move(
     repo: &crate::repo::Repo,
     pipeline: &crate::manifest::Pipeline,
     from: &str,
     branch: &str,
     outcome: &MoveOutcome,
-) -> Result<()> {
+) -> Result<Pushed> {
     super::sync::publish_results(repo, pipeline)?;
     let Some(merge) = &outcome.promoted else {
-        return Ok(());
+        return Ok(Pushed::Pushed);
     };
     crate::repo::remote::publish_branch(repo, from)?;
     let merge = repo.resolve(merge)?;
-    let refused = match crate::repo::remote::publish_branch(repo, branch) {
-        Ok(()) => return Ok(()),
-        Err(e) => e,
-    };
-    if let Some(before) = repo.commit(merge)?.parents.first() {
-        let full = format!("refs/heads/{branch}");
-        if repo.cas(
-            &full,
-            Some(merge),
-            *before,
-            "stagegate: promotion refused by the remote",
-        )? == crate::repo::Cas::Updated
-        {
-            crate::repo::remote::sync_worktree(repo, branch, merge, *before);
-        }
-    }
-    Err(refused)
+    let before = repo.commit(merge)?.parents.first().copied();
+    crate::repo::remote::publish_or_follow(repo, branch, before)
 }
 
 /// 1 when a rejected candidate is still pending after this run (it stays on S; nothing

@@ -190,70 +190,84 @@ pub fn is_published(repo: &super::Repo, commit: gix::ObjectId, branch: &str) -> 
     }
 }
 
-/// How a push of a stage branch ended.
+/// How publishing a stage branch ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pushed {
-    /// The remote's branch is now ours.
+    /// The remote's branch is now ours (or nothing is published).
     Pushed,
-    /// The remote's branch had moved on from `base` (another runner promoted first): the
-    /// local branch now follows it, at `remote_head`, and its local promotion is dropped to
-    /// be planned again on top.
-    Followed { remote_head: gix::ObjectId },
+    /// The remote's branch had moved on from where the promotion started (another runner
+    /// promoted first): the local branch now follows it, at `remote_head`, and the local
+    /// promotion is dropped, to be planned again on top.
+    Followed {
+        remote: String,
+        remote_head: gix::ObjectId,
+    },
 }
 
-/// Push `branch` to `remote` as a fast-forward; when the remote refuses because its branch
-/// moved on from `base` (the local head before this run moved it), bring the local branch
-/// in line with the remote's instead of leaving it diverged, so the caller can plan again
-/// on the new head. The local promotion commit only ever added a merge on top of `base`,
-/// so nothing else is lost; results live on the ledger, which is merged, never reset.
-pub fn push_or_follow(
+/// Publish `branch` (a fast-forward push to the publishing remote). When the remote refuses
+/// it, the local branch is never left diverged: if the remote's branch moved on from `base`
+/// (the promotion's parent: another runner promoted first), the local branch follows it;
+/// otherwise the promotion is taken back to `base` and the refusal returned. Either way
+/// only the local promotion commit is dropped; results live on the ledger, merged, never
+/// reset.
+pub fn publish_or_follow(
     repo: &super::Repo,
-    remote: &str,
     branch: &str,
     base: Option<gix::ObjectId>,
 ) -> Result<Pushed> {
-    let rejected = match push_branch(repo.git_dir(), remote, branch) {
+    let Some(remote) = repo.publishing().map(str::to_string) else {
+        return Ok(Pushed::Pushed);
+    };
+    let refused = match publish_branch(repo, branch) {
         Ok(()) => return Ok(Pushed::Pushed),
         Err(e) => e,
     };
     let full = format!("refs/heads/{branch}");
-    let tracking = tracking_ref(remote, &full);
-    if git(
+    let tracking = tracking_ref(&remote, &full);
+    let Some(ours) = repo.ref_target(&full)? else {
+        return Err(refused);
+    };
+    let fetched = git(
         repo.git_dir(),
         &[
             "fetch",
             "--quiet",
             "--no-tags",
-            remote,
+            "--",
+            &remote,
             &format!("+{full}:{tracking}"),
         ],
-    )
-    .is_err()
-    {
-        return Err(rejected);
-    }
-    let (Some(theirs), Some(ours), Some(base)) =
-        (repo.ref_target(&tracking)?, repo.ref_target(&full)?, base)
-    else {
-        return Err(rejected);
+    );
+    let theirs = match fetched {
+        Ok(_) => repo.ref_target(&tracking)?,
+        Err(_) => None,
     };
-    // Follow only a remote that moved on from where we started; anything else (our base
-    // is not in the remote's history) is a divergence a person must look at.
-    if theirs == ours || !repo.is_ancestor(base, theirs)? || !repo.is_ancestor(base, ours)? {
-        return Err(rejected);
+    if let (Some(theirs), Some(base)) = (theirs, base)
+        && theirs != ours
+        && repo.is_ancestor(base, theirs)?
+        && repo.is_ancestor(base, ours)?
+        && repo.cas(
+            &full,
+            Some(ours),
+            theirs,
+            "stagegate: follow the remote after a refused push",
+        )? == super::Cas::Updated
+    {
+        sync_worktree(repo, branch, ours, theirs);
+        return Ok(Pushed::Followed {
+            remote,
+            remote_head: theirs,
+        });
     }
-    match repo.cas(
-        &full,
-        Some(ours),
-        theirs,
-        "stagegate: follow the remote after a lost push",
-    )? {
-        super::Cas::Updated => {
-            sync_worktree(repo, branch, ours, theirs);
-            Ok(Pushed::Followed {
-                remote_head: theirs,
-            })
-        }
-        super::Cas::Moved { .. } => Err(rejected),
+    if let Some(base) = base
+        && repo.cas(
+            &full,
+            Some(ours),
+            base,
+            "stagegate: promotion refused by the remote",
+        )? == super::Cas::Updated
+    {
+        sync_worktree(repo, branch, ours, base);
     }
+    Err(refused)
 }

@@ -550,3 +550,77 @@ fn a_claim_held_by_a_killed_run_is_taken_over() {
     let (_, r) = only_record(&env);
     assert_eq!(r.verdict, Verdict::Pass);
 }
+
+/// A TestEnv over a bare clone of `origin` (a runner's), sharing `env`'s home.
+fn bare_clone_of(env: &TestEnv, origin: &std::path::Path, name: &str) -> TestEnv {
+    let dir = env.home().join(name);
+    env.git(&[
+        "clone",
+        "-q",
+        "--bare",
+        origin.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
+    TestEnv {
+        tmp: tempfile::tempdir().unwrap(),
+        repo: dir,
+    }
+}
+
+#[test]
+fn the_loser_of_a_promotion_race_follows_the_remote_and_its_next_promotion_works() {
+    let env = repo_with_test("", "#!/bin/sh\nexit 0\n");
+    let origin = env.bare_clone("origin.git");
+    let a = bare_clone_of(&env, &origin, "a.git");
+    let b = bare_clone_of(&env, &origin, "b.git");
+    a.sg_ok(&["--remote", "origin", "run", "--push"]);
+    b.sg_ok(&["--remote", "origin", "run", "--push"]);
+    // A promotes first, its promotion reaching the remote while B's push is on the wire: a
+    // hook on the remote moves `stable` to A's promotion just before taking B's push.
+    a.sg_ok(&["promote"]);
+    a.git(&["push", "-q", "origin", "stable:refs/pending/stable"]);
+    // (git forbids ref updates from a hook while the pushed objects are quarantined.)
+    env.write_hook(
+        &origin,
+        "pre-receive",
+        "#!/bin/sh\nunset GIT_QUARANTINE_PATH\nif p=$(git rev-parse -q --verify refs/pending/stable); then\n  git update-ref refs/heads/stable \"$p\" && git update-ref -d refs/pending/stable\nfi\nexit 0\n",
+    );
+    let out = b
+        .sg_cmd(&["--remote", "origin", "promote", "--push"])
+        .env("GIT_COMMITTER_NAME", "Runner B")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        err.contains("stable on origin moved") && err.contains("planning again"),
+        "{err}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let on_origin = env.git_in(&origin, &["rev-parse", "stable"]);
+    assert_eq!(
+        b.git(&["rev-parse", "stable"]),
+        on_origin,
+        "B's stable follows the remote"
+    );
+    // B's results are all still there.
+    assert_eq!(ledger(&b).len(), ledger(&a).len());
+
+    // B's next promotion is an ordinary fast-forward on the remote.
+    env.commit_on(
+        "staging",
+        "Bump xen to 3",
+        &[("components/xen.yaml", "name: xen\nversion: \"3\"\n")],
+    );
+    env.git(&["push", "-q", origin.to_str().unwrap(), "staging"]);
+    b.git(&[
+        "fetch",
+        "-q",
+        "origin",
+        "+refs/heads/staging:refs/heads/staging",
+    ]);
+    b.sg_ok(&["--remote", "origin", "run"]);
+    b.sg_ok(&["--remote", "origin", "promote", "--push"]);
+    let xen = env.git_in(&origin, &["show", "stable:components/xen.yaml"]);
+    assert!(xen.contains("version: \"3\""), "{xen}");
+}

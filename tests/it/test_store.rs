@@ -203,7 +203,7 @@ fn a_registry_that_cannot_be_reached_makes_a_build_an_error_not_a_fail() {
     // Port 1 on 127.0.0.1: nothing listens there.
     let env = pipeline("oci://127.0.0.1:1/team/pipeline");
     let (build, _) = job_keys(&env, &[]);
-    let (out, _) = env.sg_code(1, &["run", "--job", &build]);
+    let (out, _) = env.sg_code(3, &["run", "--job", &build]);
     assert!(out.contains("error"), "{out}");
     assert!(out.contains("127.0.0.1:1/team/pipeline"), "{out}");
     let status = env.json(&["plan", "--format", "json"]);
