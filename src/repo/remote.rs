@@ -244,6 +244,7 @@ pub fn publish_or_follow(
     };
     if let (Some(theirs), Some(base)) = (theirs, base)
         && theirs != ours
+        && theirs != base
         && repo.is_ancestor(base, theirs)?
         && repo.is_ancestor(base, ours)?
         && repo.cas(
