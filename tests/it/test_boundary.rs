@@ -177,21 +177,22 @@ fn a_tree_with_a_duplicate_entry_is_an_error_naming_it_and_writes_nothing_outsid
         &["hash-object", "-w", "--stdin"],
         "written through the link\n",
     );
-    let mut listing = env.git(&["ls-tree", "staging"]);
+    // On the target stage: a job whose test did not change runs in T's tree.
+    let mut listing = env.git(&["ls-tree", "stable"]);
     listing.push_str(&format!(
         "\n120000 blob {link}\tzz-x\n100644 blob {file}\tzz-x\n"
     ));
     let tree = env.git_stdin(&["mktree"], &listing);
-    let commit = env.git(&["commit-tree", &tree, "-p", "staging", "-m", "Crafted tree"]);
+    let commit = env.git(&["commit-tree", &tree, "-p", "stable", "-m", "Crafted tree"]);
     // A default bare remote takes it: nothing upstream stops such a tree.
     let remote = env.bare_clone("remote.git");
     env.git(&[
         "push",
         "-q",
         remote.to_str().unwrap(),
-        &format!("{commit}:refs/heads/staging"),
+        &format!("{commit}:refs/heads/stable"),
     ]);
-    env.git(&["update-ref", "refs/heads/staging", &commit]);
+    env.git(&["update-ref", "refs/heads/stable", &commit]);
 
     let (out, _) = env.sg_code(3, &["run"]);
     assert!(!target.exists(), "the checkout wrote through the symlink");
@@ -212,7 +213,7 @@ fn a_tree_entry_named_dot_dot_or_dot_git_is_refused() {
         let blob = env.git_stdin(&["hash-object", "-w", "--stdin"], "x\n");
         // `git mktree` refuses these names; write the tree object byte by byte.
         let mut raw = Vec::new();
-        for line in env.git(&["ls-tree", "staging"]).lines() {
+        for line in env.git(&["ls-tree", "stable"]).lines() {
             let (meta, n) = line.split_once('\t').unwrap();
             let parts: Vec<&str> = meta.split(' ').collect();
             let mode = parts[0].trim_start_matches('0');
@@ -225,8 +226,8 @@ fn a_tree_entry_named_dot_dot_or_dot_git_is_refused() {
             &["hash-object", "-t", "tree", "--literally", "-w", "--stdin"],
             &raw,
         );
-        let commit = env.git(&["commit-tree", &tree, "-p", "staging", "-m", "Crafted"]);
-        env.git(&["update-ref", "refs/heads/staging", &commit]);
+        let commit = env.git(&["commit-tree", &tree, "-p", "stable", "-m", "Crafted"]);
+        env.git(&["update-ref", "refs/heads/stable", &commit]);
         env.sg_code(3, &["run"]);
         let (_, r) = only_record(&env);
         assert_eq!(r.verdict, Verdict::Error, "{name}");

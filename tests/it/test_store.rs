@@ -251,7 +251,7 @@ fn an_artifact_copied_from_another_directory_is_verified_before_use() {
     std::fs::set_permissions(artifact, perms).unwrap();
     std::fs::write(artifact, "disk 2, damaged\n").unwrap();
 
-    let (out, _) = b.sg_code(1, &["--remote", "origin", "run", "--job", &test]);
+    let (out, _) = b.sg_code(3, &["--remote", "origin", "run", "--job", &test]);
     assert!(out.contains("corrupt"), "{out}");
     assert!(
         !cache(&b).join(artifact.file_name().unwrap()).exists(),
