@@ -28,14 +28,15 @@ fn find_bin() -> PathBuf {
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
+    // A directory per build of the tests, holding `stagegate` (a link to the binary), so
+    // a test can also put it on PATH.
     let cache = std::env::temp_dir().join(format!(
         "stagegate-bin-{}-{stamp}",
         me.file_name().unwrap().to_string_lossy()
     ));
-    if let Ok(p) = std::fs::read_to_string(&cache)
-        && Path::new(&p).is_file()
-    {
-        return PathBuf::from(p);
+    let link = cache.join("stagegate");
+    if link.is_file() {
+        return link;
     }
     let needle = format!("{}\0", env!("CARGO_MANIFEST_DIR"));
     let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&deps)
@@ -58,13 +59,13 @@ fn find_bin() -> PathBuf {
                 && memchr::memmem::find(&bytes, b"RUST_TEST_THREADS").is_none()
         })
     });
-    match found {
-        Some(p) => {
-            let _ = std::fs::write(&cache, p.to_string_lossy().as_bytes());
-            p
-        }
-        None => linked,
-    }
+    let Some(found) = found else {
+        return linked;
+    };
+    let _ = std::fs::create_dir_all(&cache);
+    // Another test process may have made the link meanwhile: the same one.
+    let _ = std::os::unix::fs::symlink(&found, &link);
+    if link.is_file() { link } else { found }
 }
 
 pub struct TestEnv {
