@@ -493,20 +493,14 @@ fn job_env(c: &mut Check, doc: EnvDoc) -> JobEnv {
                     format!("`env.{field}` lists {}, stagegate's own credential", n.value),
                     Some("the tool's tokens never reach a job; give the job a token of its own under another name, listed in `env.secret`".into()),
                 );
-            } else if n.value.starts_with("STAGEGATE_")
+            } else if JOB_VARS.contains(&n.value.as_str())
                 || n.value.starts_with("LC_")
                 || FIXED_ENV.contains(&n.value.as_str())
             {
                 c.err(
                     pos,
-                    format!(
-                        "`env.{field}` lists {}, which stagegate sets for every job",
-                        n.value
-                    ),
-                    Some(
-                        "remove it: jobs always get PATH, HOME, LANG, LC_*, TMPDIR and STAGEGATE_*"
-                            .into(),
-                    ),
+                    format!("`env.{field}` lists {}, which stagegate sets for every job", n.value),
+                    Some("remove it: jobs always get PATH, HOME, LANG, LC_*, TMPDIR and the STAGEGATE_* variables that describe them".into()),
                 );
             } else if seen.contains(&n.value) {
                 c.err(pos, format!("{} is listed twice in `env`", n.value), None);
@@ -524,6 +518,18 @@ fn job_env(c: &mut Check, doc: EnvDoc) -> JobEnv {
 
 /// Variables every job gets from the runner, whatever the pipeline says.
 pub const FIXED_ENV: &[&str] = &["PATH", "HOME", "LANG", "TMPDIR"];
+
+/// Variables the runner sets to describe a job (a pipeline cannot pass its own values).
+pub const JOB_VARS: &[&str] = &[
+    "STAGEGATE_JOB",
+    "STAGEGATE_JOB_NAME",
+    "STAGEGATE_ROLE",
+    "STAGEGATE_COMMIT",
+    "STAGEGATE_OUT",
+    "STAGEGATE_ENV_FILE",
+    "STAGEGATE_ITEM",
+    "STAGEGATE_VERSION",
+];
 
 pub fn parse_item(kind: ItemKind, file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
     match kind {

@@ -314,7 +314,7 @@ fn an_offline_build_without_a_package_cache_is_an_error_not_a_failure() {
         "The example, offline",
     ]);
     // The test's home has no ~/.cache/stagegate: nothing to build from.
-    let (out, _) = env.sg_code(1, &["run"]);
+    let (out, _) = env.sg_code(3, &["run"]);
     let build = results_of(&env, "images/debian-host");
     assert_eq!(build.len(), 1, "{out}");
     assert_eq!(build[0].verdict, Verdict::Error, "{:#?}", build[0]);
