@@ -544,7 +544,14 @@ fn a_claim_held_by_a_killed_run_is_taken_over() {
     let job = read_pid(&pid_file);
     // SAFETY: signalling the process group this test's job started.
     unsafe {
-        libc::killpg(job, libc::SIGKILL);
+        // `$$` is the script's shell, started by `sh -c` that leads the group: kill the group
+        // the shell is in, or its `sleep 1000` outlives the test.
+        let group = libc::getpgid(job);
+        assert!(
+            group > 0,
+            "the job {job} is gone before its run was replaced"
+        );
+        libc::killpg(group, libc::SIGKILL);
     }
     let out = env.sg_ok(&["run"]);
     assert!(!out.contains("elsewhere"), "{out}");
