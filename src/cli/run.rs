@@ -83,6 +83,8 @@ pub struct Report {
     pub interrupted: bool,
     /// Jobs that already had a settled result.
     pub reused: usize,
+    /// With --dry-run: the jobs that would run (key, job).
+    pub would_run: Vec<(String, String)>,
 }
 
 impl Report {
@@ -119,9 +121,18 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             .iter()
             .map(|o| serde_json::json!({"key": o.key, "job": o.label, "verdict": o.verdict, "elsewhere": o.elsewhere, "reason": o.reason, "duration_ms": o.duration.as_millis() as u64, "log": o.log}))
             .collect();
-        print_json(
-            &serde_json::json!({"ran": rows, "reused": report.reused, "recorded": report.recorded, "interrupted": report.interrupted}),
-        );
+        if args.dry_run {
+            let rows: Vec<serde_json::Value> = report
+                .would_run
+                .iter()
+                .map(|(key, job)| serde_json::json!({"key": key, "job": job}))
+                .collect();
+            print_json(&serde_json::json!({"would_run": rows, "reused": report.reused}));
+        } else {
+            print_json(
+                &serde_json::json!({"ran": rows, "reused": report.reused, "recorded": report.recorded, "interrupted": report.interrupted}),
+            );
+        }
     }
     Ok(report.code())
 }
@@ -192,15 +203,22 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
     }
 
     if args.dry_run {
-        for j in &selected {
-            println!("would run {} {}", &j.key[..12], describe(j));
+        // JSON is one document, printed by the caller: nothing else on stdout.
+        if args.format == Format::Text {
+            for j in &selected {
+                println!("would run {} {}", &j.key[..12], describe(j));
+            }
+            println!("{} to run, {} with results already", selected.len(), reused);
         }
-        println!("{} to run, {} with results already", selected.len(), reused);
         return Ok(Report {
             outcomes: Vec::new(),
             recorded: 0,
             interrupted: false,
             reused,
+            would_run: selected
+                .iter()
+                .map(|j| (j.key.clone(), describe(j)))
+                .collect(),
         });
     }
     if selected.is_empty() {
@@ -219,6 +237,7 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
             recorded: 0,
             interrupted: false,
             reused,
+            would_run: Vec::new(),
         });
     }
 
@@ -378,6 +397,7 @@ pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<R
         recorded,
         interrupted,
         reused,
+        would_run: Vec::new(),
     })
 }
 

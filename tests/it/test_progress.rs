@@ -106,3 +106,20 @@ fn a_still_running_interval_that_is_not_a_duration_is_a_usage_error() {
         "{err}"
     );
 }
+
+#[test]
+fn run_dry_run_json_is_one_document_listing_what_would_run() {
+    let env = repo(std::path::Path::new("/nonexistent"));
+    let out = env.sg_ok(&["run", "--dry-run", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{out}"));
+    let jobs: Vec<&str> = v["would_run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs.len(), 2, "{v}");
+    assert!(jobs.iter().any(|j| j.contains("slow")), "{v}");
+    assert_eq!(v["reused"], 0, "{v}");
+}
