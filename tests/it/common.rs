@@ -92,24 +92,40 @@ pub fn base_env(cmd: &mut Command, home: &Path) {
         .env_remove("STAGEGATE_REPORT_URL");
 }
 
+/// Whether this is a CI run (`CI` set to anything but empty, `false` or `0`), where
+/// `.ci/run` has installed every tool the tests need.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Where `name` is: on PATH, or in /usr/sbin or /sbin (where Debian keeps `mke2fs`).
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// The path of an external tool a test needs, or `None` when it is missing and the test may
 /// be skipped. Under `CI=true` (where `.ci/run` installs every such tool) a missing tool is a
 /// failure, never a silent skip: a test that skipped in CI tested nothing.
 pub fn require_tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
+    let found = which(name);
     if found.is_none() {
-        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
         assert!(
-            !ci,
+            !in_ci(),
             "{name} is not installed, and CI is set: `.ci/run` must install it"
         );
         eprintln!("NOTICE: {name} is not installed; skipping (`.ci/run` installs it)");
     }
     found
+}
+
+/// Whether every one of `tools` is installed (see `require_tool`: under CI a missing one fails
+/// the test).
+pub fn require_tools(tools: &[&str]) -> bool {
+    tools.iter().all(|t| require_tool(t).is_some())
 }
 
 impl TestEnv {

@@ -5,7 +5,7 @@
 //! QEMU; its `.deb` cache lives under the cargo target directory, so only the first run of
 //! the suite on a machine downloads packages.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use stagegate::ledger::Verdict;
@@ -214,7 +214,7 @@ fn fake_mirror(dir: &Path, version: &str) -> String {
 
 #[test]
 fn a_new_debian_point_release_on_the_mirror_becomes_a_candidate_image() {
-    if !tools_present(&["curl"]) {
+    if !crate::common::require_tools(&["curl"]) {
         return;
     }
     let env = TestEnv::new();
@@ -261,32 +261,6 @@ fn a_new_debian_point_release_on_the_mirror_becomes_a_candidate_image() {
     assert_eq!(env.rev("new"), head, "no newer point release, no commit");
 }
 
-/// Whether every tool is on PATH. Under CI a missing tool fails the test; elsewhere the
-/// test is skipped with a note.
-fn tools_present(tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools
-        .iter()
-        .copied()
-        .filter(|t| which(t).is_none())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("missing tools under CI: {missing:?} (.ci/run installs them)");
-    }
-    eprintln!("skipped: missing tools {missing:?}");
-    false
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
-
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -294,7 +268,9 @@ fn is_root() -> bool {
 
 #[test]
 fn an_offline_build_without_a_package_cache_is_an_error_not_a_failure() {
-    if !tools_present(&["mmdebstrap", "apt-ftparchive", "mke2fs", "qemu-img"]) || !is_root() {
+    if !crate::common::require_tools(&["mmdebstrap", "apt-ftparchive", "mke2fs", "qemu-img"])
+        || !is_root()
+    {
         return;
     }
     let env = TestEnv::new();
@@ -349,7 +325,7 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
         "debugfs",
         "e2fsck",
     ];
-    if !tools_present(&tools) {
+    if !crate::common::require_tools(&tools) {
         return;
     }
     if !is_root() {
@@ -454,7 +430,7 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
     let bin = env.home().join("no-qemu-bin");
     std::fs::create_dir_all(&bin).unwrap();
     for tool in ["sh", "git", "mktemp", "rm", "mkdir", "cat"] {
-        std::os::unix::fs::symlink(which(tool).unwrap(), bin.join(tool)).unwrap();
+        std::os::unix::fs::symlink(crate::common::which(tool).unwrap(), bin.join(tool)).unwrap();
     }
     let missing = boot("60", bin.to_str().unwrap());
     assert_eq!(

@@ -170,24 +170,10 @@ fn install(work: &Path, releases: &Releases, reference: &str) -> Installed {
     }
 }
 
-fn tools_present() -> bool {
-    let ok = ["bash", "curl", "tar", "sha256sum"].iter().all(|t| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    assert!(
-        ok || std::env::var("CI").is_err(),
-        "bash, curl, tar and sha256sum are needed (.ci/run installs them)"
-    );
-    ok
-}
-
 /// A release of this version whose binary says "stagegate from the release", built from
 /// `commit`; `None` when the tools the script needs are missing (outside CI).
 fn released(commit: &str) -> Option<(tempfile::TempDir, Releases, String)> {
-    if !tools_present() {
+    if !crate::common::require_tools(&["bash", "curl", "tar", "sha256sum"]) {
         return None;
     }
     let work = tempfile::tempdir().unwrap();
@@ -244,7 +230,7 @@ fn a_download_whose_checksum_does_not_match_is_refused() {
 
 #[test]
 fn without_a_release_for_the_ref_the_action_builds_from_its_source() {
-    if !tools_present() {
+    if !crate::common::require_tools(&["bash", "curl", "tar", "sha256sum"]) {
         return;
     }
     let work = tempfile::tempdir().unwrap();
