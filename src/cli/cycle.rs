@@ -84,22 +84,20 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             println!("== {} → {}", s.name, t.name);
         }
         let plan = planner.plan_move(s, t)?;
-        let run_args = super::run::Args {
+        let run_opts = crate::runner::session::Options {
             parallel: args.parallel,
-            stage: None,
-            job: Vec::new(),
-            shard: None,
-            dry_run: false,
-            rerun: Vec::new(),
-            failed: false,
-            push: args.push,
-            format: args.format,
+            ..Default::default()
         };
         // Run what the gate needs; when candidates pass alone, their combination is
         // planned from those results and run next, before promoting.
         let mut tried: std::collections::BTreeSet<String> = Default::default();
         for _round in 0..3 {
-            let report = super::run::run_plans(&planner, std::slice::from_ref(&plan), &run_args)?;
+            let report = super::run::run_plans(
+                &planner,
+                std::slice::from_ref(&plan),
+                &run_opts,
+                args.format,
+            )?;
             if report.interrupted {
                 return Ok(130);
             }

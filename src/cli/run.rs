@@ -1,21 +1,16 @@
 //! `stagegate run`: run the planned jobs that have no result yet.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use gix::ObjectId;
-
 use super::{Code, Ctx, Format, print_json};
-use crate::artifact::Store;
 use crate::error::{Error, Result};
-use crate::ledger::recorder::Recorder;
-use crate::ledger::{ArtifactRecord, Ledger, Verdict};
-use crate::plan::{Job, MovePlan, Planner, describe};
-use crate::repo::Checkout;
-use crate::runner::mask::Secrets;
-use crate::runner::{self, Event, Outcome, Passed, Ready, Settings};
+use crate::ledger::Verdict;
+use crate::plan::{MovePlan, Planner};
+use crate::runner::session::{self, Report};
+use crate::runner::{Event, Outcome};
 
 /// Run every planned job that has no settled result (pass, flaky or fail): builds and
 /// tests, in parallel, each in a temporary checkout, recording each result in the ledger.
@@ -64,47 +59,16 @@ fn parse_shard(s: &str) -> std::result::Result<(u64, u64), String> {
     Ok((i, n))
 }
 
-/// Whether `key` falls in shard `i` of `n`.
-fn in_shard(key: &str, (i, n): (u64, u64)) -> bool {
-    let x = u64::from_str_radix(&key[..16], 16).unwrap_or(0);
-    x % n == i - 1
-}
-
-fn matches(key: &str, patterns: &[String]) -> bool {
-    patterns
-        .iter()
-        .any(|p| !p.is_empty() && key.starts_with(p.as_str()))
-}
-
-/// What a run did.
-pub struct Report {
-    pub outcomes: Vec<Outcome>,
-    pub recorded: usize,
-    pub interrupted: bool,
-    /// Jobs that already had a settled result.
-    pub reused: usize,
-    /// With --dry-run: the jobs that would run (key, job).
-    pub would_run: Vec<(String, String)>,
-}
-
-impl Report {
-    pub fn code(&self) -> Code {
-        if self.interrupted {
-            130
-        } else if self
-            .outcomes
-            .iter()
-            .any(|o| o.verdict == Some(Verdict::Error))
-        {
-            3
-        } else if self.outcomes.iter().any(|o| {
-            // A job that could not start (a build it needs failed or has no result yet)
-            // is not a success: `run --job KEY` must not go green having run nothing.
-            matches!(o.verdict, None | Some(Verdict::Fail)) && !o.elsewhere
-        }) {
-            1
-        } else {
-            0
+impl Args {
+    /// What the library's run needs of these arguments.
+    pub fn options(&self) -> session::Options {
+        session::Options {
+            parallel: self.parallel,
+            jobs: self.job.clone(),
+            shard: self.shard,
+            dry_run: self.dry_run,
+            rerun: self.rerun.clone(),
+            failed: self.failed,
         }
     }
 }
@@ -114,7 +78,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let planner = Planner::new(&repo, None)?;
     super::sync::start(ctx, &repo, &planner.pipeline, args.push)?;
     let plans = planner.plan_all(args.stage.as_deref())?;
-    let report = run_plans(&planner, &plans, &args)?;
+    let report = run_plans(&planner, &plans, &args.options(), args.format)?;
     if args.format == Format::Json {
         let rows: Vec<serde_json::Value> = report
             .outcomes
@@ -137,340 +101,42 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     Ok(report.code())
 }
 
-/// Select the jobs of `plans` that need running, run them, record the results.
-pub fn run_plans(planner: &Planner, plans: &[MovePlan], args: &Args) -> Result<Report> {
-    let repo = planner.repo;
-    let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
-    let view = ledger.view()?;
-    // Only what the gates still need: not the jobs of a candidate whose rejection stands,
-    // and the combination of the candidates that pass alone.
-    let mut all: BTreeMap<String, Job> = BTreeMap::new();
-    for p in plans {
-        for j in crate::promote::jobs_to_run(planner, p, &view)? {
-            all.entry(j.key.clone()).or_insert(j);
-        }
-    }
-    for pattern in args.job.iter().chain(&args.rerun) {
-        let n = all
-            .keys()
-            .filter(|k| k.starts_with(pattern.as_str()))
-            .count();
-        if n == 0 {
-            return Err(Error::usage_help(
-                format!("no planned job has a key starting with {pattern:?}"),
-                "see the keys with `stagegate plan`",
-            ));
-        }
-    }
-    let mut selected = Vec::new();
-    // How many attempts each selected job had when planned: more later means another run
-    // recorded it meanwhile.
-    let mut planned_attempts: HashMap<String, u32> = HashMap::new();
-    let mut known: HashMap<String, ArtifactRecord> = HashMap::new();
-    let mut reused = 0;
-    for (key, job) in &all {
-        if !args.job.is_empty() && !matches(key, &args.job) {
-            continue;
-        }
-        if let Some(s) = args.shard
-            && !in_shard(key, s)
-        {
-            continue;
-        }
-        let latest = view.latest(key)?;
-        let verdict = latest.as_ref().map(|r| r.verdict);
-        let forced = matches(key, &args.rerun)
-            || (args.failed && matches!(verdict, Some(Verdict::Fail | Verdict::Error)));
-        if verdict.is_some_and(Verdict::is_final) && !forced {
-            reused += 1;
-            continue;
-        }
-        planned_attempts.insert(key.clone(), view.attempt_count(key)?);
-        selected.push(job.clone());
-    }
-    // Builds this run does not include, but whose artifacts selected jobs need.
-    let selected_keys: BTreeSet<String> = selected.iter().map(|j| j.key.clone()).collect();
-    for job in &selected {
-        for dep in &job.after {
-            if !selected_keys.contains(dep)
-                && let Some(r) = view.latest(dep)?
-                && let Some(a) = r.artifact
-                && matches!(r.verdict, Verdict::Pass | Verdict::Flaky)
-            {
-                known.insert(dep.clone(), a);
+/// Run the jobs of `plans` that need running (the library's [`session::run`]), showing
+/// progress and the summary as text when `format` is text.
+pub fn run_plans(
+    planner: &Planner,
+    plans: &[MovePlan],
+    opts: &session::Options,
+    format: Format,
+) -> Result<Report> {
+    let display = Arc::new(Display::new(format == Format::Text)?);
+    let sink: session::Sink = {
+        let display = display.clone();
+        Arc::new(move |e| display.event(e))
+    };
+    let report = session::run(planner, plans, opts, sink)?;
+    if format == Format::Text {
+        if opts.dry_run {
+            for (key, job) in &report.would_run {
+                println!("would run {} {job}", &key[..12]);
             }
-        }
-    }
-
-    if args.dry_run {
-        // JSON is one document, printed by the caller: nothing else on stdout.
-        if args.format == Format::Text {
-            for j in &selected {
-                println!("would run {} {}", &j.key[..12], describe(j));
-            }
-            println!("{} to run, {} with results already", selected.len(), reused);
-        }
-        return Ok(Report {
-            outcomes: Vec::new(),
-            recorded: 0,
-            interrupted: false,
-            reused,
-            would_run: selected
-                .iter()
-                .map(|j| (j.key.clone(), describe(j)))
-                .collect(),
-        });
-    }
-    if selected.is_empty() {
-        if args.format == Format::Text {
-            if reused == 0 {
+            println!(
+                "{} to run, {} with results already",
+                report.would_run.len(),
+                report.reused
+            );
+        } else if report.outcomes.is_empty() {
+            if report.reused == 0 {
                 println!("nothing to run: no jobs are planned");
             } else {
                 println!(
                     "nothing to run: {} planned, all with results",
-                    super::count(reused, "job")
+                    super::count(report.reused, "job")
                 );
             }
         }
-        return Ok(Report {
-            outcomes: Vec::new(),
-            recorded: 0,
-            interrupted: false,
-            reused,
-            would_run: Vec::new(),
-        });
     }
-
-    // One checkout per commit, shared by its jobs. A tree the runner refuses to write
-    // (an entry that escapes it, a name twice) makes its jobs an `error` naming the path.
-    let mut checkouts: HashMap<ObjectId, std::result::Result<Checkout, String>> = HashMap::new();
-    for j in &selected {
-        if let std::collections::hash_map::Entry::Vacant(e) = checkouts.entry(j.commit) {
-            e.insert(match Checkout::new(repo, repo.tree_of(j.commit)?) {
-                Ok(c) => Ok(c),
-                Err(err @ Error::UnsafeTree { .. }) => {
-                    Err(format!("cannot check out commit {}: {err}", j.commit))
-                }
-                Err(err) => return Err(err),
-            });
-        }
-    }
-    // What each job may see of our environment: the `env:` of the pipeline that judges it
-    // (the target stage's), and the values to mask: ours and every secret it names.
-    let (passes, secrets) = job_env_policy(planner, plans)?;
-    let fallback = Arc::new(Vec::new());
-    let ready: Vec<Ready> = selected
-        .into_iter()
-        .map(|job| Ready {
-            cwd: checkouts[&job.commit]
-                .as_ref()
-                .map(|c| c.path())
-                .map_err(Clone::clone),
-            pass: passes
-                .get(&job.key)
-                .cloned()
-                .unwrap_or_else(|| fallback.clone()),
-            job,
-        })
-        .collect();
-    let total = ready.len();
-
-    let git_dir = repo.git_dir().to_path_buf();
-    let store = Store::open(
-        planner.pipeline.artifact_store.as_deref(),
-        repo.root_dir(),
-        &git_dir,
-    )?;
-    let scratch = tempfile::Builder::new()
-        .prefix("stagegate-run-")
-        .tempdir()
-        .map_err(|e| Error::infra(format!("cannot create a temporary directory: {e}")))?;
-    // Held until the results are committed: a run that claims a job after us must find
-    // its result in the ledger.
-    let claims = open_claims(&git_dir);
-    let settings = Arc::new(Settings {
-        parallel: args.parallel.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        }),
-        log_dir: git_dir.join("stagegate/logs"),
-        log_cap: std::env::var("STAGEGATE_LOG_CAP")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(8 * 1024 * 1024),
-        store: Arc::new(store),
-        root: repo.root_dir().to_path_buf(),
-        self_url: repo.self_url(),
-        runner: runner::identity(),
-        scratch: scratch.path().to_path_buf(),
-        base_env: runner::base_env(),
-        secrets,
-        claims: claims.clone(),
-        recorded_since_plan: Some(recorded_since(
-            git_dir.clone(),
-            planner.pipeline.results_ref.clone(),
-            planned_attempts,
-        )),
-    });
-    let recorder = Recorder::start(git_dir.clone(), planner.pipeline.results_ref.clone());
-    let display = Arc::new(Display::new(total, args.format == Format::Text)?);
-    let progress: Arc<dyn Fn(Event) + Send + Sync> = {
-        let display = display.clone();
-        Arc::new(move |e| display.event(e))
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::infra(format!("cannot start the job runtime: {e}")))?;
-    let (outcomes, interrupted) = rt.block_on(async {
-        let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-        // Take over SIGINT and SIGTERM before any job starts: a signal that found the
-        // default action would kill us and leave the jobs' process groups running.
-        use tokio::signal::unix::{SignalKind, signal};
-        let (int, term) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        );
-        let signals = tokio::spawn(async move {
-            let (Ok(mut int), Ok(mut term)) = (int, term) else {
-                return false;
-            };
-            tokio::select! {
-                _ = int.recv() => {},
-                _ = term.recv() => {},
-            }
-            let _ = cancel_tx.send(true);
-            true
-        });
-        let outcomes = runner::execute(
-            ready,
-            known,
-            settings,
-            recorder.sender.clone(),
-            progress,
-            cancel_rx.clone(),
-        )
-        .await;
-        let interrupted = *cancel_rx.borrow();
-        signals.abort();
-        (outcomes, interrupted)
-    });
-    let recorded = recorder.finish()?;
-    drop(claims);
-    if recorded > 0 {
-        // Each ledger commit is a pack of its own; let git fold them (and any loose
-        // objects) together once there are enough to matter. Cheap when there are not.
-        if let Err(e) = crate::repo::remote::git(
-            &git_dir,
-            &["-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"],
-        ) {
-            eprintln!("warning: git gc --auto failed ({e}); the results are recorded");
-        }
-    }
-    display.finish();
-    drop(checkouts);
-    for o in outcomes
-        .iter()
-        .filter(|o| matches!(o.verdict, Some(Verdict::Fail | Verdict::Error)))
-    {
-        let excerpt = o
-            .record
-            .as_ref()
-            .map(|r| r.excerpt.as_str())
-            .unwrap_or_default();
-        let log = o.log.as_ref().map(|l| l.display().to_string());
-        super::github::job_failed(&o.label, o.reason.as_deref(), excerpt, log.as_deref());
-    }
-    if args.format == Format::Text {
-        print_summary(&outcomes, reused);
-        if interrupted {
-            println!(
-                "interrupted: running jobs were killed; {recorded} finished results were recorded"
-            );
-        }
-    }
-    super::sync::publish_results(repo, &planner.pipeline)?;
-    Ok(Report {
-        outcomes,
-        recorded,
-        interrupted,
-        reused,
-        would_run: Vec::new(),
-    })
-}
-
-/// The claims shared by the runs on this machine; without them (an unwritable `.git`)
-/// every selected job runs, as before claims existed.
-fn open_claims(git_dir: &std::path::Path) -> Option<Arc<runner::claim::Claims>> {
-    let path = git_dir.join("stagegate/claims");
-    match runner::claim::Claims::open(&path) {
-        Ok(c) => Some(Arc::new(c)),
-        Err(e) => {
-            eprintln!(
-                "warning: cannot open {} ({e}): concurrent runs on this machine may run the same jobs",
-                path.display()
-            );
-            None
-        }
-    }
-}
-
-/// Whether the ledger holds more attempts of a key than when this run planned.
-fn recorded_since(
-    git_dir: std::path::PathBuf,
-    reference: String,
-    planned: HashMap<String, u32>,
-) -> runner::RecordedSince {
-    let repo: Mutex<Option<crate::repo::Repo>> = Mutex::new(None);
-    Box::new(move |key| {
-        let Ok(mut guard) = repo.lock() else {
-            return false;
-        };
-        if guard.is_none() {
-            *guard = crate::repo::Repo::open(&git_dir).ok();
-        }
-        let Some(repo) = guard.as_ref() else {
-            return false;
-        };
-        let now = Ledger::new(repo, &reference)
-            .view()
-            .and_then(|v| v.attempt_count(key));
-        now.is_ok_and(|n| n > planned.get(key).copied().unwrap_or(0))
-    })
-}
-
-/// For each job, the variables the pipeline of its move's target stage passes on (`env.pass`
-/// and `env.secret`, read on T: the rules come from T), and every value to mask: the
-/// tool's own tokens and each pipeline's secrets.
-fn job_env_policy(
-    planner: &Planner,
-    plans: &[MovePlan],
-) -> Result<(HashMap<String, Passed>, Secrets)> {
-    let mut by_key = HashMap::new();
-    let mut secret_names: BTreeSet<String> = BTreeSet::new();
-    secret_names.extend(planner.pipeline.env.secret.iter().cloned());
-    let mut by_target: HashMap<ObjectId, Passed> = HashMap::new();
-    for p in plans {
-        let pass = match by_target.get(&p.to_head) {
-            Some(v) => v.clone(),
-            None => {
-                let env = match planner.snapshot(p.to_head)?.pipeline() {
-                    Ok(t) => t.env,
-                    Err(_) => planner.pipeline.env.clone(),
-                };
-                secret_names.extend(env.secret.iter().cloned());
-                let v = Arc::new(runner::lookup_env(env.pass.iter().chain(&env.secret)));
-                by_target.insert(p.to_head, v.clone());
-                v
-            }
-        };
-        for k in p.jobs.keys() {
-            by_key.entry(k.clone()).or_insert_with(|| pass.clone());
-        }
-    }
-    Ok((by_key, runner::known_secrets(&secret_names)))
+    Ok(report)
 }
 
 /// Live progress that scales from one-second tests to two-hour image builds. On a
@@ -478,15 +144,23 @@ fn job_env_policy(
 /// a job starts and when it ends, and every `STAGEGATE_STILL_RUNNING` (default 60s; `0`
 /// turns it off) a "still running: …" line naming each running job and its time so far.
 struct Display {
+    enabled: bool,
+    /// How often to say which jobs are still running (`None`: never).
+    interval: Option<std::time::Duration>,
+    /// Set when the run starts (its size known): what is shown, and the thread that
+    /// prints "still running".
+    active: Mutex<Option<Active>>,
+}
+
+struct Active {
     state: Arc<Progress>,
-    ticker: Mutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
+    ticker: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
 /// What the display knows, shared with the thread that prints "still running".
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
     total: usize,
-    enabled: bool,
     /// Jobs done, and the running ones with their start (a label may run twice at once).
     jobs: Mutex<(usize, Vec<(String, std::time::Instant)>)>,
 }
@@ -544,9 +218,17 @@ impl Progress {
 }
 
 impl Display {
-    fn new(total: usize, enabled: bool) -> Result<Display> {
-        let interval = still_running_interval()?;
-        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+    fn new(enabled: bool) -> Result<Display> {
+        Ok(Display {
+            enabled,
+            interval: still_running_interval()?,
+            active: Mutex::new(None),
+        })
+    }
+
+    /// The run's jobs are chosen: show the bar (on a terminal) and start the ticker.
+    fn start(&self, total: usize) {
+        let bar = std::io::stderr().is_terminal().then(|| {
             let b = indicatif::ProgressBar::new(total as u64);
             b.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -560,96 +242,135 @@ impl Display {
         let state = Arc::new(Progress {
             bar,
             total,
-            enabled,
             jobs: Mutex::new((0, Vec::new())),
         });
-        let ticker = match interval {
-            Some(every) if enabled => {
-                let (stop, stopped) = std::sync::mpsc::channel::<()>();
-                let state = state.clone();
-                let thread = std::thread::spawn(move || {
-                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                        stopped.recv_timeout(every)
-                    {
-                        let running = state.running();
-                        match &state.bar {
-                            // The bar's message already names them; refresh the times.
-                            Some(_) => state.show_running(),
-                            None if !running.is_empty() => {
-                                eprintln!("still running: {running}");
-                            }
-                            None => {}
+        let ticker = self.interval.map(|every| {
+            let (stop, stopped) = std::sync::mpsc::channel::<()>();
+            let state = state.clone();
+            let thread = std::thread::spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    let running = state.running();
+                    match &state.bar {
+                        // The bar's message already names them; refresh the times.
+                        Some(_) => state.show_running(),
+                        None if !running.is_empty() => {
+                            eprintln!("still running: {running}");
                         }
+                        None => {}
                     }
-                });
-                Some((stop, thread))
-            }
-            _ => None,
-        };
-        Ok(Display {
-            state,
-            ticker: Mutex::new(ticker),
-        })
+                }
+            });
+            (stop, thread)
+        });
+        *self.active.lock().expect("display lock") = Some(Active { state, ticker });
     }
 
     fn event(&self, e: Event) {
-        let p = &self.state;
-        if !p.enabled {
+        if let Event::RunFinished { report } = e {
+            return self.run_finished(report);
+        }
+        if !self.enabled {
             return;
         }
         match e {
-            Event::Started { label } => {
-                p.jobs
-                    .lock()
-                    .expect("display lock")
-                    .1
-                    .push((label.to_string(), std::time::Instant::now()));
-                match &p.bar {
-                    Some(_) => p.show_running(),
-                    None => eprintln!("started {label}"),
-                }
-            }
-            Event::Finished { outcome } => {
-                let n = {
-                    let mut jobs = p.jobs.lock().expect("display lock");
-                    jobs.0 += 1;
-                    if let Some(i) = jobs.1.iter().position(|(l, _)| *l == outcome.label) {
-                        jobs.1.remove(i);
-                    }
-                    jobs.0
-                };
-                let verdict = outcome.shown();
-                let reason = outcome
-                    .reason
-                    .as_ref()
-                    .map(|r| format!(" — {r}"))
-                    .unwrap_or_default();
-                let line = format!(
-                    "[{n}/{}] {verdict:<7} {} ({}){reason}",
-                    p.total,
-                    outcome.label,
-                    elapsed_precise(outcome.duration)
+            Event::RunStarted { total } => self.start(total),
+            Event::Started { label } => self.started(label),
+            Event::Finished { outcome } => self.finished(outcome),
+            Event::RunFinished { .. } => {}
+        }
+    }
+
+    /// Clear the bar, annotate failures for GitHub, print the summary.
+    fn run_finished(&self, report: &Report) {
+        self.finish();
+        for o in report
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o.verdict, Some(Verdict::Fail | Verdict::Error)))
+        {
+            let excerpt = o
+                .record
+                .as_ref()
+                .map(|r| r.excerpt.as_str())
+                .unwrap_or_default();
+            let log = o.log.as_ref().map(|l| l.display().to_string());
+            super::github::job_failed(&o.label, o.reason.as_deref(), excerpt, log.as_deref());
+        }
+        if self.enabled {
+            print_summary(&report.outcomes, report.reused);
+            if report.interrupted {
+                println!(
+                    "interrupted: running jobs were killed; {} finished results were recorded",
+                    report.recorded
                 );
-                match &p.bar {
-                    Some(b) => {
-                        if !matches!(outcome.verdict, Some(Verdict::Pass)) {
-                            b.println(line);
-                        }
-                        b.set_position(n as u64);
-                        p.show_running();
-                    }
-                    None => eprintln!("{line}"),
-                }
             }
         }
     }
 
+    fn state(&self) -> Option<Arc<Progress>> {
+        let active = self.active.lock().expect("display lock");
+        active.as_ref().map(|a| a.state.clone())
+    }
+
+    fn started(&self, label: &str) {
+        let Some(p) = self.state() else { return };
+        p.jobs
+            .lock()
+            .expect("display lock")
+            .1
+            .push((label.to_string(), std::time::Instant::now()));
+        match &p.bar {
+            Some(_) => p.show_running(),
+            None => eprintln!("started {label}"),
+        }
+    }
+
+    fn finished(&self, outcome: &Outcome) {
+        let Some(p) = self.state() else { return };
+        let n = {
+            let mut jobs = p.jobs.lock().expect("display lock");
+            jobs.0 += 1;
+            if let Some(i) = jobs.1.iter().position(|(l, _)| *l == outcome.label) {
+                jobs.1.remove(i);
+            }
+            jobs.0
+        };
+        let verdict = outcome.shown();
+        let reason = outcome
+            .reason
+            .as_ref()
+            .map(|r| format!(" — {r}"))
+            .unwrap_or_default();
+        let line = format!(
+            "[{n}/{}] {verdict:<7} {} ({}){reason}",
+            p.total,
+            outcome.label,
+            elapsed_precise(outcome.duration)
+        );
+        match &p.bar {
+            Some(b) => {
+                if !matches!(outcome.verdict, Some(Verdict::Pass)) {
+                    b.println(line);
+                }
+                b.set_position(n as u64);
+                p.show_running();
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Stop the ticker and clear the bar.
     fn finish(&self) {
-        if let Some((stop, thread)) = self.ticker.lock().expect("display lock").take() {
+        let Some(active) = self.active.lock().expect("display lock").take() else {
+            return;
+        };
+        if let Some((stop, thread)) = active.ticker {
             drop(stop);
             let _ = thread.join();
         }
-        if let Some(b) = &self.state.bar {
+        if let Some(b) = &active.state.bar {
             b.finish_and_clear();
         }
     }
@@ -722,7 +443,6 @@ mod tests {
         let p = super::Progress {
             bar: None,
             total: 3,
-            enabled: true,
             jobs: std::sync::Mutex::new((
                 1,
                 vec![

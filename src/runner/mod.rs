@@ -2,8 +2,9 @@
 //! timeouts, capped logs, builds stored in the artifact store, and every result handed to
 //! the recorder as soon as it is known.
 //!
-//! The runner never decides what to run (the CLI selects jobs from the plan and the
-//! ledger) and never prints: it reports [`Event`]s to a callback.
+//! [`session`] chooses what to run (from the plan and the ledger) and runs it: checkouts,
+//! the runtime, signals, recording. The runner never prints: it reports [`Event`]s to a
+//! callback the caller supplies.
 //!
 //! What a job sees (never spliced into shell text; values travel as variables):
 //!
@@ -35,6 +36,7 @@
 pub mod claim;
 pub mod mask;
 pub mod process;
+pub mod session;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -146,8 +148,14 @@ pub struct Outcome {
 
 /// Progress reports, in the order things happen.
 pub enum Event<'a> {
+    /// The jobs are chosen and about to start: `total` of them.
+    RunStarted { total: usize },
+    /// A job started running.
     Started { label: &'a str },
+    /// A job ended, or will not run (its outcome says why).
     Finished { outcome: &'a Outcome },
+    /// Every job ended and the results are recorded (not yet published).
+    RunFinished { report: &'a session::Report },
 }
 
 /// Run every job in `ready` (respecting `after` dependencies), hand each result to `record`

@@ -1,0 +1,411 @@
+//! A run: choose the planned jobs that need running, check out their commits, run them,
+//! record every result in the ledger, and publish it. What `stagegate run` and `cycle` do
+//! between planning and printing, as a library call with an [`Options`] value.
+//!
+//! It never prints: progress goes to the caller's [`Sink`] as [`Event`]s, warnings to
+//! [`crate::error::warn`], and what happened comes back as a [`Report`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use gix::ObjectId;
+
+use super::mask::Secrets;
+use super::{Event, Outcome, Passed, Ready, Settings};
+use crate::artifact::Store;
+use crate::error::{Error, Result};
+use crate::ledger::recorder::Recorder;
+use crate::ledger::{ArtifactRecord, Ledger, Verdict};
+use crate::plan::{Job, MovePlan, Planner, describe};
+use crate::repo::Checkout;
+
+/// Which of the planned jobs to run, and how.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// How many jobs run at once (`None`: the number of cores).
+    pub parallel: Option<usize>,
+    /// Only the jobs whose key starts with one of these (empty: every job).
+    pub jobs: Vec<String>,
+    /// Only shard I of N (1-based): a deterministic split by key.
+    pub shard: Option<(u64, u64)>,
+    /// Choose the jobs, run nothing ([`Report::would_run`]).
+    pub dry_run: bool,
+    /// Run these jobs again (key prefixes) even if they have a result.
+    pub rerun: Vec<String>,
+    /// Run again every job whose latest result is fail or error.
+    pub failed: bool,
+}
+
+/// Where a run's [`Event`]s go; called from the runner's threads as things happen.
+pub type Sink = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// What a run did.
+#[derive(Debug)]
+pub struct Report {
+    /// One per job this run chose, in the order they were chosen.
+    pub outcomes: Vec<Outcome>,
+    /// How many results were committed to the ledger.
+    pub recorded: usize,
+    /// A signal (SIGINT, SIGTERM) stopped the run; running jobs were killed.
+    pub interrupted: bool,
+    /// Jobs that already had a settled result.
+    pub reused: usize,
+    /// With [`Options::dry_run`]: the jobs that would run (key, job).
+    pub would_run: Vec<(String, String)>,
+}
+
+impl Report {
+    /// The exit status the run asks for (the README's exit codes): 130 interrupted, 3 a
+    /// job ended in `error`, 1 a job failed or could not start, else 0.
+    pub fn code(&self) -> i32 {
+        if self.interrupted {
+            130
+        } else if self
+            .outcomes
+            .iter()
+            .any(|o| o.verdict == Some(Verdict::Error))
+        {
+            3
+        } else if self.outcomes.iter().any(|o| {
+            // A job that could not start (a build it needs failed or has no result yet)
+            // is not a success: `run --job KEY` must not go green having run nothing.
+            matches!(o.verdict, None | Some(Verdict::Fail)) && !o.elsewhere
+        }) {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// Whether `key` falls in shard `i` of `n`.
+fn in_shard(key: &str, (i, n): (u64, u64)) -> bool {
+    let x = u64::from_str_radix(&key[..16], 16).unwrap_or(0);
+    x % n == i - 1
+}
+
+fn matches(key: &str, patterns: &[String]) -> bool {
+    patterns
+        .iter()
+        .any(|p| !p.is_empty() && key.starts_with(p.as_str()))
+}
+
+/// The jobs chosen to run, and what the run needs to know about them.
+struct Selection {
+    jobs: Vec<Job>,
+    reused: usize,
+    /// How many attempts each selected job had when planned: more later means another
+    /// run recorded it meanwhile.
+    planned_attempts: HashMap<String, u32>,
+    /// Builds this run does not include, but whose artifacts selected jobs need.
+    known: HashMap<String, ArtifactRecord>,
+}
+
+/// Select the jobs of `plans` that need running, run them, record the results, and
+/// publish the ledger when the repository publishes. Interrupting signals (SIGINT,
+/// SIGTERM) are taken over while jobs run: they kill the jobs and end the run early.
+pub fn run(planner: &Planner, plans: &[MovePlan], opts: &Options, sink: Sink) -> Result<Report> {
+    let selection = select(planner, plans, opts)?;
+    let reused = selection.reused;
+    if opts.dry_run || selection.jobs.is_empty() {
+        return Ok(Report {
+            outcomes: Vec::new(),
+            recorded: 0,
+            interrupted: false,
+            reused,
+            would_run: if opts.dry_run {
+                selection
+                    .jobs
+                    .iter()
+                    .map(|j| (j.key.clone(), describe(j)))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        });
+    }
+    let repo = planner.repo;
+    let Selection {
+        jobs,
+        planned_attempts,
+        known,
+        ..
+    } = selection;
+
+    // One checkout per commit, shared by its jobs. A tree the runner refuses to write
+    // (an entry that escapes it, a name twice) makes its jobs an `error` naming the path.
+    let mut checkouts: HashMap<ObjectId, std::result::Result<Checkout, String>> = HashMap::new();
+    for j in &jobs {
+        if let std::collections::hash_map::Entry::Vacant(e) = checkouts.entry(j.commit) {
+            e.insert(match Checkout::new(repo, repo.tree_of(j.commit)?) {
+                Ok(c) => Ok(c),
+                Err(err @ Error::UnsafeTree { .. }) => {
+                    Err(format!("cannot check out commit {}: {err}", j.commit))
+                }
+                Err(err) => return Err(err),
+            });
+        }
+    }
+    // What each job may see of our environment: the `env:` of the pipeline that judges it
+    // (the target stage's), and the values to mask: ours and every secret it names.
+    let (passes, secrets) = job_env_policy(planner, plans)?;
+    let fallback = Arc::new(Vec::new());
+    let ready: Vec<Ready> = jobs
+        .into_iter()
+        .map(|job| Ready {
+            cwd: checkouts[&job.commit]
+                .as_ref()
+                .map(|c| c.path())
+                .map_err(Clone::clone),
+            pass: passes
+                .get(&job.key)
+                .cloned()
+                .unwrap_or_else(|| fallback.clone()),
+            job,
+        })
+        .collect();
+    let total = ready.len();
+
+    let git_dir = repo.git_dir().to_path_buf();
+    let store = Store::open(
+        planner.pipeline.artifact_store.as_deref(),
+        repo.root_dir(),
+        &git_dir,
+    )?;
+    let scratch = tempfile::Builder::new()
+        .prefix("stagegate-run-")
+        .tempdir()
+        .map_err(|e| Error::infra(format!("cannot create a temporary directory: {e}")))?;
+    // Held until the results are committed: a run that claims a job after us must find
+    // its result in the ledger.
+    let claims = open_claims(&git_dir);
+    let settings = Arc::new(Settings {
+        parallel: opts.parallel.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
+        log_dir: git_dir.join("stagegate/logs"),
+        log_cap: std::env::var("STAGEGATE_LOG_CAP")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(8 * 1024 * 1024),
+        store: Arc::new(store),
+        root: repo.root_dir().to_path_buf(),
+        self_url: repo.self_url(),
+        runner: super::identity(),
+        scratch: scratch.path().to_path_buf(),
+        base_env: super::base_env(),
+        secrets,
+        claims: claims.clone(),
+        recorded_since_plan: Some(recorded_since(
+            git_dir.clone(),
+            planner.pipeline.results_ref.clone(),
+            planned_attempts,
+        )),
+    });
+    let recorder = Recorder::start(git_dir.clone(), planner.pipeline.results_ref.clone());
+    sink(Event::RunStarted { total });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::infra(format!("cannot start the job runtime: {e}")))?;
+    let (outcomes, interrupted) = rt.block_on(async {
+        let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+        // Take over SIGINT and SIGTERM before any job starts: a signal that found the
+        // default action would kill us and leave the jobs' process groups running.
+        use tokio::signal::unix::{SignalKind, signal};
+        let (int, term) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        );
+        let signals = tokio::spawn(async move {
+            let (Ok(mut int), Ok(mut term)) = (int, term) else {
+                return false;
+            };
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            let _ = cancel_tx.send(true);
+            true
+        });
+        let outcomes = super::execute(
+            ready,
+            known,
+            settings,
+            recorder.sender.clone(),
+            sink.clone(),
+            cancel_rx.clone(),
+        )
+        .await;
+        let interrupted = *cancel_rx.borrow();
+        signals.abort();
+        (outcomes, interrupted)
+    });
+    let recorded = recorder.finish()?;
+    drop(claims);
+    if recorded > 0 {
+        // Each ledger commit is a pack of its own; let git fold them (and any loose
+        // objects) together once there are enough to matter. Cheap when there are not.
+        if let Err(e) = crate::repo::remote::git(
+            &git_dir,
+            &["-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"],
+        ) {
+            crate::error::warn(format!(
+                "git gc --auto failed ({e}); the results are recorded"
+            ));
+        }
+    }
+    drop(checkouts);
+    let report = Report {
+        outcomes,
+        recorded,
+        interrupted,
+        reused,
+        would_run: Vec::new(),
+    };
+    sink(Event::RunFinished { report: &report });
+    crate::ledger::sync::publish(repo, &planner.pipeline.results_ref)?;
+    Ok(report)
+}
+
+/// Only what the gates still need: not the jobs of a candidate whose rejection stands,
+/// and the combination of the candidates that pass alone; then the options' filters, and
+/// not the jobs with a settled result unless asked to run them again.
+fn select(planner: &Planner, plans: &[MovePlan], opts: &Options) -> Result<Selection> {
+    let view = Ledger::new(planner.repo, &planner.pipeline.results_ref).view()?;
+    let mut all: BTreeMap<String, Job> = BTreeMap::new();
+    for p in plans {
+        for j in crate::promote::jobs_to_run(planner, p, &view)? {
+            all.entry(j.key.clone()).or_insert(j);
+        }
+    }
+    for pattern in opts.jobs.iter().chain(&opts.rerun) {
+        let n = all
+            .keys()
+            .filter(|k| k.starts_with(pattern.as_str()))
+            .count();
+        if n == 0 {
+            return Err(Error::usage_help(
+                format!("no planned job has a key starting with {pattern:?}"),
+                "see the keys with `stagegate plan`",
+            ));
+        }
+    }
+    let mut jobs = Vec::new();
+    let mut planned_attempts: HashMap<String, u32> = HashMap::new();
+    let mut known: HashMap<String, ArtifactRecord> = HashMap::new();
+    let mut reused = 0;
+    for (key, job) in &all {
+        if !opts.jobs.is_empty() && !matches(key, &opts.jobs) {
+            continue;
+        }
+        if let Some(s) = opts.shard
+            && !in_shard(key, s)
+        {
+            continue;
+        }
+        let latest = view.latest(key)?;
+        let verdict = latest.as_ref().map(|r| r.verdict);
+        let forced = matches(key, &opts.rerun)
+            || (opts.failed && matches!(verdict, Some(Verdict::Fail | Verdict::Error)));
+        if verdict.is_some_and(Verdict::is_final) && !forced {
+            reused += 1;
+            continue;
+        }
+        planned_attempts.insert(key.clone(), view.attempt_count(key)?);
+        jobs.push(job.clone());
+    }
+    let selected_keys: BTreeSet<String> = jobs.iter().map(|j| j.key.clone()).collect();
+    for job in &jobs {
+        for dep in &job.after {
+            if !selected_keys.contains(dep)
+                && let Some(r) = view.latest(dep)?
+                && let Some(a) = r.artifact
+                && matches!(r.verdict, Verdict::Pass | Verdict::Flaky)
+            {
+                known.insert(dep.clone(), a);
+            }
+        }
+    }
+    Ok(Selection {
+        jobs,
+        reused,
+        planned_attempts,
+        known,
+    })
+}
+
+/// The claims shared by the runs on this machine; without them (an unwritable `.git`)
+/// every selected job runs, as before claims existed.
+fn open_claims(git_dir: &std::path::Path) -> Option<Arc<super::claim::Claims>> {
+    let path = git_dir.join("stagegate/claims");
+    match super::claim::Claims::open(&path) {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            crate::error::warn(format!(
+                "cannot open {} ({e}): concurrent runs on this machine may run the same jobs",
+                path.display()
+            ));
+            None
+        }
+    }
+}
+
+/// Whether the ledger holds more attempts of a key than when this run planned.
+fn recorded_since(
+    git_dir: std::path::PathBuf,
+    reference: String,
+    planned: HashMap<String, u32>,
+) -> super::RecordedSince {
+    let repo: Mutex<Option<crate::repo::Repo>> = Mutex::new(None);
+    Box::new(move |key| {
+        let Ok(mut guard) = repo.lock() else {
+            return false;
+        };
+        if guard.is_none() {
+            *guard = crate::repo::Repo::open(&git_dir).ok();
+        }
+        let Some(repo) = guard.as_ref() else {
+            return false;
+        };
+        let now = Ledger::new(repo, &reference)
+            .view()
+            .and_then(|v| v.attempt_count(key));
+        now.is_ok_and(|n| n > planned.get(key).copied().unwrap_or(0))
+    })
+}
+
+/// For each job, the variables the pipeline of its move's target stage passes on (`env.pass`
+/// and `env.secret`, read on T: the rules come from T), and every value to mask: the
+/// tool's own tokens and each pipeline's secrets.
+fn job_env_policy(
+    planner: &Planner,
+    plans: &[MovePlan],
+) -> Result<(HashMap<String, Passed>, Secrets)> {
+    let mut by_key = HashMap::new();
+    let mut secret_names: BTreeSet<String> = BTreeSet::new();
+    secret_names.extend(planner.pipeline.env.secret.iter().cloned());
+    let mut by_target: HashMap<ObjectId, Passed> = HashMap::new();
+    for p in plans {
+        let pass = match by_target.get(&p.to_head) {
+            Some(v) => v.clone(),
+            None => {
+                let env = match planner.snapshot(p.to_head)?.pipeline() {
+                    Ok(t) => t.env,
+                    Err(_) => planner.pipeline.env.clone(),
+                };
+                secret_names.extend(env.secret.iter().cloned());
+                let v = Arc::new(super::lookup_env(env.pass.iter().chain(&env.secret)));
+                by_target.insert(p.to_head, v.clone());
+                v
+            }
+        };
+        for k in p.jobs.keys() {
+            by_key.entry(k.clone()).or_insert_with(|| pass.clone());
+        }
+    }
+    Ok((by_key, super::known_secrets(&secret_names)))
+}
