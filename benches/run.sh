@@ -3,7 +3,7 @@
 # target beside it. Exits 1 when a measured figure misses its target.
 #
 #   benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build | --bin PATH]
-#                  [--hyperfine]
+#                  [--hyperfine] [--tmpfs DIR]
 #
 # It builds the release binary, generates the state repositories with benches/gen.py (or
 # reuses them: they are keyed by sizes, seed and the generator's own hash), then measures:
@@ -12,7 +12,8 @@
 #     (benches/plumbing.sh: `git diff --name-only T S` + `git cat-file --batch`);
 #   - `status` at a tenth of the history against the full history;
 #   - `run` of J trivial jobs at -j 2 against `xargs -P 2` running the same commands,
-#     and a second `run` with nothing left to run against `status`;
+#     on disk and on tmpfs, and a second `run` with nothing left to run against `status`;
+#   - `run` of the few jobs of a repository with many items against `status` on it;
 #   - 8 concurrent `run --shard I/8` recording J results: found/expected in the ledger;
 #   - `report` of the state repository (a static site): under 10 s;
 #   - the peak RSS of every stagegate command above.
@@ -29,7 +30,7 @@ root=$(cd "$here/.." && pwd)
 usage() {
     cat <<'EOF'
 usage: benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build | --bin PATH]
-                      [--hyperfine]
+                      [--hyperfine] [--tmpfs DIR]
 
   --small     quick sizes (200 items, 20 tests, 500 commits, 2,000 results, 100 jobs)
               instead of DESIGN.md's (10,000 items, 500 tests, 50,000 commits,
@@ -41,10 +42,11 @@ usage: benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build | 
   --bin PATH  measure this stagegate binary (implies --no-build)
   --hyperfine time with hyperfine (each command in a block of its own) instead of
               alternating the two commands of each ratio in a shell loop
+  --tmpfs DIR a tmpfs to measure `run` against xargs in (default /dev/shm)
 EOF
 }
 
-small=0 out="" seed=1 runs="" build=1 bin="" use_hyperfine=0
+small=0 out="" seed=1 runs="" build=1 bin="" use_hyperfine=0 tmpfs=/dev/shm
 while [ $# -gt 0 ]; do
     case $1 in
     --small) small=1 ;;
@@ -58,6 +60,8 @@ while [ $# -gt 0 ]; do
     --seed=*) seed=${1#--seed=} ;;
     --runs) runs=${2:?--runs needs a number}; shift ;;
     --runs=*) runs=${1#--runs=} ;;
+    --tmpfs) tmpfs=${2:?--tmpfs needs a directory}; shift ;;
+    --tmpfs=*) tmpfs=${1#--tmpfs=} ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -66,9 +70,11 @@ done
 
 if [ "$small" = 1 ]; then
     items=200 tests=20 commits=500 results=2000 short_commits=50 jobs=100
+    many_items=5000 many_commits=50 many_results=200
     runs=${runs:-5}
 else
     items=10000 tests=500 commits=50000 results=1000000 short_commits=5000 jobs=1000
+    many_items=50000 many_commits=500 many_results=1000
     runs=${runs:-10}
 fi
 run_runs=3
@@ -76,7 +82,8 @@ out=${out:-$root/target/bench}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 work=$(mktemp -d "$out/work.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+shm=""
+trap 'rm -rf "$work" ${shm:+"$shm"}' EXIT
 
 log() { echo "run.sh: $*" >&2; }
 
@@ -135,7 +142,11 @@ generate "$state_name" $sizes --commits "$commits"
 # shellcheck disable=SC2086
 generate "$short_name" $sizes --commits "$short_commits"
 generate "$runner_name" --runner "$jobs"
-state=$out/$state_name short=$out/$short_name runner=$out/$runner_name
+# Many items, short history, few results: for `run` of a few jobs in a large tree.
+many_name=state-i$many_items-t$tests-c$many_commits-r$many_results-s$seed-$gen_hash
+generate "$many_name" --items "$many_items" --tests "$tests" --commits "$many_commits" \
+    --results "$many_results"
+state=$out/$state_name short=$out/$short_name runner=$out/$runner_name many=$out/$many_name
 
 # --- measuring --------------------------------------------------------------------------
 
@@ -319,6 +330,51 @@ if "$bin" run --help >/dev/null 2>&1; then
             "a command exited non-zero (output above)"
         not_measured "second run (nothing to do) / status" "< 2.0x" "the first run failed"
     fi
+
+    # --- run on tmpfs: the same jobs, the repository, checkouts and logs all in memory ---
+    # (TMPDIR too, where run keeps its scratch space), against xargs in the same place.
+    if [ "$(stat -f -c %T "$tmpfs" 2>/dev/null)" = tmpfs ] && [ -w "$tmpfs" ]; then
+        shm=$(mktemp -d "$tmpfs/stagegate-bench.XXXXXX")
+        shm_runner=$shm/runner shm_run=$shm/run
+        cp -a "$runner" "$shm_runner"
+        xargs_shm=$(quote bash -c "cd $(printf '%q' "$shm_runner") && seq $jobs | xargs -P 2 -n 1 sh -c ./t.sh sh")
+        fresh_shm="rm -rf $(printf '%q' "$shm_run") && cp -a $(printf '%q' "$shm_runner") $(printf '%q' "$shm_run")"
+        run_shm=$(quote env TMPDIR="$shm" "$bin" -C "$shm_run" run -j 2 --stage stable)
+        if measure_pair "$run_runs" 0 "$fresh_shm" "$run_shm" "" "$xargs_shm"; then
+            r=$(ratio "$median_a" "$median_b")
+            line "run of $jobs jobs -j 2 / xargs (tmpfs)" "${r}x" "<= 1.3x" "$(judge "$r" le 1.3)" \
+                "run $(ms "$median_a"), xargs $(ms "$median_b") in $tmpfs"
+        else
+            line "run of $jobs jobs -j 2 / xargs (tmpfs)" "failed" "<= 1.3x" "MISS" \
+                "a command exited non-zero (output above)"
+        fi
+        rm -rf "$shm"
+    else
+        not_measured "run of $jobs jobs -j 2 / xargs (tmpfs)" "<= 1.3x" "$tmpfs is not a writable tmpfs"
+    fi
+
+    # --- run on many items: a few jobs in a repository of $many_items items, against
+    # `status` on the same repository (a checkout of every file would cost far more) ---
+    many_copy=$work/many
+    fresh_many="rm -rf $(printf '%q' "$many_copy") && cp -a $(printf '%q' "$many") $(printf '%q' "$many_copy")"
+    eval "$fresh_many"
+    # The pending builds (the tests need artifacts the generated store does not hold).
+    read -r -a many_sel < <("$bin" -C "$many_copy" run --dry-run --format json |
+        python3 -c 'import json,sys; print(" ".join("--job " + j["key"] for j in json.load(sys.stdin)["would_run"] if j["job"].startswith("build ")))')
+    many_jobs=$((${#many_sel[@]} / 2))
+    run_many=$(quote "$bin" -C "$many_copy" run -j 2 "${many_sel[@]}")
+    status_many=$(quote "$bin" -C "$many_copy" status)
+    if measure_pair "$run_runs" 0 "$fresh_many" "$run_many" "" "$status_many"; then
+        r=$(ratio "$median_a" "$median_b")
+        line "run of $many_jobs jobs on $many_items items / status" "${r}x" "<= 2.0x" "$(judge "$r" le 2.0)" \
+            "run $(ms "$median_a"), status $(ms "$median_b")"
+        eval "$fresh_many"
+        rss "run ($many_jobs jobs, $many_items items)" "$bin" -C "$many_copy" run -j 2 "${many_sel[@]}"
+    else
+        line "run of $many_jobs jobs on $many_items items / status" "failed" "<= 2.0x" "MISS" \
+            "a command exited non-zero (output above)"
+    fi
+    rm -rf "$many_copy"
 
     # 8 runners at once on a fresh copy, each taking its shard.
     rm -rf "$work/shards"
