@@ -48,10 +48,26 @@ pub struct BuiltRecord {
     /// The lock file's content: the exact package set the image was built from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<String>,
+    /// The build's cache (`build.cache`), stored beside the artifact: what the next build
+    /// of this image is given once this record is on the stage it builds for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheRecord>,
     pub build_job: String,
     pub builder: String,
     /// RFC 3339 time the build finished.
     pub built_at: String,
+}
+
+/// A build's cache in the artifact store: e.g. the exact `.deb` files an image was built
+/// from, its "last-known-good package cache".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CacheRecord {
+    /// `sha256:<hex>` of the cache file.
+    pub digest: String,
+    pub size: u64,
+    /// Where the store keeps it (a store URL).
+    pub location: String,
 }
 
 /// Who held an item on a stage, and why.

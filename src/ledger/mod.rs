@@ -119,6 +119,9 @@ pub struct ArtifactRecord {
     pub location: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<String>,
+    /// The build's cache (`build.cache`), stored beside the artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::records::CacheRecord>,
 }
 
 /// One attempt of one job, as committed to the ledger.

@@ -147,6 +147,8 @@ pub struct BuildDoc {
     #[serde(default)]
     pub lock: Option<Spanned<String>>,
     #[serde(default)]
+    pub cache: Option<Spanned<String>>,
+    #[serde(default)]
     pub files: Vec<Spanned<String>>,
 }
 

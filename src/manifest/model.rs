@@ -232,6 +232,9 @@ pub struct Build {
     pub timeout: Option<Duration>,
     pub artifact: String,
     pub lock: Option<String>,
+    /// A second output, stored beside the artifact: what a later build of this image
+    /// starts from (`$STAGEGATE_CACHE`), e.g. the packages it was built from.
+    pub cache: Option<String>,
     pub files: Vec<String>,
 }
 

@@ -529,6 +529,9 @@ pub const JOB_VARS: &[&str] = &[
     "STAGEGATE_ENV_FILE",
     "STAGEGATE_ITEM",
     "STAGEGATE_VERSION",
+    "STAGEGATE_CACHE",
+    "STAGEGATE_CACHE_DIGEST",
+    "STAGEGATE_CACHE_VERSION",
 ];
 
 pub fn parse_item(kind: ItemKind, file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
@@ -574,16 +577,33 @@ fn parse_image(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
             }
         }
     });
-    let build = doc.build.as_ref().map(|b| Build {
-        run: c.run("build.run", &b.run),
-        timeout: c.timeout("build.timeout", &b.timeout),
-        artifact: c.rel_path("build.artifact", &b.artifact),
-        lock: b.lock.as_ref().map(|l| c.rel_path("build.lock", l)),
-        files: b
-            .files
-            .iter()
-            .map(|f| c.rel_path("build.files", f))
-            .collect(),
+    let build = doc.build.as_ref().map(|b| {
+        let build = Build {
+            run: c.run("build.run", &b.run),
+            timeout: c.timeout("build.timeout", &b.timeout),
+            artifact: c.rel_path("build.artifact", &b.artifact),
+            lock: b.lock.as_ref().map(|l| c.rel_path("build.lock", l)),
+            cache: b.cache.as_ref().map(|l| c.rel_path("build.cache", l)),
+            files: b
+                .files
+                .iter()
+                .map(|f| c.rel_path("build.files", f))
+                .collect(),
+        };
+        // Each output is its own file in $STAGEGATE_OUT: one file named twice would be
+        // stored twice under one name, and the cache would pass for the image.
+        if let Some(cache) = &b.cache {
+            for (field, other) in [("build.artifact", Some(&build.artifact)), ("build.lock", build.lock.as_ref())] {
+                if build.cache.as_ref() == other {
+                    c.err(
+                        Pos::of(cache),
+                        format!("`build.cache` names {:?}, the same file as `{field}`", cache.value),
+                        Some("the cache is a file of its own in $STAGEGATE_OUT, e.g. `cache: packages.tar`".into()),
+                    );
+                }
+            }
+        }
+        build
     });
     let max_age = c.duration("max-age", &doc.max_age);
     let watch = doc.watch.as_ref().map(|w| Watch {

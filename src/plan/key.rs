@@ -11,7 +11,9 @@
 //!  "files": {path: git blob/tree id or null} for every repository file the job names
 //!           (the script its `run` starts with, `files:`, for builds `build.files`),
 //!  "items": {item id: {"manifest": blob id, "artifact": "sha256:…" | "build:<key>" | null}}
-//!           for every item in the job's environment}
+//!           for every item in the job's environment,
+//!  "cache": "sha256:…"   only for a build given a cache (`$STAGEGATE_CACHE`): the digest of
+//!           the cache in the item's build record on T}
 //! ```
 //!
 //! Git blob ids are themselves content hashes, so the key changes exactly when a byte of a
@@ -32,6 +34,10 @@ pub struct KeyInput<'a> {
     pub manifest: String,
     pub files: BTreeMap<String, Option<String>>,
     pub items: BTreeMap<String, KeyItem>,
+    /// A build's input cache (its digest): left out when there is none, so the keys of
+    /// jobs without one are what they always were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<&'a str>,
 }
 
 #[derive(Serialize)]

@@ -99,11 +99,29 @@ pub struct Job {
     /// For builds: the artifact and lock file the recipe writes into `$STAGEGATE_OUT`.
     pub artifact: Option<String>,
     pub lock: Option<String>,
+    /// For builds: the cache file the recipe writes into `$STAGEGATE_OUT` (`build.cache`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
+    /// For builds: the cache of the item's build record on T, given to the recipe as
+    /// `$STAGEGATE_CACHE`: what the last build that passed T's gate left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_from: Option<CacheFrom>,
     /// Jobs whose results this one needs first (builds of artifacts it uses).
     pub after: Vec<String>,
     /// For candidate and combination jobs of a gate that compares with a baseline: the key
     /// of the baseline job (the same test, every item at T).
     pub baseline: Option<String>,
+}
+
+/// The cache a build starts from: that of the item's build record on T, the stage the
+/// build is for, so it is the last one that passed T's gate ("last known good").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct CacheFrom {
+    /// The version whose build left it.
+    pub version: String,
+    pub digest: String,
+    pub location: String,
 }
 
 /// Why a group cannot be judged yet: it waits, saying this.
@@ -669,7 +687,7 @@ impl<'r> Planner<'r> {
         env: Vec<EnvItem>,
     ) -> Result<Job> {
         let files = src.test_files(test)?;
-        let key = job_key("test", &test.name, test_oid, &files, &env);
+        let key = job_key("test", &test.name, test_oid, &files, &env, None);
         let after = env.iter().filter_map(|e| e.build_job.clone()).collect();
         Ok(Job {
             key,
@@ -684,6 +702,8 @@ impl<'r> Planner<'r> {
             env,
             artifact: None,
             lock: None,
+            cache: None,
+            cache_from: None,
             after,
             baseline: None,
         })
@@ -746,7 +766,21 @@ impl<'r> Planner<'r> {
         }
         let files = s.build_files(item)?;
         let name = item.id.to_string();
-        let key = job_key("build", &name, oid, &files, &env);
+        let cache_from = t.built(&item.id)?.and_then(|rec| {
+            rec.cache.as_ref().map(|c| CacheFrom {
+                version: rec.version.clone(),
+                digest: c.digest.clone(),
+                location: c.location.clone(),
+            })
+        });
+        let key = job_key(
+            "build",
+            &name,
+            oid,
+            &files,
+            &env,
+            cache_from.as_ref().map(|c| c.digest.as_str()),
+        );
         let after = env.iter().filter_map(|e| e.build_job.clone()).collect();
         Ok(Ok(Job {
             key,
@@ -761,6 +795,8 @@ impl<'r> Planner<'r> {
             env,
             artifact: Some(build.artifact.clone()),
             lock: build.lock.clone(),
+            cache: build.cache.clone(),
+            cache_from,
             after,
             baseline: None,
         }))
@@ -795,9 +831,11 @@ fn job_key(
     manifest: ObjectId,
     files: &[(String, Option<ObjectId>)],
     env: &[EnvItem],
+    cache: Option<&str>,
 ) -> String {
     KeyInput {
         v: 1,
+        cache,
         kind,
         name,
         manifest: manifest.to_string(),

@@ -755,6 +755,7 @@ pub fn moved_edits(
             size: artifact.size,
             location: artifact.location.clone(),
             lock: artifact.lock.clone(),
+            cache: artifact.cache.clone(),
             build_job: key.clone(),
             builder: format!("{}@{}", rec.runner.user, rec.runner.host),
             built_at: rec.finished.clone(),

@@ -20,6 +20,7 @@
 //! | `…_GIT`, `…_COMMIT` | for components with a source |
 //! | `…_CANDIDATE` | `1` for the item(s) under test, else `0` |
 //! | `STAGEGATE_ITEM`, `STAGEGATE_VERSION` | for builds: the item being built |
+//! | `STAGEGATE_CACHE`, `…_DIGEST`, `…_VERSION` | for builds whose item's build record on T has a cache (`build.cache`): its local path and digest, and the version that left it |
 //!
 //! Nothing else of the runner's environment reaches a job: it starts from `PATH`, `HOME`,
 //! `LANG`, `LC_*` and `TMPDIR` ([`base_env`]), plus the variables the pipeline lists in
@@ -494,7 +495,22 @@ fn job_env(
             "digest": digest, "artifact": artifact_path, "git": git, "commit": e.commit,
         }));
     }
-    let doc = serde_json::json!({ "job": job.key, "name": job.name, "role": role_name(job.role), "commit": job.commit.to_string(), "items": described });
+    // A build's last-known-good cache, fetched (and verified) like an artifact: a store
+    // that lost it is the runner's problem, not the recipe's.
+    let mut cache = None;
+    if let Some(c) = &job.cache_from {
+        let path = settings
+            .store
+            .get(&c.digest, Some(&c.location))
+            .map_err(|why| format!("the cache of {} {}: {why}", job.name, c.version))?;
+        vars.push(("STAGEGATE_CACHE".into(), path.display().to_string()));
+        vars.push(("STAGEGATE_CACHE_DIGEST".into(), c.digest.clone()));
+        vars.push(("STAGEGATE_CACHE_VERSION".into(), c.version.clone()));
+        cache = Some(serde_json::json!({
+            "path": path.display().to_string(), "digest": c.digest, "version": c.version,
+        }));
+    }
+    let doc = serde_json::json!({ "job": job.key, "name": job.name, "role": role_name(job.role), "commit": job.commit.to_string(), "items": described, "cache": cache });
     std::fs::write(env_file, serde_json::to_vec_pretty(&doc).expect("json"))
         .map_err(|e| format!("writing {}: {e}", env_file.display()))?;
     Ok(vars)
@@ -781,20 +797,47 @@ fn store_build(job: &Job, out: &Path, settings: &Settings) -> Result<ArtifactRec
     if let Some(l) = &lock {
         annotations.insert(format!("{ANNOTATION}.lock"), l.clone());
     }
+    let cache = match &job.cache {
+        None => None,
+        Some(c) => {
+            let cp = out.join(c);
+            if !cp.is_file() {
+                return Err(Unstored::Missing(format!(
+                    "the build passed but did not write its cache: $STAGEGATE_OUT/{c} is missing (build.cache in {})",
+                    job.name
+                )));
+            }
+            let mut notes = annotations.clone();
+            notes.remove(&format!("{ANNOTATION}.lock"));
+            notes.insert(format!("{ANNOTATION}.cache-of"), job.name.clone());
+            let stored = settings
+                .store
+                .put(&cp, Kind::Artifact, notes)
+                .map_err(|e| unstored("cache", e))?;
+            Some(crate::records::CacheRecord {
+                digest: stored.digest,
+                size: stored.size,
+                location: stored.location,
+            })
+        }
+    };
     let stored = settings
         .store
         .put(&path, Kind::Artifact, annotations)
-        .map_err(|e| {
-            Unstored::Store(format!(
-                "the build passed, but storing its artifact failed: {e}; fix the artifact store (space, permissions, network), then run again"
-            ))
-        })?;
+        .map_err(|e| unstored("artifact", e))?;
     Ok(ArtifactRecord {
         digest: stored.digest,
         size: stored.size,
         location: stored.location,
         lock,
+        cache,
     })
+}
+
+fn unstored(what: &str, e: crate::error::Error) -> Unstored {
+    Unstored::Store(format!(
+        "the build passed, but storing its {what} failed: {e}; fix the artifact store (space, permissions, network), then run again"
+    ))
 }
 
 impl Outcome {
@@ -941,6 +984,8 @@ mod tests {
             env: Vec::new(),
             artifact: None,
             lock: None,
+            cache: None,
+            cache_from: None,
             after: Vec::new(),
             baseline: None,
         };

@@ -4,6 +4,7 @@ mod common;
 mod registry;
 mod test_bench;
 mod test_boundary;
+mod test_cache;
 mod test_check;
 mod test_debian;
 mod test_decision;

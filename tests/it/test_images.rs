@@ -95,7 +95,7 @@ pub(crate) fn results_of(env: &TestEnv, name: &str) -> Vec<ResultRecord> {
 }
 
 /// The planned jobs named `name` across every move, as JSON.
-fn planned(env: &TestEnv, name: &str) -> Vec<serde_json::Value> {
+pub(crate) fn planned(env: &TestEnv, name: &str) -> Vec<serde_json::Value> {
     let plan = env.json(&["plan", "--format", "json"]);
     let mut out = Vec::new();
     for mv in plan.as_array().unwrap() {
