@@ -6,6 +6,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod artifact;
+pub mod bisect;
 pub mod error;
 pub mod forge;
 pub mod gate;

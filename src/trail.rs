@@ -15,7 +15,7 @@ use crate::repo::{CommitInfo, Repo};
 pub struct Entry {
     pub time: i64,
     pub when: String,
-    /// promote, reject, hold, release, drop, poll
+    /// promote, reject, hold, release, drop, poll, bisect
     pub kind: String,
     pub stage: String,
     pub commit: String,
@@ -48,6 +48,8 @@ fn entry_of(c: &CommitInfo) -> Option<Entry> {
         ("drop".to_string(), vec![i.to_string()])
     } else if let Some(i) = c.trailer("Stagegate-Poll") {
         ("poll".to_string(), vec![i.to_string()])
+    } else if let Some(i) = c.trailer("Stagegate-Bisect") {
+        ("bisect".to_string(), vec![i.to_string()])
     } else {
         return None;
     };

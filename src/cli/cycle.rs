@@ -8,6 +8,9 @@ use crate::plan::Planner;
 /// order run its jobs that have no result and promote what passes — so a commit can travel
 /// several stages in one cycle.
 ///
+/// When a gate says `bisect`, a component it rejects is bisected (`stagegate bisect`)
+/// before the rejection is recorded.
+///
 /// Exits 1 when a gate rejects a commit, 130 when interrupted.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -113,6 +116,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             if !more {
                 break;
             }
+        }
+        // A gate that says `bisect` has each rejected component bisected before promote
+        // records the rejection, so the decision names the first bad upstream commit.
+        match super::bisect::due(&planner, &plan, args.parallel, args.format)? {
+            130 => return Ok(130),
+            code => worst = worst.max(code),
         }
         let outcome = super::promote::promote_and_publish(&planner, s, t, &opts, false)?;
         super::promote::report(std::slice::from_ref(&outcome), args.format, false);

@@ -5,6 +5,7 @@
 //! and leave as a message on stderr and an exit code (the exit codes the README lists).
 
 mod approve;
+mod bisect;
 mod check;
 mod cycle;
 mod diff;
@@ -82,6 +83,7 @@ pub enum Command {
     Hook(hook::Args),
     Waive(waive::Args),
     Approve(approve::Args),
+    Bisect(bisect::Args),
 }
 
 /// How listing commands print.
@@ -145,6 +147,7 @@ pub fn main() -> i32 {
         Command::Hook(a) => hook::run(&ctx, a),
         Command::Waive(a) => waive::run(&ctx, a),
         Command::Approve(a) => approve::run(&ctx, a),
+        Command::Bisect(a) => bisect::run(&ctx, a),
     };
     for w in crate::error::take_warnings() {
         eprintln!("warning: {w}");

@@ -104,7 +104,7 @@ pub struct JobVerdict {
 pub struct Reason {
     /// missing, error, regression, build-failed, fails-like-baseline, baseline-missing,
     /// held, soak, untested, missing-artifact, in-use, invalid, invalid-dependency,
-    /// rejected, approval, waived
+    /// rejected, approval, waived, bisect
     pub kind: &'static str,
     pub item: Option<String>,
     pub job: Option<String>,
@@ -131,6 +131,8 @@ pub struct Facts {
     pub approved: BTreeSet<String>,
     /// When each content key was first seen pending into T (Unix seconds).
     pub seen: BTreeMap<String, i64>,
+    /// What the newest bisect of a content key found (one line), by content key.
+    pub bisected: BTreeMap<String, String>,
 }
 
 /// The gate's verdict on one group of candidates (most groups have one member).
@@ -192,7 +194,7 @@ pub fn evaluate(
         .groups
         .iter()
         .map(|g| {
-            evaluate_group(
+            let mut e = evaluate_group(
                 plan,
                 &g.members,
                 &g.required,
@@ -200,7 +202,9 @@ pub fn evaluate(
                 &latest,
                 facts,
                 now,
-            )
+            );
+            note_bisects(&mut e, plan, facts);
+            e
         })
         .collect();
     for c in plan.candidates.iter().filter(|c| c.is_invalid()) {
@@ -233,6 +237,27 @@ pub fn evaluate(
         });
     }
     Ok(Evaluation { groups })
+}
+
+/// A rejected group names what a bisect of its members found: the first bad upstream
+/// commit, which `why`, decisions and pull requests then show with the rejection.
+fn note_bisects(e: &mut GroupEval, plan: &MovePlan, facts: &Facts) {
+    if e.state != State::Rejected {
+        return;
+    }
+    for m in &e.members {
+        if let Some(found) = plan
+            .candidate(m)
+            .and_then(|c| facts.bisected.get(&c.content))
+        {
+            e.reasons.push(Reason {
+                kind: "bisect",
+                item: Some(m.to_string()),
+                job: None,
+                message: format!("{m}: {found}"),
+            });
+        }
+    }
 }
 
 /// Judge the combination of several groups: the jobs `required` (planned for their union).

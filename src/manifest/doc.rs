@@ -59,6 +59,23 @@ pub struct GateDoc {
     pub review: bool,
     #[serde(default)]
     pub baseline: bool,
+    #[serde(default)]
+    pub bisect: Option<Spanned<BisectDoc>>,
+}
+
+/// `bisect: true`, or `bisect: {reproduce: N}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BisectDoc {
+    Flag(bool),
+    Full(BisectFullDoc),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BisectFullDoc {
+    #[serde(default)]
+    pub reproduce: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -139,7 +139,30 @@ pub struct Gate {
     pub soak: Option<Duration>,
     pub review: bool,
     pub baseline: bool,
+    /// Bisect a rejected tracked component's upstream history (`bisect: true`), and how.
+    pub bisect: Option<BisectPolicy>,
 }
+
+/// How `cycle` bisects a rejected component (`bisect:` on a gate) and `bisect ITEM` by
+/// default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BisectPolicy {
+    /// How many agreeing results settle one tested commit (pass or fail must reproduce).
+    pub reproduce: u32,
+}
+
+impl Default for BisectPolicy {
+    fn default() -> Self {
+        BisectPolicy {
+            reproduce: DEFAULT_REPRODUCE,
+        }
+    }
+}
+
+/// Results that must agree before a bisect step counts, unless the gate says otherwise.
+pub const DEFAULT_REPRODUCE: u32 = 2;
+/// The most reproductions a bisect step may ask for.
+pub const MAX_REPRODUCE: u32 = 10;
 
 impl Gate {
     pub fn requires(&self, r: Requirement) -> bool {

@@ -51,6 +51,33 @@ pub fn from_yaml<T: DeserializeOwned>(file: &str, bytes: &[u8]) -> Result<T, Dia
     serde_saphyr::from_str_with_options(text, options()).map_err(|e| yaml_diagnostic(file, &e))
 }
 
+/// A gate's `bisect:`: `true` (the default reproductions), `false`, or `{reproduce: N}`.
+fn bisect_policy(c: &mut Check, b: &Spanned<BisectDoc>) -> Option<BisectPolicy> {
+    match &b.value {
+        BisectDoc::Flag(on) => on.then(BisectPolicy::default),
+        BisectDoc::Full(full) => {
+            let Some(n) = &full.reproduce else {
+                return Some(BisectPolicy::default());
+            };
+            if !(1..=i64::from(MAX_REPRODUCE)).contains(&n.value) {
+                // Inside an untagged value the number has no location of its own: point
+                // at the `bisect:` value.
+                c.err(
+                    Pos::of(b),
+                    format!("`bisect.reproduce` is {}; it must be between 1 and {MAX_REPRODUCE}", n.value),
+                    Some(format!(
+                        "the number of agreeing results that settle one tested commit (default {DEFAULT_REPRODUCE})"
+                    )),
+                );
+                return None;
+            }
+            Some(BisectPolicy {
+                reproduce: n.value as u32,
+            })
+        }
+    }
+}
+
 fn yaml_diagnostic(file: &str, e: &serde_saphyr::Error) -> Diagnostic {
     let pos = e
         .location()
@@ -412,6 +439,11 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
             }
         }
         let soak = c.duration("soak", &g.value.soak);
+        let bisect = g
+            .value
+            .bisect
+            .as_ref()
+            .and_then(|b| bisect_policy(&mut c, b));
         gates.push((
             stage.clone(),
             Gate {
@@ -419,6 +451,7 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
                 soak,
                 review: g.value.review,
                 baseline: g.value.baseline,
+                bisect,
             },
         ));
     }

@@ -54,6 +54,8 @@ pub enum Role {
     TestChange,
     /// The same test with every item at T, for comparison.
     Baseline,
+    /// A regressed test with the candidate at one of the upstream commits `bisect` tests.
+    Bisect,
 }
 
 /// One item of a job's environment.
@@ -709,6 +711,25 @@ impl<'r> Planner<'r> {
         })
     }
 
+    /// `job` (a test job) run in another environment: the same test from the same commit,
+    /// under the key that environment gives it, with no baseline. What `bisect` runs.
+    pub fn with_env(&self, job: &Job, env: Vec<EnvItem>, role: Role) -> Result<Job> {
+        let src = self.snapshot(job.commit)?;
+        let (oid, test) = src.test_manifest(&job.name)?.ok_or_else(|| {
+            Error::infra(format!(
+                "tests/{} is gone from {}, where its job was planned",
+                job.name,
+                short(job.commit)
+            ))
+        })?;
+        let set = env
+            .iter()
+            .filter(|e| e.candidate)
+            .map(|e| e.item.clone())
+            .collect();
+        self.test_job(&src, &test, oid, role, set, env)
+    }
+
     /// The same test with every item at T.
     fn baseline(
         &self,
@@ -816,6 +837,15 @@ pub fn describe(job: &Job) -> String {
     let env = match job.role {
         Role::Build => String::new(),
         Role::Baseline => " [baseline]".into(),
+        Role::Bisect => {
+            let at: Vec<String> = job
+                .env
+                .iter()
+                .filter(|e| e.candidate)
+                .map(|e| format!("{} at {}", e.item, e.version))
+                .collect();
+            format!(" [bisect {}]", at.join(" + "))
+        }
         Role::TestChange => " [changed test]".into(),
         Role::Candidate | Role::Combination => {
             let names: Vec<String> = job.candidates.iter().map(|c| c.to_string()).collect();

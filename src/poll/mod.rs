@@ -312,12 +312,7 @@ fn track_change(planner: &Planner, item: &Item) -> Result<Option<Change>> {
     }
     Ok(Some(Change {
         id: item.id.clone(),
-        // `hello/main` names the version `main-…`: a version is no place for a `/`.
-        version: format!(
-            "{}-{}",
-            track.rsplit('/').next().unwrap_or(track),
-            &tip[..12]
-        ),
+        version: tracked_version(track, &tip),
         commit: Some((pinned.clone(), tip.clone())),
         upstream: None,
         reason: format!("upstream {track} moved to {}", &tip[..12]),
@@ -403,6 +398,33 @@ fn date(now: i64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_secs(now.max(0) as u64);
     let s = humantime::format_rfc3339_seconds(t).to_string();
     s[..10].replace('-', ".")
+}
+
+/// A component's manifest `text` pinned to upstream `commit` (replacing `old`, the commit
+/// it pins) at `version`: what poll would commit had the tracked branch stopped there.
+/// `bisect` keys the jobs it runs at each upstream commit by it.
+pub fn pinned(id: &ItemId, text: &str, old: &str, commit: &str, version: &str) -> Result<String> {
+    edit_text(
+        &id.path(),
+        text,
+        &Change {
+            id: id.clone(),
+            version: version.to_string(),
+            commit: Some((old.to_string(), commit.to_string())),
+            upstream: None,
+            reason: String::new(),
+        },
+    )
+}
+
+/// The version poll gives a component tracking `track` at `commit`: `main-0123456789ab`
+/// (a version is no place for the `/` of `hello/main`).
+fn tracked_version(track: &str, commit: &str) -> String {
+    format!(
+        "{}-{}",
+        track.rsplit('/').next().unwrap_or(track),
+        &commit[..commit.len().min(12)]
+    )
 }
 
 /// The manifest text with the change applied, verified by parsing it again.

@@ -111,6 +111,9 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView) -> Result<Fac
                 },
             );
         }
+        if let Some(b) = crate::bisect::record::latest(view, &plan.to.name, &c.content)? {
+            facts.bisected.insert(c.content.clone(), b.summary());
+        }
         let path = seen_path(&plan.to.name, &c.content);
         if let Some(bytes) = view.read(&path)? {
             let s: SeenRecord = records::parse(&path, &bytes)?;

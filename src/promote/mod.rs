@@ -585,7 +585,7 @@ fn record_rejections(
         let reasons: Vec<String> = g
             .reasons
             .iter()
-            .filter(|r| matches!(r.kind, "regression" | "build-failed"))
+            .filter(|r| matches!(r.kind, "regression" | "build-failed" | "bisect"))
             .map(|r| r.message.clone())
             .collect();
         let rec = record(

@@ -561,6 +561,7 @@ pub fn role_name(role: Role) -> &'static str {
         Role::Combination => "combination",
         Role::TestChange => "test-change",
         Role::Baseline => "baseline",
+        Role::Bisect => "bisect",
     }
 }
 

@@ -15,7 +15,7 @@ use super::{Event, Outcome, Passed, Ready, Settings};
 use crate::artifact::Store;
 use crate::error::{Error, Result};
 use crate::ledger::recorder::Recorder;
-use crate::ledger::{ArtifactRecord, Ledger, Verdict};
+use crate::ledger::{ArtifactRecord, Ledger, LedgerView, Verdict};
 use crate::plan::{Job, MovePlan, Planner, describe};
 use crate::repo::Checkout;
 
@@ -106,6 +106,45 @@ struct Selection {
 /// SIGTERM) are taken over while jobs run: they kill the jobs and end the run early.
 pub fn run(planner: &Planner, plans: &[MovePlan], opts: &Options, sink: Sink) -> Result<Report> {
     let selection = select(planner, plans, opts)?;
+    run_selection(planner, plans, selection, opts, sink)
+}
+
+/// Run exactly `jobs`, each once, whatever the ledger already holds for them, with the
+/// environment policy of the moves in `plans` (which must hold the jobs): what `bisect`
+/// runs to reproduce a result. Only [`Options::parallel`] counts.
+pub fn run_jobs(
+    planner: &Planner,
+    plans: &[MovePlan],
+    jobs: Vec<Job>,
+    opts: &Options,
+    sink: Sink,
+) -> Result<Report> {
+    let view = Ledger::new(planner.repo, &planner.pipeline.results_ref).view()?;
+    let mut planned_attempts = HashMap::new();
+    for j in &jobs {
+        planned_attempts.insert(j.key.clone(), view.attempt_count(&j.key)?);
+    }
+    let known = known_builds(&view, &jobs)?;
+    let selection = Selection {
+        jobs,
+        reused: 0,
+        planned_attempts,
+        known,
+    };
+    let opts = Options {
+        parallel: opts.parallel,
+        ..Options::default()
+    };
+    run_selection(planner, plans, selection, &opts, sink)
+}
+
+fn run_selection(
+    planner: &Planner,
+    plans: &[MovePlan],
+    selection: Selection,
+    opts: &Options,
+    sink: Sink,
+) -> Result<Report> {
     let reused = selection.reused;
     if opts.dry_run || selection.jobs.is_empty() {
         return Ok(Report {
@@ -296,7 +335,6 @@ fn select(planner: &Planner, plans: &[MovePlan], opts: &Options) -> Result<Selec
     }
     let mut jobs = Vec::new();
     let mut planned_attempts: HashMap<String, u32> = HashMap::new();
-    let mut known: HashMap<String, ArtifactRecord> = HashMap::new();
     let mut reused = 0;
     for (key, job) in &all {
         if !opts.jobs.is_empty() && !matches(key, &opts.jobs) {
@@ -318,8 +356,20 @@ fn select(planner: &Planner, plans: &[MovePlan], opts: &Options) -> Result<Selec
         planned_attempts.insert(key.clone(), view.attempt_count(key)?);
         jobs.push(job.clone());
     }
+    let known = known_builds(&view, &jobs)?;
+    Ok(Selection {
+        jobs,
+        reused,
+        planned_attempts,
+        known,
+    })
+}
+
+/// Builds `jobs` need that are not among them, with the artifacts they recorded.
+fn known_builds(view: &LedgerView, jobs: &[Job]) -> Result<HashMap<String, ArtifactRecord>> {
     let selected_keys: BTreeSet<String> = jobs.iter().map(|j| j.key.clone()).collect();
-    for job in &jobs {
+    let mut known = HashMap::new();
+    for job in jobs {
         for dep in &job.after {
             if !selected_keys.contains(dep)
                 && let Some(r) = view.latest(dep)?
@@ -330,12 +380,7 @@ fn select(planner: &Planner, plans: &[MovePlan], opts: &Options) -> Result<Selec
             }
         }
     }
-    Ok(Selection {
-        jobs,
-        reused,
-        planned_attempts,
-        known,
-    })
+    Ok(known)
 }
 
 /// The claims shared by the runs on this machine; without them (an unwritable `.git`)

@@ -3,6 +3,7 @@
 mod common;
 mod registry;
 mod test_bench;
+mod test_bisect;
 mod test_boundary;
 mod test_cache;
 mod test_check;

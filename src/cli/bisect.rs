@@ -1,0 +1,271 @@
+//! `stagegate bisect ITEM`: name the upstream commit that broke a rejected component.
+
+use std::sync::Arc;
+
+use super::{Code, Ctx, Format, print_json};
+use crate::bisect::record::{BisectRecord, StepRecord};
+use crate::bisect::{self, Outcome, Progress};
+use crate::error::Result;
+use crate::plan::{Job, MovePlan, Planner};
+use crate::runner::session;
+
+/// Find the first bad upstream commit of a rejected component.
+///
+/// When a component that tracks an upstream repository (`source: {git, commit, track}`)
+/// jumped several upstream commits and a test regressed against the target stage, this
+/// replays the tests that regressed (with everything else at the target stage) at the
+/// upstream commits in between: both ends first (the target's commit must pass, the
+/// candidate's must fail), then a binary search of the tracked branch's first-parent line,
+/// then into the side a merge brought in when the first bad commit is a merge. Each commit
+/// is settled when its results reproduce (`--reproduce`); an `error` is no verdict. Every
+/// result is recorded in the ledger, so a repeated bisect runs only what is missing; the
+/// outcome is recorded too, and `why`, `log`, the decision and the pull request name it.
+///
+/// Exits 0 when it names the first bad commit, 1 when the regression does not reproduce at
+/// the two ends (nothing to name), 2 when ITEM is not a rejected tracked component, 3 when
+/// the upstream cannot be fetched or a commit cannot be tested (an `error` twice), 130
+/// when interrupted.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The rejected component: components/NAME.
+    pub item: String,
+    /// Agreeing results that settle each tested commit (default: the gate's
+    /// `bisect: {reproduce: N}`, else 2).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub reproduce: Option<u32>,
+    /// Stay on the tracked branch's first-parent line: when the first bad commit is a
+    /// merge, name the merge instead of searching the side it brought in.
+    #[arg(long)]
+    pub first_parent: bool,
+    /// How many jobs run at once (default: the number of cores).
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub parallel: Option<usize>,
+    /// Push the results ledger to the remote afterwards.
+    #[arg(long)]
+    pub push: bool,
+    /// How to print: text for people, json for programs (stable, documented in the README).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
+    let repo = ctx.repo()?;
+    let planner = Planner::new(&repo, None)?;
+    super::sync::start(ctx, &repo, &planner.pipeline, args.push)?;
+    let id = crate::promote::edits::parse_candidate(&planner, &args.item)?;
+    let target = bisect::target(&planner, &id)?;
+    let opts = bisect::Options {
+        reproduce: bisect::reproduce(args.reproduce, target.policy),
+        first_parent: args.first_parent,
+        by: by(),
+    };
+    let text = args.format == Format::Text;
+    if text {
+        println!(
+            "bisecting {id} between {} ({}) and {} ({}), replaying {}; each result must reproduce {}×",
+            &target.good[..target.good.len().min(12)],
+            target.plan.to.name,
+            &target.bad[..target.bad.len().min(12)],
+            target.plan.from.name,
+            tests(&target.jobs),
+            opts.reproduce
+        );
+    }
+    let mut progress = |p: Progress| {
+        if text {
+            show(&p);
+        }
+    };
+    match run_bisect(&planner, &target, &opts, args.parallel, &mut progress)? {
+        Outcome::Interrupted => {
+            if text {
+                println!(
+                    "interrupted: the results recorded so far are kept; `stagegate bisect {id}` goes on from them"
+                );
+            }
+            Ok(130)
+        }
+        Outcome::Done(rec) => {
+            match args.format {
+                Format::Json => print_json(&rec),
+                Format::Text => print_outcome(&rec),
+            }
+            Ok(if rec.first_bad.is_some() { 0 } else { 1 })
+        }
+    }
+}
+
+/// Bisect `target`, running its jobs through the library's run session.
+pub fn run_bisect(
+    planner: &Planner,
+    target: &bisect::Target,
+    opts: &bisect::Options,
+    parallel: Option<usize>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Outcome> {
+    let mut runner = SessionRunner {
+        planner,
+        plan: &target.plan,
+        parallel,
+    };
+    bisect::bisect(planner, target, opts, &mut runner, progress)
+}
+
+/// Who bisects, for the record.
+pub fn by() -> String {
+    let r = crate::runner::identity();
+    format!(
+        "stagegate {} ({}@{})",
+        env!("CARGO_PKG_VERSION"),
+        r.user,
+        r.host
+    )
+}
+
+fn tests(jobs: &[Job]) -> String {
+    jobs.iter()
+        .map(|j| format!("tests/{}", j.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs bisect's jobs with the environment policy of the move they come from (T's `env:`).
+struct SessionRunner<'a, 'p> {
+    planner: &'a Planner<'p>,
+    plan: &'a MovePlan,
+    parallel: Option<usize>,
+}
+
+impl bisect::Runner for SessionRunner<'_, '_> {
+    fn run(&mut self, jobs: Vec<Job>) -> Result<bool> {
+        let mut plan = self.plan.clone();
+        for j in &jobs {
+            plan.jobs.insert(j.key.clone(), j.clone());
+        }
+        let opts = session::Options {
+            parallel: self.parallel,
+            ..Default::default()
+        };
+        let quiet: session::Sink = Arc::new(|_| {});
+        let report = session::run_jobs(
+            self.planner,
+            std::slice::from_ref(&plan),
+            jobs,
+            &opts,
+            quiet,
+        )?;
+        Ok(!report.interrupted)
+    }
+}
+
+pub fn show(p: &Progress) {
+    match p {
+        Progress::Line { commits } => println!(
+            "{} on the first-parent line",
+            super::count(*commits, "upstream commit")
+        ),
+        Progress::Testing { .. } => {}
+        Progress::Settled { step } => println!("  {}", step_line(step)),
+    }
+}
+
+fn step_line(s: &StepRecord) -> String {
+    let role = match s.role.as_str() {
+        "good-end" => "(the target's commit)",
+        "bad-end" => "(the candidate's commit)",
+        "merged-side" => "(merged side)",
+        _ => "",
+    };
+    format!(
+        "{:<4} {} {} — {} passed, {} failed{} {role}",
+        s.verdict,
+        &s.commit[..12],
+        s.subject,
+        s.passed,
+        s.failed,
+        if s.flaky { ", flaky here" } else { "" }
+    )
+    .trim_end()
+    .to_string()
+}
+
+fn print_outcome(rec: &BisectRecord) {
+    match &rec.first_bad {
+        Some(c) => {
+            println!(
+                "first bad commit: {} {}\n  author: {}",
+                c.commit, c.subject, c.author
+            );
+            if let Some(m) = &rec.merged_by {
+                println!("  merged into {} by {m}", rec.upstream);
+            }
+            println!(
+                "  {} tested between the two ends, {} commits on the first-parent line",
+                super::count(rec.steps_between(), "commit"),
+                rec.line
+            );
+        }
+        None => println!(
+            "no first bad commit: {}",
+            rec.reason.as_deref().unwrap_or("inconclusive")
+        ),
+    }
+    if rec.steps.iter().any(|s| s.flaky) {
+        println!(
+            "  note: some commits both passed and failed; the verdict that reproduced {}× first counted",
+            rec.reproduce
+        );
+    }
+    println!(
+        "recorded in the ledger: `stagegate why {}` and `stagegate log {}` show it",
+        rec.item, rec.item
+    );
+}
+
+/// What `cycle` does before promoting a move whose gate says `bisect`: bisect each
+/// rejected component that is due ([`bisect::due`]), so the rejection's decision names
+/// the first bad upstream commit. Returns 130 when interrupted, 3 when a bisect could not
+/// finish (the next cycle tries again; promotion goes on), else 0.
+pub fn due(
+    planner: &Planner,
+    plan: &MovePlan,
+    parallel: Option<usize>,
+    format: Format,
+) -> Result<Code> {
+    let text = format == Format::Text;
+    let mut code = 0;
+    for target in bisect::due(planner, plan)? {
+        let opts = bisect::Options {
+            reproduce: bisect::reproduce(None, target.policy),
+            first_parent: false,
+            by: by(),
+        };
+        if text {
+            println!(
+                "bisecting {} (the gate into {} says bisect)",
+                target.id, plan.to.name
+            );
+        }
+        let mut progress = |p: Progress| {
+            if text {
+                show(&p);
+            }
+        };
+        match run_bisect(planner, &target, &opts, parallel, &mut progress) {
+            Ok(Outcome::Interrupted) => return Ok(130),
+            Ok(Outcome::Done(rec)) => {
+                if text {
+                    println!("{}: {}", rec.item, rec.summary());
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "the bisect of {} did not finish; promoting anyway:",
+                    target.id
+                );
+                code = code.max(super::report(&e));
+            }
+        }
+    }
+    Ok(code)
+}
