@@ -254,7 +254,7 @@ fn note_bisects(e: &mut GroupEval, plan: &MovePlan, facts: &Facts) {
                 kind: "bisect",
                 item: Some(m.to_string()),
                 job: None,
-                message: format!("{m}: {found}"),
+                message: found.clone(),
             });
         }
     }
