@@ -57,7 +57,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let opts = bisect::Options {
         reproduce: bisect::reproduce(args.reproduce, target.policy),
         first_parent: args.first_parent,
-        by: by(),
+        by: super::decider(),
     };
     let text = args.format == Format::Text;
     if text {
@@ -109,17 +109,6 @@ pub fn run_bisect(
         parallel,
     };
     bisect::bisect(planner, target, opts, &mut runner, progress)
-}
-
-/// Who bisects, for the record.
-pub fn by() -> String {
-    let r = crate::runner::identity();
-    format!(
-        "stagegate {} ({}@{})",
-        env!("CARGO_PKG_VERSION"),
-        r.user,
-        r.host
-    )
 }
 
 fn tests(jobs: &[Job]) -> String {
@@ -238,7 +227,7 @@ pub fn due(
         let opts = bisect::Options {
             reproduce: bisect::reproduce(None, target.policy),
             first_parent: false,
-            by: by(),
+            by: super::decider(),
         };
         if text {
             println!(

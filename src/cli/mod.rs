@@ -217,6 +217,17 @@ pub fn print_json<T: serde::Serialize>(value: &T) {
     );
 }
 
+/// Who decides (or bisects), for the records: `stagegate VERSION (user@host)`.
+pub fn decider() -> String {
+    let r = crate::runner::identity();
+    format!(
+        "stagegate {} ({}@{})",
+        env!("CARGO_PKG_VERSION"),
+        r.user,
+        r.host
+    )
+}
+
 /// `n` and the noun, plural unless `n` is 1: "1 job", "2 jobs".
 pub fn count(n: usize, noun: &str) -> String {
     if n == 1 {

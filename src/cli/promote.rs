@@ -56,12 +56,7 @@ pub fn options<'a>(
     let remote = super::sync::remote(ctx, pipeline, false).unwrap_or_else(|| "origin".into());
     Options {
         dry_run,
-        by: format!(
-            "stagegate {} ({}@{})",
-            env!("CARGO_PKG_VERSION"),
-            r.user,
-            r.host
-        ),
+        by: super::decider(),
         ci_url: r.ci_url,
         review: forge.map(|forge| promote::review::Review {
             forge,

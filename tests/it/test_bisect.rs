@@ -131,6 +131,13 @@ fn results(env: &TestEnv) -> usize {
         .count()
 }
 
+/// `bisect components/tool --format json` with `args`.
+fn bisect_json(env: &TestEnv, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["bisect", "components/tool", "--format", "json"];
+    all.extend(args);
+    env.json(&all)
+}
+
 fn roles(rec: &serde_json::Value, role: &str) -> Vec<String> {
     rec["steps"]
         .as_array()
@@ -145,14 +152,7 @@ fn roles(rec: &serde_json::Value, role: &str) -> Vec<String> {
 fn bisect_names_the_first_bad_upstream_commit_in_log2_steps() {
     let (env, up) = rejected("c5");
     let before = results(&env);
-    let rec = env.json(&[
-        "bisect",
-        "components/tool",
-        "--reproduce",
-        "1",
-        "--format",
-        "json",
-    ]);
+    let rec = bisect_json(&env, &["--reproduce", "1"]);
     assert_eq!(rec["outcome"], "found", "{rec:#}");
     assert_eq!(rec["first-bad"]["commit"], up.id("c5"), "{rec:#}");
     assert_eq!(rec["first-bad"]["subject"], "c5: change c5");
@@ -188,14 +188,7 @@ fn bisect_names_the_first_bad_upstream_commit_in_log2_steps() {
 #[test]
 fn bisect_goes_into_the_side_a_merge_brought_in() {
     let (env, up) = rejected("s2");
-    let rec = env.json(&[
-        "bisect",
-        "components/tool",
-        "--reproduce",
-        "1",
-        "--format",
-        "json",
-    ]);
+    let rec = bisect_json(&env, &["--reproduce", "1"]);
     assert_eq!(rec["first-bad"]["commit"], up.id("s2"), "{rec:#}");
     assert_eq!(rec["merged-by"], up.id("c3"), "{rec:#}");
     assert!(
@@ -204,15 +197,7 @@ fn bisect_goes_into_the_side_a_merge_brought_in() {
     );
 
     // --first-parent stops at the merge on the tracked branch.
-    let rec = env.json(&[
-        "bisect",
-        "components/tool",
-        "--reproduce",
-        "1",
-        "--first-parent",
-        "--format",
-        "json",
-    ]);
+    let rec = bisect_json(&env, &["--reproduce", "1", "--first-parent"]);
     assert_eq!(rec["first-bad"]["commit"], up.id("c3"), "{rec:#}");
     assert!(rec.get("merged-by").is_none(), "{rec:#}");
 }
@@ -222,14 +207,7 @@ fn bisect_reproduces_each_verdict_so_a_flaky_step_does_not_mislead_it() {
     let (env, up) = rejected("c5");
     // c4 (good) fails on its first run only.
     std::fs::write(env.home().join("flaky-at"), up.id("c4")).unwrap();
-    let rec = env.json(&[
-        "bisect",
-        "components/tool",
-        "--reproduce",
-        "2",
-        "--format",
-        "json",
-    ]);
+    let rec = bisect_json(&env, &["--reproduce", "2"]);
     assert_eq!(rec["first-bad"]["commit"], up.id("c5"), "{rec:#}");
     assert_eq!(rec["reproduce"], 2);
     let c4 = rec["steps"]
