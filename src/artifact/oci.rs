@@ -104,6 +104,9 @@ impl Registry {
         })?;
         let hostname = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
         let plain_http = forced_http || matches!(hostname, "127.0.0.1" | "localhost" | "[::1]");
+        // oci-client is built without a TLS provider of its own (see Cargo.toml); use ring,
+        // the one octocrab uses. Installing twice is harmless: the first one stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let config = ClientConfig {
             protocol: if plain_http {
                 ClientProtocol::Http
