@@ -35,7 +35,7 @@ fn the_readme_walk_runs_as_written() {
     }
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let commands = walk_commands(&readme, "## A five-minute walk through the example");
+    let commands = walk_commands(&readme, "## A walk through the example");
     assert!(commands.len() >= 8, "{commands:?}");
     let env = TestEnv::new();
     let tmp = env.home().join("tmp");
