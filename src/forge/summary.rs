@@ -55,6 +55,10 @@ pub struct PromotionSummary {
     /// Why: one line each (a missing result, a regression, soak time left, …).
     #[serde(default)]
     pub reasons: Vec<String>,
+    /// What bisects of this move's rejected components found, one line each
+    /// (`components/xen: first bad upstream commit …`), whether they move or stay.
+    #[serde(default)]
+    pub bisects: Vec<String>,
     pub candidates: Vec<CandidateChange>,
     pub jobs: Vec<JobRow>,
     /// This CI run, if any (GitHub: `$GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID`).

@@ -82,7 +82,7 @@ pub fn summary(planner: &Planner, plan: &MovePlan, decided: &Decided) -> Result<
                     jobs_seen.push(j);
                 }
             }
-            for r in &g.reasons {
+            for r in g.reasons.iter().filter(|r| r.kind != "bisect") {
                 let m = format!("{}: {}", c.id, r.message);
                 if !reasons.contains(&m) {
                     reasons.push(m);
@@ -148,6 +148,7 @@ pub fn summary(planner: &Planner, plan: &MovePlan, decided: &Decided) -> Result<
         target: Some(plan.to_head.to_string()),
         decision,
         reasons,
+        bisects: bisects(&decided.evaluation),
         candidates,
         jobs,
         run_url: crate::runner::identity().ci_url,
@@ -160,6 +161,17 @@ pub fn summary(planner: &Planner, plan: &MovePlan, decided: &Decided) -> Result<
         .map(|(title, url)| Link { title, url })
         .collect(),
     })
+}
+
+/// The first bad upstream commits bisects found for the move's rejected candidates: the
+/// pull request names them even when the candidate stays behind.
+fn bisects(e: &crate::gate::Evaluation) -> Vec<String> {
+    e.groups
+        .iter()
+        .flat_map(|g| &g.reasons)
+        .filter(|r| r.kind == "bisect")
+        .map(|r| format!("{}: {}", r.item.as_deref().unwrap_or("?"), r.message))
+        .collect()
 }
 
 /// What reviewing did for the chosen commit.

@@ -303,8 +303,23 @@ fn cycle_bisects_a_rejection_when_the_gate_says_bisect() {
         .count()
     };
     assert_eq!(bisects(&env), 1);
-    env.sg_code(1, &["cycle", "--no-poll"]);
-    assert_eq!(bisects(&env), 1);
+    // The CI step summary (what the pull request body says too) names it.
+    let step_summary = env.home().join("step-summary.md");
+    let out = env
+        .sg_cmd(&["cycle", "--no-poll"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &step_summary)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(bisects(&env), 1, "not bisected again");
+    let md = std::fs::read_to_string(&step_summary).unwrap();
+    assert!(
+        md.contains(&format!(
+            "- bisected: components/tool: first bad upstream commit {c5}"
+        )),
+        "{md}"
+    );
 }
 
 #[test]

@@ -85,6 +85,9 @@ fn summary() -> PromotionSummary {
         target: Some("89abcdef0123456789abcdef0123456789abcdef".into()),
         decision: DecisionKind::Reject,
         reasons: vec!["test boot [xen] fails while its baseline passes: a regression".into()],
+        bisects: vec![
+            "components/xen: first bad upstream commit 0123456789ab \"sched: rework credit\" (bisected in 3 steps over 8 commits, each result reproduced 2×)".into(),
+        ],
         candidates: vec![CandidateChange {
             kind: "component".into(),
             name: "xen".into(),
@@ -147,6 +150,10 @@ fn the_pr_body_shows_the_version_change_the_diff_the_verdicts_and_the_reasons() 
     );
     assert!(
         body.contains("- test boot [xen] fails while its baseline passes: a regression"),
+        "{body}"
+    );
+    assert!(
+        body.contains("### Bisected\n\n- components/xen: first bad upstream commit 0123456789ab \"sched: rework credit\""),
         "{body}"
     );
     assert!(
