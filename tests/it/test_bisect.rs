@@ -67,13 +67,17 @@ fn upstream(env: &TestEnv, bad: &str) -> Upstream {
 }
 
 /// The test: fetch the component at its commit and run it; it must print `ok`. When
-/// `$HOME/flaky-at` names the commit under test, its first run fails anyway.
+/// `$HOME/flaky-at` names the commit under test, its first run fails anyway;
+/// `$HOME/cannot-run` makes it an `error`, `$HOME/all-pass` a pass.
 const RUNS_SH: &str = r#"#!/bin/sh
 set -eu
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 git clone -q "$STAGEGATE_COMPONENT_TOOL_GIT" "$work/tool"
 git -C "$work/tool" -c advice.detachedHead=false checkout -q "$STAGEGATE_COMPONENT_TOOL_COMMIT"
+# Knobs for the tests: a job that cannot run (exit 127 is `error`), a test that passes.
+[ -e "$HOME/cannot-run" ] && exit 127
+[ -e "$HOME/all-pass" ] && exit 0
 if [ -f "$HOME/flaky-at" ] && [ "$(cat "$HOME/flaky-at")" = "$STAGEGATE_COMPONENT_TOOL_COMMIT" ] && [ ! -e "$HOME/flaked" ]; then
     touch "$HOME/flaked"
     echo "a spurious failure"
@@ -228,6 +232,67 @@ fn bisect_reproduces_each_verdict_so_a_flaky_step_does_not_mislead_it() {
             assert!(s.get("flaky").is_none(), "{s:#}");
         }
     }
+}
+
+#[test]
+fn a_regression_that_does_not_reproduce_at_the_ends_names_no_commit() {
+    let (env, up) = rejected("c5");
+    std::fs::write(env.home().join("all-pass"), "").unwrap();
+    let (out, _) = env.sg_code(1, &["bisect", "components/tool", "--reproduce", "1"]);
+    assert!(
+        out.contains(&format!(
+            "no first bad commit: the candidate's commit {} passes when tested again",
+            &up.id("c8")[..12]
+        )),
+        "{out}"
+    );
+    let why = env.sg_code(0, &["why", "components/tool"]).0;
+    assert!(why.contains("bisect inconclusive"), "{why}");
+}
+
+#[test]
+fn an_error_is_no_verdict_and_a_bisect_picks_up_where_it_stopped() {
+    let (env, up) = rejected("c5");
+    let knob = env.home().join("cannot-run");
+    std::fs::write(&knob, "").unwrap();
+    let before = results(&env);
+    let (_, err) = env.sg_code(3, &["bisect", "components/tool", "--reproduce", "1"]);
+    assert!(
+        err.contains(&format!(
+            "tests/runs at upstream commit {} ended without a verdict twice",
+            &up.id("c0")[..12]
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("the command could not be run (exit 127"),
+        "{err}"
+    );
+    assert!(
+        err.contains("run `stagegate bisect components/tool` again"),
+        "{err}"
+    );
+    assert_eq!(results(&env), before + 2, "both errors are recorded");
+    assert_eq!(
+        env.git(&[
+            "ls-tree",
+            "-r",
+            "--name-only",
+            "refs/stagegate/results",
+            "bisect"
+        ]),
+        "",
+        "no outcome is recorded"
+    );
+    std::fs::remove_file(&knob).unwrap();
+    let rec = bisect_json(&env, &["--reproduce", "1"]);
+    assert_eq!(rec["first-bad"]["commit"], up.id("c5"), "{rec:#}");
+    let c0 = &rec["steps"][0];
+    assert_eq!(
+        (c0["passed"].as_u64(), c0["failed"].as_u64()),
+        (Some(1), Some(0)),
+        "{c0:#}"
+    );
 }
 
 #[test]
