@@ -95,7 +95,39 @@ pub fn to_yaml<T: Serialize>(value: &T) -> String {
     serde_saphyr::to_string(value).expect("records serialize")
 }
 
+/// The clock every recorded fact and every gate decision reads.
+///
+/// `STAGEGATE_NOW` (an RFC 3339 time) fixes it: for tests, and for replaying what a gate
+/// would say at another time (an expiry, a soak). A value that does not parse is ignored
+/// with a warning, never a crash.
+pub fn now() -> std::time::SystemTime {
+    match std::env::var("STAGEGATE_NOW") {
+        Ok(v) if !v.trim().is_empty() => match humantime::parse_rfc3339_weak(v.trim()) {
+            Ok(t) => t,
+            Err(e) => {
+                crate::error::warn(format!(
+                    "STAGEGATE_NOW={v:?} is not an RFC 3339 time ({e}); using the real clock"
+                ));
+                std::time::SystemTime::now()
+            }
+        },
+        _ => std::time::SystemTime::now(),
+    }
+}
+
+/// [`now`] in seconds since the Unix epoch.
+pub fn now_secs() -> i64 {
+    unix_secs(now())
+}
+
+/// A time in seconds since the Unix epoch (0 before it).
+pub fn unix_secs(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
 /// Now, as RFC 3339 in UTC with second precision.
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+    humantime::format_rfc3339_seconds(now()).to_string()
 }

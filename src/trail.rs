@@ -26,6 +26,14 @@ pub struct Entry {
     pub reason: Option<String>,
     pub by: Option<String>,
     pub subject: String,
+    /// For an override (waive, approve, freeze, quarantine, and un… when lifted): its id
+    /// and what it covers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
 
 /// How far back one branch is read at most, by default.
@@ -50,6 +58,14 @@ fn entry_of(c: &CommitInfo) -> Option<Entry> {
         ("poll".to_string(), vec![i.to_string()])
     } else if let Some(i) = c.trailer("Stagegate-Bisect") {
         ("bisect".to_string(), vec![i.to_string()])
+    } else if let Some(o) = c.trailer("Stagegate-Override") {
+        (
+            o.split_whitespace().next().unwrap_or_default().to_string(),
+            c.trailers("Stagegate-Item")
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        )
     } else {
         return None;
     };
@@ -76,6 +92,12 @@ fn entry_of(c: &CommitInfo) -> Option<Entry> {
             .or(c.trailer("Stagegate-Decided-By"))
             .map(String::from),
         subject: c.subject().to_string(),
+        id: c
+            .trailer("Stagegate-Override")
+            .and_then(|o| o.split_whitespace().nth(1))
+            .map(String::from),
+        scope: c.trailer("Stagegate-Scope").map(String::from),
+        expires: c.trailer("Stagegate-Expires").map(String::from),
     })
 }
 

@@ -1,6 +1,6 @@
 //! `stagegate approve CANDIDATE --reason TEXT`: let a pipeline change move.
 
-use super::{Code, Ctx, Format, print_json};
+use super::{Code, Ctx, Expiry, Format, print_json};
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
 use crate::plan::Planner;
@@ -8,17 +8,23 @@ use crate::plan::Planner;
 /// Approve a pending candidate — a change of stagegate.yaml, which no run can move on its
 /// own — into the next stage. The approval is for exactly the pending content: a later
 /// change needs a new one. Recorded in the results ledger with your name, the time and the
-/// reason.
+/// reason; `--remove ID` lifts it (recorded too).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The candidate: stagegate.yaml (or images/NAME, components/NAME, tests/NAME).
-    pub candidate: String,
+    #[arg(required_unless_present = "remove")]
+    pub candidate: Option<String>,
     /// Why (recorded).
     #[arg(long)]
-    pub reason: String,
+    pub reason: Option<String>,
     /// The stage it may enter (default: the next stage of the first move it is pending on).
     #[arg(long)]
     pub stage: Option<String>,
+    #[command(flatten)]
+    pub expiry: Expiry,
+    /// Lift the approval with this id instead (`stagegate status` lists them).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["candidate", "stage"])]
+    pub remove: Option<String>,
     /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -28,7 +34,26 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
     super::sync::start(ctx, &repo, &planner.pipeline, false)?;
-    let id = crate::promote::edits::parse_candidate(&planner, &args.candidate)?;
+    let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
+    if let Some(id) = &args.remove {
+        let found =
+            crate::overrides::find(&ledger.view()?, "approve", id, crate::records::now_secs())?;
+        crate::overrides::remove(
+            &ledger,
+            std::slice::from_ref(&found),
+            &[],
+            args.reason.as_deref(),
+        )?;
+        super::sync::publish_results(&repo, &planner.pipeline)?;
+        super::print_override("lifted", &found, args.format);
+        return Ok(0);
+    }
+    let reason = super::reason_of(args.reason.as_deref())?;
+    let expires = args.expiry.resolve()?;
+    let id = crate::promote::edits::parse_candidate(
+        &planner,
+        args.candidate.as_deref().unwrap_or_default(),
+    )?;
     let moves = crate::promote::edits::pending_moves(&planner, &id)?;
     let found = moves.into_iter().find(|(_, t)| {
         args.stage
@@ -51,16 +76,27 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let c = plan
         .candidate(&id)
         .ok_or_else(|| Error::usage(format!("{id} is not pending into {}", t.name)))?;
-    let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
-    let new =
-        crate::overrides::approve(&ledger, &id.to_string(), &c.content, &t.name, &args.reason)?;
+    let rec = crate::overrides::approve(
+        &ledger,
+        &id.to_string(),
+        &c.content,
+        &t.name,
+        expires,
+        reason,
+    )?;
     super::sync::publish_results(&repo, &planner.pipeline)?;
     match args.format {
-        Format::Json => print_json(
-            &serde_json::json!({"candidate": id, "stage": t.name, "content": c.content, "recorded": new}),
-        ),
-        Format::Text if new => println!("approved {id} into {}: {}", t.name, args.reason),
-        Format::Text => println!("{id} was already approved into {}", t.name),
+        Format::Json => print_json(&serde_json::json!({
+            "candidate": id,
+            "stage": t.name,
+            "content": c.content,
+            "recorded": rec.is_some(),
+            "override": rec.as_ref().map(|r| r.to_ref()),
+        })),
+        Format::Text => match &rec {
+            Some(_) => println!("approved {id} into {}: {reason}", t.name),
+            None => println!("{id} was already approved into {}", t.name),
+        },
     }
     Ok(0)
 }

@@ -54,7 +54,15 @@ pub fn print_entry(e: &Entry) {
         stage,
         short_str(&e.commit)
     );
-    if !e.items.is_empty() {
+    if let (Some(id), Some(scope)) = (&e.id, &e.scope) {
+        println!(
+            "    {id} of {scope}{}",
+            e.expires
+                .as_ref()
+                .map(|x| format!(", until {x}"))
+                .unwrap_or_default()
+        );
+    } else if !e.items.is_empty() {
         println!("    {}", e.items.join(", "));
     }
     if let Some(t) = &e.tested {

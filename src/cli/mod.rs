@@ -10,6 +10,7 @@ mod check;
 mod cycle;
 mod diff;
 mod drop;
+mod freeze;
 pub mod github;
 mod hold;
 mod hook;
@@ -20,12 +21,15 @@ mod packages;
 mod plan;
 mod poll;
 mod promote;
+mod quarantine;
 mod release;
 mod report;
 pub mod run;
 mod status;
 mod store;
 mod sync;
+mod unfreeze;
+mod unquarantine;
 mod verify;
 mod waive;
 mod why;
@@ -84,6 +88,10 @@ pub enum Command {
     Waive(waive::Args),
     Approve(approve::Args),
     Bisect(bisect::Args),
+    Freeze(freeze::Args),
+    Unfreeze(unfreeze::Args),
+    Quarantine(quarantine::Args),
+    Unquarantine(unquarantine::Args),
 }
 
 /// How listing commands print.
@@ -148,6 +156,10 @@ pub fn main() -> i32 {
         Command::Waive(a) => waive::run(&ctx, a),
         Command::Approve(a) => approve::run(&ctx, a),
         Command::Bisect(a) => bisect::run(&ctx, a),
+        Command::Freeze(a) => freeze::run(&ctx, a),
+        Command::Unfreeze(a) => unfreeze::run(&ctx, a),
+        Command::Quarantine(a) => quarantine::run(&ctx, a),
+        Command::Unquarantine(a) => unquarantine::run(&ctx, a),
     };
     for w in crate::error::take_warnings() {
         eprintln!("warning: {w}");
@@ -206,6 +218,47 @@ pub fn print_edit(e: &crate::promote::edits::Edited, format: Format) {
             Some(c) => println!("{} ({} on {})", e.message, &c[..10], e.stage),
             None => println!("{}", e.message),
         },
+    }
+}
+
+/// When an override ends (`--expires` or `--for`); without either it lasts until removed.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Expiry {
+    /// It stops counting at this date (UTC midnight, `2026-12-01`) or RFC 3339 time.
+    #[arg(long, value_name = "WHEN")]
+    pub expires: Option<String>,
+    /// It stops counting after this long from now (`3d`, `12h`, `1week`).
+    #[arg(long = "for", value_name = "DURATION")]
+    pub lasting: Option<String>,
+}
+
+impl Expiry {
+    /// The expiry as RFC 3339, checked (a usage error says what is expected).
+    pub fn resolve(&self) -> Result<Option<String>> {
+        crate::overrides::expiry(
+            self.expires.as_deref(),
+            self.lasting.as_deref(),
+            crate::records::now_secs(),
+        )
+    }
+}
+
+/// The reason an override needs (`--reason`): a usage error when there is none.
+pub fn reason_of(reason: Option<&str>) -> Result<&str> {
+    match reason {
+        Some(r) if !r.trim().is_empty() => Ok(r),
+        _ => Err(Error::usage_help(
+            "an override needs a reason",
+            "say why with --reason TEXT; it is recorded with your name",
+        )),
+    }
+}
+
+/// Print an override just recorded or lifted.
+pub fn print_override(verb: &str, r: &crate::overrides::OverrideRef, format: Format) {
+    match format {
+        Format::Json => print_json(&serde_json::json!({ "action": verb, "override": r })),
+        Format::Text => println!("{verb} {}", r.line()),
     }
 }
 

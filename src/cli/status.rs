@@ -8,6 +8,7 @@ use super::{Code, Ctx, Format, print_json};
 use crate::error::Result;
 use crate::gate::State;
 use crate::ledger::Ledger;
+use crate::overrides::OverrideRef;
 use crate::plan::{CandidateId, Planner};
 
 /// Show each stage move: heads, and every candidate (an item, test or pipeline change whose
@@ -47,6 +48,11 @@ pub struct MoveView {
     pub candidates: Vec<CandidateView>,
     /// Why what passes alone does not move yet (a combination), if anything.
     pub notes: Vec<String>,
+    /// T is frozen: nothing moves into it (the freezes in force).
+    pub frozen: Vec<OverrideRef>,
+    /// Every override in force for this move: freezes of T, quarantined tests, waivers of
+    /// planned jobs, approvals of pending content.
+    pub overrides: Vec<OverrideRef>,
 }
 
 /// The state of every move as the gate sees it now (reads only; records nothing).
@@ -93,6 +99,8 @@ pub fn views(planner: &Planner, stage: Option<&str>) -> Result<Vec<MoveView>> {
             to_head: p.to_head.to_string(),
             candidates,
             notes: decided.notes,
+            frozen: facts.frozen.iter().map(|f| f.to_ref()).collect(),
+            overrides: facts.overrides(),
         });
     }
     Ok(out)
@@ -114,6 +122,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                     v.to,
                     &v.to_head[..10]
                 );
+                for f in &v.frozen {
+                    println!(
+                        "  FROZEN: {} (lift with `stagegate unfreeze {}`)",
+                        f.line(),
+                        v.to
+                    );
+                }
                 if v.candidates.is_empty() {
                     println!("  up to date");
                 }
@@ -143,6 +158,14 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 }
                 for n in &v.notes {
                     println!("  {n}");
+                }
+                let others: Vec<&OverrideRef> =
+                    v.overrides.iter().filter(|o| o.kind != "freeze").collect();
+                if !others.is_empty() {
+                    println!("  overrides in force:");
+                    for o in others {
+                        println!("    {}", o.line());
+                    }
                 }
             }
         }

@@ -1,20 +1,31 @@
 //! `stagegate waive KEY --reason TEXT`: a failing result that must not block.
 
-use super::{Code, Ctx, Format, print_json};
+use super::{Code, Ctx, Expiry, Format, print_json};
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
-use crate::plan::Planner;
+use crate::plan::{Planner, describe};
 
 /// Waive one failing result: the job KEY (or a unique prefix of a planned job's key) no
-/// longer rejects the candidates it tests, and a rejection resting on it is lifted. Recorded
-/// in the results ledger with your name, the time and the reason.
+/// longer rejects the candidates it tests, and a rejection resting on it is lifted. A job
+/// key is one test in one environment, so the waiver lapses by itself when the content it
+/// waived changes. Recorded in the results ledger with your name, the time and the reason;
+/// `--remove ID` lifts it (recorded too).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The job key (see `stagegate why ITEM` or `stagegate plan`).
-    pub key: String,
+    #[arg(required_unless_present = "remove")]
+    pub key: Option<String>,
     /// Why the failure does not count (recorded).
     #[arg(long)]
-    pub reason: String,
+    pub reason: Option<String>,
+    /// Only for the gate into this stage (default: every stage the job is planned for).
+    #[arg(long)]
+    pub stage: Option<String>,
+    #[command(flatten)]
+    pub expiry: Expiry,
+    /// Lift the waiver with this id instead (`stagegate status` lists them).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["key", "stage"])]
+    pub remove: Option<String>,
     /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -24,39 +35,79 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
     super::sync::start(ctx, &repo, &planner.pipeline, false)?;
-    let mut keys: Vec<String> = Vec::new();
+    let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
+    if let Some(id) = &args.remove {
+        let found =
+            crate::overrides::find(&ledger.view()?, "waive", id, crate::records::now_secs())?;
+        crate::overrides::remove(
+            &ledger,
+            std::slice::from_ref(&found),
+            &[],
+            args.reason.as_deref(),
+        )?;
+        super::sync::publish_results(&repo, &planner.pipeline)?;
+        super::print_override("lifted", &found, args.format);
+        return Ok(0);
+    }
+    let reason = super::reason_of(args.reason.as_deref())?;
+    let expires = args.expiry.resolve()?;
+    if let Some(s) = &args.stage {
+        planner.stage(s)?;
+    }
+    let wanted = args.key.clone().unwrap_or_default();
+    let mut jobs: Vec<crate::plan::Job> = Vec::new();
     for p in planner.plan_all(None)? {
-        for k in p.jobs.keys() {
-            if k.starts_with(&args.key) && !keys.contains(k) {
-                keys.push(k.clone());
+        for (k, j) in &p.jobs {
+            if k.starts_with(&wanted) && !jobs.iter().any(|x| &x.key == k) {
+                jobs.push(j.clone());
             }
         }
     }
-    let key = match keys.as_slice() {
-        [one] => one.clone(),
-        [] if args.key.len() == 64 && args.key.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            args.key.to_lowercase()
+    let (key, job) = match jobs.as_slice() {
+        [one] => (one.key.clone(), Some(one)),
+        [] if wanted.len() == 64 && wanted.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (wanted.to_lowercase(), None)
         }
         [] => {
             return Err(Error::usage_help(
-                format!("no planned job has a key starting with {:?}", args.key),
+                format!("no planned job has a key starting with {wanted:?}"),
                 "see the keys with `stagegate why ITEM`, or give the full key",
             ));
         }
         many => {
             return Err(Error::usage_help(
-                format!("{:?} starts {} job keys", args.key, many.len()),
+                format!("{wanted:?} starts {} job keys", many.len()),
                 "give more of the key",
             ));
         }
     };
-    let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
-    let new = crate::overrides::waive(&ledger, &key, &args.reason)?;
+    let scope = crate::overrides::WaiveScope {
+        job: job.map(describe),
+        items: job
+            .map(|j| j.candidates.iter().map(|c| c.to_string()).collect())
+            .unwrap_or_default(),
+        stage: args.stage.clone(),
+        expires,
+    };
+    let rec = crate::overrides::waive(&ledger, &key, scope, reason)?;
     super::sync::publish_results(&repo, &planner.pipeline)?;
-    match args.format {
-        Format::Json => print_json(&serde_json::json!({"key": key, "recorded": new})),
-        Format::Text if new => println!("waived {}: {}", &key[..12], args.reason),
-        Format::Text => println!("{} was already waived", &key[..12]),
+    match (args.format, &rec) {
+        (Format::Json, _) => print_json(&serde_json::json!({
+            "key": key,
+            "recorded": rec.is_some(),
+            "override": rec.as_ref().map(|r| r.to_ref()),
+        })),
+        (Format::Text, Some(r)) => println!(
+            "waived {}: {} (id {}{})",
+            &key[..12],
+            reason,
+            r.id,
+            r.expires
+                .as_ref()
+                .map(|e| format!(", until {e}"))
+                .unwrap_or_default()
+        ),
+        (Format::Text, None) => println!("{} was already waived", &key[..12]),
     }
     Ok(0)
 }

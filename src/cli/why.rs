@@ -193,8 +193,11 @@ fn print_text(why: &Why, id: &CandidateId) {
         for j in &e.jobs {
             let mark = match j.state {
                 JobState::Passed | JobState::Flaky => "ok  ",
-                JobState::FailsLikeBaseline | JobState::Waived => "ok~ ",
-                JobState::Missing => "... ",
+                JobState::FailsLikeBaseline
+                | JobState::Waived
+                | JobState::HeisenbugAllowed
+                | JobState::Quarantined => "ok~ ",
+                JobState::Missing | JobState::HeisenbugWaiting => "... ",
                 _ => "FAIL",
             };
             let verdict = j.verdict.map_or("no result".to_string(), |v| v.to_string());
@@ -208,6 +211,7 @@ fn print_text(why: &Why, id: &CandidateId) {
                 j.label,
                 &j.key[..12]
             );
+            print_history(e, j);
             if j.state == JobState::Missing {
                 println!(
                     "         next: `stagegate run` (or `stagegate run --job {}`)",
@@ -247,6 +251,9 @@ fn print_text(why: &Why, id: &CandidateId) {
         if let Some(c) = &p.packages {
             super::packages::print_text(c, "  ");
         }
+        for o in &e.overrides {
+            println!("  override: {}", o.line());
+        }
         for r in e.reasons.iter().filter(|r| r.job.is_none()) {
             let mine = r.item.as_deref().is_none_or(|i| i == item);
             if mine {
@@ -263,5 +270,28 @@ fn print_text(why: &Why, id: &CandidateId) {
         for n in &p.notes {
             println!("  {n}");
         }
+    }
+}
+
+/// A job's flake history, when there is more than one attempt or it is flaky, and what the
+/// gate made of it (heisenbug, quarantine, waiver).
+fn print_history(e: &GroupEval, j: &crate::gate::JobVerdict) {
+    let flaky = matches!(
+        j.state,
+        JobState::Heisenbug | JobState::HeisenbugWaiting | JobState::HeisenbugAllowed
+    );
+    if j.history.runs > 1 || flaky {
+        println!("         history: {}", j.history.line());
+    }
+    if let Some(b) = &j.baseline_history
+        && (b.runs > 1 || flaky || b.never_passed())
+    {
+        println!("         baseline history: {}", b.line());
+    }
+    for r in e.reasons.iter().filter(|r| {
+        r.job.as_deref() == Some(j.key.as_str())
+            && matches!(r.kind, "heisenbug" | "quarantined" | "waived")
+    }) {
+        println!("         {}: {}", r.kind, r.message);
     }
 }

@@ -14,17 +14,29 @@
 //! invalid candidate is its own group, `invalid`, and never moves. Groups never wait for
 //! each other.
 //!
+//! History counts, not only the newest result ([`history`]): a job that fails where it (or
+//! its baseline) has passed and failed before is a heisenbug, weighed by the gate's `flaky`
+//! policy (block, wait for more tries, allow); a baseline that never passed makes a failure
+//! "fails like baseline". A quarantined test runs and records but does not gate; a frozen
+//! target stage holds everything. Every override that changed a decision is named in it.
+//!
 //! This module decides; it writes nothing (that is `promote`) and prints nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+pub mod history;
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::error::Result;
 use crate::ledger::{LedgerView, ResultRecord, Verdict};
+use crate::manifest::FlakyPolicy;
 use crate::manifest::ItemId;
+use crate::overrides::{ApproveRecord, FreezeRecord, OverrideRef, QuarantineRecord, WaiveRecord};
 use crate::plan::{CandidateId, Job, JobKind, MovePlan, Role, describe};
 use crate::records::HoldRecord;
+
+pub use history::History;
 
 /// What the gate says of a candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -63,6 +75,14 @@ pub enum JobState {
     FailedBaselineMissing,
     /// Failed, and someone waived that result.
     Waived,
+    /// Failed where it (or its baseline) passed and failed before, and the gate blocks it.
+    Heisenbug,
+    /// A heisenbug the gate's policy waits on: it needs more tries.
+    HeisenbugWaiting,
+    /// A heisenbug the gate's policy allows.
+    HeisenbugAllowed,
+    /// Did not pass, and its test is quarantined: it does not gate.
+    Quarantined,
     Error,
     Missing,
 }
@@ -77,6 +97,10 @@ impl std::fmt::Display for JobState {
             JobState::Regression => "regression",
             JobState::FailedBaselineMissing => "failed_baseline_missing",
             JobState::Waived => "waived",
+            JobState::Heisenbug => "heisenbug",
+            JobState::HeisenbugWaiting => "heisenbug_waiting",
+            JobState::HeisenbugAllowed => "heisenbug_allowed",
+            JobState::Quarantined => "quarantined",
             JobState::Error => "error",
             JobState::Missing => "missing",
         })
@@ -97,6 +121,10 @@ pub struct JobVerdict {
     pub reason: Option<String>,
     pub excerpt: Option<String>,
     pub log: Option<String>,
+    /// Every attempt of this job key, counted.
+    pub history: History,
+    /// Every attempt of the baseline's key, counted.
+    pub baseline_history: Option<History>,
 }
 
 /// Why a candidate is not promoted (or a note on why it is).
@@ -104,7 +132,7 @@ pub struct JobVerdict {
 pub struct Reason {
     /// missing, error, regression, build-failed, fails-like-baseline, baseline-missing,
     /// held, soak, untested, missing-artifact, in-use, invalid, invalid-dependency,
-    /// rejected, approval, waived, bisect
+    /// rejected, approval, waived, bisect, heisenbug, quarantined, frozen
     pub kind: &'static str,
     pub item: Option<String>,
     pub job: Option<String>,
@@ -116,6 +144,8 @@ pub struct Reason {
 pub struct Rejection {
     pub failed: Vec<String>,
     pub reasons: Vec<String>,
+    /// The test each failed key ran (as its result records), for quarantines.
+    pub tests: BTreeMap<String, String>,
 }
 
 /// What is recorded about candidates, besides results: the facts the gate weighs.
@@ -125,14 +155,36 @@ pub struct Facts {
     pub holds: Holds,
     /// Rejections into T, by content key.
     pub rejected: BTreeMap<String, Rejection>,
-    /// Waived job keys.
-    pub waived: BTreeSet<String>,
-    /// Approved content keys (a pipeline change, a reviewed candidate).
-    pub approved: BTreeSet<String>,
+    /// Waivers in force, by job key.
+    pub waived: BTreeMap<String, WaiveRecord>,
+    /// Approvals in force into T, by content key (a pipeline change, a reviewed candidate).
+    pub approved: BTreeMap<String, ApproveRecord>,
+    /// Freezes of T in force: nothing moves into T while there is one.
+    pub frozen: Vec<FreezeRecord>,
+    /// Quarantines in force for the gate into T, by test name.
+    pub quarantined: BTreeMap<String, QuarantineRecord>,
     /// When each content key was first seen pending into T (Unix seconds).
     pub seen: BTreeMap<String, i64>,
     /// What the newest bisect of a content key found (one line), by content key.
     pub bisected: BTreeMap<String, String>,
+}
+
+impl Facts {
+    /// The overrides in force for this move: freezes of T, quarantines for the gate into T,
+    /// waivers of planned jobs and approvals of pending content, sorted by kind and id.
+    pub fn overrides(&self) -> Vec<OverrideRef> {
+        let mut out: Vec<OverrideRef> = self
+            .frozen
+            .iter()
+            .map(FreezeRecord::to_ref)
+            .chain(self.quarantined.values().map(QuarantineRecord::to_ref))
+            .chain(self.waived.values().map(WaiveRecord::to_ref))
+            .chain(self.approved.values().map(ApproveRecord::to_ref))
+            .collect();
+        out.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
+        out.dedup();
+        out
+    }
 }
 
 /// The gate's verdict on one group of candidates (most groups have one member).
@@ -146,6 +198,8 @@ pub struct GroupEval {
     pub soak_left: u64,
     /// The state comes from a rejection recorded before (nothing was judged again).
     pub sticky: bool,
+    /// The overrides that changed this decision: which, by whom, why.
+    pub overrides: Vec<OverrideRef>,
 }
 
 /// The gate's verdict on every candidate of a move.
@@ -171,12 +225,22 @@ impl Evaluation {
 /// Holds in force on a stage, by candidate.
 pub type Holds = BTreeMap<CandidateId, HoldRecord>;
 
-/// The latest result of every job of `plan`.
-pub fn latest(plan: &MovePlan, results: &LedgerView) -> Result<BTreeMap<String, ResultRecord>> {
+/// The newest result of a job, and the history of all its attempts.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub latest: ResultRecord,
+    pub history: History,
+}
+
+/// The newest result and the history of every job of `plan`: one read of each planned key's
+/// attempts, nothing else of the ledger.
+pub fn latest(plan: &MovePlan, results: &LedgerView) -> Result<BTreeMap<String, Recorded>> {
     let mut out = BTreeMap::new();
     for key in plan.jobs.keys() {
-        if let Some(r) = results.latest(key)? {
-            out.insert(key.clone(), r);
+        let all = results.results(key)?;
+        let history = History::of(&all);
+        if let Some(r) = all.into_iter().last() {
+            out.insert(key.clone(), Recorded { latest: r, history });
         }
     }
     Ok(out)
@@ -234,6 +298,7 @@ pub fn evaluate(
             jobs: Vec::new(),
             soak_left: 0,
             sticky: false,
+            overrides: Vec::new(),
         });
     }
     Ok(Evaluation { groups })
@@ -276,26 +341,52 @@ pub fn evaluate_combination(
     ))
 }
 
-fn job_state(
-    plan: &MovePlan,
-    job: &Job,
-    verdict: Option<Verdict>,
-    baseline: Option<Verdict>,
-    waived: bool,
-) -> JobState {
-    match verdict {
+/// What one job's results mean to the gate (a pure function: the table test below).
+pub struct JobFacts<'a> {
+    pub verdict: Option<Verdict>,
+    pub history: &'a History,
+    pub baseline: Option<Verdict>,
+    pub baseline_history: Option<&'a History>,
+    pub waived: bool,
+    pub quarantined: bool,
+}
+
+fn job_state(plan: &MovePlan, job: &Job, f: &JobFacts) -> JobState {
+    let compared = plan.gate.baseline && job.baseline.is_some();
+    let base = f.baseline_history.filter(|_| compared);
+    let state = match f.verdict {
         Some(Verdict::Pass) => JobState::Passed,
         Some(Verdict::Flaky) => JobState::Flaky,
-        Some(Verdict::Fail) if waived => JobState::Waived,
-        Some(Verdict::Fail) => match (plan.gate.baseline, &job.baseline, baseline) {
-            (true, Some(_), Some(Verdict::Fail)) => JobState::FailsLikeBaseline,
-            (true, Some(_), None | Some(Verdict::Error | Verdict::Skipped)) => {
+        Some(Verdict::Fail) if f.waived => JobState::Waived,
+        // Passed and failed for the same key, or its baseline did: a heisenbug.
+        Some(Verdict::Fail) if f.history.has_passed() || base.is_some_and(History::is_flaky) => {
+            match plan.gate.flaky {
+                FlakyPolicy::Block => JobState::Heisenbug,
+                FlakyPolicy::Allow => JobState::HeisenbugAllowed,
+                FlakyPolicy::Wait { tries } if f.history.tries_since_first_fail < tries => {
+                    JobState::HeisenbugWaiting
+                }
+                FlakyPolicy::Wait { .. } => JobState::Heisenbug,
+            }
+        }
+        // A test that never passed on T does not block.
+        Some(Verdict::Fail) if base.is_some_and(History::never_passed) => {
+            JobState::FailsLikeBaseline
+        }
+        Some(Verdict::Fail) => match (compared, f.baseline) {
+            (true, Some(Verdict::Fail)) => JobState::FailsLikeBaseline,
+            (true, None | Some(Verdict::Error | Verdict::Skipped)) => {
                 JobState::FailedBaselineMissing
             }
             _ => JobState::Regression,
         },
         Some(Verdict::Error | Verdict::Skipped) => JobState::Error,
         None => JobState::Missing,
+    };
+    match state {
+        JobState::Passed | JobState::Flaky | JobState::Waived => state,
+        _ if f.quarantined && job.kind == JobKind::Test => JobState::Quarantined,
+        _ => state,
     }
 }
 
@@ -304,12 +395,13 @@ fn evaluate_group(
     members: &[CandidateId],
     required: &[String],
     blocked: &[crate::plan::Blocked],
-    latest: &BTreeMap<String, ResultRecord>,
+    latest: &BTreeMap<String, Recorded>,
     facts: &Facts,
     now: i64,
 ) -> GroupEval {
     let mut reasons = Vec::new();
     let mut jobs = Vec::new();
+    let mut used: Vec<OverrideRef> = Vec::new();
     let (mut reject, mut wait, mut held) = (false, false, false);
     let one = members.first().map(|m| m.to_string());
 
@@ -318,9 +410,25 @@ fn evaluate_group(
     let mut sticky = Vec::new();
     for m in members {
         let Some(c) = plan.candidate(m) else { continue };
-        if let Some(r) = facts.rejected.get(&c.content)
-            && (r.failed.is_empty() || !r.failed.iter().all(|k| facts.waived.contains(k)))
-        {
+        if let Some(r) = facts.rejected.get(&c.content) {
+            let quarantined = |k: &String| {
+                r.tests
+                    .get(k)
+                    .and_then(|t| facts.quarantined.get(t))
+                    .map(QuarantineRecord::to_ref)
+            };
+            let excused = |k: &String| {
+                facts
+                    .waived
+                    .get(k)
+                    .map(WaiveRecord::to_ref)
+                    .or_else(|| quarantined(k))
+            };
+            if !r.failed.is_empty() && r.failed.iter().all(|k| excused(k).is_some()) {
+                // Lifted by waivers or quarantines: they are why it is judged again.
+                used.extend(r.failed.iter().filter_map(excused));
+                continue;
+            }
             let keys: Vec<&str> = r.failed.iter().map(|k| &k[..k.len().min(12)]).collect();
             sticky.push(Reason {
                 kind: "rejected",
@@ -346,21 +454,51 @@ fn evaluate_group(
     }
     for key in required {
         let job: &Job = &plan.jobs[key];
-        let rec = latest.get(key.as_str());
+        let recorded = latest.get(key.as_str());
+        let rec = recorded.map(|r| &r.latest);
         let verdict = rec.map(|r| r.verdict);
+        let history = recorded.map(|r| r.history.clone()).unwrap_or_default();
         let baseline_key = job.baseline.clone();
-        let baseline = baseline_key
-            .as_deref()
-            .and_then(|b| latest.get(b))
-            .map(|r| r.verdict);
+        let base = baseline_key.as_deref().and_then(|b| latest.get(b));
+        let baseline = base.map(|r| r.latest.verdict);
+        let baseline_history = base.map(|r| r.history.clone());
         let label = describe(job);
         let item = job
             .candidates
             .first()
             .map(|c| c.to_string())
             .or_else(|| one.clone());
-        let state = job_state(plan, job, verdict, baseline, facts.waived.contains(key));
+        let quarantine = (job.kind == JobKind::Test)
+            .then(|| facts.quarantined.get(&job.name))
+            .flatten();
+        let state = job_state(
+            plan,
+            job,
+            &JobFacts {
+                verdict,
+                history: &history,
+                baseline,
+                baseline_history: baseline_history.as_ref(),
+                waived: facts.waived.contains_key(key),
+                quarantined: quarantine.is_some(),
+            },
+        );
         let why = rec.and_then(|r| r.reason.clone());
+        let base_flaky =
+            plan.gate.baseline && baseline_history.as_ref().is_some_and(History::is_flaky);
+        let flake = format!(
+            "{}: {}{}",
+            if history.has_passed() {
+                "it passed before for the same key"
+            } else {
+                "its baseline is flaky"
+            },
+            history.line(),
+            match (&baseline_history, base_flaky) {
+                (Some(b), true) => format!("; baseline {}", b.line()),
+                _ => String::new(),
+            }
+        );
         let mut push = |kind: &'static str, message: String| {
             reasons.push(Reason {
                 kind,
@@ -371,13 +509,88 @@ fn evaluate_group(
         };
         match state {
             JobState::Passed | JobState::Flaky => {}
-            JobState::Waived => push("waived", format!("{label} fails; the failure is waived")),
+            JobState::Waived => {
+                let w = &facts.waived[key];
+                used.push(w.to_ref());
+                push(
+                    "waived",
+                    format!(
+                        "{label} fails; the failure is waived by {} ({}): {}",
+                        w.author,
+                        w.id(),
+                        w.reason
+                    ),
+                )
+            }
+            JobState::Quarantined => {
+                let q = quarantine.expect("quarantined jobs have a quarantine");
+                used.push(q.to_ref());
+                push(
+                    "quarantined",
+                    format!(
+                        "{label} {}; tests/{} is quarantined by {} ({}): {}; it does not gate",
+                        match verdict {
+                            Some(v) => format!("is {v}"),
+                            None => "has no result yet".into(),
+                        },
+                        job.name,
+                        q.author,
+                        q.id,
+                        q.reason
+                    ),
+                )
+            }
+            JobState::Heisenbug => {
+                reject = true;
+                push(
+                    "heisenbug",
+                    format!(
+                        "{label} fails, and is flaky ({flake}); the gate blocks flaky failures"
+                    ),
+                );
+            }
+            JobState::HeisenbugWaiting => {
+                wait = true;
+                let tries = match plan.gate.flaky {
+                    FlakyPolicy::Wait { tries } => tries,
+                    _ => 0,
+                };
+                push(
+                    "heisenbug",
+                    format!(
+                        "{label} fails, and is flaky ({flake}); the gate waits for {} more tr{} (`stagegate run --failed`)",
+                        tries - history.tries_since_first_fail,
+                        if tries - history.tries_since_first_fail == 1 {
+                            "y"
+                        } else {
+                            "ies"
+                        }
+                    ),
+                );
+            }
+            JobState::HeisenbugAllowed => push(
+                "heisenbug",
+                format!("{label} fails, and is flaky ({flake}); the gate allows flaky failures"),
+            ),
             JobState::FailsLikeBaseline => push(
                 "fails-like-baseline",
-                format!(
-                    "{label} fails, and so does its baseline on {}: not a regression",
-                    plan.to.name
-                ),
+                if baseline != Some(Verdict::Fail)
+                    && baseline_history.as_ref().is_some_and(History::never_passed)
+                {
+                    format!(
+                        "{label} fails, and its baseline never passed on {} ({}): not a regression",
+                        plan.to.name,
+                        baseline_history
+                            .as_ref()
+                            .map(History::line)
+                            .unwrap_or_default()
+                    )
+                } else {
+                    format!(
+                        "{label} fails, and so does its baseline on {}: not a regression",
+                        plan.to.name
+                    )
+                },
             ),
             JobState::FailedBaselineMissing => {
                 wait = true;
@@ -445,6 +658,8 @@ fn evaluate_group(
             reason: why,
             excerpt: rec.map(|r| r.excerpt.clone()).filter(|e| !e.is_empty()),
             log: rec.and_then(|r| r.log.clone()),
+            history,
+            baseline_history,
         });
     }
     if !sticky.is_empty() {
@@ -455,6 +670,7 @@ fn evaluate_group(
             jobs,
             soak_left: 0,
             sticky: true,
+            overrides: Vec::new(),
         };
     }
 
@@ -486,7 +702,11 @@ fn evaluate_group(
                 ),
             });
         }
-        if *m == CandidateId::Pipeline && !facts.approved.contains(&c.content) {
+        if *m == CandidateId::Pipeline
+            && let Some(a) = facts.approved.get(&c.content)
+        {
+            used.push(a.to_ref());
+        } else if *m == CandidateId::Pipeline {
             wait = true;
             reasons.push(Reason {
                 kind: "approval",
@@ -522,6 +742,29 @@ fn evaluate_group(
             }
         }
     }
+    for f in &facts.frozen {
+        held = true;
+        used.push(f.to_ref());
+        reasons.push(Reason {
+            kind: "frozen",
+            item: one.clone(),
+            job: None,
+            message: format!(
+                "{} is frozen by {} since {}: {}{} (lift with `stagegate unfreeze {}`)",
+                plan.to.name,
+                f.author,
+                f.created,
+                f.reason,
+                f.expires
+                    .as_ref()
+                    .map(|e| format!("; until {e}"))
+                    .unwrap_or_default(),
+                plan.to.name
+            ),
+        });
+    }
+    used.sort();
+    used.dedup();
     let state = if reject {
         State::Rejected
     } else if held {
@@ -538,6 +781,7 @@ fn evaluate_group(
         jobs,
         soak_left,
         sticky: false,
+        overrides: used,
     }
 }
 

@@ -391,6 +391,20 @@ impl<'r> LedgerView<'r> {
         }
     }
 
+    /// The names of the directories directly under `dir` in the ledger's tree.
+    pub fn dirs(&self, dir: &str) -> Result<Vec<String>> {
+        match self.tree {
+            Some(t) => Ok(self
+                .repo
+                .list(t, dir)?
+                .into_iter()
+                .filter(|e| e.kind == EntryKind::Tree)
+                .map(|e| e.name)
+                .collect()),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The tree id of a key's directory, if it has any results.
     fn key_tree(&self, key: &str) -> Result<Option<ObjectId>> {
         let Some(tree) = self.tree else {

@@ -61,6 +61,8 @@ pub struct GateDoc {
     pub baseline: bool,
     #[serde(default)]
     pub bisect: Option<Spanned<BisectDoc>>,
+    #[serde(default)]
+    pub flaky: Option<Spanned<FlakyDoc>>,
 }
 
 /// `bisect: true`, or `bisect: {reproduce: N}`.
@@ -76,6 +78,15 @@ pub enum BisectDoc {
 pub struct BisectFullDoc {
     #[serde(default)]
     pub reproduce: Option<Spanned<i64>>,
+}
+
+/// `flaky: {policy: block|wait|allow, tries: N}` of a gate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FlakyDoc {
+    pub policy: Spanned<String>,
+    #[serde(default)]
+    pub tries: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

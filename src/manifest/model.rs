@@ -141,6 +141,9 @@ pub struct Gate {
     pub baseline: bool,
     /// Bisect a rejected tracked component's upstream history (`bisect: true`), and how.
     pub bisect: Option<BisectPolicy>,
+    /// What a failure of a flaky test (one that passed and failed for the same job key, or
+    /// whose baseline did) does to the gate.
+    pub flaky: FlakyPolicy,
 }
 
 /// How `cycle` bisects a rejected component (`bisect:` on a gate) and `bisect ITEM` by
@@ -163,6 +166,23 @@ impl Default for BisectPolicy {
 pub const DEFAULT_REPRODUCE: u32 = 2;
 /// The most reproductions a bisect step may ask for.
 pub const MAX_REPRODUCE: u32 = 10;
+
+/// `flaky:` of a gate: what a heisenbug does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "policy")]
+pub enum FlakyPolicy {
+    /// It rejects, like any regression (the default).
+    #[default]
+    Block,
+    /// The gate waits until the job has been tried `tries` more times since it first
+    /// failed (`stagegate run --failed`); then the newest result counts.
+    Wait { tries: u32 },
+    /// It does not block.
+    Allow,
+}
+
+/// The most extra tries a `flaky: {policy: wait}` gate may ask for.
+pub const MAX_FLAKY_TRIES: u32 = 20;
 
 impl Gate {
     pub fn requires(&self, r: Requirement) -> bool {

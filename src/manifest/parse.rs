@@ -270,6 +270,63 @@ impl<'a> Check<'a> {
         }
     }
 
+    /// A gate's `flaky:` policy.
+    fn flaky(&mut self, f: &Option<Spanned<FlakyDoc>>) -> FlakyPolicy {
+        let Some(f) = f else {
+            return FlakyPolicy::default();
+        };
+        let tries = f.value.tries.as_ref();
+        let policy = match f.value.policy.value.as_str() {
+            "block" => FlakyPolicy::Block,
+            "allow" => FlakyPolicy::Allow,
+            "wait" => match tries {
+                Some(t) if (1..=MAX_FLAKY_TRIES).contains(&t.value) => {
+                    return FlakyPolicy::Wait { tries: t.value };
+                }
+                Some(t) => {
+                    self.err(
+                        Pos::of(t),
+                        format!(
+                            "`flaky.tries` is {}; it must be 1 to {MAX_FLAKY_TRIES}",
+                            t.value
+                        ),
+                        Some(
+                            "how many more tries a flaky job gets before its failure counts".into(),
+                        ),
+                    );
+                    return FlakyPolicy::default();
+                }
+                None => {
+                    self.err(
+                        Pos::of(&f.value.policy),
+                        "`flaky.policy: wait` needs `tries`",
+                        Some("e.g. `flaky: {policy: wait, tries: 2}`".into()),
+                    );
+                    return FlakyPolicy::default();
+                }
+            },
+            other => {
+                self.err(
+                    Pos::of(&f.value.policy),
+                    format!("unknown flaky policy {other:?}"),
+                    Some("expected `block`, `wait` (with `tries: N`) or `allow`".into()),
+                );
+                return FlakyPolicy::default();
+            }
+        };
+        if let Some(t) = tries {
+            self.err(
+                Pos::of(t),
+                format!(
+                    "`flaky.tries` only counts with `policy: wait`, not {:?}",
+                    f.value.policy.value
+                ),
+                Some("remove `tries`, or say `policy: wait`".into()),
+            );
+        }
+        policy
+    }
+
     /// A job's timeout: a duration no longer than [`MAX_TIMEOUT`].
     fn timeout(&mut self, field: &str, d: &Option<Spanned<String>>) -> Option<Duration> {
         let v = self.duration(field, d)?;
@@ -444,6 +501,7 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
             .bisect
             .as_ref()
             .and_then(|b| bisect_policy(&mut c, b));
+        let flaky = c.flaky(&g.value.flaky);
         gates.push((
             stage.clone(),
             Gate {
@@ -452,6 +510,7 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
                 review: g.value.review,
                 baseline: g.value.baseline,
                 bisect,
+                flaky,
             },
         ));
     }

@@ -1,21 +1,29 @@
 //! Overrides: a person's recorded word that changes what the gate would decide alone.
 //!
-//! Two kinds exist so far, each a YAML record committed to the results ledger (beside the
-//! results they speak about, so every runner that fetches the ledger sees them, and
-//! `git log` of the ledger shows who decided what and why):
+//! Each is a YAML record committed to the results ledger (beside the results they speak
+//! about, so every runner that fetches the ledger sees them, and `git log` of the ledger
+//! shows who decided what and why), with an id, an author, a reason, a scope and an
+//! optional expiry:
 //!
 //! ```text
-//! overrides/waive/<job key>.yaml            a failing result that must not block
-//! overrides/approve/<content key>.yaml      a candidate (a pipeline change) approved to move
+//! overrides/waive/<job key>/<id>.yaml          a failing result that must not block
+//! overrides/approve/<content key>/<id>.yaml    a candidate (a pipeline change) approved to move
+//! overrides/freeze/<stage>/<id>.yaml           no promotion into <stage>
+//! overrides/quarantine/<test>/<id>.yaml        <test> runs and records, but does not gate
+//! overrides/removed/<id>.yaml                  the override <id> was lifted, by whom, why
 //! ```
 //!
-//! Every record carries `author`, `reason` and `created`; the format leaves room for more
-//! (a scope, an expiry) without breaking older readers, since unknown fields are refused
-//! only by this version's parser and every field added later will be optional.
+//! Records are never rewritten: lifting one is a record of its own, and an expired one
+//! simply stops counting. A waiver is for one job key and an approval for one content key,
+//! so either lapses by itself when what it spoke about changes (a new version has new
+//! keys). Records of the first format (`overrides/waive/<key>.yaml`, no id, no expiry) are
+//! still read.
 //!
-//! This module reads and writes records; the gate weighs them, the CLI prints.
+//! Every lookup is by path (a job key, a content key, a stage), so the gate reads only the
+//! overrides of what it judges, however large the ledger. This module reads and writes
+//! records; the gate weighs them, the CLI prints.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,23 +32,40 @@ use crate::ledger::{Ledger, LedgerView};
 
 pub const WAIVE_DIR: &str = "overrides/waive";
 pub const APPROVE_DIR: &str = "overrides/approve";
+pub const FREEZE_DIR: &str = "overrides/freeze";
+pub const QUARANTINE_DIR: &str = "overrides/quarantine";
+pub const REMOVED_DIR: &str = "overrides/removed";
 
 /// A waived failing result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct WaiveRecord {
-    /// The job key whose failure is waived.
+    /// Absent in records of the first format (their id is the key's first 12 digits).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// The job key whose failure is waived: one test, in one environment.
     pub key: String,
+    /// The job, for people: `test boot [components/xen]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Only into this stage (any stage when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
     pub reason: String,
     pub author: String,
     /// RFC 3339.
     pub created: String,
+    /// RFC 3339; it stops counting then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
 
 /// An approval of one candidate's content into one stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ApproveRecord {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
     /// The candidate: `stagegate.yaml`, `images/NAME`, …
     pub candidate: String,
     /// Its content key: the approval is for exactly this version.
@@ -50,14 +75,182 @@ pub struct ApproveRecord {
     pub reason: String,
     pub author: String,
     pub created: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
 
-pub fn waive_path(key: &str) -> String {
-    format!("{WAIVE_DIR}/{key}.yaml")
+/// A stage that nothing may enter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FreezeRecord {
+    pub id: String,
+    pub stage: String,
+    pub reason: String,
+    pub author: String,
+    pub created: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
 
-pub fn approve_path(content: &str) -> String {
-    format!("{APPROVE_DIR}/{content}.yaml")
+/// A test that runs and records, but does not gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct QuarantineRecord {
+    pub id: String,
+    pub test: String,
+    /// Only for the gate into this stage (every gate when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    pub reason: String,
+    pub author: String,
+    pub created: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// An override lifted before its time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RemovalRecord {
+    pub id: String,
+    /// waive, approve, freeze, quarantine
+    pub kind: String,
+    /// What it was about, for people.
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub author: String,
+    pub created: String,
+}
+
+/// An override, as `status`, `log` and decision records show it: which one, by whom, why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OverrideRef {
+    pub id: String,
+    /// waive, approve, freeze, quarantine
+    pub kind: String,
+    /// What it covers: `job KEY (test boot [components/xen])`, `stage stable`, `test boot`, …
+    pub scope: String,
+    pub by: String,
+    pub reason: String,
+    pub created: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+impl OverrideRef {
+    /// One line for people: `freeze 1a2b3c4d5e6f of stage stable by a@b: reason (until …)`.
+    pub fn line(&self) -> String {
+        format!(
+            "{} {} of {} by {} since {}: {}{}",
+            self.kind,
+            self.id,
+            self.scope,
+            self.by,
+            self.created,
+            self.reason,
+            self.expires
+                .as_ref()
+                .map(|e| format!(" (until {e})"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+impl WaiveRecord {
+    pub fn id(&self) -> String {
+        if self.id.is_empty() {
+            self.key[..self.key.len().min(12)].to_string()
+        } else {
+            self.id.clone()
+        }
+    }
+
+    pub fn to_ref(&self) -> OverrideRef {
+        OverrideRef {
+            id: self.id(),
+            kind: "waive".into(),
+            scope: format!(
+                "job {}{}{}",
+                &self.key[..self.key.len().min(12)],
+                self.job
+                    .as_ref()
+                    .map(|j| format!(" ({})", j.split_whitespace().collect::<Vec<_>>().join(" ")))
+                    .unwrap_or_default(),
+                self.stage
+                    .as_ref()
+                    .map(|s| format!(" into {s}"))
+                    .unwrap_or_default()
+            ),
+            by: self.author.clone(),
+            reason: self.reason.clone(),
+            created: self.created.clone(),
+            expires: self.expires.clone(),
+        }
+    }
+}
+
+impl ApproveRecord {
+    pub fn id(&self) -> String {
+        if self.id.is_empty() {
+            self.content[..self.content.len().min(12)].to_string()
+        } else {
+            self.id.clone()
+        }
+    }
+
+    pub fn to_ref(&self) -> OverrideRef {
+        OverrideRef {
+            id: self.id(),
+            kind: "approve".into(),
+            scope: format!(
+                "{} at {} into {}",
+                self.candidate,
+                &self.content[..self.content.len().min(12)],
+                self.stage
+            ),
+            by: self.author.clone(),
+            reason: self.reason.clone(),
+            created: self.created.clone(),
+            expires: self.expires.clone(),
+        }
+    }
+}
+
+impl FreezeRecord {
+    pub fn to_ref(&self) -> OverrideRef {
+        OverrideRef {
+            id: self.id.clone(),
+            kind: "freeze".into(),
+            scope: format!("stage {}", self.stage),
+            by: self.author.clone(),
+            reason: self.reason.clone(),
+            created: self.created.clone(),
+            expires: self.expires.clone(),
+        }
+    }
+}
+
+impl QuarantineRecord {
+    pub fn to_ref(&self) -> OverrideRef {
+        OverrideRef {
+            id: self.id.clone(),
+            kind: "quarantine".into(),
+            scope: format!(
+                "test {}{}",
+                self.test,
+                self.stage
+                    .as_ref()
+                    .map(|s| format!(" into {s}"))
+                    .unwrap_or_default()
+            ),
+            by: self.author.clone(),
+            reason: self.reason.clone(),
+            created: self.created.clone(),
+            expires: self.expires.clone(),
+        }
+    }
 }
 
 /// Who is acting: `user@host`.
@@ -76,98 +269,568 @@ fn require_reason(reason: &str) -> Result<()> {
     Ok(())
 }
 
-/// Record a waiver of job `key` (a full key). Returns false when it was already waived.
-pub fn waive(ledger: &Ledger, key: &str, reason: &str) -> Result<bool> {
+/// When an override ends: `--expires` (a date, `2026-12-01`, meaning its start in UTC, or
+/// an RFC 3339 time) or `--for` (a duration from now: `3d`, `12h`). Returns RFC 3339, or
+/// `None` for an override that lasts until it is removed. Anything else, or a time already
+/// past, is a usage error that says what is expected.
+pub fn expiry(expires: Option<&str>, lasting: Option<&str>, now: i64) -> Result<Option<String>> {
+    let at = match (expires, lasting) {
+        (Some(_), Some(_)) => {
+            return Err(Error::usage_help(
+                "--expires and --for both say when the override ends",
+                "give one: --expires 2026-12-01 or --for 3d",
+            ));
+        }
+        (None, None) => return Ok(None),
+        (Some(e), None) => {
+            let e = e.trim();
+            let text = if e.len() == 10 && e.as_bytes().get(4) == Some(&b'-') {
+                format!("{e}T00:00:00Z")
+            } else {
+                e.to_string()
+            };
+            let t = humantime::parse_rfc3339_weak(&text).map_err(|_| {
+                Error::usage_help(
+                    format!("--expires {e:?} is not a date or a time"),
+                    "expected a date like 2026-12-01 (UTC) or an RFC 3339 time like 2026-12-01T18:00:00Z; or use --for 3d",
+                )
+            })?;
+            crate::records::unix_secs(t)
+        }
+        (None, Some(d)) => {
+            let d = d.trim();
+            let dur = humantime::parse_duration(d).map_err(|_| {
+                Error::usage_help(
+                    format!("--for {d:?} is not a duration"),
+                    "expected a duration like 3d, 12h or 1week; or use --expires 2026-12-01",
+                )
+            })?;
+            if dur.is_zero() {
+                return Err(Error::usage_help(
+                    "--for 0 would end the override before it starts",
+                    "give a duration like 3d, 12h or 1week",
+                ));
+            }
+            now.saturating_add(dur.as_secs().min(i64::MAX as u64) as i64)
+        }
+    };
+    if at <= now {
+        return Err(Error::usage_help(
+            format!(
+                "the expiry {} has already passed (now is {})",
+                rfc3339(at),
+                rfc3339(now)
+            ),
+            "give a time in the future: --expires YYYY-MM-DD or --for 3d",
+        ));
+    }
+    Ok(Some(rfc3339(at)))
+}
+
+fn rfc3339(secs: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
+    )
+    .to_string()
+}
+
+/// Whether an expiry (RFC 3339) has passed at `now`. A time that does not parse (a record
+/// edited by hand) counts as passed: an override nobody can read the end of does not apply.
+pub fn expired(expires: Option<&str>, now: i64) -> bool {
+    match expires {
+        None => false,
+        Some(e) => match humantime::parse_rfc3339_weak(e) {
+            Ok(t) => crate::records::unix_secs(t) <= now,
+            Err(_) => true,
+        },
+    }
+}
+
+/// A fresh override id: 12 hex digits, unique per writer and moment.
+fn new_id(what: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let seed = format!(
+        "{what}\n{}\n{}\n{}\n{:?}",
+        author(),
+        std::process::id(),
+        crate::records::now_rfc3339(),
+        std::time::SystemTime::now()
+    );
+    hex::encode(&Sha256::digest(seed.as_bytes())[..6])
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+pub fn removed_path(id: &str) -> String {
+    format!("{REMOVED_DIR}/{id}.yaml")
+}
+
+/// Commit one override record with trailers `log` reads.
+fn put(
+    ledger: &Ledger,
+    path: String,
+    yaml: String,
+    r: &OverrideRef,
+    stage: Option<&str>,
+    items: &[String],
+) -> Result<()> {
+    let mut msg = format!(
+        "{} {}: {}\n\nStagegate-Override: {} {}\nStagegate-Scope: {}\n",
+        capitalized(&r.kind),
+        r.scope,
+        one_line(&r.reason),
+        r.kind,
+        r.id,
+        r.scope
+    );
+    if let Some(s) = stage {
+        msg.push_str(&format!("Stagegate-Stage: {s}\n"));
+    }
+    for i in items {
+        msg.push_str(&format!("Stagegate-Item: {i}\n"));
+    }
+    if let Some(e) = &r.expires {
+        msg.push_str(&format!("Stagegate-Expires: {e}\n"));
+    }
+    msg.push_str(&format!(
+        "Stagegate-Reason: {}\nStagegate-By: {}\n",
+        one_line(&r.reason),
+        r.by
+    ));
+    ledger.put_new(&[(path, yaml)], &msg)?;
+    Ok(())
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// What a new waiver covers besides its key.
+pub struct WaiveScope {
+    /// The job, for people.
+    pub job: Option<String>,
+    /// The items the job tests (for `log ITEM`).
+    pub items: Vec<String>,
+    pub stage: Option<String>,
+    pub expires: Option<String>,
+}
+
+/// Record a waiver of job `key` (a full key). Returns it, or `None` when a waiver of that
+/// key for that stage is already in force.
+pub fn waive(
+    ledger: &Ledger,
+    key: &str,
+    scope: WaiveScope,
+    reason: &str,
+) -> Result<Option<WaiveRecord>> {
     require_reason(reason)?;
+    let view = ledger.view()?;
+    let now = crate::records::now_secs();
+    if waivers(&view, key, now)?
+        .iter()
+        .any(|w| w.stage == scope.stage && w.expires.is_none())
+    {
+        return Ok(None);
+    }
+    let id = new_id(key);
     let rec = WaiveRecord {
+        id: id.clone(),
         key: key.to_string(),
+        job: scope.job,
+        stage: scope.stage,
         reason: reason.to_string(),
         author: author(),
         created: crate::records::now_rfc3339(),
+        expires: scope.expires,
     };
-    let msg = format!(
-        "Waive {}: {}\n\nStagegate-Waive: {key}\nStagegate-Reason: {}\nStagegate-By: {}\n",
-        &key[..key.len().min(12)],
-        one_line(reason),
-        one_line(reason),
-        rec.author
-    );
-    let done = ledger.put_new(&[(waive_path(key), crate::records::to_yaml(&rec))], &msg)?;
-    Ok(!done.is_empty())
+    let mut items = scope.items;
+    items.push(key.to_string());
+    put(
+        ledger,
+        format!("{WAIVE_DIR}/{key}/{id}.yaml"),
+        crate::records::to_yaml(&rec),
+        &rec.to_ref(),
+        rec.stage.as_deref(),
+        &items,
+    )?;
+    Ok(Some(rec))
 }
 
-/// Record an approval of `candidate` at `content` into `stage`. False when already approved.
+/// Record an approval of `candidate` at `content` into `stage`. `None` when one is already
+/// in force.
 pub fn approve(
     ledger: &Ledger,
     candidate: &str,
     content: &str,
     stage: &str,
+    expires: Option<String>,
     reason: &str,
-) -> Result<bool> {
+) -> Result<Option<ApproveRecord>> {
     require_reason(reason)?;
+    let view = ledger.view()?;
+    let now = crate::records::now_secs();
+    if approvals(&view, content, now)?
+        .iter()
+        .any(|a| a.stage == stage && a.expires.is_none())
+    {
+        return Ok(None);
+    }
+    let id = new_id(content);
     let rec = ApproveRecord {
+        id: id.clone(),
         candidate: candidate.to_string(),
         content: content.to_string(),
         stage: stage.to_string(),
         reason: reason.to_string(),
         author: author(),
         created: crate::records::now_rfc3339(),
+        expires,
     };
-    let msg = format!(
-        "Approve {candidate} into {stage}: {}\n\nStagegate-Approve: {candidate}\nStagegate-Stage: {stage}\nStagegate-Reason: {}\nStagegate-By: {}\n",
-        one_line(reason),
-        one_line(reason),
-        rec.author
-    );
-    let done = ledger.put_new(
-        &[(approve_path(content), crate::records::to_yaml(&rec))],
-        &msg,
+    put(
+        ledger,
+        format!("{APPROVE_DIR}/{content}/{id}.yaml"),
+        crate::records::to_yaml(&rec),
+        &rec.to_ref(),
+        Some(stage),
+        &[candidate.to_string()],
     )?;
-    Ok(!done.is_empty())
+    Ok(Some(rec))
 }
 
-/// The keys among `keys` that are waived.
-pub fn waived<'a>(
-    view: &LedgerView,
-    keys: impl IntoIterator<Item = &'a String>,
-) -> Result<BTreeSet<String>> {
-    let mut out = BTreeSet::new();
-    for k in keys {
-        if let Some(rec) = waiver(view, k)? {
-            out.insert(rec.key);
+/// Freeze `stage`: nothing is promoted into it until the freeze is lifted or expires.
+pub fn freeze(
+    ledger: &Ledger,
+    stage: &str,
+    expires: Option<String>,
+    reason: &str,
+) -> Result<FreezeRecord> {
+    require_reason(reason)?;
+    let id = new_id(stage);
+    let rec = FreezeRecord {
+        id: id.clone(),
+        stage: stage.to_string(),
+        reason: reason.to_string(),
+        author: author(),
+        created: crate::records::now_rfc3339(),
+        expires,
+    };
+    put(
+        ledger,
+        format!("{FREEZE_DIR}/{stage}/{id}.yaml"),
+        crate::records::to_yaml(&rec),
+        &rec.to_ref(),
+        Some(stage),
+        &[],
+    )?;
+    Ok(rec)
+}
+
+/// Quarantine `test` (into `stage`, or every stage): it runs and records, but does not gate.
+pub fn quarantine(
+    ledger: &Ledger,
+    test: &str,
+    stage: Option<String>,
+    expires: Option<String>,
+    reason: &str,
+) -> Result<QuarantineRecord> {
+    require_reason(reason)?;
+    let id = new_id(test);
+    let rec = QuarantineRecord {
+        id: id.clone(),
+        test: test.to_string(),
+        stage,
+        reason: reason.to_string(),
+        author: author(),
+        created: crate::records::now_rfc3339(),
+        expires,
+    };
+    put(
+        ledger,
+        format!("{QUARANTINE_DIR}/{test}/{id}.yaml"),
+        crate::records::to_yaml(&rec),
+        &rec.to_ref(),
+        rec.stage.as_deref(),
+        &[format!("tests/{test}")],
+    )?;
+    Ok(rec)
+}
+
+/// Lift the overrides `which` (in force, as [`all`] lists them): one removal record each,
+/// in one commit. The records themselves stay, so `git log` still shows them.
+/// `items` are what `log ITEM` finds the lifting under.
+pub fn remove(
+    ledger: &Ledger,
+    which: &[OverrideRef],
+    items: &[String],
+    reason: Option<&str>,
+) -> Result<()> {
+    if which.is_empty() {
+        return Ok(());
+    }
+    let by = author();
+    let at = crate::records::now_rfc3339();
+    let mut files = Vec::new();
+    let mut msg = String::new();
+    for r in which {
+        let rec = RemovalRecord {
+            id: r.id.clone(),
+            kind: r.kind.clone(),
+            scope: r.scope.clone(),
+            reason: reason.map(String::from),
+            author: by.clone(),
+            created: at.clone(),
+        };
+        files.push((removed_path(&r.id), crate::records::to_yaml(&rec)));
+    }
+    let first = &which[0];
+    msg.push_str(&format!(
+        "Lift {} {}{}\n\n",
+        first.kind,
+        first.scope,
+        if which.len() > 1 {
+            format!(" and {} more", which.len() - 1)
+        } else {
+            String::new()
+        }
+    ));
+    for r in which {
+        msg.push_str(&format!("Stagegate-Override: un{} {}\n", r.kind, r.id));
+        msg.push_str(&format!("Stagegate-Scope: {}\n", r.scope));
+    }
+    for i in items {
+        msg.push_str(&format!("Stagegate-Item: {i}\n"));
+    }
+    if let Some(r) = reason {
+        msg.push_str(&format!("Stagegate-Reason: {}\n", one_line(r)));
+    }
+    msg.push_str(&format!("Stagegate-By: {by}\n"));
+    ledger.put_new(&files, &msg)?;
+    Ok(())
+}
+
+/// Whether override `id` was lifted.
+pub fn is_removed(view: &LedgerView, id: &str) -> Result<bool> {
+    Ok(view.read(&removed_path(id))?.is_some())
+}
+
+/// Every record directly under `dir`, parsed.
+fn records_in<T: serde::de::DeserializeOwned>(view: &LedgerView, dir: &str) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for name in view.list(dir)? {
+        let path = format!("{dir}/{name}");
+        if let Some(bytes) = view.read(&path)? {
+            out.push(crate::records::parse(&path, &bytes)?);
         }
     }
     Ok(out)
 }
 
-/// The waiver of job `key`'s failure, if someone recorded one: who, when and why.
-pub fn waiver(view: &LedgerView, key: &str) -> Result<Option<WaiveRecord>> {
-    let path = waive_path(key);
-    match view.read(&path)? {
-        Some(bytes) => Ok(Some(crate::records::parse(&path, &bytes)?)),
-        None => Ok(None),
+/// The records of one scope: `<dir>/<scope>/*.yaml`, and `<dir>/<scope>.yaml` of the first
+/// format.
+fn scoped<T: serde::de::DeserializeOwned>(
+    view: &LedgerView,
+    dir: &str,
+    scope: &str,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    let legacy = format!("{dir}/{scope}.yaml");
+    if let Some(bytes) = view.read(&legacy)? {
+        out.push(crate::records::parse(&legacy, &bytes)?);
     }
+    out.extend(records_in(view, &format!("{dir}/{scope}"))?);
+    Ok(out)
 }
 
-/// The content keys among `contents` approved into `stage`.
+/// The waivers of job `key` in force at `now`, oldest first.
+pub fn waivers(view: &LedgerView, key: &str, now: i64) -> Result<Vec<WaiveRecord>> {
+    let mut out = Vec::new();
+    for w in scoped::<WaiveRecord>(view, WAIVE_DIR, key)? {
+        if !expired(w.expires.as_deref(), now) && !is_removed(view, &w.id())? {
+            out.push(w);
+        }
+    }
+    out.sort_by(|a, b| a.created.cmp(&b.created));
+    Ok(out)
+}
+
+/// The first waiver in force of each of `keys` into `stage`.
+pub fn waived<'a>(
+    view: &LedgerView,
+    stage: &str,
+    keys: impl IntoIterator<Item = &'a String>,
+    now: i64,
+) -> Result<BTreeMap<String, WaiveRecord>> {
+    let mut out = BTreeMap::new();
+    for k in keys {
+        if let Some(w) = waivers(view, k, now)?
+            .into_iter()
+            .find(|w| w.stage.as_deref().is_none_or(|s| s == stage))
+        {
+            out.insert(k.clone(), w);
+        }
+    }
+    Ok(out)
+}
+
+/// The waiver of job `key`'s failure in force now, if someone recorded one: who, when, why.
+pub fn waiver(view: &LedgerView, key: &str) -> Result<Option<WaiveRecord>> {
+    Ok(waivers(view, key, crate::records::now_secs())?
+        .into_iter()
+        .next())
+}
+
+/// The approvals of content `content` in force at `now`.
+pub fn approvals(view: &LedgerView, content: &str, now: i64) -> Result<Vec<ApproveRecord>> {
+    let mut out = Vec::new();
+    for a in scoped::<ApproveRecord>(view, APPROVE_DIR, content)? {
+        if !expired(a.expires.as_deref(), now) && !is_removed(view, &a.id())? {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// The approval in force of each of `contents` into `stage`.
 pub fn approved<'a>(
     view: &LedgerView,
     stage: &str,
     contents: impl IntoIterator<Item = &'a String>,
-) -> Result<BTreeSet<String>> {
-    let mut out = BTreeSet::new();
+    now: i64,
+) -> Result<BTreeMap<String, ApproveRecord>> {
+    let mut out = BTreeMap::new();
     for c in contents {
-        let path = approve_path(c);
-        if let Some(bytes) = view.read(&path)? {
-            let rec: ApproveRecord = crate::records::parse(&path, &bytes)?;
-            if rec.stage == stage {
-                out.insert(rec.content);
+        if let Some(a) = approvals(view, c, now)?
+            .into_iter()
+            .find(|a| a.stage == stage)
+        {
+            out.insert(c.clone(), a);
+        }
+    }
+    Ok(out)
+}
+
+/// The freezes of `stage` in force at `now`, oldest first.
+pub fn freezes(view: &LedgerView, stage: &str, now: i64) -> Result<Vec<FreezeRecord>> {
+    let mut out = Vec::new();
+    for f in records_in::<FreezeRecord>(view, &format!("{FREEZE_DIR}/{stage}"))? {
+        if !expired(f.expires.as_deref(), now) && !is_removed(view, &f.id)? {
+            out.push(f);
+        }
+    }
+    out.sort_by(|a, b| a.created.cmp(&b.created));
+    Ok(out)
+}
+
+/// The quarantines in force at `now` for the gate into `stage` (every stage's when `None`),
+/// by test; the oldest of each test.
+pub fn quarantines(
+    view: &LedgerView,
+    stage: Option<&str>,
+    now: i64,
+) -> Result<BTreeMap<String, QuarantineRecord>> {
+    let mut out: BTreeMap<String, QuarantineRecord> = BTreeMap::new();
+    for test in view.dirs(QUARANTINE_DIR)? {
+        for q in records_in::<QuarantineRecord>(view, &format!("{QUARANTINE_DIR}/{test}"))? {
+            let applies = match (stage, &q.stage) {
+                (Some(s), Some(qs)) => s == qs,
+                _ => true,
+            };
+            if applies && !expired(q.expires.as_deref(), now) && !is_removed(view, &q.id)? {
+                let keep = out.get(&q.test).is_none_or(|old| old.created > q.created);
+                if keep {
+                    out.insert(q.test.clone(), q);
+                }
             }
         }
     }
     Ok(out)
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+/// The freezes in force of every stage of `stages`.
+pub fn all_freezes(view: &LedgerView, stages: &[String], now: i64) -> Result<Vec<FreezeRecord>> {
+    let mut out = Vec::new();
+    for s in stages {
+        out.extend(freezes(view, s, now)?);
+    }
+    Ok(out)
+}
+
+/// Every override in force at `now`, of every kind: what `status` lists and what
+/// `waive --remove ID` looks an id up in. Reads only the `overrides/` part of the ledger.
+pub fn all(view: &LedgerView, now: i64) -> Result<Vec<OverrideRef>> {
+    let mut out = Vec::new();
+    let scopes = |dir: &str| -> Result<Vec<String>> {
+        let mut names = view.dirs(dir)?;
+        // Records of the first format: `<dir>/<scope>.yaml`.
+        names.extend(
+            view.list(dir)?
+                .into_iter()
+                .filter_map(|n| n.strip_suffix(".yaml").map(String::from)),
+        );
+        names.sort();
+        names.dedup();
+        Ok(names)
+    };
+    for key in scopes(WAIVE_DIR)? {
+        out.extend(waivers(view, &key, now)?.iter().map(WaiveRecord::to_ref));
+    }
+    for content in scopes(APPROVE_DIR)? {
+        out.extend(
+            approvals(view, &content, now)?
+                .iter()
+                .map(ApproveRecord::to_ref),
+        );
+    }
+    for stage in view.dirs(FREEZE_DIR)? {
+        out.extend(freezes(view, &stage, now)?.iter().map(FreezeRecord::to_ref));
+    }
+    out.extend(
+        quarantines(view, None, now)?
+            .values()
+            .map(QuarantineRecord::to_ref),
+    );
+    Ok(out)
+}
+
+/// The override in force whose id starts with `id` (at least 6 digits), of kind `kind`.
+pub fn find(view: &LedgerView, kind: &str, id: &str, now: i64) -> Result<OverrideRef> {
+    let id = id.trim().to_ascii_lowercase();
+    if id.len() < 6 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::usage_help(
+            format!("{id:?} is not an override id"),
+            "ids are 12 hex digits (give at least 6); `stagegate status` lists the overrides in force",
+        ));
+    }
+    let found: Vec<OverrideRef> = all(view, now)?
+        .into_iter()
+        .filter(|r| r.kind == kind && r.id.starts_with(&id))
+        .collect();
+    match found.len() {
+        1 => Ok(found.into_iter().next().expect("one")),
+        0 => Err(Error::usage_help(
+            format!("no {kind} in force has the id {id}"),
+            "`stagegate status` lists the overrides in force; an expired or lifted one needs no removal",
+        )),
+        n => Err(Error::usage_help(
+            format!("{id} starts {n} {kind} ids"),
+            "give more of the id",
+        )),
+    }
+}
+
+/// Every quarantine of `test` in force at `now` (of every stage).
+pub fn quarantines_of(view: &LedgerView, test: &str, now: i64) -> Result<Vec<QuarantineRecord>> {
+    let mut out = Vec::new();
+    for q in records_in::<QuarantineRecord>(view, &format!("{QUARANTINE_DIR}/{test}"))? {
+        if !expired(q.expires.as_deref(), now) && !is_removed(view, &q.id)? {
+            out.push(q);
+        }
+    }
+    Ok(out)
 }

@@ -11,6 +11,8 @@
 //! Every ledger path is keyed by a candidate's content key, so a fact is about one exact
 //! version, never about a name, and is found with one tree lookup however large the ledger.
 
+use std::collections::BTreeMap;
+
 use gix::objs::tree::EntryKind;
 use serde::{Deserialize, Serialize};
 
@@ -104,10 +106,13 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView) -> Result<Fac
                         .jobs
                         .iter()
                         // Records written before the names were lowercase say "Regression".
-                        .filter(|j| j.state.eq_ignore_ascii_case("regression"))
+                        .filter(|j| {
+                            j.state.eq_ignore_ascii_case("regression") || j.state == "heisenbug"
+                        })
                         .map(|j| j.key.clone())
                         .collect(),
                     reasons: d.reasons.clone(),
+                    tests: BTreeMap::new(),
                 },
             );
         }
@@ -126,12 +131,28 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView) -> Result<Fac
             }
         }
     }
-    facts.waived = crate::overrides::waived(view, plan.jobs.keys())?;
+    // The tests the failures of each rejection ran: a quarantine of one lifts it.
+    for r in facts.rejected.values_mut() {
+        for k in &r.failed {
+            let name = match plan.jobs.get(k) {
+                Some(j) => Some(j.name.clone()),
+                None => view.latest(k)?.map(|rec| rec.name),
+            };
+            if let Some(n) = name {
+                r.tests.insert(k.clone(), n);
+            }
+        }
+    }
+    let now = super::now();
+    facts.waived = crate::overrides::waived(view, &plan.to.name, plan.jobs.keys(), now)?;
     facts.approved = crate::overrides::approved(
         view,
         &plan.to.name,
         plan.candidates.iter().map(|c| &c.content),
+        now,
     )?;
+    facts.frozen = crate::overrides::freezes(view, &plan.to.name, now)?;
+    facts.quarantined = crate::overrides::quarantines(view, Some(&plan.to.name), now)?;
     Ok(facts)
 }
 

@@ -64,6 +64,10 @@ pub struct DecisionRecord {
     /// What stayed on S, and why (a promotion that did not move everything).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stayed: Vec<StayedRecord>,
+    /// The overrides (waivers, approvals, quarantines) that changed this decision: which,
+    /// by whom, why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<crate::overrides::OverrideRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +113,12 @@ pub struct JobRecord {
     pub baseline: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline_key: Option<String>,
+    /// Every attempt of the job, when there was more than one (a re-run adds to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<gate::History>,
+    /// Every attempt of the baseline, when there was more than one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_history: Option<gate::History>,
 }
 
 /// One candidate as `promote` reports it.
@@ -145,6 +155,8 @@ pub struct MoveOutcome {
     /// Items pushed to their own repository's branch (the component push gate).
     pub pushed: Vec<String>,
     pub notes: Vec<String>,
+    /// T is frozen: the freezes in force (nothing moved).
+    pub frozen: Vec<crate::overrides::OverrideRef>,
     #[serde(skip)]
     pub evaluation: Option<Evaluation>,
     /// The promotion (or the first candidate), for people: the pull request body, the
@@ -175,11 +187,9 @@ pub struct Options<'a> {
 
 pub use facts::holds;
 
+/// The gate's clock ([`records::now`]: `STAGEGATE_NOW` fixes it).
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
+    records::now_secs()
 }
 
 /// What the gate decides for one move: the evaluation, and which candidates move.
@@ -376,9 +386,24 @@ pub fn promote_move(
             candidates: candidate_outcomes(&plan, &decided.evaluation, &moved),
             pushed: Vec::new(),
             notes: decided.notes.clone(),
+            frozen: facts.frozen.iter().map(|f| f.to_ref()).collect(),
             evaluation: Some(decided.evaluation.clone()),
             summary: None,
         };
+        for f in &facts.frozen {
+            outcome.notes.push(format!(
+                "{} is frozen by {} since {}: {}{}; nothing moves into it until `stagegate unfreeze {}`",
+                to.name,
+                f.author,
+                f.created,
+                f.reason,
+                f.expires
+                    .as_ref()
+                    .map(|e| format!(" (until {e})"))
+                    .unwrap_or_default(),
+                to.name
+            ));
+        }
         let reviewed = plan.gate.review || opts.force_review;
         if reviewed && opts.review.is_none() && !opts.dry_run {
             return Err(Error::usage_help(
@@ -517,6 +542,8 @@ fn job_records(jobs: &[gate::JobVerdict]) -> Vec<JobRecord> {
             state: j.state.to_string(),
             baseline: j.baseline.map(|v| v.to_string()),
             baseline_key: j.baseline_key.clone(),
+            history: Some(j.history.clone()).filter(|h| h.runs > 1),
+            baseline_history: j.baseline_history.clone().filter(|h| h.runs > 1),
         })
         .collect()
 }
@@ -564,6 +591,7 @@ fn record(
         pushed: Vec::new(),
         reasons,
         stayed,
+        overrides: Vec::new(),
     })
 }
 
@@ -585,10 +613,15 @@ fn record_rejections(
         let reasons: Vec<String> = g
             .reasons
             .iter()
-            .filter(|r| matches!(r.kind, "regression" | "build-failed" | "bisect"))
+            .filter(|r| {
+                matches!(
+                    r.kind,
+                    "regression" | "build-failed" | "bisect" | "heisenbug"
+                )
+            })
             .map(|r| r.message.clone())
             .collect();
-        let rec = record(
+        let mut rec = record(
             planner,
             plan,
             "reject",
@@ -598,6 +631,7 @@ fn record_rejections(
             Vec::new(),
             opts,
         )?;
+        rec.overrides = g.overrides.clone();
         let text = records::to_yaml(&rec);
         let mut files = Vec::new();
         for m in &g.members {
@@ -844,11 +878,15 @@ pub fn promotion_commit(
     let (tree, built) = promoted_tree(planner, plan, &moved, &builds_of(plan, decided), &view)?;
     let mut jobs: Vec<gate::JobVerdict> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    let mut overrides = Vec::new();
     for i in &decided.moving {
         let g = &decided.evaluation.groups[*i];
         jobs.extend(g.jobs.iter().cloned());
         notes.extend(g.reasons.iter().map(|r| r.message.clone()));
+        overrides.extend(g.overrides.iter().cloned());
     }
+    overrides.sort();
+    overrides.dedup();
     if let Some(c) = &decided.combination
         && c.state == State::Promote
     {
@@ -887,6 +925,7 @@ pub fn promotion_commit(
     )?;
     rec.built = built;
     rec.pushed = pushed;
+    rec.overrides = overrides;
     let stamp = rec.decided_at.replace([':', '-'], "");
     let path = format!(
         "{}/{stamp}-{}.yaml",

@@ -177,10 +177,17 @@ impl Judged<'_> {
                         Some(b) => self.view.latest(b)?.map(|r| run_view(r, true)),
                         None => None,
                     },
+                    history: j.history.clone(),
+                    baseline_history: j.baseline_history.clone(),
                 })
             })
             .collect::<Result<_>>()?;
-        let blocking = |r: &ReasonView| r.kind != "fails-like-baseline" && r.kind != "waived";
+        let blocking = |r: &ReasonView| {
+            !matches!(
+                r.kind.as_str(),
+                "fails-like-baseline" | "waived" | "quarantined"
+            )
+        };
         let reason = match state {
             State::Promote if jobs.is_empty() => {
                 format!("no jobs are required by the gate into {}", plan.to.name)
@@ -200,7 +207,7 @@ impl Judged<'_> {
                             State::Held => r.kind == "held",
                             State::Rejected => matches!(
                                 r.kind.as_str(),
-                                "regression" | "build-failed" | "rejected"
+                                "regression" | "build-failed" | "rejected" | "heisenbug"
                             ),
                             _ => true,
                         }

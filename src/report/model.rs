@@ -150,6 +150,11 @@ pub struct JobView {
     /// The same test with every item at T, when the gate compares with a baseline.
     pub baseline_key: Option<String>,
     pub baseline: Option<RunView>,
+    /// Every attempt of the job's key, counted (runs, passes, fails, flaky, last pass,
+    /// first fail).
+    pub history: crate::gate::History,
+    /// The same of the baseline's key.
+    pub baseline_history: Option<crate::gate::History>,
 }
 
 /// One recorded result of one job.

@@ -24,4 +24,5 @@ mod test_resolve;
 mod test_run;
 mod test_store;
 mod test_sync;
+mod test_triage;
 mod test_walk;

@@ -3,9 +3,27 @@
 
 use crate::common::TestEnv;
 
-const COMMANDS: [&str; 14] = [
-    "init", "check", "status", "plan", "diff", "run", "promote", "why", "log", "hold", "release",
-    "drop", "cycle", "poll",
+const COMMANDS: [&str; 20] = [
+    "init",
+    "check",
+    "status",
+    "plan",
+    "diff",
+    "run",
+    "promote",
+    "why",
+    "log",
+    "hold",
+    "release",
+    "drop",
+    "cycle",
+    "poll",
+    "waive",
+    "approve",
+    "freeze",
+    "unfreeze",
+    "quarantine",
+    "unquarantine",
 ];
 
 #[test]

@@ -1,0 +1,45 @@
+//! `stagegate unfreeze STAGE`: lift the freezes of a stage.
+
+use super::{Code, Ctx, Format, print_json};
+use crate::error::Result;
+use crate::ledger::Ledger;
+use crate::plan::Planner;
+
+/// Lift every freeze of STAGE in force: promotion into it resumes with the next `promote`.
+/// The freezes stay in the ledger's history; the lifting is recorded beside them.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The frozen stage.
+    pub stage: String,
+    /// Why it may move again (recorded).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// How to print: text for people, json for programs (stable, documented in the README).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
+    let repo = ctx.repo()?;
+    let planner = Planner::new(&repo, None)?;
+    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let stage = super::freeze::gated_stage(&planner, &args.stage)?;
+    let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
+    let frozen: Vec<_> =
+        crate::overrides::freezes(&ledger.view()?, &stage, crate::records::now_secs())?
+            .iter()
+            .map(|f| f.to_ref())
+            .collect();
+    crate::overrides::remove(&ledger, &frozen, &[], args.reason.as_deref())?;
+    super::sync::publish_results(&repo, &planner.pipeline)?;
+    match args.format {
+        Format::Json => print_json(&serde_json::json!({"stage": stage, "lifted": frozen})),
+        Format::Text if frozen.is_empty() => println!("{stage} is not frozen"),
+        Format::Text => {
+            for f in &frozen {
+                println!("lifted {}", f.line());
+            }
+        }
+    }
+    Ok(0)
+}

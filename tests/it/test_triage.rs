@@ -1,0 +1,508 @@
+//! Triage on real repositories: recorded overrides with a scope and an expiry (waive,
+//! approve, freeze, quarantine), and flake history with the gate's `flaky` policy.
+//!
+//! Expiry is tested without waiting: `STAGEGATE_NOW` sets the clock of one command.
+
+use std::time::{Duration, SystemTime};
+
+use stagegate::promote::DecisionRecord;
+
+use crate::common::{TestEnv, base_env};
+
+const LEDGER: &str = "refs/stagegate/results";
+
+/// Boots unless xen is a 2.x (always broken), or the flag file `$HOME/FLAG` exists for the
+/// xen version in it (`base-fails` for xen 1, `cand-fails` for any other).
+const BOOT: &str = r#"#!/bin/sh
+x="$STAGEGATE_COMPONENT_XEN_VERSION"
+echo "booting xen $x"
+case "$x" in 2*) echo "xen $x: no console"; exit 1;; esac
+[ "$x" = 1 ] && [ -f "$HOME/base-fails" ] && { echo "xen 1: lost the disk"; exit 1; }
+[ "$x" != 1 ] && [ -f "$HOME/cand-fails" ] && { echo "xen $x: lost the disk"; exit 1; }
+echo "login prompt reached"
+"#;
+const BOOT_TEST: &str = "name: boot\nuses: [components/xen]\nrun: ./tests/boot.sh\n";
+
+fn pipeline(flaky: &str) -> String {
+    format!(
+        "version: 1\nstages: [staging, stable]\ngates:\n  stable: {{require: [test], baseline: true{flaky}}}\n"
+    )
+}
+
+fn repo_with(flaky: &str) -> TestEnv {
+    TestEnv::init_with(&[
+        ("stagegate.yaml", &pipeline(flaky)),
+        ("components/xen.yaml", &component("xen", "1")),
+        ("tests/boot.yaml", BOOT_TEST),
+        ("tests/boot.sh", BOOT),
+    ])
+}
+
+fn repo() -> TestEnv {
+    repo_with("")
+}
+
+fn component(name: &str, version: &str) -> String {
+    format!("name: {name}\nversion: \"{version}\"\n")
+}
+
+fn bump(env: &TestEnv, version: &str) {
+    env.commit_on(
+        "staging",
+        &format!("Bump xen to {version}"),
+        &[("components/xen.yaml", &component("xen", version))],
+    );
+}
+
+/// RFC 3339 of now + `secs` (negative: in the past).
+fn at(secs: i64) -> String {
+    let now = SystemTime::now();
+    let t = if secs >= 0 {
+        now + Duration::from_secs(secs as u64)
+    } else {
+        now - Duration::from_secs((-secs) as u64)
+    };
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Run stagegate with its clock at `now`; returns (code, stdout, stderr).
+fn sg_at(env: &TestEnv, now: &str, args: &[&str]) -> (i32, String, String) {
+    let out = env.sg_cmd(args).env("STAGEGATE_NOW", now).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn status_json(env: &TestEnv, now: Option<&str>) -> serde_json::Value {
+    let out = match now {
+        Some(n) => sg_at(env, n, &["status", "--format", "json"]).1,
+        None => env.sg_ok(&["status", "--format", "json"]),
+    };
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+}
+
+fn state(env: &TestEnv, now: Option<&str>) -> String {
+    status_json(env, now)["candidates"][0]["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The key of the candidate's boot job, and of its baseline, as `why` shows them.
+fn keys(env: &TestEnv) -> (String, String) {
+    let why = env.json(&["why", "components/xen", "--format", "json"]);
+    let job = &why["pending"][0]["evaluation"]["jobs"][0];
+    (
+        job["key"].as_str().unwrap().to_string(),
+        job["baseline_key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// The decision record the newest promotion on stable added.
+fn decision(env: &TestEnv) -> DecisionRecord {
+    let added = env.git(&[
+        "diff",
+        "--name-only",
+        "--diff-filter=A",
+        "stable^",
+        "stable",
+        "--",
+        ".stagegate/decisions",
+    ]);
+    let path = added.lines().next().expect("a decision record");
+    let text = env.git(&["show", &format!("stable:{path}")]);
+    stagegate::records::parse(path, text.as_bytes()).unwrap()
+}
+
+fn version_on_stable(env: &TestEnv) -> String {
+    env.git(&["show", "stable:components/xen.yaml"])
+}
+
+#[test]
+fn a_waiver_expires_and_can_be_removed_and_the_rejection_stands_again() {
+    let env = repo();
+    bump(&env, "2");
+    env.sg_code(1, &["cycle"]);
+    assert_eq!(state(&env, None), "rejected");
+    let (key, _) = keys(&env);
+    let out = env.sg_ok(&[
+        "waive",
+        &key[..10],
+        "--reason",
+        "console test broken upstream",
+        "--expires",
+        "2099-12-01",
+    ]);
+    assert!(out.contains("until 2099-12-01T00:00:00Z"), "{out}");
+    // In force now; lapsed after its expiry (the clock moved, nothing else did).
+    assert_eq!(state(&env, None), "promote");
+    assert_eq!(state(&env, Some("2099-12-02T00:00:00Z")), "rejected");
+    let listed = &status_json(&env, None)["overrides"];
+    assert_eq!(listed[0]["kind"], "waive", "{listed}");
+    let scope = listed[0]["scope"].as_str().unwrap();
+    assert!(scope.contains("(test boot [components/xen])"), "{scope}");
+    let id = listed[0]["id"].as_str().unwrap().to_string();
+    let text = env.sg_ok(&["status"]);
+    assert!(text.contains(&format!("waive {id} of job")), "{text}");
+    assert!(text.contains("console test broken upstream"), "{text}");
+
+    // Removed: a record of its own; the waiver stays in history.
+    let out = env.sg_ok(&["waive", "--remove", &id, "--reason", "fixed upstream"]);
+    assert!(out.starts_with(&format!("lifted waive {id}")), "{out}");
+    assert_eq!(state(&env, None), "rejected");
+    let log = env.sg_ok(&["log"]);
+    assert!(log.contains("unwaive"), "{log}");
+    assert!(log.contains(&format!("{id} of job")), "{log}");
+    let json = env.json(&["log", "--format", "json"]);
+    let kinds: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"waive") && kinds.contains(&"unwaive"),
+        "{kinds:?}"
+    );
+    let (_, err) = env.sg_code(2, &["waive", "--remove", &id, "--reason", "again"]);
+    assert!(
+        err.contains(&format!("no waive in force has the id {id}")),
+        "{err}"
+    );
+
+    // Waived again, for good: the promotion names the waiver, its author and reason.
+    env.sg_ok(&["waive", &key, "--reason", "known broken console"]);
+    let out = env.sg_ok(&["cycle"]);
+    assert!(out.contains("promoted components/xen as "), "{out}");
+    let d = decision(&env);
+    assert_eq!(d.overrides.len(), 1, "{:?}", d.overrides);
+    assert_eq!(d.overrides[0].kind, "waive");
+    assert_eq!(d.overrides[0].reason, "known broken console");
+    assert!(d.overrides[0].by.contains('@'), "{:?}", d.overrides[0]);
+    assert!(d.jobs.iter().any(|j| j.state == "waived"), "{:?}", d.jobs);
+}
+
+#[test]
+fn a_waiver_lapses_when_the_content_it_waived_changes() {
+    let env = repo();
+    bump(&env, "2");
+    env.sg_code(1, &["cycle"]);
+    let (key, _) = keys(&env);
+    env.sg_ok(&["waive", &key, "--reason", "xen 2 console is cosmetic"]);
+    assert_eq!(state(&env, None), "promote");
+    // A new version of the same item: new job keys, which no one waived.
+    bump(&env, "2.1");
+    env.sg_code(1, &["cycle"]);
+    assert_eq!(state(&env, None), "rejected");
+    assert!(version_on_stable(&env).contains("\"1\""));
+    let s = status_json(&env, None);
+    assert!(
+        s["overrides"].as_array().unwrap().is_empty(),
+        "the old waiver does not apply to the new content: {s}"
+    );
+}
+
+#[test]
+fn a_freeze_stops_every_promotion_until_it_is_lifted() {
+    let env = repo();
+    bump(&env, "3");
+    let out = env.sg_ok(&["freeze", "stable", "--reason", "release 4.21 in progress"]);
+    assert!(out.starts_with("froze freeze "), "{out}");
+    assert!(out.contains("of stage stable"), "{out}");
+    let before = env.rev("stable");
+    let out = env.sg_ok(&["cycle"]);
+    assert!(out.contains("stable is frozen by "), "{out}");
+    assert!(out.contains("release 4.21 in progress"), "{out}");
+    assert!(out.contains("components/xen 1 → 3: held"), "{out}");
+    assert_eq!(env.rev("stable"), before);
+    // The job ran and was recorded all the same.
+    let why = env.sg_ok(&["why", "components/xen"]);
+    assert!(why.contains("ok   test  boot"), "{why}");
+    assert!(why.contains("frozen: stable is frozen by"), "{why}");
+    let s = status_json(&env, None);
+    assert_eq!(s["frozen"][0]["kind"], "freeze", "{s}");
+    assert_eq!(s["candidates"][0]["state"], "held");
+    assert!(env.sg_ok(&["status"]).contains("FROZEN: freeze "));
+    let json = env.json(&["promote", "--format", "json"]);
+    assert_eq!(json[0]["frozen"][0]["reason"], "release 4.21 in progress");
+    assert!(json[0]["promoted"].is_null());
+
+    let out = env.sg_ok(&["unfreeze", "stable", "--reason", "4.21 is out"]);
+    assert!(out.starts_with("lifted freeze "), "{out}");
+    let log = env.sg_ok(&["log"]);
+    assert!(log.contains("unfreeze"), "{log}");
+    assert!(log.contains("freeze "), "{log}");
+    let out = env.sg_ok(&["cycle"]);
+    assert!(out.contains("promoted components/xen as "), "{out}");
+    assert_eq!(
+        env.sg_ok(&["unfreeze", "stable"]).trim(),
+        "stable is not frozen"
+    );
+}
+
+#[test]
+fn a_freeze_ends_at_its_expiry() {
+    let env = repo();
+    bump(&env, "3");
+    env.sg_ok(&["freeze", "stable", "--reason", "weekend", "--for", "2d"]);
+    env.sg_ok(&["run"]);
+    assert_eq!(state(&env, None), "held");
+    assert_eq!(state(&env, Some(&at(3 * 86400))), "promote");
+    let (code, out, err) = sg_at(&env, &at(3 * 86400), &["promote"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("promoted components/xen as "), "{out}");
+}
+
+#[test]
+fn the_first_stage_cannot_be_frozen() {
+    let env = repo();
+    let (_, err) = env.sg_code(2, &["freeze", "staging", "--reason", "x"]);
+    assert!(err.contains("staging is the first stage"), "{err}");
+    assert!(
+        err.contains("help: freeze a stage after it: stable"),
+        "{err}"
+    );
+    let (_, err) = env.sg_code(2, &["freeze", "prod", "--reason", "x"]);
+    assert!(err.contains("prod"), "{err}");
+    let (_, err) = env.sg_code(2, &["freeze", "stable"]);
+    assert!(err.contains("an override needs a reason"), "{err}");
+}
+
+#[test]
+fn a_bad_expiry_is_a_usage_error_that_says_what_is_expected() {
+    let env = repo();
+    bump(&env, "2");
+    for (args, want) in [
+        (
+            vec!["freeze", "stable", "--reason", "x", "--expires", "tomorrow"],
+            "--expires \"tomorrow\" is not a date or a time",
+        ),
+        (
+            vec!["freeze", "stable", "--reason", "x", "--for", "3 parsecs"],
+            "--for \"3 parsecs\" is not a duration",
+        ),
+        (
+            vec![
+                "freeze",
+                "stable",
+                "--reason",
+                "x",
+                "--expires",
+                "2001-01-01",
+            ],
+            "the expiry 2001-01-01T00:00:00Z has already passed",
+        ),
+        (
+            vec![
+                "quarantine",
+                "boot",
+                "--reason",
+                "x",
+                "--expires",
+                "2099-01-01",
+                "--for",
+                "1d",
+            ],
+            "--expires and --for both say when the override ends",
+        ),
+        (
+            vec!["quarantine", "boot", "--reason", "x", "--for", "0s"],
+            "--for 0 would end the override before it starts",
+        ),
+    ] {
+        let (_, err) = env.sg_code(2, &args);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(err.contains("help: "), "{args:?}: {err}");
+    }
+    // Nothing was recorded.
+    assert_eq!(env.git(&["for-each-ref", LEDGER]), "");
+}
+
+#[test]
+fn a_quarantined_test_runs_and_records_but_does_not_gate() {
+    let env = repo();
+    let out = env.sg_ok(&[
+        "quarantine",
+        "tests/boot",
+        "--reason",
+        "boot is flaky on the new lab",
+        "--expires",
+        "2099-01-01",
+    ]);
+    assert!(out.starts_with("quarantined quarantine "), "{out}");
+    assert!(out.contains("of test boot"), "{out}");
+    let s = status_json(&env, None);
+    assert_eq!(s["overrides"][0]["kind"], "quarantine", "{s}");
+    assert!(env.sg_ok(&["status"]).contains("quarantine "));
+
+    bump(&env, "2");
+    // After its expiry it gates again.
+    env.sg_code(1, &["run"]);
+    assert_eq!(state(&env, Some("2099-01-02T00:00:00Z")), "rejected");
+    let out = env.sg_ok(&["cycle"]);
+    assert!(out.contains("promoted components/xen as "), "{out}");
+    let d = decision(&env);
+    assert!(
+        d.jobs.iter().any(|j| j.state == "quarantined"),
+        "{:?}",
+        d.jobs
+    );
+    assert_eq!(d.overrides[0].kind, "quarantine");
+    assert_eq!(d.overrides[0].reason, "boot is flaky on the new lab");
+    // It ran, and its failure is recorded.
+    let paths = env.git(&["ls-tree", "-r", "--name-only", LEDGER]);
+    assert!(
+        paths
+            .lines()
+            .filter(|p| crate::common::is_result_path(p))
+            .count()
+            >= 2,
+        "{paths}"
+    );
+
+    let out = env.sg_ok(&["unquarantine", "boot", "--reason", "lab fixed"]);
+    assert!(out.starts_with("lifted quarantine "), "{out}");
+    assert!(
+        status_json(&env, None)["overrides"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(env.sg_ok(&["log", "tests/boot"]).contains("unquarantine"));
+    let out = env.sg_ok(&["unquarantine", "boot"]);
+    assert_eq!(out.trim(), "tests/boot is not quarantined");
+}
+
+/// Baseline fails, then passes on a re-run: flaky. The candidate fails once.
+fn flaky_baseline(env: &TestEnv) -> (String, String) {
+    bump(env, "3");
+    std::fs::write(env.home().join("base-fails"), "").unwrap();
+    std::fs::write(env.home().join("cand-fails"), "").unwrap();
+    env.sg_code(1, &["run"]);
+    let (key, base) = keys(env);
+    std::fs::remove_file(env.home().join("base-fails")).unwrap();
+    env.sg_ok(&["run", "--rerun", &base]);
+    (key, base)
+}
+
+#[test]
+fn a_failure_over_a_flaky_baseline_is_a_heisenbug_that_blocks_by_default() {
+    let env = repo();
+    flaky_baseline(&env);
+    let (out, _) = env.sg_code(1, &["promote"]);
+    assert!(out.contains("components/xen 1 → 3: rejected"), "{out}");
+    assert!(out.contains("is flaky (its baseline is flaky"), "{out}");
+    let why = env.sg_ok(&["why", "components/xen"]);
+    assert!(
+        why.contains("baseline history: 2 runs: 1 pass, 1 fail; last pass "),
+        "{why}"
+    );
+    assert!(why.contains("the gate blocks flaky failures"), "{why}");
+    let json = env.json(&["why", "components/xen", "--format", "json"]);
+    let job = &json["pending"][0]["evaluation"]["jobs"][0];
+    assert_eq!(job["state"], "heisenbug");
+    assert_eq!(job["baseline_history"]["runs"], 2);
+    assert_eq!(job["history"]["fails"], 1);
+}
+
+#[test]
+fn a_flaky_policy_of_wait_asks_for_more_tries_then_decides() {
+    let env = repo_with(", flaky: {policy: wait, tries: 1}");
+    flaky_baseline(&env);
+    let out = env.sg_ok(&["promote"]);
+    assert!(out.contains("components/xen 1 → 3: wait"), "{out}");
+    assert!(
+        out.contains("waits for 1 more try (`stagegate run --failed`)"),
+        "{out}"
+    );
+    // The re-run adds to the record: still failing after it, it is rejected.
+    env.sg_code(1, &["run", "--failed"]);
+    let (out, _) = env.sg_code(1, &["promote"]);
+    assert!(out.contains("components/xen 1 → 3: rejected"), "{out}");
+    let why = env.sg_ok(&["why", "components/xen"]);
+    assert!(why.contains("history: 2 runs: 0 pass, 2 fail"), "{why}");
+}
+
+#[test]
+fn a_flaky_policy_of_allow_lets_a_heisenbug_through_with_its_history_in_the_decision() {
+    let env = repo_with(", flaky: {policy: allow}");
+    bump(&env, "3");
+    env.sg_ok(&["run"]);
+    let (key, _) = keys(&env);
+    // The same job, run again, fails where it passed: a heisenbug.
+    std::fs::write(env.home().join("cand-fails"), "").unwrap();
+    env.sg_code(1, &["run", "--rerun", &key]);
+    let why = env.sg_ok(&["why", "components/xen"]);
+    assert!(why.contains("history: 2 runs: 1 pass, 1 fail"), "{why}");
+    assert!(why.contains("it passed before for the same key"), "{why}");
+    let out = env.sg_ok(&["promote"]);
+    assert!(out.contains("promoted components/xen as "), "{out}");
+    let d = decision(&env);
+    let job = d.jobs.iter().find(|j| j.key == key).unwrap();
+    assert_eq!(job.state, "heisenbug_allowed");
+    let h = job.history.as_ref().expect("the history of a re-run job");
+    assert_eq!((h.runs, h.passes, h.fails), (2, 1, 1));
+    assert!(h.last_pass.is_some() && h.first_fail.is_some());
+}
+
+#[test]
+fn a_bad_flaky_policy_is_located_in_stagegate_yaml() {
+    for (flaky, want) in [
+        (
+            ", flaky: {policy: sometimes}",
+            "unknown flaky policy \"sometimes\"",
+        ),
+        (
+            ", flaky: {policy: wait}",
+            "`flaky.policy: wait` needs `tries`",
+        ),
+        (
+            ", flaky: {policy: block, tries: 2}",
+            "`flaky.tries` only counts with `policy: wait`",
+        ),
+        (
+            ", flaky: {policy: wait, tries: 99}",
+            "`flaky.tries` is 99; it must be 1 to 20",
+        ),
+    ] {
+        let env = repo_with(flaky);
+        let (_, err) = env.sg_code(1, &["check"]);
+        assert!(err.contains("stagegate.yaml:4:"), "{flaky}: {err}");
+        assert!(err.contains(want), "{flaky}: {err}");
+        assert!(err.contains("help: "), "{flaky}: {err}");
+    }
+}
+
+#[test]
+fn a_clock_that_does_not_parse_is_ignored_with_a_warning() {
+    let env = repo();
+    let mut cmd = env.sg_cmd(&["status"]);
+    base_env(&mut cmd, env.home());
+    let out = cmd.env("STAGEGATE_NOW", "yesterday").output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("STAGEGATE_NOW=\"yesterday\" is not an RFC 3339 time"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_quarantine_lifts_a_rejection_resting_on_its_test() {
+    let env = repo();
+    bump(&env, "2");
+    env.sg_code(1, &["cycle"]);
+    assert_eq!(state(&env, None), "rejected");
+    env.sg_ok(&[
+        "quarantine",
+        "boot",
+        "--reason",
+        "boot is broken in the lab",
+    ]);
+    let out = env.sg_ok(&["cycle"]);
+    assert!(out.contains("promoted components/xen as "), "{out}");
+    let d = decision(&env);
+    assert_eq!(d.overrides[0].kind, "quarantine", "{:?}", d.overrides);
+}
