@@ -1,5 +1,7 @@
 //! `stagegate log-of KEY`: print a job's full log, from whichever store keeps it.
 
+use std::io::Write;
+
 use super::{Code, Ctx};
 use crate::artifact::Store;
 use crate::error::{Error, Result};
@@ -8,7 +10,8 @@ use crate::plan::Planner;
 
 /// Print the full log of a job's latest result (or of one attempt), fetched from the store
 /// its ledger record points at: a registry or directory any runner reaches, or, for logs
-/// kept by the default store, the machine that ran the job.
+/// kept by the default store, the machine that ran the job. A job that passed with no more
+/// output than its record's excerpt holds has no log file: its excerpt is printed.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The job key, or a unique prefix of at least 4 hex digits (as `plan` and `run` print).
@@ -54,6 +57,14 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             format!("it has {}", super::count(results.len(), "recorded attempt")),
         )
     })?;
+    if record.log.is_none() && record.tries > 0 {
+        // It ran and its whole output fit in the record's excerpt: no log file was made.
+        let mut out = std::io::stdout().lock();
+        if !record.excerpt.is_empty() {
+            let _ = writeln!(out, "{}", record.excerpt);
+        }
+        return Ok(0);
+    }
     let location = record.log.as_deref().ok_or_else(|| {
         Error::usage(format!(
             "job {} ({}) has no log recorded: it never started",

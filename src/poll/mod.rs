@@ -263,11 +263,11 @@ fn run_watch(
         env: &vars,
         secrets: &secrets,
         timeout,
-        log: log.path(),
         log_cap: 1 << 20,
     };
-    let f = rt.block_on(crate::runner::process::run(spec, rx));
-    let output = std::fs::read_to_string(log.path()).unwrap_or_default();
+    let output = crate::runner::process::JobLog::new(log.path().to_path_buf());
+    let f = rt.block_on(crate::runner::process::run(spec, output, rx));
+    let output = f.log.text();
     let how = match f.ended {
         Ended::Exited(0) => return Ok(output),
         Ended::Exited(c) => format!("exit status {c}"),

@@ -171,8 +171,12 @@ pub async fn execute(
     cancel: watch::Receiver<bool>,
 ) -> Vec<Outcome> {
     let sem = Arc::new(Semaphore::new(settings.parallel.max(1)));
-    let slots: Arc<Mutex<Vec<usize>>> =
-        Arc::new(Mutex::new((0..settings.parallel.max(1)).rev().collect()));
+    let slots: Arc<Mutex<Vec<SlotState>>> = Arc::new(Mutex::new(
+        (0..settings.parallel.max(1))
+            .rev()
+            .map(|i| SlotState::new(&settings.scratch, i))
+            .collect(),
+    ));
     // Each job publishes its artifact (or failure) for the jobs that need it.
     let mut publishers: HashMap<String, watch::Sender<Option<Result<ArtifactRecord, String>>>> =
         HashMap::new();
@@ -251,7 +255,7 @@ pub async fn execute(
                 .acquire_owned()
                 .await
                 .expect("semaphore is never closed");
-            let slot = Slot::take(&slots);
+            let mut slot = Slot::take(&slots);
             if *cancel.borrow() {
                 let outcome = not_run(&r.job, "interrupted before it started".into());
                 let _ = publish.send(Some(Err("interrupted".into())));
@@ -265,14 +269,7 @@ pub async fn execute(
             }
             let label = crate::plan::describe(&r.job);
             progress(Event::Started { label: &label });
-            let outcome = run_job(
-                &r,
-                &artifacts,
-                &settings,
-                &slot.dir(&settings.scratch),
-                cancel,
-            )
-            .await;
+            let outcome = run_job(&r, &artifacts, &settings, &mut slot, cancel).await;
             drop(slot);
             let outcome = keep_log(outcome, &settings);
             let artifact = outcome.record.as_ref().and_then(|rec| rec.artifact.clone());
@@ -335,32 +332,94 @@ pub async fn execute(
 
 /// A scratch slot held by one running job; given back on drop.
 struct Slot {
-    index: usize,
-    pool: Arc<Mutex<Vec<usize>>>,
+    state: Option<SlotState>,
+    pool: Arc<Mutex<Vec<SlotState>>>,
+}
+
+/// One slot's scratch space: `out` (`$STAGEGATE_OUT`) and `env.json`, made by the first job
+/// that uses the slot and reused by the next ones. The env file stays open and is rewritten
+/// in place, so a job costs no new inode and no directory entry here.
+struct SlotState {
+    out: PathBuf,
+    env_file: PathBuf,
+    env: Option<std::fs::File>,
+}
+
+impl SlotState {
+    fn new(scratch: &Path, index: usize) -> SlotState {
+        let dir = scratch.join(format!("slot-{index}"));
+        SlotState {
+            out: dir.join("out"),
+            env_file: dir.join("env.json"),
+            env: None,
+        }
+    }
+
+    /// Make `env.json` hold `doc`: rewritten in place in the file the slot holds open,
+    /// unless a job removed or replaced it (then a new one is made).
+    fn write_env(&mut self, doc: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+        let current = match self.env.take() {
+            Some(f) => {
+                let m = f.metadata()?;
+                let here = std::fs::symlink_metadata(&self.env_file);
+                let same = here.is_ok_and(|h| h.ino() == m.ino() && h.dev() == m.dev());
+                (m.nlink() > 0 && same).then_some((f, m.len()))
+            }
+            None => None,
+        };
+        let (f, len) = match current {
+            Some(c) => c,
+            None => {
+                let _ = std::fs::remove_file(&self.env_file);
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&self.env_file)?;
+                (f, 0)
+            }
+        };
+        f.write_all_at(doc, 0)?;
+        if len != doc.len() as u64 {
+            f.set_len(doc.len() as u64)?;
+        }
+        self.env = Some(f);
+        Ok(())
+    }
 }
 
 impl Slot {
-    fn take(pool: &Arc<Mutex<Vec<usize>>>) -> Slot {
-        let index = pool
+    fn take(pool: &Arc<Mutex<Vec<SlotState>>>) -> Slot {
+        let state = pool
             .lock()
             .expect("slot pool")
             .pop()
             .expect("a slot per semaphore permit");
         Slot {
-            index,
+            state: Some(state),
             pool: pool.clone(),
         }
     }
+}
 
-    fn dir(&self, scratch: &Path) -> PathBuf {
-        scratch.join(format!("slot-{}", self.index))
+impl std::ops::Deref for Slot {
+    type Target = SlotState;
+    fn deref(&self) -> &SlotState {
+        self.state.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Slot {
+    fn deref_mut(&mut self) -> &mut SlotState {
+        self.state.as_mut().expect("held until dropped")
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut p) = self.pool.lock() {
-            p.push(self.index);
+        if let (Some(state), Ok(mut p)) = (self.state.take(), self.pool.lock()) {
+            p.push(state);
         }
     }
 }
@@ -426,6 +485,9 @@ fn claimed_elsewhere(settings: &Settings, key: &str) -> Option<&'static str> {
     }
 }
 
+/// A job's variables, name and value.
+type Vars = Vec<(String, String)>;
+
 /// Environment variables describing the job, and the JSON for `STAGEGATE_ENV_FILE`.
 fn job_env(
     r: &Ready,
@@ -433,7 +495,7 @@ fn job_env(
     settings: &Settings,
     out: &Path,
     env_file: &Path,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<(Vars, Vec<u8>), String> {
     let job = &r.job;
     let mut vars = vec![
         ("STAGEGATE_JOB".to_string(), job.key.clone()),
@@ -511,42 +573,28 @@ fn job_env(
         }));
     }
     let doc = serde_json::json!({ "job": job.key, "name": job.name, "role": role_name(job.role), "commit": job.commit.to_string(), "items": described, "cache": cache });
-    std::fs::write(env_file, serde_json::to_vec_pretty(&doc).expect("json"))
-        .map_err(|e| format!("writing {}: {e}", env_file.display()))?;
-    Ok(vars)
+    Ok((vars, serde_json::to_vec_pretty(&doc).expect("json")))
 }
 
-/// Everything a job needs before it starts: its checkout, an empty output directory, its
-/// environment and a writable log. Any failure here is the runner's, said with what to fix.
+/// Everything a job needs before it starts: its checkout, an empty output directory and
+/// its environment. Any failure here is the runner's, said with what to fix. (Its log is
+/// written later, and only when there is something to keep: see [`process::JobLog`].)
 fn prepare(
     r: &Ready,
     artifacts: &BTreeMap<String, ArtifactRecord>,
     settings: &Settings,
-    out: &Path,
-    env_file: &Path,
-    log: &Path,
-) -> Result<(Vec<(String, String)>, PathBuf), String> {
+    slot: &mut SlotState,
+) -> Result<(Vars, PathBuf), String> {
     let cwd = r.cwd.clone()?;
-    empty_dir(out)
-        .map_err(|e| format!("cannot prepare the output directory {}: {e}", out.display()))?;
-    let vars = job_env(r, artifacts, settings, out, env_file)?;
-    let opened = log
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .map(drop)
-        });
-    if let Err(e) = opened {
-        return Err(format!(
-            "cannot write the job's log {}: {e}; make {} writable (and check free space), then run again",
-            log.display(),
-            settings.log_dir.display()
-        ));
-    }
+    empty_dir(&slot.out).map_err(|e| {
+        format!(
+            "cannot prepare the output directory {}: {e}",
+            slot.out.display()
+        )
+    })?;
+    let (vars, doc) = job_env(r, artifacts, settings, &slot.out, &slot.env_file)?;
+    slot.write_env(&doc)
+        .map_err(|e| format!("writing {}: {e}", slot.env_file.display()))?;
     let mut env = Vec::with_capacity(settings.base_env.len() + r.pass.len() + vars.len());
     env.extend(settings.base_env.iter().cloned());
     env.extend(r.pass.iter().cloned());
@@ -569,7 +617,7 @@ async fn run_job(
     r: &Ready,
     artifacts: &BTreeMap<String, ArtifactRecord>,
     settings: &Settings,
-    slot: &Path,
+    slot: &mut SlotState,
     cancel: watch::Receiver<bool>,
 ) -> Outcome {
     let job = &r.job;
@@ -578,11 +626,10 @@ async fn run_job(
         reason: None,
         ..not_run(job, String::new())
     };
-    let out = slot.join("out");
-    let env_file = slot.join("env.json");
-    let log = process::log_path(&settings.log_dir, &job.key);
+    let mut log = process::JobLog::new(process::log_path(&settings.log_dir, &job.key));
     // A job that cannot even be prepared is an `error`: it could not run.
-    let prepared = prepare(r, artifacts, settings, &out, &env_file, &log);
+    let prepared = prepare(r, artifacts, settings, slot);
+    let out = &slot.out;
     let (vars, cwd) = match prepared {
         Ok(v) => v,
         Err(why) => {
@@ -613,10 +660,10 @@ async fn run_job(
             env: &vars,
             secrets: &settings.secrets,
             timeout: job.timeout,
-            log: &log,
             log_cap: settings.log_cap,
         };
-        let f = process::run(spec, cancel.clone()).await;
+        let f = process::run(spec, log, cancel.clone()).await;
+        log = f.log;
         total += f.duration;
         let exit = match &f.ended {
             Ended::Exited(c) => Exit {
@@ -634,10 +681,12 @@ async fn run_job(
         };
         let (verdict, reason) = match &f.ended {
             Ended::Cancelled => {
+                // Not a result: the log is kept only when it says something.
+                let log = log.needs_file().then(|| log.keep().ok()).flatten();
                 return Outcome {
                     reason: Some("interrupted".into()),
                     duration: total,
-                    log: Some(log),
+                    log,
                     ..base
                 };
             }
@@ -673,16 +722,13 @@ async fn run_job(
         };
         if verdict == Verdict::Fail && tries <= job.retries {
             failed_before = true;
-            process::note(
-                &log,
-                &format!(
-                    "try {tries} failed ({}); trying again",
-                    reason.as_deref().unwrap_or("fail")
-                ),
-            );
+            log.note(&format!(
+                "try {tries} failed ({}); trying again",
+                reason.as_deref().unwrap_or("fail")
+            ));
             // Each try starts from an empty output directory: what a failed try left
             // there must not pass for the next try's output.
-            let _ = empty_dir(&out);
+            let _ = empty_dir(out);
             continue;
         }
         let reason = match (verdict, &reason) {
@@ -692,7 +738,7 @@ async fn run_job(
         // A build that passed must have produced what it declares.
         let (verdict, reason, artifact) =
             if job.kind == JobKind::Build && matches!(verdict, Verdict::Pass | Verdict::Flaky) {
-                match store_build(job, &out, settings) {
+                match store_build(job, out, settings) {
                     Ok(a) => (verdict, reason, Some(a)),
                     Err(Unstored::Missing(why)) => (Verdict::Fail, Some(why), None),
                     // The store, not the job, failed (§4.13): the next run retries.
@@ -701,6 +747,24 @@ async fn run_job(
             } else {
                 (verdict, reason, None)
             };
+        // A log file only when the record's excerpt does not already say it all.
+        let (verdict, reason, log) = if verdict != Verdict::Pass || log.needs_file() {
+            match log.keep() {
+                Ok(path) => (verdict, reason, Some(path)),
+                // The result would point at nothing (§4.13): the next run retries.
+                Err((path, e)) => (
+                    Verdict::Error,
+                    Some(format!(
+                        "cannot write the job's log {}: {e}; make {} writable (and check free space), then run again",
+                        path.display(),
+                        settings.log_dir.display()
+                    )),
+                    None,
+                ),
+            }
+        } else {
+            (verdict, reason, None)
+        };
         return finish(
             base,
             job,
@@ -711,7 +775,7 @@ async fn run_job(
             Some(exit),
             tries,
             f.excerpt,
-            Some(log),
+            log,
             artifact,
             artifacts,
         )

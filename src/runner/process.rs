@@ -1,15 +1,18 @@
 //! Running one command: its own process group, a timeout that kills the whole group,
 //! output merged into a log capped to its head and tail, and cancellation.
+//!
+//! Output is read on the runtime (no thread per job) into a [`JobLog`], which stays in
+//! memory while it is small: a run of many short jobs writes no file for a job that
+//! passed with no more output than its excerpt holds.
 
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{oneshot, watch};
 
 use super::mask::{Masker, Secrets};
 
@@ -31,6 +34,8 @@ pub struct Finished {
     /// The last lines of the output.
     pub excerpt: String,
     pub bytes: u64,
+    /// The job's log, this try's output added.
+    pub log: JobLog,
 }
 
 pub struct Spec<'a> {
@@ -41,7 +46,6 @@ pub struct Spec<'a> {
     /// Values masked in the log and the excerpt.
     pub secrets: &'a Secrets,
     pub timeout: Duration,
-    pub log: &'a Path,
     /// Bytes of output kept per try: half from the start, half from the end.
     pub log_cap: u64,
 }
@@ -54,15 +58,26 @@ const GRACE: Duration = Duration::from_secs(3);
 /// stops then, keeping everything the job wrote.
 pub const DRAIN: Duration = Duration::from_millis(500);
 
-pub async fn run(spec: Spec<'_>, mut cancel: watch::Receiver<bool>) -> Finished {
+/// Bytes of a log held in memory before it goes to its file: beyond this, output is
+/// written as it arrives.
+const IN_MEMORY: usize = 1024 * 1024;
+
+/// Run `spec` once, adding its output to `log` (returned in [`Finished`]).
+pub async fn run(spec: Spec<'_>, log: JobLog, mut cancel: watch::Receiver<bool>) -> Finished {
     let start = Instant::now();
     let (reader, writer) = match std::io::pipe() {
         Ok(p) => p,
-        Err(e) => return spawn_failed(start, format!("cannot create a pipe: {e}")),
+        Err(e) => return spawn_failed(start, format!("cannot create a pipe: {e}"), log),
     };
     let writer2 = match writer.try_clone() {
         Ok(w) => w,
-        Err(e) => return spawn_failed(start, format!("cannot create a pipe: {e}")),
+        Err(e) => return spawn_failed(start, format!("cannot create a pipe: {e}"), log),
+    };
+    // The read end, registered with the runtime (non-blocking, read as it becomes ready).
+    let reader = std::process::ChildStdout::from(OwnedFd::from(reader));
+    let reader = match tokio::process::ChildStdout::from_std(reader) {
+        Ok(r) => r,
+        Err(e) => return spawn_failed(start, format!("cannot read a pipe: {e}"), log),
     };
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
@@ -80,19 +95,14 @@ pub async fn run(spec: Spec<'_>, mut cancel: watch::Receiver<bool>) -> Finished 
     drop(cmd);
     let mut child = match spawned {
         Ok(c) => c,
-        Err(e) => return spawn_failed(start, format!("cannot start /bin/sh: {e}")),
+        Err(e) => return spawn_failed(start, format!("cannot start /bin/sh: {e}"), log),
     };
     let pgid = child.id().map(|p| p as i32);
 
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
-    let log_path = spec.log.to_path_buf();
-    let cap = spec.log_cap;
+    let log_path = log.path.clone();
+    let (stop, stopped) = oneshot::channel();
     let masker = Masker::new(spec.secrets.clone());
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_reading = stop.clone();
-    std::thread::spawn(move || {
-        let _ = tx.send(capture(reader, &log_path, cap, masker, &stop_reading));
-    });
+    let mut reading = tokio::spawn(capture(reader, log, spec.log_cap, masker, stopped));
 
     let ended = tokio::select! {
         status = child.wait() => match status {
@@ -119,23 +129,26 @@ pub async fn run(spec: Spec<'_>, mut cancel: watch::Receiver<bool>) -> Finished 
     // Children that outlive the job's main process die with it.
     kill_group(pgid, libc::SIGKILL);
     let duration = start.elapsed();
-    let captured = match tokio::time::timeout(DRAIN, &mut rx).await {
+    let captured = match tokio::time::timeout(DRAIN, &mut reading).await {
         Ok(c) => c.ok(),
         Err(_) => {
             // Someone outside the group holds the pipe: take what is there and stop.
-            stop.store(true, Ordering::Relaxed);
-            rx.await.ok()
+            let _ = stop.send(());
+            reading.await.ok()
         }
     };
-    let captured = captured.unwrap_or(Captured {
-        excerpt: "[stagegate: the job's output could not be read]".into(),
-        bytes: 0,
+    let (captured, log) = captured.unwrap_or_else(|| {
+        let mut log = JobLog::new(log_path);
+        let excerpt = "[stagegate: the job's output could not be read]".to_string();
+        log.note("the job's output could not be read");
+        (Captured { excerpt, bytes: 0 }, log)
     });
     Finished {
         ended,
         duration,
         excerpt: captured.excerpt,
         bytes: captured.bytes,
+        log,
     }
 }
 
@@ -146,12 +159,13 @@ pub async fn cancelled(cancel: &mut watch::Receiver<bool>) {
     }
 }
 
-fn spawn_failed(start: Instant, why: String) -> Finished {
+fn spawn_failed(start: Instant, why: String, log: JobLog) -> Finished {
     Finished {
         ended: Ended::SpawnFailed(why.clone()),
         duration: start.elapsed(),
         excerpt: why,
         bytes: 0,
+        log,
     }
 }
 
@@ -179,82 +193,174 @@ struct Captured {
     bytes: u64,
 }
 
-/// Append a line from stagegate itself to a job's log (between the tries of a job).
-pub fn note(log: &Path, text: &str) {
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-    {
-        let _ = writeln!(f, "[stagegate: {text}]");
+/// A job's log: its output (masked, capped) and stagegate's notes, across its tries. It
+/// stays in memory while small and goes to its file only when [`JobLog::keep`] is called
+/// (the job did not pass, or its output is more than its excerpt shows) or once it
+/// outgrows memory; so a passing job with little output costs no file.
+pub struct JobLog {
+    path: PathBuf,
+    sink: Sink,
+    /// Whether stagegate added a note (a retry, a cut, a pipe held open).
+    noted: bool,
+}
+
+enum Sink {
+    /// Nothing written to the file yet: all of it is here.
+    Memory(Vec<u8>),
+    File(std::io::BufWriter<std::fs::File>),
+    /// The file could not be written: keeping the log fails with this.
+    Failed(std::io::Error),
+}
+
+impl JobLog {
+    /// An empty log that, if kept, is written to `path` (its directory made as needed).
+    pub fn new(path: PathBuf) -> JobLog {
+        JobLog {
+            path,
+            sink: Sink::Memory(Vec::new()),
+            noted: false,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        match &mut self.sink {
+            Sink::Memory(m) => {
+                m.extend_from_slice(bytes);
+                if m.len() > IN_MEMORY {
+                    self.spill();
+                }
+            }
+            Sink::File(f) => {
+                if let Err(e) = f.write_all(bytes) {
+                    self.sink = Sink::Failed(e);
+                }
+            }
+            Sink::Failed(_) => {}
+        }
+    }
+
+    /// Add a line from stagegate itself (between the tries of a job, for example).
+    pub fn note(&mut self, text: &str) {
+        self.noted = true;
+        self.write(format!("[stagegate: {text}]\n").as_bytes());
+    }
+
+    /// Open the file and move what memory holds into it.
+    fn spill(&mut self) {
+        if let Sink::Memory(held) = &self.sink {
+            self.sink = match open_log(&self.path, held) {
+                Ok(f) => Sink::File(f),
+                Err(e) => Sink::Failed(e),
+            };
+        }
+    }
+
+    /// Whether the log must be kept in a file for anyone to see all of it: it is more than
+    /// output its excerpt shows whole (at most 20 lines and 4 KiB of UTF-8), or stagegate
+    /// added a note to it.
+    pub fn needs_file(&self) -> bool {
+        match &self.sink {
+            Sink::Memory(m) => {
+                self.noted
+                    || m.len() > EXCERPT_BYTES
+                    || std::str::from_utf8(m).map_or(true, |t| t.lines().count() > EXCERPT_LINES)
+            }
+            Sink::File(_) | Sink::Failed(_) => true,
+        }
+    }
+
+    /// Everything the log holds, as text (read back from its file if it outgrew memory).
+    pub fn text(self) -> String {
+        match self.sink {
+            Sink::Memory(m) => String::from_utf8_lossy(&m).into_owned(),
+            Sink::File(mut f) => {
+                let _ = f.flush();
+                std::fs::read(&self.path)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default()
+            }
+            Sink::Failed(_) => String::new(),
+        }
+    }
+
+    /// Write the log to its file and give its path, or say why it cannot be written.
+    pub fn keep(self) -> std::result::Result<PathBuf, (PathBuf, std::io::Error)> {
+        let written = match self.sink {
+            Sink::Memory(held) => open_log(&self.path, &held).and_then(|mut f| f.flush()),
+            Sink::File(mut f) => f.flush(),
+            Sink::Failed(e) => Err(e),
+        };
+        match written {
+            Ok(()) => Ok(self.path),
+            Err(e) => Err((self.path, e)),
+        }
     }
 }
 
-/// Append the output to `log` (a retry adds to the log of the tries before it), keeping
-/// the first and last `cap / 2` bytes and saying what was cut between them.
-///
-/// Every byte goes through `masker` first. Reading ends at end of file, or once `stop` is
-/// set and the pipe is empty (a process outside the job's group holds it open).
-fn capture(
-    mut reader: std::io::PipeReader,
-    log: &Path,
-    cap: u64,
-    mut masker: Masker,
-    stop: &AtomicBool,
-) -> Captured {
-    let half = (cap / 2).max(1) as usize;
-    let fd = reader.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own; O_NONBLOCK only changes how read waits.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+/// The log file at `path` (its directory made as needed), opened to append, with `held`
+/// written to it.
+fn open_log(path: &Path, held: &[u8]) -> std::io::Result<std::io::BufWriter<std::fs::File>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
     }
-    let file = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(log)
-        .ok();
-    // Where this try's output starts in the log.
-    let start = file
-        .as_ref()
-        .and_then(|f| f.metadata().ok())
-        .map_or(0, |m| m.len());
-    let mut file = file.map(std::io::BufWriter::new);
+        .open(path)?;
+    let mut f = std::io::BufWriter::with_capacity(64 * 1024, f);
+    f.write_all(held)?;
+    Ok(f)
+}
+
+/// Add the output to `log` (a retry adds to the log of the tries before it), keeping the
+/// first and last `cap / 2` bytes and saying what was cut between them.
+///
+/// Every byte goes through `masker` first. Reading ends at end of file, or once `stop`
+/// fires and the pipe is empty (a process outside the job's group holds it open).
+async fn capture(
+    mut reader: tokio::process::ChildStdout,
+    mut log: JobLog,
+    cap: u64,
+    mut masker: Masker,
+    mut stop: oneshot::Receiver<()>,
+) -> (Captured, JobLog) {
+    let half = (cap / 2).max(1) as usize;
     let mut written = 0usize;
+    // The end of what this try wrote to the log's head: the excerpt when nothing was cut.
+    let mut recent: Vec<u8> = Vec::new();
     let mut tail: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
     let mut total = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut stopping = false;
     let mut held_open = false;
     // Once told to stop, read at most this much more (a daemon may write forever).
     let mut after_stop = 1024 * 1024usize;
     let mut pending;
     loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, for the duration of the call.
-        let ready = unsafe { libc::poll(&mut pfd, 1, if stopping { 0 } else { 100 }) };
-        if ready == 0 {
-            if stopping {
-                held_open = true;
-                break;
+        buf.clear();
+        let read = if stopping {
+            // Only what is there already.
+            match tokio::time::timeout(Duration::ZERO, reader.read_buf(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    held_open = true;
+                    break;
+                }
             }
-            continue;
-        }
-        let n = match reader.read(&mut buf) {
+        } else {
+            tokio::select! {
+                biased;
+                r = reader.read_buf(&mut buf) => r,
+                _ = &mut stop => {
+                    stopping = true;
+                    continue;
+                }
+            }
+        };
+        let n = match read {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
         if stopping {
@@ -273,9 +379,8 @@ fn capture(
         total += chunk.len() as u64;
         if written < half {
             let take = chunk.len().min(half - written);
-            if let Some(f) = file.as_mut() {
-                let _ = f.write_all(&chunk[..take]);
-            }
+            log.write(&chunk[..take]);
+            remember(&mut recent, &chunk[..take]);
             written += take;
             chunk = &chunk[take..];
         }
@@ -290,9 +395,8 @@ fn capture(
     total += rest.len() as u64;
     if written < half && tail.is_empty() {
         let take = rest.len().min(half - written);
-        if let Some(f) = file.as_mut() {
-            let _ = f.write_all(&rest[..take]);
-        }
+        log.write(&rest[..take]);
+        remember(&mut recent, &rest[..take]);
         written += take;
         tail.extend(&rest[take..]);
     } else {
@@ -301,66 +405,56 @@ fn capture(
     if tail.len() > half {
         tail.drain(..tail.len() - half);
     }
-    let tail_ordered: Vec<u8> = tail.into();
-    let cut = total.saturating_sub((written + tail_ordered.len()) as u64);
-    if let Some(f) = file.as_mut() {
-        if cut > 0 {
-            let _ = write!(
-                f,
+    let tail: Vec<u8> = tail.into();
+    let cut = total.saturating_sub((written + tail.len()) as u64);
+    if cut > 0 {
+        log.noted = true;
+        log.write(
+            format!(
                 "\n[stagegate: {cut} bytes of output cut here; the log keeps the first and last {half} bytes]\n"
-            );
-        }
-        let _ = f.write_all(&tail_ordered);
-        let _ = f.flush();
+            )
+            .as_bytes(),
+        );
     }
+    log.write(&tail);
     // The excerpt: the last lines of whatever we kept last.
-    let last: &[u8] = if tail_ordered.is_empty() {
-        &[]
-    } else {
-        &tail_ordered
-    };
-    let source = if last.is_empty() {
-        read_head(log, start, written)
-    } else {
-        last.to_vec()
-    };
-    let mut excerpt = excerpt_of(&source);
+    let mut excerpt = excerpt_of(if tail.is_empty() { &recent } else { &tail });
     if held_open {
         let note = format!(
-            "[stagegate: a process outside the job's process group still held its output open; reading stopped {}ms after the job ended]",
+            "a process outside the job's process group still held its output open; reading stopped {}ms after the job ended",
             DRAIN.as_millis()
         );
-        if let Some(f) = file.as_mut() {
-            let _ = writeln!(f, "\n{note}");
-            let _ = f.flush();
-        }
-        excerpt.push('\n');
-        excerpt.push_str(&note);
+        log.write(b"\n");
+        log.note(&note);
+        excerpt.push_str(&format!("\n[stagegate: {note}]"));
     }
-    Captured {
-        excerpt,
-        bytes: total,
+    (
+        Captured {
+            excerpt,
+            bytes: total,
+        },
+        log,
+    )
+}
+
+/// Keep the last [`EXCERPT_BYTES`] of what `recent` and `more` hold, in `recent`.
+fn remember(recent: &mut Vec<u8>, more: &[u8]) {
+    recent.extend_from_slice(more);
+    if recent.len() > EXCERPT_BYTES {
+        recent.drain(..recent.len() - EXCERPT_BYTES);
     }
 }
 
-/// The `len` bytes of `log` from `start`: the output of one try, when it was all kept.
-fn read_head(log: &Path, start: u64, len: usize) -> Vec<u8> {
-    use std::io::{Seek, SeekFrom};
-    let mut v = Vec::new();
-    if let Ok(mut f) = std::fs::File::open(log)
-        && f.seek(SeekFrom::Start(start)).is_ok()
-    {
-        let _ = f.take(len as u64).read_to_end(&mut v);
-    }
-    v
-}
+/// The excerpt holds at most this many bytes and lines of the end of the output.
+const EXCERPT_BYTES: usize = 4096;
+const EXCERPT_LINES: usize = 20;
 
 /// At most the last 20 lines and 4 KiB, as text.
 pub fn excerpt_of(bytes: &[u8]) -> String {
-    let start = bytes.len().saturating_sub(4096);
+    let start = bytes.len().saturating_sub(EXCERPT_BYTES);
     let text = String::from_utf8_lossy(&bytes[start..]);
     let lines: Vec<&str> = text.lines().collect();
-    let from = lines.len().saturating_sub(20);
+    let from = lines.len().saturating_sub(EXCERPT_LINES);
     lines[from..].join("\n")
 }
 

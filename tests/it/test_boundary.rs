@@ -92,7 +92,9 @@ fn a_token_printed_by_a_job_is_masked_even_when_split_across_writes() {
     // The job never sees the token; it prints the same characters in pieces, as a test that
     // got hold of it some other way would.
     let (a, b) = TOKEN.split_at(9);
-    let script = format!("#!/bin/sh\nprintf '%s' 'got {a}'\nsleep 0.2\nprintf '%s\\n' '{b} end'\n");
+    // More lines than an excerpt holds, so that the log is kept in a file too.
+    let script =
+        format!("#!/bin/sh\nseq 30\nprintf '%s' 'got {a}'\nsleep 0.2\nprintf '%s\\n' '{b} end'\n");
     let env = repo_with_test("", &script);
     let out = env
         .sg_cmd(&["run"])
@@ -101,9 +103,9 @@ fn a_token_printed_by_a_job_is_masked_even_when_split_across_writes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let (_, r) = only_record(&env);
-    assert_eq!(r.excerpt, "got *** end");
+    assert!(r.excerpt.ends_with("\n30\ngot *** end"), "{}", r.excerpt);
     let log = std::fs::read_to_string(r.log.as_ref().unwrap()).unwrap();
-    assert!(!log.contains(TOKEN), "{log}");
+    assert!(log.contains("got *** end") && !log.contains(TOKEN), "{log}");
 }
 
 #[test]
@@ -273,7 +275,8 @@ fn an_unwritable_artifact_store_is_an_error_retried_by_the_next_run() {
 
 #[test]
 fn an_unwritable_log_directory_is_an_error_saying_what_to_fix() {
-    let env = repo_with_test("", "#!/bin/sh\nexit 0\n");
+    // Output the excerpt cannot hold whole, so the log must be written.
+    let env = repo_with_test("", "#!/bin/sh\nseq 100\nexit 0\n");
     let logs = env.repo.join(".git/stagegate/logs");
     std::fs::create_dir_all(logs.parent().unwrap()).unwrap();
     std::fs::write(&logs, "not a directory").unwrap();

@@ -234,9 +234,40 @@ fn a_passing_job_is_recorded_as_pass_with_its_output() {
     assert_eq!(r.commit, env.rev("stable"));
     assert_eq!(r.env[0].item, "components/xen");
     assert_eq!(r.env[0].version, "2");
-    assert!(r.excerpt.contains("hello from the test"), "{r:#?}");
-    let log = std::fs::read_to_string(r.log.as_ref().unwrap()).unwrap();
-    assert_eq!(log, "hello from the test\n");
+    assert_eq!(r.excerpt, "hello from the test");
+    // The excerpt is the whole output: no log file was written, and log-of prints it.
+    assert_eq!(r.log, None);
+    assert_eq!(env.sg_ok(&["log-of", &key]), "hello from the test\n");
+}
+
+#[test]
+fn a_passing_job_with_more_output_than_its_excerpt_keeps_a_log_file() {
+    let env = repo_with_test("", "#!/bin/sh\nseq 1 30\nexit 0\n");
+    let key = key_of(&env, "t");
+    env.sg_ok(&["run"]);
+    let (_, r) = only_record(&env);
+    assert_eq!(r.verdict, Verdict::Pass);
+    assert!(
+        r.excerpt.starts_with("11\n") && r.excerpt.ends_with("\n30"),
+        "{}",
+        r.excerpt
+    );
+    let log = std::fs::read_to_string(r.log.as_ref().expect("a log")).unwrap();
+    let whole: String = (1..=30).map(|i| format!("{i}\n")).collect();
+    assert_eq!(log, whole);
+    assert_eq!(env.sg_ok(&["log-of", &key]), whole);
+}
+
+#[test]
+fn passing_jobs_with_little_output_write_no_file_in_the_log_directory() {
+    let env = repo_with_test("", "#!/bin/sh\necho fine\nexit 0\n");
+    env.sg_ok(&["run"]);
+    let (_, r) = only_record(&env);
+    assert_eq!(r.verdict, Verdict::Pass);
+    assert!(
+        !env.repo.join(".git/stagegate/logs").exists(),
+        "a log directory was made for a job whose excerpt holds its output"
+    );
 }
 
 #[test]
