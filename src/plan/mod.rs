@@ -240,6 +240,30 @@ impl<'r> Planner<'r> {
         Snapshot::new(self.repo, commit, self.cache.clone())
     }
 
+    /// The repository files `job` names, as its key covers them (the script its `run`
+    /// starts with, `files:`, for builds `build.files`), where its commit has them: all a
+    /// job's checkout needs to hold.
+    pub fn job_files(&self, job: &Job) -> Result<Vec<String>> {
+        let snap = self.snapshot(job.commit)?;
+        let files = match job.kind {
+            JobKind::Test => match snap.test(&job.name)? {
+                Some((_, test)) => snap.test_files(&test)?,
+                None => Vec::new(),
+            },
+            JobKind::Build => match ItemId::parse(&job.name) {
+                Some(id) => match snap.item(&id)? {
+                    Some((_, item)) => snap.build_files(&item)?,
+                    None => Vec::new(),
+                },
+                None => Vec::new(),
+            },
+        };
+        Ok(files
+            .into_iter()
+            .filter_map(|(path, oid)| oid.map(|_| path))
+            .collect())
+    }
+
     pub fn stage_head(&self, stage: &Stage) -> Result<ObjectId> {
         if let Some(id) = self.heads.get(&stage.name) {
             return Ok(*id);

@@ -7,6 +7,7 @@
 pub mod pack;
 pub mod remote;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
@@ -516,8 +517,27 @@ impl Repo {
     }
 
     fn checkout_at(&self, tree: ObjectId, dir: &Path, prefix: &str) -> Result<()> {
-        use std::os::unix::ffi::OsStrExt;
-        use std::os::unix::fs::OpenOptionsExt;
+        let entries = self.checkable_entries(tree, prefix)?;
+        for (name, kind, oid) in &entries {
+            let shown = format!("{prefix}{}", name.to_str_lossy());
+            self.write_entry(
+                *kind,
+                *oid,
+                &dir.join(std::ffi::OsStr::from_bytes(name)),
+                &shown,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The entries of `tree` (at `prefix/` in the checkout), each refused as
+    /// [`Repo::checkout`] says when its name could write outside the checkout or appears
+    /// twice.
+    fn checkable_entries(
+        &self,
+        tree: ObjectId,
+        prefix: &str,
+    ) -> Result<Vec<(Vec<u8>, EntryKind, ObjectId)>> {
         let t = self
             .git
             .find_tree(tree)
@@ -531,11 +551,11 @@ impl Repo {
             why: format!("its tree object {tree} cannot be parsed ({e})"),
         })?;
         let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(decoded.entries.len());
         for e in &decoded.entries {
             let raw: &[u8] = e.filename.as_ref();
-            let shown = format!("{prefix}{}", raw.to_str_lossy());
             let refuse = |why: &str| Error::UnsafeTree {
-                path: shown.clone(),
+                path: format!("{prefix}{}", raw.to_str_lossy()),
                 why: why.to_string(),
             };
             if raw.is_empty()
@@ -552,36 +572,91 @@ impl Repo {
                     "the name appears twice in one directory (git fsck: duplicateEntries)",
                 ));
             }
-            let path = dir.join(std::ffi::OsStr::from_bytes(raw));
-            let kind = e.mode.kind();
-            match kind {
-                EntryKind::Tree => {
-                    std::fs::create_dir(&path)
-                        .io_context(|| format!("creating {}", path.display()))?;
-                    self.checkout_at(e.oid.to_owned(), &path, &format!("{shown}/"))?;
+            out.push((raw.to_vec(), e.mode.kind(), e.oid.to_owned()));
+        }
+        Ok(out)
+    }
+
+    /// Write one entry of a tree at `path` (`shown` in messages): a directory and all it
+    /// holds, a file, or a symlink. Nothing is written through a symlink or over a file.
+    fn write_entry(&self, kind: EntryKind, oid: ObjectId, path: &Path, shown: &str) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        match kind {
+            EntryKind::Tree => {
+                std::fs::create_dir(path).io_context(|| format!("creating {}", path.display()))?;
+                self.checkout_at(oid, path, &format!("{shown}/"))?;
+            }
+            EntryKind::Blob | EntryKind::BlobExecutable => {
+                let mode = if kind == EntryKind::BlobExecutable {
+                    0o755
+                } else {
+                    0o644
+                };
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(path)
+                    .io_context(|| format!("writing {}", path.display()))?;
+                std::io::Write::write_all(&mut f, &self.blob(oid)?)
+                    .io_context(|| format!("writing {}", path.display()))?;
+            }
+            EntryKind::Link => {
+                let target = self.blob(oid)?;
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), path)
+                    .io_context(|| format!("linking {}", path.display()))?;
+            }
+            EntryKind::Commit => {}
+        }
+        Ok(())
+    }
+
+    /// Write into the empty directory `dir` only the entries of `tree` at `paths` (files,
+    /// symlinks, whole directories) and the directories that lead to them, with the
+    /// refusals of [`Repo::checkout`] for every directory it reads on the way. A path the
+    /// tree lacks is left out, as a full checkout would lack it; where the tree holds a file
+    /// or symlink at a directory of the path, that entry is written and the walk stops.
+    pub fn checkout_paths(&self, tree: ObjectId, dir: &Path, paths: &[String]) -> Result<()> {
+        let mut paths: Vec<&str> = paths
+            .iter()
+            .map(|p| p.trim_matches('/'))
+            .filter(|p| !p.is_empty())
+            .collect();
+        paths.sort_unstable();
+        paths.dedup();
+        // Entries written (whole): a later path under one of them is already there.
+        let mut written: std::collections::HashSet<String> = std::collections::HashSet::new();
+        // Directories made on the way to an entry, by their path in the tree.
+        let mut made: std::collections::HashSet<String> = std::collections::HashSet::new();
+        'paths: for path in paths {
+            let mut node = tree;
+            let mut at = dir.to_path_buf();
+            let mut prefix = String::new();
+            let parts: Vec<&str> = path.split('/').collect();
+            for (i, part) in parts.iter().enumerate() {
+                let shown = format!("{prefix}{part}");
+                if written.contains(&shown) {
+                    continue 'paths;
                 }
-                EntryKind::Blob | EntryKind::BlobExecutable => {
-                    let mode = if kind == EntryKind::BlobExecutable {
-                        0o755
-                    } else {
-                        0o644
-                    };
-                    let mut f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(mode)
-                        .custom_flags(libc::O_NOFOLLOW)
-                        .open(&path)
-                        .io_context(|| format!("writing {}", path.display()))?;
-                    std::io::Write::write_all(&mut f, &self.blob(e.oid.to_owned())?)
-                        .io_context(|| format!("writing {}", path.display()))?;
+                let entries = self.checkable_entries(node, &prefix)?;
+                let Some((name, kind, oid)) =
+                    entries.into_iter().find(|(n, _, _)| n == part.as_bytes())
+                else {
+                    continue 'paths;
+                };
+                at = at.join(std::ffi::OsStr::from_bytes(&name));
+                let last = i + 1 == parts.len();
+                if last || kind != EntryKind::Tree {
+                    self.write_entry(kind, oid, &at, &shown)?;
+                    written.insert(shown);
+                    continue 'paths;
                 }
-                EntryKind::Link => {
-                    let target = self.blob(e.oid.to_owned())?;
-                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &path)
-                        .io_context(|| format!("linking {}", path.display()))?;
+                if made.insert(shown.clone()) {
+                    std::fs::create_dir(&at).io_context(|| format!("creating {}", at.display()))?;
                 }
-                EntryKind::Commit => {}
+                node = oid;
+                prefix = format!("{shown}/");
             }
         }
         Ok(())
@@ -651,12 +726,24 @@ pub struct Checkout {
 
 impl Checkout {
     pub fn new(repo: &Repo, tree: ObjectId) -> Result<Checkout> {
-        let dir = tempfile::Builder::new()
-            .prefix("stagegate-checkout-")
-            .tempdir()
-            .io_context(|| "creating a temporary directory".into())?;
+        let dir = Checkout::empty()?;
         repo.checkout(tree, dir.path())?;
         Ok(Checkout { dir })
+    }
+
+    /// A temporary checkout of only `paths` of `tree` (see [`Repo::checkout_paths`]): what
+    /// the jobs of a commit name, rather than every file of a large repository.
+    pub fn sparse(repo: &Repo, tree: ObjectId, paths: &[String]) -> Result<Checkout> {
+        let dir = Checkout::empty()?;
+        repo.checkout_paths(tree, dir.path(), paths)?;
+        Ok(Checkout { dir })
+    }
+
+    fn empty() -> Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix("stagegate-checkout-")
+            .tempdir()
+            .io_context(|| "creating a temporary directory".into())
     }
 
     pub fn path(&self) -> PathBuf {

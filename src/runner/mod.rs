@@ -31,8 +31,9 @@
 //! the job or keeping what it made (a checkout it refuses, a log or store it cannot
 //! write, a task that crashed) is `error`, which the next run retries.
 //!
-//! Jobs share one read-only checkout per commit: write only into `$STAGEGATE_OUT` or a
-//! temporary directory.
+//! Jobs share one read-only checkout per commit, holding the files they name (what their
+//! keys cover), not the whole tree: write only into `$STAGEGATE_OUT` or a temporary
+//! directory.
 
 pub mod claim;
 pub mod mask;

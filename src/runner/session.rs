@@ -171,19 +171,28 @@ fn run_selection(
         ..
     } = selection;
 
-    // One checkout per commit, shared by its jobs. A tree the runner refuses to write
+    // One checkout per commit, shared by its jobs, holding the files they name (what
+    // their keys cover), not every file of the commit. A tree the runner refuses to write
     // (an entry that escapes it, a name twice) makes its jobs an `error` naming the path.
-    let mut checkouts: HashMap<ObjectId, std::result::Result<Checkout, String>> = HashMap::new();
+    let mut named: BTreeMap<ObjectId, Vec<String>> = BTreeMap::new();
     for j in &jobs {
-        if let std::collections::hash_map::Entry::Vacant(e) = checkouts.entry(j.commit) {
-            e.insert(match Checkout::new(repo, repo.tree_of(j.commit)?) {
+        named
+            .entry(j.commit)
+            .or_default()
+            .extend(planner.job_files(j)?);
+    }
+    let mut checkouts: HashMap<ObjectId, std::result::Result<Checkout, String>> = HashMap::new();
+    for (commit, paths) in &named {
+        checkouts.insert(
+            *commit,
+            match Checkout::sparse(repo, repo.tree_of(*commit)?, paths) {
                 Ok(c) => Ok(c),
                 Err(err @ Error::UnsafeTree { .. }) => {
-                    Err(format!("cannot check out commit {}: {err}", j.commit))
+                    Err(format!("cannot check out commit {commit}: {err}"))
                 }
                 Err(err) => return Err(err),
-            });
-        }
+            },
+        );
     }
     // What each job may see of our environment: the `env:` of the pipeline that judges it
     // (the target stage's), and the values to mask: ours and every secret it names.

@@ -932,3 +932,49 @@ fn a_test_whose_build_has_no_result_is_not_run_and_the_run_fails() {
     env.sg_ok(&["run", "--job", &boot[..12]]);
     assert_eq!(ledger(&env).len(), 2);
 }
+
+#[test]
+fn a_jobs_checkout_holds_the_files_it_names_and_not_the_rest_of_the_repository() {
+    // The test names a helper and a directory; the repository holds other files too.
+    let script = "#!/bin/sh\n. ./lib/helper.sh\nhelper\nfind . -type f -o -type l | sort\n";
+    let env = TestEnv::init_with(&[
+        ("stagegate.yaml", PIPELINE),
+        ("components/xen.yaml", XEN_1),
+        (
+            "tests/t.yaml",
+            &test_yaml(
+                "t",
+                "components/xen",
+                "t.sh",
+                "files: [lib/helper.sh, data]\n",
+            ),
+        ),
+        ("tests/t.sh", script),
+        ("lib/helper.sh", "helper() { echo helper ran; }\n"),
+        ("lib/unnamed.sh", "echo never\n"),
+        ("data/a.txt", "a\n"),
+        ("data/sub/b.txt", "b\n"),
+        ("unnamed.txt", "not named\n"),
+    ]);
+    env.commit_on(
+        "staging",
+        "Bump xen to 2",
+        &[("components/xen.yaml", XEN_2)],
+    );
+    env.sg_ok(&["run"]);
+    let (_, r) = only_record(&env);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.excerpt);
+    assert_eq!(
+        r.excerpt,
+        "helper ran\n./data/a.txt\n./data/sub/b.txt\n./lib/helper.sh\n./tests/t.sh"
+    );
+}
+
+#[test]
+fn a_file_a_job_reads_without_naming_it_is_missing_from_its_checkout() {
+    let env = repo_with_test("", "#!/bin/sh\ncat ./stagegate.yaml\n");
+    env.sg_code(1, &["run"]);
+    let (_, r) = only_record(&env);
+    assert_eq!(r.verdict, Verdict::Fail);
+    assert!(r.excerpt.contains("stagegate.yaml"), "{}", r.excerpt);
+}
