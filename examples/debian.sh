@@ -5,18 +5,18 @@
 #                from the mirror this machine's apt uses, a guest derived from it, a
 #                component in its own local repository, and two tests that boot the
 #                images under QEMU and run the component inside;
-#   2. cycle     builds the host (its lock: every package with the sha256 of its .deb,
-#                the .debs kept as the last-known-good cache) and the guest, boots both,
-#                promotes new -> staging -> stable;
-#   3. offline   rebuilds the host with --offline: only the cache is used, and the
-#                package set is the same (`stagegate why` says so);
+#   2. cycle     builds the host (its lock: every package with the sha256 of its .deb;
+#                the .debs stored beside the image as its last-known-good package cache)
+#                and the guest, boots both, promotes new -> staging -> stable;
+#   3. offline   rebuilds the host with --offline: only the package cache staging holds
+#                is used, and the package set is the same (`stagegate why` says so);
 #   4. packages  adds a package to the host; `stagegate why` and `stagegate diff` list
 #                the packages the rebuild added, removed and upgraded;
 #   5. log       the audit trail.
 #
 # Needs root (mmdebstrap's root mode), mmdebstrap, apt-utils, qemu-system-x86,
-# qemu-utils, e2fsprogs and git, and the Debian mirror for the first build. The .deb cache
-# is ~/.cache/stagegate/debian (STAGEGATE_DEB_CACHE moves it).
+# qemu-utils, e2fsprogs and git, and the Debian mirror for the first build. What this
+# machine downloaded is kept in ~/.cache/stagegate/debian (STAGEGATE_DEB_CACHE moves it).
 #
 # Usage: examples/debian.sh [DIR]   (default: a new temporary directory)
 #        STAGEGATE_BIN=path/to/stagegate examples/debian.sh   (use that binary, build nothing)

@@ -1,9 +1,10 @@
 //! The Debian example (`init --example debian`) and package-lock changes in `why`/`diff`.
 //!
 //! The lock tests use small repositories whose recipe copies a package list into its lock
-//! file. The end-to-end test builds a real Debian image with mmdebstrap and boots it under
-//! QEMU; its `.deb` cache lives under the cargo target directory, so only the first run of
-//! the suite on a machine downloads packages.
+//! file. The end-to-end test builds a real Debian image with mmdebstrap, boots it under
+//! QEMU, and rebuilds it offline from the package cache stored beside it. The runner's
+//! download cache lives under the cargo target directory, so only the first run of the
+//! suite on a machine downloads packages.
 
 use std::path::Path;
 use std::process::Command;
@@ -261,20 +262,30 @@ fn a_new_debian_point_release_on_the_mirror_becomes_a_candidate_image() {
     assert_eq!(env.rev("new"), head, "no newer point release, no commit");
 }
 
-fn is_root() -> bool {
+/// Whether this machine can build the Debian example: `tools` are installed and this is
+/// root (mmdebstrap's root mode). Under CI (`.ci/run` runs as root and installs them)
+/// either missing fails the test instead of skipping it.
+fn can_build_debian(tools: &[&str]) -> bool {
+    if !crate::common::require_tools(tools) {
+        return false;
+    }
     // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            !crate::common::in_ci(),
+            "the Debian example builds as root (mmdebstrap root mode), and CI is set"
+        );
+        eprintln!("NOTICE: skipped: the Debian example builds as root");
+        return false;
+    }
+    true
 }
 
 #[test]
 fn an_offline_build_without_a_package_cache_is_an_error_not_a_failure() {
-    if !crate::common::require_tools(&["mmdebstrap", "apt-ftparchive", "mke2fs", "qemu-img"])
-        || !is_root()
-    {
+    let Some(env) = debian_example() else {
         return;
-    }
-    let env = TestEnv::new();
-    env.sg_ok(&["init", "--example", "debian", env.repo.to_str().unwrap()]);
+    };
     env.edit(
         "images/debian-host.yaml",
         "run: ./recipes/debian-host.sh",
@@ -289,20 +300,74 @@ fn an_offline_build_without_a_package_cache_is_an_error_not_a_failure() {
         "-am",
         "The example, offline",
     ]);
-    // The test's home has no ~/.cache/stagegate: nothing to build from.
-    let (out, _) = env.sg_code(3, &["run"]);
-    let build = results_of(&env, "images/debian-host");
-    assert_eq!(build.len(), 1, "{out}");
-    assert_eq!(build[0].verdict, Verdict::Error, "{:#?}", build[0]);
+    // Nothing is on staging yet: no build record, so no package cache to build from.
+    let excerpt = host_build_error(&env, None);
     assert!(
-        build[0]
-            .excerpt
-            .contains("no package set is cached for debian-host")
-            && build[0]
-                .excerpt
-                .contains("build it once with the mirror reachable"),
+        excerpt.contains(
+            "debian-host 12.15-1: --offline, and no package set is cached for debian-host"
+        ) && excerpt.contains("build it once with the mirror reachable"),
+        "{excerpt}"
+    );
+}
+
+/// Run the example's host build with the mirror `mirror` (when given); it must end in an
+/// `error`, whose excerpt is returned.
+fn host_build_error(env: &TestEnv, mirror: Option<&str>) -> String {
+    let mut cmd = env.sg_cmd(&["run"]);
+    if let Some(m) = mirror {
+        cmd.env("STAGEGATE_DEBIAN_MIRROR", m);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
         "{}",
-        build[0].excerpt
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let build = results_of(env, "images/debian-host");
+    assert_eq!(build.len(), 1, "{build:#?}");
+    assert_eq!(build[0].verdict, Verdict::Error, "{:#?}", build[0]);
+    build[0].excerpt.clone()
+}
+
+/// The example, pending on new, when this machine can build it (else `None`).
+fn debian_example() -> Option<TestEnv> {
+    if !can_build_debian(&["mmdebstrap", "apt-ftparchive", "mke2fs", "qemu-img", "curl"]) {
+        return None;
+    }
+    let env = TestEnv::new();
+    env.sg_ok(&["init", "--example", "debian", env.repo.to_str().unwrap()]);
+    Some(env)
+}
+
+#[test]
+fn a_debian_build_falls_back_to_the_package_cache_when_the_mirror_has_moved_on() {
+    let Some(env) = debian_example() else {
+        return;
+    };
+    // The image is based on 12.15; the mirror serves 12.99 and can no longer give 12.15's
+    // packages. Without a cache on staging, that is an error saying so.
+    let mirror = fake_mirror(&env.home().join("mirror"), "12.99");
+    let excerpt = host_build_error(&env, Some(&mirror));
+    assert!(
+        excerpt.contains(&format!(
+            "debian-host 12.15-1: the mirror {mirror} has moved on: it serves Debian 12.99, this image is based on 12.15, and no package set is cached for debian-host"
+        )),
+        "{excerpt}"
+    );
+}
+
+#[test]
+fn a_debian_build_falls_back_to_the_package_cache_when_the_mirror_is_unreachable() {
+    let Some(env) = debian_example() else {
+        return;
+    };
+    let excerpt = host_build_error(&env, Some("http://127.0.0.1:9/debian"));
+    assert!(
+        excerpt
+            .contains("debian-host 12.15-1: the mirror http://127.0.0.1:9/debian is unreachable (")
+            && excerpt.contains("and no package set is cached for debian-host"),
+        "{excerpt}"
     );
 }
 
@@ -325,15 +390,7 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
         "debugfs",
         "e2fsck",
     ];
-    if !crate::common::require_tools(&tools) {
-        return;
-    }
-    if !is_root() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the Debian example builds as root (mmdebstrap root mode)"
-        );
-        eprintln!("skipped: the Debian example builds as root");
+    if !can_build_debian(&tools) {
         return;
     }
     let env = TestEnv::new();
@@ -341,9 +398,10 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
     // meanwhile into the shared target directory.
     let bin = env.home().join("stagegate");
     std::fs::copy(assert_cmd::cargo::cargo_bin("stagegate"), &bin).unwrap();
-    let sg = |args: &[&str]| -> String {
+    let sg_with = |vars: &[(&str, &str)], args: &[&str]| -> String {
         let mut cmd = Command::new(&bin);
         crate::common::base_env(&mut cmd, env.home());
+        cmd.envs(vars.iter().copied());
         let out = cmd.arg("-C").arg(&env.repo).args(args).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
@@ -353,11 +411,13 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
         );
         text
     };
-    // The .deb cache outlives the test's home: only the first run downloads packages.
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stagegate-cache");
-    std::fs::create_dir_all(&cache).unwrap();
+    let sg = |args: &[&str]| sg_with(&[], args);
+    // The runner's download cache outlives the test's home: only the first run of the
+    // suite on a machine downloads packages.
+    let downloads = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stagegate-cache");
+    std::fs::create_dir_all(&downloads).unwrap();
     std::fs::create_dir_all(env.home().join(".cache")).unwrap();
-    std::os::unix::fs::symlink(&cache, env.home().join(".cache/stagegate")).unwrap();
+    std::os::unix::fs::symlink(&downloads, env.home().join(".cache/stagegate")).unwrap();
     sg(&["init", "--example", "debian", env.repo.to_str().unwrap()]);
 
     // new -> staging: the host is built from packages, the guest from the host.
@@ -373,6 +433,26 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
         assert_eq!(f[3].len(), 64, "a sha256: {p}");
     }
     assert!(pkgs.iter().any(|p| p.starts_with("linux-image-")), "{lock}");
+    // The package cache is stored beside the image: the lock's set, every .deb of it.
+    let cache = host.cache.clone().expect("the host's package cache");
+    let tar = cache.location.strip_prefix("file://").unwrap();
+    let listed = Command::new("tar").args(["-tf", tar]).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert_eq!(
+        listed.lines().filter(|l| l.ends_with(".deb")).count(),
+        pkgs.len(),
+        "{listed}"
+    );
+    let cached_lock = Command::new("tar")
+        .args(["-xOf", tar, "packages.lock"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&cached_lock.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        pkgs
+    );
     let guest = built(&env, "staging", "debian-guest");
     assert_eq!(
         packages(guest.lock.as_deref().unwrap()),
@@ -443,7 +523,8 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
         "qemu-system-x86_64 is missing: install it (Debian: apt-get install qemu-system-x86)"
     ));
 
-    // An offline rebuild of a new version uses only the cache: the same package set.
+    // An offline rebuild of a new version uses only the package cache staging holds,
+    // fetched from the artifact store: not the mirror, not this runner's downloads.
     env.git(&["checkout", "-q", "new"]);
     env.edit(
         "images/debian-host.yaml",
@@ -456,13 +537,28 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
         "run: ./recipes/debian-host.sh --offline",
     );
     env.commit_on("new", "debian-host: rebuild from the package cache", &[]);
-    sg(&["run", "-j", "2"]);
+    std::fs::remove_file(env.home().join(".cache/stagegate")).unwrap();
+    sg_with(
+        &[("STAGEGATE_DEBIAN_MIRROR", "http://127.0.0.1:9/debian")],
+        &["run", "-j", "2"],
+    );
     let rebuilt = results_of(&env, "images/debian-host")
         .into_iter()
         .find(|r| r.env.iter().any(|e| e.version == "12.15-2"))
         .expect("the offline rebuild");
     assert_eq!(rebuilt.verdict, Verdict::Pass, "{}", rebuilt.excerpt);
-    let relock = rebuilt.artifact.unwrap().lock.unwrap();
+    let log = sg(&["log-of", &rebuilt.key]);
+    assert!(
+        log.contains("debian-host 12.15-2: --offline: building from the last-known-good package set, that of debian-host 12.15-1"),
+        "{log}"
+    );
+    let rebuilt = rebuilt.artifact.unwrap();
+    assert_eq!(
+        rebuilt.cache.map(|c| c.digest),
+        Some(cache.digest),
+        "the same set makes the same cache, stored once"
+    );
+    let relock = rebuilt.lock.unwrap();
     assert_eq!(
         packages(&relock),
         pkgs,

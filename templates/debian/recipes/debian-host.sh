@@ -1,16 +1,22 @@
 #!/bin/sh
 # Build the host image: a minimal Debian root filesystem from real packages (mmdebstrap
 # --variant=minbase plus recipes/debian-host.packages), made into ext4 with `mke2fs -d`
-# and converted to qcow2. Writes $STAGEGATE_OUT/disk.qcow2 and packages.lock, the exact
-# package set: NAME VERSION ARCH SHA256-OF-THE-DEB, one a line.
+# and converted to qcow2. Writes into $STAGEGATE_OUT:
+#   disk.qcow2      the image
+#   packages.lock   the exact package set: NAME VERSION ARCH SHA256-OF-THE-DEB, one a line
+#   packages.tar    the package cache: packages.lock and debs/, every .deb of the set
+#                   (build.cache: stagegate stores it beside the image, by digest)
 #
-# Every .deb is kept in the package cache (recipes/debian.sh), so that a rebuild
-# reproduces a known package set without the mirror:
-#   - a version built before is rebuilt from its own cached set;
-#   - with --offline, or when the mirror cannot be reached, a new version is built from
-#     the last set that built (latest.lock) and nothing is downloaded;
-#   - otherwise packages are resolved from the mirror (point release and security
-#     updates), the .debs already cached are not downloaded again.
+# Where the packages come from:
+#   - from the mirror (the point release and its security updates), by default;
+#   - from the last-known-good package cache, $STAGEGATE_CACHE (the packages.tar of the
+#     build the stage this build is for holds: the last set that passed its gate,
+#     fetched from the artifact store by stagegate, on any runner), with --offline, or
+#     when the mirror cannot be reached, or when it has moved on to another point
+#     release than the one this image is based on. The result is exactly the cached set,
+#     each .deb checked against its sha256 in the cached lock; nothing is downloaded.
+# A download cache on this runner (recipes/debian.sh: deb_cache) spares downloading a
+# .deb twice; nothing depends on it.
 # Run as root (mmdebstrap's root mode; no loop mounts are needed).
 set -eu
 : "${STAGEGATE_OUT:?run by stagegate: STAGEGATE_OUT is the output directory}"
@@ -26,13 +32,15 @@ need mmdebstrap mmdebstrap
 need apt-ftparchive apt-utils
 need mke2fs e2fsprogs
 need qemu-img qemu-utils
+need tar tar
 [ "$(id -u)" = 0 ] || cannot_run "debian-host: run the build as root (mmdebstrap root mode)"
 
 image=debian-host
 version=${STAGEGATE_IMAGE_DEBIAN_HOST_VERSION:?the image version is missing}
-cache=$(deb_cache)
-sets="$cache/sets/$image"
-mkdir -p "$cache/debs" "$sets"
+# The point release this image is based on (based-on in its manifest).
+release=$(sed -n 's/^based-on:.*version: *"\{0,1\}\([0-9][0-9.]*\).*/\1/p' "images/$image.yaml")
+downloads="$(deb_cache)/debs"
+mkdir -p "$downloads"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
 packages=$(sed 's/#.*//' recipes/debian-host.packages | tr -s ' \t\n' ',' | sed 's/^,//; s/,$//')
@@ -40,19 +48,26 @@ packages=$(sed 's/#.*//' recipes/debian-host.packages | tr -s ' \t\n' ',' | sed 
 # debfile NAME VERSION ARCH: apt's file name for a package.
 debfile() { printf '%s_%s_%s.deb\n' "$1" "$(echo "$2" | sed 's/:/%3a/')" "$3"; }
 
-from=""
-if [ -f "$sets/$version.lock" ]; then
-    from="$sets/$version.lock"
-    echo "debian-host $version was built before: reproducing its package set from the cache"
-elif [ "$offline" = 1 ]; then
-    from="$sets/latest.lock"
-    echo "debian-host $version, --offline: building from the last package set that built"
+# The last-known-good set, when the stage built for holds a build with a cache.
+lkg=""
+if [ -n "${STAGEGATE_CACHE:-}" ]; then
+    lkg="$work/lkg"
+    mkdir -p "$lkg"
+    tar -xf "$STAGEGATE_CACHE" -C "$lkg" && [ -f "$lkg/packages.lock" ] ||
+        cannot_run "the package cache of $image ${STAGEGATE_CACHE_VERSION:-} ($STAGEGATE_CACHE) is not a tar of packages.lock and debs/"
+fi
+
+# Why this build takes the cached set rather than the mirror's, if it does.
+why=""
+mirror=$(debian_mirror "$SUITE")
+if [ "$offline" = 1 ]; then
+    why="--offline"
+elif ! fetch "$mirror/dists/$SUITE/Release" "$work/Release" 2>"$work/fetch.err"; then
+    why="the mirror $mirror is unreachable ($(tail -n 1 "$work/fetch.err"))"
 else
-    mirror=$(debian_mirror "$SUITE")
-    if ! fetch "$mirror/dists/$SUITE/Release" "$work/Release" 2>"$work/fetch.err"; then
-        from="$sets/latest.lock"
-        echo "the mirror $mirror is unreachable ($(tail -n 1 "$work/fetch.err")):"
-        echo "building from the last package set that built"
+    served=$(release_version "$work/Release")
+    if [ -n "$release" ] && [ "$served" != "$release" ]; then
+        why="the mirror $mirror has moved on: it serves Debian ${served:-(no Version)}, this image is based on $release"
     fi
 fi
 
@@ -69,16 +84,27 @@ chroot "\$1" dpkg-query -W -f '\${Package} \${Version} \${Architecture}\n' > "$w
 HOOK
 chmod +x "$hooks/customize.sh"
 
-if [ -n "$from" ]; then
-    [ -f "$from" ] ||
-        cannot_run "no package set is cached for $image in $sets: build it once with the mirror reachable"
+from=""
+if [ -n "$why" ]; then
+    [ -n "$lkg" ] || cannot_run "$image $version: $why, and no package set is cached for $image: the stage this build is for holds no build of it with a package cache (\$STAGEGATE_CACHE is unset); build it once with the mirror reachable"
+    from="$lkg/packages.lock"
+    echo "$image $version: $why: building from the last-known-good package set, that of $image ${STAGEGATE_CACHE_VERSION:-}"
+    # What the package list asks for must be in the set: an offline build cannot add it.
+    for p in $(echo "$packages" | tr ',' ' '); do
+        grep -q "^$p " "$from" && continue
+        msg="recipes/debian-host.packages asks for $p, which the last-known-good set ($image ${STAGEGATE_CACHE_VERSION:-}) does not have: build with the mirror to add it"
+        [ "$offline" = 1 ] || cannot_run "$msg"
+        echo "$msg" >&2
+        exit 1
+    done
     # A local repository of exactly the locked .debs, each checked against its sha256.
     while read -r name ver arch sum; do
         case $name in '' | '#'*) continue ;; esac
-        f="$cache/debs/$(debfile "$name" "$ver" "$arch")"
-        [ -f "$f" ] || cannot_run "$name $ver ($arch) is locked but missing from the cache $cache/debs"
-        echo "$sum  $f" | sha256sum -c --quiet - || cannot_run "the cache is corrupt: $f does not match its sha256 in $from"
-        ln "$f" "$work/pool/" 2>/dev/null || cp "$f" "$work/pool/"
+        f="$lkg/debs/$(debfile "$name" "$ver" "$arch")"
+        [ -f "$f" ] || cannot_run "$name $ver ($arch) is locked but missing from the package cache of $image ${STAGEGATE_CACHE_VERSION:-}"
+        echo "$sum  $f" | sha256sum -c --quiet - ||
+            cannot_run "the package cache of $image ${STAGEGATE_CACHE_VERSION:-} is corrupt: $f does not match its sha256 in packages.lock"
+        ln "$f" "$work/pool/"
     done < "$from"
     # apt-ftparchive writes the index and a Release naming the suite, which mmdebstrap
     # selects the minbase packages by.
@@ -95,19 +121,14 @@ if [ -n "$from" ]; then
         --aptopt='Acquire::Languages "none"' \
         --customize-hook="$hooks/customize.sh \"\$1\"" \
         "$SUITE" "$work/root" "deb [trusted=yes] copy://$work/pool ./"
-    pool="$work/pool"
 else
-    # Resolve from the mirror; the last set's .debs are handed to apt, which downloads
-    # only what it lacks, and every .deb used is copied back into the cache.
+    # Resolve from the mirror. apt is handed the .debs at hand (the last-known-good set,
+    # this runner's downloads) and downloads only what it lacks.
     security=$(debian_mirror "$SUITE-security")
     mkdir -p "$work/archives"
-    if [ -f "$sets/latest.lock" ]; then
-        while read -r name ver arch sum; do
-            case $name in '' | '#'*) continue ;; esac
-            f="$cache/debs/$(debfile "$name" "$ver" "$arch")"
-            [ -f "$f" ] && { ln "$f" "$work/archives/" 2>/dev/null || cp "$f" "$work/archives/"; }
-        done < "$sets/latest.lock"
-    fi
+    for f in "$downloads"/*.deb "$work"/lkg/debs/*.deb; do
+        [ -f "$f" ] && { ln -f "$f" "$work/archives/" 2>/dev/null || cp "$f" "$work/archives/"; }
+    done
     mmdebstrap --quiet --variant=minbase --include="$packages" --skip=essential/unlink \
         --aptopt='Acquire::Languages "none"' \
         --setup-hook="mkdir -p \"\$1/var/cache/apt/archives\"" \
@@ -116,20 +137,20 @@ else
         --customize-hook="sync-out /var/cache/apt/archives $work/pool" \
         "$SUITE" "$work/root" \
         "deb $mirror $SUITE main" "deb $mirror $SUITE-updates main" "deb $security $SUITE-security main"
-    pool="$work/pool"
 fi
 
-# The lock: every installed package and the sha256 of its .deb, which joins the cache.
+# The lock: every installed package and the sha256 of its .deb; the cache: those .debs.
 echo "# $image $version: mmdebstrap --variant=minbase --include=$packages $SUITE" > "$work/packages.lock"
 echo "# NAME VERSION ARCH SHA256-OF-THE-DEB" >> "$work/packages.lock"
+mkdir -p "$work/cache/debs"
 sort "$work/installed" > "$work/installed.sorted"
 while read -r name ver arch; do
     deb=$(debfile "$name" "$ver" "$arch")
-    [ -f "$pool/$deb" ] || { echo "no .deb for the installed package $name $ver ($arch)" >&2; exit 1; }
-    sum=$(sha256sum "$pool/$deb" | cut -d' ' -f1)
-    if [ ! -f "$cache/debs/$deb" ]; then
-        cp "$pool/$deb" "$cache/debs/$deb.tmp.$$"
-        mv -f "$cache/debs/$deb.tmp.$$" "$cache/debs/$deb"
+    [ -f "$work/pool/$deb" ] || { echo "no .deb for the installed package $name $ver ($arch)" >&2; exit 1; }
+    sum=$(sha256sum "$work/pool/$deb" | cut -d' ' -f1)
+    ln "$work/pool/$deb" "$work/cache/debs/$deb"
+    if [ ! -f "$downloads/$deb" ]; then
+        cp "$work/pool/$deb" "$downloads/$deb.tmp.$$" && mv -f "$downloads/$deb.tmp.$$" "$downloads/$deb"
     fi
     echo "$name $ver $arch $sum" >> "$work/packages.lock"
 done < "$work/installed.sorted"
@@ -137,12 +158,15 @@ if [ -n "$from" ]; then
     grep -v '^#' "$from" > "$work/want"
     grep -v '^#' "$work/packages.lock" > "$work/got"
     if ! diff -u "$work/want" "$work/got" >&2; then
-        echo "the rebuild did not reproduce the package set of $from" >&2
+        echo "the rebuild did not reproduce the last-known-good package set of $image ${STAGEGATE_CACHE_VERSION:-}" >&2
         exit 1
     fi
 fi
 mkdir -p "$work/root/etc/stagegate"
 cp "$work/packages.lock" "$work/root/etc/stagegate/packages.lock"
+# The cache's lock is the set alone (no comments naming the version): the same set makes
+# the same cache.
+grep -v '^#' "$work/packages.lock" > "$work/cache/packages.lock"
 
 # ext4 from the directory (no loop mount), a quarter free, then qcow2.
 size=$(du -sm "$work/root" | cut -f1)
@@ -150,8 +174,8 @@ size=$((size + size / 4 + 64))
 mke2fs -q -F -t ext4 -L debian-host -d "$work/root" "$work/disk.raw" "${size}M" >/dev/null
 qemu-img convert -f raw -O qcow2 "$work/disk.raw" "$STAGEGATE_OUT/disk.qcow2"
 cp "$work/packages.lock" "$STAGEGATE_OUT/packages.lock"
-
-# This version's set, and the newest set that built, for rebuilds without the mirror.
-cp "$work/packages.lock" "$sets/$version.lock.tmp.$$" && mv -f "$sets/$version.lock.tmp.$$" "$sets/$version.lock"
-cp "$work/packages.lock" "$sets/latest.lock.tmp.$$" && mv -f "$sets/latest.lock.tmp.$$" "$sets/latest.lock"
-echo "built debian-host $version: $(grep -vc '^#' "$work/packages.lock") packages, kernel $(grep '^linux-image-[0-9]' "$work/packages.lock" | cut -d' ' -f1,2), ${size} MB filesystem"
+# The same set makes the same bytes (names sorted, no times, no owners): the store keeps
+# one copy of a set however often it is rebuilt.
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --mode=a+rX,u+w,go-w \
+    -C "$work/cache" -cf "$STAGEGATE_OUT/packages.tar" packages.lock debs
+echo "built $image $version: $(grep -vc '^#' "$work/packages.lock") packages, kernel $(grep '^linux-image-[0-9]' "$work/packages.lock" | cut -d' ' -f1,2), ${size} MB filesystem"

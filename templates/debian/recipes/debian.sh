@@ -4,12 +4,11 @@
 # sources.list.d, one-line or deb822 format), deb.debian.org where none is configured;
 # STAGEGATE_DEBIAN_MIRROR overrides it where the runner passes that variable on.
 #
-# The package cache keeps every .deb a build used, under apt's own file names, and the
-# package set of every version built, so that a rebuild reproduces it without the mirror:
-#   $cache/debs/NAME_VERSION_ARCH.deb       (an epoch's ':' is written %3a, as apt does)
-#   $cache/sets/IMAGE/VERSION.lock          the lock of each version built
-#   $cache/sets/IMAGE/latest.lock           the lock of the last successful build
-# Its place: STAGEGATE_DEB_CACHE, else ~/.cache/stagegate/debian.
+# The last-known-good package cache is a build output (build.cache: packages.tar), kept
+# by stagegate in its artifact store beside the image and given to the next build as
+# $STAGEGATE_CACHE. Apart from it, a runner keeps what it downloaded, so that no .deb is
+# fetched twice: $(deb_cache)/debs/NAME_VERSION_ARCH.deb (apt's file names; an epoch's ':'
+# is written %3a). Its place: STAGEGATE_DEB_CACHE, else ~/.cache/stagegate/debian.
 
 SUITE=bookworm
 
@@ -64,6 +63,11 @@ fetch() {
     else
         /usr/lib/apt/apt-helper -qq download-file "$1" "$2"
     fi
+}
+
+# release_version RELEASE-FILE: the point release a suite's Release file names (Version:).
+release_version() {
+    sed -n 's/^Version:[[:space:]]*//p' "$1" | head -n 1
 }
 
 deb_cache() {

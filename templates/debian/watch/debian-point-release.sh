@@ -11,7 +11,7 @@ fetch "$mirror/dists/$SUITE/Release" "$tmp" || {
     echo "cannot read $mirror/dists/$SUITE/Release" >&2
     exit 1
 }
-version=$(sed -n 's/^Version:[[:space:]]*//p' "$tmp" | head -n 1)
+version=$(release_version "$tmp")
 [ -n "$version" ] || {
     echo "$mirror/dists/$SUITE/Release has no Version: field" >&2
     exit 1
