@@ -37,8 +37,9 @@ need tar tar
 
 image=debian-host
 version=${STAGEGATE_IMAGE_DEBIAN_HOST_VERSION:?the image version is missing}
-# The point release this image is based on (based-on in its manifest).
-release=$(sed -n 's/^based-on:.*version: *"\{0,1\}\([0-9][0-9.]*\).*/\1/p' "images/$image.yaml")
+# The point release this image is built from: its version starts with it (12.15-1 is
+# built from 12.15, as its based-on says; poll keeps them together).
+release=${version%%-*}
 downloads="$(deb_cache)/debs"
 mkdir -p "$downloads"
 work=$(mktemp -d)
