@@ -1,8 +1,11 @@
 //! `stagegate cycle`: poll, run, promote — what a cron job or the Action calls.
 
-use super::{Code, Ctx, Format};
+use super::reporter::RunReporter;
+use super::{Code, Ctx, Format, print_json, show};
 use crate::error::Result;
 use crate::plan::Planner;
+use crate::promote;
+use crate::runner::session;
 
 /// One full turn of the pipeline: poll for upstream news, then for each stage move in
 /// order run its jobs that have no result and promote what passes — so a commit can travel
@@ -38,9 +41,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let repo = ctx.repo()?;
     let planner = Planner::new(&repo, None)?;
     super::sync::start(ctx, &repo, &planner.pipeline, args.push)?;
+    let text = args.format == Format::Text;
+    // With --format json, one document: what poll did, then each move's runs and decision.
+    let mut doc = serde_json::Map::new();
     let mut poll_failed = 0;
     if !args.no_poll {
-        if args.format == Format::Text {
+        if text {
             println!("== poll");
         }
         let polled = crate::poll::poll(
@@ -52,82 +58,77 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         );
         // A broken watch script must not stop what is already pending from moving on:
         // report it, carry on, and exit with its code at the end.
-        let bumps = match polled {
-            Ok(b) => b,
+        match polled {
+            Ok(bumps) if text => show::bumps(&bumps, args.format),
+            Ok(bumps) => {
+                doc.insert("poll".into(), serde_json::json!(bumps));
+            }
             Err(e) => {
                 eprintln!("poll failed; running and promoting what is pending anyway:");
                 poll_failed = super::report(&e);
-                Vec::new()
+                doc.insert("poll_error".into(), serde_json::json!(e.to_string()));
             }
-        };
-        if args.format == Format::Text && poll_failed == 0 {
-            super::poll::report(&bumps, args.format);
         }
     }
-    let only = args
-        .stage
-        .as_deref()
-        .map(|s| planner.stage(s).map(|s| s.name.clone()))
-        .transpose()?;
-    let moves: Vec<_> = planner
-        .pipeline
-        .moves()
-        .map(|(a, b)| (a.clone(), b.clone()))
-        .collect();
-    let forge = super::promote::forge_from_env()?;
-    let opts =
-        super::promote::options(ctx, &planner.pipeline, false, forge.as_deref(), args.review);
+    let moves = promote::publish::moves(&planner, args.stage.as_deref())?;
+    let forge = crate::forge::configured()?;
+    let remote =
+        super::sync::remote(ctx, &planner.pipeline, false).unwrap_or_else(|| "origin".into());
+    let opts = promote::Options::for_runner(false, forge.as_deref(), remote, args.review);
+    let run_opts = session::Options {
+        parallel: args.parallel,
+        still_running: super::reporter::still_running_interval()?,
+        ..Default::default()
+    };
+    let reporter = RunReporter::new(args.format);
     let mut outcomes = Vec::new();
-    let mut worst = 0;
+    let mut moved = Vec::new();
+    let mut interrupted = false;
+    let mut bisect_failed = 0;
     for (s, t) in &moves {
-        if only.as_ref().is_some_and(|o| o != &t.name) {
-            continue;
-        }
-        if args.format == Format::Text {
+        if text {
             println!("== {} → {}", s.name, t.name);
         }
         let plan = planner.plan_move(s, t)?;
-        let run_opts = crate::runner::session::Options {
-            parallel: args.parallel,
-            ..Default::default()
-        };
-        // Run what the gate needs; when candidates pass alone, their combination is
-        // planned from those results and run next, before promoting.
-        let mut tried: std::collections::BTreeSet<String> = Default::default();
-        for _round in 0..3 {
-            let report = super::run::run_plans(
-                &planner,
-                std::slice::from_ref(&plan),
-                &run_opts,
-                args.format,
-            )?;
-            if report.interrupted {
-                return Ok(130);
-            }
-            tried.extend(report.outcomes.iter().map(|o| o.key.clone()));
-            let view = crate::ledger::Ledger::new(&repo, &planner.pipeline.results_ref).view()?;
-            let mut more = false;
-            for j in crate::promote::jobs_to_run(&planner, &plan, &view)? {
-                let settled = view.latest(&j.key)?.is_some_and(|r| r.verdict.is_final());
-                if !settled && !tried.contains(&j.key) {
-                    more = true;
-                }
-            }
-            if !more {
-                break;
-            }
+        // Run what the gate needs (the combination of candidates that pass alone too),
+        // then decide.
+        let reports = session::run_for_gate(&planner, &plan, &run_opts, reporter.sink())?;
+        let mut entry = serde_json::json!({
+            "from": s.name,
+            "to": t.name,
+            "runs": reporter.take_json(),
+        });
+        if reports.iter().any(|r| r.interrupted) {
+            interrupted = true;
+            moved.push(entry);
+            break;
         }
         // A gate that says `bisect` has each rejected component bisected before promote
         // records the rejection, so the decision names the first bad upstream commit.
         match super::bisect::due(&planner, &plan, args.parallel, args.format)? {
-            130 => return Ok(130),
-            code => worst = worst.max(code),
+            130 => {
+                interrupted = true;
+                moved.push(entry);
+                break;
+            }
+            code => bisect_failed = bisect_failed.max(code),
         }
-        let outcome = super::promote::promote_and_publish(&planner, s, t, &opts, false)?;
-        super::promote::report(std::slice::from_ref(&outcome), args.format, false);
-        worst = worst.max(super::promote::code(std::slice::from_ref(&outcome)));
+        let outcome = promote::publish::promote_and_publish(&planner, s, t, &opts)?;
+        if text {
+            show::decisions(std::slice::from_ref(&outcome), args.format, false);
+        }
+        entry["promote"] = serde_json::json!(outcome);
+        moved.push(entry);
         outcomes.push(outcome);
     }
-    super::promote::publish(&outcomes)?;
-    Ok(worst.max(poll_failed))
+    if !text {
+        doc.insert("moves".into(), serde_json::Value::Array(moved));
+        doc.insert("interrupted".into(), serde_json::json!(interrupted));
+        print_json(&doc);
+    }
+    if interrupted {
+        return Ok(130);
+    }
+    show::github_outputs(&outcomes)?;
+    Ok(show::code(&outcomes).max(poll_failed).max(bisect_failed))
 }

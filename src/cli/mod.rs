@@ -24,7 +24,9 @@ mod promote;
 mod quarantine;
 mod release;
 mod report;
-pub mod run;
+mod reporter;
+mod run;
+mod show;
 mod status;
 mod store;
 mod sync;
@@ -272,13 +274,7 @@ pub fn print_json<T: serde::Serialize>(value: &T) {
 
 /// Who decides (or bisects), for the records: `stagegate VERSION (user@host)`.
 pub fn decider() -> String {
-    let r = crate::runner::identity();
-    format!(
-        "stagegate {} ({}@{})",
-        env!("CARGO_PKG_VERSION"),
-        r.user,
-        r.host
-    )
+    crate::promote::publish::decider()
 }
 
 /// `n` and the noun, plural unless `n` is 1: "1 job", "2 jobs".

@@ -179,7 +179,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                         .iter()
                         .filter_map(|m| p.candidate(m))
                         .map(|c| {
-                            super::promote::candidate_label(
+                            super::show::candidate_label(
                                 &c.id,
                                 c.from.as_deref(),
                                 c.to.as_deref(),

@@ -1,6 +1,6 @@
 //! `stagegate poll`: commit candidates for what changed upstream.
 
-use super::{Code, Ctx, Format, print_json};
+use super::{Code, Ctx, Format};
 use crate::error::Result;
 use crate::plan::Planner;
 
@@ -28,28 +28,6 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             now: crate::promote::now(),
         },
     )?;
-    report(&bumps, args.format);
+    super::show::bumps(&bumps, args.format);
     Ok(0)
-}
-
-pub fn report(bumps: &[crate::poll::Bump], format: Format) {
-    match format {
-        Format::Json => print_json(&bumps),
-        Format::Text => {
-            if bumps.is_empty() {
-                println!("poll: nothing new");
-            }
-            for b in bumps {
-                let commit = b
-                    .commit
-                    .as_deref()
-                    .map(|c| format!(" ({})", &c[..10]))
-                    .unwrap_or_else(|| " (dry run)".into());
-                println!(
-                    "poll: {} {} → {}: {}{commit}",
-                    b.item, b.from, b.to, b.reason
-                );
-            }
-        }
-    }
 }

@@ -133,7 +133,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                     println!("  up to date");
                 }
                 for c in &v.candidates {
-                    let label = super::promote::candidate_label(
+                    let label = super::show::candidate_label(
                         &c.item,
                         c.from.as_deref(),
                         c.to.as_deref(),

@@ -311,6 +311,20 @@ pub fn from_env(repository: Option<&str>) -> Result<Box<dyn Forge>> {
     Ok(Box::new(GitHub::from_env(repository)?))
 }
 
+/// The forge, when the environment configures one (`GITHUB_TOKEN` or
+/// `STAGEGATE_GITHUB_APP_TOKEN`, and `GITHUB_REPOSITORY`); `None` otherwise.
+pub fn configured() -> Result<Option<Box<dyn Forge>>> {
+    let token = ["STAGEGATE_GITHUB_APP_TOKEN", "GITHUB_TOKEN"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|t| !t.is_empty()));
+    let repository = std::env::var("GITHUB_REPOSITORY").is_ok_and(|r| !r.is_empty());
+    if token && repository {
+        Ok(Some(from_env(None)?))
+    } else {
+        Ok(None)
+    }
+}
+
 /// The branch a promotion pull request comes from: one per stage move, so re-running finds
 /// the same pull request.
 pub fn promotion_branch(from: &str, to: &str) -> String {

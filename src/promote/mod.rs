@@ -16,6 +16,7 @@
 
 pub mod edits;
 pub mod facts;
+pub mod publish;
 pub mod push_gate;
 pub mod review;
 pub mod verify;

@@ -154,6 +154,16 @@ pub enum Event<'a> {
     RunStarted { total: usize },
     /// A job started running.
     Started { label: &'a str },
+    /// Every so often ([`session::Options::still_running`]) while jobs run: each running
+    /// job and how long it has run so far, longest-running first.
+    StillRunning { running: &'a [(String, Duration)] },
+    /// A job failed and runs again (`attempt` is the try about to start; `reason` why the
+    /// last one failed).
+    Retrying {
+        label: &'a str,
+        attempt: u32,
+        reason: &'a str,
+    },
     /// A job ended, or will not run (its outcome says why).
     Finished { outcome: &'a Outcome },
     /// Every job ended and the results are recorded (not yet published).
@@ -270,7 +280,21 @@ pub async fn execute(
             }
             let label = crate::plan::describe(&r.job);
             progress(Event::Started { label: &label });
-            let outcome = run_job(&r, &artifacts, &settings, &mut slot, cancel).await;
+            let outcome = run_job(
+                &r,
+                &artifacts,
+                &settings,
+                &mut slot,
+                cancel,
+                &|attempt, reason| {
+                    progress(Event::Retrying {
+                        label: &label,
+                        attempt,
+                        reason,
+                    })
+                },
+            )
+            .await;
             drop(slot);
             let outcome = keep_log(outcome, &settings);
             let artifact = outcome.record.as_ref().and_then(|rec| rec.artifact.clone());
@@ -620,6 +644,7 @@ async fn run_job(
     settings: &Settings,
     slot: &mut SlotState,
     cancel: watch::Receiver<bool>,
+    retrying: &(dyn Fn(u32, &str) + Send + Sync),
 ) -> Outcome {
     let job = &r.job;
     let started = crate::records::now_rfc3339();
@@ -723,10 +748,9 @@ async fn run_job(
         };
         if verdict == Verdict::Fail && tries <= job.retries {
             failed_before = true;
-            log.note(&format!(
-                "try {tries} failed ({}); trying again",
-                reason.as_deref().unwrap_or("fail")
-            ));
+            let why = reason.as_deref().unwrap_or("fail");
+            log.note(&format!("try {tries} failed ({why}); trying again"));
+            retrying(tries + 1, why);
             // Each try starts from an empty output directory: what a failed try left
             // there must not pass for the next try's output.
             let _ = empty_dir(out);

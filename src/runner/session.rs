@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use gix::ObjectId;
 
@@ -34,6 +35,8 @@ pub struct Options {
     pub rerun: Vec<String>,
     /// Run again every job whose latest result is fail or error.
     pub failed: bool,
+    /// How often to report the jobs still running ([`Event::StillRunning`]); `None`: never.
+    pub still_running: Option<Duration>,
 }
 
 /// Where a run's [`Event`]s go; called from the runner's threads as things happen.
@@ -50,6 +53,8 @@ pub struct Report {
     pub interrupted: bool,
     /// Jobs that already had a settled result.
     pub reused: usize,
+    /// This was a dry run ([`Options::dry_run`]): nothing ran.
+    pub dry_run: bool,
     /// With [`Options::dry_run`]: the jobs that would run (key, job).
     pub would_run: Vec<(String, String)>,
 }
@@ -104,6 +109,10 @@ struct Selection {
 /// Select the jobs of `plans` that need running, run them, record the results, and
 /// publish the ledger when the repository publishes. Interrupting signals (SIGINT,
 /// SIGTERM) are taken over while jobs run: they kill the jobs and end the run early.
+///
+/// The sink hears [`Event::RunStarted`] when jobs are about to run, the jobs' events, and
+/// [`Event::RunFinished`] once the results are recorded, or at once when there is nothing
+/// to run (or a dry run).
 pub fn run(planner: &Planner, plans: &[MovePlan], opts: &Options, sink: Sink) -> Result<Report> {
     let selection = select(planner, plans, opts)?;
     run_selection(planner, plans, selection, opts, sink)
@@ -147,11 +156,12 @@ fn run_selection(
 ) -> Result<Report> {
     let reused = selection.reused;
     if opts.dry_run || selection.jobs.is_empty() {
-        return Ok(Report {
+        let report = Report {
             outcomes: Vec::new(),
             recorded: 0,
             interrupted: false,
             reused,
+            dry_run: opts.dry_run,
             would_run: if opts.dry_run {
                 selection
                     .jobs
@@ -161,7 +171,9 @@ fn run_selection(
             } else {
                 Vec::new()
             },
-        });
+        };
+        sink(Event::RunFinished { report: &report });
+        return Ok(report);
     }
     let repo = planner.repo;
     let Selection {
@@ -254,6 +266,7 @@ fn run_selection(
     });
     let recorder = Recorder::start(git_dir.clone(), planner.pipeline.results_ref.clone());
     sink(Event::RunStarted { total });
+    let (sink, ticker) = still_running(sink, opts.still_running);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -292,6 +305,7 @@ fn run_selection(
         signals.abort();
         (outcomes, interrupted)
     });
+    drop(ticker);
     let recorded = recorder.finish()?;
     drop(claims);
     if recorded > 0 {
@@ -312,11 +326,47 @@ fn run_selection(
         recorded,
         interrupted,
         reused,
+        dry_run: false,
         would_run: Vec::new(),
     };
     sink(Event::RunFinished { report: &report });
     crate::ledger::sync::publish(repo, &planner.pipeline.results_ref)?;
     Ok(report)
+}
+
+/// Run what the gate of one move needs, in rounds: once candidates pass alone, their
+/// combination is planned from those results and runs in the next round, so the move can
+/// be decided at once (at most three rounds). Stops early when interrupted. One report
+/// per round, in order.
+pub fn run_for_gate(
+    planner: &Planner,
+    plan: &MovePlan,
+    opts: &Options,
+    sink: Sink,
+) -> Result<Vec<Report>> {
+    let mut reports: Vec<Report> = Vec::new();
+    let mut tried: BTreeSet<String> = BTreeSet::new();
+    for _round in 0..3 {
+        let report = run(planner, std::slice::from_ref(plan), opts, sink.clone())?;
+        let interrupted = report.interrupted;
+        tried.extend(report.outcomes.iter().map(|o| o.key.clone()));
+        reports.push(report);
+        if interrupted {
+            break;
+        }
+        let view = Ledger::new(planner.repo, &planner.pipeline.results_ref).view()?;
+        let mut more = false;
+        for j in crate::promote::jobs_to_run(planner, plan, &view)? {
+            let settled = view.latest(&j.key)?.is_some_and(|r| r.verdict.is_final());
+            if !settled && !tried.contains(&j.key) {
+                more = true;
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    Ok(reports)
 }
 
 /// Only what the gates still need: not the jobs of a candidate whose rejection stands,
@@ -390,6 +440,58 @@ fn known_builds(view: &LedgerView, jobs: &[Job]) -> Result<HashMap<String, Artif
         }
     }
     Ok(known)
+}
+
+/// Stops the "still running" thread when dropped.
+struct Ticker(Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>);
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        if let Some((stop, thread)) = self.0.take() {
+            drop(stop);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `sink`, keeping track of the running jobs, and (every `every`) a thread that reports
+/// them as [`Event::StillRunning`] while any run.
+fn still_running(sink: Sink, every: Option<Duration>) -> (Sink, Ticker) {
+    let Some(every) = every.filter(|d| !d.is_zero()) else {
+        return (sink, Ticker(None));
+    };
+    // The running jobs in the order they started (a label may run twice at once).
+    let running: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let tracked: Sink = {
+        let (running, sink) = (running.clone(), sink.clone());
+        Arc::new(move |e| {
+            if let Ok(mut r) = running.lock() {
+                match &e {
+                    Event::Started { label } => r.push((label.to_string(), Instant::now())),
+                    Event::Finished { outcome } => {
+                        if let Some(i) = r.iter().position(|(l, _)| *l == outcome.label) {
+                            r.remove(i);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            sink(e)
+        })
+    };
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+            let now: Vec<(String, Duration)> = match running.lock() {
+                Ok(r) => r.iter().map(|(l, t)| (l.clone(), t.elapsed())).collect(),
+                Err(_) => return,
+            };
+            if !now.is_empty() {
+                sink(Event::StillRunning { running: &now });
+            }
+        }
+    });
+    (tracked, Ticker(Some((stop, thread))))
 }
 
 /// The claims shared by the runs on this machine; without them (an unwritable `.git`)

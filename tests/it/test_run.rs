@@ -306,6 +306,53 @@ fn a_flaky_job_is_recorded_as_flaky() {
 }
 
 #[test]
+fn a_retry_is_a_line_as_it_happens() {
+    let dir = scratch();
+    let d = dir.path().display();
+    let script =
+        format!("#!/bin/sh\nif [ -e {d}/tried ]; then exit 0; fi\ntouch {d}/tried\nexit 4\n");
+    let env = repo_with_test("retries: 1\n", &script);
+    let (_, err) = env.sg_code(0, &["run"]);
+    let lines: Vec<&str> = err.lines().collect();
+    let at = |p: &str| lines.iter().position(|l| l.starts_with(p)).expect(p);
+    assert!(
+        lines.contains(&"retrying test  t [components/xen] (try 2; exit status 4)"),
+        "{err}"
+    );
+    assert!(
+        at("started ") < at("retrying ") && at("retrying ") < at("[1/1] flaky"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cycle_format_json_prints_one_document() {
+    let env = repo_with_test("", "#!/bin/sh\nexit 0\n");
+    let out = env.sg_ok(&["cycle", "--format", "json"]);
+    // One document: parsing the whole of stdout fails if anything else was printed.
+    let doc: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    assert_eq!(doc["poll"], serde_json::json!([]), "{doc:#}");
+    assert_eq!(doc["interrupted"], false);
+    let moves = doc["moves"].as_array().unwrap();
+    assert_eq!(moves.len(), 1, "{doc:#}");
+    assert_eq!(
+        (moves[0]["from"].as_str(), moves[0]["to"].as_str()),
+        (Some("staging"), Some("stable"))
+    );
+    let ran = &moves[0]["runs"][0]["ran"];
+    assert!(
+        ran.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["verdict"] == "pass")
+            && ran[0]["key"].is_string(),
+        "{doc:#}"
+    );
+    let promoted = moves[0]["promote"]["promoted"].as_str().unwrap();
+    assert_eq!(env.rev("stable"), env.rev(promoted));
+}
+
+#[test]
 fn each_try_starts_with_an_empty_output_directory() {
     let dir = scratch();
     let d = dir.path().display();
