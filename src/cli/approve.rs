@@ -36,17 +36,14 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     super::sync::start(ctx, &repo, &planner.pipeline, false)?;
     let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
     if let Some(id) = &args.remove {
-        let found =
-            crate::overrides::find(&ledger.view()?, "approve", id, crate::records::now_secs())?;
-        crate::overrides::remove(
-            &ledger,
-            std::slice::from_ref(&found),
-            &[],
+        return super::lift_by_id(
+            &repo,
+            &planner.pipeline,
+            "approve",
+            id,
             args.reason.as_deref(),
-        )?;
-        super::sync::publish_results(&repo, &planner.pipeline)?;
-        super::print_override("lifted", &found, args.format);
-        return Ok(0);
+            args.format,
+        );
     }
     let reason = super::reason_of(args.reason.as_deref())?;
     let expires = args.expiry.resolve()?;

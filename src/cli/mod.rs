@@ -264,6 +264,44 @@ pub fn print_override(verb: &str, r: &crate::overrides::OverrideRef, format: For
     }
 }
 
+/// `waive --remove ID`, `approve --remove ID`: lift the override of `kind` whose id starts
+/// with `id`, record the lifting, publish it, and say what was lifted.
+pub fn lift_by_id(
+    repo: &Repo,
+    pipeline: &crate::manifest::Pipeline,
+    kind: &str,
+    id: &str,
+    reason: Option<&str>,
+    format: Format,
+) -> Result<Code> {
+    let ledger = crate::ledger::Ledger::new(repo, &pipeline.results_ref);
+    let found = crate::overrides::find(&ledger.view()?, kind, id, crate::records::now_secs())?;
+    crate::overrides::remove(&ledger, std::slice::from_ref(&found), &[], reason)?;
+    sync::publish_results(repo, pipeline)?;
+    print_override("lifted", &found, format);
+    Ok(0)
+}
+
+/// Print what `unfreeze`/`unquarantine` lifted: `{what: name, lifted: […]}` in JSON, or a
+/// line each (`none` when there was nothing to lift).
+pub fn print_lifted(
+    what: &str,
+    name: &str,
+    lifted: &[crate::overrides::OverrideRef],
+    none: &str,
+    format: Format,
+) {
+    match format {
+        Format::Json => print_json(&serde_json::json!({ what: name, "lifted": lifted })),
+        Format::Text if lifted.is_empty() => println!("{none}"),
+        Format::Text => {
+            for l in lifted {
+                println!("lifted {}", l.line());
+            }
+        }
+    }
+}
+
 /// Print JSON to stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) {
     println!(

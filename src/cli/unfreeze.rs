@@ -1,6 +1,6 @@
 //! `stagegate unfreeze STAGE`: lift the freezes of a stage.
 
-use super::{Code, Ctx, Format, print_json};
+use super::{Code, Ctx, Format};
 use crate::error::Result;
 use crate::ledger::Ledger;
 use crate::plan::Planner;
@@ -32,14 +32,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             .collect();
     crate::overrides::remove(&ledger, &frozen, &[], args.reason.as_deref())?;
     super::sync::publish_results(&repo, &planner.pipeline)?;
-    match args.format {
-        Format::Json => print_json(&serde_json::json!({"stage": stage, "lifted": frozen})),
-        Format::Text if frozen.is_empty() => println!("{stage} is not frozen"),
-        Format::Text => {
-            for f in &frozen {
-                println!("lifted {}", f.line());
-            }
-        }
-    }
+    super::print_lifted(
+        "stage",
+        &stage,
+        &frozen,
+        &format!("{stage} is not frozen"),
+        args.format,
+    );
     Ok(0)
 }

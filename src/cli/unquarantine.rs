@@ -1,6 +1,6 @@
 //! `stagegate unquarantine TEST`: the test gates again.
 
-use super::{Code, Ctx, Format, print_json};
+use super::{Code, Ctx, Format};
 use crate::error::Result;
 use crate::ledger::Ledger;
 use crate::plan::Planner;
@@ -38,14 +38,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         args.reason.as_deref(),
     )?;
     super::sync::publish_results(&repo, &planner.pipeline)?;
-    match args.format {
-        Format::Json => print_json(&serde_json::json!({"test": test, "lifted": lifted})),
-        Format::Text if lifted.is_empty() => println!("tests/{test} is not quarantined"),
-        Format::Text => {
-            for q in &lifted {
-                println!("lifted {}", q.line());
-            }
-        }
-    }
+    super::print_lifted(
+        "test",
+        &test,
+        &lifted,
+        &format!("tests/{test} is not quarantined"),
+        args.format,
+    );
     Ok(0)
 }

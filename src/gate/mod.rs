@@ -484,21 +484,19 @@ fn evaluate_group(
             },
         );
         let why = rec.and_then(|r| r.reason.clone());
-        let base_flaky =
-            plan.gate.baseline && baseline_history.as_ref().is_some_and(History::is_flaky);
-        let flake = format!(
-            "{}: {}{}",
-            if history.has_passed() {
-                "it passed before for the same key"
-            } else {
-                "its baseline is flaky"
-            },
-            history.line(),
-            match (&baseline_history, base_flaky) {
-                (Some(b), true) => format!("; baseline {}", b.line()),
-                _ => String::new(),
-            }
-        );
+        let flake = if history.has_passed() {
+            format!("it passed before for the same key: {}", history.line())
+        } else {
+            format!(
+                "its baseline on {} is flaky: {}; this job: {}",
+                plan.to.name,
+                baseline_history
+                    .as_ref()
+                    .map(History::line)
+                    .unwrap_or_default(),
+                history.line()
+            )
+        };
         let mut push = |kind: &'static str, message: String| {
             reasons.push(Reason {
                 kind,
@@ -530,8 +528,9 @@ fn evaluate_group(
                     format!(
                         "{label} {}; tests/{} is quarantined by {} ({}): {}; it does not gate",
                         match verdict {
-                            Some(v) => format!("is {v}"),
-                            None => "has no result yet".into(),
+                            Some(Verdict::Fail) => "fails",
+                            Some(_) => "could not run",
+                            None => "has no result yet",
                         },
                         job.name,
                         q.author,

@@ -619,6 +619,11 @@ pub fn is_removed(view: &LedgerView, id: &str) -> Result<bool> {
     Ok(view.read(&removed_path(id))?.is_some())
 }
 
+/// Whether an override is in force at `now`: not expired, not lifted.
+fn in_force(view: &LedgerView, id: &str, expires: Option<&str>, now: i64) -> Result<bool> {
+    Ok(!expired(expires, now) && !is_removed(view, id)?)
+}
+
 /// Every record directly under `dir`, parsed.
 fn records_in<T: serde::de::DeserializeOwned>(view: &LedgerView, dir: &str) -> Result<Vec<T>> {
     let mut out = Vec::new();
@@ -651,7 +656,7 @@ fn scoped<T: serde::de::DeserializeOwned>(
 pub fn waivers(view: &LedgerView, key: &str, now: i64) -> Result<Vec<WaiveRecord>> {
     let mut out = Vec::new();
     for w in scoped::<WaiveRecord>(view, WAIVE_DIR, key)? {
-        if !expired(w.expires.as_deref(), now) && !is_removed(view, &w.id())? {
+        if in_force(view, &w.id(), w.expires.as_deref(), now)? {
             out.push(w);
         }
     }
@@ -689,7 +694,7 @@ pub fn waiver(view: &LedgerView, key: &str) -> Result<Option<WaiveRecord>> {
 pub fn approvals(view: &LedgerView, content: &str, now: i64) -> Result<Vec<ApproveRecord>> {
     let mut out = Vec::new();
     for a in scoped::<ApproveRecord>(view, APPROVE_DIR, content)? {
-        if !expired(a.expires.as_deref(), now) && !is_removed(view, &a.id())? {
+        if in_force(view, &a.id(), a.expires.as_deref(), now)? {
             out.push(a);
         }
     }
@@ -719,7 +724,7 @@ pub fn approved<'a>(
 pub fn freezes(view: &LedgerView, stage: &str, now: i64) -> Result<Vec<FreezeRecord>> {
     let mut out = Vec::new();
     for f in records_in::<FreezeRecord>(view, &format!("{FREEZE_DIR}/{stage}"))? {
-        if !expired(f.expires.as_deref(), now) && !is_removed(view, &f.id)? {
+        if in_force(view, &f.id, f.expires.as_deref(), now)? {
             out.push(f);
         }
     }
@@ -741,7 +746,7 @@ pub fn quarantines(
                 (Some(s), Some(qs)) => s == qs,
                 _ => true,
             };
-            if applies && !expired(q.expires.as_deref(), now) && !is_removed(view, &q.id)? {
+            if applies && in_force(view, &q.id, q.expires.as_deref(), now)? {
                 let keep = out.get(&q.test).is_none_or(|old| old.created > q.created);
                 if keep {
                     out.insert(q.test.clone(), q);
@@ -828,7 +833,7 @@ pub fn find(view: &LedgerView, kind: &str, id: &str, now: i64) -> Result<Overrid
 pub fn quarantines_of(view: &LedgerView, test: &str, now: i64) -> Result<Vec<QuarantineRecord>> {
     let mut out = Vec::new();
     for q in records_in::<QuarantineRecord>(view, &format!("{QUARANTINE_DIR}/{test}"))? {
-        if !expired(q.expires.as_deref(), now) && !is_removed(view, &q.id)? {
+        if in_force(view, &q.id, q.expires.as_deref(), now)? {
             out.push(q);
         }
     }
