@@ -557,7 +557,7 @@ fn evaluate_group(
                 push(
                     "heisenbug",
                     format!(
-                        "{label} fails, and is flaky ({flake}); the gate waits for {} more tr{} (`stagegate run --failed`)",
+                        "{label} fails, and is flaky ({flake}); the gate waits for {} more tr{} (each `stagegate run` tries it again)",
                         tries - history.tries_since_first_fail,
                         if tries - history.tries_since_first_fail == 1 {
                             "y"

@@ -175,7 +175,7 @@ pub enum FlakyPolicy {
     #[default]
     Block,
     /// The gate waits until the job has been tried `tries` more times since it first
-    /// failed (`stagegate run --failed`); then the newest result counts.
+    /// failed (each `run` tries it once more); then the newest result counts.
     Wait { tries: u32 },
     /// It does not block.
     Allow,

@@ -306,8 +306,27 @@ pub fn runnable(
     plan: &MovePlan,
     view: &LedgerView,
 ) -> Result<(MovePlan, Option<crate::plan::Group>)> {
+    let (out, combo, _) = runnable_and_retries(planner, plan, view)?;
+    Ok((out, combo))
+}
+
+/// [`runnable`], and the keys the gate wants tried again: heisenbugs a `flaky: {policy:
+/// wait}` gate waits on (each `run` adds one try, so a cron `cycle` settles them).
+fn runnable_and_retries(
+    planner: &Planner,
+    plan: &MovePlan,
+    view: &LedgerView,
+) -> Result<(MovePlan, Option<crate::plan::Group>, BTreeSet<String>)> {
     let facts = facts::load(planner, plan, view)?;
     let decided = decide(planner, plan, view, &facts, now())?;
+    let retries: BTreeSet<String> = decided
+        .evaluation
+        .groups
+        .iter()
+        .flat_map(|g| &g.jobs)
+        .filter(|j| j.state == gate::JobState::HeisenbugWaiting)
+        .map(|j| j.key.clone())
+        .collect();
     let mut out = plan.clone();
     for (g, e) in out.groups.iter_mut().zip(&decided.evaluation.groups) {
         if e.sticky {
@@ -343,7 +362,7 @@ pub fn runnable(
         }
     }
     out.jobs.retain(|k, _| keep.contains(k));
-    Ok((out, combo.map(|(g, _)| g)))
+    Ok((out, combo.map(|(g, _)| g), retries))
 }
 
 /// The jobs a move needs run now (see [`runnable`]).
@@ -352,11 +371,18 @@ pub fn jobs_to_run(
     plan: &MovePlan,
     view: &LedgerView,
 ) -> Result<Vec<crate::plan::Job>> {
-    Ok(runnable(planner, plan, view)?
-        .0
-        .jobs
-        .into_values()
-        .collect())
+    Ok(jobs_and_retries(planner, plan, view)?.0)
+}
+
+/// The jobs a move needs run now, and those of them to run again although they have a
+/// settled result (see [`runnable_and_retries`]).
+pub fn jobs_and_retries(
+    planner: &Planner,
+    plan: &MovePlan,
+    view: &LedgerView,
+) -> Result<(Vec<crate::plan::Job>, BTreeSet<String>)> {
+    let (out, _, retries) = runnable_and_retries(planner, plan, view)?;
+    Ok((out.jobs.into_values().collect(), retries))
 }
 
 /// Plan, evaluate and (unless dry-run) promote one move; retries when T moves underneath.

@@ -375,10 +375,14 @@ pub fn run_for_gate(
 fn select(planner: &Planner, plans: &[MovePlan], opts: &Options) -> Result<Selection> {
     let view = Ledger::new(planner.repo, &planner.pipeline.results_ref).view()?;
     let mut all: BTreeMap<String, Job> = BTreeMap::new();
+    // Heisenbugs a gate waits on for more tries (`flaky: {policy: wait}`).
+    let mut retry = std::collections::BTreeSet::new();
     for p in plans {
-        for j in crate::promote::jobs_to_run(planner, p, &view)? {
+        let (jobs, retries) = crate::promote::jobs_and_retries(planner, p, &view)?;
+        for j in jobs {
             all.entry(j.key.clone()).or_insert(j);
         }
+        retry.extend(retries);
     }
     for pattern in opts.jobs.iter().chain(&opts.rerun) {
         let n = all
@@ -407,6 +411,7 @@ fn select(planner: &Planner, plans: &[MovePlan], opts: &Options) -> Result<Selec
         let latest = view.latest(key)?;
         let verdict = latest.as_ref().map(|r| r.verdict);
         let forced = matches(key, &opts.rerun)
+            || retry.contains(key)
             || (opts.failed && matches!(verdict, Some(Verdict::Fail | Verdict::Error)));
         if verdict.is_some_and(Verdict::is_final) && !forced {
             reused += 1;

@@ -417,15 +417,19 @@ fn a_flaky_policy_of_wait_asks_for_more_tries_then_decides() {
     let out = env.sg_ok(&["promote"]);
     assert!(out.contains("components/xen 1 → 3: wait"), "{out}");
     assert!(
-        out.contains("waits for 1 more try (`stagegate run --failed`)"),
+        out.contains("waits for 1 more try (each `stagegate run` tries it again)"),
         "{out}"
     );
-    // The re-run adds to the record: still failing after it, it is rejected.
-    env.sg_code(1, &["run", "--failed"]);
+    // A plain run tries it again, and adds to the record: still failing, it is rejected,
+    // and nothing retries it any more.
+    let (out, _) = env.sg_code(1, &["run"]);
+    assert!(out.contains("ran 1 job: 1 fail"), "{out}");
     let (out, _) = env.sg_code(1, &["promote"]);
     assert!(out.contains("components/xen 1 → 3: rejected"), "{out}");
     let why = env.sg_ok(&["why", "components/xen"]);
     assert!(why.contains("history: 2 runs: 0 pass, 2 fail"), "{why}");
+    let (out, _) = env.sg_code(1, &["cycle"]);
+    assert!(out.contains("nothing to run"), "{out}");
 }
 
 #[test]
