@@ -240,28 +240,34 @@ impl<'r> Planner<'r> {
         Snapshot::new(self.repo, commit, self.cache.clone())
     }
 
-    /// The repository files `job` names, as its key covers them (the script its `run`
-    /// starts with, `files:`, for builds `build.files`), where its commit has them: all a
-    /// job's checkout needs to hold.
+    /// The repository files `job` names, as its key covers them (its own manifest, the
+    /// script its `run` starts with, `files:`, for builds `build.files`), where its commit
+    /// has them: all a job's checkout needs to hold.
     pub fn job_files(&self, job: &Job) -> Result<Vec<String>> {
         let snap = self.snapshot(job.commit)?;
-        let files = match job.kind {
+        let (manifest, files) = match job.kind {
             JobKind::Test => match snap.test(&job.name)? {
-                Some((_, test)) => snap.test_files(&test)?,
-                None => Vec::new(),
+                Some((_, test)) => (test.path(), snap.test_files(&test)?),
+                None => return Ok(Vec::new()),
             },
             JobKind::Build => match ItemId::parse(&job.name) {
                 Some(id) => match snap.item(&id)? {
-                    Some((_, item)) => snap.build_files(&item)?,
-                    None => Vec::new(),
+                    Some((_, item)) => (id.path(), snap.build_files(&item)?),
+                    None => return Ok(Vec::new()),
                 },
-                None => Vec::new(),
+                None => return Ok(Vec::new()),
             },
         };
-        Ok(files
+        // The manifest is part of the content its key hashes: a recipe may read it (a
+        // version, a `based-on`) like any file it names.
+        let mut paths: Vec<String> = files
             .into_iter()
             .filter_map(|(path, oid)| oid.map(|_| path))
-            .collect())
+            .collect();
+        if snap.oid(&manifest)?.is_some() && !paths.contains(&manifest) {
+            paths.push(manifest);
+        }
+        Ok(paths)
     }
 
     pub fn stage_head(&self, stage: &Stage) -> Result<ObjectId> {

@@ -982,7 +982,8 @@ fn a_test_whose_build_has_no_result_is_not_run_and_the_run_fails() {
 
 #[test]
 fn a_jobs_checkout_holds_the_files_it_names_and_not_the_rest_of_the_repository() {
-    // The test names a helper and a directory; the repository holds other files too.
+    // The test names a helper and a directory (its manifest comes too); the repository
+    // holds other files.
     let script = "#!/bin/sh\n. ./lib/helper.sh\nhelper\nfind . -type f -o -type l | sort\n";
     let env = TestEnv::init_with(&[
         ("stagegate.yaml", PIPELINE),
@@ -1013,8 +1014,18 @@ fn a_jobs_checkout_holds_the_files_it_names_and_not_the_rest_of_the_repository()
     assert_eq!(r.verdict, Verdict::Pass, "{}", r.excerpt);
     assert_eq!(
         r.excerpt,
-        "helper ran\n./data/a.txt\n./data/sub/b.txt\n./lib/helper.sh\n./tests/t.sh"
+        "helper ran\n./data/a.txt\n./data/sub/b.txt\n./lib/helper.sh\n./tests/t.sh\n./tests/t.yaml"
     );
+}
+
+#[test]
+fn a_job_reads_its_own_manifest_from_its_checkout() {
+    // The manifest is part of the content the key hashes, like the files it names.
+    let env = repo_with_test("", "#!/bin/sh\nsed -n 's/^name: //p' tests/t.yaml\n");
+    env.sg_ok(&["run"]);
+    let (_, r) = only_record(&env);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.excerpt);
+    assert_eq!(r.excerpt, "t");
 }
 
 #[test]
