@@ -22,5 +22,6 @@ pub mod repo;
 pub mod report;
 pub mod runner;
 pub mod trail;
+pub mod workspace;
 
 pub use error::{Error, Result};

@@ -3,7 +3,6 @@
 use super::{Code, Ctx, Expiry, Format, print_json};
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
-use crate::plan::Planner;
 
 /// Approve a pending candidate — a change of stagegate.yaml, which no run can move on its
 /// own — into the next stage. The approval is for exactly the pending content: a later
@@ -31,13 +30,12 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
-    let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
+    let planner = ctx.start(false)?;
+    let repo = planner.repo;
+    let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
     if let Some(id) = &args.remove {
         return super::lift_by_id(
-            &repo,
+            repo,
             &planner.pipeline,
             "approve",
             id,
@@ -81,7 +79,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         expires,
         reason,
     )?;
-    super::sync::publish_results(&repo, &planner.pipeline)?;
+    ctx.workspace()?.publish_results(&planner.pipeline)?;
     match args.format {
         Format::Json => print_json(&serde_json::json!({
             "candidate": id,

@@ -49,9 +49,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, args.push)?;
+    let planner = ctx.start(args.push)?;
     let id = crate::promote::edits::parse_candidate(&planner, &args.item)?;
     let target = bisect::target(&planner, &id)?;
     let opts = bisect::Options {

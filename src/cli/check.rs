@@ -41,7 +41,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             let rev = rev.as_deref().unwrap_or("HEAD");
             let commit = repo.resolve(rev)?;
             (
-                Box::new(TreeFiles::new(&repo, repo.tree_of(commit)?)),
+                Box::new(TreeFiles::new(repo, repo.tree_of(commit)?)),
                 rev.to_string(),
             )
         }

@@ -3,7 +3,6 @@
 use super::reporter::RunReporter;
 use super::{Code, Ctx, Format, print_json, show};
 use crate::error::Result;
-use crate::plan::Planner;
 use crate::promote;
 use crate::runner::session;
 
@@ -38,9 +37,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, args.push)?;
+    let planner = ctx.start(args.push)?;
     let text = args.format == Format::Text;
     // With --format json, one document: what poll did, then each move's runs and decision.
     let mut doc = serde_json::Map::new();
@@ -72,8 +69,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     }
     let moves = promote::publish::moves(&planner, args.stage.as_deref())?;
     let forge = crate::forge::configured()?;
-    let remote =
-        super::sync::remote(ctx, &planner.pipeline, false).unwrap_or_else(|| "origin".into());
+    let remote = ctx
+        .workspace()?
+        .remote(&planner.pipeline, false)
+        .unwrap_or_else(|| "origin".into());
     let opts = promote::Options::for_runner(false, forge.as_deref(), remote, args.review);
     let run_opts = session::Options {
         parallel: args.parallel,

@@ -37,8 +37,8 @@ struct ItemDiff {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
+    let planner = ctx.workspace()?.planner()?;
+    let repo = planner.repo;
     let resolve = |rev: &str| match planner.pipeline.stages.iter().find(|s| s.name == rev) {
         Some(s) => planner.stage_head(s),
         None => repo.resolve(rev),
@@ -49,7 +49,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     // they name — what `status` and `why` call a difference.
     let (sa, sb) = (planner.snapshot(a)?, planner.snapshot(b)?);
     let mut paths: BTreeSet<String> = BTreeSet::new();
-    for c in crate::plan::candidate::candidates(&repo, &sb, &sa)? {
+    for c in crate::plan::candidate::candidates(repo, &sb, &sa)? {
         paths.insert(c.id.path());
         for snap in [&sa, &sb] {
             let (content, _) = crate::plan::candidate::content_of(snap, &c.id)?;

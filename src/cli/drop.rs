@@ -2,7 +2,6 @@
 
 use super::{Code, Ctx, Format};
 use crate::error::Result;
-use crate::plan::Planner;
 
 /// Drop a pending candidate: revert ITEM (its manifest, the files it names, its build
 /// record) to the next stage's version, on the last stage it is pending on and on every
@@ -21,9 +20,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let planner = ctx.start(false)?;
     let done = crate::promote::edits::drop_item(&planner, &args.item, &args.reason)?;
     match args.format {
         Format::Json => super::print_json(&done),

@@ -24,15 +24,14 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let planner = ctx.start(false)?;
+    let repo = planner.repo;
     let reason = super::reason_of(args.reason.as_deref())?;
     let stage = gated_stage(&planner, &args.stage)?;
     let expires = args.expiry.resolve()?;
-    let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
+    let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
     let rec = crate::overrides::freeze(&ledger, &stage, expires, reason)?;
-    super::sync::publish_results(&repo, &planner.pipeline)?;
+    ctx.workspace()?.publish_results(&planner.pipeline)?;
     super::print_override("froze", &rec.to_ref(), args.format);
     Ok(0)
 }

@@ -2,7 +2,6 @@
 
 use super::{Code, Ctx, Format};
 use crate::error::Result;
-use crate::plan::Planner;
 
 /// Hold ITEM on the stage where it is pending: a commit adding a hold record, so who held
 /// what and why is in `git log`. Commits containing the item wait until it is released.
@@ -22,9 +21,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let planner = ctx.start(false)?;
     let done =
         crate::promote::edits::hold(&planner, &args.item, &args.reason, args.stage.as_deref())?;
     super::print_edit(&done, args.format);

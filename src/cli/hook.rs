@@ -62,7 +62,8 @@ fn install(dir: &Path) -> Result<Code> {
 /// does not look into: read the repository through a scratch git directory whose object
 /// store is the quarantine plus the real one, and whose refs are the real ones.
 fn open_quarantined(ctx: &Ctx) -> Result<(Repo, Option<tempfile::TempDir>)> {
-    let repo = ctx.repo()?;
+    // Not the command's shared workspace: this repository may be opened again below.
+    let repo = Repo::discover(&ctx.dir)?;
     let Some(q) = std::env::var_os("GIT_QUARANTINE_PATH") else {
         return Ok((repo, None));
     };

@@ -2,7 +2,6 @@
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::Result;
-use crate::plan::Planner;
 use crate::trail::{Entry, collect};
 
 /// The audit trail, newest first: promotions (with version changes, verdict counts and the
@@ -22,15 +21,14 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let planner = ctx.start(false)?;
+    let repo = planner.repo;
     let item = args
         .item
         .as_deref()
         .map(|i| crate::promote::edits::parse_candidate(&planner, i))
         .transpose()?;
-    let entries = collect(&repo, &planner, item.as_ref(), args.max)?;
+    let entries = collect(repo, &planner, item.as_ref(), args.max)?;
     match args.format {
         Format::Json => print_json(&entries),
         Format::Text => {

@@ -6,7 +6,6 @@ use super::{Code, Ctx};
 use crate::artifact::Store;
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
-use crate::plan::Planner;
 
 /// Print the full log of a job's latest result (or of one attempt), fetched from the store
 /// its ledger record points at: a registry or directory any runner reaches, or, for logs
@@ -22,10 +21,9 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
-    let view = Ledger::new(&repo, &planner.pipeline.results_ref).view()?;
+    let planner = ctx.start(false)?;
+    let repo = planner.repo;
+    let view = Ledger::new(repo, &planner.pipeline.results_ref).view()?;
     let keys = view.keys_with_prefix(&args.key)?;
     let key = match keys.as_slice() {
         [one] => one,

@@ -29,7 +29,6 @@ mod run;
 mod show;
 mod status;
 mod store;
-mod sync;
 mod unfreeze;
 mod unquarantine;
 mod verify;
@@ -42,6 +41,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::{Error, Result};
 use crate::repo::Repo;
+use crate::workspace::Workspace;
 
 /// A git-native promotion pipeline for test infrastructure.
 ///
@@ -106,15 +106,30 @@ pub enum Format {
     Json,
 }
 
-/// What every command gets: the global options.
+/// What every command gets: the global options, and the state repository they name,
+/// opened once on first use and shared by the whole command.
 pub struct Ctx {
     pub dir: PathBuf,
     pub remote: Option<String>,
+    workspace: std::cell::OnceCell<Workspace>,
 }
 
 impl Ctx {
-    pub fn repo(&self) -> Result<Repo> {
-        Repo::discover(&self.dir)
+    pub fn workspace(&self) -> Result<&Workspace> {
+        if let Some(w) = self.workspace.get() {
+            return Ok(w);
+        }
+        let w = Workspace::discover(&self.dir, self.remote.clone())?;
+        Ok(self.workspace.get_or_init(|| w))
+    }
+
+    pub fn repo(&self) -> Result<&Repo> {
+        Ok(self.workspace()?.repo())
+    }
+
+    /// The planner, in step with the remote ([`Workspace::start`]).
+    pub fn start(&self, push: bool) -> Result<crate::plan::Planner<'_>> {
+        self.workspace()?.start(push)
     }
 }
 
@@ -133,6 +148,7 @@ pub fn main() -> i32 {
     let ctx = Ctx {
         dir: cli.dir.clone().unwrap_or_else(|| PathBuf::from(".")),
         remote: cli.remote.clone(),
+        workspace: std::cell::OnceCell::new(),
     };
     github::mask_secrets();
     let result = match cli.command {
@@ -277,7 +293,7 @@ pub fn lift_by_id(
     let ledger = crate::ledger::Ledger::new(repo, &pipeline.results_ref);
     let found = crate::overrides::find(&ledger.view()?, kind, id, crate::records::now_secs())?;
     crate::overrides::remove(&ledger, std::slice::from_ref(&found), &[], reason)?;
-    sync::publish_results(repo, pipeline)?;
+    crate::ledger::sync::publish(repo, &pipeline.results_ref)?;
     print_override("lifted", &found, format);
     Ok(0)
 }

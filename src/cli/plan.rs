@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{Code, Ctx, print_json};
 use crate::error::Result;
 use crate::ledger::{Ledger, Verdict};
-use crate::plan::{Job, MovePlan, Planner, describe};
+use crate::plan::{Job, MovePlan, describe};
 
 /// Show the jobs the gates require for each candidate (or group of candidates judged
 /// together): keys, environments, whether a result is already recorded, and why a job that
@@ -77,9 +77,8 @@ pub fn verdicts(ledger: &Ledger, plans: &[MovePlan]) -> Result<BTreeMap<String, 
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let mut planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let mut planner = ctx.start(false)?;
+    let repo = planner.repo;
     if let Some(rev) = &args.rev {
         let stage = match &args.stage {
             Some(s) => planner.stage(s)?.name.clone(),
@@ -94,7 +93,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         planner.heads.insert(stage, id);
     }
     let mut plans = planner.plan_all(args.stage.as_deref())?;
-    let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
+    let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
     let view = ledger.view()?;
     // What run would run: nothing for a rejection that stands, and the combination of
     // what passes alone.

@@ -2,7 +2,6 @@
 
 use super::{Code, Ctx, Format};
 use crate::error::Result;
-use crate::plan::Planner;
 
 /// Run each `watch` command, check each tracked component branch, and find images older
 /// than their `max-age`; commit a candidate bump to the first stage for each, with the
@@ -18,9 +17,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let planner = ctx.start(false)?;
     let bumps = crate::poll::poll(
         &planner,
         &crate::poll::Options {

@@ -2,7 +2,6 @@
 
 use super::{Code, Ctx, Format, show};
 use crate::error::Result;
-use crate::plan::Planner;
 use crate::promote;
 
 /// Evaluate every gate, then merge the newest passing commit of each stage into the next
@@ -30,13 +29,13 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, args.push)?;
+    let planner = ctx.start(args.push)?;
     let moves = promote::publish::moves(&planner, args.stage.as_deref())?;
     let forge = crate::forge::configured()?;
-    let remote =
-        super::sync::remote(ctx, &planner.pipeline, false).unwrap_or_else(|| "origin".into());
+    let remote = ctx
+        .workspace()?
+        .remote(&planner.pipeline, false)
+        .unwrap_or_else(|| "origin".into());
     let opts = promote::Options::for_runner(args.dry_run, forge.as_deref(), remote, args.review);
     let mut outcomes = Vec::new();
     for (s, t) in &moves {

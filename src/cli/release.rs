@@ -2,7 +2,6 @@
 
 use super::{Code, Ctx, Format};
 use crate::error::Result;
-use crate::plan::Planner;
 
 /// Release a held item: a commit removing its hold record.
 #[derive(Debug, clap::Args)]
@@ -18,9 +17,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let planner = ctx.start(false)?;
     let done = crate::promote::edits::release(&planner, &args.item, args.stage.as_deref())?;
     super::print_edit(&done, args.format);
     Ok(0)

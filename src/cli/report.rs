@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::Result;
-use crate::plan::Planner;
 use crate::report::{self, Options};
 
 /// Write a static HTML report into DIR: each stage's head and age, every candidate with its
@@ -29,15 +28,14 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let planner = ctx.start(false)?;
+    let repo = planner.repo;
     let opts = Options {
         runs: args.runs,
         trail: args.trail,
         now: crate::promote::now(),
     };
-    let data = report::collect(&repo, &planner, &opts)?;
+    let data = report::collect(repo, &planner, &opts)?;
     let written = report::write(&data, &args.out)?;
     match args.format {
         Format::Json => print_json(&written),

@@ -3,7 +3,6 @@
 use super::reporter::RunReporter;
 use super::{Code, Ctx, Format, print_json};
 use crate::error::Result;
-use crate::plan::Planner;
 use crate::runner::session;
 
 /// Run every planned job that has no settled result (pass, flaky or fail): builds and
@@ -69,9 +68,7 @@ impl Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, args.push)?;
+    let planner = ctx.start(args.push)?;
     let plans = planner.plan_all(args.stage.as_deref())?;
     let reporter = RunReporter::new(args.format);
     let report = session::run(&planner, &plans, &args.options()?, reporter.sink())?;

@@ -107,9 +107,7 @@ pub fn views(planner: &Planner, stage: Option<&str>) -> Result<Vec<MoveView>> {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let planner = ctx.start(false)?;
     let views = views(&planner, None)?;
     match args.format {
         Format::Json => print_json(&views),

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use super::{Code, Ctx, Format, print_json};
 use crate::artifact::{Kind, Store};
 use crate::error::{Error, IoContext, Result};
-use crate::plan::Planner;
 
 /// Put a file into the pipeline's artifact store (`artifacts.store`), or get one out of it
 /// by digest: what the runner does with build outputs, by hand — to seed a store, to fetch
@@ -35,8 +34,8 @@ pub enum Op {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
+    let planner = ctx.workspace()?.planner()?;
+    let repo = planner.repo;
     let store = Store::open(
         planner.pipeline.artifact_store.as_deref(),
         repo.root_dir(),

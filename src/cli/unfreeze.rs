@@ -3,7 +3,6 @@
 use super::{Code, Ctx, Format};
 use crate::error::Result;
 use crate::ledger::Ledger;
-use crate::plan::Planner;
 
 /// Lift every freeze of STAGE in force: promotion into it resumes with the next `promote`.
 /// The freezes stay in the ledger's history; the lifting is recorded beside them.
@@ -20,18 +19,17 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let planner = ctx.start(false)?;
+    let repo = planner.repo;
     let stage = super::freeze::gated_stage(&planner, &args.stage)?;
-    let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
+    let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
     let frozen: Vec<_> =
         crate::overrides::freezes(&ledger.view()?, &stage, crate::records::now_secs())?
             .iter()
             .map(|f| f.to_ref())
             .collect();
     crate::overrides::remove(&ledger, &frozen, &[], args.reason.as_deref())?;
-    super::sync::publish_results(&repo, &planner.pipeline)?;
+    ctx.workspace()?.publish_results(&planner.pipeline)?;
     super::print_lifted(
         "stage",
         &stage,

@@ -3,7 +3,6 @@
 use super::{Code, Ctx, Format};
 use crate::error::Result;
 use crate::ledger::Ledger;
-use crate::plan::Planner;
 
 /// Lift every quarantine of TEST in force: its failures block again from the next
 /// `promote`. The quarantine stays in the ledger's history; the lifting is recorded beside.
@@ -20,11 +19,10 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let planner = ctx.start(false)?;
+    let repo = planner.repo;
     let test = super::quarantine::test_name(&planner, &args.test)?;
-    let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
+    let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
     let view = ledger.view()?;
     let now = crate::records::now_secs();
     let mut lifted = Vec::new();
@@ -37,7 +35,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         &[format!("tests/{test}")],
         args.reason.as_deref(),
     )?;
-    super::sync::publish_results(&repo, &planner.pipeline)?;
+    ctx.workspace()?.publish_results(&planner.pipeline)?;
     super::print_lifted(
         "test",
         &test,

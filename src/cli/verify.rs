@@ -4,7 +4,6 @@ use serde::Serialize;
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::{Error, Result};
-use crate::plan::Planner;
 use crate::promote::verify::{Verdict, gated_stage, verify_commit};
 
 /// Re-derive the decision of a commit on a gated stage from git alone — T's pipeline of the
@@ -33,9 +32,8 @@ struct Checked {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let planner = ctx.start(false)?;
+    let repo = planner.repo;
     let mut targets = Vec::new();
     match &args.rev {
         Some(rev) => {

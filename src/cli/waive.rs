@@ -3,7 +3,7 @@
 use super::{Code, Ctx, Expiry, Format, print_json};
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
-use crate::plan::{Planner, describe};
+use crate::plan::describe;
 
 /// Waive one failing result: the job KEY (or a unique prefix of a planned job's key) no
 /// longer rejects the candidates it tests, and a rejection resting on it is lifted. A job
@@ -32,13 +32,12 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
-    let ledger = Ledger::new(&repo, &planner.pipeline.results_ref);
+    let planner = ctx.start(false)?;
+    let repo = planner.repo;
+    let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
     if let Some(id) = &args.remove {
         return super::lift_by_id(
-            &repo,
+            repo,
             &planner.pipeline,
             "waive",
             id,
@@ -87,7 +86,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         expires,
     };
     let rec = crate::overrides::waive(&ledger, &key, scope, reason)?;
-    super::sync::publish_results(&repo, &planner.pipeline)?;
+    ctx.workspace()?.publish_results(&planner.pipeline)?;
     match (args.format, &rec) {
         (Format::Json, _) => print_json(&serde_json::json!({
             "key": key,

@@ -54,9 +54,8 @@ struct Why {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
-    let repo = ctx.repo()?;
-    let planner = Planner::new(&repo, None)?;
-    super::sync::start(ctx, &repo, &planner.pipeline, false)?;
+    let planner = ctx.start(false)?;
+    let repo = planner.repo;
     let id = crate::promote::edits::parse_candidate(&planner, &args.item)?;
     let mut stages = Vec::new();
     for s in &planner.pipeline.stages {
@@ -78,7 +77,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             "`stagegate status` lists what is pending; check the spelling",
         ));
     }
-    let view = Ledger::new(&repo, &planner.pipeline.results_ref).view()?;
+    let view = Ledger::new(repo, &planner.pipeline.results_ref).view()?;
     let mut pending = Vec::new();
     for (s, t) in planner.pipeline.moves() {
         let plan = planner.plan_move(s, t)?;

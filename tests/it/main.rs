@@ -15,6 +15,7 @@ mod test_help;
 mod test_images;
 mod test_init;
 mod test_messages;
+mod test_output;
 mod test_plan;
 mod test_progress;
 mod test_promote;
