@@ -31,7 +31,7 @@ use gix::objs::tree::EntryKind;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Error, Result};
-use crate::repo::{Cas, Repo};
+use crate::repo::{Cas, Entry, Repo};
 
 /// The outcome of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -180,13 +180,16 @@ pub struct LedgerView<'r> {
 /// comes from the file name.
 pub fn read_record(repo: &Repo, path: &str, id: ObjectId) -> Result<ResultRecord> {
     let mut r: ResultRecord = crate::records::parse(path, &repo.blob(id)?)?;
-    r.attempt = path
-        .rsplit('/')
-        .next()
-        .and_then(|name| name.split('-').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    r.attempt = attempt_of(path.rsplit('/').next().unwrap_or_default());
     Ok(r)
+}
+
+/// The attempt number a record's file name (`NNNN-XXXXXXXX.yaml`) gives; 0 when it has none.
+fn attempt_of(name: &str) -> u32 {
+    name.split('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 pub fn key_dir(key: &str) -> String {
@@ -434,30 +437,66 @@ impl<'r> LedgerView<'r> {
         };
         let mut out = Vec::new();
         for e in self.repo.tree_entries(t)? {
-            let path = format!("{}/{}", key_dir(key), e.name);
-            let r = match read_record(self.repo, &path, e.id) {
-                Ok(r) => r,
-                Err(why) => {
-                    note_unreadable(&path, &why);
-                    continue;
-                }
-            };
-            if self
-                .as_of
-                .as_ref()
-                .is_some_and(|t| r.finished.as_str() > t.as_str())
-            {
-                continue;
+            if let Some(r) = self.counted(key, &e)? {
+                out.push(r);
             }
-            out.push(r);
         }
         out.sort_by(|a, b| (a.attempt, &a.finished).cmp(&(b.attempt, &b.finished)));
         Ok(out)
     }
 
-    /// The result that counts for `key`: the newest attempt.
+    /// The result that counts for `key`: the newest attempt (the one [`results`] lists
+    /// last). Only the records of the highest attempt number are read — a job retried many
+    /// times costs one record, not all of them — going back an attempt only when none of
+    /// those is readable or counts yet (`as_of`).
+    ///
+    /// [`results`]: LedgerView::results
     pub fn latest(&self, key: &str) -> Result<Option<ResultRecord>> {
-        Ok(self.results(key)?.pop())
+        let Some(t) = self.key_tree(key)? else {
+            return Ok(None);
+        };
+        let mut entries: Vec<(u32, Entry)> = self
+            .repo
+            .tree_entries(t)?
+            .into_iter()
+            .map(|e| (attempt_of(&e.name), e))
+            .collect();
+        // By attempt, newest last; the tree's name order within one attempt, as `results`.
+        entries.sort_by_key(|(n, _)| *n);
+        while let Some(&(attempt, _)) = entries.last() {
+            let from = entries.partition_point(|(n, _)| *n < attempt);
+            let mut best: Option<ResultRecord> = None;
+            for (_, e) in entries.drain(from..) {
+                let Some(r) = self.counted(key, &e)? else {
+                    continue;
+                };
+                // Ties go to the later entry, as `results` (a stable sort) orders them.
+                if best.as_ref().is_none_or(|b| r.finished >= b.finished) {
+                    best = Some(r);
+                }
+            }
+            if best.is_some() {
+                return Ok(best);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record `e` of `key`'s directory, if it can be read and counts in this view.
+    fn counted(&self, key: &str, e: &Entry) -> Result<Option<ResultRecord>> {
+        let path = format!("{}/{}", key_dir(key), e.name);
+        let r = match read_record(self.repo, &path, e.id) {
+            Ok(r) => r,
+            Err(why) => {
+                note_unreadable(&path, &why);
+                return Ok(None);
+            }
+        };
+        let late = self
+            .as_of
+            .as_ref()
+            .is_some_and(|t| r.finished.as_str() > t.as_str());
+        Ok((!late).then_some(r))
     }
 
     /// The keys with results that start with `prefix` (at least 4 hex digits: only the
