@@ -250,7 +250,13 @@ impl<'r> Ledger<'r> {
 
     /// Commit `records` in one commit; returns the attempt number each got. Retries on a
     /// lost race by rebuilding on the new tip, so concurrent writers never lose a record.
-    pub fn record(&self, records: &[ResultRecord], message: &str) -> Result<Vec<u32>> {
+    /// The packs written are noted in `packs`, for the caller to fold when it is done.
+    pub fn record(
+        &self,
+        records: &[ResultRecord],
+        message: &str,
+        packs: &mut crate::repo::pack::Fold,
+    ) -> Result<Vec<u32>> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
@@ -296,19 +302,28 @@ impl<'r> Ledger<'r> {
             let tree = mem.edit_tree(base_tree, &edits)?;
             let parents: Vec<ObjectId> = tip.into_iter().collect();
             let commit = mem.write_commit(tree, &parents, message)?;
+            let mut written = None;
             if let Some(storage) = mem.git.objects.take_object_memory() {
                 let objects: Vec<_> = storage
                     .iter()
                     .map(|(id, (kind, data))| (*id, *kind, data.clone()))
                     .collect();
-                crate::repo::pack::write(&self.repo.git.common_dir().join("objects"), &objects)?;
+                let dir = self.repo.git.common_dir().join("objects");
+                written = crate::repo::pack::write(&dir, &objects)?.map(|w| (w, objects));
             }
-            match self.repo.cas(
+            let swapped = self.repo.cas(
                 &self.reference,
                 tip,
                 commit,
                 &format!("stagegate: {message}"),
-            ) {
+            );
+            // The ref reaches the pack now (or it lost the race and is garbage): either
+            // way `git gc` may fold it.
+            if let Some((mut pack, objects)) = written {
+                pack.release();
+                packs.add(pack, objects);
+            }
+            match swapped {
                 Ok(Cas::Updated) => return Ok(attempts),
                 Ok(Cas::Moved { .. }) => {}
                 Err(e) => {

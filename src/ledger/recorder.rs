@@ -4,7 +4,6 @@
 //! it was writing) goes into the next commit, so a fast stream of small jobs costs a
 //! handful of commits, and a slow stream is recorded one by one, each within the window.
 
-use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,10 +23,15 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Start a writer for `reference` in the repository at `git_dir`.
-    pub fn start(git_dir: PathBuf, reference: String) -> Recorder {
+    /// Start a writer for `reference` in `repo`. It shares `repo`'s object store (its
+    /// memory-mapped pack indices and packs): a store of its own would map a large ledger's
+    /// pages a second time, doubling what a run holds in memory.
+    pub fn start(repo: &Repo, reference: String) -> Recorder {
         let (sender, rx) = channel();
-        let handle = std::thread::spawn(move || write_loop(git_dir, reference, rx));
+        let shared = repo.git.clone().into_sync();
+        let handle = std::thread::spawn(move || {
+            write_loop(Repo::from_git(shared.to_thread_local()), reference, rx)
+        });
         Recorder { sender, handle }
     }
 
@@ -40,11 +44,11 @@ impl Recorder {
     }
 }
 
-fn write_loop(git_dir: PathBuf, reference: String, rx: Receiver<ResultRecord>) -> Result<usize> {
-    let repo = Repo::open(&git_dir)?;
+fn write_loop(repo: Repo, reference: String, rx: Receiver<ResultRecord>) -> Result<usize> {
     let ledger = Ledger::new(&repo, &reference);
     let mut written = 0;
     let mut first_error = None;
+    let mut packs = crate::repo::pack::Fold::default();
     while let Ok(first) = rx.recv() {
         // Gather what arrives within a short window into one commit: every commit costs a
         // root tree, a commit object and a ref update, and a stream of short jobs would
@@ -63,7 +67,7 @@ fn write_loop(git_dir: PathBuf, reference: String, rx: Receiver<ResultRecord>) -
         } else {
             format!("{} results", batch.len())
         };
-        match ledger.record(&batch, &message) {
+        match ledger.record(&batch, &message, &mut packs) {
             Ok(_) => written += batch.len(),
             Err(e) => {
                 if first_error.is_none() {
@@ -71,6 +75,13 @@ fn write_loop(git_dir: PathBuf, reference: String, rx: Receiver<ResultRecord>) -
                 }
             }
         }
+    }
+    // One pack for the whole run, not one per commit. A failure to fold loses nothing:
+    // every object is still in the packs it was written to.
+    if let Err(e) = packs.finish(&repo.git.common_dir().join("objects")) {
+        crate::error::warn(format!(
+            "could not fold this run's ledger packs into one ({e}); nothing is lost, and `git gc` folds them"
+        ));
     }
     match first_error {
         Some(e) => Err(e),

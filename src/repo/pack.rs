@@ -7,8 +7,15 @@
 //!
 //! Objects are first written into the repository's in-memory object store
 //! ([`gix::Repository::with_object_memory`]), then taken out and packed here.
+//!
+//! A pack is written with a `.keep` file beside it, so that a `git gc` running meanwhile
+//! cannot drop objects no ref reaches yet; the writer releases it ([`Written::release`])
+//! once the ref is moved, or a kept pack would never be folded by `git gc --auto`. A writer
+//! that writes many packs in one go (a run recording results as jobs finish) folds them
+//! into one at the end ([`Fold`]): one pack per run, not one per commit.
 
 use std::io::Cursor;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use gix::ObjectId;
@@ -16,14 +23,41 @@ use gix_pack::data::output;
 
 use crate::error::{Context, Error, Result};
 
-/// Write `objects` as a pack (with its index) into `objects/pack` of the repository at
-/// `git_dir`. Objects already in the repository are fine to include.
-pub fn write(
-    objects_dir: &std::path::Path,
-    objects: &[(ObjectId, gix::objs::Kind, Vec<u8>)],
-) -> Result<()> {
+/// An object to pack: its id, kind and content.
+pub type Object = (ObjectId, gix::objs::Kind, Vec<u8>);
+
+/// A pack [`write`] wrote, still kept from `git gc` until [`Written::release`].
+#[derive(Debug)]
+pub struct Written {
+    pack: PathBuf,
+    keep: Option<PathBuf>,
+}
+
+impl Written {
+    /// Let `git gc` fold this pack: call once a ref reaches its objects (or once they
+    /// turned out not to be needed, as after a lost compare-and-swap).
+    pub fn release(&mut self) {
+        if let Some(keep) = self.keep.take() {
+            // Already gone is fine: nothing is kept either way.
+            let _ = std::fs::remove_file(keep);
+        }
+    }
+
+    /// Remove the pack, its index and its keep file: its objects are in another pack now.
+    fn remove(mut self) {
+        // The index first: a reader that finds no index never looks for the pack.
+        let _ = std::fs::remove_file(self.pack.with_extension("idx"));
+        let _ = std::fs::remove_file(&self.pack);
+        self.release();
+    }
+}
+
+/// Write `objects` as a pack (with its index) into `objects_dir/pack`. Objects already in
+/// the repository are fine to include. `None` when there was nothing to write, or when a
+/// pack with exactly these objects was already there.
+pub fn write(objects_dir: &Path, objects: &[Object]) -> Result<Option<Written>> {
     if objects.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let mut entries = Vec::with_capacity(objects.len());
     for (id, kind, data) in objects {
@@ -53,7 +87,7 @@ pub fn write(
         context: format!("creating {}", dir.display()),
         source: e,
     })?;
-    gix_pack::Bundle::write_to_directory(
+    let outcome = gix_pack::Bundle::write_to_directory(
         &mut Cursor::new(pack),
         Some(&dir),
         &mut gix::progress::Discard,
@@ -63,5 +97,61 @@ pub fn write(
         gix_pack::bundle::write::Options::default(),
     )
     .context(|| format!("writing a pack into {}", dir.display()))?;
-    Ok(())
+    Ok(outcome.data_path.map(|pack| Written {
+        pack,
+        keep: outcome.keep_path,
+    }))
+}
+
+/// The packs one writer wrote one after another, and their objects, to be folded into one
+/// pack when it is done. Objects are kept in memory up to [`Fold::LIMIT`] bytes; past that
+/// the packs stay as they are (released, so `git gc --auto` folds them).
+#[derive(Default)]
+pub struct Fold {
+    objects: Vec<Object>,
+    seen: std::collections::HashSet<ObjectId>,
+    bytes: usize,
+    packs: Vec<Written>,
+    overflow: bool,
+}
+
+impl Fold {
+    /// The most object bytes held for folding (a run of 1,000 jobs holds a few MiB).
+    pub const LIMIT: usize = 32 << 20;
+
+    /// Note a pack written (and released) with `objects`.
+    pub fn add(&mut self, pack: Written, objects: Vec<Object>) {
+        self.packs.push(pack);
+        if self.overflow {
+            return;
+        }
+        for o in objects {
+            // A batch rebuilt after a lost race writes some objects again: pack each once.
+            if self.seen.insert(o.0) {
+                self.bytes += o.2.len();
+                self.objects.push(o);
+            }
+        }
+        if self.bytes > Self::LIMIT {
+            self.overflow = true;
+            self.objects = Vec::new();
+            self.seen = Default::default();
+        }
+    }
+
+    /// Write every object noted as one pack and remove the packs they came in; nothing to
+    /// do for fewer than two. The new pack is complete on disk before any old one goes, so
+    /// a reader finds every object throughout.
+    pub fn finish(self, objects_dir: &Path) -> Result<()> {
+        if self.packs.len() < 2 || self.overflow {
+            return Ok(());
+        }
+        if let Some(mut folded) = write(objects_dir, &self.objects)? {
+            folded.release();
+        }
+        for p in self.packs {
+            p.remove();
+        }
+        Ok(())
+    }
 }

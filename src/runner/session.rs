@@ -259,12 +259,12 @@ fn run_selection(
         secrets,
         claims: claims.clone(),
         recorded_since_plan: Some(recorded_since(
-            git_dir.clone(),
+            repo,
             planner.pipeline.results_ref.clone(),
             planned_attempts,
         )),
     });
-    let recorder = Recorder::start(git_dir.clone(), planner.pipeline.results_ref.clone());
+    let recorder = Recorder::start(repo, planner.pipeline.results_ref.clone());
     sink(Event::RunStarted { total });
     let (sink, ticker) = still_running(sink, opts.still_running);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -515,23 +515,21 @@ fn open_claims(git_dir: &std::path::Path) -> Option<Arc<super::claim::Claims>> {
     }
 }
 
-/// Whether the ledger holds more attempts of a key than when this run planned.
+/// Whether the ledger holds more attempts of a key than when this run planned. Reads
+/// through `repo`'s object store (shared, not a second copy of its mapped packs).
 fn recorded_since(
-    git_dir: std::path::PathBuf,
+    repo: &crate::repo::Repo,
     reference: String,
     planned: HashMap<String, u32>,
 ) -> super::RecordedSince {
+    let shared = repo.git.clone().into_sync();
     let repo: Mutex<Option<crate::repo::Repo>> = Mutex::new(None);
     Box::new(move |key| {
         let Ok(mut guard) = repo.lock() else {
             return false;
         };
-        if guard.is_none() {
-            *guard = crate::repo::Repo::open(&git_dir).ok();
-        }
-        let Some(repo) = guard.as_ref() else {
-            return false;
-        };
+        let repo =
+            guard.get_or_insert_with(|| crate::repo::Repo::from_git(shared.to_thread_local()));
         let now = Ledger::new(repo, &reference)
             .view()
             .and_then(|v| v.attempt_count(key));

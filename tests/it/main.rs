@@ -14,6 +14,7 @@ mod test_github;
 mod test_help;
 mod test_images;
 mod test_init;
+mod test_ledger;
 mod test_messages;
 mod test_output;
 mod test_plan;
