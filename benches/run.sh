@@ -11,12 +11,21 @@
 #   - `status` and `plan` against the git plumbing that reads the same objects
 #     (benches/plumbing.sh: `git diff --name-only T S` + `git cat-file --batch`);
 #   - `status` at a tenth of the history against the full history;
+#   - `status` and `plan` with 30, 100 and 300 pending candidates against the plumbing
+#     that reads the same objects, and `status` with 8 attempts of every result against
+#     `status` with 1 (benches/derive.py makes these repositories from the state one);
 #   - `run` of J trivial jobs at -j 2 against `xargs -P 2` running the same commands,
 #     on disk and on tmpfs, and a second `run` with nothing left to run against `status`;
 #   - `run` of the few jobs of a repository with many items against `status` on it;
 #   - 8 concurrent `run --shard I/8` recording J results: found/expected in the ledger;
 #   - `report` of the state repository (a static site): under 10 s;
+#   - `run` of J jobs recording into the million-result ledger, and the ledger's packs
+#     after 8 runs with `git gc --auto` at its defaults;
 #   - the peak RSS of every stagegate command above.
+#
+# Each time is wall-clock, with the CPU time (user + system) of the command beside it; the
+# report starts with the file system the repositories are on and whether it has a journal
+# (creating files costs far more on one with a journal).
 #
 # Times are medians. The two commands of a ratio run alternately (A B A B ...), so that load
 # from elsewhere on a shared machine falls on both alike; --hyperfine times each command in
@@ -163,21 +172,36 @@ median_of() {
         awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.6f", m / 1e6 }'
 }
 
-# time_once PREPARE CMD: sets $elapsed_us to the wall time of CMD (a quoted command line),
-# after running PREPARE (a bash snippet, or ""), untimed. Returns 1 if CMD failed.
+# children_cpu: sets $children_us to the CPU time (user + system) of this shell's finished
+# children so far, in microseconds. Call it directly, never in $(...): a subshell's
+# `times` counts the subshell's own children.
+children_cpu() {
+    times >"$work/times"
+    children_us=$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); sub(/s$/, "", p[2]); t += p[1] * 60 + p[2] } printf "%d", t * 1e6 }' "$work/times")
+}
+
+# time_once PREPARE CMD: sets $elapsed_us to the wall time of CMD (a quoted command line)
+# and $cpu_us to its CPU time (user + system, its children included), after running
+# PREPARE (a bash snippet, or ""), untimed. Returns 1 if CMD failed.
 time_once() {
     if [ -n "$1" ]; then eval "$1" >/dev/null 2>&1; fi
-    local t0=${EPOCHREALTIME/./} t1
+    local c0 t0 t1
+    children_cpu
+    c0=$children_us
+    t0=${EPOCHREALTIME/./}
     if ! eval "$2" >/dev/null 2>"$work/err"; then
         echo "run.sh: failed: $2" >&2
         sed 's/^/    /' "$work/err" >&2
         return 1
     fi
     t1=${EPOCHREALTIME/./}
+    children_cpu
     elapsed_us=$((t1 - t0))
+    cpu_us=$((children_us - c0))
 }
 
-# hyperfine_median RUNS WARMUP PREPARE CMD: sets $median (seconds) with hyperfine.
+# hyperfine_median RUNS WARMUP PREPARE CMD: sets $median (seconds) with hyperfine, and
+# $median_cpu to its mean user + system time.
 hyperfine_median() {
     local json=$work/hf.json
     local args=(-N --style none --runs "$1" --warmup "$2" --export-json "$json")
@@ -187,32 +211,36 @@ hyperfine_median() {
         return 1
     fi
     median=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$json")
+    median_cpu=$(python3 -c 'import json,sys; r = json.load(open(sys.argv[1]))["results"][0]; print(r["user"] + r["system"])' "$json")
 }
 
 # measure_pair RUNS WARMUP PREP_A CMD_A PREP_B CMD_B: sets $median_a and $median_b
 # (seconds), the median wall times of the quoted command lines CMD_A and CMD_B, each run
-# after its PREP (a bash snippet, or ""). Returns 1 if a command failed.
+# after its PREP (a bash snippet, or ""), and $cpu_a and $cpu_b, their median CPU times.
+# Returns 1 if a command failed.
 measure_pair() {
     local n=$1 warm=$2 pa=$3 a=$4 pb=$5 b=$6
     if [ "$use_hyperfine" = 1 ]; then
         hyperfine_median "$n" "$warm" "$pa" "$a" || return 1
-        median_a=$median
+        median_a=$median cpu_a=$median_cpu
         hyperfine_median "$n" "$warm" "$pb" "$b" || return 1
-        median_b=$median
+        median_b=$median cpu_b=$median_cpu
         return 0
     fi
-    local i ta=() tb=()
+    local i ta=() tb=() ca=() cb=()
     for ((i = 0; i < warm + n; i++)); do
         time_once "$pa" "$a" || return 1
-        [ "$i" -ge "$warm" ] && ta+=("$elapsed_us")
+        [ "$i" -ge "$warm" ] && ta+=("$elapsed_us") ca+=("$cpu_us")
         time_once "$pb" "$b" || return 1
-        [ "$i" -ge "$warm" ] && tb+=("$elapsed_us")
+        [ "$i" -ge "$warm" ] && tb+=("$elapsed_us") cb+=("$cpu_us")
     done
-    median_a=$(median_of "${ta[@]}")
-    median_b=$(median_of "${tb[@]}")
+    median_a=$(median_of "${ta[@]}") cpu_a=$(median_of "${ca[@]}")
+    median_b=$(median_of "${tb[@]}") cpu_b=$(median_of "${cb[@]}")
 }
 
 ms() { awk -v s="$1" 'BEGIN { printf "%.1f ms", s * 1000 }'; }
+# wall_cpu WALL CPU (seconds): "120.0 ms (cpu 110.0 ms)".
+wall_cpu() { echo "$(ms "$1") (cpu $(ms "$2"))"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 failed=0
@@ -254,7 +282,28 @@ rss_line() { # rss_line LABEL KB
 
 # --- the figures ------------------------------------------------------------------------
 
-echo "stagegate benchmarks (DESIGN.md §7), $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores"
+# fs_note DIR: the file system DIR is on, and whether it has a journal (an ext3/ext4 file
+# system journals when the kernel runs a jbd2 thread for its device).
+fs_note() {
+    local src type dev journal
+    read -r src type < <(findmnt -n -o SOURCE,FSTYPE --target "$1" 2>/dev/null || echo "? ?")
+    dev=${src##*/}
+    case $type in
+    tmpfs | ramfs) journal="no journal (memory)" ;;
+    ext3 | ext4)
+        if compgen -G "/proc/fs/jbd2/$dev-*" >/dev/null; then journal="with a journal"
+        elif [ -d /proc/fs/jbd2 ]; then journal="without a journal"
+        else journal="journal unknown"; fi ;;
+    ext2) journal="without a journal" ;;
+    xfs | btrfs | zfs | f2fs) journal="journaling by design" ;;
+    *) journal="journal unknown" ;;
+    esac
+    echo "$type on $src, $journal"
+}
+
+echo "stagegate benchmarks (DESIGN.md §7), $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores," \
+    "load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "repositories in $out: $(fs_note "$out")"
 echo "state: $items items, $tests tests, $commits commits ($short_commits for the short"\
     "history), $results results; runner: $jobs jobs; median of $runs runs"
 printf '%-44s %-14s %-12s %-4s %s\n' figure measured target "" detail
@@ -264,20 +313,60 @@ measure_pair "$runs" 2 "" "$(quote "$bin" -C "$state" status)" "" "$git_cmd"
 t_status=$median_a t_git=$median_b
 r=$(ratio "$t_status" "$t_git")
 line "status / git plumbing" "${r}x" "<= 2.0x" "$(judge "$r" le 2.0)" \
-    "status $(ms "$t_status"), plumbing $(ms "$t_git")"
+    "status $(wall_cpu "$t_status" "$cpu_a"), plumbing $(wall_cpu "$t_git" "$cpu_b")"
 measure_pair "$runs" 2 "" "$(quote "$bin" -C "$state" plan)" "" "$git_cmd"
 t_plan=$median_a t_git=$median_b
 r=$(ratio "$t_plan" "$t_git")
 line "plan / git plumbing" "${r}x" "<= 2.0x" "$(judge "$r" le 2.0)" \
-    "plan $(ms "$t_plan"), plumbing $(ms "$t_git")"
+    "plan $(wall_cpu "$t_plan" "$cpu_a"), plumbing $(wall_cpu "$t_git" "$cpu_b")"
 rss status "$bin" -C "$state" status
 rss plan "$bin" -C "$state" plan
 
 measure_pair "$runs" 2 "" "$(quote "$bin" -C "$state" status)" "" "$(quote "$bin" -C "$short" status)"
 r=$(ratio "$median_a" "$median_b")
 line "status at $commits / at $short_commits commits" "${r}x" "0.8x..1.2x" \
-    "$(judge "$r" within 0.2)" "$(ms "$median_a") / $(ms "$median_b")"
+    "$(judge "$r" within 0.2)" "$(wall_cpu "$median_a" "$cpu_a") / $(wall_cpu "$median_b" "$cpu_b")"
 rss "status ($short_commits commits)" "$bin" -C "$short" status
+
+# --- many pending candidates, many attempts (issue 14: planning linear in what changed) --
+# Repositories derived from the state repository by benches/derive.py (seconds: they share
+# its objects), keyed by the scripts' hash.
+derive_hash=$(cat "$here/gen.py" "$here/derive.py" | sha256sum | cut -c1-10)
+derive() { # derive NAME DERIVE-ARGS...: $out/NAME, made unless a finished one is there
+    local dir=$out/$1
+    shift
+    if ! [ -f "$dir.done" ] || ! [ -d "$dir" ]; then
+        log "deriving $dir (derive.py $*)"
+        python3 "$here/derive.py" --base "$state" --out "$dir" "$@" >"$dir.json"
+        touch "$dir.done"
+    fi
+}
+if [ "$small" = 1 ]; then pending_sizes="3 10 30"; else pending_sizes="30 100 300"; fi
+for p in $pending_sizes; do
+    name=$state_name-p$p-$derive_hash
+    derive "$name" --candidates "$p" --seed "$seed"
+    dir=$out/$name
+    git_cmd=$(quote bash "$here/plumbing.sh" "$dir" staging new stable staging)
+    for cmd in status plan; do
+        measure_pair "$runs" 1 "" "$(quote "$bin" -C "$dir" "$cmd")" "" "$git_cmd"
+        r=$(ratio "$median_a" "$median_b")
+        line "$cmd, $p candidates / git plumbing" "${r}x" "<= 2.0x" "$(judge "$r" le 2.0)" \
+            "$cmd $(wall_cpu "$median_a" "$cpu_a"), plumbing $(wall_cpu "$median_b" "$cpu_b")"
+        rss "$cmd ($p candidates)" "$bin" -C "$dir" "$cmd"
+    done
+done
+# Every planned job's result with 8 attempts (a flaky job rerun 7 times) against 1.
+"$bin" -C "$state" plan --format json |
+    python3 -c 'import json, sys; [print(j["key"]) for m in json.load(sys.stdin) for j in m["jobs"]]' \
+        >"$work/keys"
+attempts_name=$state_name-a8-$(sha256sum "$work/keys" | cut -c1-6)-$derive_hash
+derive "$attempts_name" --attempts 8 --keys "$work/keys"
+attempts=$out/$attempts_name
+measure_pair "$runs" 1 "" "$(quote "$bin" -C "$attempts" status)" "" "$(quote "$bin" -C "$state" status)"
+r=$(ratio "$median_a" "$median_b")
+line "status, 8 attempts / 1 attempt per result" "${r}x" "0.8x..1.2x" "$(judge "$r" within 0.2)" \
+    "$(wall_cpu "$median_a" "$cpu_a") / $(wall_cpu "$median_b" "$cpu_b"), $(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["keys_with_results"])' "$out/$attempts_name.json") results"
+rss "status (8 attempts)" "$bin" -C "$attempts" status
 
 # `report` of the whole state repository: a static site, under 10 s and 200 MiB.
 if "$bin" report --help >/dev/null 2>&1; then
@@ -413,6 +502,66 @@ else
     not_measured "run of $jobs jobs -j 2 / xargs -P 2" "<= 1.5x" "run not available"
     not_measured "second run (nothing to do) / status" "< 2.0x" "run not available"
     not_measured "8 runners recording $jobs results" "$jobs/$jobs" "run not available"
+fi
+
+# --- the million-result ledger, and its packs (issue 14: memory bounded on a large ledger) -
+if "$bin" run --help >/dev/null 2>&1; then
+    # The runner's jobs recorded into the state repository's ledger: a fresh copy of the
+    # runner repository reading the state's objects, its results ref the state's ledger.
+    big=$work/big
+    fresh_big() {
+        rm -rf "$big"
+        cp -a "$runner" "$big"
+        mkdir -p "$big/.git/objects/info"
+        echo "$state/objects" >>"$big/.git/objects/info/alternates"
+        git -C "$big" update-ref refs/stagegate/results "$(git -C "$state" rev-parse refs/stagegate/results)"
+    }
+    small_ledger="rm -rf $(printf '%q' "$work/run") && cp -a $(printf '%q' "$runner") $(printf '%q' "$work/run")"
+    if measure_pair "$run_runs" 0 fresh_big "$(quote "$bin" -C "$big" run -j 2 --stage stable)" \
+        "$small_ledger" "$(quote "$bin" -C "$work/run" run -j 2 --stage stable)"; then
+        r=$(ratio "$median_a" "$median_b")
+        line "run of $jobs jobs: $results / empty ledger" "${r}x" "-" "-" \
+            "$(wall_cpu "$median_a" "$cpu_a") / $(wall_cpu "$median_b" "$cpu_b")"
+    else
+        line "run of $jobs jobs: $results / empty ledger" "failed" "-" "MISS" \
+            "a command exited non-zero (output above)"
+    fi
+    fresh_big
+    rss "run ($jobs jobs, $results-result ledger)" "$bin" -C "$big" run -j 2 --stage stable
+    rm -rf "$big"
+
+    # 8 runs, each of new jobs (the component bumped), in a repository with git's default
+    # gc settings; after each, `git gc --auto` as the user's next git command would run it.
+    gcrepo=$work/gc
+    cp -a "$runner" "$gcrepo"
+    git -C "$gcrepo" config --unset gc.auto || true
+    bump_component() { # bump_component VERSION: a commit on staging with c-0 at VERSION
+        local idx=$work/bump-index blob tree commit
+        blob=$(printf 'name: c-0\nversion: "%s"\n' "$1" | git -C "$gcrepo" hash-object -w --stdin)
+        rm -f "$idx"
+        GIT_INDEX_FILE=$idx git -C "$gcrepo" read-tree staging
+        GIT_INDEX_FILE=$idx git -C "$gcrepo" update-index --cacheinfo "100644,$blob,components/c-0.yaml"
+        tree=$(GIT_INDEX_FILE=$idx git -C "$gcrepo" write-tree)
+        commit=$(GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.invalid \
+            GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.invalid \
+            git -C "$gcrepo" commit-tree "$tree" -p staging -m "Bump components/c-0 to $1")
+        git -C "$gcrepo" update-ref refs/heads/staging "$commit"
+    }
+    gc_ok=1
+    for i in 1 2 3 4 5 6 7 8; do
+        [ "$i" = 1 ] || bump_component "1.$i"
+        "$bin" -C "$gcrepo" run -j 2 --stage stable >"$work/gc.out" 2>&1 ||
+            { gc_ok=0; log "run $i in the gc repository failed:"; tail -n 5 "$work/gc.out" >&2; }
+        git -C "$gcrepo" -c gc.autoDetach=false gc --auto --quiet
+    done
+    packs=$(find "$gcrepo/.git/objects/pack" -name '*.pack' | wc -l)
+    keeps=$(find "$gcrepo/.git/objects/pack" -name '*.keep' | wc -l)
+    recorded=$(git -C "$gcrepo" ls-tree -r --name-only refs/stagegate/results | wc -l)
+    verdict=ok
+    if [ "$gc_ok" = 0 ] || [ "$keeps" != 0 ] || [ "$packs" -gt 50 ]; then verdict=MISS; fi
+    line "ledger packs, 8 runs + gc --auto" "$packs packs" "<= 50, no .keep" "$verdict" \
+        "$keeps .keep files, $recorded results recorded ($((8 * jobs)) expected)"
+    rm -rf "$gcrepo"
 fi
 
 for row in "${rss_rows[@]}"; do

@@ -204,6 +204,109 @@ fn runner_repository_plans_exactly_the_requested_trivial_jobs() {
     );
 }
 
+/// `python3 benches/derive.py --base BASE ARGS --out OUT`.
+fn derive(env: &TestEnv, base: &Path, out: &Path, args: &[&str]) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/derive.py");
+    let mut cmd = Command::new("python3");
+    base_env(&mut cmd, env.home());
+    let output = cmd
+        .arg(script)
+        .arg("--base")
+        .arg(base)
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "derive.py {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("derive.py prints a JSON summary")
+}
+
+/// The candidates of the move into `to`, from `status --format json`.
+fn candidates_into(env: &TestEnv, to: &str) -> Vec<serde_json::Value> {
+    let status = env.json(&["status", "--format", "json"]);
+    let mv = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["to"] == to)
+        .unwrap_or_else(|| panic!("no move into {to}: {status:#}"))
+        .clone();
+    mv["candidates"].as_array().unwrap().clone()
+}
+
+#[test]
+fn derived_repository_has_exactly_the_requested_candidates_each_with_jobs() {
+    let base = small("3");
+    let env = TestEnv::new();
+    let summary = derive(&env, &base.repo, &env.repo, &["--candidates", "12"]);
+    assert_eq!(summary["candidates"], 12);
+    env.sg_ok(&["check", "staging"]);
+    let cands = candidates_into(&env, "stable");
+    assert_eq!(cands.len(), 12, "{cands:#?}");
+    for c in &cands {
+        // A bump the generator made too (on staging) has its results: it may promote.
+        assert!(c["state"] == "wait" || c["state"] == "promote", "{c:#}");
+        let jobs: u64 = c["jobs"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum();
+        assert!(jobs > 0, "every candidate has jobs: {c:#}");
+    }
+    // The same ledger as the base, read through the base's objects.
+    assert_eq!(
+        env.git(&["rev-parse", "refs/stagegate/results"]),
+        base.git(&["rev-parse", "refs/stagegate/results"])
+    );
+    assert!(candidates_into(&env, "staging").is_empty());
+}
+
+#[test]
+fn derived_repository_gives_every_listed_result_the_requested_attempts() {
+    let base = small("3");
+    let plan = base.json(&["plan", "--format", "json"]);
+    let keys: Vec<String> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["jobs"].as_array().unwrap().clone())
+        .filter(|j| !j["result"].is_null())
+        .map(|j| j["key"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !keys.is_empty(),
+        "the generated ledger has results of real jobs"
+    );
+    let list = base.home().join("keys");
+    std::fs::write(&list, keys.join("\n")).unwrap();
+    let env = TestEnv::new();
+    let list_arg = list.display().to_string();
+    let summary = derive(
+        &env,
+        &base.repo,
+        &env.repo,
+        &["--attempts", "3", "--keys", &list_arg],
+    );
+    assert_eq!(summary["keys_with_results"], keys.len());
+    for k in &keys {
+        let dir = format!("refs/stagegate/results:{}/{}/{k}", &k[..2], &k[2..4]);
+        let names = env.git(&["ls-tree", "--name-only", &dir]);
+        let attempts: Vec<&str> = lines(&names).iter().map(|n| &n[..4]).collect();
+        assert_eq!(attempts, ["0001", "0002", "0003"], "{k}");
+    }
+    // Every attempt is a copy: what status says is what it says of the base.
+    assert_eq!(
+        candidates_into(&env, "stable"),
+        candidates_into(&base, "stable")
+    );
+}
+
 /// `benches/store.sh` runs end to end on a tiny artifact and reports its three figures
 /// (whether a ratio meets its target on 1 MiB says nothing: exit 0 or 1 are both fine).
 #[test]
