@@ -669,33 +669,6 @@ fn rerun_adds_a_second_attempt() {
 }
 
 #[test]
-fn only_the_newest_attempt_of_a_job_is_read() {
-    let env = repo_with_test("", "#!/bin/sh\nexit 0\n");
-    let key = key_of(&env, "t");
-    env.sg_ok(&["run"]);
-    env.sg_ok(&["run", "--rerun", &key[..12]]);
-    let first = ledger(&env).into_keys().next().unwrap();
-    assert!(first.starts_with(&attempt_prefix(&key, 1)), "{first}");
-    // The first attempt becomes unreadable: a command that read it would say so.
-    crate::test_boundary::rewrite_record(&env, &first, "verdict: [this is not a record\n");
-    for args in [&["status"][..], &["plan"][..], &["run"][..]] {
-        let out = env.sg(args);
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-        );
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}{stderr}");
-        assert!(
-            !stderr.contains("skipped a ledger record"),
-            "{args:?}: {stderr}"
-        );
-        if args == ["run"] {
-            assert!(stdout.contains("nothing to run"), "{stdout}");
-        }
-    }
-}
-
-#[test]
 fn failed_reruns_the_failures_only() {
     let dir = scratch();
     let d = dir.path().display();
