@@ -361,3 +361,25 @@ pub fn is_result_path(path: &str) -> bool {
         .next()
         .is_some_and(|d| d.len() == 2 && d.bytes().all(|b| b.is_ascii_hexdigit()))
 }
+
+/// Snapshot `text` (from `env`) with what changes from run to run filtered out: the
+/// repository's path, the host, log paths, times, job keys and short hashes, then any
+/// `extra` (regex, replacement) filters a file needs.
+macro_rules! assert_filtered {
+    ($env:expr, $name:expr, $text:expr $(, $extra:expr)* $(,)?) => {{
+        let text = $text
+            .replace($env.repo.to_str().unwrap(), "[repo]")
+            .replace(&stagegate::ledger::hostname(), "[host]");
+        let mut filters: Vec<(&str, &str)> = vec![
+            (r"\.git/stagegate/logs/\S+", ".git/stagegate/logs/[log]"),
+            (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[time]"),
+            (r"\b[0-9a-f]{12}\b", "[key]"),
+            (r"\b[0-9a-f]{10}\b", "[hash]"),
+        ];
+        filters.extend([$($extra),*]);
+        insta::with_settings!({filters => filters}, {
+            insta::assert_snapshot!($name, text);
+        })
+    }};
+}
+pub(crate) use assert_filtered;

@@ -754,23 +754,21 @@ fn a_guarded_remote_refuses_a_hand_made_merge_and_accepts_a_real_promotion() {
     );
 }
 
-/// Snapshot `text` with what changes from run to run filtered out.
+/// Snapshot `text` with what changes from run to run filtered out, soak ages and who decided
+/// too.
 macro_rules! assert_text {
     ($env:expr, $name:expr, $text:expr) => {
-        let text = $text
-            .replace($env.repo.to_str().unwrap(), "[repo]")
-            .replace(&stagegate::ledger::hostname(), "[host]");
-        insta::with_settings!({filters => vec![
-            (r"\.git/stagegate/logs/\S+", ".git/stagegate/logs/[log]"),
-            (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[time]"),
-            (r"\b[0-9a-f]{12}\b", "[key]"),
-            (r"\b[0-9a-f]{10}\b", "[hash]"),
-            (r"for [0-9hms ]+( \(first seen now\))? of the", "for [age] of the"),
+        crate::common::assert_filtered!(
+            $env,
+            $name,
+            $text,
+            (
+                r"for [0-9hms ]+( \(first seen now\))? of the",
+                "for [age] of the"
+            ),
             (r"; [0-9hms ]+ left", "; [left] left"),
             (r"by [^ ]+@\[host\]", "by [who]"),
-        ]}, {
-            insta::assert_snapshot!($name, text);
-        })
+        )
     };
 }
 

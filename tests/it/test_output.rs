@@ -4,21 +4,10 @@
 
 use crate::common::{TestEnv, item};
 
-/// Snapshot `text` with what changes from run to run filtered out.
+/// Snapshot `text` with what changes from run to run filtered out, durations too.
 macro_rules! assert_text {
     ($env:expr, $name:expr, $text:expr) => {
-        let text = $text
-            .replace($env.repo.to_str().unwrap(), "[repo]")
-            .replace(&stagegate::ledger::hostname(), "[host]");
-        insta::with_settings!({filters => vec![
-            (r"\.git/stagegate/logs/\S+", ".git/stagegate/logs/[log]"),
-            (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[time]"),
-            (r"\b[0-9a-f]{12}\b", "[key]"),
-            (r"\b[0-9a-f]{10}\b", "[hash]"),
-            (r"\b\d+\.\ds\b", "[secs]"),
-        ]}, {
-            insta::assert_snapshot!($name, text);
-        })
+        crate::common::assert_filtered!($env, $name, $text, (r"\b\d+\.\ds\b", "[secs]"))
     };
 }
 
