@@ -14,15 +14,13 @@
 //! invalid candidate is its own group, `invalid`, and never moves. Groups never wait for
 //! each other.
 //!
-//! History counts, not only the newest result ([`history`]): a job that fails where it (or
+//! History counts, not only the newest result ([`History`]): a job that fails where it (or
 //! its baseline) has passed and failed before is a heisenbug, weighed by the gate's `flaky`
 //! policy (block, wait for more tries, allow); a baseline that never passed makes a failure
 //! "fails like baseline". A quarantined test runs and records but does not gate; a frozen
 //! target stage holds everything. Every override that changed a decision is named in it.
 //!
 //! This module decides; it writes nothing (that is `promote`) and prints nothing.
-
-pub mod history;
 
 use std::collections::BTreeMap;
 
@@ -36,7 +34,9 @@ use crate::overrides::{ApproveRecord, FreezeRecord, OverrideRef, QuarantineRecor
 use crate::plan::{CandidateId, Job, JobKind, MovePlan, Role, describe};
 use crate::records::HoldRecord;
 
-pub use history::History;
+/// The flake history of a job key lives with the ledger, which computes it from the attempts'
+/// file names; the gate reads it.
+pub use crate::ledger::History;
 
 /// What the gate says of a candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -232,15 +232,14 @@ pub struct Recorded {
     pub history: History,
 }
 
-/// The newest result and the history of every job of `plan`: one read of each planned key's
-/// attempts, nothing else of the ledger.
+/// The newest result and the history of every job of `plan`: for each planned key, one
+/// listing of its attempts, the records of the newest and at most two more (see
+/// [`LedgerView::latest_with_history`]), nothing else of the ledger.
 pub fn latest(plan: &MovePlan, results: &LedgerView) -> Result<BTreeMap<String, Recorded>> {
     let mut out = BTreeMap::new();
     for key in plan.jobs.keys() {
-        let all = results.results(key)?;
-        let history = History::of(&all);
-        if let Some(r) = all.into_iter().last() {
-            out.insert(key.clone(), Recorded { latest: r, history });
+        if let Some((latest, history)) = results.latest_with_history(key)? {
+            out.insert(key.clone(), Recorded { latest, history });
         }
     }
     Ok(out)

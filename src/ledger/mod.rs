@@ -3,14 +3,19 @@
 //! Layout (why it is fast): a result for job key `K` attempt `n` lives at
 //!
 //! ```text
-//! K[0..2]/K[2..4]/K/NNNN-XXXXXXXX.yaml      NNNN = attempt, XXXXXXXX = writer nonce
+//! K[0..2]/K[2..4]/K/NNNN-XXXXXXXX-VERDICT.yaml   NNNN = attempt, XXXXXXXX = writer nonce,
+//!                                                 VERDICT = pass, fail, flaky, error, skipped
 //! ```
 //!
 //! Keys are sha256 hex, so the two fan-out levels spread a million results over 65,536
 //! directories of ~15 entries: looking a key up reads three small trees whatever the ledger's
 //! size, and writing a result rewrites three small trees plus a 256-entry root. The nonce
 //! makes paths unique even between runners that never saw each other's writes (two machines
-//! recording attempt 1 of the same key), so ledgers merge by union without conflicts.
+//! recording attempt 1 of the same key), so ledgers merge by union without conflicts. The
+//! verdict in the name lets a key's flake history be counted from one listing of its
+//! directory, without reading every attempt ([`History`]). Ledgers written before the
+//! verdict was named hold `NNNN-XXXXXXXX.yaml`: both forms are read everywhere, and a name
+//! without a verdict (or with one this version does not know) costs a read of its record.
 //!
 //! Records are forward compatible: fields a newer stagegate added are ignored (the record
 //! itself is never rewritten, so they stay), and a record this version cannot read at all
@@ -21,8 +26,11 @@
 //! killed mid-write leaves at most unreferenced objects; the ref always names a whole
 //! commit whose every record parses.
 
+pub mod history;
 pub mod recorder;
 pub mod sync;
+
+pub use history::History;
 
 use std::collections::BTreeMap;
 
@@ -176,20 +184,34 @@ pub struct LedgerView<'r> {
     as_of: Option<String>,
 }
 
-/// The record in blob `id`, stored at `path` (`…/NNNN-XXXXXXXX.yaml`): its attempt number
-/// comes from the file name.
+/// The record in blob `id`, stored at `path` (`…/NNNN-XXXXXXXX[-VERDICT].yaml`): its
+/// attempt number comes from the file name.
 pub fn read_record(repo: &Repo, path: &str, id: ObjectId) -> Result<ResultRecord> {
     let mut r: ResultRecord = crate::records::parse(path, &repo.blob(id)?)?;
     r.attempt = attempt_of(path.rsplit('/').next().unwrap_or_default());
     Ok(r)
 }
 
-/// The attempt number a record's file name (`NNNN-XXXXXXXX.yaml`) gives; 0 when it has none.
+/// The file name of attempt `attempt` of a result with `verdict`, written by `nonce`.
+fn record_name(attempt: u32, nonce: &str, verdict: Verdict) -> String {
+    format!("{attempt:04}-{nonce}-{verdict}.yaml")
+}
+
+/// The attempt number a record's file name (`NNNN-XXXXXXXX-VERDICT.yaml`, or the older
+/// `NNNN-XXXXXXXX.yaml`) gives; 0 when it has none.
 fn attempt_of(name: &str) -> u32 {
     name.split('-')
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// The verdict a record's file name gives: `None` for the older `NNNN-XXXXXXXX.yaml`, and
+/// for a verdict this version does not know (the record says what it is).
+fn verdict_of(name: &str) -> Option<Verdict> {
+    let mut parts = name.strip_suffix(".yaml")?.splitn(3, '-');
+    let word = parts.nth(2)?;
+    Verdict::ALL.into_iter().find(|v| v.as_str() == word)
 }
 
 pub fn key_dir(key: &str) -> String {
@@ -295,7 +317,7 @@ impl<'r> Ledger<'r> {
                 next_attempt.insert(&r.key, n + 1);
                 attempts.push(n);
                 edits.push((
-                    format!("{}/{n:04}-{nonce}.yaml", key_dir(&r.key)),
+                    format!("{}/{}", key_dir(&r.key), record_name(n, &nonce, r.verdict)),
                     Some((EntryKind::Blob, *blob)),
                 ));
             }

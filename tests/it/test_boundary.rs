@@ -411,7 +411,7 @@ fn a_daemon_holding_stdout_neither_stalls_the_run_nor_loses_the_output() {
 
 /// Replace the ledger record at `path` by `content`, as a newer stagegate (or a broken
 /// writer) would have committed it.
-fn rewrite_record(env: &TestEnv, path: &str, content: &str) {
+pub(crate) fn rewrite_record(env: &TestEnv, path: &str, content: &str) {
     let blob = env.git_stdin(&["hash-object", "-w", "--stdin"], content);
     let index = env.home().join("ledger-index");
     let run = |args: &[&str]| {

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use stagegate::promote::DecisionRecord;
 
 use crate::common::{TestEnv, base_env};
+use crate::test_boundary::rewrite_record;
 
 const LEDGER: &str = "refs/stagegate/results";
 
@@ -512,4 +513,81 @@ fn a_quarantine_lifts_a_rejection_resting_on_its_test() {
     assert!(out.contains("promoted components/xen as "), "{out}");
     let d = decision(&env);
     assert_eq!(d.overrides[0].kind, "quarantine", "{:?}", d.overrides);
+}
+
+/// The candidate's boot job as `why --format json` shows it, and what `why` wrote to stderr.
+fn why_job(env: &TestEnv) -> (serde_json::Value, String) {
+    let out = env.sg(&["why", "components/xen", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let why: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job = why["pending"][0]["evaluation"]["jobs"][0].clone();
+    (job, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn the_history_is_counted_from_the_attempts_names_reading_only_the_records_it_needs() {
+    let env = repo();
+    bump(&env, "3");
+    env.sg_ok(&["run"]);
+    let (key, _) = keys(&env);
+    // Re-run three times: pass, fail, fail, pass.
+    std::fs::write(env.home().join("cand-fails"), "").unwrap();
+    env.sg_code(1, &["run", "--rerun", &key]);
+    env.sg_code(1, &["run", "--rerun", &key]);
+    std::fs::remove_file(env.home().join("cand-fails")).unwrap();
+    env.sg_ok(&["run", "--rerun", &key]);
+    // Each attempt's file is named NNNN-XXXXXXXX-VERDICT.yaml.
+    let dir = format!("{}/{}/{key}", &key[..2], &key[2..4]);
+    let names = env.git(&["ls-tree", "--name-only", &format!("{LEDGER}:{dir}")]);
+    let names: Vec<&str> = names.lines().collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    for (name, (n, verdict)) in
+        names
+            .iter()
+            .zip([(1, "pass"), (2, "fail"), (3, "fail"), (4, "pass")])
+    {
+        let parts: Vec<&str> = name.strip_suffix(".yaml").unwrap().split('-').collect();
+        assert_eq!(parts.len(), 3, "{name}");
+        assert_eq!(parts[0], format!("{n:04}"), "{name}");
+        assert!(
+            parts[1].len() == 8 && parts[1].bytes().all(|b| b.is_ascii_hexdigit()),
+            "{name}"
+        );
+        assert_eq!(parts[2], verdict, "{name}");
+    }
+    let (job, _) = why_job(&env);
+    assert_eq!(job["state"], "passed");
+    let history = job["history"].clone();
+    assert_eq!(
+        (
+            &history["runs"],
+            &history["passes"],
+            &history["fails"],
+            &history["tries-since-first-fail"]
+        ),
+        (&4.into(), &2.into(), &2.into(), &2.into()),
+        "{history:#}"
+    );
+    // The gate reads the newest attempt (also the last pass) and the first failure (2):
+    // attempt 3's record is never read, so a record there that no longer parses changes
+    // nothing, and nothing reports it.
+    let third = format!("{dir}/{}", names[2]);
+    let intact = env.git(&["show", &format!("{LEDGER}:{third}")]);
+    rewrite_record(&env, &third, "verdict: [broken\n");
+    let (job, err) = why_job(&env);
+    assert_eq!(job["history"], history);
+    assert!(!err.contains("skipped a ledger record"), "{err}");
+    let out = env.sg(&["status"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("skipped a ledger record"), "{err}");
+    // Break the first failure's record instead: it is read, skipped and reported as
+    // everywhere, and the history counts the attempts that remain.
+    rewrite_record(&env, &third, &format!("{intact}\n"));
+    rewrite_record(&env, &format!("{dir}/{}", names[1]), "verdict: [broken\n");
+    let (job, err) = why_job(&env);
+    assert_eq!(err.matches("skipped a ledger record").count(), 1, "{err}");
+    assert!(err.contains(names[1]), "{err}");
+    assert_eq!(job["history"]["runs"], 3, "{:#}", job["history"]);
+    assert_eq!(job["history"]["fails"], 1, "{:#}", job["history"]);
 }
