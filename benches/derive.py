@@ -11,8 +11,9 @@ only what the case needs:
   some test uses (an image gets its build record, as if built on the way in), so that
   `staging` -> `stable` has exactly P candidates, each with its jobs. `new` is `staging`.
 * `--attempts N --keys FILE`: the same stages, and a ledger where every job key listed in
-  FILE (one a line) that has a result has N attempts of it (copies of its record), as
-  after a flaky job was rerun N - 1 times.
+  FILE (one a line) that has a result has N attempts of it, as after a flaky job was rerun
+  N - 1 times: its record, N - 2 failures (the record with `verdict: fail`), and its
+  record again as the newest, each named with its verdict as stagegate names them.
 
     benches/derive.py --base DIR --out DIR --candidates P [--seed S]
     benches/derive.py --base DIR --out DIR --attempts N --keys FILE
@@ -126,23 +127,36 @@ def derive_attempts(base: str, out: str, attempts: int, keys_file: str) -> dict:
     found = []
     for key in keys:
         listing = subprocess.run(
-            ["git", "-C", base, "ls-tree", f"{results}:{gen.ledger_path(key, 'x').rsplit('/', 1)[0]}"],
+            ["git", "-C", base, "ls-tree", f"{results}:{gen.key_dir(key)}"],
             capture_output=True,
         )
         if listing.returncode != 0:
             continue  # no result for this key
         first = listing.stdout.decode().splitlines()[0].split()
         found.append((key, first[2], first[3]))
+    # The records, in one `git cat-file --batch`.
+    batch = git(base, "cat-file", "--batch", data="".join(f"{b}\n" for _, b, _ in found).encode())
+    texts, at = [], 0
+    for _ in found:
+        header_end = batch.index(b"\n", at)
+        size = int(batch[at:header_end].split()[2])
+        texts.append(batch[header_end + 1 : header_end + 1 + size])
+        at = header_end + 1 + size + 1
     init_derived(base, out)
     fi = gen.FastImport(out)
     fi.clock = gen.EPOCH + 20_000_000
     fi.branch("refs/stagegate/results", results)
     fi.commit("refs/stagegate/results", f"Rerun {len(found)} jobs, {attempts} attempts each\n")
-    for key, blob, name in found:
-        directory = gen.ledger_path(key, "x").rsplit("/", 1)[0]
-        nonce = name.split("-", 1)[1]
+    for (key, blob, name), text in zip(found, texts):
+        nonce = name.split("-")[1]
+        verdict = re.search(rb"^verdict: (\w+)$", text, re.M).group(1).decode()
+        failed = re.sub(rb"^verdict: \w+$", b"verdict: fail", text, flags=re.M)
+        failed = re.sub(rb"^exit: .*$", b"exit: {code: 1}", failed, flags=re.M)
         for n in range(2, attempts + 1):
-            fi.w(f"M 100644 {blob} {directory}/{n:04d}-{nonce}\n")
+            if n == attempts:
+                fi.w(f"M 100644 {blob} {gen.key_dir(key)}/{gen.record_name(n, nonce, verdict)}\n")
+            else:
+                fi.put(f"{gen.key_dir(key)}/{gen.record_name(n, nonce, 'fail')}", failed)
     fi.finish()
     for ref in ("refs/heads/new", "refs/heads/staging", "refs/heads/stable"):
         git(out, "update-ref", ref, git(base, "rev-parse", ref).decode().strip())

@@ -202,8 +202,17 @@ def record_yaml(
     ).encode()
 
 
-def ledger_path(key: str, nonce: str) -> str:
-    return f"{key[0:2]}/{key[2:4]}/{key}/0001-{nonce}.yaml"
+def key_dir(key: str) -> str:
+    return f"{key[0:2]}/{key[2:4]}/{key}"
+
+
+def record_name(attempt: int, nonce: str, verdict: str) -> str:
+    """A result's file name, as `src/ledger/mod.rs` writes it: attempt, nonce, verdict."""
+    return f"{attempt:04d}-{nonce}-{verdict}.yaml"
+
+
+def ledger_path(key: str, nonce: str, verdict: str) -> str:
+    return f"{key_dir(key)}/{record_name(1, nonce, verdict)}"
 
 
 def generate_state(a: argparse.Namespace) -> dict:
@@ -362,7 +371,7 @@ def generate_state(a: argparse.Namespace) -> dict:
     for key, name, role, cands, env in real:
         nonce = hashlib.sha256(f"{a.seed}:nonce:{key}".encode()).hexdigest()[:8]
         fi.put(
-            ledger_path(key, nonce),
+            ledger_path(key, nonce, "pass"),
             record_yaml(key, name, role, cands, "pass", 0, commit_hex, env),
         )
     verdicts = ("pass",) * 17 + ("fail", "flaky", "error")
@@ -376,7 +385,7 @@ def generate_state(a: argparse.Namespace) -> dict:
         verdict = verdicts[i % len(verdicts)]
         env = [(ids[u], f"1.{i % 97}", u == cand) for u in uses]
         fi.put(
-            ledger_path(key, nonce),
+            ledger_path(key, nonce, verdict),
             record_yaml(
                 key,
                 name,

@@ -83,16 +83,25 @@ fn small_repository_has_the_requested_results_in_the_ledger_layout() {
     let paths = lines(&paths);
     assert_eq!(paths.len(), 2000);
     for p in paths {
-        // K[0:2]/K[2:4]/K/0001-<8 hex>.yaml
+        // K[0:2]/K[2:4]/K/0001-<8 hex>-<verdict>.yaml
         let parts: Vec<&str> = p.split('/').collect();
         assert_eq!(parts.len(), 4, "{p}");
         let key = parts[2];
         assert_eq!(key.len(), 64, "{p}");
         assert!(key.bytes().all(|b| b.is_ascii_hexdigit()), "{p}");
         assert_eq!((parts[0], parts[1]), (&key[..2], &key[2..4]), "{p}");
-        let file = parts[3];
-        assert!(file.starts_with("0001-") && file.ends_with(".yaml"), "{p}");
-        assert_eq!(file.len(), "0001-".len() + 8 + ".yaml".len(), "{p}");
+        let name: Vec<&str> = parts[3].strip_suffix(".yaml").unwrap().split('-').collect();
+        assert_eq!(name.len(), 3, "{p}");
+        assert_eq!(name[0], "0001", "{p}");
+        assert!(
+            name[1].len() == 8 && name[1].bytes().all(|b| b.is_ascii_hexdigit()),
+            "{p}"
+        );
+        let record = env.git(&["show", &format!("refs/stagegate/results:{p}")]);
+        assert!(
+            record.contains(&format!("\nverdict: {}\n", name[2])),
+            "{p}: {record}"
+        );
     }
 }
 
@@ -297,10 +306,24 @@ fn derived_repository_gives_every_listed_result_the_requested_attempts() {
     for k in &keys {
         let dir = format!("refs/stagegate/results:{}/{}/{k}", &k[..2], &k[2..4]);
         let names = env.git(&["ls-tree", "--name-only", &dir]);
-        let attempts: Vec<&str> = lines(&names).iter().map(|n| &n[..4]).collect();
-        assert_eq!(attempts, ["0001", "0002", "0003"], "{k}");
+        let attempts: Vec<(&str, &str)> = lines(&names)
+            .iter()
+            .map(|n| (&n[..4], n.rsplit('-').next().unwrap()))
+            .collect();
+        // A flaky job rerun twice: its record, a failure, its record again.
+        assert_eq!(
+            attempts,
+            [
+                ("0001", "pass.yaml"),
+                ("0002", "fail.yaml"),
+                ("0003", "pass.yaml")
+            ],
+            "{k}"
+        );
+        let failed = env.git(&["show", &format!("{dir}/{}", lines(&names)[1])]);
+        assert!(failed.contains("\nverdict: fail\n"), "{failed}");
     }
-    // Every attempt is a copy: what status says is what it says of the base.
+    // The newest attempt is a copy: what status says is what it says of the base.
     assert_eq!(
         candidates_into(&env, "stable"),
         candidates_into(&base, "stable")
