@@ -134,14 +134,7 @@ def derive_attempts(base: str, out: str, attempts: int, keys_file: str) -> dict:
             continue  # no result for this key
         first = listing.stdout.decode().splitlines()[0].split()
         found.append((key, first[2], first[3]))
-    # The records, in one `git cat-file --batch`.
-    batch = git(base, "cat-file", "--batch", data="".join(f"{b}\n" for _, b, _ in found).encode())
-    texts, at = [], 0
-    for _ in found:
-        header_end = batch.index(b"\n", at)
-        size = int(batch[at:header_end].split()[2])
-        texts.append(batch[header_end + 1 : header_end + 1 + size])
-        at = header_end + 1 + size + 1
+    texts = cat_files(base, [blob for _, blob, _ in found])
     init_derived(base, out)
     fi = gen.FastImport(out)
     fi.clock = gen.EPOCH + 20_000_000
