@@ -625,6 +625,11 @@ impl Repo {
             .collect();
         paths.sort_unstable();
         paths.dedup();
+        // Each directory of the tree is read (and checked) once, however many paths go
+        // through it: a thousand jobs naming a thousand manifests of `tests/` read `tests/`
+        // once, not a thousand times.
+        let mut dirs: std::collections::HashMap<ObjectId, CheckableDir> =
+            std::collections::HashMap::new();
         // Entries written (whole): a later path under one of them is already there.
         let mut written: std::collections::HashSet<String> = std::collections::HashSet::new();
         // Directories made on the way to an entry, by their path in the tree.
@@ -639,13 +644,16 @@ impl Repo {
                 if written.contains(&shown) {
                     continue 'paths;
                 }
-                let entries = self.checkable_entries(node, &prefix)?;
-                let Some((name, kind, oid)) =
-                    entries.into_iter().find(|(n, _, _)| n == part.as_bytes())
-                else {
+                let listing = match dirs.entry(node) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(CheckableDir::new(self.checkable_entries(node, &prefix)?))
+                    }
+                };
+                let Some((kind, oid)) = listing.get(part.as_bytes()) else {
                     continue 'paths;
                 };
-                at = at.join(std::ffi::OsStr::from_bytes(&name));
+                at = at.join(part);
                 let last = i + 1 == parts.len();
                 if last || kind != EntryKind::Tree {
                     self.write_entry(kind, oid, &at, &shown)?;
@@ -660,6 +668,24 @@ impl Repo {
             }
         }
         Ok(())
+    }
+}
+
+/// One directory of a tree, checked ([`Repo::checkable_entries`]) and indexed by name.
+struct CheckableDir(std::collections::HashMap<Vec<u8>, (EntryKind, ObjectId)>);
+
+impl CheckableDir {
+    fn new(entries: Vec<(Vec<u8>, EntryKind, ObjectId)>) -> CheckableDir {
+        CheckableDir(
+            entries
+                .into_iter()
+                .map(|(name, kind, oid)| (name, (kind, oid)))
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &[u8]) -> Option<(EntryKind, ObjectId)> {
+        self.0.get(name).copied()
     }
 }
 
