@@ -98,7 +98,13 @@ pub fn write(objects_dir: &Path, objects: &[Object]) -> Result<Option<Written>> 
         &AtomicBool::new(false),
         None::<gix::objs::find::Never>,
         gix::hash::Kind::Sha1,
-        gix_pack::bundle::write::Options::default(),
+        gix_pack::bundle::write::Options {
+            // Indexing a ledger commit's few objects on every core spawned a thread per core
+            // per commit (and read the cgroup's CPU quota each time to count them): a run of
+            // 1,000 short jobs started ~360 threads. One is plenty for packs this size.
+            thread_limit: Some(1),
+            ..Default::default()
+        },
     )
     .context(|| format!("writing a pack into {}", dir.display()))?;
     Ok(outcome.data_path.map(|pack| Written {
