@@ -28,10 +28,17 @@ pub struct ParseCache {
     dirs: RefCell<HashMap<ObjectId, Rc<Vec<Entry>>>>,
     /// A directory's entries by name (item directories hold thousands of manifests).
     index: RefCell<HashMap<ObjectId, Rc<HashMap<String, ObjectId>>>>,
+    /// A tree's tests ([`Snapshot::tests`]) and where each name first appears in them, by
+    /// root tree id: a snapshot lives for one lookup, and a run of a thousand tests looks
+    /// each of them up.
+    test_lists: RefCell<HashMap<ObjectId, (TestList, TestIndex)>>,
 }
 
 /// A commit's tests with their manifest blob ids, in name order.
 pub type TestList = Rc<Vec<(ObjectId, Rc<Test>)>>;
+
+/// Where each test name first appears in a [`TestList`].
+type TestIndex = Rc<HashMap<String, usize>>;
 
 /// One commit's manifests.
 pub struct Snapshot<'r> {
@@ -39,7 +46,6 @@ pub struct Snapshot<'r> {
     pub commit: ObjectId,
     pub tree: ObjectId,
     cache: Rc<ParseCache>,
-    tests: RefCell<Option<TestList>>,
 }
 
 impl<'r> Snapshot<'r> {
@@ -50,7 +56,6 @@ impl<'r> Snapshot<'r> {
             commit,
             tree,
             cache,
-            tests: RefCell::new(None),
         })
     }
 
@@ -147,7 +152,12 @@ impl<'r> Snapshot<'r> {
     /// All tests that parse (cached by blob id), in name order. A test whose manifest does
     /// not parse is left out here: it is an `invalid` candidate, reported by the planner.
     pub fn tests(&self) -> Result<TestList> {
-        if let Some(t) = self.tests.borrow().as_ref() {
+        Ok(self.test_list()?.0)
+    }
+
+    /// [`Snapshot::tests`] and its index by name, read once per tree.
+    fn test_list(&self) -> Result<(TestList, TestIndex)> {
+        if let Some(t) = self.cache.test_lists.borrow().get(&self.tree) {
             return Ok(t.clone());
         }
         let mut out = Vec::new();
@@ -171,13 +181,22 @@ impl<'r> Snapshot<'r> {
             };
             out.push((e.id, test));
         }
-        let out = Rc::new(out);
-        *self.tests.borrow_mut() = Some(out.clone());
-        Ok(out)
+        let mut index = HashMap::with_capacity(out.len());
+        for (n, (_, t)) in out.iter().enumerate() {
+            index.entry(t.name.clone()).or_insert(n);
+        }
+        let list = (Rc::new(out), Rc::new(index));
+        self.cache
+            .test_lists
+            .borrow_mut()
+            .insert(self.tree, list.clone());
+        Ok(list)
     }
 
+    /// The first test (in [`Snapshot::tests`] order) named `name`.
     pub fn test(&self, name: &str) -> Result<Option<(ObjectId, Rc<Test>)>> {
-        Ok(self.tests()?.iter().find(|(_, t)| t.name == name).cloned())
+        let (tests, index) = self.test_list()?;
+        Ok(index.get(name).map(|n| tests[*n].clone()))
     }
 
     /// The test whose manifest is `tests/NAME.yaml`, parsed; an error when it does not parse.
