@@ -168,6 +168,16 @@ pub struct ResultRecord {
     pub attempt: u32,
 }
 
+/// A commit [`Ledger::record`] made.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The attempt number each record got, in order.
+    pub attempts: Vec<u32>,
+    pub commit: ObjectId,
+    /// The tip it was built on.
+    pub parent: Option<ObjectId>,
+}
+
 /// The ledger ref of a repository.
 pub struct Ledger<'r> {
     pub repo: &'r Repo,
@@ -270,17 +280,18 @@ impl<'r> Ledger<'r> {
         })
     }
 
-    /// Commit `records` in one commit; returns the attempt number each got. Retries on a
-    /// lost race by rebuilding on the new tip, so concurrent writers never lose a record.
-    /// The packs written are noted in `packs`, for the caller to fold when it is done.
+    /// Commit `records` in one commit (none when there are none); says the attempt number
+    /// each got and where the commit went. Retries on a lost race by rebuilding on the new
+    /// tip, so concurrent writers never lose a record. The packs written are noted in
+    /// `packs`, for the caller to fold when it is done.
     pub fn record(
         &self,
         records: &[ResultRecord],
         message: &str,
         packs: &mut crate::repo::pack::Fold,
-    ) -> Result<Vec<u32>> {
+    ) -> Result<Option<Committed>> {
         if records.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         for r in records {
             if !valid_key(&r.key) {
@@ -346,7 +357,13 @@ impl<'r> Ledger<'r> {
                 packs.add(pack, objects);
             }
             match swapped {
-                Ok(Cas::Updated) => return Ok(attempts),
+                Ok(Cas::Updated) => {
+                    return Ok(Some(Committed {
+                        attempts,
+                        commit,
+                        parent: tip,
+                    }));
+                }
                 Ok(Cas::Moved { .. }) => {}
                 Err(e) => {
                     failures += 1;

@@ -102,6 +102,8 @@ struct Selection {
     /// How many attempts each selected job had when planned: more later means another
     /// run recorded it meanwhile.
     planned_attempts: HashMap<String, u32>,
+    /// The ledger's tip when the attempts above were counted.
+    planned_tip: Option<ObjectId>,
     /// Builds this run does not include, but whose artifacts selected jobs need.
     known: HashMap<String, ArtifactRecord>,
 }
@@ -138,6 +140,7 @@ pub fn run_jobs(
         jobs,
         reused: 0,
         planned_attempts,
+        planned_tip: view.tip,
         known,
     };
     let opts = Options {
@@ -179,6 +182,7 @@ fn run_selection(
     let Selection {
         jobs,
         planned_attempts,
+        planned_tip,
         known,
         ..
     } = selection;
@@ -239,6 +243,7 @@ fn run_selection(
     // Held until the results are committed: a run that claims a job after us must find
     // its result in the ledger.
     let claims = open_claims(&git_dir);
+    let recorder = Recorder::start(repo, planner.pipeline.results_ref.clone());
     let settings = Arc::new(Settings {
         parallel: opts.parallel.unwrap_or_else(|| {
             std::thread::available_parallelism()
@@ -261,10 +266,10 @@ fn run_selection(
         recorded_since_plan: Some(recorded_since(
             repo,
             planner.pipeline.results_ref.clone(),
-            planned_attempts,
+            (planned_tip, planned_attempts),
+            recorder.written.clone(),
         )),
     });
-    let recorder = Recorder::start(repo, planner.pipeline.results_ref.clone());
     sink(Event::RunStarted { total });
     let (sink, ticker) = still_running(sink, opts.still_running);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -425,6 +430,7 @@ fn select(planner: &Planner, plans: &[MovePlan], opts: &Options) -> Result<Selec
         jobs,
         reused,
         planned_attempts,
+        planned_tip: view.tip,
         known,
     })
 }
@@ -517,24 +523,67 @@ fn open_claims(git_dir: &std::path::Path) -> Option<Arc<super::claim::Claims>> {
 
 /// Whether the ledger holds more attempts of a key than when this run planned. Reads
 /// through `repo`'s object store (shared, not a second copy of its mapped packs).
+///
+/// Asked once per job, so it is cheap when nothing else recorded: when every commit
+/// between the planned tip (or a tip checked since) and the ref's tip is one this run's
+/// recorder made (`ours`), no other run recorded anything, and the ledger is not read.
+/// Only when another writer's commit is in between are the key's attempts counted.
 fn recorded_since(
     repo: &crate::repo::Repo,
     reference: String,
-    planned: HashMap<String, u32>,
+    (planned_tip, planned): (Option<ObjectId>, HashMap<String, u32>),
+    ours: crate::ledger::recorder::Written,
 ) -> super::RecordedSince {
+    struct Reader {
+        repo: crate::repo::Repo,
+        /// A tip up to which only this run's recorder wrote since planning.
+        clean: Option<ObjectId>,
+    }
     let shared = repo.git.clone().into_sync();
-    let repo: Mutex<Option<crate::repo::Repo>> = Mutex::new(None);
+    let reader: Mutex<Option<Reader>> = Mutex::new(None);
     Box::new(move |key| {
-        let Ok(mut guard) = repo.lock() else {
+        let Ok(mut guard) = reader.lock() else {
             return false;
         };
-        let repo =
-            guard.get_or_insert_with(|| crate::repo::Repo::from_git(shared.to_thread_local()));
-        let now = Ledger::new(repo, &reference)
-            .view()
+        let reader = guard.get_or_insert_with(|| Reader {
+            repo: crate::repo::Repo::from_git(shared.to_thread_local()),
+            clean: planned_tip,
+        });
+        let Ok(tip) = reader.repo.ref_target(&reference) else {
+            return false;
+        };
+        if only_ours(tip, reader.clean, &ours) {
+            reader.clean = tip;
+            return false;
+        }
+        let now = Ledger::new(&reader.repo, &reference)
+            .view_at(tip)
             .and_then(|v| v.attempt_count(key));
         now.is_ok_and(|n| n > planned.get(key).copied().unwrap_or(0))
     })
+}
+
+/// Whether walking back from `tip` through commits in `ours` reaches `base`.
+fn only_ours(
+    tip: Option<ObjectId>,
+    base: Option<ObjectId>,
+    ours: &crate::ledger::recorder::Written,
+) -> bool {
+    let Ok(ours) = ours.lock() else {
+        return false;
+    };
+    let mut at = tip;
+    // Each step follows a commit this run made; there are never more than it made.
+    for _ in 0..=ours.len() {
+        if at == base {
+            return true;
+        }
+        match at.and_then(|c| ours.get(&c)) {
+            Some(parent) => at = *parent,
+            None => return false,
+        }
+    }
+    false
 }
 
 /// For each job, the variables the pipeline of its move's target stage passes on (`env.pass`
@@ -567,4 +616,50 @@ fn job_env_policy(
         }
     }
     Ok((by_key, super::known_secrets(&secret_names)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> ObjectId {
+        ObjectId::from_bytes_or_panic(&[n; 20])
+    }
+
+    fn ours(pairs: &[(u8, Option<u8>)]) -> crate::ledger::recorder::Written {
+        let w = crate::ledger::recorder::Written::default();
+        w.lock()
+            .unwrap()
+            .extend(pairs.iter().map(|(c, p)| (id(*c), p.map(id))));
+        w
+    }
+
+    #[test]
+    fn a_tip_reached_through_our_own_commits_only_means_nobody_else_recorded() {
+        let w = ours(&[(2, Some(1)), (3, Some(2))]);
+        assert!(only_ours(Some(id(1)), Some(id(1)), &w), "unchanged tip");
+        assert!(
+            only_ours(Some(id(3)), Some(id(1)), &w),
+            "two of ours on top"
+        );
+        // The ledger was empty when the run planned: our first commit has no parent.
+        let first = ours(&[(2, None), (3, Some(2))]);
+        assert!(only_ours(Some(id(3)), None, &first));
+        assert!(only_ours(None, None, &first));
+    }
+
+    #[test]
+    fn another_writers_commit_in_between_means_the_ledger_must_be_read() {
+        // 9 is another run's commit between the planned tip 1 and ours, 3.
+        let w = ours(&[(3, Some(9))]);
+        assert!(!only_ours(Some(id(3)), Some(id(1)), &w));
+        // The tip is another run's commit on top of ours.
+        let w = ours(&[(2, Some(1))]);
+        assert!(!only_ours(Some(id(9)), Some(id(1)), &w));
+        // The ref was deleted meanwhile.
+        assert!(!only_ours(None, Some(id(1)), &w));
+        // A cycle in what we were told can never loop forever.
+        let w = ours(&[(2, Some(3)), (3, Some(2))]);
+        assert!(!only_ours(Some(id(2)), Some(id(1)), &w));
+    }
 }
