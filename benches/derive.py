@@ -136,7 +136,7 @@ def derive_attempts(base: str, out: str, attempts: int, keys_file: str) -> dict:
         found.append((key, first[2], first[3]))
     texts = cat_files(base, [blob for _, blob, _ in found])
     init_derived(base, out)
-    fi = gen.FastImport(out)
+    fi = gen.FastImport(out, packed=True)
     fi.clock = gen.EPOCH + 20_000_000
     fi.branch("refs/stagegate/results", results)
     fi.commit("refs/stagegate/results", f"Rerun {len(found)} jobs, {attempts} attempts each\n")

@@ -113,9 +113,12 @@ def job_key(name: str, test_oid: str, files: dict, items: dict) -> str:
 class FastImport:
     """A `git fast-import` process and the commands it reads, buffered."""
 
-    def __init__(self, repo: str):
+    def __init__(self, repo: str, packed: bool = False):
+        # A small import is written as loose objects unless told otherwise (packed: as
+        # stagegate writes every ledger commit, one pack each).
+        limit = ["-c", "fastimport.unpackLimit=0"] if packed else []
         self.proc = subprocess.Popen(
-            ["git", "-C", repo, "fast-import", "--quiet", "--done"],
+            ["git", "-C", repo, *limit, "fast-import", "--quiet", "--done"],
             stdin=subprocess.PIPE,
             bufsize=1 << 20,
         )

@@ -132,6 +132,9 @@ fn fails(v: Verdict) -> bool {
     matches!(v, Verdict::Fail | Verdict::Flaky)
 }
 
+/// The newest result and history of each key asked for, as a view found them.
+pub(super) type Memo = std::collections::HashMap<String, Option<(ResultRecord, History)>>;
+
 /// One file of a key's directory, as far as it is known.
 struct Attempt {
     number: u32,
@@ -148,7 +151,9 @@ impl LedgerView<'_> {
     /// newest attempt, of the newest passing and of the oldest failing attempt (none more
     /// when the newest attempt is also the last pass), and of every name without a verdict
     /// (a ledger written before names carried it). A view replaying a decision (`as_of`)
-    /// reads every record: only they say when each attempt finished.
+    /// reads every record: only they say when each attempt finished. The answer is kept
+    /// for the life of the view (which never changes): the gate asks again for every key
+    /// when it judges a combination of candidates.
     ///
     /// Attempts are ordered by number, and within one number (two runners' ledgers merged)
     /// by file name, where [`LedgerView::results`] orders them by when they finished: the
@@ -161,6 +166,17 @@ impl LedgerView<'_> {
     /// (a full read would skip it and note it), and one whose content contradicts its name
     /// counts as the name says.
     pub fn latest_with_history(&self, key: &str) -> Result<Option<(ResultRecord, History)>> {
+        if let Some(known) = self.histories.lock().ok().and_then(|m| m.get(key).cloned()) {
+            return Ok(known);
+        }
+        let found = self.read_latest_with_history(key)?;
+        if let Ok(mut m) = self.histories.lock() {
+            m.insert(key.to_string(), found.clone());
+        }
+        Ok(found)
+    }
+
+    fn read_latest_with_history(&self, key: &str) -> Result<Option<(ResultRecord, History)>> {
         if self.as_of.is_some() {
             let all = self.results(key)?;
             let history = History::of(&all);

@@ -192,6 +192,9 @@ pub struct LedgerView<'r> {
     /// Only results finished at or before this RFC 3339 time count (for replaying a
     /// decision as it was made).
     as_of: Option<String>,
+    /// What [`LedgerView::latest_with_history`] found, by key: the gate asks again for the
+    /// keys of a combination of candidates, and the view never changes.
+    histories: std::sync::Mutex<history::Memo>,
 }
 
 /// The record in blob `id`, stored at `path` (`…/NNNN-XXXXXXXX[-VERDICT].yaml`): its
@@ -277,6 +280,7 @@ impl<'r> Ledger<'r> {
             tip,
             tree,
             as_of: None,
+            histories: Default::default(),
         })
     }
 
@@ -422,6 +426,7 @@ impl<'r> LedgerView<'r> {
     /// This view, counting only the results finished by `time` (RFC 3339, UTC).
     pub fn as_of(mut self, time: &str) -> Self {
         self.as_of = Some(time.to_string());
+        self.histories = Default::default();
         self
     }
 

@@ -341,7 +341,8 @@ pub fn newest_results(
     Ok(out)
 }
 
-/// Records in `new` that `old` lacks (ledger layout: `K[0:2]/K[2:4]/K/NNNN-nonce.yaml`).
+/// Records in `new` that `old` lacks (ledger layout: `K[0:2]/K[2:4]/K/NNNN-NONCE-VERDICT.yaml`,
+/// or `NNNN-NONCE.yaml` in ledgers written before the verdict was named).
 fn added_records(
     repo: &Repo,
     new: ObjectId,

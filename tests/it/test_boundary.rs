@@ -412,7 +412,12 @@ fn a_daemon_holding_stdout_neither_stalls_the_run_nor_loses_the_output() {
 /// Replace the ledger record at `path` by `content`, as a newer stagegate (or a broken
 /// writer) would have committed it.
 pub(crate) fn rewrite_record(env: &TestEnv, path: &str, content: &str) {
-    let blob = env.git_stdin(&["hash-object", "-w", "--stdin"], content);
+    edit_ledger(env, &[(path, Some(content))]);
+}
+
+/// Commit `edits` to the ledger, each writing `content` at a path (`Some`) or removing the
+/// path (`None`), as another writer (an older or newer stagegate) would have.
+pub(crate) fn edit_ledger(env: &TestEnv, edits: &[(&str, Option<&str>)]) {
     let index = env.home().join("ledger-index");
     let run = |args: &[&str]| {
         let mut cmd = std::process::Command::new("git");
@@ -428,11 +433,22 @@ pub(crate) fn rewrite_record(env: &TestEnv, path: &str, content: &str) {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
     run(&["read-tree", "refs/stagegate/results"]);
-    run(&[
-        "update-index",
-        "--cacheinfo",
-        &format!("100644,{blob},{path}"),
-    ]);
+    for (path, content) in edits {
+        match content {
+            Some(content) => {
+                let blob = env.git_stdin(&["hash-object", "-w", "--stdin"], content);
+                run(&[
+                    "update-index",
+                    "--add",
+                    "--cacheinfo",
+                    &format!("100644,{blob},{path}"),
+                ]);
+            }
+            None => {
+                run(&["update-index", "--force-remove", path]);
+            }
+        }
+    }
     let tree = run(&["write-tree"]);
     let commit = run(&[
         "commit-tree",

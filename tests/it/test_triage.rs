@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use stagegate::promote::DecisionRecord;
 
 use crate::common::{TestEnv, base_env};
-use crate::test_boundary::rewrite_record;
+use crate::test_boundary::{edit_ledger, rewrite_record};
 
 const LEDGER: &str = "refs/stagegate/results";
 
@@ -524,6 +524,100 @@ fn why_job(env: &TestEnv) -> (serde_json::Value, String) {
     (job, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// The ledger directory of `key`, and the names of its attempts' files, in order.
+fn attempt_files(env: &TestEnv, key: &str) -> (String, Vec<String>) {
+    let dir = format!("{}/{}/{key}", &key[..2], &key[2..4]);
+    let names = env.git(&["ls-tree", "--name-only", &format!("{LEDGER}:{dir}")]);
+    (dir, names.lines().map(String::from).collect())
+}
+
+#[test]
+fn a_ledger_written_before_verdicts_were_named_is_read_and_added_to() {
+    let env = repo();
+    bump(&env, "3");
+    env.sg_ok(&["run"]);
+    let (key, _) = keys(&env);
+    std::fs::write(env.home().join("cand-fails"), "").unwrap();
+    env.sg_code(1, &["run", "--rerun", &key]);
+    // Rename both attempts as a stagegate that did not name the verdict wrote them.
+    let (dir, names) = attempt_files(&env, &key);
+    let old: Vec<String> = names
+        .iter()
+        .map(|n| format!("{}.yaml", n.rsplit_once('-').unwrap().0))
+        .collect();
+    let texts: Vec<String> = names
+        .iter()
+        .map(|n| env.git(&["show", &format!("{LEDGER}:{dir}/{n}")]) + "\n")
+        .collect();
+    let (from, to): (Vec<String>, Vec<String>) = names
+        .iter()
+        .zip(&old)
+        .map(|(n, o)| (format!("{dir}/{n}"), format!("{dir}/{o}")))
+        .unzip();
+    let mut edits: Vec<(&str, Option<&str>)> = from.iter().map(|p| (p.as_str(), None)).collect();
+    edits.extend(
+        to.iter()
+            .zip(&texts)
+            .map(|(p, t)| (p.as_str(), Some(t.as_str()))),
+    );
+    edit_ledger(&env, &edits);
+    // As an older stagegate left it: these names from the start, no commit renaming them.
+    let tree = env.git(&["rev-parse", &format!("{LEDGER}^{{tree}}")]);
+    let root = env.git(&["commit-tree", &tree, "-m", "Results of an older stagegate"]);
+    env.git(&["update-ref", LEDGER, &root]);
+    assert_eq!(attempt_files(&env, &key).1, old);
+
+    let (job, err) = why_job(&env);
+    assert!(err.is_empty(), "{err}");
+    assert_eq!(job["verdict"], "fail", "{job:#}");
+    assert_eq!(
+        (
+            &job["history"]["runs"],
+            &job["history"]["passes"],
+            &job["history"]["fails"]
+        ),
+        (&2.into(), &1.into(), &1.into()),
+        "{job:#}"
+    );
+    assert!(
+        env.sg_ok(&["log-of", &key])
+            .contains("xen 3: lost the disk")
+    );
+    let first = env.sg_ok(&["log-of", &key, "--attempt", "1"]);
+    assert!(first.contains("login prompt reached"), "{first}");
+    let out = env.sg(&["run"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to run"),
+        "{out:?}"
+    );
+    // A re-run adds a named attempt beside the old ones; all three count.
+    std::fs::remove_file(env.home().join("cand-fails")).unwrap();
+    env.sg_ok(&["run", "--rerun", &key]);
+    let (_, now) = attempt_files(&env, &key);
+    assert_eq!(now[..2], old[..]);
+    assert!(
+        now[2].starts_with("0003-") && now[2].ends_with("-pass.yaml"),
+        "{now:?}"
+    );
+    let (job, _) = why_job(&env);
+    assert_eq!(job["verdict"], "pass", "{job:#}");
+    assert_eq!(
+        (
+            &job["history"]["runs"],
+            &job["history"]["passes"],
+            &job["history"]["fails"]
+        ),
+        (&3.into(), &2.into(), &1.into()),
+        "{job:#}"
+    );
+    // The report reads every record, old and new: the baseline's and the three attempts.
+    let out = env.home().join("site");
+    env.sg_ok(&["report", "--out", out.to_str().unwrap()]);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["runs_read"], 4, "{:#}", report["runs_read"]);
+}
+
 #[test]
 fn the_history_is_counted_from_the_attempts_names_reading_only_the_records_it_needs() {
     let env = repo();
@@ -537,9 +631,7 @@ fn the_history_is_counted_from_the_attempts_names_reading_only_the_records_it_ne
     std::fs::remove_file(env.home().join("cand-fails")).unwrap();
     env.sg_ok(&["run", "--rerun", &key]);
     // Each attempt's file is named NNNN-XXXXXXXX-VERDICT.yaml.
-    let dir = format!("{}/{}/{key}", &key[..2], &key[2..4]);
-    let names = env.git(&["ls-tree", "--name-only", &format!("{LEDGER}:{dir}")]);
-    let names: Vec<&str> = names.lines().collect();
+    let (dir, names) = attempt_files(&env, &key);
     assert_eq!(names.len(), 4, "{names:?}");
     for (name, (n, verdict)) in
         names
@@ -587,7 +679,7 @@ fn the_history_is_counted_from_the_attempts_names_reading_only_the_records_it_ne
     rewrite_record(&env, &format!("{dir}/{}", names[1]), "verdict: [broken\n");
     let (job, err) = why_job(&env);
     assert_eq!(err.matches("skipped a ledger record").count(), 1, "{err}");
-    assert!(err.contains(names[1]), "{err}");
+    assert!(err.contains(&names[1]), "{err}");
     assert_eq!(job["history"]["runs"], 3, "{:#}", job["history"]);
     assert_eq!(job["history"]["fails"], 1, "{:#}", job["history"]);
 }
