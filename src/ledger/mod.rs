@@ -346,7 +346,8 @@ impl<'r> Ledger<'r> {
                     .map(|(id, (kind, data))| (*id, *kind, data.clone()))
                     .collect();
                 let dir = self.repo.git.common_dir().join("objects");
-                written = crate::repo::pack::write(&dir, &objects)?.map(|w| (w, objects));
+                let entries = crate::repo::pack::compress(&objects)?;
+                written = crate::repo::pack::write(&dir, entries.clone())?.map(|w| (w, entries));
             }
             let swapped = self.repo.cas(
                 &self.reference,
@@ -356,9 +357,9 @@ impl<'r> Ledger<'r> {
             );
             // The ref reaches the pack now (or it lost the race and is garbage): either
             // way `git gc` may fold it.
-            if let Some((mut pack, objects)) = written {
+            if let Some((mut pack, entries)) = written {
                 pack.release();
-                packs.add(pack, objects);
+                packs.add(pack, entries);
             }
             match swapped {
                 Ok(Cas::Updated) => {

@@ -53,13 +53,8 @@ impl Written {
     }
 }
 
-/// Write `objects` as a pack (with its index) into `objects_dir/pack`. Objects already in
-/// the repository are fine to include. `None` when there was nothing to write, or when a
-/// pack with exactly these objects was already there.
-pub fn write(objects_dir: &Path, objects: &[Object]) -> Result<Option<Written>> {
-    if objects.is_empty() {
-        return Ok(None);
-    }
+/// `objects` compressed as pack entries.
+pub fn compress(objects: &[Object]) -> Result<Vec<output::Entry>> {
     // One compressor for every object: a compressor's tables are a few hundred KiB to
     // allocate and zero, and one per object cost a run of 1,000 jobs ~1 GiB of memset and
     // 400 MiB of fragmented heap.
@@ -73,6 +68,16 @@ pub fn write(objects_dir: &Path, objects: &[Object]) -> Result<Option<Written>> 
             compressed_data: deflate(&mut compressor, data)
                 .map_err(|e| Error::infra(format!("compressing object {id} for a pack: {e}")))?,
         });
+    }
+    Ok(entries)
+}
+
+/// Write `entries` ([`compress`]) as a pack (with its index) into `objects_dir/pack`.
+/// Objects already in the repository are fine to include. `None` when there was nothing to
+/// write, or when a pack with exactly these objects was already there.
+pub fn write(objects_dir: &Path, entries: Vec<output::Entry>) -> Result<Option<Written>> {
+    if entries.is_empty() {
+        return Ok(None);
     }
     let mut pack = Vec::new();
     let n = entries.len() as u32;
@@ -133,12 +138,14 @@ fn deflate(compressor: &mut Compress, data: &[u8]) -> std::result::Result<Vec<u8
     }
 }
 
-/// The packs one writer wrote one after another, and their objects, to be folded into one
-/// pack when it is done. Objects are kept in memory up to [`Fold::LIMIT`] bytes; past that
-/// the packs stay as they are (released, so `git gc --auto` folds them).
+/// The packs one writer wrote one after another, and their objects (compressed, as they
+/// were written), to be folded into one pack when it is done: folding copies each object's
+/// compressed bytes rather than compressing it again. Objects are kept in memory up to
+/// [`Fold::LIMIT`] bytes; past that the packs stay as they are (released, so `git gc
+/// --auto` folds them).
 #[derive(Default)]
 pub struct Fold {
-    objects: Vec<Object>,
+    entries: Vec<output::Entry>,
     seen: std::collections::HashSet<ObjectId>,
     bytes: usize,
     packs: Vec<Written>,
@@ -146,25 +153,26 @@ pub struct Fold {
 }
 
 impl Fold {
-    /// The most object bytes held for folding (a run of 1,000 jobs holds a few MiB).
+    /// The most compressed object bytes held for folding (a run of 1,000 jobs holds about
+    /// one MiB).
     pub const LIMIT: usize = 32 << 20;
 
-    /// Note a pack written (and released) with `objects`.
-    pub fn add(&mut self, pack: Written, objects: Vec<Object>) {
+    /// Note a pack written (and released) with `entries`.
+    pub fn add(&mut self, pack: Written, entries: Vec<output::Entry>) {
         self.packs.push(pack);
         if self.overflow {
             return;
         }
-        for o in objects {
+        for e in entries {
             // A batch rebuilt after a lost race writes some objects again: pack each once.
-            if self.seen.insert(o.0) {
-                self.bytes += o.2.len();
-                self.objects.push(o);
+            if self.seen.insert(e.id) {
+                self.bytes += e.compressed_data.len();
+                self.entries.push(e);
             }
         }
         if self.bytes > Self::LIMIT {
             self.overflow = true;
-            self.objects = Vec::new();
+            self.entries = Vec::new();
             self.seen = Default::default();
         }
     }
@@ -176,7 +184,7 @@ impl Fold {
         if self.packs.len() < 2 || self.overflow {
             return Ok(());
         }
-        if let Some(mut folded) = write(objects_dir, &self.objects)? {
+        if let Some(mut folded) = write(objects_dir, self.entries)? {
             folded.release();
         }
         for p in self.packs {
