@@ -6,8 +6,8 @@
 
 pub mod pack;
 pub mod remote;
+pub mod sparse;
 
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
@@ -513,27 +513,15 @@ impl Repo {
     /// created new (`O_EXCL`, `O_NOFOLLOW`), so nothing is ever written through a symlink
     /// the tree put there.
     pub fn checkout(&self, tree: ObjectId, dir: &Path) -> Result<()> {
-        self.checkout_at(tree, dir, "")
-    }
-
-    fn checkout_at(&self, tree: ObjectId, dir: &Path, prefix: &str) -> Result<()> {
-        let entries = self.checkable_entries(tree, prefix)?;
-        for (name, kind, oid) in &entries {
-            let shown = format!("{prefix}{}", name.to_str_lossy());
-            self.write_entry(
-                *kind,
-                *oid,
-                &dir.join(std::ffi::OsStr::from_bytes(name)),
-                &shown,
-            )?;
-        }
-        Ok(())
+        let writes = sparse::Plan::new(self, tree, dir).everything()?;
+        let writer = sparse::Writer::new(self.git.clone().into_sync());
+        writes.iter().try_for_each(|w| writer.write(w))
     }
 
     /// The entries of `tree` (at `prefix/` in the checkout), each refused as
     /// [`Repo::checkout`] says when its name could write outside the checkout or appears
     /// twice.
-    fn checkable_entries(
+    pub(crate) fn checkable_entries(
         &self,
         tree: ObjectId,
         prefix: &str,
@@ -575,117 +563,6 @@ impl Repo {
             out.push((raw.to_vec(), e.mode.kind(), e.oid.to_owned()));
         }
         Ok(out)
-    }
-
-    /// Write one entry of a tree at `path` (`shown` in messages): a directory and all it
-    /// holds, a file, or a symlink. Nothing is written through a symlink or over a file.
-    fn write_entry(&self, kind: EntryKind, oid: ObjectId, path: &Path, shown: &str) -> Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        match kind {
-            EntryKind::Tree => {
-                std::fs::create_dir(path).io_context(|| format!("creating {}", path.display()))?;
-                self.checkout_at(oid, path, &format!("{shown}/"))?;
-            }
-            EntryKind::Blob | EntryKind::BlobExecutable => {
-                let mode = if kind == EntryKind::BlobExecutable {
-                    0o755
-                } else {
-                    0o644
-                };
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(mode)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(path)
-                    .io_context(|| format!("writing {}", path.display()))?;
-                std::io::Write::write_all(&mut f, &self.blob(oid)?)
-                    .io_context(|| format!("writing {}", path.display()))?;
-            }
-            EntryKind::Link => {
-                let target = self.blob(oid)?;
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), path)
-                    .io_context(|| format!("linking {}", path.display()))?;
-            }
-            EntryKind::Commit => {}
-        }
-        Ok(())
-    }
-
-    /// Write into the empty directory `dir` only the entries of `tree` at `paths` (files,
-    /// symlinks, whole directories) and the directories that lead to them, with the
-    /// refusals of [`Repo::checkout`] for every directory it reads on the way. A path the
-    /// tree lacks is left out, as a full checkout would lack it; where the tree holds a file
-    /// or symlink at a directory of the path, that entry is written and the walk stops.
-    pub fn checkout_paths(&self, tree: ObjectId, dir: &Path, paths: &[String]) -> Result<()> {
-        let mut paths: Vec<&str> = paths
-            .iter()
-            .map(|p| p.trim_matches('/'))
-            .filter(|p| !p.is_empty())
-            .collect();
-        paths.sort_unstable();
-        paths.dedup();
-        // Each directory of the tree is read (and checked) once, however many paths go
-        // through it: a thousand jobs naming a thousand manifests of `tests/` read `tests/`
-        // once, not a thousand times.
-        let mut dirs: std::collections::HashMap<ObjectId, CheckableDir> =
-            std::collections::HashMap::new();
-        // Entries written (whole): a later path under one of them is already there.
-        let mut written: std::collections::HashSet<String> = std::collections::HashSet::new();
-        // Directories made on the way to an entry, by their path in the tree.
-        let mut made: std::collections::HashSet<String> = std::collections::HashSet::new();
-        'paths: for path in paths {
-            let mut node = tree;
-            let mut at = dir.to_path_buf();
-            let mut prefix = String::new();
-            let parts: Vec<&str> = path.split('/').collect();
-            for (i, part) in parts.iter().enumerate() {
-                let shown = format!("{prefix}{part}");
-                if written.contains(&shown) {
-                    continue 'paths;
-                }
-                let listing = match dirs.entry(node) {
-                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(CheckableDir::new(self.checkable_entries(node, &prefix)?))
-                    }
-                };
-                let Some((kind, oid)) = listing.get(part.as_bytes()) else {
-                    continue 'paths;
-                };
-                at = at.join(part);
-                let last = i + 1 == parts.len();
-                if last || kind != EntryKind::Tree {
-                    self.write_entry(kind, oid, &at, &shown)?;
-                    written.insert(shown);
-                    continue 'paths;
-                }
-                if made.insert(shown.clone()) {
-                    std::fs::create_dir(&at).io_context(|| format!("creating {}", at.display()))?;
-                }
-                node = oid;
-                prefix = format!("{shown}/");
-            }
-        }
-        Ok(())
-    }
-}
-
-/// One directory of a tree, checked ([`Repo::checkable_entries`]) and indexed by name.
-struct CheckableDir(std::collections::HashMap<Vec<u8>, (EntryKind, ObjectId)>);
-
-impl CheckableDir {
-    fn new(entries: Vec<(Vec<u8>, EntryKind, ObjectId)>) -> CheckableDir {
-        CheckableDir(
-            entries
-                .into_iter()
-                .map(|(name, kind, oid)| (name, (kind, oid)))
-                .collect(),
-        )
-    }
-
-    fn get(&self, name: &[u8]) -> Option<(EntryKind, ObjectId)> {
-        self.0.get(name).copied()
     }
 }
 
@@ -757,12 +634,11 @@ impl Checkout {
         Ok(Checkout { dir })
     }
 
-    /// A temporary checkout of only `paths` of `tree` (see [`Repo::checkout_paths`]): what
-    /// the jobs of a commit name, rather than every file of a large repository.
-    pub fn sparse(repo: &Repo, tree: ObjectId, paths: &[String]) -> Result<Checkout> {
-        let dir = Checkout::empty()?;
-        repo.checkout_paths(tree, dir.path(), paths)?;
-        Ok(Checkout { dir })
+    /// An empty checkout, to write into with [`sparse`].
+    pub fn empty_dir() -> Result<Checkout> {
+        Ok(Checkout {
+            dir: Checkout::empty()?,
+        })
     }
 
     fn empty() -> Result<tempfile::TempDir> {

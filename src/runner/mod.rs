@@ -60,9 +60,47 @@ pub struct Ready {
     /// Its checkout, or why there is none (a tree the runner refuses to write): the job
     /// is then an `error` naming the problem.
     pub cwd: std::result::Result<PathBuf, String>,
+    /// The files of its checkout still being written, if any: it starts once they are.
+    pub files: Option<PendingFiles>,
     /// The variables of the runner's environment the pipeline passes on (`env.pass`,
     /// `env.secret`), with their values.
     pub pass: Passed,
+}
+
+/// How far the writing of a run's checkouts got: how many writes are done, or why it
+/// stopped.
+#[derive(Debug, Clone)]
+pub enum Written {
+    Done(usize),
+    Failed(String),
+}
+
+/// The checkout files a job waits for: written once [`Written::Done`] reaches `need`.
+#[derive(Debug, Clone)]
+pub struct PendingFiles {
+    pub progress: watch::Receiver<Written>,
+    pub need: usize,
+}
+
+impl PendingFiles {
+    /// Wait until the job's files are written; why not, when they cannot be (the job is
+    /// then an `error`: the runner failed, not the job).
+    async fn wait(&self) -> std::result::Result<(), String> {
+        let mut rx = self.progress.clone();
+        let need = self.need;
+        let got = rx
+            .wait_for(|w| match w {
+                Written::Done(n) => *n >= need,
+                Written::Failed(_) => true,
+            })
+            .await
+            .map(|w| w.clone());
+        match got {
+            Ok(Written::Done(_)) => Ok(()),
+            Ok(Written::Failed(why)) => Err(format!("cannot write its checkout: {why}")),
+            Err(_) => Err("its checkout was not written".into()),
+        }
+    }
 }
 
 /// Variables passed on to a job, with their values; shared by the jobs of one pipeline.
@@ -654,7 +692,11 @@ async fn run_job(
     };
     let mut log = process::JobLog::new(process::log_path(&settings.log_dir, &job.key));
     // A job that cannot even be prepared is an `error`: it could not run.
-    let prepared = prepare(r, artifacts, settings, slot);
+    let files = match &r.files {
+        Some(f) => f.wait().await,
+        None => Ok(()),
+    };
+    let prepared = files.and_then(|()| prepare(r, artifacts, settings, slot));
     let out = &slot.out;
     let (vars, cwd) = match prepared {
         Ok(v) => v,
@@ -1096,6 +1138,7 @@ mod tests {
         let ready = vec![Ready {
             job,
             cwd: Ok(tmp.path().to_path_buf()),
+            files: None,
             pass: Arc::new(Vec::new()),
         }];
         let (tx, rx) = std::sync::mpsc::channel();

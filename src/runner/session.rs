@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::ledger::recorder::Recorder;
 use crate::ledger::{ArtifactRecord, Ledger, LedgerView, Verdict};
 use crate::plan::{Job, MovePlan, Planner, describe};
-use crate::repo::Checkout;
+use crate::repo::{Checkout, sparse};
 
 /// Which of the planned jobs to run, and how.
 #[derive(Debug, Clone, Default)]
@@ -190,37 +190,55 @@ fn run_selection(
     // One checkout per commit, shared by its jobs, holding the files they name (what
     // their keys cover), not every file of the commit. A tree the runner refuses to write
     // (an entry that escapes it, a name twice) makes its jobs an `error` naming the path.
-    let mut named: BTreeMap<ObjectId, Vec<String>> = BTreeMap::new();
-    for j in &jobs {
-        named
+    // The files are written on a thread of their own, in the order the jobs start, each
+    // job waiting only for its own: the first job does not wait for the last one's files.
+    let mut per_commit: BTreeMap<ObjectId, Vec<(usize, Vec<String>)>> = BTreeMap::new();
+    for (n, j) in jobs.iter().enumerate() {
+        per_commit
             .entry(j.commit)
             .or_default()
-            .extend(planner.job_files(j)?);
+            .push((n, planner.job_files(j)?));
     }
     let mut checkouts: HashMap<ObjectId, std::result::Result<Checkout, String>> = HashMap::new();
-    for (commit, paths) in &named {
-        checkouts.insert(
-            *commit,
-            match Checkout::sparse(repo, repo.tree_of(*commit)?, paths) {
-                Ok(c) => Ok(c),
-                Err(err @ Error::UnsafeTree { .. }) => {
-                    Err(format!("cannot check out commit {commit}: {err}"))
+    // What each job needs written, by its position in `jobs`.
+    let mut job_writes: Vec<Vec<sparse::Write>> = vec![Vec::new(); jobs.len()];
+    for (commit, files) in per_commit {
+        let checkout = Checkout::empty_dir()?;
+        let mut plan = sparse::Plan::new(repo, repo.tree_of(commit)?, &checkout.path());
+        let planned: Result<Vec<(usize, Vec<sparse::Write>)>> = files
+            .into_iter()
+            .map(|(n, paths)| Ok((n, plan.add(&paths)?)))
+            .collect();
+        match planned {
+            Ok(planned) => {
+                for (n, w) in planned {
+                    job_writes[n] = w;
                 }
-                Err(err) => return Err(err),
-            },
-        );
+                checkouts.insert(commit, Ok(checkout));
+            }
+            Err(err @ Error::UnsafeTree { .. }) => {
+                checkouts.insert(
+                    commit,
+                    Err(format!("cannot check out commit {commit}: {err}")),
+                );
+            }
+            Err(err) => return Err(err),
+        }
     }
+    let (writer, pending) = write_checkouts(repo, job_writes);
     // What each job may see of our environment: the `env:` of the pipeline that judges it
     // (the target stage's), and the values to mask: ours and every secret it names.
     let (passes, secrets) = job_env_policy(planner, plans)?;
     let fallback = Arc::new(Vec::new());
     let ready: Vec<Ready> = jobs
         .into_iter()
-        .map(|job| Ready {
+        .zip(pending)
+        .map(|(job, files)| Ready {
             cwd: checkouts[&job.commit]
                 .as_ref()
                 .map(|c| c.path())
                 .map_err(Clone::clone),
+            files,
             pass: passes
                 .get(&job.key)
                 .cloned()
@@ -313,6 +331,11 @@ fn run_selection(
     drop(ticker);
     let recorded = recorder.finish()?;
     drop(claims);
+    // Every job has ended: the checkouts can go once the writer is done with them, on a
+    // thread while the ledger is tidied and published (removing a thousand files takes a
+    // while on some file systems).
+    let _ = writer.join();
+    let removing = std::thread::spawn(move || drop(checkouts));
     if recorded > 0 {
         // Each ledger commit is a pack of its own; let git fold them (and any loose
         // objects) together once there are enough to matter. Cheap when there are not.
@@ -325,7 +348,7 @@ fn run_selection(
             ));
         }
     }
-    drop(checkouts);
+    let _ = removing.join();
     let report = Report {
         outcomes,
         recorded,
@@ -519,6 +542,44 @@ fn open_claims(git_dir: &std::path::Path) -> Option<Arc<super::claim::Claims>> {
             None
         }
     }
+}
+
+/// Start writing `writes` (what each job needs of its checkout, in the order the jobs
+/// start) on a thread of its own; returns it, and for each job what to wait for (`None`
+/// when it needs nothing written).
+fn write_checkouts(
+    repo: &crate::repo::Repo,
+    writes: Vec<Vec<sparse::Write>>,
+) -> (
+    std::thread::JoinHandle<()>,
+    Vec<Option<super::PendingFiles>>,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(super::Written::Done(0));
+    let mut need = 0;
+    let pending = writes
+        .iter()
+        .map(|w| {
+            need += w.len();
+            (!w.is_empty()).then(|| super::PendingFiles {
+                progress: rx.clone(),
+                need,
+            })
+        })
+        .collect();
+    let shared = repo.git.clone().into_sync();
+    let handle = std::thread::spawn(move || {
+        let writer = sparse::Writer::new(shared);
+        let mut done = 0;
+        for w in writes.iter().flatten() {
+            if let Err(e) = writer.write(w) {
+                tx.send_replace(super::Written::Failed(e.to_string()));
+                return;
+            }
+            done += 1;
+            tx.send_replace(super::Written::Done(done));
+        }
+    });
+    (handle, pending)
 }
 
 /// Whether the ledger holds more attempts of a key than when this run planned. Reads
