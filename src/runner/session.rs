@@ -290,8 +290,7 @@ fn run_selection(
     });
     sink(Event::RunStarted { total });
     let (sink, ticker) = still_running(sink, opts.still_running);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::infra(format!("cannot start the job runtime: {e}")))?;
@@ -436,8 +435,9 @@ fn select(planner: &Planner, plans: &[MovePlan], opts: &Options) -> Result<Selec
         {
             continue;
         }
-        let latest = view.latest(key)?;
-        let verdict = latest.as_ref().map(|r| r.verdict);
+        // Read (and remembered by the view) when the gates were evaluated just above.
+        let latest = view.latest_with_history(key)?;
+        let verdict = latest.as_ref().map(|(r, _)| r.verdict);
         let forced = matches(key, &opts.rerun)
             || retry.contains(key)
             || (opts.failed && matches!(verdict, Some(Verdict::Fail | Verdict::Error)));
