@@ -170,6 +170,13 @@ impl<'r> Plan<'r> {
     }
 }
 
+/// Held for reading while this process starts a program, and for writing while a
+/// [`Writer`] has a file open. A child between fork and exec holds a copy of every open
+/// descriptor, close-on-exec or not; if one is a script being written, every `exec` of
+/// that script fails with ETXTBSY ("text file busy") until the child's own exec: a job
+/// starting `./t.sh` while another job's checkout files are written would fail to start.
+pub static SPAWN: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 /// Writes what a [`Plan`] said. Nothing is written through a symlink or over a file:
 /// directories and files are created new (`O_EXCL`, `O_NOFOLLOW`).
 pub struct Writer {
@@ -196,6 +203,9 @@ impl Writer {
                 blob,
                 executable,
             } => {
+                let data = self.repo.blob(*blob)?;
+                // No program starts while the file is open (see SPAWN).
+                let _open = SPAWN.write().unwrap_or_else(|e| e.into_inner());
                 let mut f = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -203,7 +213,7 @@ impl Writer {
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(path)
                     .io_context(|| format!("writing {}", path.display()))?;
-                std::io::Write::write_all(&mut f, &self.repo.blob(*blob)?)
+                std::io::Write::write_all(&mut f, &data)
                     .io_context(|| format!("writing {}", path.display()))
             }
             Write::Link { path, target } => {

@@ -90,7 +90,14 @@ pub async fn run(spec: Spec<'_>, log: JobLog, mut cancel: watch::Receiver<bool>)
         .stderr(Stdio::from(OwnedFd::from(writer2)))
         .process_group(0)
         .kill_on_drop(true);
-    let spawned = cmd.spawn();
+    // Not while a checkout file is open for writing: the child would hold it open until
+    // its exec, and a job starting that file meanwhile would fail (ETXTBSY).
+    let spawned = {
+        let _spawning = crate::repo::sparse::SPAWN
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        cmd.spawn()
+    };
     // Close our copies of the write end, so the reader sees EOF when the group is gone.
     drop(cmd);
     let mut child = match spawned {

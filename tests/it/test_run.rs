@@ -1036,3 +1036,22 @@ fn a_file_a_job_reads_without_naming_it_is_missing_from_its_checkout() {
     assert_eq!(r.verdict, Verdict::Fail);
     assert!(r.excerpt.contains("stagegate.yaml"), "{}", r.excerpt);
 }
+
+#[test]
+fn scripts_written_while_other_jobs_start_all_start() {
+    // The checkout's files are written while the first jobs run. A child started while a
+    // script was open for writing would hold it open until its exec, and a job starting
+    // that script then would fail with ETXTBSY ("text file busy", exit 126).
+    let names: Vec<String> = (0..200).map(|i| format!("t{i}")).collect();
+    let tests: Vec<(&str, &str, &str)> = names
+        .iter()
+        .map(|n| (n.as_str(), "", "#!/bin/sh\nexit 0\n"))
+        .collect();
+    let env = repo_with_tests(&tests);
+    let out = env.sg_ok(&["run", "-j", "32"]);
+    let records = ledger(&env);
+    assert_eq!(records.len(), 200, "{out}");
+    for (path, r) in &records {
+        assert_eq!(r.verdict, Verdict::Pass, "{path}: {}\n{out}", r.excerpt);
+    }
+}
