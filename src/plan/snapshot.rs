@@ -29,8 +29,8 @@ pub struct ParseCache {
     /// A directory's entries by name (item directories hold thousands of manifests).
     index: RefCell<HashMap<ObjectId, Rc<HashMap<String, ObjectId>>>>,
     /// A tree's tests ([`Snapshot::tests`]) and where each name first appears in them, by
-    /// root tree id: a snapshot lives for one lookup, and a run of a thousand tests looks
-    /// each of them up.
+    /// the tree id of its `tests/`: a snapshot lives for one lookup, and a run of a
+    /// thousand tests looks each of them up.
     test_lists: RefCell<HashMap<ObjectId, (TestList, TestIndex)>>,
 }
 
@@ -157,7 +157,13 @@ impl<'r> Snapshot<'r> {
 
     /// [`Snapshot::tests`] and its index by name, read once per tree.
     fn test_list(&self) -> Result<(TestList, TestIndex)> {
-        if let Some(t) = self.cache.test_lists.borrow().get(&self.tree) {
+        // By the tests directory's tree: the candidates of a move are hundreds of trees
+        // that mostly share one `tests/`, and one list (and index) serves them all.
+        let key = match self.repo.entry(self.tree, TESTS_DIR)? {
+            Some(e) if e.kind == EntryKind::Tree => e.id,
+            _ => ObjectId::empty_tree(gix::hash::Kind::Sha1),
+        };
+        if let Some(t) = self.cache.test_lists.borrow().get(&key) {
             return Ok(t.clone());
         }
         let mut out = Vec::new();
@@ -186,10 +192,7 @@ impl<'r> Snapshot<'r> {
             index.entry(t.name.clone()).or_insert(n);
         }
         let list = (Rc::new(out), Rc::new(index));
-        self.cache
-            .test_lists
-            .borrow_mut()
-            .insert(self.tree, list.clone());
+        self.cache.test_lists.borrow_mut().insert(key, list.clone());
         Ok(list)
     }
 
