@@ -545,8 +545,9 @@ fn open_claims(git_dir: &std::path::Path) -> Option<Arc<super::claim::Claims>> {
 }
 
 /// Start writing `writes` (what each job needs of its checkout, in the order the jobs
-/// start) on a thread of its own; returns it, and for each job what to wait for (`None`
-/// when it needs nothing written).
+/// start) on a thread of its own; returns it, and for each job what to wait for: every
+/// write up to its own, since a file it needs may have been planned for an earlier job of
+/// its commit (`None` only when nothing is written before it either).
 fn write_checkouts(
     repo: &crate::repo::Repo,
     writes: Vec<Vec<sparse::Write>>,
@@ -560,7 +561,7 @@ fn write_checkouts(
         .iter()
         .map(|w| {
             need += w.len();
-            (!w.is_empty()).then(|| super::PendingFiles {
+            (need > 0).then(|| super::PendingFiles {
                 progress: rx.clone(),
                 need,
             })

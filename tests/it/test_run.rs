@@ -1055,3 +1055,35 @@ fn scripts_written_while_other_jobs_start_all_start() {
         assert_eq!(r.verdict, Verdict::Pass, "{path}: {}\n{out}", r.excerpt);
     }
 }
+
+#[test]
+fn a_job_whose_files_another_job_of_its_commit_brought_waits_for_them() {
+    // The candidate's job and its baseline run one test at one commit: every file the
+    // second needs was planned for the first, behind a large file the writer is still
+    // writing when the first jobs start.
+    let big = "x".repeat(48 << 20);
+    let env = TestEnv::init_with(&[
+        (
+            "stagegate.yaml",
+            "version: 1\nstages: [staging, stable]\ngates:\n  stable: {require: [test], baseline: true}\n",
+        ),
+        ("components/xen.yaml", XEN_1),
+        (
+            "tests/t.yaml",
+            "name: t\nuses: [components/xen]\nrun: ./tests/t.sh\nfiles: [data/big.bin]\n",
+        ),
+        ("tests/t.sh", "#!/bin/sh\ntest -s data/big.bin\n"),
+        ("data/big.bin", &big),
+    ]);
+    env.commit_on(
+        "staging",
+        "Bump xen to 2",
+        &[("components/xen.yaml", XEN_2)],
+    );
+    let out = env.sg_ok(&["run", "-j", "2"]);
+    let records = ledger(&env);
+    assert_eq!(records.len(), 2, "{out}");
+    for (path, r) in &records {
+        assert_eq!(r.verdict, Verdict::Pass, "{path}: {}\n{out}", r.excerpt);
+    }
+}
