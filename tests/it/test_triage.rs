@@ -516,6 +516,16 @@ fn a_quarantine_lifts_a_rejection_resting_on_its_test() {
 }
 
 /// The candidate's boot job as `why --format json` shows it, and what `why` wrote to stderr.
+/// The history counts `why` shows for a job: runs, passes, fails.
+fn assert_runs_passes_fails(job: &serde_json::Value, (runs, passes, fails): (u64, u64, u64)) {
+    let h = &job["history"];
+    assert_eq!(
+        (&h["runs"], &h["passes"], &h["fails"]),
+        (&runs.into(), &passes.into(), &fails.into()),
+        "{job:#}"
+    );
+}
+
 fn why_job(env: &TestEnv) -> (serde_json::Value, String) {
     let out = env.sg(&["why", "components/xen", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -570,15 +580,7 @@ fn a_ledger_written_before_verdicts_were_named_is_read_and_added_to() {
     let (job, err) = why_job(&env);
     assert!(err.is_empty(), "{err}");
     assert_eq!(job["verdict"], "fail", "{job:#}");
-    assert_eq!(
-        (
-            &job["history"]["runs"],
-            &job["history"]["passes"],
-            &job["history"]["fails"]
-        ),
-        (&2.into(), &1.into(), &1.into()),
-        "{job:#}"
-    );
+    assert_runs_passes_fails(&job, (2, 1, 1));
     assert!(
         env.sg_ok(&["log-of", &key])
             .contains("xen 3: lost the disk")
@@ -601,15 +603,7 @@ fn a_ledger_written_before_verdicts_were_named_is_read_and_added_to() {
     );
     let (job, _) = why_job(&env);
     assert_eq!(job["verdict"], "pass", "{job:#}");
-    assert_eq!(
-        (
-            &job["history"]["runs"],
-            &job["history"]["passes"],
-            &job["history"]["fails"]
-        ),
-        (&3.into(), &2.into(), &1.into()),
-        "{job:#}"
-    );
+    assert_runs_passes_fails(&job, (3, 2, 1));
     // The report reads every record, old and new: the baseline's and the three attempts.
     let out = env.home().join("site");
     env.sg_ok(&["report", "--out", out.to_str().unwrap()]);
