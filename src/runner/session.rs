@@ -226,6 +226,10 @@ fn run_selection(
         }
     }
     let (writer, pending) = write_checkouts(repo, job_writes);
+    let checkouts = Checkouts {
+        writer: Some(writer),
+        dirs: checkouts,
+    };
     // What each job may see of our environment: the `env:` of the pipeline that judges it
     // (the target stage's), and the values to mask: ours and every secret it names.
     let (passes, secrets) = job_env_policy(planner, plans)?;
@@ -234,7 +238,7 @@ fn run_selection(
         .into_iter()
         .zip(pending)
         .map(|(job, files)| Ready {
-            cwd: checkouts[&job.commit]
+            cwd: checkouts.dirs[&job.commit]
                 .as_ref()
                 .map(|c| c.path())
                 .map_err(Clone::clone),
@@ -330,10 +334,8 @@ fn run_selection(
     drop(ticker);
     let recorded = recorder.finish()?;
     drop(claims);
-    // Every job has ended: the checkouts can go once the writer is done with them, on a
-    // thread while the ledger is tidied and published (removing a thousand files takes a
-    // while on some file systems).
-    let _ = writer.join();
+    // Every job has ended: the checkouts go on a thread while the ledger is tidied and
+    // published (removing a thousand files takes a while on some file systems).
     let removing = std::thread::spawn(move || drop(checkouts));
     if recorded > 0 {
         // Each ledger commit is a pack of its own; let git fold them (and any loose
@@ -540,6 +542,22 @@ fn open_claims(git_dir: &std::path::Path) -> Option<Arc<super::claim::Claims>> {
                 path.display()
             ));
             None
+        }
+    }
+}
+
+/// A run's checkouts, by commit, and the thread writing their files. However the run
+/// ends, the writer is waited for before the checkouts are removed: removing a directory
+/// the writer is still writing into could leave files behind.
+struct Checkouts {
+    writer: Option<std::thread::JoinHandle<()>>,
+    dirs: HashMap<ObjectId, std::result::Result<Checkout, String>>,
+}
+
+impl Drop for Checkouts {
+    fn drop(&mut self) {
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
         }
     }
 }
