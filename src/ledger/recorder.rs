@@ -27,13 +27,13 @@ const MAX_BATCH: usize = 512;
 pub struct Recorder {
     pub sender: Sender<ResultRecord>,
     /// The commits this writer made, each with the tip it was built on.
-    pub written: Written,
+    pub commits: OwnCommits,
     handle: JoinHandle<Result<usize>>,
 }
 
 /// Commits a [`Recorder`] made (commit → its parent): a reader that finds only these
 /// between a tip it knows and the ref's tip knows that nobody else recorded meanwhile.
-pub type Written = Arc<Mutex<HashMap<ObjectId, Option<ObjectId>>>>;
+pub type OwnCommits = Arc<Mutex<HashMap<ObjectId, Option<ObjectId>>>>;
 
 impl Recorder {
     /// Start a writer for `reference` in `repo`. It shares `repo`'s object store (its
@@ -42,8 +42,8 @@ impl Recorder {
     pub fn start(repo: &Repo, reference: String) -> Recorder {
         let (sender, rx) = channel();
         let shared = repo.git.clone().into_sync();
-        let written = Written::default();
-        let mine = written.clone();
+        let commits = OwnCommits::default();
+        let mine = commits.clone();
         let handle = std::thread::spawn(move || {
             write_loop(
                 Repo::from_git(shared.to_thread_local()),
@@ -54,7 +54,7 @@ impl Recorder {
         });
         Recorder {
             sender,
-            written,
+            commits,
             handle,
         }
     }
@@ -72,7 +72,7 @@ fn write_loop(
     repo: Repo,
     reference: String,
     rx: Receiver<ResultRecord>,
-    mine: Written,
+    mine: OwnCommits,
 ) -> Result<usize> {
     let ledger = Ledger::new(&repo, &reference);
     let mut written = 0;

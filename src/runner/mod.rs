@@ -70,15 +70,15 @@ pub struct Ready {
 /// How far the writing of a run's checkouts got: how many writes are done, or why it
 /// stopped.
 #[derive(Debug, Clone)]
-pub enum Written {
+pub enum CheckoutProgress {
     Done(usize),
     Failed(String),
 }
 
-/// The checkout files a job waits for: written once [`Written::Done`] reaches `need`.
+/// The checkout files a job waits for: written once [`CheckoutProgress::Done`] reaches `need`.
 #[derive(Debug, Clone)]
 pub struct PendingFiles {
-    pub progress: watch::Receiver<Written>,
+    pub progress: watch::Receiver<CheckoutProgress>,
     pub need: usize,
 }
 
@@ -90,14 +90,14 @@ impl PendingFiles {
         let need = self.need;
         let got = rx
             .wait_for(|w| match w {
-                Written::Done(n) => *n >= need,
-                Written::Failed(_) => true,
+                CheckoutProgress::Done(n) => *n >= need,
+                CheckoutProgress::Failed(_) => true,
             })
             .await
             .map(|w| w.clone());
         match got {
-            Ok(Written::Done(_)) => Ok(()),
-            Ok(Written::Failed(why)) => Err(format!("cannot write its checkout: {why}")),
+            Ok(CheckoutProgress::Done(_)) => Ok(()),
+            Ok(CheckoutProgress::Failed(why)) => Err(format!("cannot write its checkout: {why}")),
             Err(_) => Err("its checkout was not written".into()),
         }
     }

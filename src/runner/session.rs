@@ -289,7 +289,7 @@ fn run_selection(
             repo,
             planner.pipeline.results_ref.clone(),
             (planned_tip, planned_attempts),
-            recorder.written.clone(),
+            recorder.commits.clone(),
         )),
     });
     sink(Event::RunStarted { total });
@@ -573,7 +573,7 @@ fn write_checkouts(
     std::thread::JoinHandle<()>,
     Vec<Option<super::PendingFiles>>,
 ) {
-    let (tx, rx) = tokio::sync::watch::channel(super::Written::Done(0));
+    let (tx, rx) = tokio::sync::watch::channel(super::CheckoutProgress::Done(0));
     let mut need = 0;
     let pending = writes
         .iter()
@@ -591,11 +591,11 @@ fn write_checkouts(
         let mut done = 0;
         for w in writes.iter().flatten() {
             if let Err(e) = writer.write(w) {
-                tx.send_replace(super::Written::Failed(e.to_string()));
+                tx.send_replace(super::CheckoutProgress::Failed(e.to_string()));
                 return;
             }
             done += 1;
-            tx.send_replace(super::Written::Done(done));
+            tx.send_replace(super::CheckoutProgress::Done(done));
         }
     });
     (handle, pending)
@@ -612,7 +612,7 @@ fn recorded_since(
     repo: &crate::repo::Repo,
     reference: String,
     (planned_tip, planned): (Option<ObjectId>, HashMap<String, u32>),
-    ours: crate::ledger::recorder::Written,
+    ours: crate::ledger::recorder::OwnCommits,
 ) -> super::RecordedSince {
     struct Reader {
         repo: crate::repo::Repo,
@@ -647,7 +647,7 @@ fn recorded_since(
 fn only_ours(
     tip: Option<ObjectId>,
     base: Option<ObjectId>,
-    ours: &crate::ledger::recorder::Written,
+    ours: &crate::ledger::recorder::OwnCommits,
 ) -> bool {
     let Ok(ours) = ours.lock() else {
         return false;
@@ -706,8 +706,8 @@ mod tests {
         ObjectId::from_bytes_or_panic(&[n; 20])
     }
 
-    fn ours(pairs: &[(u8, Option<u8>)]) -> crate::ledger::recorder::Written {
-        let w = crate::ledger::recorder::Written::default();
+    fn ours(pairs: &[(u8, Option<u8>)]) -> crate::ledger::recorder::OwnCommits {
+        let w = crate::ledger::recorder::OwnCommits::default();
         w.lock()
             .unwrap()
             .extend(pairs.iter().map(|(c, p)| (id(*c), p.map(id))));
