@@ -514,8 +514,7 @@ impl Repo {
     /// the tree put there.
     pub fn checkout(&self, tree: ObjectId, dir: &Path) -> Result<()> {
         let writes = sparse::Plan::new(self, tree, dir).everything()?;
-        let writer = sparse::Writer::new(self.git.clone().into_sync());
-        writes.iter().try_for_each(|w| writer.write(w))
+        writes.iter().try_for_each(|w| sparse::write(self, w))
     }
 
     /// The entries of `tree` (at `prefix/` in the checkout), each refused as

@@ -1,7 +1,7 @@
 //! A checkout of only the files jobs name, in two steps. [`Plan`] reads the tree, with the
 //! refusals of [`Repo::checkout`] for every directory it reads on the way, and says what to
-//! write; [`Writer`] writes it. Writing reads only blobs, through a repository handle of its
-//! own, so it can run on another thread while the first jobs already run: a run of a
+//! write; [`write`] writes it. Writing reads only blobs, so it can run on another thread
+//! (through a repository handle of its own) while the first jobs already run: a run of a
 //! thousand jobs does not wait for a thousand files before it starts the first.
 
 use std::collections::{HashMap, HashSet};
@@ -171,56 +171,43 @@ impl<'r> Plan<'r> {
 }
 
 /// Held for reading while this process starts a program, and for writing while a
-/// [`Writer`] has a file open. A child between fork and exec holds a copy of every open
+/// [`write`] has a file open. A child between fork and exec holds a copy of every open
 /// descriptor, close-on-exec or not; if one is a script being written, every `exec` of
 /// that script fails with ETXTBSY ("text file busy") until the child's own exec: a job
 /// starting `./t.sh` while another job's checkout files are written would fail to start.
 pub static SPAWN: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-/// Writes what a [`Plan`] said. Nothing is written through a symlink or over a file:
-/// directories and files are created new (`O_EXCL`, `O_NOFOLLOW`).
-pub struct Writer {
-    repo: Repo,
-}
-
-impl Writer {
-    /// A writer reading blobs through its own handle on `repo`'s object store (shared, not
-    /// a second copy of its mapped packs), so it may live on another thread.
-    pub fn new(repo: gix::ThreadSafeRepository) -> Writer {
-        Writer {
-            repo: Repo::from_git(repo.to_thread_local()),
+/// Write what a [`Plan`] said, reading blobs through `repo` (on another thread, a handle
+/// of its own on the same object store). Nothing is written through a symlink or over a
+/// file: directories and files are created new (`O_EXCL`, `O_NOFOLLOW`).
+pub fn write(repo: &Repo, w: &Write) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match w {
+        Write::Dir(path) => {
+            std::fs::create_dir(path).io_context(|| format!("creating {}", path.display()))
         }
-    }
-
-    pub fn write(&self, w: &Write) -> Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        match w {
-            Write::Dir(path) => {
-                std::fs::create_dir(path).io_context(|| format!("creating {}", path.display()))
-            }
-            Write::File {
-                path,
-                blob,
-                executable,
-            } => {
-                let data = self.repo.blob(*blob)?;
-                // No program starts while the file is open (see SPAWN).
-                let _open = SPAWN.write().unwrap_or_else(|e| e.into_inner());
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(if *executable { 0o755 } else { 0o644 })
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(path)
-                    .io_context(|| format!("writing {}", path.display()))?;
-                std::io::Write::write_all(&mut f, &data)
-                    .io_context(|| format!("writing {}", path.display()))
-            }
-            Write::Link { path, target } => {
-                let target = self.repo.blob(*target)?;
-                std::os::unix::fs::symlink(OsStr::from_bytes(&target), path)
-                    .io_context(|| format!("linking {}", path.display()))
-            }
+        Write::File {
+            path,
+            blob,
+            executable,
+        } => {
+            let data = repo.blob(*blob)?;
+            // No program starts while the file is open (see SPAWN).
+            let _open = SPAWN.write().unwrap_or_else(|e| e.into_inner());
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(if *executable { 0o755 } else { 0o644 })
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+                .io_context(|| format!("writing {}", path.display()))?;
+            std::io::Write::write_all(&mut f, &data)
+                .io_context(|| format!("writing {}", path.display()))
+        }
+        Write::Link { path, target } => {
+            let target = repo.blob(*target)?;
+            std::os::unix::fs::symlink(OsStr::from_bytes(&target), path)
+                .io_context(|| format!("linking {}", path.display()))
         }
     }
 }
@@ -303,8 +290,8 @@ mod tests {
             .unwrap();
         let shared = repo.git.clone().into_sync();
         std::thread::spawn(move || {
-            let w = Writer::new(shared);
-            writes.iter().for_each(|x| w.write(x).unwrap());
+            let repo = Repo::from_git(shared.to_thread_local());
+            writes.iter().for_each(|x| write(&repo, x).unwrap());
         })
         .join()
         .unwrap();
@@ -321,8 +308,7 @@ mod tests {
         let writes = Plan::new(&repo, tree, out.path())
             .add(&paths(&["t.sh"]))
             .unwrap();
-        let w = Writer::new(repo.git.clone().into_sync());
-        assert!(w.write(&writes[0]).is_err());
+        assert!(write(&repo, &writes[0]).is_err());
         assert_eq!(
             std::fs::read_to_string(out.path().join("t.sh")).unwrap(),
             "other"

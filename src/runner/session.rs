@@ -587,10 +587,10 @@ fn write_checkouts(
         .collect();
     let shared = repo.git.clone().into_sync();
     let handle = std::thread::spawn(move || {
-        let writer = sparse::Writer::new(shared);
+        let repo = crate::repo::Repo::from_git(shared.to_thread_local());
         let mut done = 0;
         for w in writes.iter().flatten() {
-            if let Err(e) = writer.write(w) {
+            if let Err(e) = sparse::write(&repo, w) {
                 tx.send_replace(super::CheckoutProgress::Failed(e.to_string()));
                 return;
             }
