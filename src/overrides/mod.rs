@@ -176,7 +176,7 @@ impl WaiveRecord {
                 &self.key[..self.key.len().min(12)],
                 self.job
                     .as_ref()
-                    .map(|j| format!(" ({})", j.split_whitespace().collect::<Vec<_>>().join(" ")))
+                    .map(|j| format!(" ({})", one_line(j)))
                     .unwrap_or_default(),
                 self.stage
                     .as_ref()
