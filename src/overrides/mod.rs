@@ -664,6 +664,19 @@ pub fn waivers(view: &LedgerView, key: &str, now: i64) -> Result<Vec<WaiveRecord
     Ok(out)
 }
 
+/// The scopes under `dir` that have records: `<scope>/` and `<scope>.yaml` of the first
+/// format. One listing, so that asking about many scopes (every planned job key) looks up
+/// only those that have any.
+fn scopes_with_records(view: &LedgerView, dir: &str) -> Result<std::collections::HashSet<String>> {
+    let mut out: std::collections::HashSet<String> = view.dirs(dir)?.into_iter().collect();
+    out.extend(
+        view.list(dir)?
+            .into_iter()
+            .filter_map(|f| f.strip_suffix(".yaml").map(String::from)),
+    );
+    Ok(out)
+}
+
 /// The first waiver in force of each of `keys` into `stage`.
 pub fn waived<'a>(
     view: &LedgerView,
@@ -671,8 +684,9 @@ pub fn waived<'a>(
     keys: impl IntoIterator<Item = &'a String>,
     now: i64,
 ) -> Result<BTreeMap<String, WaiveRecord>> {
+    let with_records = scopes_with_records(view, WAIVE_DIR)?;
     let mut out = BTreeMap::new();
-    for k in keys {
+    for k in keys.into_iter().filter(|k| with_records.contains(*k)) {
         if let Some(w) = waivers(view, k, now)?
             .into_iter()
             .find(|w| w.stage.as_deref().is_none_or(|s| s == stage))
@@ -708,8 +722,9 @@ pub fn approved<'a>(
     contents: impl IntoIterator<Item = &'a String>,
     now: i64,
 ) -> Result<BTreeMap<String, ApproveRecord>> {
+    let with_records = scopes_with_records(view, APPROVE_DIR)?;
     let mut out = BTreeMap::new();
-    for c in contents {
+    for c in contents.into_iter().filter(|c| with_records.contains(*c)) {
         if let Some(a) = approvals(view, c, now)?
             .into_iter()
             .find(|a| a.stage == stage)
