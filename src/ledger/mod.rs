@@ -32,7 +32,7 @@ pub mod sync;
 
 pub use history::History;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
@@ -440,32 +440,48 @@ impl<'r> LedgerView<'r> {
         }
     }
 
-    /// The names of the files directly under `dir` in the ledger's tree.
-    pub fn list(&self, dir: &str) -> Result<Vec<String>> {
+    /// The entries directly under `dir` in the ledger's tree.
+    fn entries(&self, dir: &str) -> Result<Vec<Entry>> {
         match self.tree {
-            Some(t) => Ok(self
-                .repo
-                .list(t, dir)?
-                .into_iter()
-                .filter(|e| e.kind != EntryKind::Tree)
-                .map(|e| e.name)
-                .collect()),
+            Some(t) => self.repo.list(t, dir),
             None => Ok(Vec::new()),
         }
     }
 
+    /// The names of the files directly under `dir` in the ledger's tree.
+    pub fn list(&self, dir: &str) -> Result<Vec<String>> {
+        Ok(self
+            .entries(dir)?
+            .into_iter()
+            .filter(|e| e.kind != EntryKind::Tree)
+            .map(|e| e.name)
+            .collect())
+    }
+
     /// The names of the directories directly under `dir` in the ledger's tree.
     pub fn dirs(&self, dir: &str) -> Result<Vec<String>> {
-        match self.tree {
-            Some(t) => Ok(self
-                .repo
-                .list(t, dir)?
-                .into_iter()
-                .filter(|e| e.kind == EntryKind::Tree)
-                .map(|e| e.name)
-                .collect()),
-            None => Ok(Vec::new()),
-        }
+        Ok(self
+            .entries(dir)?
+            .into_iter()
+            .filter(|e| e.kind == EntryKind::Tree)
+            .map(|e| e.name)
+            .collect())
+    }
+
+    /// The files directly under `dir`, by name, with their blob ids: one read of `dir`
+    /// for many lookups in it (a path lookup scans the directory each time).
+    pub fn files(&self, dir: &str) -> Result<HashMap<String, ObjectId>> {
+        Ok(self
+            .entries(dir)?
+            .into_iter()
+            .filter(|e| e.kind != EntryKind::Tree)
+            .map(|e| (e.name, e.id))
+            .collect())
+    }
+
+    /// The content of blob `id` (one [`LedgerView::files`] listed).
+    pub fn blob(&self, id: ObjectId) -> Result<Vec<u8>> {
+        self.repo.blob(id)
     }
 
     /// The tree id of a key's directory, if it has any results.
