@@ -95,10 +95,18 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView) -> Result<Fac
         holds: holds(planner.repo, &plan.from, plan.from_head)?,
         ..Facts::default()
     };
+    // Each directory read once: decisions/T and seen/T hold every content ever judged or
+    // seen, and a path lookup per candidate would scan them once per candidate.
+    let to = &plan.to.name;
+    let decisions = view.files(&format!("decisions/{to}"))?;
+    let seen = view.files(&format!("seen/{to}"))?;
+    let bisected: std::collections::HashSet<String> =
+        view.dirs(&format!("bisect/{to}"))?.into_iter().collect();
     for c in &plan.candidates {
-        let path = decision_path(&plan.to.name, &c.content);
-        if let Some(bytes) = view.read(&path)? {
-            let d: DecisionRecord = records::parse(&path, &bytes)?;
+        let name = format!("{}.yaml", c.content);
+        if let Some(id) = decisions.get(&name) {
+            let path = decision_path(to, &c.content);
+            let d: DecisionRecord = records::parse(&path, &view.blob(*id)?)?;
             facts.rejected.insert(
                 c.content.clone(),
                 Rejection {
@@ -116,12 +124,14 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView) -> Result<Fac
                 },
             );
         }
-        if let Some(b) = crate::bisect::record::latest(view, &plan.to.name, &c.content)? {
+        if bisected.contains(&c.content)
+            && let Some(b) = crate::bisect::record::latest(view, to, &c.content)?
+        {
             facts.bisected.insert(c.content.clone(), b.summary());
         }
-        let path = seen_path(&plan.to.name, &c.content);
-        if let Some(bytes) = view.read(&path)? {
-            let s: SeenRecord = records::parse(&path, &bytes)?;
+        if let Some(id) = seen.get(&name) {
+            let path = seen_path(to, &c.content);
+            let s: SeenRecord = records::parse(&path, &view.blob(*id)?)?;
             if let Ok(t) = humantime::parse_rfc3339(&s.first_seen) {
                 let secs = t
                     .duration_since(std::time::UNIX_EPOCH)
