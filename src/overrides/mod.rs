@@ -619,9 +619,26 @@ pub fn is_removed(view: &LedgerView, id: &str) -> Result<bool> {
     Ok(view.read(&removed_path(id))?.is_some())
 }
 
-/// Whether an override is in force at `now`: not expired, not lifted.
-fn in_force(view: &LedgerView, id: &str, expires: Option<&str>, now: i64) -> Result<bool> {
-    Ok(!expired(expires, now) && !is_removed(view, id)?)
+fn quarantine_id(q: &QuarantineRecord) -> (String, Option<&str>) {
+    (q.id.clone(), q.expires.as_deref())
+}
+
+/// The `records` in force at `now`: not expired, not lifted. `which` gives a record's id
+/// and expiry.
+fn in_force<T>(
+    view: &LedgerView,
+    records: Vec<T>,
+    now: i64,
+    which: impl Fn(&T) -> (String, Option<&str>),
+) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let (id, expires) = which(&r);
+        if !expired(expires, now) && !is_removed(view, &id)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 /// Every record directly under `dir`, parsed.
@@ -654,12 +671,8 @@ fn scoped<T: serde::de::DeserializeOwned>(
 
 /// The waivers of job `key` in force at `now`, oldest first.
 pub fn waivers(view: &LedgerView, key: &str, now: i64) -> Result<Vec<WaiveRecord>> {
-    let mut out = Vec::new();
-    for w in scoped::<WaiveRecord>(view, WAIVE_DIR, key)? {
-        if in_force(view, &w.id(), w.expires.as_deref(), now)? {
-            out.push(w);
-        }
-    }
+    let waivers = scoped::<WaiveRecord>(view, WAIVE_DIR, key)?;
+    let mut out = in_force(view, waivers, now, |w| (w.id(), w.expires.as_deref()))?;
     out.sort_by(|a, b| a.created.cmp(&b.created));
     Ok(out)
 }
@@ -706,13 +719,8 @@ pub fn waiver(view: &LedgerView, key: &str) -> Result<Option<WaiveRecord>> {
 
 /// The approvals of content `content` in force at `now`.
 pub fn approvals(view: &LedgerView, content: &str, now: i64) -> Result<Vec<ApproveRecord>> {
-    let mut out = Vec::new();
-    for a in scoped::<ApproveRecord>(view, APPROVE_DIR, content)? {
-        if in_force(view, &a.id(), a.expires.as_deref(), now)? {
-            out.push(a);
-        }
-    }
-    Ok(out)
+    let approvals = scoped::<ApproveRecord>(view, APPROVE_DIR, content)?;
+    in_force(view, approvals, now, |a| (a.id(), a.expires.as_deref()))
 }
 
 /// The approval in force of each of `contents` into `stage`.
@@ -737,12 +745,9 @@ pub fn approved<'a>(
 
 /// The freezes of `stage` in force at `now`, oldest first.
 pub fn freezes(view: &LedgerView, stage: &str, now: i64) -> Result<Vec<FreezeRecord>> {
-    let mut out = Vec::new();
-    for f in records_in::<FreezeRecord>(view, &format!("{FREEZE_DIR}/{stage}"))? {
-        if in_force(view, &f.id, f.expires.as_deref(), now)? {
-            out.push(f);
-        }
-    }
+    let dir = format!("{FREEZE_DIR}/{stage}");
+    let freezes = records_in::<FreezeRecord>(view, &dir)?;
+    let mut out = in_force(view, freezes, now, |f| (f.id.clone(), f.expires.as_deref()))?;
     out.sort_by(|a, b| a.created.cmp(&b.created));
     Ok(out)
 }
@@ -756,16 +761,17 @@ pub fn quarantines(
 ) -> Result<BTreeMap<String, QuarantineRecord>> {
     let mut out: BTreeMap<String, QuarantineRecord> = BTreeMap::new();
     for test in view.dirs(QUARANTINE_DIR)? {
-        for q in records_in::<QuarantineRecord>(view, &format!("{QUARANTINE_DIR}/{test}"))? {
-            let applies = match (stage, &q.stage) {
-                (Some(s), Some(qs)) => s == qs,
-                _ => true,
-            };
-            if applies && in_force(view, &q.id, q.expires.as_deref(), now)? {
-                let keep = out.get(&q.test).is_none_or(|old| old.created > q.created);
-                if keep {
-                    out.insert(q.test.clone(), q);
-                }
+        let applying: Vec<QuarantineRecord> =
+            records_in::<QuarantineRecord>(view, &format!("{QUARANTINE_DIR}/{test}"))?
+                .into_iter()
+                .filter(|q| match (stage, &q.stage) {
+                    (Some(s), Some(qs)) => s == qs,
+                    _ => true,
+                })
+                .collect();
+        for q in in_force(view, applying, now, quarantine_id)? {
+            if out.get(&q.test).is_none_or(|old| old.created > q.created) {
+                out.insert(q.test.clone(), q);
             }
         }
     }
@@ -846,11 +852,6 @@ pub fn find(view: &LedgerView, kind: &str, id: &str, now: i64) -> Result<Overrid
 
 /// Every quarantine of `test` in force at `now` (of every stage).
 pub fn quarantines_of(view: &LedgerView, test: &str, now: i64) -> Result<Vec<QuarantineRecord>> {
-    let mut out = Vec::new();
-    for q in records_in::<QuarantineRecord>(view, &format!("{QUARANTINE_DIR}/{test}"))? {
-        if in_force(view, &q.id, q.expires.as_deref(), now)? {
-            out.push(q);
-        }
-    }
-    Ok(out)
+    let all = records_in::<QuarantineRecord>(view, &format!("{QUARANTINE_DIR}/{test}"))?;
+    in_force(view, all, now, quarantine_id)
 }
