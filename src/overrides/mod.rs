@@ -158,10 +158,15 @@ impl OverrideRef {
     }
 }
 
+/// The first 12 digits of a key: how ids and scopes name it.
+fn short(key: &str) -> &str {
+    &key[..key.len().min(12)]
+}
+
 impl WaiveRecord {
     pub fn id(&self) -> String {
         if self.id.is_empty() {
-            self.key[..self.key.len().min(12)].to_string()
+            short(&self.key).to_string()
         } else {
             self.id.clone()
         }
@@ -173,7 +178,7 @@ impl WaiveRecord {
             kind: "waive".into(),
             scope: format!(
                 "job {}{}{}",
-                &self.key[..self.key.len().min(12)],
+                short(&self.key),
                 self.job
                     .as_ref()
                     .map(|j| format!(" ({})", one_line(j)))
@@ -194,7 +199,7 @@ impl WaiveRecord {
 impl ApproveRecord {
     pub fn id(&self) -> String {
         if self.id.is_empty() {
-            self.content[..self.content.len().min(12)].to_string()
+            short(&self.content).to_string()
         } else {
             self.id.clone()
         }
@@ -207,7 +212,7 @@ impl ApproveRecord {
             scope: format!(
                 "{} at {} into {}",
                 self.candidate,
-                &self.content[..self.content.len().min(12)],
+                short(&self.content),
                 self.stage
             ),
             by: self.author.clone(),
