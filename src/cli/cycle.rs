@@ -69,10 +69,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     }
     let moves = promote::publish::moves(&planner, args.stage.as_deref())?;
     let forge = crate::forge::configured()?;
-    let remote = ctx
-        .workspace()?
-        .remote(&planner.pipeline, false)
-        .unwrap_or_else(|| "origin".into());
+    let remote = ctx.review_remote(&planner.pipeline)?;
     let opts = promote::Options::for_runner(false, forge.as_deref(), remote, args.review);
     let run_opts = session::Options {
         parallel: args.parallel,

@@ -131,6 +131,15 @@ impl Ctx {
     pub fn start(&self, push: bool) -> Result<crate::plan::Planner<'_>> {
         self.workspace()?.start(push)
     }
+
+    /// The remote promotion branches are pushed to for review (`origin` when none is
+    /// configured).
+    pub fn review_remote(&self, pipeline: &crate::manifest::Pipeline) -> Result<String> {
+        Ok(self
+            .workspace()?
+            .remote(pipeline, false)
+            .unwrap_or_else(|| "origin".into()))
+    }
 }
 
 /// What a command asks the process to exit with, when it is not plain success.

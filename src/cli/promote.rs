@@ -32,10 +32,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let planner = ctx.start(args.push)?;
     let moves = promote::publish::moves(&planner, args.stage.as_deref())?;
     let forge = crate::forge::configured()?;
-    let remote = ctx
-        .workspace()?
-        .remote(&planner.pipeline, false)
-        .unwrap_or_else(|| "origin".into());
+    let remote = ctx.review_remote(&planner.pipeline)?;
     let opts = promote::Options::for_runner(args.dry_run, forge.as_deref(), remote, args.review);
     let mut outcomes = Vec::new();
     for (s, t) in &moves {
