@@ -186,6 +186,20 @@ impl Repo {
         Ok(commit.id)
     }
 
+    /// A watch on the files that hold ref `name` (its loose file and `packed-refs`), to tell
+    /// cheaply whether it may have moved; `None` when its refs are not kept in those files
+    /// (a `reftable`, a ref outside `refs/`).
+    pub fn ref_watch(&self, name: &str) -> Option<RefWatch> {
+        let common = self.git.common_dir();
+        if !name.starts_with("refs/") || common.join("reftable").exists() {
+            return None;
+        }
+        Some(RefWatch {
+            loose: common.join(name),
+            packed: common.join("packed-refs"),
+        })
+    }
+
     /// The object a ref points to, or `None` when the ref does not exist.
     pub fn ref_target(&self, name: &str) -> Result<Option<ObjectId>> {
         match self
@@ -649,5 +663,46 @@ impl Checkout {
 
     pub fn path(&self) -> PathBuf {
         self.dir.path().to_path_buf()
+    }
+}
+
+/// See [`Repo::ref_watch`].
+#[derive(Debug, Clone)]
+pub struct RefWatch {
+    loose: PathBuf,
+    packed: PathBuf,
+}
+
+impl RefWatch {
+    /// What the ref's files look like now (identity, size, times). Every update of a ref
+    /// replaces one of them, so two equal stamps, the first taken before a read of the
+    /// ref, mean that read is still current. `None` when a file cannot be examined.
+    pub fn stamp(&self) -> Option<RefStamp> {
+        Some(RefStamp([
+            file_stamp(&self.loose)?,
+            file_stamp(&self.packed)?,
+        ]))
+    }
+}
+
+/// See [`RefWatch::stamp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefStamp([Option<FileStamp>; 2]);
+
+/// A file's device, inode, size, and change and modification times (seconds, nanoseconds).
+type FileStamp = (u64, u64, u64, [i64; 4]);
+
+/// `Some(None)` for a file that does not exist, `None` when it cannot be examined.
+fn file_stamp(path: &Path) -> Option<Option<FileStamp>> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => Some(Some((
+            m.dev(),
+            m.ino(),
+            m.size(),
+            [m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()],
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(None),
+        Err(_) => None,
     }
 }

@@ -604,9 +604,10 @@ fn write_checkouts(
 /// Whether the ledger holds more attempts of a key than when this run planned. Reads
 /// through `repo`'s object store (shared, not a second copy of its mapped packs).
 ///
-/// Asked once per job, so it is cheap when nothing else recorded: when every commit
-/// between the planned tip (or a tip checked since) and the ref's tip is one this run's
-/// recorder made (`ours`), no other run recorded anything, and the ledger is not read.
+/// Asked once per job, so it is cheap when nothing else recorded: the ref is read again
+/// only when its files changed, and when every commit between the planned tip (or a tip
+/// checked since) and the ref's tip is one this run's recorder made (`ours`), no other run
+/// recorded anything, and the ledger is not read.
 /// Only when another writer's commit is in between are the key's attempts counted.
 fn recorded_since(
     repo: &crate::repo::Repo,
@@ -618,8 +619,12 @@ fn recorded_since(
         repo: crate::repo::Repo,
         /// A tip up to which only this run's recorder wrote since planning.
         clean: Option<ObjectId>,
+        /// The ref's files when it was last read, and the tip read then.
+        seen: Option<(crate::repo::RefStamp, Option<ObjectId>)>,
+        watch: Option<crate::repo::RefWatch>,
     }
     let shared = repo.git.clone().into_sync();
+    let watch = repo.ref_watch(&reference);
     let reader: Mutex<Option<Reader>> = Mutex::new(None);
     Box::new(move |key| {
         let Ok(mut guard) = reader.lock() else {
@@ -628,9 +633,22 @@ fn recorded_since(
         let reader = guard.get_or_insert_with(|| Reader {
             repo: crate::repo::Repo::from_git(shared.to_thread_local()),
             clean: planned_tip,
+            seen: None,
+            watch: watch.clone(),
         });
-        let Ok(tip) = reader.repo.ref_target(&reference) else {
-            return false;
+        // The ref is read only when its files changed since it was last read: a job
+        // costs two `stat`s here, not a ref lookup (the stamp is taken first, so an update
+        // racing the read changes the next stamp).
+        let stamp = reader.watch.as_ref().and_then(|w| w.stamp());
+        let tip = match reader.seen {
+            Some((seen, tip)) if stamp == Some(seen) => tip,
+            _ => {
+                let Ok(tip) = reader.repo.ref_target(&reference) else {
+                    return false;
+                };
+                reader.seen = stamp.map(|s| (s, tip));
+                tip
+            }
         };
         if only_ours(tip, reader.clean, &ours) {
             reader.clean = tip;
