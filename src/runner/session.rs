@@ -533,7 +533,7 @@ fn still_running(sink: Sink, every: Option<Duration>) -> (Sink, Ticker) {
 /// The claims shared by the runs on this machine; without them (an unwritable `.git`)
 /// every selected job runs, as before claims existed.
 fn open_claims(git_dir: &std::path::Path) -> Option<Arc<super::claim::Claims>> {
-    let path = git_dir.join("stagegate/claims");
+    let path = git_dir.join("stagegate/claims.d");
     match super::claim::Claims::open(&path) {
         Ok(c) => Some(Arc::new(c)),
         Err(e) => {
