@@ -148,6 +148,14 @@ struct Progress {
     jobs: Mutex<(usize, Vec<(String, Instant)>)>,
 }
 
+/// A line on stderr, in one write: `eprintln!` writes each piece of its format on its
+/// own (stderr is unbuffered), three writes a job for `started …`.
+fn say(mut line: String) {
+    use std::io::Write;
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
 /// A duration for people: `45s`, `4m 10s`, `2h 03m`.
 fn elapsed(d: Duration) -> String {
     let s = d.as_secs();
@@ -233,7 +241,7 @@ impl Text {
     fn line(&self, line: String) {
         match self.state().as_ref().and_then(|p| p.bar.as_ref()) {
             Some(b) => b.println(line),
-            None => eprintln!("{line}"),
+            None => say(line),
         }
     }
 
@@ -246,7 +254,7 @@ impl Text {
             .push((label.to_string(), Instant::now()));
         match &p.bar {
             Some(_) => p.show_running(),
-            None => eprintln!("started {label}"),
+            None => say(format!("started {label}")),
         }
     }
 
@@ -255,10 +263,10 @@ impl Text {
         match &p.bar {
             // The bar's message already names them; refresh the times.
             Some(_) => p.show_running(),
-            None => eprintln!(
+            None => say(format!(
                 "still running: {}",
                 running_list(running.iter().map(|(l, d)| (l.as_str(), *d)))
-            ),
+            )),
         }
     }
 
@@ -292,7 +300,7 @@ impl Text {
                 b.set_position(n as u64);
                 p.show_running();
             }
-            None => eprintln!("{line}"),
+            None => say(line),
         }
     }
 
