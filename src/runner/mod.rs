@@ -615,10 +615,15 @@ fn job_env(
             vars.push(("STAGEGATE_ITEM".into(), e.item.to_string()));
             vars.push(("STAGEGATE_VERSION".into(), e.version.clone()));
         }
-        described.push(serde_json::json!({
-            "item": e.item.to_string(), "version": e.version, "candidate": e.candidate,
-            "digest": digest, "artifact": artifact_path, "git": git, "commit": e.commit,
-        }));
+        described.push(EnvItem {
+            artifact: artifact_path,
+            candidate: e.candidate,
+            commit: e.commit.as_deref(),
+            digest,
+            git,
+            item: e.item.to_string(),
+            version: &e.version,
+        });
     }
     // A build's last-known-good cache, fetched (and verified) like an artifact: a store
     // that lost it is the runner's problem, not the recipe's.
@@ -631,12 +636,50 @@ fn job_env(
         vars.push(("STAGEGATE_CACHE".into(), path.display().to_string()));
         vars.push(("STAGEGATE_CACHE_DIGEST".into(), c.digest.clone()));
         vars.push(("STAGEGATE_CACHE_VERSION".into(), c.version.clone()));
-        cache = Some(serde_json::json!({
-            "path": path.display().to_string(), "digest": c.digest, "version": c.version,
-        }));
+        cache = Some(EnvCache {
+            digest: &c.digest,
+            path: path.display().to_string(),
+            version: &c.version,
+        });
     }
-    let doc = serde_json::json!({ "job": job.key, "name": job.name, "role": role_name(job.role), "commit": job.commit.to_string(), "items": described, "cache": cache });
+    let doc = EnvDoc {
+        cache,
+        commit: job.commit.to_string(),
+        items: described,
+        job: &job.key,
+        name: &job.name,
+        role: role_name(job.role),
+    };
     Ok((vars, serde_json::to_vec_pretty(&doc).expect("json")))
+}
+
+/// `env.json` (`STAGEGATE_ENV_FILE`), its fields in name order.
+#[derive(serde::Serialize)]
+struct EnvDoc<'a> {
+    cache: Option<EnvCache<'a>>,
+    commit: String,
+    items: Vec<EnvItem<'a>>,
+    job: &'a str,
+    name: &'a str,
+    role: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct EnvItem<'a> {
+    artifact: Option<String>,
+    candidate: bool,
+    commit: Option<&'a str>,
+    digest: Option<String>,
+    git: Option<String>,
+    item: String,
+    version: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct EnvCache<'a> {
+    digest: &'a str,
+    path: String,
+    version: &'a str,
 }
 
 /// Everything a job needs before it starts: its checkout, an empty output directory and
