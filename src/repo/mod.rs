@@ -706,3 +706,39 @@ fn file_stamp(path: &Path) -> Option<Option<FileStamp>> {
         Err(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ref_watch_sees_every_update_and_a_pack_refs() {
+        let dir = tempfile::tempdir().unwrap();
+        gix::init_bare(dir.path()).unwrap();
+        let repo = Repo::open(dir.path()).unwrap();
+        let name = "refs/stagegate/results";
+        let watch = repo.ref_watch(name).expect("files-backed refs");
+        let (a, b) = (
+            repo.write_blob(b"a").unwrap(),
+            repo.write_blob(b"b").unwrap(),
+        );
+        let missing = watch.stamp().unwrap();
+        assert_eq!(watch.stamp().unwrap(), missing, "nothing moved");
+        repo.cas(name, None, a, "a").unwrap();
+        let at_a = watch.stamp().unwrap();
+        assert_ne!(at_a, missing);
+        assert_eq!(watch.stamp().unwrap(), at_a, "nothing moved");
+        repo.cas(name, Some(a), b, "b").unwrap();
+        let at_b = watch.stamp().unwrap();
+        assert_ne!(at_b, at_a);
+        // Packing moves the ref into packed-refs, which changes the stamp too.
+        let out = std::process::Command::new("git")
+            .args(["-C", &dir.path().display().to_string(), "pack-refs", "--all"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_ne!(watch.stamp().unwrap(), at_b);
+        assert_eq!(repo.ref_target(name).unwrap(), Some(b));
+        assert!(repo.ref_watch("HEAD").is_none(), "not under refs/");
+    }
+}
