@@ -86,7 +86,8 @@ else
     many_items=50000 many_commits=500 many_results=1000
     runs=${runs:-10}
 fi
-run_runs=3
+# Pairs of runs for the run figures: `xargs` alone varies by 15% from one run to the next.
+run_runs=5
 out=${out:-$root/target/bench}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -185,6 +186,9 @@ children_cpu() {
 # PREPARE (a bash snippet, or ""), untimed. Returns 1 if CMD failed.
 time_once() {
     if [ -n "$1" ]; then eval "$1" >/dev/null 2>&1; fi
+    # What PREPARE wrote (a fresh copy of a repository) is on disk before CMD starts:
+    # its writeback must not be timed as CMD's.
+    sync
     local c0 t0 t1
     children_cpu
     c0=$children_us
