@@ -171,10 +171,13 @@ impl<'r> Plan<'r> {
 }
 
 /// Held for reading while this process starts a program, and for writing while a
-/// [`write`] has a file open. A child between fork and exec holds a copy of every open
-/// descriptor, close-on-exec or not; if one is a script being written, every `exec` of
-/// that script fails with ETXTBSY ("text file busy") until the child's own exec: a job
-/// starting `./t.sh` while another job's checkout files are written would fail to start.
+/// [`write`] has an executable file open. A child between fork and exec holds a copy of
+/// every open descriptor, close-on-exec or not; if one is a script being written, every
+/// `exec` of that script fails with ETXTBSY ("text file busy") until the child's own exec:
+/// a job starting `./t.sh` while another job's checkout files are written would fail to
+/// start. A file without an executable bit cannot be started, so writing one takes no
+/// lock: a thousand manifests written while jobs start do not hold the starts up (on a
+/// file system where creating a file is slow, that held the first jobs back by 300 ms).
 pub static SPAWN: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// Write what a [`Plan`] said, reading blobs through `repo` (on another thread, a handle
@@ -192,8 +195,8 @@ pub fn write(repo: &Repo, w: &Write) -> Result<()> {
             executable,
         } => {
             let data = repo.blob(*blob)?;
-            // No program starts while the file is open (see SPAWN).
-            let _open = SPAWN.write().unwrap_or_else(|e| e.into_inner());
+            // No program starts while an executable file is open (see SPAWN).
+            let _open = executable.then(|| SPAWN.write().unwrap_or_else(|e| e.into_inner()));
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
