@@ -5,6 +5,7 @@
 //! that gix cannot do yet (push, fetch, ls-remote) shell out to `git` in `repo::remote`.
 
 pub mod pack;
+pub mod pool;
 pub mod remote;
 pub mod sparse;
 
@@ -635,23 +636,65 @@ impl Files for TreeFiles<'_> {
     }
 }
 
-/// A temporary directory holding a checkout; removed on drop.
+/// A directory holding a checkout: a temporary one, removed on drop, or a slot of the
+/// checkout pool ([`pool`]), kept for the next run.
 pub struct Checkout {
-    pub dir: tempfile::TempDir,
+    dir: CheckoutDir,
+}
+
+enum CheckoutDir {
+    Temp(tempfile::TempDir),
+    Kept {
+        slot: pool::Slot,
+        tree: ObjectId,
+        /// What the run writes; everything else is removed before and after it.
+        planned: std::collections::HashSet<PathBuf>,
+    },
 }
 
 impl Checkout {
     pub fn new(repo: &Repo, tree: ObjectId) -> Result<Checkout> {
         let dir = Checkout::empty()?;
         repo.checkout(tree, dir.path())?;
-        Ok(Checkout { dir })
+        Ok(Checkout {
+            dir: CheckoutDir::Temp(dir),
+        })
     }
 
     /// An empty checkout, to write into with [`sparse`].
     pub fn empty_dir() -> Result<Checkout> {
         Ok(Checkout {
-            dir: Checkout::empty()?,
+            dir: CheckoutDir::Temp(Checkout::empty()?),
         })
+    }
+
+    /// A checkout of `tree` to write into with [`sparse`], in a slot of the checkout pool
+    /// when one is free (else as [`Checkout::empty_dir`]). What an earlier run left there
+    /// stays until [`Checkout::keep_only`] says what this run writes.
+    pub fn kept(tree: ObjectId) -> Result<Checkout> {
+        let slot = pool::dir().ok().and_then(|p| pool::take(&p, tree));
+        match slot {
+            Some(slot) => Ok(Checkout {
+                dir: CheckoutDir::Kept {
+                    slot,
+                    tree,
+                    planned: Default::default(),
+                },
+            }),
+            None => Checkout::empty_dir(),
+        }
+    }
+
+    /// Remove from the checkout everything but `planned` (the paths [`sparse`] writes,
+    /// directories included), now and again once the checkout is dropped: a job sees only
+    /// what its run wrote, and what jobs add does not outlive the run.
+    pub fn keep_only(&mut self, paths: std::collections::HashSet<PathBuf>) -> Result<()> {
+        if let CheckoutDir::Kept { slot, planned, .. } = &mut self.dir {
+            pool::prune(&slot.dir, &paths)
+                .io_context(|| format!("clearing the checkout {}", slot.dir.display()))?;
+            *planned = paths;
+        }
+        Ok(())
     }
 
     fn empty() -> Result<tempfile::TempDir> {
@@ -662,7 +705,27 @@ impl Checkout {
     }
 
     pub fn path(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
+        match &self.dir {
+            CheckoutDir::Temp(t) => t.path().to_path_buf(),
+            CheckoutDir::Kept { slot, .. } => slot.dir.clone(),
+        }
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let CheckoutDir::Kept {
+            slot,
+            tree,
+            planned,
+        } = &self.dir
+        {
+            // What the jobs added goes; the planned files stay for the next run to check.
+            // A slot that cannot be cleared is not noted, and the next run clears it.
+            if pool::prune(&slot.dir, planned).is_ok() {
+                slot.note_tree(*tree);
+            }
+        }
     }
 }
 
@@ -733,7 +796,12 @@ mod tests {
         assert_ne!(at_b, at_a);
         // Packing moves the ref into packed-refs, which changes the stamp too.
         let out = std::process::Command::new("git")
-            .args(["-C", &dir.path().display().to_string(), "pack-refs", "--all"])
+            .args([
+                "-C",
+                &dir.path().display().to_string(),
+                "pack-refs",
+                "--all",
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");

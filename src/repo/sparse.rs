@@ -30,6 +30,15 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// Where it writes.
+    pub fn path(&self) -> &Path {
+        match self {
+            Write::Dir(p) | Write::File { path: p, .. } | Write::Link { path: p, .. } => p,
+        }
+    }
+}
+
 /// What to write into `dir` for a checkout of some paths of `tree`, path set by path set:
 /// each [`Plan::add`] says only what earlier calls did not.
 pub struct Plan<'r> {
@@ -181,37 +190,116 @@ impl<'r> Plan<'r> {
 pub static SPAWN: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// Write what a [`Plan`] said, reading blobs through `repo` (on another thread, a handle
-/// of its own on the same object store). Nothing is written through a symlink or over a
-/// file: directories and files are created new (`O_EXCL`, `O_NOFOLLOW`).
+/// of its own on the same object store). Nothing is written through a symlink: a
+/// directory, file or link is created new (`O_EXCL`, `O_NOFOLLOW`), unless one is already
+/// there (a checkout kept from an earlier run, [`super::pool`]): a directory is kept, a
+/// file that holds the blob's bytes is kept (its mode set), one that does not is
+/// rewritten in place, a link to the same target is kept, and anything else in the way
+/// (a symlink where a directory goes) is removed first.
 pub fn write(repo: &Repo, w: &Write) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     match w {
-        Write::Dir(path) => {
-            std::fs::create_dir(path).io_context(|| format!("creating {}", path.display()))
+        Write::Dir(path) => match std::fs::create_dir(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                match std::fs::symlink_metadata(path) {
+                    Ok(m) if m.file_type().is_dir() => Ok(()),
+                    _ => replace(path, || std::fs::create_dir(path)),
+                }
+            }
+            r => r,
         }
+        .io_context(|| format!("creating {}", path.display())),
         Write::File {
             path,
             blob,
             executable,
         } => {
             let data = repo.blob(*blob)?;
+            write_file(path, &data, *executable)
+                .io_context(|| format!("writing {}", path.display()))
+        }
+        Write::Link { path, target } => {
+            let target = repo.blob(*target)?;
+            let target = OsStr::from_bytes(&target);
+            match std::os::unix::fs::symlink(target, path) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    match std::fs::read_link(path) {
+                        Ok(t) if t.as_os_str() == target => Ok(()),
+                        _ => replace(path, || std::os::unix::fs::symlink(target, path)),
+                    }
+                }
+                r => r,
+            }
+            .io_context(|| format!("linking {}", path.display()))
+        }
+    }
+}
+
+/// Remove what is at `path` (never following a symlink), then `make` it again.
+fn replace(path: &Path, make: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+    let m = std::fs::symlink_metadata(path)?;
+    super::pool::remove(path, m.file_type())?;
+    make()
+}
+
+/// Make `path` a file holding `data`, executable or not (see [`write`]).
+fn write_file(path: &Path, data: &[u8], executable: bool) -> std::io::Result<()> {
+    use std::io::{Read, Write as _};
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let mode = if executable { 0o755 } else { 0o644 };
+    // A file already there (a kept checkout) is read first: one that holds the bytes
+    // costs no write, no inode and no lock.
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(mut f) => {
+            let m = f.metadata()?;
+            if !m.file_type().is_file() {
+                drop(f);
+                return replace(path, || write_file(path, data, executable));
+            }
+            let mut same = m.len() == data.len() as u64;
+            if same {
+                let mut have = Vec::with_capacity(data.len());
+                f.read_to_end(&mut have)?;
+                same = have == data;
+            }
+            let right_mode = (m.mode() & 0o111 != 0) == executable;
+            drop(f);
+            if same {
+                if !right_mode {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+                }
+                return Ok(());
+            }
+            // No program starts while an executable file is open for writing (see SPAWN).
+            let _open = (executable || m.mode() & 0o111 != 0)
+                .then(|| SPAWN.write().unwrap_or_else(|e| e.into_inner()));
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)?;
+            f.write_all(data)?;
+            if !right_mode {
+                f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // No program starts while an executable file is open (see SPAWN).
             let _open = executable.then(|| SPAWN.write().unwrap_or_else(|e| e.into_inner()));
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(if *executable { 0o755 } else { 0o644 })
+                .mode(mode)
                 .custom_flags(libc::O_NOFOLLOW)
-                .open(path)
-                .io_context(|| format!("writing {}", path.display()))?;
-            std::io::Write::write_all(&mut f, &data)
-                .io_context(|| format!("writing {}", path.display()))
+                .open(path)?;
+            f.write_all(data)
         }
-        Write::Link { path, target } => {
-            let target = repo.blob(*target)?;
-            std::os::unix::fs::symlink(OsStr::from_bytes(&target), path)
-                .io_context(|| format!("linking {}", path.display()))
-        }
+        // A symlink (O_NOFOLLOW), a fifo or socket, a directory: not a file we wrote.
+        Err(_) => replace(path, || write_file(path, data, executable)),
     }
 }
 
@@ -304,17 +392,93 @@ mod tests {
     }
 
     #[test]
-    fn writing_over_something_already_there_is_refused() {
-        let (_d, repo, tree) = tree(&[("t.sh", "exit 0")]);
+    fn a_file_already_there_is_kept_when_right_and_rewritten_in_place_when_not() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let (_d, repo, tree) = tree(&[("t.sh", "exit 0"), ("same.yaml", "x: 1")]);
+        let mut exec = Vec::new();
         let out = tempfile::tempdir().unwrap();
-        std::fs::write(out.path().join("t.sh"), "other").unwrap();
-        let writes = Plan::new(&repo, tree, out.path())
-            .add(&paths(&["t.sh"]))
+        std::fs::write(out.path().join("t.sh"), "other, and longer than the blob").unwrap();
+        std::fs::write(out.path().join("same.yaml"), "x: 1").unwrap();
+        let ino = |p: &str| std::fs::metadata(out.path().join(p)).unwrap().ino();
+        let (t_ino, same_ino) = (ino("t.sh"), ino("same.yaml"));
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(out.path().join("same.yaml"))
+            .unwrap()
+            .set_modified(old)
             .unwrap();
-        assert!(write(&repo, &writes[0]).is_err());
+        for w in Plan::new(&repo, tree, out.path())
+            .add(&paths(&["t.sh", "same.yaml"]))
+            .unwrap()
+        {
+            if let Write::File {
+                executable: true, ..
+            } = w
+            {
+                exec.push(w.path().to_path_buf());
+            }
+            write(&repo, &w).unwrap();
+        }
         assert_eq!(
             std::fs::read_to_string(out.path().join("t.sh")).unwrap(),
-            "other"
+            "exit 0"
+        );
+        assert_eq!(ino("t.sh"), t_ino, "rewritten in place: no new inode");
+        assert_eq!(ino("same.yaml"), same_ino);
+        let m = std::fs::metadata(out.path().join("same.yaml")).unwrap();
+        assert_eq!(
+            m.modified().unwrap(),
+            old,
+            "a file holding the bytes is not written"
+        );
+        // The test tree's t.sh is a plain blob: a mode the checkout gives it.
+        let mode = std::fs::metadata(out.path().join("t.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111 != 0, !exec.is_empty());
+    }
+
+    #[test]
+    fn a_symlink_already_there_is_replaced_and_nothing_is_written_through_it() {
+        let (_d, repo, tree) = tree(&[("lib/x/one", "1"), ("t.sh", "exit 0")]);
+        let out = tempfile::tempdir().unwrap();
+        let root = out.path().join("checkout");
+        let elsewhere = out.path().join("elsewhere");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(elsewhere.join("x")).unwrap();
+        std::fs::write(elsewhere.join("target"), "not ours").unwrap();
+        // Where a directory goes, and where a file goes.
+        std::os::unix::fs::symlink(&elsewhere, root.join("lib")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("target"), root.join("t.sh")).unwrap();
+        for w in Plan::new(&repo, tree, &root)
+            .add(&paths(&["lib/x/one", "t.sh"]))
+            .unwrap()
+        {
+            write(&repo, &w).unwrap();
+        }
+        assert!(
+            std::fs::symlink_metadata(root.join("lib"))
+                .unwrap()
+                .is_dir()
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("lib/x/one")).unwrap(),
+            "1"
+        );
+        assert!(
+            std::fs::symlink_metadata(root.join("t.sh"))
+                .unwrap()
+                .is_file()
+        );
+        assert_eq!(
+            std::fs::read_to_string(elsewhere.join("target")).unwrap(),
+            "not ours"
+        );
+        assert!(
+            !elsewhere.join("x/one").exists(),
+            "written through the symlink"
         );
     }
 }

@@ -203,14 +203,23 @@ fn run_selection(
     // What each job needs written, by its position in `jobs`.
     let mut job_writes: Vec<Vec<sparse::Write>> = vec![Vec::new(); jobs.len()];
     for (commit, files) in per_commit {
-        let checkout = Checkout::empty_dir()?;
-        let mut plan = sparse::Plan::new(repo, repo.tree_of(commit)?, &checkout.path());
+        let tree = repo.tree_of(commit)?;
+        // A checkout kept from an earlier run when there is one (repo::pool): its files
+        // that are right already are not written again.
+        let mut checkout = Checkout::kept(tree)?;
+        let mut plan = sparse::Plan::new(repo, tree, &checkout.path());
         let planned: Result<Vec<(usize, Vec<sparse::Write>)>> = files
             .into_iter()
             .map(|(n, paths)| Ok((n, plan.add(&paths)?)))
             .collect();
         match planned {
             Ok(planned) => {
+                checkout.keep_only(
+                    planned
+                        .iter()
+                        .flat_map(|(_, w)| w.iter().map(|w| w.path().to_path_buf()))
+                        .collect(),
+                )?;
                 for (n, w) in planned {
                     job_writes[n] = w;
                 }

@@ -83,6 +83,9 @@ pub fn base_env(cmd: &mut Command, home: &Path) {
         .env("GIT_CONFIG_GLOBAL", home.join("gitconfig"))
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("HOME", home)
+        // A temporary directory of the test's own: the runner keeps checkouts there from
+        // one run to the next (a pool per user), and tests must not share them.
+        .env("TMPDIR", own_tmp(home))
         .env_remove("GITHUB_ACTIONS")
         .env_remove("GITHUB_TOKEN")
         .env_remove("STAGEGATE_OCI_TOKEN")
@@ -90,6 +93,13 @@ pub fn base_env(cmd: &mut Command, home: &Path) {
         .env_remove("STAGEGATE_OCI_PASSWORD")
         .env_remove("STAGEGATE_REMOTE")
         .env_remove("STAGEGATE_REPORT_URL");
+}
+
+/// `home/tmp`, made if missing.
+fn own_tmp(home: &Path) -> PathBuf {
+    let tmp = home.join("tmp");
+    std::fs::create_dir_all(&tmp).expect("a temporary directory in the test's home");
+    tmp
 }
 
 /// Whether this is a CI run (`CI` set to anything but empty, `false` or `0`), where

@@ -1029,6 +1029,51 @@ fn a_job_reads_its_own_manifest_from_its_checkout() {
 }
 
 #[test]
+fn a_checkout_kept_for_the_next_run_holds_only_what_that_run_wrote() {
+    let dir = scratch();
+    let d = dir.path().display();
+    // Each try notes where it ran and what it found, then leaves the checkout worse:
+    // new files, a changed manifest, a script that is no longer executable.
+    let script = format!(
+        "#!/bin/sh
+n=$(ls {d} | grep -c '^cwd')
+pwd > {d}/cwd$n
+find . | sort > {d}/seen$n
+cp tests/t.yaml {d}/manifest$n
+echo junk > junk.txt
+mkdir -p build && echo o > build/out
+echo 'changed: 1' >> tests/t.yaml
+chmod -x tests/t.sh
+"
+    );
+    let env = repo_with_test("", &script);
+    let key = key_of(&env, "t");
+    env.sg_ok(&["run"]);
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    let checkout = std::path::PathBuf::from(read("cwd0").trim());
+    assert!(
+        !checkout.join("junk.txt").exists(),
+        "what the job added outlived its run"
+    );
+    assert!(!checkout.join("build").exists());
+    env.sg_ok(&["run", "--rerun", &key]);
+    assert_eq!(read("cwd1"), read("cwd0"), "the checkout was not kept");
+    assert_eq!(
+        read("seen1"),
+        read("seen0"),
+        "the second run saw what the first left"
+    );
+    assert_eq!(read("manifest1"), read("manifest0"));
+    assert!(!read("manifest1").contains("changed"));
+    let records = ledger(&env);
+    assert_eq!(records.len(), 2);
+    assert!(
+        records.values().all(|r| r.verdict == Verdict::Pass),
+        "{records:?}"
+    );
+}
+
+#[test]
 fn a_file_a_job_reads_without_naming_it_is_missing_from_its_checkout() {
     let env = repo_with_test("", "#!/bin/sh\ncat ./stagegate.yaml\n");
     env.sg_code(1, &["run"]);

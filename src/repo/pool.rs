@@ -1,0 +1,211 @@
+//! Checkout directories kept from one run to the next, in `$TMPDIR/stagegate-UID/`.
+//!
+//! A run of a thousand tests at one commit writes a thousand manifests into its checkout.
+//! Made new and removed each run, that is a thousand inodes allocated and freed every time,
+//! and on some file systems allocating an inode soon after many were freed is slow (ext4
+//! without a journal passes over every recently freed inode: 8 µs a file at the start of a
+//! run, 300 µs by the thousandth). A run instead takes a directory of the pool (a slot),
+//! preferring the one that last held the same tree, and [`sparse::write`] leaves a file
+//! that already holds the right bytes as it is, rewrites one that does not, and creates
+//! only what is missing.
+//!
+//! What a job sees does not change: before any job starts, [`prune`] removes from the
+//! slot everything the run does not plan (what earlier runs and their jobs left), and
+//! every planned file is checked against its blob by the writer. After the run, what the
+//! jobs added is removed again. A slot is held with an exclusive `flock` for the whole run,
+//! so concurrent runs never share one; a run that finds none free (or no safe pool
+//! directory) uses a fresh temporary directory, as before.
+//!
+//! [`sparse::write`]: super::sparse::write
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+
+/// The most slots a pool holds: more concurrent checkouts than this get temporary ones.
+const SLOTS: usize = 16;
+
+/// A directory of the pool, held by this process until dropped.
+#[derive(Debug)]
+pub struct Slot {
+    pub dir: PathBuf,
+    /// Where the slot's tree is noted, for the next run to prefer it.
+    tree_note: PathBuf,
+    /// The `flock` on the slot's lock file: released when the file is closed.
+    _lock: File,
+}
+
+impl Slot {
+    /// Note the tree the slot now holds (a preference for the next run, never trusted for
+    /// content).
+    pub fn note_tree(&self, tree: ObjectId) {
+        let _ = std::fs::write(&self.tree_note, tree.to_string());
+    }
+}
+
+/// The pool's directory for this user, made private; `Err` says why it cannot be used
+/// (another user's directory, a symlink, loose permissions).
+pub fn dir() -> Result<PathBuf, String> {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let dir = std::env::temp_dir().join(format!("stagegate-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+    }
+    let m = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !m.file_type().is_dir() || m.uid() != uid || m.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is not a private directory of this user",
+            dir.display()
+        ));
+    }
+    Ok(dir)
+}
+
+/// Take a free slot of the pool in `pool`, preferring one that last held `tree`; `None`
+/// when every slot is taken (or cannot be locked).
+pub fn take(pool: &Path, tree: ObjectId) -> Option<Slot> {
+    let wanted = tree.to_string();
+    let mut order: Vec<usize> = (0..SLOTS).collect();
+    // Slots that held this tree first: their files are most likely right already.
+    order.sort_by_key(|i| {
+        std::fs::read_to_string(pool.join(format!("{i}.tree"))).map_or(true, |t| t != wanted)
+    });
+    for i in order {
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(pool.join(format!("{i}.lock")))
+            .ok()?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue;
+        }
+        let dir = pool.join(i.to_string());
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(_) => {
+                if std::fs::remove_file(&dir).is_err() {
+                    continue;
+                }
+                if std::fs::create_dir(&dir).is_err() {
+                    continue;
+                }
+            }
+            Err(_) => {
+                if std::fs::create_dir(&dir).is_err() {
+                    continue;
+                }
+            }
+        }
+        return Some(Slot {
+            dir,
+            tree_note: pool.join(format!("{i}.tree")),
+            _lock: lock,
+        });
+    }
+    None
+}
+
+/// Remove from `root` every entry that is not planned (`planned`: the paths a checkout
+/// writes, directories included). Planned entries stay, whatever they are, for the writer
+/// to check: it replaces one of the wrong kind (a symlink where a directory goes would
+/// lead writes out of the checkout). Never follows a symlink.
+pub fn prune(root: &Path, planned: &HashSet<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        let path = entry.path();
+        let kind = entry.file_type()?;
+        if !planned.contains(&path) {
+            remove(&path, kind)?;
+        } else if kind.is_dir() {
+            prune(&path, planned)?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove `path`, whatever it is (a directory with all it holds).
+pub fn remove(path: &Path, kind: std::fs::FileType) -> std::io::Result<()> {
+    if kind.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(root: &Path, paths: &[&str]) -> HashSet<PathBuf> {
+        paths.iter().map(|p| root.join(p)).collect()
+    }
+
+    #[test]
+    fn prune_leaves_only_what_is_planned_and_never_follows_a_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("slot");
+        let outside = t.path().join("outside");
+        std::fs::create_dir_all(root.join("tests/deep")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "not ours").unwrap();
+        std::fs::write(root.join("tests/a.yaml"), "a").unwrap();
+        std::fs::write(root.join("tests/junk"), "j").unwrap();
+        std::fs::write(root.join("tests/deep/x"), "x").unwrap();
+        std::fs::write(root.join("old.sh"), "o").unwrap();
+        // A planned directory replaced by a symlink to somewhere else.
+        std::os::unix::fs::symlink(&outside, root.join("lib")).unwrap();
+        prune(
+            &root,
+            &set(&root, &["tests", "tests/a.yaml", "lib", "lib/f"]),
+        )
+        .unwrap();
+        let mut left: Vec<String> = walk(&root);
+        left.sort();
+        assert_eq!(left, vec!["lib", "tests", "tests/a.yaml"]);
+        // The symlink is still there for the writer to replace, and nothing behind it went.
+        assert!(
+            std::fs::symlink_metadata(root.join("lib"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(outside.join("keep").exists());
+    }
+
+    fn walk(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(root).unwrap() {
+            let e = e.unwrap();
+            let rel = e.file_name().to_string_lossy().into_owned();
+            out.push(rel.clone());
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()).into_iter().map(|s| format!("{rel}/{s}")));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_slot_is_held_by_one_holder_at_a_time_and_the_same_tree_is_preferred() {
+        let t = tempfile::tempdir().unwrap();
+        let tree = ObjectId::empty_tree(gix::hash::Kind::Sha1);
+        let a = take(t.path(), tree).unwrap();
+        let b = take(t.path(), tree).unwrap();
+        assert_ne!(a.dir, b.dir, "a held slot is not given out again");
+        b.note_tree(tree);
+        let b_dir = b.dir.clone();
+        drop(b);
+        let c = take(t.path(), tree).unwrap();
+        assert_eq!(c.dir, b_dir, "the slot that held the tree comes first");
+        drop((a, c));
+    }
+}
