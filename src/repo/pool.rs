@@ -40,8 +40,9 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// Note the tree the slot now holds (a preference for the next run, never trusted for
-    /// content).
+    /// Note the tree the slot now holds, once its run ended cleanly: a preference for the
+    /// next run (never trusted for content), and the sign that no job of this run is left
+    /// in it.
     pub fn note_tree(&self, tree: ObjectId) {
         let _ = std::fs::write(&self.tree_note, tree.to_string());
     }
@@ -89,6 +90,19 @@ pub fn take(pool: &Path, tree: ObjectId) -> Option<Slot> {
             continue;
         }
         let dir = pool.join(i.to_string());
+        // The note is written again when a run ends cleanly (Slot::note_tree). A slot
+        // without one was left by a run that was killed, and the jobs it left running
+        // may still write there: move that directory aside for good, so that they never
+        // share one with this run's jobs.
+        let note = pool.join(format!("{i}.tree"));
+        let clean = std::fs::remove_file(&note).is_ok();
+        if !clean && std::fs::symlink_metadata(&dir).is_ok() {
+            let dead = pool.join(format!("{i}.dead.{}", std::process::id()));
+            if std::fs::rename(&dir, &dead).is_err() {
+                continue;
+            }
+            let _ = std::fs::remove_dir_all(&dead);
+        }
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.file_type().is_dir() => {}
             Ok(_) => {
@@ -107,7 +121,7 @@ pub fn take(pool: &Path, tree: ObjectId) -> Option<Slot> {
         }
         return Some(Slot {
             dir,
-            tree_note: pool.join(format!("{i}.tree")),
+            tree_note: note,
             _lock: lock,
         });
     }
@@ -207,5 +221,32 @@ mod tests {
         let c = take(t.path(), tree).unwrap();
         assert_eq!(c.dir, b_dir, "the slot that held the tree comes first");
         drop((a, c));
+    }
+
+    #[test]
+    fn a_slot_its_run_did_not_end_cleanly_is_not_shared_with_what_that_run_left() {
+        let t = tempfile::tempdir().unwrap();
+        let tree = ObjectId::empty_tree(gix::hash::Kind::Sha1);
+        let a = take(t.path(), tree).unwrap();
+        std::fs::write(a.dir.join("kept"), "k").unwrap();
+        a.note_tree(tree);
+        let dir = a.dir.clone();
+        drop(a);
+        // Ended cleanly: what it held is there for the next run to check.
+        let b = take(t.path(), tree).unwrap();
+        assert_eq!(b.dir, dir);
+        assert!(dir.join("kept").exists());
+        // A run killed while its job runs there: no note.
+        std::fs::create_dir(dir.join("job-cwd")).unwrap();
+        let orphan_cwd = std::fs::File::open(dir.join("job-cwd")).unwrap();
+        drop(b);
+        let c = take(t.path(), tree).unwrap();
+        assert_eq!(c.dir, dir);
+        assert_eq!(
+            std::fs::read_dir(&c.dir).unwrap().count(),
+            0,
+            "an orphan's files shared"
+        );
+        drop((orphan_cwd, c));
     }
 }
