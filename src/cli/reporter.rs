@@ -356,12 +356,17 @@ fn print_report(report: &Report) {
 }
 
 fn print_summary(outcomes: &[Outcome], reused: usize) {
+    use std::io::Write;
+    // One write for the table, not one per line (stdout is line-buffered): a thousand
+    // jobs are a thousand lines.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    println!("{:<8} {:<12} {:>8}  job", "verdict", "key", "time");
+    let _ = writeln!(out, "{:<8} {:<12} {:>8}  job", "verdict", "key", "time");
     for o in outcomes {
         let v = o.shown();
         *counts.entry(v.clone()).or_default() += 1;
-        println!(
+        let _ = writeln!(
+            out,
             "{v:<8} {:<12} {:>7.1}s  {}",
             &o.key[..12],
             o.duration.as_secs_f64(),
@@ -370,20 +375,29 @@ fn print_summary(outcomes: &[Outcome], reused: usize) {
         if let Some(r) = &o.reason
             && o.verdict != Some(Verdict::Pass)
         {
-            println!("{:<8} {:<12} {:>8}  ↳ {r}", "", "", "");
+            let _ = writeln!(out, "{:<8} {:<12} {:>8}  ↳ {r}", "", "", "");
         }
         if let Some(l) = &o.log
             && matches!(o.verdict, Some(Verdict::Fail | Verdict::Error))
         {
-            println!("{:<8} {:<12} {:>8}  ↳ log: {}", "", "", "", l.display());
+            let _ = writeln!(
+                out,
+                "{:<8} {:<12} {:>8}  ↳ log: {}",
+                "",
+                "",
+                "",
+                l.display()
+            );
         }
     }
     let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    println!(
+    let _ = writeln!(
+        out,
         "ran {}: {}; {reused} already had results",
         super::count(outcomes.len(), "job"),
         parts.join(", ")
     );
+    let _ = out.flush();
 }
 
 #[cfg(test)]
