@@ -53,6 +53,54 @@ impl Written {
     }
 }
 
+/// Whether `git gc --auto` would do anything in `repo`: git's own test (`need_to_gc`),
+/// more packs without a `.keep` than `gc.autoPackLimit` (50), or more loose objects in
+/// `objects/17` than `gc.auto` (6,700) / 256. Starting git to find out that nothing is due
+/// costs a run a few milliseconds at its end; when in doubt (a directory that cannot be
+/// read), it is due and git decides.
+pub fn gc_due(repo: &super::Repo) -> bool {
+    let config = repo.git.config_snapshot();
+    let auto = config.integer("gc.auto").unwrap_or(6700);
+    if auto <= 0 {
+        return false;
+    }
+    let pack_limit = config.integer("gc.autoPackLimit").unwrap_or(50);
+    let objects = repo.git.common_dir().join("objects");
+    if pack_limit > 0 {
+        let Ok(dir) = std::fs::read_dir(objects.join("pack")) else {
+            return true;
+        };
+        let names: std::collections::HashSet<String> = dir
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let packs = names
+            .iter()
+            .filter_map(|n| n.strip_suffix(".pack"))
+            .filter(|stem| !names.contains(&format!("{stem}.keep")))
+            .count();
+        if packs as i64 > pack_limit {
+            return true;
+        }
+    }
+    let threshold = (auto + 255) / 256;
+    let loose = match std::fs::read_dir(objects.join("17")) {
+        Ok(dir) => dir
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name();
+                n.len() == 38
+                    && n.as_encoded_bytes()
+                        .iter()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            })
+            .count(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(_) => return true,
+    };
+    loose as i64 > threshold
+}
+
 /// `objects` compressed as pack entries.
 pub fn compress(objects: &[Object]) -> Result<Vec<output::Entry>> {
     // One compressor for every object: a compressor's tables are a few hundred KiB to

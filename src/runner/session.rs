@@ -346,9 +346,9 @@ fn run_selection(
     // Every job has ended: the checkouts go on a thread while the ledger is tidied and
     // published (removing a thousand files takes a while on some file systems).
     let removing = std::thread::spawn(move || drop(checkouts));
-    if recorded > 0 {
-        // Each ledger commit is a pack of its own; let git fold them (and any loose
-        // objects) together once there are enough to matter. Cheap when there are not.
+    if recorded > 0 && crate::repo::pack::gc_due(repo) {
+        // This run's packs are folded into one; let git fold the runs' packs (and any
+        // loose objects) together once there are enough to matter.
         if let Err(e) = crate::repo::remote::git(
             &git_dir,
             &["-c", "gc.autoDetach=false", "gc", "--auto", "--quiet"],

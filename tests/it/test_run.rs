@@ -126,7 +126,7 @@ fn planned(env: &TestEnv) -> BTreeMap<String, (String, String)> {
     out
 }
 
-fn key_of(env: &TestEnv, name: &str) -> String {
+pub(crate) fn key_of(env: &TestEnv, name: &str) -> String {
     let keys: Vec<String> = planned(env)
         .into_iter()
         .filter(|(_, (n, _))| n == name)
