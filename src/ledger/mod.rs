@@ -32,7 +32,7 @@ pub mod sync;
 
 pub use history::History;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
@@ -184,6 +184,28 @@ pub struct Ledger<'r> {
     pub reference: String,
 }
 
+/// What one writer of the ledger wrote so far ([`Ledger::record`]): its packs, folded into
+/// one when it is done, and the trees among their objects, uncompressed. Each commit edits
+/// the ledger's upper trees again, and reading them back from a large ledger's packs (delta
+/// chains, inflation) was most of a writer's time against a million results.
+#[derive(Default)]
+pub struct Written {
+    pub packs: crate::repo::pack::Fold,
+    trees: gix::odb::memory::Storage,
+}
+
+impl Written {
+    /// The most tree bytes kept (a run of 1,000 jobs into a million results keeps ~3 MiB).
+    const TREE_LIMIT: usize = 16 << 20;
+
+    fn keep_trees(&mut self, trees: gix::odb::memory::Storage) {
+        let bytes: usize = trees.values().map(|(_, d)| d.len()).sum();
+        if bytes <= Self::TREE_LIMIT {
+            self.trees = trees;
+        }
+    }
+}
+
 /// The results of one read of the ledger's tip.
 pub struct LedgerView<'r> {
     repo: &'r Repo,
@@ -286,13 +308,14 @@ impl<'r> Ledger<'r> {
 
     /// Commit `records` in one commit (none when there are none); says the attempt number
     /// each got and where the commit went. Retries on a lost race by rebuilding on the new
-    /// tip, so concurrent writers never lose a record. The packs written are noted in
-    /// `packs`, for the caller to fold when it is done.
+    /// tip, so concurrent writers never lose a record. What was written is noted in
+    /// `written`: the packs, for the caller to fold when it is done, and the trees, for the
+    /// next call to read back from memory.
     pub fn record(
         &self,
         records: &[ResultRecord],
         message: &str,
-        packs: &mut crate::repo::pack::Fold,
+        written: &mut Written,
     ) -> Result<Option<Committed>> {
         if records.is_empty() {
             return Ok(None);
@@ -310,13 +333,23 @@ impl<'r> Ledger<'r> {
         let mut failures = 0u32;
         loop {
             // New objects go to memory first and reach the disk as one pack (repo::pack).
-            let mut mem = Repo::from_git(self.repo.git.clone().with_object_memory());
+            // The trees earlier calls wrote are there too, to be read back (not written
+            // again): the upper trees of the ledger are edited by every commit.
+            let mut git = self.repo.git.clone().with_object_memory();
+            // Numbering an attempt reads the trees along its key's path, and the edit
+            // below reads them again.
+            git.object_cache_size(Some(8 << 20));
+            let mut mem = Repo::from_git(git);
+            let known: HashSet<ObjectId> = written.trees.keys().copied().collect();
+            mem.git
+                .objects
+                .set_object_memory(std::mem::take(&mut written.trees));
             let blobs: Vec<(ObjectId, &ResultRecord)> = texts
                 .iter()
                 .zip(records)
                 .map(|(t, r)| Ok((mem.write_blob(t.as_bytes())?, r)))
                 .collect::<Result<_>>()?;
-            let view = self.view()?;
+            let view = Ledger::new(&mem, &self.reference).view()?;
             let tip = view.tip;
             let base_tree = view
                 .tree
@@ -336,18 +369,21 @@ impl<'r> Ledger<'r> {
                     Some((EntryKind::Blob, *blob)),
                 ));
             }
-            let tree = mem.edit_tree(base_tree, &edits)?;
+            let tree = mem.edit_tree_trusted(base_tree, &edits)?;
             let parents: Vec<ObjectId> = tip.into_iter().collect();
             let commit = mem.write_commit(tree, &parents, message)?;
-            let mut written = None;
-            if let Some(storage) = mem.git.objects.take_object_memory() {
+            let mut packed = None;
+            if let Some(mut storage) = mem.git.objects.take_object_memory() {
                 let objects: Vec<_> = storage
                     .iter()
+                    .filter(|(id, _)| !known.contains(*id))
                     .map(|(id, (kind, data))| (*id, *kind, data.clone()))
                     .collect();
+                storage.retain(|_, (kind, _)| *kind == gix::object::Kind::Tree);
+                written.keep_trees(storage);
                 let dir = self.repo.git.common_dir().join("objects");
                 let entries = crate::repo::pack::compress(&objects)?;
-                written = crate::repo::pack::write(&dir, entries.clone())?.map(|w| (w, entries));
+                packed = crate::repo::pack::write(&dir, entries.clone())?.map(|w| (w, entries));
             }
             let swapped = self.repo.cas(
                 &self.reference,
@@ -357,9 +393,9 @@ impl<'r> Ledger<'r> {
             );
             // The ref reaches the pack now (or it lost the race and is garbage): either
             // way `git gc` may fold it.
-            if let Some((mut pack, entries)) = written {
+            if let Some((mut pack, entries)) = packed {
                 pack.release();
-                packs.add(pack, entries);
+                written.packs.add(pack, entries);
             }
             match swapped {
                 Ok(Cas::Updated) => {

@@ -78,7 +78,7 @@ fn write_loop(
     let ledger = Ledger::new(&repo, &reference);
     let mut written = 0;
     let mut first_error = None;
-    let mut packs = crate::repo::pack::Fold::default();
+    let mut wrote = super::Written::default();
     while let Ok(first) = rx.recv() {
         // Gather what arrives within a short window into one commit: every commit costs a
         // root tree, a commit object and a ref update, and a stream of short jobs would
@@ -97,7 +97,7 @@ fn write_loop(
         } else {
             format!("{} results", batch.len())
         };
-        match ledger.record(&batch, &message, &mut packs) {
+        match ledger.record(&batch, &message, &mut wrote) {
             Ok(committed) => {
                 written += batch.len();
                 if let (Some(c), Ok(mut mine)) = (committed, mine.lock()) {
@@ -113,7 +113,7 @@ fn write_loop(
     }
     // One pack for the whole run, not one per commit. A failure to fold loses nothing:
     // every object is still in the packs it was written to.
-    if let Err(e) = packs.finish(&repo.git.common_dir().join("objects")) {
+    if let Err(e) = wrote.packs.finish(&repo.git.common_dir().join("objects")) {
         crate::error::warn(format!(
             "could not fold this run's ledger packs into one ({e}); nothing is lost, and `git gc` folds them"
         ));
