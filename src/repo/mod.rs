@@ -723,8 +723,12 @@ impl Checkout {
     /// what its run wrote, and what jobs add does not outlive the run.
     pub fn keep_only(&mut self, paths: std::collections::HashSet<PathBuf>) -> Result<()> {
         if let CheckoutDir::Kept { slot, planned, .. } = &mut self.dir {
-            pool::prune(&slot.dir, &paths)
-                .io_context(|| format!("clearing the checkout {}", slot.dir.display()))?;
+            // What cannot be removed entry by entry (a directory a job made unreadable)
+            // goes aside whole: the run gets an empty directory at the same place.
+            if pool::prune(&slot.dir, &paths).is_err() {
+                pool::set_aside(&slot.dir)
+                    .io_context(|| format!("clearing the checkout {}", slot.dir.display()))?;
+            }
             *planned = paths;
         }
         Ok(())

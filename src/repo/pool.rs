@@ -96,12 +96,8 @@ pub fn take(pool: &Path, tree: ObjectId) -> Option<Slot> {
         // share one with this run's jobs.
         let note = pool.join(format!("{i}.tree"));
         let clean = std::fs::remove_file(&note).is_ok();
-        if !clean && std::fs::symlink_metadata(&dir).is_ok() {
-            let dead = pool.join(format!("{i}.dead.{}", std::process::id()));
-            if std::fs::rename(&dir, &dead).is_err() {
-                continue;
-            }
-            let _ = std::fs::remove_dir_all(&dead);
+        if !clean && std::fs::symlink_metadata(&dir).is_ok() && set_aside(&dir).is_err() {
+            continue;
         }
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.file_type().is_dir() => {}
@@ -143,6 +139,21 @@ pub fn prune(root: &Path, planned: &HashSet<PathBuf>) -> std::io::Result<()> {
             prune(&path, planned)?;
         }
     }
+    Ok(())
+}
+
+/// Replace the directory `dir` with an empty one: what was there is moved aside (a
+/// directory's entry moves whatever it holds, and whoever works in it goes with it) and then
+/// removed as far as it can be.
+pub fn set_aside(dir: &Path) -> std::io::Result<()> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = dir.as_os_str().to_owned();
+    name.push(format!(".dead.{}.{n}", std::process::id()));
+    let dead = PathBuf::from(name);
+    std::fs::rename(dir, &dead)?;
+    std::fs::create_dir(dir)?;
+    let _ = std::fs::remove_dir_all(&dead);
     Ok(())
 }
 
@@ -206,6 +217,24 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn setting_a_directory_aside_leaves_an_empty_one_in_its_place() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("3");
+        std::fs::create_dir_all(dir.join("deep/er")).unwrap();
+        std::fs::write(dir.join("deep/er/f"), "x").unwrap();
+        // Someone still working in it keeps a handle on the old directory.
+        let worker = std::fs::File::open(dir.join("deep")).unwrap();
+        set_aside(&dir).unwrap();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(t.path()).unwrap().count(),
+            1,
+            "what was set aside is removed"
+        );
+        drop(worker);
     }
 
     #[test]
