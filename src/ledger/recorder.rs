@@ -23,8 +23,6 @@ use gix::ObjectId;
 const BATCH_WINDOW: Duration = Duration::from_millis(250);
 /// The most results in one commit.
 const MAX_BATCH: usize = 512;
-/// Bytes of decoded objects the writer keeps (the ledger's upper trees, read per record).
-const OBJECT_CACHE: usize = 4 * 1024 * 1024;
 
 pub struct Recorder {
     pub sender: Sender<ResultRecord>,
@@ -47,11 +45,14 @@ impl Recorder {
         let commits = OwnCommits::default();
         let mine = commits.clone();
         let handle = std::thread::spawn(move || {
-            let mut git = shared.to_thread_local();
-            // Numbering a result's attempt looks its key up from the root tree: without a
-            // cache, every record inflated the same upper trees again.
-            git.object_cache_size_if_unset(OBJECT_CACHE);
-            write_loop(Repo::from_git(git), reference, rx, mine)
+            // (Ledger::record reads the ledger through a handle of its own per commit,
+            // with its own object cache.)
+            write_loop(
+                Repo::from_git(shared.to_thread_local()),
+                reference,
+                rx,
+                mine,
+            )
         });
         Recorder {
             sender,
