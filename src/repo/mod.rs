@@ -557,9 +557,9 @@ impl Repo {
     /// A checkout never writes outside `dir`, whatever the tree holds: an entry named
     /// empty, `.`, `..`, `.git` or holding `/` or NUL, or a name twice in one directory
     /// (`git fsck` calls it duplicateEntries; a default remote accepts it) refuses the
-    /// whole tree with [`Error::UnsafeTree`] naming the path. Files and directories are
-    /// created new (`O_EXCL`, `O_NOFOLLOW`), so nothing is ever written through a symlink
-    /// the tree put there.
+    /// whole tree with [`Error::UnsafeTree`] naming the path. Files are opened
+    /// `O_NOFOLLOW` and a directory already in place is checked not to be a symlink
+    /// ([`sparse::write`]), so nothing is ever written through a symlink the tree put there.
     pub fn checkout(&self, tree: ObjectId, dir: &Path) -> Result<()> {
         let writes = sparse::Plan::new(self, tree, dir).everything()?;
         writes.iter().try_for_each(|w| sparse::write(self, w))
