@@ -436,12 +436,8 @@ fn a_flaky_policy_of_wait_asks_for_more_tries_then_decides() {
 #[test]
 fn a_flaky_policy_of_allow_lets_a_heisenbug_through_with_its_history_in_the_decision() {
     let env = repo_with(", flaky: {policy: allow}");
-    bump(&env, "3");
-    env.sg_ok(&["run"]);
-    let (key, _) = keys(&env);
     // The same job, run again, fails where it passed: a heisenbug.
-    std::fs::write(env.home().join("cand-fails"), "").unwrap();
-    env.sg_code(1, &["run", "--rerun", &key]);
+    let key = passed_then_failed(&env);
     let why = env.sg_ok(&["why", "components/xen"]);
     assert!(why.contains("history: 2 runs: 1 pass, 1 fail"), "{why}");
     assert!(why.contains("it passed before for the same key"), "{why}");
@@ -534,6 +530,17 @@ fn why_job(env: &TestEnv) -> (serde_json::Value, String) {
     (job, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// Bump xen to 3 and run its candidate job, which passes; then make it fail and run it
+/// again. Returns the job's key.
+fn passed_then_failed(env: &TestEnv) -> String {
+    bump(env, "3");
+    env.sg_ok(&["run"]);
+    let (key, _) = keys(env);
+    std::fs::write(env.home().join("cand-fails"), "").unwrap();
+    env.sg_code(1, &["run", "--rerun", &key]);
+    key
+}
+
 /// The ledger directory of `key`, and the names of its attempts' files, in order.
 fn attempt_files(env: &TestEnv, key: &str) -> (String, Vec<String>) {
     let dir = format!("{}/{}/{key}", &key[..2], &key[2..4]);
@@ -544,11 +551,7 @@ fn attempt_files(env: &TestEnv, key: &str) -> (String, Vec<String>) {
 #[test]
 fn a_ledger_written_before_verdicts_were_named_is_read_and_added_to() {
     let env = repo();
-    bump(&env, "3");
-    env.sg_ok(&["run"]);
-    let (key, _) = keys(&env);
-    std::fs::write(env.home().join("cand-fails"), "").unwrap();
-    env.sg_code(1, &["run", "--rerun", &key]);
+    let key = passed_then_failed(&env);
     // Rename both attempts as a stagegate that did not name the verdict wrote them.
     let (dir, names) = attempt_files(&env, &key);
     let old: Vec<String> = names
@@ -615,12 +618,8 @@ fn a_ledger_written_before_verdicts_were_named_is_read_and_added_to() {
 #[test]
 fn the_history_is_counted_from_the_attempts_names_reading_only_the_records_it_needs() {
     let env = repo();
-    bump(&env, "3");
-    env.sg_ok(&["run"]);
-    let (key, _) = keys(&env);
     // Re-run three times: pass, fail, fail, pass.
-    std::fs::write(env.home().join("cand-fails"), "").unwrap();
-    env.sg_code(1, &["run", "--rerun", &key]);
+    let key = passed_then_failed(&env);
     env.sg_code(1, &["run", "--rerun", &key]);
     std::fs::remove_file(env.home().join("cand-fails")).unwrap();
     env.sg_ok(&["run", "--rerun", &key]);
