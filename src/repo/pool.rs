@@ -16,6 +16,11 @@
 //! so concurrent runs never share one; a run that finds none free (or no safe pool
 //! directory) uses a fresh temporary directory, as before.
 //!
+//! Slots do not pile up: a run that takes one also empties every other free slot that no
+//! run has used for [`STALE`] (what a finished run leaves is only the files it wrote,
+//! but a pool of 16 such copies of a large repository's manifests should not outlive its
+//! use). A slot some run holds is never touched.
+//!
 //! [`sparse::write`]: super::sparse::write
 
 use std::collections::HashSet;
@@ -28,6 +33,9 @@ use gix::ObjectId;
 
 /// The most slots a pool holds: more concurrent checkouts than this get temporary ones.
 const SLOTS: usize = 16;
+
+/// How long a slot no run used keeps its files.
+pub const STALE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// A directory of the pool, held by this process until dropped.
 #[derive(Debug)]
@@ -115,6 +123,7 @@ pub fn take(pool: &Path, tree: ObjectId) -> Option<Slot> {
                 }
             }
         }
+        empty_stale(pool, i, std::time::SystemTime::now());
         return Some(Slot {
             dir,
             tree_note: note,
@@ -122,6 +131,37 @@ pub fn take(pool: &Path, tree: ObjectId) -> Option<Slot> {
         });
     }
     None
+}
+
+/// Empty every slot but `taken` that is free and that no run has used for [`STALE`]
+/// before `now` (by its note, which a run rewrites when it ends). Its note goes first: a
+/// slot left half removed has none, so whoever takes it next sets the rest aside.
+fn empty_stale(pool: &Path, taken: usize, now: std::time::SystemTime) {
+    let stale = |note: &Path| {
+        std::fs::symlink_metadata(note)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > STALE))
+    };
+    for i in (0..SLOTS).filter(|&i| i != taken) {
+        let note = pool.join(format!("{i}.tree"));
+        if !stale(&note) {
+            continue;
+        }
+        let Ok(lock) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(pool.join(format!("{i}.lock")))
+        else {
+            continue;
+        };
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue;
+        }
+        // Checked again under the lock: a run may have ended there since.
+        if stale(&note) && std::fs::remove_file(&note).is_ok() {
+            let _ = std::fs::remove_dir_all(pool.join(i.to_string()));
+        }
+    }
 }
 
 /// Remove from `root` every entry that is not planned (`planned`: the paths a checkout
@@ -250,6 +290,43 @@ mod tests {
         let c = take(t.path(), tree).unwrap();
         assert_eq!(c.dir, b_dir, "the slot that held the tree comes first");
         drop((a, c));
+    }
+
+    #[test]
+    fn a_slot_no_run_used_for_a_week_is_emptied_unless_a_run_holds_it() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            ObjectId::empty_tree(gix::hash::Kind::Sha1),
+            ObjectId::empty_blob(gix::hash::Kind::Sha1),
+        );
+        let week_ago = std::time::SystemTime::now() - STALE - std::time::Duration::from_secs(60);
+        // Four slots that ended cleanly, each holding a file: 0 and 2 last used a week
+        // ago, 2 held by a run all the same; 3 holds the tree the next run wants.
+        let slots: Vec<Slot> = (0..4).map(|_| take(t.path(), a).unwrap()).collect();
+        let dirs: Vec<PathBuf> = slots.iter().map(|s| s.dir.clone()).collect();
+        for (i, s) in slots.iter().enumerate() {
+            std::fs::write(s.dir.join("f"), "x").unwrap();
+            s.note_tree(if i == 3 { b } else { a });
+        }
+        let mut slots = slots.into_iter();
+        let held = slots.nth(2).unwrap();
+        drop(slots);
+        for i in [0, 2] {
+            std::fs::File::options()
+                .write(true)
+                .open(t.path().join(format!("{i}.tree")))
+                .unwrap()
+                .set_modified(week_ago)
+                .unwrap();
+        }
+        let taker = take(t.path(), b).unwrap();
+        assert_eq!(taker.dir, dirs[3]);
+        assert!(!dirs[0].exists(), "a stale free slot is emptied");
+        assert!(!t.path().join("0.tree").exists());
+        assert!(dirs[1].join("f").exists(), "a slot used lately stays");
+        assert!(dirs[2].join("f").exists(), "a held slot is never touched");
+        assert!(t.path().join("2.tree").exists());
+        drop((held, taker));
     }
 
     #[test]
