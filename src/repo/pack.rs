@@ -25,7 +25,7 @@ use gix::ObjectId;
 use gix::zlib::stream::deflate::{Compress, FlushCompress};
 use gix_pack::data::output;
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 
 /// An object to pack: its id, kind and content.
 pub type Object = (ObjectId, gix::objs::Kind, Vec<u8>);
