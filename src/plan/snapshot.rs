@@ -166,26 +166,33 @@ impl<'r> Snapshot<'r> {
         if let Some(t) = self.cache.test_lists.borrow().get(&key) {
             return Ok(t.clone());
         }
-        let mut out = Vec::new();
-        for e in self.dir(TESTS_DIR)?.iter() {
-            if !e.name.ends_with(".yaml") || e.kind == EntryKind::Tree {
-                continue;
+        let dir = self.dir(TESTS_DIR)?;
+        let manifests: Vec<&Entry> = dir
+            .iter()
+            .filter(|e| e.name.ends_with(".yaml") && e.kind != EntryKind::Tree)
+            .collect();
+        // What is not cached yet is read here and parsed on every core.
+        let mut todo = Vec::new();
+        for e in &manifests {
+            if !self.cache.tests.borrow().contains_key(&e.id) {
+                todo.push((
+                    e.id,
+                    format!("{TESTS_DIR}/{}", e.name),
+                    self.repo.blob(e.id)?,
+                ));
             }
-            let cached = self.cache.tests.borrow().get(&e.id).cloned();
-            let test = match cached {
-                Some(t) => t,
-                None => {
-                    let path = format!("{TESTS_DIR}/{}", e.name);
-                    let bytes = self.repo.blob(e.id)?;
-                    let Ok(parsed) = parse_test(&path, &bytes) else {
-                        continue;
-                    };
-                    let t = Rc::new(parsed.test);
-                    self.cache.tests.borrow_mut().insert(e.id, t.clone());
-                    t
-                }
-            };
-            out.push((e.id, test));
+        }
+        for (id, parsed) in parse_tests(todo) {
+            if let Some(t) = parsed {
+                self.cache.tests.borrow_mut().insert(id, Rc::new(t));
+            }
+        }
+        let mut out = Vec::with_capacity(manifests.len());
+        for e in manifests {
+            // A manifest that does not parse is not a test here (`check` names its errors).
+            if let Some(t) = self.cache.tests.borrow().get(&e.id) {
+                out.push((e.id, t.clone()));
+            }
         }
         let mut index = HashMap::with_capacity(out.len());
         for (n, (_, t)) in out.iter().enumerate() {
@@ -274,4 +281,72 @@ impl<'r> Snapshot<'r> {
 
 pub fn short(id: ObjectId) -> String {
     id.to_hex_with_len(10).to_string()
+}
+
+/// `(id, path, bytes)` of test manifests, each parsed (`None`: it does not parse), in
+/// order. Many are split between threads: a run of a thousand tests spent 15 ms parsing
+/// them, one after another, before its first job could start.
+fn parse_tests(todo: Vec<(ObjectId, String, Vec<u8>)>) -> Vec<(ObjectId, Option<Test>)> {
+    let parse = |(id, path, bytes): &(ObjectId, String, Vec<u8>)| {
+        (*id, parse_test(path, bytes).ok().map(|p| p.test))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    // Below this, starting a thread costs more than it saves.
+    const PER_THREAD: usize = 64;
+    let threads = threads.min(todo.len() / PER_THREAD).max(1);
+    if threads == 1 {
+        return todo.iter().map(parse).collect();
+    }
+    let chunk = todo.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = todo
+            .chunks(chunk)
+            .skip(1)
+            .map(|part| scope.spawn(move || part.iter().map(parse).collect::<Vec<_>>()))
+            .collect();
+        let mut out: Vec<_> = todo[..chunk].iter().map(parse).collect();
+        for part in parts {
+            out.extend(part.join().expect("parsing a test manifest does not panic"));
+        }
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_manifests_parse_on_threads_in_order_and_one_that_does_not_parse_is_none() {
+        let todo: Vec<(ObjectId, String, Vec<u8>)> = (0..300u32)
+            .map(|i| {
+                let name = format!("t-{i}");
+                let body = if i % 97 == 5 {
+                    "name: [not, a, name\n".to_string()
+                } else {
+                    format!("name: {name}\nuses: [components/c-0]\nrun: ./t.sh {i}\n")
+                };
+                let id = gix::objs::compute_hash(
+                    gix::hash::Kind::Sha1,
+                    gix::objs::Kind::Blob,
+                    body.as_bytes(),
+                )
+                .unwrap();
+                (id, format!("{TESTS_DIR}/{name}.yaml"), body.into_bytes())
+            })
+            .collect();
+        let ids: Vec<ObjectId> = todo.iter().map(|(id, ..)| *id).collect();
+        let parsed = parse_tests(todo);
+        assert_eq!(parsed.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids);
+        for (i, (_, t)) in parsed.iter().enumerate() {
+            match t {
+                None => assert_eq!(i % 97, 5, "t-{i} did not parse"),
+                Some(t) => {
+                    assert_ne!(i % 97, 5, "t-{i} parsed");
+                    assert_eq!(t.name, format!("t-{i}"));
+                    assert_eq!(t.run, format!("./t.sh {i}"));
+                }
+            }
+        }
+    }
 }
