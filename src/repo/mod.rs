@@ -862,16 +862,7 @@ mod tests {
         let at_b = watch.stamp().unwrap();
         assert_ne!(at_b, at_a);
         // Packing moves the ref into packed-refs, which changes the stamp too.
-        let out = std::process::Command::new("git")
-            .args([
-                "-C",
-                &dir.path().display().to_string(),
-                "pack-refs",
-                "--all",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        remote::git(dir.path(), &["pack-refs", "--all"]).unwrap();
         assert_ne!(watch.stamp().unwrap(), at_b);
         assert_eq!(repo.ref_target(name).unwrap(), Some(b));
         assert!(repo.ref_watch("HEAD").is_none(), "not under refs/");

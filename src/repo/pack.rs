@@ -25,7 +25,7 @@ use gix::ObjectId;
 use gix::zlib::stream::deflate::{Compress, FlushCompress};
 use gix_pack::data::output;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// An object to pack: its id, kind and content.
 pub type Object = (ObjectId, gix::objs::Kind, Vec<u8>);
@@ -135,11 +135,7 @@ pub fn write(objects_dir: &Path, entries: Vec<output::Entry>) -> Result<Option<W
     }
     let (pack, index, hash) = encode(&entries)?;
     let dir = objects_dir.join("pack");
-    let io = |what: &str, path: &Path| {
-        let context = format!("{what} {}", path.display());
-        move |e| Error::Io { context, source: e }
-    };
-    std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+    std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
     let stem = dir.join(format!("pack-{hash}"));
     let (pack_path, index_path, keep) = (
         stem.with_extension("pack"),
@@ -153,7 +149,7 @@ pub fn write(objects_dir: &Path, entries: Vec<output::Entry>) -> Result<Option<W
     // ref reaches yet. Then the pack, then its index: a reader looks for a pack only once
     // it found its index.
     std::fs::write(&keep, "stagegate: objects a ref does not reach yet\n")
-        .map_err(io("writing", &keep))?;
+        .io_context(|| format!("writing {}", keep.display()))?;
     let written = Written {
         pack: pack_path,
         keep: Some(keep),
@@ -173,7 +169,7 @@ pub fn write(objects_dir: &Path, entries: Vec<output::Entry>) -> Result<Option<W
     };
     if let Err(e) = persist(&pack, &written.pack).and_then(|()| persist(&index, &index_path)) {
         written.remove();
-        return Err(io("writing", &stem)(e));
+        return Err(e).io_context(|| format!("writing {}", stem.display()));
     }
     Ok(Some(written))
 }
@@ -352,18 +348,7 @@ mod tests {
     }
 
     fn git(dir: &Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .expect("git runs");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        crate::repo::remote::git(dir, args).unwrap()
     }
 
     #[test]
