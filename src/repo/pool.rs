@@ -87,16 +87,11 @@ pub fn take(pool: &Path, tree: ObjectId) -> Option<Slot> {
         std::fs::read_to_string(pool.join(format!("{i}.tree"))).map_or(true, |t| t != wanted)
     });
     for i in order {
-        let lock = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(pool.join(format!("{i}.lock")))
-            .ok()?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            continue;
-        }
+        let lock = match lock(pool, i, true) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => continue,
+            Err(_) => return None,
+        };
         let dir = pool.join(i.to_string());
         // The note is written again when a run ends cleanly (Slot::note_tree). A slot
         // without one was left by a run that was killed, and the jobs it left running
@@ -147,21 +142,27 @@ fn empty_stale(pool: &Path, taken: usize, now: std::time::SystemTime) {
         if !stale(&note) {
             continue;
         }
-        let Ok(lock) = std::fs::OpenOptions::new()
-            .write(true)
-            .open(pool.join(format!("{i}.lock")))
-        else {
+        let Ok(Some(_lock)) = lock(pool, i, false) else {
             continue;
         };
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            continue;
-        }
         // Checked again under the lock: a run may have ended there since.
         if stale(&note) && std::fs::remove_file(&note).is_ok() {
             let _ = std::fs::remove_dir_all(pool.join(i.to_string()));
         }
     }
+}
+
+/// Slot `i`'s lock file, locked for this process (`flock`, released when the file is
+/// closed); `None` when another holds it. `create` makes the file if it is missing.
+fn lock(pool: &Path, i: usize, create: bool) -> std::io::Result<Option<File>> {
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(pool.join(format!("{i}.lock")))?;
+    // SAFETY: flock on a descriptor we own.
+    let held = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0;
+    Ok((!held).then_some(lock))
 }
 
 /// Remove from `root` every entry that is not planned (`planned`: the paths a checkout
