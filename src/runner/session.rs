@@ -630,7 +630,6 @@ fn recorded_since(
         clean: Option<ObjectId>,
         /// The ref's files when it was last read, and the tip read then.
         seen: Option<(crate::repo::RefStamp, Option<ObjectId>)>,
-        watch: Option<crate::repo::RefWatch>,
     }
     let shared = repo.git.clone().into_sync();
     let watch = repo.ref_watch(&reference);
@@ -643,12 +642,11 @@ fn recorded_since(
             repo: crate::repo::Repo::from_git(shared.to_thread_local()),
             clean: planned_tip,
             seen: None,
-            watch: watch.clone(),
         });
         // The ref is read only when its files changed since it was last read: a job
         // costs two `stat`s here, not a ref lookup (the stamp is taken first, so an update
         // racing the read changes the next stamp).
-        let stamp = reader.watch.as_ref().and_then(|w| w.stamp());
+        let stamp = watch.as_ref().and_then(|w| w.stamp());
         let tip = match reader.seen {
             Some((seen, tip)) if stamp == Some(seen) => tip,
             _ => {
