@@ -66,15 +66,16 @@ impl Claims {
 /// Where `key` is locked: the file of its first digit, at 60 bits of the key (sha256 hex),
 /// so two jobs never share a byte. A key that is not hex is placed by its digest.
 fn place_of(key: &str) -> (usize, i64) {
-    match key.get(..15).map(|d| u64::from_str_radix(d, 16)) {
-        Some(Ok(n)) => ((n >> 56) as usize, n as i64),
+    let n = match key.get(..15).map(|d| u64::from_str_radix(d, 16)) {
+        Some(Ok(n)) => n,
         _ => {
             use sha2::{Digest, Sha256};
             let d = Sha256::digest(key.as_bytes());
-            let n = u64::from_be_bytes(d[..8].try_into().expect("8 bytes")) >> 4;
-            ((n >> 56) as usize, n as i64)
+            u64::from_be_bytes(d[..8].try_into().expect("8 bytes")) >> 4
         }
-    }
+    };
+    // 60 bits: the top four are the first digit.
+    ((n >> 56) as usize, n as i64)
 }
 
 #[cfg(test)]
