@@ -174,7 +174,7 @@ impl<'r> Snapshot<'r> {
         // What is not cached yet is read here and parsed on every core.
         let mut todo = Vec::new();
         for e in &manifests {
-            if !self.cache.tests.borrow().contains_key(&e.id) {
+            if self.cached_test(e.id, &e.name).is_none() {
                 todo.push((
                     e.id,
                     format!("{TESTS_DIR}/{}", e.name),
@@ -190,8 +190,8 @@ impl<'r> Snapshot<'r> {
         let mut out = Vec::with_capacity(manifests.len());
         for e in manifests {
             // A manifest that does not parse is not a test here (`check` names its errors).
-            if let Some(t) = self.cache.tests.borrow().get(&e.id) {
-                out.push((e.id, t.clone()));
+            if let Some(t) = self.cached_test(e.id, &e.name) {
+                out.push((e.id, t));
             }
         }
         let mut index = HashMap::with_capacity(out.len());
@@ -201,6 +201,14 @@ impl<'r> Snapshot<'r> {
         let list = (Rc::new(out), Rc::new(index));
         self.cache.test_lists.borrow_mut().insert(key, list.clone());
         Ok(list)
+    }
+
+    /// The test parsed from blob `id`, if it was and if it is the test of a manifest
+    /// named `file` in `tests/`: a test's name is its file's, so the same bytes under
+    /// another name are not a test (parsing them there fails), whatever the cache holds.
+    fn cached_test(&self, id: ObjectId, file: &str) -> Option<Rc<Test>> {
+        let t = self.cache.tests.borrow().get(&id).cloned()?;
+        (file.strip_suffix(".yaml") == Some(t.name.as_str())).then_some(t)
     }
 
     /// The first test (in [`Snapshot::tests`] order) named `name`.
@@ -215,8 +223,8 @@ impl<'r> Snapshot<'r> {
         let Some(oid) = self.oid(&path)? else {
             return Ok(None);
         };
-        if let Some(t) = self.cache.tests.borrow().get(&oid) {
-            return Ok(Some((oid, t.clone())));
+        if let Some(t) = self.cached_test(oid, &format!("{name}.yaml")) {
+            return Ok(Some((oid, t)));
         }
         let bytes = self.repo.blob(oid)?;
         let t = Rc::new(parse_test(&path, &bytes).map_err(|d| self.invalid(d))?.test);

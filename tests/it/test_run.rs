@@ -1074,6 +1074,21 @@ chmod -x tests/t.sh
 }
 
 #[test]
+fn a_manifest_copied_under_another_name_does_not_make_its_test_twice() {
+    let env = repo_with_test("", "#!/bin/sh\nexit 0\n");
+    env.git(&["checkout", "-q", "staging"]);
+    let manifest = env.read("tests/t.yaml");
+    // The same bytes under a name before `t.yaml`, where its `name: t` does not fit.
+    env.commit_on("staging", "Copy t", &[("tests/a-copy.yaml", &manifest)]);
+    let plan = env.json(&["plan", "--format", "json"]);
+    for mv in plan.as_array().unwrap() {
+        let jobs = mv["jobs"].as_array().unwrap();
+        let t: Vec<_> = jobs.iter().filter(|j| j["name"] == "t").collect();
+        assert!(t.len() <= 1, "test t planned {} times: {mv:#}", t.len());
+    }
+}
+
+#[test]
 fn a_file_a_job_reads_without_naming_it_is_missing_from_its_checkout() {
     let env = repo_with_test("", "#!/bin/sh\ncat ./stagegate.yaml\n");
     env.sg_code(1, &["run"]);
