@@ -385,18 +385,10 @@ impl Repo {
             .git
             .edit_tree(tree)
             .context(|| format!("editing tree {tree}"))?;
-        for (path, change) in edits {
-            match change {
-                Some((kind, id)) => {
-                    ed.upsert(path.as_str(), *kind, *id)
-                        .context(|| format!("adding {path}"))?;
-                }
-                None => {
-                    ed.remove(path.as_str())
-                        .context(|| format!("removing {path}"))?;
-                }
-            }
-        }
+        each_edit(edits, |path, change| match change {
+            Some((kind, id)) => ed.upsert(path, kind, id).map(drop),
+            None => ed.remove(path).map(drop),
+        })?;
         Ok(ed.write().context(|| "writing a tree".into())?.detach())
     }
 
@@ -417,18 +409,10 @@ impl Repo {
             .context(|| format!("decoding tree {tree}"))?
             .into();
         let mut ed = gix::objs::tree::Editor::new(root, &self.git.objects, self.git.object_hash());
-        for (path, change) in edits {
-            let parts = path.split('/');
-            match change {
-                Some((kind, id)) => {
-                    ed.upsert(parts, *kind, *id)
-                        .context(|| format!("adding {path}"))?;
-                }
-                None => {
-                    ed.remove(parts).context(|| format!("removing {path}"))?;
-                }
-            }
-        }
+        each_edit(edits, |path, change| match change {
+            Some((kind, id)) => ed.upsert(path.split('/'), kind, id).map(drop),
+            None => ed.remove(path.split('/')).map(drop),
+        })?;
         ed.write(|t| self.git.write_object(t).map(|id| id.detach()))
             .context(|| "writing a tree".into())
     }
@@ -667,6 +651,21 @@ impl Files for TreeFiles<'_> {
     fn exists(&self, path: &str) -> Result<bool> {
         Ok(self.entry(path.trim_end_matches('/'))?.is_some())
     }
+}
+
+/// Apply `edits` (as [`Repo::edit_tree`] takes them) one by one with `apply`, saying which
+/// path an error came from.
+fn each_edit<E: std::error::Error + Send + Sync + 'static>(
+    edits: &[(String, Option<(EntryKind, ObjectId)>)],
+    mut apply: impl FnMut(&str, Option<(EntryKind, ObjectId)>) -> std::result::Result<(), E>,
+) -> Result<()> {
+    for (path, change) in edits {
+        apply(path, *change).context(|| match change {
+            Some(_) => format!("adding {path}"),
+            None => format!("removing {path}"),
+        })?;
+    }
+    Ok(())
 }
 
 /// A directory holding a checkout: a temporary one, removed on drop, or a slot of the
