@@ -511,7 +511,6 @@ fn a_quarantine_lifts_a_rejection_resting_on_its_test() {
     assert_eq!(d.overrides[0].kind, "quarantine", "{:?}", d.overrides);
 }
 
-/// The candidate's boot job as `why --format json` shows it, and what `why` wrote to stderr.
 /// The history counts `why` shows for a job: runs, passes, fails.
 fn assert_runs_passes_fails(job: &serde_json::Value, (runs, passes, fails): (u64, u64, u64)) {
     let h = &job["history"];
@@ -522,6 +521,7 @@ fn assert_runs_passes_fails(job: &serde_json::Value, (runs, passes, fails): (u64
     );
 }
 
+/// The candidate's boot job as `why --format json` shows it, and what `why` wrote to stderr.
 fn why_job(env: &TestEnv) -> (serde_json::Value, String) {
     let out = env.sg(&["why", "components/xen", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
