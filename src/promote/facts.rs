@@ -61,11 +61,26 @@ pub struct VersionRecord {
 }
 
 pub fn decision_path(to: &str, content: &str) -> String {
-    format!("decisions/{to}/{content}.yaml")
+    format!("{}/{}", decisions_dir(to), record_name(content))
 }
 
 pub fn seen_path(to: &str, content: &str) -> String {
-    format!("seen/{to}/{content}.yaml")
+    format!("{}/{}", seen_dir(to), record_name(content))
+}
+
+/// Where the decisions on moves into `to` are, one file per content.
+fn decisions_dir(to: &str) -> String {
+    format!("decisions/{to}")
+}
+
+/// Where the contents first seen in moves into `to` are, one file per content.
+fn seen_dir(to: &str) -> String {
+    format!("seen/{to}")
+}
+
+/// The file of `content` in [`decisions_dir`] and [`seen_dir`].
+fn record_name(content: &str) -> String {
+    format!("{content}.yaml")
 }
 
 pub fn versions_dir(id: &CandidateId) -> String {
@@ -98,12 +113,12 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView) -> Result<Fac
     // Each directory read once: decisions/T and seen/T hold every content ever judged or
     // seen, and a path lookup per candidate would scan them once per candidate.
     let to = &plan.to.name;
-    let decisions = view.files(&format!("decisions/{to}"))?;
-    let seen = view.files(&format!("seen/{to}"))?;
+    let decisions = view.files(&decisions_dir(to))?;
+    let seen = view.files(&seen_dir(to))?;
     let bisected: std::collections::HashSet<String> =
         view.dirs(&format!("bisect/{to}"))?.into_iter().collect();
     for c in &plan.candidates {
-        let name = format!("{}.yaml", c.content);
+        let name = record_name(&c.content);
         if let Some(id) = decisions.get(&name) {
             let path = decision_path(to, &c.content);
             let d: DecisionRecord = records::parse(&path, &view.blob(*id)?)?;
