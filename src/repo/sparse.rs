@@ -398,6 +398,12 @@ mod tests {
         let mut exec = Vec::new();
         let out = tempfile::tempdir().unwrap();
         std::fs::write(out.path().join("t.sh"), "other, and longer than the blob").unwrap();
+        // Executable where the tree's is not: the mode is set right as well.
+        std::fs::set_permissions(
+            out.path().join("t.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         std::fs::write(out.path().join("same.yaml"), "x: 1").unwrap();
         let ino = |p: &str| std::fs::metadata(out.path().join(p)).unwrap().ino();
         let (t_ino, same_ino) = (ino("t.sh"), ino("same.yaml"));
