@@ -7,9 +7,11 @@
 
 pub mod artifact;
 pub mod bisect;
+pub mod cycle;
 pub mod error;
 pub mod forge;
 pub mod gate;
+pub mod judge;
 pub mod ledger;
 pub mod lockdiff;
 pub mod manifest;

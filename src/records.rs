@@ -131,3 +131,10 @@ pub fn unix_secs(t: std::time::SystemTime) -> i64 {
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(now()).to_string()
 }
+
+/// `secs` since the Unix epoch as RFC 3339 in UTC with second precision: how a decision
+/// says when it was made, from the same clock reading the gate judged at.
+pub fn rfc3339(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}

@@ -103,9 +103,9 @@ pub enum Outcome {
     Interrupted,
 }
 
-/// The rejected component `id` on the move where it is rejected, with what bisecting it
-/// needs; a usage error (exit 2) saying what to do when it is not one.
-pub fn target(planner: &Planner, id: &CandidateId) -> Result<Target> {
+/// The rejected component `id` on the move where it is rejected (judged at `now`), with
+/// what bisecting it needs; a usage error (exit 2) saying what to do when it is not one.
+pub fn target(planner: &Planner, id: &CandidateId, now: i64) -> Result<Target> {
     let item = match id {
         CandidateId::Item(i) if i.kind == ItemKind::Component => i.clone(),
         _ => {
@@ -125,9 +125,8 @@ pub fn target(planner: &Planner, id: &CandidateId) -> Result<Target> {
             continue;
         };
         let content = c.content.clone();
-        let facts = crate::promote::facts::load(planner, &plan, &view)?;
-        let decided = crate::promote::decide(planner, &plan, &view, &facts, crate::promote::now())?;
-        let Some(g) = decided.evaluation.of(id) else {
+        let judgement = crate::judge::judge(planner, plan, &view, now)?;
+        let Some(g) = judgement.group(id) else {
             states.push(format!("waiting on {} → {}", s.name, t.name));
             continue;
         };
@@ -135,8 +134,8 @@ pub fn target(planner: &Planner, id: &CandidateId) -> Result<Target> {
             states.push(format!("{} on {} → {}", g.state, s.name, t.name));
             continue;
         }
-        let keys = regressed(g, &facts, &content);
-        return target_on(planner, item, plan, content, &keys);
+        let keys = regressed(g, &judgement.facts, &content);
+        return target_on(planner, item, judgement.plan.clone(), content, &keys);
     }
     let help = format!(
         "bisect names the upstream commit behind a rejection: `stagegate run` and `stagegate promote` judge {id} first, and `stagegate why {id}` says where it stands"
@@ -157,18 +156,18 @@ pub fn target(planner: &Planner, id: &CandidateId) -> Result<Target> {
     }
 }
 
-/// The rejected components of `plan` that `cycle` bisects: when T's gate says `bisect`,
-/// each rejected component that pins upstream commits on both stages and has not been
-/// bisected at this content yet.
-pub fn due(planner: &Planner, plan: &MovePlan) -> Result<Vec<Target>> {
+/// The rejected components of a judged move that `cycle` bisects: when T's gate says
+/// `bisect`, each rejected component that pins upstream commits on both stages and has not
+/// been bisected at this content yet.
+pub fn due(planner: &Planner, judgement: &crate::judge::Judgement) -> Result<Vec<Target>> {
+    let plan = &judgement.plan;
     if plan.gate.bisect.is_none() {
         return Ok(Vec::new());
     }
-    let view = Ledger::new(planner.repo, &planner.pipeline.results_ref).view()?;
-    let facts = crate::promote::facts::load(planner, plan, &view)?;
-    let decided = crate::promote::decide(planner, plan, &view, &facts, crate::promote::now())?;
+    let facts = &judgement.facts;
     let mut out = Vec::new();
-    for g in decided
+    for g in judgement
+        .decided
         .evaluation
         .groups
         .iter()
@@ -181,7 +180,7 @@ pub fn due(planner: &Planner, plan: &MovePlan) -> Result<Vec<Target>> {
             if id.kind != ItemKind::Component || facts.bisected.contains_key(&c.content) {
                 continue;
             }
-            let keys = regressed(g, &facts, &c.content);
+            let keys = regressed(g, facts, &c.content);
             match target_on(planner, id.clone(), plan.clone(), c.content.clone(), &keys) {
                 Ok(t) => out.push(t),
                 // Not something to bisect (no upstream pins, new on S, …): nothing to do.

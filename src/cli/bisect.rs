@@ -1,13 +1,10 @@
 //! `stagegate bisect ITEM`: name the upstream commit that broke a rejected component.
 
-use std::sync::Arc;
-
 use super::{Code, Ctx, Format, print_json};
 use crate::bisect::record::{BisectRecord, StepRecord};
 use crate::bisect::{self, Outcome, Progress};
 use crate::error::Result;
-use crate::plan::{Job, MovePlan, Planner};
-use crate::runner::session;
+use crate::plan::Job;
 
 /// Find the first bad upstream commit of a rejected component.
 ///
@@ -51,7 +48,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let planner = ctx.start(args.push)?;
     let id = crate::promote::edits::parse_candidate(&planner, &args.item)?;
-    let target = bisect::target(&planner, &id)?;
+    let target = bisect::target(&planner, &id, ctx.now())?;
     let opts = bisect::Options {
         reproduce: bisect::reproduce(args.reproduce, target.policy),
         first_parent: args.first_parent,
@@ -74,7 +71,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             show(&p);
         }
     };
-    match run_bisect(&planner, &target, &opts, args.parallel, &mut progress)? {
+    match crate::cycle::bisect(&planner, &target, &opts, args.parallel, &mut progress)? {
         Outcome::Interrupted => {
             if text {
                 println!(
@@ -93,22 +90,6 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     }
 }
 
-/// Bisect `target`, running its jobs through the library's run session.
-pub fn run_bisect(
-    planner: &Planner,
-    target: &bisect::Target,
-    opts: &bisect::Options,
-    parallel: Option<usize>,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<Outcome> {
-    let mut runner = SessionRunner {
-        planner,
-        plan: &target.plan,
-        parallel,
-    };
-    bisect::bisect(planner, target, opts, &mut runner, progress)
-}
-
 fn tests(jobs: &[Job]) -> String {
     jobs.iter()
         .map(|j| format!("tests/{}", j.name))
@@ -116,35 +97,7 @@ fn tests(jobs: &[Job]) -> String {
         .join(", ")
 }
 
-/// Runs bisect's jobs with the environment policy of the move they come from (T's `env:`).
-struct SessionRunner<'a, 'p> {
-    planner: &'a Planner<'p>,
-    plan: &'a MovePlan,
-    parallel: Option<usize>,
-}
-
-impl bisect::Runner for SessionRunner<'_, '_> {
-    fn run(&mut self, jobs: Vec<Job>) -> Result<bool> {
-        let mut plan = self.plan.clone();
-        for j in &jobs {
-            plan.jobs.insert(j.key.clone(), j.clone());
-        }
-        let opts = session::Options {
-            parallel: self.parallel,
-            ..Default::default()
-        };
-        let quiet: session::Sink = Arc::new(|_| {});
-        let report = session::run_jobs(
-            self.planner,
-            std::slice::from_ref(&plan),
-            jobs,
-            &opts,
-            quiet,
-        )?;
-        Ok(!report.interrupted)
-    }
-}
-
+/// One line of a bisect's progress, for people.
 pub fn show(p: &Progress) {
     match p {
         Progress::Line { commits } => println!(
@@ -207,52 +160,4 @@ fn print_outcome(rec: &BisectRecord) {
         "recorded in the ledger: `stagegate why {}` and `stagegate log {}` show it",
         rec.item, rec.item
     );
-}
-
-/// What `cycle` does before promoting a move whose gate says `bisect`: bisect each
-/// rejected component that is due ([`bisect::due`]), so the rejection's decision names
-/// the first bad upstream commit. Returns 130 when interrupted, 3 when a bisect could not
-/// finish (the next cycle tries again; promotion goes on), else 0.
-pub fn due(
-    planner: &Planner,
-    plan: &MovePlan,
-    parallel: Option<usize>,
-    format: Format,
-) -> Result<Code> {
-    let text = format == Format::Text;
-    let mut code = 0;
-    for target in bisect::due(planner, plan)? {
-        let opts = bisect::Options {
-            reproduce: bisect::reproduce(None, target.policy),
-            first_parent: false,
-            by: super::decider(),
-        };
-        if text {
-            println!(
-                "bisecting {} (the gate into {} says bisect)",
-                target.id, plan.to.name
-            );
-        }
-        let mut progress = |p: Progress| {
-            if text {
-                show(&p);
-            }
-        };
-        match run_bisect(planner, &target, &opts, parallel, &mut progress) {
-            Ok(Outcome::Interrupted) => return Ok(130),
-            Ok(Outcome::Done(rec)) => {
-                if text {
-                    println!("{}: {}", rec.item, rec.summary());
-                }
-            }
-            Err(e) => {
-                eprintln!(
-                    "the bisect of {} did not finish; promoting anyway:",
-                    target.id
-                );
-                code = code.max(super::report(&e));
-            }
-        }
-    }
-    Ok(code)
 }

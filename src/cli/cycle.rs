@@ -2,6 +2,7 @@
 
 use super::reporter::RunReporter;
 use super::{Code, Ctx, Format, print_json, show};
+use crate::cycle::{self, CycleEvent, CycleReport};
 use crate::error::Result;
 use crate::promote;
 use crate::runner::session;
@@ -39,92 +40,74 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let planner = ctx.start(args.push)?;
     let text = args.format == Format::Text;
-    // With --format json, one document: what poll did, then each move's runs and decision.
-    let mut doc = serde_json::Map::new();
-    let mut poll_failed = 0;
-    if !args.no_poll {
-        if text {
-            println!("== poll");
-        }
-        let polled = crate::poll::poll(
-            &planner,
-            &crate::poll::Options {
-                dry_run: false,
-                now: crate::promote::now(),
-            },
-        );
-        // A broken watch script must not stop what is already pending from moving on:
-        // report it, carry on, and exit with its code at the end.
-        match polled {
-            Ok(bumps) if text => show::bumps(&bumps, args.format),
-            Ok(bumps) => {
-                doc.insert("poll".into(), serde_json::json!(bumps));
-            }
-            Err(e) => {
-                eprintln!("poll failed; running and promoting what is pending anyway:");
-                poll_failed = super::report(&e);
-                doc.insert("poll_error".into(), serde_json::json!(e.to_string()));
-            }
-        }
-    }
-    let moves = promote::publish::moves(&planner, args.stage.as_deref())?;
     let forge = crate::forge::configured()?;
     let remote = ctx.review_remote(&planner.pipeline)?;
-    let opts = promote::Options::for_runner(false, forge.as_deref(), remote, args.review);
-    let run_opts = session::Options {
-        parallel: args.parallel,
-        still_running: super::reporter::still_running_interval()?,
-        ..Default::default()
+    let opts = cycle::Options {
+        run: session::Options {
+            parallel: args.parallel,
+            still_running: super::reporter::still_running_interval()?,
+            ..Default::default()
+        },
+        promote: promote::Options::for_runner(
+            false,
+            forge.as_deref(),
+            remote,
+            args.review,
+            ctx.now(),
+        ),
+        stage: args.stage.clone(),
+        poll: !args.no_poll,
     };
     let reporter = RunReporter::new(args.format);
-    let mut outcomes = Vec::new();
-    let mut moved = Vec::new();
-    let mut interrupted = false;
-    let mut bisect_failed = 0;
-    for (s, t) in &moves {
-        if text {
-            println!("== {} → {}", s.name, t.name);
+    // The exit codes of what failed along the way without stopping the cycle (a poll, a
+    // bisect), and each move's run documents (JSON), as they happen.
+    let mut failed: Code = 0;
+    let mut runs: Vec<Vec<serde_json::Value>> = Vec::new();
+    let mut events = |e: CycleEvent| match e {
+        CycleEvent::Polling if text => println!("== poll"),
+        CycleEvent::Polled(bumps) if text => show::bumps(bumps, args.format),
+        CycleEvent::PollFailed(e) => {
+            eprintln!("poll failed; running and promoting what is pending anyway:");
+            failed = failed.max(super::report(e));
         }
-        let plan = planner.plan_move(s, t)?;
-        // Run what the gate needs (the combination of candidates that pass alone too),
-        // then decide.
-        let reports = session::run_for_gate(&planner, &plan, &run_opts, reporter.sink())?;
-        let mut entry = serde_json::json!({
-            "from": s.name,
-            "to": t.name,
-            "runs": reporter.take_json(),
-        });
-        if reports.iter().any(|r| r.interrupted) {
-            interrupted = true;
-            moved.push(entry);
-            break;
+        CycleEvent::MoveStarted { from, to } if text => println!("== {from} → {to}"),
+        CycleEvent::Bisecting { target, into } if text => {
+            println!("bisecting {} (the gate into {into} says bisect)", target.id)
         }
-        // A gate that says `bisect` has each rejected component bisected before promote
-        // records the rejection, so the decision names the first bad upstream commit.
-        match super::bisect::due(&planner, &plan, args.parallel, args.format)? {
-            130 => {
-                interrupted = true;
-                moved.push(entry);
-                break;
-            }
-            code => bisect_failed = bisect_failed.max(code),
+        CycleEvent::BisectProgress(p) if text => super::bisect::show(&p),
+        CycleEvent::Bisected(rec) if text => println!("{}: {}", rec.item, rec.summary()),
+        CycleEvent::BisectFailed { item, error } => {
+            eprintln!("the bisect of {item} did not finish; promoting anyway:");
+            failed = failed.max(super::report(error));
         }
-        let outcome = promote::publish::promote_and_publish(&planner, s, t, &opts)?;
-        if text {
-            show::decisions(std::slice::from_ref(&outcome), args.format, false);
+        CycleEvent::Decided(outcome) if text => {
+            show::decisions(std::slice::from_ref(outcome), args.format, false)
         }
-        entry["promote"] = serde_json::json!(outcome);
-        moved.push(entry);
-        outcomes.push(outcome);
-    }
+        CycleEvent::MoveFinished => runs.push(reporter.take_json()),
+        _ => {}
+    };
+    let report = cycle::cycle(&planner, &opts, reporter.sink(), &mut events)?;
     if !text {
-        doc.insert("moves".into(), serde_json::Value::Array(moved));
-        doc.insert("interrupted".into(), serde_json::json!(interrupted));
-        print_json(&doc);
+        print_json(&json(&report, runs));
     }
-    if interrupted {
+    if report.interrupted {
         return Ok(130);
     }
+    let outcomes: Vec<promote::MoveOutcome> = report.outcomes().cloned().collect();
     show::github_outputs(&outcomes)?;
-    Ok(show::code(&outcomes).max(poll_failed).max(bisect_failed))
+    Ok(show::code(&outcomes).max(failed))
+}
+
+/// The one JSON document of a cycle: what poll did, then each move's runs and decision.
+fn json(report: &CycleReport, runs: Vec<Vec<serde_json::Value>>) -> serde_json::Value {
+    let mut doc = serde_json::json!(report);
+    if let Some(e) = &report.poll_error {
+        doc["poll_error"] = serde_json::json!(e.to_string());
+    }
+    if let Some(moves) = doc["moves"].as_array_mut() {
+        for (m, r) in moves.iter_mut().zip(runs) {
+            m["runs"] = serde_json::Value::Array(r);
+        }
+    }
+    doc
 }

@@ -112,6 +112,9 @@ pub struct Ctx {
     pub dir: PathBuf,
     pub remote: Option<String>,
     workspace: std::cell::OnceCell<Workspace>,
+    /// The clock, read once per command ([`crate::records::now_secs`]: `STAGEGATE_NOW`
+    /// fixes it), so everything a command judges, records and says agrees on the time.
+    now: std::cell::OnceCell<i64>,
 }
 
 impl Ctx {
@@ -121,6 +124,11 @@ impl Ctx {
         }
         let w = Workspace::discover(&self.dir, self.remote.clone())?;
         Ok(self.workspace.get_or_init(|| w))
+    }
+
+    /// The command's clock, in seconds since the Unix epoch.
+    pub fn now(&self) -> i64 {
+        *self.now.get_or_init(crate::records::now_secs)
     }
 
     pub fn repo(&self) -> Result<&Repo> {
@@ -158,6 +166,7 @@ pub fn main() -> i32 {
         dir: cli.dir.clone().unwrap_or_else(|| PathBuf::from(".")),
         remote: cli.remote.clone(),
         workspace: std::cell::OnceCell::new(),
+        now: std::cell::OnceCell::new(),
     };
     github::mask_secrets();
     let result = match cli.command {

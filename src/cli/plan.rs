@@ -92,17 +92,16 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         })?;
         planner.heads.insert(stage, id);
     }
-    let mut plans = planner.plan_all(args.stage.as_deref())?;
     let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
     let view = ledger.view()?;
     // What run would run: nothing for a rejection that stands, and the combination of
     // what passes alone.
-    let mut combos = Vec::new();
-    for p in &mut plans {
-        let (runnable, combo) = crate::promote::runnable(&planner, p, &view)?;
-        *p = runnable;
-        combos.push(combo);
-    }
+    let judgements = crate::judge::judge_all(&planner, args.stage.as_deref(), &view, ctx.now())?;
+    let plans: Vec<MovePlan> = judgements.iter().map(|j| j.runnable()).collect();
+    let combos: Vec<Option<crate::plan::Group>> = judgements
+        .iter()
+        .map(|j| j.combination_group().cloned())
+        .collect();
     let verdicts = verdicts(&ledger, &plans)?;
     let wanted = |j: &Job| {
         !args.missing

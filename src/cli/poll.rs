@@ -22,7 +22,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         &planner,
         &crate::poll::Options {
             dry_run: args.dry_run,
-            now: crate::promote::now(),
+            now: ctx.now(),
         },
     )?;
     super::show::bumps(&bumps, args.format);

@@ -33,7 +33,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let moves = promote::publish::moves(&planner, args.stage.as_deref())?;
     let forge = crate::forge::configured()?;
     let remote = ctx.review_remote(&planner.pipeline)?;
-    let opts = promote::Options::for_runner(args.dry_run, forge.as_deref(), remote, args.review);
+    let opts = promote::Options::for_runner(
+        args.dry_run,
+        forge.as_deref(),
+        remote,
+        args.review,
+        ctx.now(),
+    );
     let mut outcomes = Vec::new();
     for (s, t) in &moves {
         outcomes.push(promote::publish::promote_and_publish(

@@ -33,7 +33,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let opts = Options {
         runs: args.runs,
         trail: args.trail,
-        now: crate::promote::now(),
+        now: ctx.now(),
     };
     let data = report::collect(repo, &planner, &opts)?;
     let written = report::write(&data, &args.out)?;

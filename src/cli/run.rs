@@ -69,9 +69,14 @@ impl Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let planner = ctx.start(args.push)?;
-    let plans = planner.plan_all(args.stage.as_deref())?;
     let reporter = RunReporter::new(args.format);
-    let report = session::run(&planner, &plans, &args.options()?, reporter.sink())?;
+    let report = crate::cycle::run(
+        &planner,
+        args.stage.as_deref(),
+        &args.options()?,
+        ctx.now(),
+        reporter.sink(),
+    )?;
     for doc in reporter.take_json() {
         print_json(&doc);
     }

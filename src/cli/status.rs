@@ -56,24 +56,17 @@ pub struct MoveView {
 }
 
 /// The state of every move as the gate sees it now (reads only; records nothing).
-pub fn views(planner: &Planner, stage: Option<&str>) -> Result<Vec<MoveView>> {
+pub fn views(planner: &Planner, stage: Option<&str>, now: i64) -> Result<Vec<MoveView>> {
     let repo = planner.repo;
     let view = Ledger::new(repo, &planner.pipeline.results_ref).view()?;
-    let now = crate::promote::now();
     let mut out = Vec::new();
-    for p in planner.plan_all(stage)? {
-        let facts = crate::promote::facts::load(planner, &p, &view)?;
-        let decided = crate::promote::decide(planner, &p, &view, &facts, now)?;
-        let moving = decided.moved(&p);
+    for j in crate::judge::judge_all(planner, stage, &view, now)? {
+        let p = &j.plan;
         let candidates = p
             .candidates
             .iter()
             .map(|c| {
-                let g = decided.evaluation.of(&c.id);
-                let mut state = g.map_or(State::Wait, |g| g.state);
-                if state == State::Promote && !moving.contains(&c.id) {
-                    state = State::Wait;
-                }
+                let g = j.group(&c.id);
                 CandidateView {
                     item: c.id.clone(),
                     from: c.from.clone(),
@@ -81,7 +74,7 @@ pub fn views(planner: &Planner, stage: Option<&str>) -> Result<Vec<MoveView>> {
                     present: c.present,
                     new: c.new,
                     content: c.content.clone(),
-                    state,
+                    state: j.state(&c.id),
                     with: g
                         .map(|g| g.members.iter().filter(|m| **m != c.id).cloned().collect())
                         .unwrap_or_default(),
@@ -98,9 +91,9 @@ pub fn views(planner: &Planner, stage: Option<&str>) -> Result<Vec<MoveView>> {
             from_head: p.from_head.to_string(),
             to_head: p.to_head.to_string(),
             candidates,
-            notes: decided.notes,
-            frozen: facts.frozen.iter().map(|f| f.to_ref()).collect(),
-            overrides: facts.overrides(),
+            notes: j.decided.notes.clone(),
+            frozen: j.facts.frozen.iter().map(|f| f.to_ref()).collect(),
+            overrides: j.facts.overrides(),
         });
     }
     Ok(out)
@@ -108,7 +101,7 @@ pub fn views(planner: &Planner, stage: Option<&str>) -> Result<Vec<MoveView>> {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let planner = ctx.start(false)?;
-    let views = views(&planner, None)?;
+    let views = views(&planner, None, ctx.now())?;
     match args.format {
         Format::Json => print_json(&views),
         Format::Text => {

@@ -84,17 +84,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         if plan.candidate(&id).is_none() {
             continue;
         }
-        let facts = crate::promote::facts::load(&planner, &plan, &view)?;
-        let decided =
-            crate::promote::decide(&planner, &plan, &view, &facts, crate::promote::now())?;
-        let g = decided.evaluation.of(&id).cloned();
-        let mut state = g.as_ref().map_or(State::Wait, |g| g.state);
-        let moving = decided.moved(&plan).contains(&id);
-        if state == State::Promote && !moving {
-            state = State::Wait;
-        }
+        let judgement = crate::judge::judge(&planner, plan, &view, ctx.now())?;
+        let (plan, decided) = (&judgement.plan, &judgement.decided);
+        let g = judgement.group(&id).cloned();
+        let state = judgement.state(&id);
+        let moving = judgement.moved().contains(&id);
         let packages = match (&id, &g) {
-            (CandidateId::Item(item), Some(g)) => package_changes(&planner, &view, &plan, g, item)?,
+            (CandidateId::Item(item), Some(g)) => package_changes(&planner, &view, plan, g, item)?,
             _ => None,
         };
         pending.push(PendingWhy {

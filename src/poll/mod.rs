@@ -66,11 +66,12 @@ pub fn poll(planner: &Planner, opts: &Options) -> Result<Vec<Bump>> {
     // their version was rejected (it will never settle): the next upstream change replaces it.
     let plan = planner.plan_move(first, second)?;
     let view = crate::ledger::Ledger::new(planner.repo, &planner.pipeline.results_ref).view()?;
-    let facts = crate::promote::facts::load(planner, &plan, &view)?;
-    let pending: BTreeSet<ItemId> = plan
+    let judgement = crate::judge::judge(planner, plan, &view, opts.now)?;
+    let pending: BTreeSet<ItemId> = judgement
+        .plan
         .candidates
         .iter()
-        .filter(|c| !facts.rejected.contains_key(&c.content))
+        .filter(|c| !judgement.facts.rejected.contains_key(&c.content))
         .filter_map(|c| c.id.item().cloned())
         .collect();
 
@@ -122,7 +123,7 @@ pub fn poll(planner: &Planner, opts: &Options) -> Result<Vec<Bump>> {
     let mut kept = Vec::new();
     for c in changes {
         let refused =
-            crate::promote::facts::refused_versions(&view, &CandidateId::Item(c.id.clone()))?;
+            crate::judge::facts::refused_versions(&view, &CandidateId::Item(c.id.clone()))?;
         let again = refused.iter().any(|r| {
             r.version.as_deref() == Some(c.version.as_str())
                 || c.upstream

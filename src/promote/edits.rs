@@ -200,7 +200,7 @@ pub fn drop_item(planner: &Planner, item: &str, reason: &str) -> Result<Vec<Edit
     if let Some(c) = plan.candidate(&id) {
         let ledger = crate::ledger::Ledger::new(repo, &planner.pipeline.results_ref);
         let rec =
-            crate::promote::facts::version_record(planner, c, plan.from_head, "dropped", &s.name)?;
+            crate::judge::facts::version_record(planner, c, plan.from_head, "dropped", &s.name)?;
         ledger.put_new(
             &[rec],
             &format!(

@@ -15,20 +15,17 @@
 //! (see [`facts`]), not on S: a commit on S would itself be a new candidate.
 
 pub mod edits;
-pub mod facts;
 pub mod publish;
 pub mod push_gate;
 pub mod review;
 pub mod verify;
-
-use std::collections::BTreeSet;
 
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::gate::{self, Evaluation, Facts, GroupEval, State};
+use crate::gate::{self, Evaluation, State};
 use crate::ledger::{Ledger, LedgerView, Verdict};
 use crate::manifest::{Gate, Stage};
 use crate::plan::{CandidateId, MovePlan, Planner, short};
@@ -177,6 +174,8 @@ impl MoveOutcome {
 
 pub struct Options<'a> {
     pub dry_run: bool,
+    /// The gate's clock (Unix seconds): soak and the overrides in force are judged at it.
+    pub now: i64,
     pub by: String,
     pub ci_url: Option<String>,
     /// The forge, when one is configured: promotions through pull requests (gates with
@@ -186,204 +185,8 @@ pub struct Options<'a> {
     pub force_review: bool,
 }
 
-pub use facts::holds;
-
-/// The gate's clock ([`records::now`]: `STAGEGATE_NOW` fixes it).
-pub fn now() -> i64 {
-    records::now_secs()
-}
-
-/// What the gate decides for one move: the evaluation, and which candidates move.
-#[derive(Debug, Clone)]
-pub struct Decided {
-    pub evaluation: Evaluation,
-    /// The groups that move, in plan order.
-    pub moving: Vec<usize>,
-    /// The combination of the moving groups, when more than one passed alone.
-    pub combination: Option<GroupEval>,
-    pub notes: Vec<String>,
-}
-
-impl Decided {
-    pub fn moved(&self, plan: &MovePlan) -> Vec<CandidateId> {
-        self.moving
-            .iter()
-            .flat_map(|i| plan.groups[*i].members.iter().cloned())
-            .collect()
-    }
-}
-
-/// Judge every candidate of `plan`, then the combination of those that pass.
-pub fn decide(
-    planner: &Planner,
-    plan: &MovePlan,
-    view: &LedgerView,
-    facts: &Facts,
-    now: i64,
-) -> Result<Decided> {
-    let evaluation = gate::evaluate(plan, view, facts, now)?;
-    let passing = evaluation.promotable();
-    let mut notes = Vec::new();
-    if passing.len() < 2 {
-        return Ok(Decided {
-            evaluation,
-            moving: passing,
-            combination: None,
-            notes,
-        });
-    }
-    let (group, combo_plan) = planner.plan_combination(plan, &passing)?;
-    let combo = gate::evaluate_combination(
-        &combo_plan,
-        &group.members,
-        &group.required,
-        &group.blocked,
-        view,
-        &Facts {
-            holds: Default::default(),
-            ..facts.clone()
-        },
-        now,
-    )?;
-    let names = |gs: &[usize]| -> String {
-        gs.iter()
-            .flat_map(|i| plan.groups[*i].members.iter().map(|m| m.to_string()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let moving = match combo.state {
-        State::Promote => passing,
-        State::Rejected => {
-            notes.push(format!(
-                "{} pass alone but not together: {} moves alone, the others are judged again against the new {}",
-                names(&passing),
-                names(&passing[..1]),
-                plan.to.name
-            ));
-            passing[..1].to_vec()
-        }
-        _ => {
-            notes.push(format!(
-                "{} pass alone; their combination waits: {}",
-                names(&passing),
-                combo
-                    .reasons
-                    .iter()
-                    .map(|r| r.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ));
-            Vec::new()
-        }
-    };
-    Ok(Decided {
-        evaluation,
-        moving,
-        combination: Some(combo),
-        notes,
-    })
-}
-
-/// When several groups pass alone: the jobs of their combination (and the plan holding
-/// them).
-pub fn combination(
-    planner: &Planner,
-    plan: &MovePlan,
-    decided: &Decided,
-) -> Result<Option<(crate::plan::Group, MovePlan)>> {
-    let passing = decided.evaluation.promotable();
-    if passing.len() < 2 {
-        return Ok(None);
-    }
-    Ok(Some(planner.plan_combination(plan, &passing)?))
-}
-
-/// The plan as `run` and `plan` see it: a group whose rejection stands plans nothing (no
-/// job is run for it again), and when several groups pass alone, the jobs of their
-/// combination join the plan. Returns the plan and the combination's group, if any.
-pub fn runnable(
-    planner: &Planner,
-    plan: &MovePlan,
-    view: &LedgerView,
-) -> Result<(MovePlan, Option<crate::plan::Group>)> {
-    let (out, combo, _) = runnable_and_retries(planner, plan, view)?;
-    Ok((out, combo))
-}
-
-/// [`runnable`], and the keys the gate wants tried again: heisenbugs a `flaky: {policy:
-/// wait}` gate waits on (each `run` adds one try, so a cron `cycle` settles them).
-fn runnable_and_retries(
-    planner: &Planner,
-    plan: &MovePlan,
-    view: &LedgerView,
-) -> Result<(MovePlan, Option<crate::plan::Group>, BTreeSet<String>)> {
-    let facts = facts::load(planner, plan, view)?;
-    let decided = decide(planner, plan, view, &facts, now())?;
-    let retries: BTreeSet<String> = decided
-        .evaluation
-        .groups
-        .iter()
-        .flat_map(|g| &g.jobs)
-        .filter(|j| j.state == gate::JobState::HeisenbugWaiting)
-        .map(|j| j.key.clone())
-        .collect();
-    let mut out = plan.clone();
-    for (g, e) in out.groups.iter_mut().zip(&decided.evaluation.groups) {
-        if e.sticky {
-            g.required.clear();
-            g.blocked.push(crate::plan::Blocked {
-                kind: "rejected",
-                candidate: None,
-                message: "rejected before at this content: nothing runs for it again".into(),
-            });
-        }
-    }
-    let combo = combination(planner, plan, &decided)?;
-    if let Some((_, cp)) = &combo {
-        for (k, j) in &cp.jobs {
-            out.jobs.entry(k.clone()).or_insert_with(|| j.clone());
-        }
-    }
-    // Keep the jobs something still needs: required ones, their baselines and builds.
-    let mut keep: BTreeSet<String> = BTreeSet::new();
-    let mut todo: Vec<String> = out
-        .groups
-        .iter()
-        .flat_map(|g| g.required.iter().cloned())
-        .chain(combo.iter().flat_map(|(g, _)| g.required.iter().cloned()))
-        .collect();
-    while let Some(k) = todo.pop() {
-        if !keep.insert(k.clone()) {
-            continue;
-        }
-        if let Some(j) = out.jobs.get(&k) {
-            todo.extend(j.baseline.iter().cloned());
-            todo.extend(j.after.iter().cloned());
-        }
-    }
-    out.jobs.retain(|k, _| keep.contains(k));
-    Ok((out, combo.map(|(g, _)| g), retries))
-}
-
-/// The jobs a move needs run now (see [`runnable`]).
-pub fn jobs_to_run(
-    planner: &Planner,
-    plan: &MovePlan,
-    view: &LedgerView,
-) -> Result<Vec<crate::plan::Job>> {
-    Ok(jobs_and_retries(planner, plan, view)?.0)
-}
-
-/// The jobs a move needs run now, and those of them to run again although they have a
-/// settled result (see [`runnable_and_retries`]).
-pub fn jobs_and_retries(
-    planner: &Planner,
-    plan: &MovePlan,
-    view: &LedgerView,
-) -> Result<(Vec<crate::plan::Job>, BTreeSet<String>)> {
-    let (out, _, retries) = runnable_and_retries(planner, plan, view)?;
-    Ok((out.jobs.into_values().collect(), retries))
-}
+pub use crate::judge::Decided;
+use crate::judge::{self, facts};
 
 /// Plan, evaluate and (unless dry-run) promote one move; retries when T moves underneath.
 pub fn promote_move(
@@ -400,9 +203,9 @@ pub fn promote_move(
             facts::record_seen(&ledger, &plan)?;
         }
         let view = ledger.view()?;
-        let facts = facts::load(planner, &plan, &view)?;
-        let decided = decide(planner, &plan, &view, &facts, now())?;
-        let moved = decided.moved(&plan);
+        let judgement = judge::judge(planner, plan, &view, opts.now)?;
+        let (plan, facts, decided) = (&judgement.plan, &judgement.facts, &judgement.decided);
+        let moved = judgement.moved();
         let mut outcome = MoveOutcome {
             from: from.name.clone(),
             to: to.name.clone(),
@@ -410,7 +213,7 @@ pub fn promote_move(
             tested: (!moved.is_empty()).then(|| plan.from_head.to_string()),
             moved: moved.clone(),
             rejected: Vec::new(),
-            candidates: candidate_outcomes(&plan, &decided.evaluation, &moved),
+            candidates: candidate_outcomes(plan, &decided.evaluation, &moved),
             pushed: Vec::new(),
             notes: decided.notes.clone(),
             frozen: facts.frozen.iter().map(|f| f.to_ref()).collect(),
@@ -442,21 +245,21 @@ pub fn promote_move(
             ));
         }
         if !opts.dry_run {
-            outcome.rejected = record_rejections(planner, &plan, &decided, opts)?;
+            outcome.rejected = record_rejections(planner, plan, decided, opts)?;
         }
         if !plan.candidates.is_empty() {
-            let s = review::summary(planner, &plan, &decided)?;
+            let s = review::summary(planner, plan, decided)?;
             // A forge sees only what was pushed: a check on a commit it lacks is refused.
             if let (Some(r), false) = (&opts.review, opts.dry_run)
                 && crate::repo::remote::is_published(repo, plan.from_head, &from.branch)?
             {
-                review::post_check(&plan, &s, r, reviewed)?;
+                review::post_check(plan, &s, r, reviewed)?;
             }
             outcome.summary = Some(s);
         }
         if moved.is_empty() {
             if let (Some(r), true, false) = (&opts.review, reviewed, opts.dry_run)
-                && let Some(note) = review::redden(&plan, &decided, r)?
+                && let Some(note) = review::redden(plan, decided, r)?
             {
                 outcome.notes.push(note);
             }
@@ -469,18 +272,18 @@ pub fn promote_move(
             let summary = outcome.summary.clone().expect("made above");
             // The pull request carries the promotion commit without push-gate results:
             // merging it is the promotion, so components are pushed only once it is merged.
-            let done = review::via_pull_request(planner, &plan, &summary, r, || {
-                promotion_commit(planner, &plan, &decided, opts, Vec::new())
+            let done = review::via_pull_request(planner, plan, &summary, r, || {
+                promotion_commit(planner, plan, decided, opts, Vec::new())
             })?;
             outcome.notes.extend(done.notes);
             if done.promoted.is_some() {
-                let pushed = push_gate::push_components(planner, &plan, &moved)?;
+                let pushed = push_gate::push_components(planner, plan, &moved)?;
                 outcome.pushed = pushed.iter().map(push_gate::PushRecord::describe).collect();
             }
             outcome.promoted = done.promoted.map(|m| m.to_string());
             return Ok(outcome);
         }
-        if let Some((commit, pushed)) = apply(planner, &plan, &decided, opts)? {
+        if let Some((commit, pushed)) = apply(planner, plan, decided, opts)? {
             outcome.pushed = pushed.iter().map(push_gate::PushRecord::describe).collect();
             outcome.promoted = Some(commit.to_string());
             return Ok(outcome);
@@ -609,7 +412,7 @@ fn record(
         subject: subject(planner, plan)?,
         into: plan.to_head.to_string(),
         decided_by: opts.by.clone(),
-        decided_at: records::now_rfc3339(),
+        decided_at: records::rfc3339(opts.now),
         ci_url: opts.ci_url.clone(),
         gate: gate_record(&plan.gate),
         candidates: members.iter().map(|m| candidate_record(plan, m)).collect(),

@@ -92,17 +92,19 @@ pub fn decider() -> String {
 }
 
 impl<'a> Options<'a> {
-    /// Options for this runner: decided by this stagegate as this user on this host, with
-    /// the CI run's URL; through `forge` (pull requests, check runs) when one is
+    /// Options for this runner: decided at `now` (Unix seconds) by this stagegate as this
+    /// user on this host, with the CI run's URL; through `forge` (pull requests, check runs) when one is
     /// configured, pushing to `remote`.
     pub fn for_runner(
         dry_run: bool,
         forge: Option<&'a dyn crate::forge::Forge>,
         remote: String,
         force_review: bool,
+        now: i64,
     ) -> Options<'a> {
         Options {
             dry_run,
+            now,
             by: decider(),
             ci_url: crate::runner::identity().ci_url,
             review: forge.map(|forge| super::review::Review {

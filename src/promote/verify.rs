@@ -23,7 +23,7 @@ use crate::manifest::Stage;
 use crate::plan::{CandidateId, Planner, short};
 use crate::records;
 
-use super::{DecisionRecord, builds_of, decide, facts, moves_whole, promoted_tree};
+use super::{DecisionRecord, builds_of, moves_whole, promoted_tree};
 
 /// What replaying one commit found.
 #[derive(Debug, Clone, Serialize)]
@@ -193,14 +193,15 @@ fn verify_promotion(
         None => ledger.view()?,
     }
     .as_of(&rec.decided_at);
-    let facts = facts::load(planner, &plan, &view)?;
     let at = humantime::parse_rfc3339(&rec.decided_at)
         .map_err(|e| Error::usage(format!("{path}: decided-at {:?}: {e}", rec.decided_at)))?
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
-    let decided = decide(planner, &plan, &view, &facts, at)?;
-    let moved = decided.moved(&plan);
+    // The gate as it was: the ledger as of the decision, judged at its time.
+    let judgement = crate::judge::judge(planner, plan, &view, at)?;
+    let (plan, decided) = (&judgement.plan, &judgement.decided);
+    let moved = judgement.moved();
     let want: BTreeSet<String> = moved.iter().map(CandidateId::to_string).collect();
     let says: BTreeSet<String> = rec.candidates.iter().map(|c| c.item.clone()).collect();
     if want != says {
@@ -230,7 +231,7 @@ fn verify_promotion(
         }
         return Ok(problems);
     }
-    let (tree, _) = promoted_tree(planner, &plan, &moved, &builds_of(&plan, &decided), &view)?;
+    let (tree, _) = promoted_tree(planner, plan, &moved, &builds_of(plan, decided), &view)?;
     let tree = repo.edit_tree(
         tree,
         &[(
@@ -249,7 +250,7 @@ fn verify_promotion(
             if diff.len() > 5 { ", …" } else { "" }
         ));
     }
-    let parents: Vec<ObjectId> = if moves_whole(&plan, &moved) {
+    let parents: Vec<ObjectId> = if moves_whole(plan, &moved) {
         vec![parent, tested]
     } else {
         vec![parent]

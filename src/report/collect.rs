@@ -85,26 +85,24 @@ fn stages(repo: &Repo, planner: &Planner, now: i64) -> Result<Vec<StageView>> {
 /// but does not move this time (its combination with others waits) waits, saying why.
 fn moves(repo: &Repo, planner: &Planner, view: &LedgerView, now: i64) -> Result<Vec<MoveView>> {
     let mut out = Vec::new();
-    for plan in planner.plan_all(None)? {
-        let facts = crate::promote::facts::load(planner, &plan, view)?;
-        let decided = crate::promote::decide(planner, &plan, view, &facts, now)?;
-        let moving = decided.moved(&plan);
+    for judgement in crate::judge::judge_all(planner, None, view, now)? {
+        let plan = &judgement.plan;
         let subject = repo.commit(plan.from_head)?.subject().to_string();
         let judged = Judged {
             repo,
-            plan: &plan,
+            plan,
             view,
-            holds: &facts.holds,
+            holds: &judgement.facts.holds,
             subject: &subject,
         };
         let mut candidates = Vec::new();
         for c in &plan.candidates {
-            let g = decided.evaluation.of(&c.id);
-            let mut state = g.map_or(gate::State::Wait, |g| g.state);
+            let g = judgement.group(&c.id);
+            let state = judgement.state(&c.id);
             let mut notes = Vec::new();
-            if state == gate::State::Promote && !moving.contains(&c.id) {
-                state = gate::State::Wait;
-                notes.extend(decided.notes.iter().cloned());
+            if g.is_some_and(|g| g.state != state) {
+                // Passes, but does not move this time: the combination says why.
+                notes.extend(judgement.decided.notes.iter().cloned());
             }
             candidates.push(judged.candidate(c, state, g, notes)?);
         }

@@ -39,6 +39,15 @@ pub struct Options {
     pub still_running: Option<Duration>,
 }
 
+/// What the gate of one move asks a run to do: the move's runnable plan (the jobs it still
+/// needs, with the environment policy of its target) and the keys to try again although
+/// they have a settled result. The judgement (`crate::judge`) makes it; the runner only runs.
+#[derive(Debug, Clone)]
+pub struct Work {
+    pub plan: MovePlan,
+    pub retries: BTreeSet<String>,
+}
+
 /// Where a run's [`Event`]s go; called from the runner's threads as things happen.
 pub type Sink = Arc<dyn Fn(Event) + Send + Sync>;
 
@@ -108,16 +117,17 @@ struct Selection {
     known: HashMap<String, ArtifactRecord>,
 }
 
-/// Select the jobs of `plans` that need running, run them, record the results, and
+/// Select the jobs of `work` that need running, run them, record the results, and
 /// publish the ledger when the repository publishes. Interrupting signals (SIGINT,
 /// SIGTERM) are taken over while jobs run: they kill the jobs and end the run early.
 ///
 /// The sink hears [`Event::RunStarted`] when jobs are about to run, the jobs' events, and
 /// [`Event::RunFinished`] once the results are recorded, or at once when there is nothing
 /// to run (or a dry run).
-pub fn run(planner: &Planner, plans: &[MovePlan], opts: &Options, sink: Sink) -> Result<Report> {
-    let selection = select(planner, plans, opts)?;
-    run_selection(planner, plans, selection, opts, sink)
+pub fn run(planner: &Planner, work: &[Work], opts: &Options, sink: Sink) -> Result<Report> {
+    let selection = select(planner, work, opts)?;
+    let plans: Vec<&MovePlan> = work.iter().map(|w| &w.plan).collect();
+    run_selection(planner, &plans, selection, opts, sink)
 }
 
 /// Run exactly `jobs`, each once, whatever the ledger already holds for them, with the
@@ -125,7 +135,7 @@ pub fn run(planner: &Planner, plans: &[MovePlan], opts: &Options, sink: Sink) ->
 /// runs to reproduce a result. Only [`Options::parallel`] counts.
 pub fn run_jobs(
     planner: &Planner,
-    plans: &[MovePlan],
+    plans: &[&MovePlan],
     jobs: Vec<Job>,
     opts: &Options,
     sink: Sink,
@@ -152,7 +162,7 @@ pub fn run_jobs(
 
 fn run_selection(
     planner: &Planner,
-    plans: &[MovePlan],
+    plans: &[&MovePlan],
     selection: Selection,
     opts: &Options,
     sink: Sink,
@@ -372,55 +382,19 @@ fn run_selection(
     Ok(report)
 }
 
-/// Run what the gate of one move needs, in rounds: once candidates pass alone, their
-/// combination is planned from those results and runs in the next round, so the move can
-/// be decided at once (at most three rounds). Stops early when interrupted. One report
-/// per round, in order.
-pub fn run_for_gate(
-    planner: &Planner,
-    plan: &MovePlan,
-    opts: &Options,
-    sink: Sink,
-) -> Result<Vec<Report>> {
-    let mut reports: Vec<Report> = Vec::new();
-    let mut tried: BTreeSet<String> = BTreeSet::new();
-    for _round in 0..3 {
-        let report = run(planner, std::slice::from_ref(plan), opts, sink.clone())?;
-        let interrupted = report.interrupted;
-        tried.extend(report.outcomes.iter().map(|o| o.key.clone()));
-        reports.push(report);
-        if interrupted {
-            break;
-        }
-        let view = Ledger::new(planner.repo, &planner.pipeline.results_ref).view()?;
-        let mut more = false;
-        for j in crate::promote::jobs_to_run(planner, plan, &view)? {
-            let settled = view.latest(&j.key)?.is_some_and(|r| r.verdict.is_final());
-            if !settled && !tried.contains(&j.key) {
-                more = true;
-            }
-        }
-        if !more {
-            break;
-        }
-    }
-    Ok(reports)
-}
-
-/// Only what the gates still need: not the jobs of a candidate whose rejection stands,
-/// and the combination of the candidates that pass alone; then the options' filters, and
-/// not the jobs with a settled result unless asked to run them again.
-fn select(planner: &Planner, plans: &[MovePlan], opts: &Options) -> Result<Selection> {
+/// The jobs of `work` (what the gates still need: never those of a candidate whose
+/// rejection stands, and the combination of the candidates that pass alone), after the
+/// options' filters, without the jobs with a settled result unless asked to run them again.
+fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection> {
     let view = Ledger::new(planner.repo, &planner.pipeline.results_ref).view()?;
     let mut all: BTreeMap<String, Job> = BTreeMap::new();
     // Heisenbugs a gate waits on for more tries (`flaky: {policy: wait}`).
-    let mut retry = std::collections::BTreeSet::new();
-    for p in plans {
-        let (jobs, retries) = crate::promote::jobs_and_retries(planner, p, &view)?;
-        for j in jobs {
-            all.entry(j.key.clone()).or_insert(j);
+    let mut retry = BTreeSet::new();
+    for w in work {
+        for (k, j) in &w.plan.jobs {
+            all.entry(k.clone()).or_insert_with(|| j.clone());
         }
-        retry.extend(retries);
+        retry.extend(w.retries.iter().cloned());
     }
     for pattern in opts.jobs.iter().chain(&opts.rerun) {
         let n = all
@@ -696,7 +670,7 @@ fn only_ours(
 /// tool's own tokens and each pipeline's secrets.
 fn job_env_policy(
     planner: &Planner,
-    plans: &[MovePlan],
+    plans: &[&MovePlan],
 ) -> Result<(HashMap<String, Passed>, Secrets)> {
     let mut by_key = HashMap::new();
     let mut secret_names: BTreeSet<String> = BTreeSet::new();

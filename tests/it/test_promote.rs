@@ -541,7 +541,7 @@ fn a_failure_waits_for_its_baseline_before_it_is_judged() {
 
 /// A git date `secs` seconds before now.
 fn ago(secs: i64) -> String {
-    format!("{} +0000", stagegate::promote::now() - secs)
+    format!("{} +0000", stagegate::records::now_secs() - secs)
 }
 
 #[test]
@@ -801,10 +801,11 @@ fn apply_leaves_a_target_that_moved_since_the_plan_alone() {
     let view = Ledger::new(&repo, &planner.pipeline.results_ref)
         .view()
         .unwrap();
-    let facts = promote::facts::load(&planner, &plan, &view).unwrap();
-    let decided = promote::decide(&planner, &plan, &view, &facts, promote::now()).unwrap();
+    let now = stagegate::records::now_secs();
+    let judgement = stagegate::judge::judge(&planner, plan, &view, now).unwrap();
+    let (plan, decided) = (&judgement.plan, &judgement.decided);
     assert_eq!(
-        decided.moved(&plan),
+        judgement.moved(),
         [CandidateId::parse("components/xen").unwrap()]
     );
     assert_eq!(plan.from_head.to_string(), tested);
@@ -821,9 +822,10 @@ fn apply_leaves_a_target_that_moved_since_the_plan_alone() {
         ci_url: None,
         review: None,
         force_review: false,
+        now,
     };
     assert_eq!(
-        promote::apply(&planner, &plan, &decided, &opts).unwrap(),
+        promote::apply(&planner, plan, decided, &opts).unwrap(),
         None
     );
     assert_eq!(env.rev("stable"), moved, "stable keeps the other commit");

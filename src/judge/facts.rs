@@ -24,8 +24,6 @@ use crate::plan::{Candidate, CandidateId, MovePlan, Planner};
 use crate::records::{self, HoldRecord};
 use crate::repo::Repo;
 
-use super::DecisionRecord;
-
 /// When a candidate's content was first seen pending into a stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -104,8 +102,26 @@ pub fn holds(repo: &Repo, stage: &Stage, head: gix::ObjectId) -> Result<Holds> {
     Ok(out)
 }
 
-/// Everything recorded about the candidates and jobs of `plan`.
-pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView) -> Result<Facts> {
+/// What the judgement needs of a recorded decision: the jobs it judged and why. Read
+/// leniently (the record is `promote`'s to write and to validate; `verify` checks it whole),
+/// so decisions written by any version of stagegate are read.
+#[derive(Debug, Deserialize)]
+struct DecisionFacts {
+    #[serde(default)]
+    jobs: Vec<DecidedJob>,
+    #[serde(default)]
+    reasons: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DecidedJob {
+    key: String,
+    state: String,
+}
+
+/// Everything recorded about the candidates and jobs of `plan`, with the overrides in
+/// force at `now` (Unix seconds).
+pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView, now: i64) -> Result<Facts> {
     let mut facts = Facts {
         holds: holds(planner.repo, &plan.from, plan.from_head)?,
         ..Facts::default()
@@ -121,7 +137,7 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView) -> Result<Fac
         let name = record_name(&c.content);
         if let Some(id) = decisions.get(&name) {
             let path = decision_path(to, &c.content);
-            let d: DecisionRecord = records::parse(&path, &view.blob(*id)?)?;
+            let d: DecisionFacts = records::parse(&path, &view.blob(*id)?)?;
             facts.rejected.insert(
                 c.content.clone(),
                 Rejection {
@@ -168,7 +184,6 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView) -> Result<Fac
             }
         }
     }
-    let now = super::now();
     facts.waived = crate::overrides::waived(view, &plan.to.name, plan.jobs.keys(), now)?;
     facts.approved = crate::overrides::approved(
         view,

@@ -1,0 +1,247 @@
+//! One home for judgement: from a move's plan and the ledger, the [`Judgement`] every
+//! command reads — which candidates move, wait, are held, rejected or invalid, with their
+//! reasons, and the jobs the gate still needs.
+//!
+//! [`judge`] is the only place that reads the facts ([`facts::load`]) and asks the gate
+//! ([`crate::gate::evaluate`]); `status`, `why`, `plan`, `run`, `promote`, `verify`, `poll`,
+//! `bisect` and `report` all start from its value, so they cannot disagree. It reads the
+//! ledger and the stages; it writes nothing but first sightings ([`facts::record_seen`],
+//! called by promotion), runs nothing and prints nothing. The clock is passed in.
+
+pub mod facts;
+
+use std::collections::BTreeSet;
+
+use crate::error::Result;
+use crate::gate::{self, Evaluation, Facts, GroupEval, JobState, State};
+use crate::ledger::LedgerView;
+use crate::plan::{Blocked, CandidateId, Group, Job, MovePlan, Planner};
+
+/// The gate's judgement of one move S → T: the plan it judged, the facts it weighed, and
+/// what it decided.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    pub plan: MovePlan,
+    pub facts: Facts,
+    pub decided: Decided,
+    /// When several groups pass alone: the group of their combination and the plan that
+    /// holds its jobs.
+    combination: Option<(Group, MovePlan)>,
+}
+
+/// What the gate decides for one move: the evaluation, and which candidates move.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub evaluation: Evaluation,
+    /// The groups that move, in plan order.
+    pub moving: Vec<usize>,
+    /// The combination of the moving groups, when more than one passed alone.
+    pub combination: Option<GroupEval>,
+    pub notes: Vec<String>,
+}
+
+impl Decided {
+    pub fn moved(&self, plan: &MovePlan) -> Vec<CandidateId> {
+        self.moving
+            .iter()
+            .flat_map(|i| plan.groups[*i].members.iter().cloned())
+            .collect()
+    }
+}
+
+/// Judge every candidate of `plan` at `now` (Unix seconds), then the combination of those
+/// that pass alone.
+pub fn judge(planner: &Planner, plan: MovePlan, view: &LedgerView, now: i64) -> Result<Judgement> {
+    let facts = facts::load(planner, &plan, view, now)?;
+    let evaluation = gate::evaluate(&plan, view, &facts, now)?;
+    let passing = evaluation.promotable();
+    if passing.len() < 2 {
+        return Ok(Judgement {
+            plan,
+            facts,
+            decided: Decided {
+                evaluation,
+                moving: passing,
+                combination: None,
+                notes: Vec::new(),
+            },
+            combination: None,
+        });
+    }
+    let (group, combo_plan) = planner.plan_combination(&plan, &passing)?;
+    let combo = gate::evaluate_combination(
+        &combo_plan,
+        &group.members,
+        &group.required,
+        &group.blocked,
+        view,
+        &Facts {
+            holds: Default::default(),
+            ..facts.clone()
+        },
+        now,
+    )?;
+    let names = |gs: &[usize]| -> String {
+        gs.iter()
+            .flat_map(|i| plan.groups[*i].members.iter().map(|m| m.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut notes = Vec::new();
+    let moving = match combo.state {
+        State::Promote => passing,
+        State::Rejected => {
+            notes.push(format!(
+                "{} pass alone but not together: {} moves alone, the others are judged again against the new {}",
+                names(&passing),
+                names(&passing[..1]),
+                plan.to.name
+            ));
+            passing[..1].to_vec()
+        }
+        _ => {
+            notes.push(format!(
+                "{} pass alone; their combination waits: {}",
+                names(&passing),
+                combo
+                    .reasons
+                    .iter()
+                    .map(|r| r.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+            Vec::new()
+        }
+    };
+    Ok(Judgement {
+        plan,
+        facts,
+        decided: Decided {
+            evaluation,
+            moving,
+            combination: Some(combo),
+            notes,
+        },
+        combination: Some((group, combo_plan)),
+    })
+}
+
+/// Judge every move of the pipeline (or only those into or out of `stage`), in order.
+pub fn judge_all(
+    planner: &Planner,
+    stage: Option<&str>,
+    view: &LedgerView,
+    now: i64,
+) -> Result<Vec<Judgement>> {
+    planner
+        .plan_all(stage)?
+        .into_iter()
+        .map(|p| judge(planner, p, view, now))
+        .collect()
+}
+
+impl Judgement {
+    /// The candidates that move, in plan order.
+    pub fn moved(&self) -> Vec<CandidateId> {
+        self.decided.moved(&self.plan)
+    }
+
+    /// The gate's verdict on the group `id` belongs to.
+    pub fn group(&self, id: &CandidateId) -> Option<&GroupEval> {
+        self.decided.evaluation.of(id)
+    }
+
+    /// The state of `id` as people see it: a candidate whose group passes but does not move
+    /// this time (its combination with others waits, or it moves after another) waits.
+    pub fn state(&self, id: &CandidateId) -> State {
+        match self.group(id).map_or(State::Wait, |g| g.state) {
+            State::Promote
+                if !self
+                    .decided
+                    .moving
+                    .iter()
+                    .any(|i| self.plan.groups[*i].members.contains(id)) =>
+            {
+                State::Wait
+            }
+            s => s,
+        }
+    }
+
+    /// The group of the combination of what passes alone, when there is one.
+    pub fn combination_group(&self) -> Option<&Group> {
+        self.combination.as_ref().map(|(g, _)| g)
+    }
+
+    /// The plan as `run` and `plan` see it: a group whose rejection stands plans nothing (no
+    /// job is run for it again), and when several groups pass alone, the jobs of their
+    /// combination join the plan. Only the jobs something still needs are kept: required
+    /// ones, their baselines and the builds they use.
+    pub fn runnable(&self) -> MovePlan {
+        let mut out = self.plan.clone();
+        for (g, e) in out.groups.iter_mut().zip(&self.decided.evaluation.groups) {
+            if e.sticky {
+                g.required.clear();
+                g.blocked.push(Blocked {
+                    kind: "rejected",
+                    candidate: None,
+                    message: "rejected before at this content: nothing runs for it again".into(),
+                });
+            }
+        }
+        if let Some((_, cp)) = &self.combination {
+            for (k, j) in &cp.jobs {
+                out.jobs.entry(k.clone()).or_insert_with(|| j.clone());
+            }
+        }
+        let mut keep: BTreeSet<String> = BTreeSet::new();
+        let mut todo: Vec<String> = out
+            .groups
+            .iter()
+            .flat_map(|g| g.required.iter().cloned())
+            .chain(
+                self.combination
+                    .iter()
+                    .flat_map(|(g, _)| g.required.iter().cloned()),
+            )
+            .collect();
+        while let Some(k) = todo.pop() {
+            if !keep.insert(k.clone()) {
+                continue;
+            }
+            if let Some(j) = out.jobs.get(&k) {
+                todo.extend(j.baseline.iter().cloned());
+                todo.extend(j.after.iter().cloned());
+            }
+        }
+        out.jobs.retain(|k, _| keep.contains(k));
+        out
+    }
+
+    /// The keys the gate wants tried again although they have a settled result: heisenbugs
+    /// a `flaky: {policy: wait}` gate waits on (each `run` adds one try, so a cron `cycle`
+    /// settles them).
+    pub fn retries(&self) -> BTreeSet<String> {
+        self.decided
+            .evaluation
+            .groups
+            .iter()
+            .flat_map(|g| &g.jobs)
+            .filter(|j| j.state == JobState::HeisenbugWaiting)
+            .map(|j| j.key.clone())
+            .collect()
+    }
+
+    /// What a run must do for this move: the runnable plan's jobs, and which to try again.
+    pub fn work(&self) -> crate::runner::session::Work {
+        crate::runner::session::Work {
+            plan: self.runnable(),
+            retries: self.retries(),
+        }
+    }
+
+    /// The jobs this move still needs (see [`Judgement::runnable`]).
+    pub fn jobs_to_run(&self) -> Vec<Job> {
+        self.runnable().jobs.into_values().collect()
+    }
+}
