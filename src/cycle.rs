@@ -133,6 +133,9 @@ pub struct Options<'a> {
     pub stage: Option<String>,
     /// Poll for upstream news first.
     pub poll: bool,
+    /// The clock (Unix seconds), read as each step starts: a cycle runs for minutes, and a
+    /// decision is judged, and says it was made, at the time it is made.
+    pub clock: fn() -> i64,
 }
 
 /// What happens during a [`cycle`], as it happens, for the command line to show.
@@ -213,7 +216,6 @@ pub fn cycle(
     sink: Sink,
     events: &mut dyn FnMut(CycleEvent),
 ) -> Result<CycleReport> {
-    let now = opts.promote.now;
     let mut report = CycleReport {
         poll: None,
         poll_error: None,
@@ -226,7 +228,7 @@ pub fn cycle(
             planner,
             &crate::poll::Options {
                 dry_run: false,
-                now,
+                now: (opts.clock)(),
             },
         );
         // A broken watch script must not stop what is already pending from moving on.
@@ -255,7 +257,7 @@ pub fn cycle(
             promote: None,
         };
         let plan = planner.plan_move(&s, &t)?;
-        m.runs = run_for_gate(planner, &plan, &opts.run, now, sink.clone())?;
+        m.runs = run_for_gate(planner, &plan, &opts.run, (opts.clock)(), sink.clone())?;
         let interrupted = m.runs.iter().any(|r| r.interrupted)
             || bisect_due(planner, &plan, opts, &mut m, events)?;
         if interrupted {
@@ -264,7 +266,11 @@ pub fn cycle(
             events(CycleEvent::MoveFinished);
             break;
         }
-        let outcome = promote::publish::promote_and_publish(planner, &s, &t, &opts.promote)?;
+        let promote_opts = promote::Options {
+            now: (opts.clock)(),
+            ..opts.promote.clone()
+        };
+        let outcome = promote::publish::promote_and_publish(planner, &s, &t, &promote_opts)?;
         events(CycleEvent::Decided(&outcome));
         m.promote = Some(outcome);
         report.moves.push(m);
@@ -287,7 +293,7 @@ fn bisect_due(
         return Ok(false);
     }
     let view = Ledger::new(planner.repo, &planner.pipeline.results_ref).view()?;
-    let judgement = judge::judge(planner, plan.clone(), &view, opts.promote.now)?;
+    let judgement = judge::judge(planner, plan.clone(), &view, (opts.clock)())?;
     for target in bisect::due(planner, &judgement)? {
         let bisect_opts = bisect::Options {
             reproduce: bisect::reproduce(None, target.policy),

@@ -57,6 +57,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         ),
         stage: args.stage.clone(),
         poll: !args.no_poll,
+        clock: crate::records::now_secs,
     };
     let reporter = RunReporter::new(args.format);
     // The exit codes of what failed along the way without stopping the cycle (a poll, a

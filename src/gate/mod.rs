@@ -146,6 +146,18 @@ pub struct Rejection {
     pub reasons: Vec<String>,
     /// The test each failed key ran (as its result records), for quarantines.
     pub tests: BTreeMap<String, String>,
+    /// Which decision recorded it: S's and T's heads, when and by whom (empty in a
+    /// record that does not say). A promotion made in the same run did not rest on it.
+    pub by: DecisionStamp,
+}
+
+/// What tells one recorded decision from another made on other heads or at another time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecisionStamp {
+    pub tested: String,
+    pub into: String,
+    pub decided_at: String,
+    pub decided_by: String,
 }
 
 /// What is recorded about candidates, besides results: the facts the gate weighs.

@@ -17,7 +17,7 @@ use gix::objs::tree::EntryKind;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::gate::{Facts, Holds, Rejection};
+use crate::gate::{DecisionStamp, Facts, Holds, Rejection};
 use crate::ledger::{Ledger, LedgerView};
 use crate::manifest::Stage;
 use crate::plan::{Candidate, CandidateId, MovePlan, Planner};
@@ -106,11 +106,20 @@ pub fn holds(repo: &Repo, stage: &Stage, head: gix::ObjectId) -> Result<Holds> {
 /// leniently (the record is `promote`'s to write and to validate; `verify` checks it whole),
 /// so decisions written by any version of stagegate are read.
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 struct DecisionFacts {
     #[serde(default)]
     jobs: Vec<DecidedJob>,
     #[serde(default)]
     reasons: Vec<String>,
+    #[serde(default)]
+    tested: String,
+    #[serde(default)]
+    into: String,
+    #[serde(default)]
+    decided_at: String,
+    #[serde(default)]
+    decided_by: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +161,12 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView, now: i64) -> 
                         .collect(),
                     reasons: d.reasons.clone(),
                     tests: BTreeMap::new(),
+                    by: DecisionStamp {
+                        tested: d.tested,
+                        into: d.into,
+                        decided_at: d.decided_at,
+                        decided_by: d.decided_by,
+                    },
                 },
             );
         }
@@ -196,9 +211,10 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView, now: i64) -> 
     Ok(facts)
 }
 
-/// Record the first sighting of every candidate of `plan` not seen before; returns how many.
-pub fn record_seen(ledger: &Ledger, plan: &MovePlan) -> Result<usize> {
-    let now = records::now_rfc3339();
+/// Record the first sighting at `now` (Unix seconds) of every candidate of `plan` not seen
+/// before; returns how many.
+pub fn record_seen(ledger: &Ledger, plan: &MovePlan, now: i64) -> Result<usize> {
+    let now = records::rfc3339(now);
     let view = ledger.view()?;
     let mut files = Vec::new();
     for c in plan.candidates.iter().filter(|c| !c.is_invalid()) {

@@ -53,6 +53,18 @@ impl Decided {
 /// that pass alone.
 pub fn judge(planner: &Planner, plan: MovePlan, view: &LedgerView, now: i64) -> Result<Judgement> {
     let facts = facts::load(planner, &plan, view, now)?;
+    judge_on(planner, plan, view, facts, now)
+}
+
+/// [`judge`] on facts the caller loaded ([`facts::load`]) and narrowed: `verify` replays a
+/// decision without the rejections that same decision run recorded, which it did not rest on.
+pub fn judge_on(
+    planner: &Planner,
+    plan: MovePlan,
+    view: &LedgerView,
+    facts: Facts,
+    now: i64,
+) -> Result<Judgement> {
     let evaluation = gate::evaluate(&plan, view, &facts, now)?;
     let passing = evaluation.promotable();
     if passing.len() < 2 {

@@ -172,6 +172,7 @@ impl MoveOutcome {
     }
 }
 
+#[derive(Clone)]
 pub struct Options<'a> {
     pub dry_run: bool,
     /// The gate's clock (Unix seconds): soak and the overrides in force are judged at it.
@@ -200,7 +201,7 @@ pub fn promote_move(
     for _attempt in 0..5 {
         let plan = planner.plan_move(from, to)?;
         if !opts.dry_run {
-            facts::record_seen(&ledger, &plan)?;
+            facts::record_seen(&ledger, &plan, opts.now)?;
         }
         let view = ledger.view()?;
         let judgement = judge::judge(planner, plan, &view, opts.now)?;
@@ -694,18 +695,27 @@ fn lasting(plan: &MovePlan, r: &gate::Reason) -> String {
     }
 }
 
-/// Write the promotion commit for what `decided` moves (no ref is moved).
-pub fn promotion_commit(
+/// A promotion as the gate decided it: the tree T gets (before the decision record is
+/// added), the decision record, and the jobs it rests on.
+pub struct Promotion {
+    pub tree: ObjectId,
+    pub record: DecisionRecord,
+    pub jobs: Vec<gate::JobVerdict>,
+}
+
+/// The promotion `decided` makes, with the ledger as `view` sees it and what the push gate
+/// did (`pushed`): what [`promotion_commit`] writes, and what `verify` derives again to
+/// compare, byte for byte, with a recorded decision.
+pub fn promotion(
     planner: &Planner,
     plan: &MovePlan,
     decided: &Decided,
     opts: &Options,
     pushed: Vec<push_gate::PushRecord>,
-) -> Result<ObjectId> {
-    let repo = planner.repo;
+    view: &LedgerView,
+) -> Result<Promotion> {
     let moved = decided.moved(plan);
-    let view = Ledger::new(repo, &planner.pipeline.results_ref).view()?;
-    let (tree, built) = promoted_tree(planner, plan, &moved, &builds_of(plan, decided), &view)?;
+    let (tree, built) = promoted_tree(planner, plan, &moved, &builds_of(plan, decided), view)?;
     let mut jobs: Vec<gate::JobVerdict> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let mut overrides = Vec::new();
@@ -756,12 +766,40 @@ pub fn promotion_commit(
     rec.built = built;
     rec.pushed = pushed;
     rec.overrides = overrides;
+    Ok(Promotion {
+        tree,
+        record: rec,
+        jobs,
+    })
+}
+
+/// Where a promotion's decision record goes in T's tree.
+pub fn promotion_record_path(rec: &DecisionRecord, plan: &MovePlan) -> String {
     let stamp = rec.decided_at.replace([':', '-'], "");
-    let path = format!(
+    format!(
         "{}/{stamp}-{}.yaml",
         records::decisions_dir(&plan.to.name),
         short(plan.from_head)
-    );
+    )
+}
+
+/// Write the promotion commit for what `decided` moves (no ref is moved).
+pub fn promotion_commit(
+    planner: &Planner,
+    plan: &MovePlan,
+    decided: &Decided,
+    opts: &Options,
+    pushed: Vec<push_gate::PushRecord>,
+) -> Result<ObjectId> {
+    let repo = planner.repo;
+    let moved = decided.moved(plan);
+    let view = Ledger::new(repo, &planner.pipeline.results_ref).view()?;
+    let Promotion {
+        tree,
+        record: rec,
+        jobs,
+    } = promotion(planner, plan, decided, opts, pushed, &view)?;
+    let path = promotion_record_path(&rec, plan);
     let blob = repo.write_blob(records::to_yaml(&rec).as_bytes())?;
     let tree = repo.edit_tree(tree, &[(path, Some((EntryKind::Blob, blob)))])?;
 

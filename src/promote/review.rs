@@ -31,6 +31,7 @@ use crate::repo::Cas;
 use crate::repo::remote::git;
 
 /// What a forge-backed promotion needs.
+#[derive(Clone)]
 pub struct Review<'a> {
     pub forge: &'a dyn Forge,
     /// The remote the promotion branch and T are pushed to.

@@ -23,7 +23,7 @@ use crate::manifest::Stage;
 use crate::plan::{CandidateId, Planner, short};
 use crate::records;
 
-use super::{DecisionRecord, builds_of, moves_whole, promoted_tree};
+use super::{DecisionRecord, moves_whole};
 
 /// What replaying one commit found.
 #[derive(Debug, Clone, Serialize)]
@@ -198,8 +198,17 @@ fn verify_promotion(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
-    // The gate as it was: the ledger as of the decision, judged at its time.
-    let judgement = crate::judge::judge(planner, plan, &view, at)?;
+    // The gate as it was: the ledger as of the decision, judged at its time, without the
+    // rejections recorded by the same run (they come from this very judgement).
+    let mut facts = crate::judge::facts::load(planner, &plan, &view, at)?;
+    let this_run = crate::gate::DecisionStamp {
+        tested: rec.tested.clone(),
+        into: rec.into.clone(),
+        decided_at: rec.decided_at.clone(),
+        decided_by: rec.decided_by.clone(),
+    };
+    facts.rejected.retain(|_, r| r.by != this_run);
+    let judgement = crate::judge::judge_on(planner, plan, &view, facts, at)?;
     let (plan, decided) = (&judgement.plan, &judgement.decided);
     let moved = judgement.moved();
     let want: BTreeSet<String> = moved.iter().map(CandidateId::to_string).collect();
@@ -231,9 +240,26 @@ fn verify_promotion(
         }
         return Ok(problems);
     }
-    let (tree, _) = promoted_tree(planner, plan, &moved, &builds_of(plan, decided), &view)?;
+    // The decision the gate makes of the same evidence, by the same decider at the same
+    // time, with what the push gate recorded (a fact of the moment, not derived): the
+    // record must be it, byte for byte.
+    let opts = super::Options {
+        dry_run: true,
+        now: at,
+        by: rec.decided_by.clone(),
+        ci_url: rec.ci_url.clone(),
+        review: None,
+        force_review: false,
+    };
+    let again = super::promotion(planner, plan, decided, &opts, rec.pushed.clone(), &view)?;
+    let derived = records::to_yaml(&again.record);
+    if let Some(d) = first_difference(&repo.blob(entry.id)?, derived.as_bytes()) {
+        problems.push(format!(
+            "{path} is not the decision the gate makes of the evidence it rests on: {d}"
+        ));
+    }
     let tree = repo.edit_tree(
-        tree,
+        again.tree,
         &[(
             path.clone(),
             Some((gix::objs::tree::EntryKind::Blob, entry.id)),
@@ -275,6 +301,33 @@ fn verify_promotion(
         ));
     }
     Ok(problems)
+}
+
+/// Where `recorded` and `derived` first differ, line by line, for people; `None` when they
+/// are the same bytes.
+fn first_difference(recorded: &[u8], derived: &[u8]) -> Option<String> {
+    if recorded == derived {
+        return None;
+    }
+    let (a, b) = (
+        String::from_utf8_lossy(recorded),
+        String::from_utf8_lossy(derived),
+    );
+    let mut ours = a.lines();
+    let mut theirs = b.lines();
+    for n in 1.. {
+        match (ours.next(), theirs.next()) {
+            (Some(x), Some(y)) if x == y => continue,
+            (x, y) => {
+                return Some(format!(
+                    "line {n} says {:?}, the gate says {:?}",
+                    x.unwrap_or("(end of file)"),
+                    y.unwrap_or("(end of file)")
+                ));
+            }
+        }
+    }
+    None
 }
 
 fn verify_drop(
