@@ -1,8 +1,12 @@
 //! stagegate: a git-native promotion pipeline for test infrastructure.
 //!
-//! Data flows one way: `manifest` → `plan` → `runner` → `ledger` → `gate` → `promote`
-//! (→ `forge`). `repo` is the git layer under all of them. The command line (`cli`, in the
-//! binary) is the only place that prints; the compiler holds the library to that.
+//! Data flows one way: `manifest` → `plan` → `runner` → `ledger` → `gate` → `judge` →
+//! `promote` (→ `forge`). `repo` is the git layer under all of them. `judge` is the one
+//! place that reads the facts and asks the gate; every reader of a decision (status, why,
+//! plan, run, promote, verify, poll, bisect, report) starts from its `Judgement`. `cycle`,
+//! at the top, is the orchestration: judge, run what the judgement needs, judge again,
+//! bisect, promote. The runner is handed jobs and never asks why. The command line (`cli`,
+//! in the binary) is the only place that prints; the compiler holds the library to that.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod artifact;

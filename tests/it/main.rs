@@ -7,6 +7,7 @@ mod test_bisect;
 mod test_boundary;
 mod test_cache;
 mod test_check;
+mod test_compat;
 mod test_debian;
 mod test_decision;
 mod test_fuzz;
