@@ -214,7 +214,7 @@ pub fn promote_move(
             tested: (!moved.is_empty()).then(|| plan.from_head.to_string()),
             moved: moved.clone(),
             rejected: Vec::new(),
-            candidates: candidate_outcomes(plan, &decided.evaluation, &moved),
+            candidates: candidate_outcomes(&judgement),
             pushed: Vec::new(),
             notes: decided.notes.clone(),
             frozen: facts.frozen.iter().map(|f| f.to_ref()).collect(),
@@ -297,22 +297,23 @@ pub fn promote_move(
     ))
 }
 
-fn candidate_outcomes(
-    plan: &MovePlan,
-    e: &Evaluation,
-    moved: &[CandidateId],
-) -> Vec<CandidateOutcome> {
-    plan.candidates
+/// Each candidate as the judgement sees it: the state `status` and `why` show (one that
+/// passes but does not move this time waits), whether it moved, its results and reasons.
+fn candidate_outcomes(judgement: &judge::Judgement) -> Vec<CandidateOutcome> {
+    let moved = judgement.moved();
+    judgement
+        .plan
+        .candidates
         .iter()
         .map(|c| {
-            let g = e.of(&c.id);
+            let g = judgement.group(&c.id);
             CandidateOutcome {
                 item: c.id.clone(),
                 from: c.from.clone(),
                 to: c.to.clone(),
                 present: c.present,
                 new: c.new,
-                state: g.map_or(State::Wait, |g| g.state),
+                state: judgement.state(&c.id),
                 moved: moved.contains(&c.id),
                 results: g.map_or("no jobs".into(), |g| gate::counts_line(&g.jobs)),
                 reasons: g
