@@ -202,7 +202,8 @@ impl Judged<'_> {
                 .find(|r| {
                     blocking(r)
                         && match state {
-                            State::Held => r.kind == "held",
+                            // Held by a hold on S, or by a freeze of T.
+                            State::Held => matches!(r.kind.as_str(), "held" | "frozen"),
                             State::Rejected => matches!(
                                 r.kind.as_str(),
                                 "regression" | "build-failed" | "rejected" | "heisenbug"

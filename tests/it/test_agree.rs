@@ -604,7 +604,6 @@ fn flaky_baseline(extra: &str) -> TestEnv {
 }
 
 #[test]
-#[ignore = "report fails (exit 3, `undefined value`): templates/report/candidate.html.j2:38 reads j.history[\"last-pass\"], which History leaves out when the job never passed, and the row is shown because the baseline has more than one run"]
 fn a_flaky_baseline_under_the_block_policy() {
     let env = flaky_baseline("");
     assert_agree(
@@ -615,14 +614,12 @@ fn a_flaky_baseline_under_the_block_policy() {
 }
 
 #[test]
-#[ignore = "report fails (exit 3, `undefined value`): templates/report/candidate.html.j2:38 reads j.history[\"last-pass\"], which History leaves out when the job never passed, and the row is shown because the baseline has more than one run"]
 fn a_flaky_baseline_under_the_wait_policy() {
     let env = flaky_baseline(", flaky: {policy: wait, tries: 1}");
     assert_agree(&env, &at(0), &[("components/xen", "wait", &["heisenbug"])]);
 }
 
 #[test]
-#[ignore = "report fails (exit 3, `undefined value`): templates/report/candidate.html.j2:38 reads j.history[\"last-pass\"], which History leaves out when the job never passed, and the row is shown because the baseline has more than one run"]
 fn a_flaky_baseline_under_the_allow_policy() {
     let env = flaky_baseline(", flaky: {policy: allow}");
     assert_agree(
@@ -642,7 +639,6 @@ fn a_hold() {
 }
 
 #[test]
-#[ignore = "report.json's one-line `reason` is empty for a candidate held by a freeze: report/collect.rs takes it from a reason of kind `held`, and the freeze's is `frozen`"]
 fn a_freeze() {
     let env = repo();
     bump(&env, "xen", "3");
@@ -729,7 +725,6 @@ fn an_invalid_manifest_beside_a_candidate_that_moves() {
 }
 
 #[test]
-#[ignore = "promote --dry-run --format json says `state: promote` (with `moved: false`) for a candidate that passes alone and does not move; status, why and report.json say `wait` (promote::candidate_outcomes does not demote it as status::views does)"]
 fn candidates_that_pass_alone_wait_for_their_combination() {
     let env = repo();
     bump(&env, "xen", "4");
@@ -747,7 +742,6 @@ fn candidates_that_pass_alone_wait_for_their_combination() {
 }
 
 #[test]
-#[ignore = "promote --dry-run --format json says `state: promote` (with `moved: false`) for a candidate that passes alone and does not move; status, why and report.json say `wait` (promote::candidate_outcomes does not demote it as status::views does)"]
 fn candidates_that_pass_alone_but_not_together() {
     let env = repo();
     bump(&env, "xen", "3");
