@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::{Error, Result};
-use crate::gate::{GroupEval, JobState, State};
+use crate::gate::{GroupEval, JobState, ReasonKind, State};
 use crate::ledger::Ledger;
 use crate::plan::candidate::content_of;
 use crate::plan::{CandidateId, Planner};
@@ -285,7 +285,10 @@ fn print_history(e: &GroupEval, j: &crate::gate::JobVerdict) {
     }
     for r in e.reasons.iter().filter(|r| {
         r.job.as_deref() == Some(j.key.as_str())
-            && matches!(r.kind, "heisenbug" | "quarantined" | "waived")
+            && matches!(
+                r.kind,
+                ReasonKind::Heisenbug | ReasonKind::Quarantined | ReasonKind::Waived
+            )
     }) {
         println!("         {}: {}", r.kind, r.message);
     }

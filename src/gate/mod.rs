@@ -28,17 +28,27 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::ledger::{LedgerView, ResultRecord, Verdict};
-use crate::manifest::FlakyPolicy;
 use crate::manifest::ItemId;
 use crate::overrides::{ApproveRecord, FreezeRecord, OverrideRef, QuarantineRecord, WaiveRecord};
-use crate::plan::{CandidateId, Job, JobKind, MovePlan, Role, describe};
+use crate::plan::{CandidateId, JobKind, MovePlan, Role};
 use crate::records::HoldRecord;
+
+mod group;
+mod job;
+mod reason;
+#[cfg(test)]
+mod tests;
+
+pub use job::JobFacts;
+pub use reason::ReasonKind;
 
 /// The flake history of a job key lives with the ledger, which computes it from the attempts'
 /// file names; the gate reads it.
 pub use crate::ledger::History;
 
-/// What the gate says of a candidate.
+/// What the gate says of a candidate. Ordered by weight: a group's state is the greatest
+/// its findings ask for, so the declaration order is the contract (rejected outweighs held,
+/// held outweighs wait).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -130,13 +140,18 @@ pub struct JobVerdict {
 /// Why a candidate is not promoted (or a note on why it is).
 #[derive(Debug, Clone, Serialize)]
 pub struct Reason {
-    /// missing, error, regression, build-failed, fails-like-baseline, baseline-missing,
-    /// held, soak, untested, missing-artifact, in-use, invalid, invalid-dependency,
-    /// rejected, approval, waived, bisect, heisenbug, quarantined, frozen
-    pub kind: &'static str,
+    pub kind: ReasonKind,
     pub item: Option<String>,
     pub job: Option<String>,
     pub message: String,
+}
+
+/// A reason, and the state it asks of its group: the group's state is the greatest any of
+/// its findings asks for.
+#[derive(Debug, Clone)]
+struct Finding {
+    state: State,
+    reason: Reason,
 }
 
 /// A recorded rejection: the failing jobs it rests on.
@@ -264,76 +279,41 @@ pub fn evaluate(
     facts: &Facts,
     now: i64,
 ) -> Result<Evaluation> {
-    let latest = latest(plan, results)?;
+    Ok(evaluate_recorded(plan, &latest(plan, results)?, facts, now))
+}
+
+/// Evaluate every candidate of `plan` from its jobs' recorded results ([`latest`]): the
+/// gate itself, a pure function of what it is given (no ledger, no clock).
+pub fn evaluate_recorded(
+    plan: &MovePlan,
+    latest: &BTreeMap<String, Recorded>,
+    facts: &Facts,
+    now: i64,
+) -> Evaluation {
     let mut groups: Vec<GroupEval> = plan
         .groups
         .iter()
         .map(|g| {
-            let mut e = evaluate_group(
+            let mut e = group::evaluate_group(
                 plan,
                 &g.members,
                 &g.required,
                 &g.blocked,
-                &latest,
+                latest,
                 facts,
                 now,
             );
-            note_bisects(&mut e, plan, facts);
+            group::note_bisects(&mut e, plan, facts);
             e
         })
         .collect();
-    for c in plan.candidates.iter().filter(|c| c.is_invalid()) {
-        groups.push(GroupEval {
-            members: vec![c.id.clone()],
-            state: State::Invalid,
-            reasons: c
-                .invalid
-                .iter()
-                .map(|d| Reason {
-                    kind: "invalid",
-                    item: Some(c.id.to_string()),
-                    job: None,
-                    message: format!(
-                        "{}:{}:{}: {}{}",
-                        d.file,
-                        d.line,
-                        d.column,
-                        d.message,
-                        d.help
-                            .as_ref()
-                            .map(|h| format!(" (help: {h})"))
-                            .unwrap_or_default()
-                    ),
-                })
-                .collect(),
-            jobs: Vec::new(),
-            soak_left: 0,
-            sticky: false,
-            overrides: Vec::new(),
-        });
-    }
-    Ok(Evaluation { groups })
-}
-
-/// A rejected group names what a bisect of its members found: the first bad upstream
-/// commit, which `why`, decisions and pull requests then show with the rejection.
-fn note_bisects(e: &mut GroupEval, plan: &MovePlan, facts: &Facts) {
-    if e.state != State::Rejected {
-        return;
-    }
-    for m in &e.members {
-        if let Some(found) = plan
-            .candidate(m)
-            .and_then(|c| facts.bisected.get(&c.content))
-        {
-            e.reasons.push(Reason {
-                kind: "bisect",
-                item: Some(m.to_string()),
-                job: None,
-                message: found.clone(),
-            });
-        }
-    }
+    groups.extend(
+        plan.candidates
+            .iter()
+            .filter(|c| c.is_invalid())
+            .map(group::invalid),
+    );
+    Evaluation { groups }
 }
 
 /// Judge the combination of several groups: the jobs `required` (planned for their union).
@@ -347,452 +327,9 @@ pub fn evaluate_combination(
     now: i64,
 ) -> Result<GroupEval> {
     let latest = latest(plan, results)?;
-    Ok(evaluate_group(
+    Ok(group::evaluate_group(
         plan, members, required, blocked, &latest, facts, now,
     ))
-}
-
-/// What one job's results mean to the gate (a pure function: the table test below).
-pub struct JobFacts<'a> {
-    pub verdict: Option<Verdict>,
-    pub history: &'a History,
-    pub baseline: Option<Verdict>,
-    pub baseline_history: Option<&'a History>,
-    pub waived: bool,
-    pub quarantined: bool,
-}
-
-fn job_state(plan: &MovePlan, job: &Job, f: &JobFacts) -> JobState {
-    let compared = plan.gate.baseline && job.baseline.is_some();
-    let base = f.baseline_history.filter(|_| compared);
-    let state = match f.verdict {
-        Some(Verdict::Pass) => JobState::Passed,
-        Some(Verdict::Flaky) => JobState::Flaky,
-        Some(Verdict::Fail) if f.waived => JobState::Waived,
-        // Passed and failed for the same key, or its baseline did: a heisenbug.
-        Some(Verdict::Fail) if f.history.has_passed() || base.is_some_and(History::is_flaky) => {
-            match plan.gate.flaky {
-                FlakyPolicy::Block => JobState::Heisenbug,
-                FlakyPolicy::Allow => JobState::HeisenbugAllowed,
-                FlakyPolicy::Wait { tries } if f.history.tries_since_first_fail < tries => {
-                    JobState::HeisenbugWaiting
-                }
-                FlakyPolicy::Wait { .. } => JobState::Heisenbug,
-            }
-        }
-        // A test that never passed on T does not block.
-        Some(Verdict::Fail) if base.is_some_and(History::never_passed) => {
-            JobState::FailsLikeBaseline
-        }
-        Some(Verdict::Fail) => match (compared, f.baseline) {
-            (true, Some(Verdict::Fail)) => JobState::FailsLikeBaseline,
-            (true, None | Some(Verdict::Error | Verdict::Skipped)) => {
-                JobState::FailedBaselineMissing
-            }
-            _ => JobState::Regression,
-        },
-        Some(Verdict::Error | Verdict::Skipped) => JobState::Error,
-        None => JobState::Missing,
-    };
-    match state {
-        JobState::Passed | JobState::Flaky | JobState::Waived => state,
-        _ if f.quarantined && job.kind == JobKind::Test => JobState::Quarantined,
-        _ => state,
-    }
-}
-
-fn evaluate_group(
-    plan: &MovePlan,
-    members: &[CandidateId],
-    required: &[String],
-    blocked: &[crate::plan::Blocked],
-    latest: &BTreeMap<String, Recorded>,
-    facts: &Facts,
-    now: i64,
-) -> GroupEval {
-    let mut reasons = Vec::new();
-    let mut jobs = Vec::new();
-    let mut used: Vec<OverrideRef> = Vec::new();
-    let (mut reject, mut wait, mut held) = (false, false, false);
-    let one = members.first().map(|m| m.to_string());
-
-    // A rejection recorded for this very content stands until a waiver covers it; its
-    // jobs are shown as they stand, nothing is judged again.
-    let mut sticky = Vec::new();
-    for m in members {
-        let Some(c) = plan.candidate(m) else { continue };
-        if let Some(r) = facts.rejected.get(&c.content) {
-            let quarantined = |k: &String| {
-                r.tests
-                    .get(k)
-                    .and_then(|t| facts.quarantined.get(t))
-                    .map(QuarantineRecord::to_ref)
-            };
-            let excused = |k: &String| {
-                facts
-                    .waived
-                    .get(k)
-                    .map(WaiveRecord::to_ref)
-                    .or_else(|| quarantined(k))
-            };
-            if !r.failed.is_empty() && r.failed.iter().all(|k| excused(k).is_some()) {
-                // Lifted by waivers or quarantines: they are why it is judged again.
-                used.extend(r.failed.iter().filter_map(excused));
-                continue;
-            }
-            let keys: Vec<&str> = r.failed.iter().map(|k| &k[..k.len().min(12)]).collect();
-            sticky.push(Reason {
-                kind: "rejected",
-                item: Some(m.to_string()),
-                job: None,
-                message: format!(
-                    "{m} at this content was rejected for {}{}; it stays on {} until a new version arrives{}",
-                    plan.to.name,
-                    if r.reasons.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", r.reasons.join("; "))
-                    },
-                    plan.from.name,
-                    if keys.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" or `stagegate waive KEY --reason …` waives {}", keys.join(", "))
-                    }
-                ),
-            });
-        }
-    }
-    for key in required {
-        let job: &Job = &plan.jobs[key];
-        let recorded = latest.get(key.as_str());
-        let rec = recorded.map(|r| &r.latest);
-        let verdict = rec.map(|r| r.verdict);
-        let history = recorded.map(|r| r.history.clone()).unwrap_or_default();
-        let baseline_key = job.baseline.clone();
-        let base = baseline_key.as_deref().and_then(|b| latest.get(b));
-        let baseline = base.map(|r| r.latest.verdict);
-        let baseline_history = base.map(|r| r.history.clone());
-        let label = describe(job);
-        let item = job
-            .candidates
-            .first()
-            .map(|c| c.to_string())
-            .or_else(|| one.clone());
-        let quarantine = (job.kind == JobKind::Test)
-            .then(|| facts.quarantined.get(&job.name))
-            .flatten();
-        let state = job_state(
-            plan,
-            job,
-            &JobFacts {
-                verdict,
-                history: &history,
-                baseline,
-                baseline_history: baseline_history.as_ref(),
-                waived: facts.waived.contains_key(key),
-                quarantined: quarantine.is_some(),
-            },
-        );
-        let why = rec.and_then(|r| r.reason.clone());
-        let flake = if history.has_passed() {
-            format!("it passed before for the same key: {}", history.line())
-        } else {
-            format!(
-                "its baseline on {} is flaky: {}; this job: {}",
-                plan.to.name,
-                baseline_history
-                    .as_ref()
-                    .map(History::line)
-                    .unwrap_or_default(),
-                history.line()
-            )
-        };
-        let mut push = |kind: &'static str, message: String| {
-            reasons.push(Reason {
-                kind,
-                item: item.clone(),
-                job: Some(key.clone()),
-                message,
-            })
-        };
-        match state {
-            JobState::Passed | JobState::Flaky => {}
-            JobState::Waived => {
-                let w = &facts.waived[key];
-                used.push(w.to_ref());
-                push(
-                    "waived",
-                    format!(
-                        "{label} fails; the failure is waived by {} ({}): {}",
-                        w.author,
-                        w.id(),
-                        w.reason
-                    ),
-                )
-            }
-            JobState::Quarantined => {
-                let q = quarantine.expect("quarantined jobs have a quarantine");
-                used.push(q.to_ref());
-                push(
-                    "quarantined",
-                    format!(
-                        "{label} {}; tests/{} is quarantined by {} ({}): {}; it does not gate",
-                        match verdict {
-                            Some(Verdict::Fail) => "fails",
-                            Some(_) => "could not run",
-                            None => "has no result yet",
-                        },
-                        job.name,
-                        q.author,
-                        q.id,
-                        q.reason
-                    ),
-                )
-            }
-            JobState::Heisenbug => {
-                reject = true;
-                push(
-                    "heisenbug",
-                    format!(
-                        "{label} fails, and is flaky ({flake}); the gate blocks flaky failures"
-                    ),
-                );
-            }
-            JobState::HeisenbugWaiting => {
-                wait = true;
-                let tries = match plan.gate.flaky {
-                    FlakyPolicy::Wait { tries } => tries,
-                    _ => 0,
-                };
-                push(
-                    "heisenbug",
-                    format!(
-                        "{label} fails, and is flaky ({flake}); the gate waits for {} more tr{} (each `stagegate run` tries it again)",
-                        tries - history.tries_since_first_fail,
-                        if tries - history.tries_since_first_fail == 1 {
-                            "y"
-                        } else {
-                            "ies"
-                        }
-                    ),
-                );
-            }
-            JobState::HeisenbugAllowed => push(
-                "heisenbug",
-                format!("{label} fails, and is flaky ({flake}); the gate allows flaky failures"),
-            ),
-            JobState::FailsLikeBaseline => push(
-                "fails-like-baseline",
-                if baseline != Some(Verdict::Fail)
-                    && baseline_history.as_ref().is_some_and(History::never_passed)
-                {
-                    format!(
-                        "{label} fails, and its baseline never passed on {} ({}): not a regression",
-                        plan.to.name,
-                        baseline_history
-                            .as_ref()
-                            .map(History::line)
-                            .unwrap_or_default()
-                    )
-                } else {
-                    format!(
-                        "{label} fails, and so does its baseline on {}: not a regression",
-                        plan.to.name
-                    )
-                },
-            ),
-            JobState::FailedBaselineMissing => {
-                wait = true;
-                push(
-                    "baseline-missing",
-                    format!(
-                        "{label} fails; its baseline on {} has no result yet to compare with (run `stagegate run`)",
-                        plan.to.name
-                    ),
-                );
-            }
-            JobState::Regression => {
-                reject = true;
-                if job.kind == JobKind::Build {
-                    push(
-                        "build-failed",
-                        format!(
-                            "{label} failed{}",
-                            why.as_ref().map(|w| format!(": {w}")).unwrap_or_default()
-                        ),
-                    );
-                } else if matches!(baseline, Some(Verdict::Pass | Verdict::Flaky)) {
-                    push(
-                        "regression",
-                        format!("{label} fails where {} passes: a regression", plan.to.name),
-                    );
-                } else {
-                    push(
-                        "regression",
-                        format!(
-                            "{label} fails{}",
-                            why.as_ref().map(|w| format!(" ({w})")).unwrap_or_default()
-                        ),
-                    );
-                }
-            }
-            JobState::Error => {
-                wait = true;
-                push(
-                    "error",
-                    format!(
-                        "{label} could not run{}; retry with `stagegate run --failed`",
-                        why.as_ref().map(|w| format!(": {w}")).unwrap_or_default()
-                    ),
-                );
-            }
-            JobState::Missing => {
-                wait = true;
-                push(
-                    "missing",
-                    format!("{label} has no result yet (run `stagegate run`)"),
-                );
-            }
-        }
-        jobs.push(JobVerdict {
-            key: key.clone(),
-            label,
-            kind: job.kind,
-            role: job.role,
-            candidates: job.candidates.clone(),
-            verdict,
-            state,
-            baseline_key,
-            baseline,
-            reason: why,
-            excerpt: rec.map(|r| r.excerpt.clone()).filter(|e| !e.is_empty()),
-            log: rec.and_then(|r| r.log.clone()),
-            history,
-            baseline_history,
-        });
-    }
-    if !sticky.is_empty() {
-        return GroupEval {
-            members: members.to_vec(),
-            state: State::Rejected,
-            reasons: sticky,
-            jobs,
-            soak_left: 0,
-            sticky: true,
-            overrides: Vec::new(),
-        };
-    }
-
-    for b in blocked {
-        wait = true;
-        reasons.push(Reason {
-            kind: b.kind,
-            item: b
-                .candidate
-                .as_ref()
-                .map(|c| c.to_string())
-                .or_else(|| one.clone()),
-            job: None,
-            message: b.message.clone(),
-        });
-    }
-    let mut soak_left = 0;
-    for m in members {
-        let Some(c) = plan.candidate(m) else { continue };
-        if let Some(h) = facts.holds.get(m) {
-            held = true;
-            reasons.push(Reason {
-                kind: "held",
-                item: Some(m.to_string()),
-                job: None,
-                message: format!(
-                    "{m} is held on {} by {} since {}: {} (release with `stagegate release {m}`)",
-                    h.stage, h.by, h.at, h.reason
-                ),
-            });
-        }
-        if *m == CandidateId::Pipeline
-            && let Some(a) = facts.approved.get(&c.content)
-        {
-            used.push(a.to_ref());
-        } else if *m == CandidateId::Pipeline {
-            wait = true;
-            reasons.push(Reason {
-                kind: "approval",
-                item: Some(m.to_string()),
-                job: None,
-                message: format!(
-                    "a change of {m} moves into {} only with an approval: `stagegate approve {m} --stage {} --reason …`",
-                    plan.to.name, plan.to.name
-                ),
-            });
-        }
-        if let Some(soak) = plan.gate.soak {
-            let (age, note) = match facts.seen.get(&c.content) {
-                Some(t) => (now.saturating_sub(*t).max(0) as u64, ""),
-                None => (0, " (first seen now)"),
-            };
-            if age < soak.as_secs() {
-                let left = soak.as_secs() - age;
-                soak_left = soak_left.max(left);
-                wait = true;
-                reasons.push(Reason {
-                    kind: "soak",
-                    item: Some(m.to_string()),
-                    job: None,
-                    message: format!(
-                        "{m} pending on {} for {}{note} of the {} soak; {} left",
-                        plan.from.name,
-                        humantime::format_duration(std::time::Duration::from_secs(age)),
-                        humantime::format_duration(soak),
-                        humantime::format_duration(std::time::Duration::from_secs(left))
-                    ),
-                });
-            }
-        }
-    }
-    for f in &facts.frozen {
-        held = true;
-        used.push(f.to_ref());
-        reasons.push(Reason {
-            kind: "frozen",
-            item: one.clone(),
-            job: None,
-            message: format!(
-                "{} is frozen by {} since {}: {}{} (lift with `stagegate unfreeze {}`)",
-                plan.to.name,
-                f.author,
-                f.created,
-                f.reason,
-                f.expires
-                    .as_ref()
-                    .map(|e| format!("; until {e}"))
-                    .unwrap_or_default(),
-                plan.to.name
-            ),
-        });
-    }
-    used.sort();
-    used.dedup();
-    let state = if reject {
-        State::Rejected
-    } else if held {
-        State::Held
-    } else if wait {
-        State::Wait
-    } else {
-        State::Promote
-    };
-    GroupEval {
-        members: members.to_vec(),
-        state,
-        reasons,
-        jobs,
-        soak_left,
-        sticky: false,
-        overrides: used,
-    }
 }
 
 /// Counts of verdicts among a group's jobs, for trailers and summaries.

@@ -195,7 +195,7 @@ impl Judgement {
             if e.sticky {
                 g.required.clear();
                 g.blocked.push(Blocked {
-                    kind: "rejected",
+                    kind: crate::plan::BlockedKind::Rejected,
                     candidate: None,
                     message: "rejected before at this content: nothing runs for it again".into(),
                 });

@@ -126,12 +126,50 @@ pub struct CacheFrom {
     pub location: String,
 }
 
+/// What blocks a group, as output and records name it (`missing-artifact`, …); the gate
+/// gives it as its reason (`gate::ReasonKind`). Declared in the order of the names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlockedKind {
+    /// A test on T uses an item S removes.
+    InUse,
+    /// A candidate needs an item that is invalid on S.
+    InvalidDependency,
+    /// A job needs an artifact nobody built (or cannot build).
+    MissingArtifact,
+    /// A derived image whose parent is pending too.
+    ParentPending,
+    /// Rejected before at this content: nothing runs for it again.
+    Rejected,
+    /// No test uses a candidate item, and the gate requires tests.
+    Untested,
+}
+
+impl BlockedKind {
+    /// The name output and records carry (the same as serde's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockedKind::InUse => "in-use",
+            BlockedKind::InvalidDependency => "invalid-dependency",
+            BlockedKind::MissingArtifact => "missing-artifact",
+            BlockedKind::ParentPending => "parent-pending",
+            BlockedKind::Rejected => "rejected",
+            BlockedKind::Untested => "untested",
+        }
+    }
+}
+
+impl std::fmt::Display for BlockedKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a group cannot be judged yet: it waits, saying this.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub struct Blocked {
-    /// untested, missing-artifact, missing-item, in-use, invalid-dependency
-    pub kind: &'static str,
+    pub kind: BlockedKind,
     pub candidate: Option<CandidateId>,
     pub message: String,
 }
@@ -411,7 +449,7 @@ impl<'r> Planner<'r> {
                 union(p, i, j);
             } else if invalid.contains(&uid) {
                 early[i].push(Blocked {
-                    kind: "invalid-dependency",
+                    kind: BlockedKind::InvalidDependency,
                     candidate: Some(valid[i].id.clone()),
                     message: format!(
                         "{} needs {u}, which is invalid on {}: fix {u} first",
@@ -453,7 +491,7 @@ impl<'r> Planner<'r> {
                             // A derived image is built on its parent: while the parent is
                             // pending too, building on T's would test nothing that lands.
                             early[i].push(Blocked {
-                                kind: "parent-pending",
+                                kind: BlockedKind::ParentPending,
                                 candidate: Some(c.id.clone()),
                                 message: format!(
                                     "{} is built on {p}, which is pending too: it waits for {p} to move first",
@@ -537,7 +575,7 @@ impl<'r> Planner<'r> {
                         jobs.push(job);
                     }
                     Err(why) => g.blocked.push(Blocked {
-                        kind: "missing-artifact",
+                        kind: BlockedKind::MissingArtifact,
                         candidate: Some(CandidateId::Item(id.clone())),
                         message: why,
                     }),
@@ -572,7 +610,7 @@ impl<'r> Planner<'r> {
                 for u in &test.uses {
                     if removed.contains(u) {
                         why = Some(Blocked {
-                            kind: "in-use",
+                            kind: BlockedKind::InUse,
                             candidate: Some(CandidateId::Item(u.clone())),
                             message: format!(
                                 "tests/{} on {} uses {u}, which is removed: change or remove the test first",
@@ -587,7 +625,7 @@ impl<'r> Planner<'r> {
                         Ok(e) => env.push(e),
                         Err(reason) => {
                             why = Some(Blocked {
-                                kind: "missing-artifact",
+                                kind: BlockedKind::MissingArtifact,
                                 candidate: Some(CandidateId::Item(u.clone())),
                                 message: format!("tests/{} cannot run: {reason}", test.name),
                             });
@@ -621,7 +659,7 @@ impl<'r> Planner<'r> {
                         }
                         Err(reason) => {
                             g.blocked.push(Blocked {
-                                kind: "missing-artifact",
+                                kind: BlockedKind::MissingArtifact,
                                 candidate: None,
                                 message: format!(
                                     "the baseline of tests/{} cannot run: {reason}",
@@ -636,7 +674,7 @@ impl<'r> Planner<'r> {
             }
             for id in items.iter().filter(|i| !used.contains(*i)) {
                 g.blocked.push(Blocked {
-                    kind: "untested",
+                    kind: BlockedKind::Untested,
                     candidate: Some(CandidateId::Item(id.clone())),
                     message: format!(
                         "no test uses {id}, and the gate into {} requires tests; add one under tests/ that uses it",

@@ -448,7 +448,10 @@ fn record_rejections(
             .filter(|r| {
                 matches!(
                     r.kind,
-                    "regression" | "build-failed" | "bisect" | "heisenbug"
+                    gate::ReasonKind::Regression
+                        | gate::ReasonKind::BuildFailed
+                        | gate::ReasonKind::Bisect
+                        | gate::ReasonKind::Heisenbug
                 )
             })
             .map(|r| r.message.clone())
@@ -686,7 +689,7 @@ fn builds_of(plan: &MovePlan, decided: &Decided) -> Vec<(String, crate::manifest
 /// its promotion commit says the same).
 fn lasting(plan: &MovePlan, r: &gate::Reason) -> String {
     match (r.kind, plan.gate.soak) {
-        ("soak", Some(soak)) => format!(
+        (gate::ReasonKind::Soak, Some(soak)) => format!(
             "{} is still soaking on {} ({} soak)",
             r.item.as_deref().unwrap_or("it"),
             plan.from.name,

@@ -83,7 +83,11 @@ pub fn summary(planner: &Planner, plan: &MovePlan, decided: &Decided) -> Result<
                     jobs_seen.push(j);
                 }
             }
-            for r in g.reasons.iter().filter(|r| r.kind != "bisect") {
+            for r in g
+                .reasons
+                .iter()
+                .filter(|r| r.kind != crate::gate::ReasonKind::Bisect)
+            {
                 let m = format!("{}: {}", c.id, r.message);
                 if !reasons.contains(&m) {
                     reasons.push(m);
@@ -170,7 +174,7 @@ fn bisects(e: &crate::gate::Evaluation) -> Vec<String> {
     e.groups
         .iter()
         .flat_map(|g| &g.reasons)
-        .filter(|r| r.kind == "bisect")
+        .filter(|r| r.kind == crate::gate::ReasonKind::Bisect)
         .map(|r| format!("{}: {}", r.item.as_deref().unwrap_or("?"), r.message))
         .collect()
 }
