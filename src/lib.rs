@@ -7,6 +7,7 @@
 
 pub mod artifact;
 pub mod bisect;
+pub mod diag;
 pub mod error;
 pub mod forge;
 pub mod gate;
