@@ -93,7 +93,7 @@ pub fn summary(markdown: &str) {
         return;
     };
     let already = std::fs::metadata(&path).map_or(0, |m| m.len() as usize);
-    let log = match crate::runner::identity().ci_url {
+    let log = match crate::ledger::identity().ci_url {
         Some(url) => format!("[the job's log]({url}) (group \"full step summary\")"),
         None => "the job's log (group \"full step summary\")".to_string(),
     };

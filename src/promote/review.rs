@@ -151,7 +151,7 @@ pub fn summary(planner: &Planner, plan: &MovePlan, decided: &Decided) -> Result<
         bisects: bisects(&decided.evaluation),
         candidates,
         jobs,
-        run_url: crate::runner::identity().ci_url,
+        run_url: crate::ledger::identity().ci_url,
         links: crate::report::published_links(
             &plan.from.name,
             &plan.to.name,
