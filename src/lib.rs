@@ -12,6 +12,7 @@ pub mod error;
 pub mod forge;
 pub mod gate;
 pub mod ledger;
+pub mod links;
 pub mod lockdiff;
 pub mod manifest;
 pub mod overrides;

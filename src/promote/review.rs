@@ -152,7 +152,7 @@ pub fn summary(planner: &Planner, plan: &MovePlan, decided: &Decided) -> Result<
         candidates,
         jobs,
         run_url: crate::ledger::identity().ci_url,
-        links: crate::report::published_links(
+        links: crate::links::published_links(
             &plan.from.name,
             &plan.to.name,
             &shown.iter().map(|c| c.id.to_string()).collect::<Vec<_>>(),
