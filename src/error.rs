@@ -3,7 +3,7 @@
 //! Exit codes (DESIGN.md §5): 0 done, 1 a gate or check said no / a job failed, 2 usage or
 //! input error, 3 infrastructure (git, network, store) failure.
 
-use crate::manifest::Diagnostics;
+use crate::diag::Diagnostics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

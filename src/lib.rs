@@ -12,11 +12,13 @@
 pub mod artifact;
 pub mod bisect;
 pub mod cycle;
+pub mod diag;
 pub mod error;
 pub mod forge;
 pub mod gate;
 pub mod judge;
 pub mod ledger;
+pub mod links;
 pub mod lockdiff;
 pub mod manifest;
 pub mod overrides;

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::ItemId;
+use crate::manifest::{CandidateId, ItemId};
 
 pub const RECORDS_DIR: &str = ".stagegate";
 
@@ -22,7 +22,7 @@ pub fn built_path(id: &ItemId) -> String {
 
 /// `.stagegate/holds/<stage>/<slug>.yaml`: `images-NAME`, `components-NAME`, `tests-NAME`,
 /// `pipeline`.
-pub fn hold_path(stage: &str, id: &crate::plan::CandidateId) -> String {
+pub fn hold_path(stage: &str, id: &CandidateId) -> String {
     format!("{RECORDS_DIR}/holds/{stage}/{}.yaml", id.slug())
 }
 

@@ -93,7 +93,7 @@ pub fn summary(markdown: &str) {
         return;
     };
     let already = std::fs::metadata(&path).map_or(0, |m| m.len() as usize);
-    let log = match crate::runner::identity().ci_url {
+    let log = match crate::ledger::identity().ci_url {
         Some(url) => format!("[the job's log]({url}) (group \"full step summary\")"),
         None => "the job's log (group \"full step summary\")".to_string(),
     };
@@ -203,11 +203,15 @@ pub fn fenced(text: &str) -> String {
 }
 
 /// A failed job as an error annotation, with its log excerpt folded in a group; the
-/// excerpt is fenced, so a job cannot issue workflow commands through it.
-pub fn job_failed(label: &str, reason: Option<&str>, excerpt: &str, log: Option<&str>) {
-    if !active() {
-        return;
-    }
+/// excerpt is fenced, so a job cannot issue workflow commands through it. Written whether
+/// or not this is GitHub Actions: the caller asks [`active`].
+pub fn job_failed(
+    out: &mut impl Write,
+    label: &str,
+    reason: Option<&str>,
+    excerpt: &str,
+    log: Option<&str>,
+) -> std::io::Result<()> {
     let mut msg = format!("{label} failed");
     if let Some(r) = reason {
         msg.push_str(&format!(": {r}"));
@@ -215,16 +219,18 @@ pub fn job_failed(label: &str, reason: Option<&str>, excerpt: &str, log: Option<
     if let Some(l) = log {
         msg.push_str(&format!("\nlog: {l}"));
     }
-    println!(
+    writeln!(
+        out,
         "::error title={}::{}",
         escape(label, true),
         escape(&msg, false)
-    );
+    )?;
     if !excerpt.is_empty() {
-        println!("::group::log of {}", escape(label, false));
-        println!("{}", fenced(excerpt));
-        println!("::endgroup::");
+        writeln!(out, "::group::log of {}", escape(label, false))?;
+        writeln!(out, "{}", fenced(excerpt))?;
+        writeln!(out, "::endgroup::")?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! Printing a run as it happens: the library's run reports [`Event`]s, and the reporters
 //! here print them: text for people (live progress on stderr, the summary on stdout), the
 //! run's JSON document for programs, and GitHub annotations for failed jobs in Actions.
+//!
+//! Reporters write to an [`Output`], not to the process's streams directly, so what they
+//! print can be read back from a buffer (the snapshot tests below).
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,17 +16,92 @@ use crate::ledger::Verdict;
 use crate::runner::session::{Report, Sink};
 use crate::runner::{Event, Outcome};
 
+/// Where reporters write: results to `out` (stdout), progress to `err` (stderr), and what
+/// those are (a terminal gets a live bar; GitHub Actions gets annotations).
+///
+/// Writing never fails a command. A closed pipe (`stagegate run | head`) ends the process
+/// with SIGPIPE on the write, quietly, as `cli::main` sets up; any other write error (a
+/// full disk under `> file`) leaves the stream alone for the rest of the command: the
+/// results are in the ledger either way, and there is nobody left on that stream to tell.
+pub struct Output {
+    out: Mutex<Stream>,
+    err: Mutex<Stream>,
+    /// `err` is a terminal: progress is a live bar there, not lines.
+    terminal: bool,
+    /// In GitHub Actions: failed jobs also become annotations on `out`.
+    github: bool,
+}
+
+/// One stream, and whether a write to it has failed.
+struct Stream {
+    w: Box<dyn Write + Send>,
+    failed: bool,
+}
+
+impl Stream {
+    fn new(w: impl Write + Send + 'static) -> Mutex<Stream> {
+        Mutex::new(Stream {
+            w: Box::new(w),
+            failed: false,
+        })
+    }
+}
+
+impl Output {
+    /// The process's stdout and stderr.
+    pub fn stdio() -> Output {
+        Output {
+            out: Stream::new(std::io::stdout()),
+            err: Stream::new(std::io::stderr()),
+            terminal: std::io::stderr().is_terminal(),
+            github: super::github::active(),
+        }
+    }
+
+    /// Write what `render` writes to stdout, in one write: `println!` per line would be a
+    /// write per line, and a thousand jobs are a thousand lines.
+    pub fn out(&self, render: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) {
+        Self::write(&self.out, render);
+    }
+
+    /// Write what `render` writes to stderr, in one write (stderr is unbuffered: `eprintln!`
+    /// writes each piece of its format on its own, three writes for `started …`).
+    pub fn err(&self, render: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) {
+        Self::write(&self.err, render);
+    }
+
+    fn write(stream: &Mutex<Stream>, render: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) {
+        let mut buf = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = render(&mut buf);
+        let mut s = stream.lock().expect("output lock");
+        if s.failed || buf.is_empty() {
+            return;
+        }
+        if s.w.write_all(&buf).and_then(|()| s.w.flush()).is_err() {
+            s.failed = true;
+        }
+    }
+}
+
 /// Every reporter a run's events go to, as `format` asks: text, or the JSON document
 /// (handed out by [`RunReporter::take_json`]); GitHub annotations either way.
 pub struct RunReporter {
+    output: Output,
     text: Option<Text>,
     /// The JSON document of each run that finished, in order.
     json: Option<Mutex<Vec<serde_json::Value>>>,
 }
 
 impl RunReporter {
+    /// A reporter printing to stdout and stderr.
     pub fn new(format: Format) -> Arc<RunReporter> {
+        RunReporter::to(format, Output::stdio())
+    }
+
+    fn to(format: Format, output: Output) -> Arc<RunReporter> {
         Arc::new(RunReporter {
+            output,
             text: (format == Format::Text).then(Text::default),
             json: (format == Format::Json).then(Mutex::default),
         })
@@ -40,13 +118,15 @@ impl RunReporter {
             if let Some(text) = &self.text {
                 text.clear();
             }
-            annotate_failures(report);
+            if self.output.github {
+                self.output.out(|w| annotate_failures(report, w));
+            }
             if let Some(json) = &self.json {
                 json.lock().expect("reporter lock").push(run_json(report));
             }
         }
         if let Some(text) = &self.text {
-            text.event(e);
+            text.event(&self.output, e);
         }
     }
 
@@ -93,8 +173,8 @@ pub fn run_json(report: &Report) -> serde_json::Value {
     })
 }
 
-/// In GitHub Actions: an error annotation for each job that failed or ended in error.
-fn annotate_failures(report: &Report) {
+/// For GitHub Actions: an error annotation for each job that failed or ended in error.
+fn annotate_failures(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     for o in report
         .outcomes
         .iter()
@@ -106,8 +186,9 @@ fn annotate_failures(report: &Report) {
             .map(|r| r.excerpt.as_str())
             .unwrap_or_default();
         let log = o.log.as_ref().map(|l| l.display().to_string());
-        super::github::job_failed(&o.label, o.reason.as_deref(), excerpt, log.as_deref());
+        super::github::job_failed(out, &o.label, o.reason.as_deref(), excerpt, log.as_deref())?;
     }
+    Ok(())
 }
 
 /// The "still running" interval: `STAGEGATE_STILL_RUNNING` (e.g. `30s`, `5m`, `0` for
@@ -148,12 +229,9 @@ struct Progress {
     jobs: Mutex<(usize, Vec<(String, Instant)>)>,
 }
 
-/// A line on stderr, in one write: `eprintln!` writes each piece of its format on its
-/// own (stderr is unbuffered), three writes a job for `started …`.
-fn say(mut line: String) {
-    use std::io::Write;
-    line.push('\n');
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+/// A progress line on stderr.
+fn say(output: &Output, line: &str) {
+    output.err(|w| writeln!(w, "{line}"));
 }
 
 /// A duration for people: `45s`, `4m 10s`, `2h 03m`.
@@ -198,24 +276,29 @@ impl Progress {
 }
 
 impl Text {
-    fn event(&self, e: Event) {
+    fn event(&self, output: &Output, e: Event) {
         match e {
-            Event::RunStarted { total } => self.start(total),
-            Event::Started { label } => self.started(label),
-            Event::StillRunning { running } => self.still_running(running),
+            Event::RunStarted { total } => self.start(output, total),
+            Event::Started { label } => self.started(output, label),
+            Event::StillRunning { running } => self.still_running(output, running),
             Event::Retrying {
                 label,
                 attempt,
                 reason,
-            } => self.line(format!("retrying {label} (try {attempt}; {reason})")),
-            Event::Finished { outcome } => self.finished(outcome),
-            Event::RunFinished { report } => print_report(report),
+            } => self.line(
+                output,
+                &format!("retrying {label} (try {attempt}; {reason})"),
+            ),
+            Event::Finished { outcome } => self.finished(output, outcome),
+            Event::RunFinished { report } => output.out(|w| print_report(report, w)),
         }
     }
 
     /// The run's jobs are chosen: show the bar on a terminal.
-    fn start(&self, total: usize) {
-        let bar = std::io::stderr().is_terminal().then(|| {
+    fn start(&self, output: &Output, total: usize) {
+        // The bar draws on the process's stderr itself, which `output.terminal` says is a
+        // terminal; every other output gets lines.
+        let bar = output.terminal.then(|| {
             let b = indicatif::ProgressBar::new(total as u64);
             b.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -238,14 +321,14 @@ impl Text {
     }
 
     /// A line above the bar, or on stderr without one.
-    fn line(&self, line: String) {
+    fn line(&self, output: &Output, line: &str) {
         match self.state().as_ref().and_then(|p| p.bar.as_ref()) {
             Some(b) => b.println(line),
-            None => say(line),
+            None => say(output, line),
         }
     }
 
-    fn started(&self, label: &str) {
+    fn started(&self, output: &Output, label: &str) {
         let Some(p) = self.state() else { return };
         p.jobs
             .lock()
@@ -254,23 +337,26 @@ impl Text {
             .push((label.to_string(), Instant::now()));
         match &p.bar {
             Some(_) => p.show_running(),
-            None => say(format!("started {label}")),
+            None => say(output, &format!("started {label}")),
         }
     }
 
-    fn still_running(&self, running: &[(String, Duration)]) {
+    fn still_running(&self, output: &Output, running: &[(String, Duration)]) {
         let Some(p) = self.state() else { return };
         match &p.bar {
             // The bar's message already names them; refresh the times.
             Some(_) => p.show_running(),
-            None => say(format!(
-                "still running: {}",
-                running_list(running.iter().map(|(l, d)| (l.as_str(), *d)))
-            )),
+            None => say(
+                output,
+                &format!(
+                    "still running: {}",
+                    running_list(running.iter().map(|(l, d)| (l.as_str(), *d)))
+                ),
+            ),
         }
     }
 
-    fn finished(&self, outcome: &Outcome) {
+    fn finished(&self, output: &Output, outcome: &Outcome) {
         let Some(p) = self.state() else { return };
         let n = {
             let mut jobs = p.jobs.lock().expect("display lock");
@@ -300,7 +386,7 @@ impl Text {
                 b.set_position(n as u64);
                 p.show_running();
             }
-            None => say(line),
+            None => say(output, &line),
         }
     }
 
@@ -325,84 +411,313 @@ fn elapsed_precise(d: Duration) -> String {
 
 /// What a run did, for people: what would run (a dry run), that nothing needed running,
 /// or a table of the jobs that ran.
-fn print_report(report: &Report) {
+fn print_report(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     if report.dry_run {
         for (key, job) in &report.would_run {
-            println!("would run {} {job}", &key[..12]);
+            writeln!(out, "would run {} {job}", &key[..12])?;
         }
-        println!(
+        writeln!(
+            out,
             "{} to run, {} with results already",
             report.would_run.len(),
             report.reused
-        );
+        )
     } else if report.outcomes.is_empty() {
         if report.reused == 0 {
-            println!("nothing to run: no jobs are planned");
+            writeln!(out, "nothing to run: no jobs are planned")
         } else {
-            println!(
+            writeln!(
+                out,
                 "nothing to run: {} planned, all with results",
                 super::count(report.reused, "job")
-            );
+            )
         }
     } else {
-        print_summary(&report.outcomes, report.reused);
+        print_summary(&report.outcomes, report.reused, out)?;
         if report.interrupted {
-            println!(
+            writeln!(
+                out,
                 "interrupted: running jobs were killed; {} finished results were recorded",
                 report.recorded
-            );
+            )?;
         }
+        Ok(())
     }
 }
 
-fn print_summary(outcomes: &[Outcome], reused: usize) {
-    use std::io::Write;
-    // One write for the table, not one per line (stdout is line-buffered): a thousand
-    // jobs are a thousand lines.
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+fn print_summary(outcomes: &[Outcome], reused: usize, out: &mut impl Write) -> std::io::Result<()> {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    let _ = writeln!(out, "{:<8} {:<12} {:>8}  job", "verdict", "key", "time");
+    writeln!(out, "{:<8} {:<12} {:>8}  job", "verdict", "key", "time")?;
     for o in outcomes {
         let v = o.shown();
         *counts.entry(v.clone()).or_default() += 1;
-        let _ = writeln!(
+        writeln!(
             out,
             "{v:<8} {:<12} {:>7.1}s  {}",
             &o.key[..12],
             o.duration.as_secs_f64(),
             o.label
-        );
+        )?;
         if let Some(r) = &o.reason
             && o.verdict != Some(Verdict::Pass)
         {
-            let _ = writeln!(out, "{:<8} {:<12} {:>8}  ↳ {r}", "", "", "");
+            writeln!(out, "{:<8} {:<12} {:>8}  ↳ {r}", "", "", "")?;
         }
         if let Some(l) = &o.log
             && matches!(o.verdict, Some(Verdict::Fail | Verdict::Error))
         {
-            let _ = writeln!(
+            writeln!(
                 out,
                 "{:<8} {:<12} {:>8}  ↳ log: {}",
                 "",
                 "",
                 "",
                 l.display()
-            );
+            )?;
         }
     }
     let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    let _ = writeln!(
+    writeln!(
         out,
         "ran {}: {}; {reused} already had results",
         super::count(outcomes.len(), "job"),
         parts.join(", ")
-    );
-    let _ = out.flush();
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
+
+    use super::{Output, RunReporter, Stream};
+    use crate::cli::Format;
+    use crate::ledger::{ResultRecord, Verdict};
+    use crate::runner::session::Report;
+    use crate::runner::{Event, Outcome};
+
+    /// A stream the test reads back.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Buf {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    /// A reporter writing to two buffers (stdout, stderr), as in GitHub Actions or not.
+    fn reporter(format: Format, github: bool) -> (Arc<RunReporter>, Buf, Buf) {
+        let (out, err) = (Buf::default(), Buf::default());
+        let output = Output {
+            out: Stream::new(out.clone()),
+            err: Stream::new(err.clone()),
+            terminal: false,
+            github,
+        };
+        (RunReporter::to(format, output), out, err)
+    }
+
+    fn outcome(key: &str, label: &str, verdict: Option<Verdict>, secs: f64) -> Outcome {
+        Outcome {
+            key: key.into(),
+            label: label.into(),
+            verdict,
+            reason: None,
+            duration: Duration::from_secs_f64(secs),
+            log: None,
+            record: None,
+            elsewhere: false,
+        }
+    }
+
+    /// The failed job's record: only its excerpt is printed.
+    fn record_with_excerpt(excerpt: &str) -> ResultRecord {
+        serde_json::from_value(serde_json::json!({
+            "key": "b".repeat(64), "kind": "test", "name": "guest-boots", "role": "gate",
+            "verdict": "fail", "exit": {"code": 1}, "tries": 2,
+            "started": "2025-01-01T00:00:00Z", "finished": "2025-01-01T00:01:05Z",
+            "duration-ms": 65000, "runner": {"host": "h", "user": "u", "pid": 1},
+            "commit": "c".repeat(40), "env": [], "excerpt": excerpt,
+        }))
+        .unwrap()
+    }
+
+    /// A run of three jobs: a two-hour build passes, a test fails on its second try (its
+    /// log excerpt tries to forge a workflow command), and a test never starts.
+    fn three_jobs() -> Report {
+        let build = outcome(
+            &"a".repeat(64),
+            "build images/host",
+            Some(Verdict::Pass),
+            3725.0,
+        );
+        let mut boots = outcome(
+            &"b".repeat(64),
+            "test guest-boots",
+            Some(Verdict::Fail),
+            65.25,
+        );
+        boots.reason = Some("exit status 1".into());
+        boots.log = Some(PathBuf::from("/var/tmp/stagegate/logs/guest-boots.log"));
+        boots.record = Some(record_with_excerpt(
+            "booting\nkernel panic\n::error title=forged::pwned",
+        ));
+        let mut net = outcome(&"d".repeat(64), "test net-up", None, 0.0);
+        net.reason = Some("the build it needs (images/host) failed".into());
+        Report {
+            outcomes: vec![build, boots, net],
+            recorded: 2,
+            interrupted: false,
+            reused: 4,
+            dry_run: false,
+            would_run: Vec::new(),
+        }
+    }
+
+    /// Every kind of event, in the order a run reports them.
+    fn play(reporter: &Arc<RunReporter>, report: &Report) {
+        let sink = reporter.sink();
+        let [build, boots, net] = &report.outcomes[..] else {
+            panic!("three outcomes")
+        };
+        sink(Event::RunStarted { total: 3 });
+        sink(Event::Started {
+            label: &build.label,
+        });
+        sink(Event::Started {
+            label: &boots.label,
+        });
+        sink(Event::StillRunning {
+            running: &[
+                (build.label.clone(), Duration::from_secs(3600)),
+                (boots.label.clone(), Duration::from_secs(40)),
+            ],
+        });
+        sink(Event::Retrying {
+            label: &boots.label,
+            attempt: 2,
+            reason: "exit status 1",
+        });
+        sink(Event::Finished { outcome: boots });
+        sink(Event::Finished { outcome: build });
+        sink(Event::Finished { outcome: net });
+        sink(Event::RunFinished { report });
+    }
+
+    /// The random fence token of a log excerpt, made stable for the snapshot.
+    fn stable(text: &str) -> String {
+        let mut out = text.to_string();
+        while let Some(at) = out.find("stagegate-") {
+            let end = at + "stagegate-".len() + 32;
+            assert!(
+                out[at + "stagegate-".len()..end]
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit()),
+                "{out}"
+            );
+            out.replace_range(at..end, "[fence]");
+        }
+        out
+    }
+
+    #[test]
+    fn text_without_a_terminal_is_a_line_per_step_then_the_summary_on_stdout() {
+        let (reporter, out, err) = reporter(Format::Text, false);
+        play(&reporter, &three_jobs());
+        insta::assert_snapshot!("text_stderr", err.text());
+        insta::assert_snapshot!("text_stdout", out.text());
+        assert!(reporter.take_json().is_empty(), "text makes no JSON");
+    }
+
+    #[test]
+    fn in_github_actions_failed_jobs_are_annotations_with_their_excerpt_fenced() {
+        let (reporter, out, _) = reporter(Format::Text, true);
+        play(&reporter, &three_jobs());
+        insta::assert_snapshot!("github_stdout", stable(&out.text()));
+    }
+
+    #[test]
+    fn json_prints_nothing_itself_and_hands_out_each_run_once() {
+        let (reporter, out, err) = reporter(Format::Json, false);
+        play(&reporter, &three_jobs());
+        assert_eq!((out.text(), err.text()), (String::new(), String::new()));
+        insta::assert_json_snapshot!("json_runs", reporter.take_json());
+        assert!(reporter.take_json().is_empty(), "handed out once");
+    }
+
+    #[test]
+    fn a_dry_run_an_empty_run_and_an_interrupted_run_read_as_such() {
+        let show = |report: &Report| {
+            let mut buf = Vec::new();
+            super::print_report(report, &mut buf).unwrap();
+            String::from_utf8(buf).unwrap()
+        };
+        let nothing = |reused: usize| Report {
+            outcomes: Vec::new(),
+            recorded: 0,
+            interrupted: false,
+            reused,
+            dry_run: false,
+            would_run: Vec::new(),
+        };
+        let dry = Report {
+            dry_run: true,
+            would_run: vec![
+                ("a".repeat(64), "build images/host".into()),
+                ("b".repeat(64), "test guest-boots".into()),
+            ],
+            ..nothing(1)
+        };
+        let mut interrupted = three_jobs();
+        interrupted.interrupted = true;
+        interrupted.outcomes.truncate(1);
+        interrupted.recorded = 1;
+        let text = [&dry, &nothing(0), &nothing(3), &interrupted]
+            .map(show)
+            .join("---\n");
+        insta::assert_snapshot!("report_kinds", text);
+    }
+
+    /// A stream that refuses every write, counting them.
+    struct Refusing(Arc<Mutex<usize>>);
+
+    impl Write for Refusing {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            *self.0.lock().unwrap() += 1;
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stream_that_fails_is_left_alone_and_the_run_goes_on() {
+        let (out_writes, err_writes) = (Arc::default(), Arc::default());
+        let output = Output {
+            out: Stream::new(Refusing(Arc::clone(&out_writes))),
+            err: Stream::new(Refusing(Arc::clone(&err_writes))),
+            terminal: false,
+            github: true,
+        };
+        let reporter = RunReporter::to(Format::Text, output);
+        play(&reporter, &three_jobs());
+        assert_eq!(*err_writes.lock().unwrap(), 1, "one try, then no more");
+        assert_eq!(*out_writes.lock().unwrap(), 1, "one try, then no more");
+    }
 
     #[test]
     fn durations_read_as_people_write_them() {

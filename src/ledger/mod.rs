@@ -692,6 +692,41 @@ fn nonce() -> String {
     hex::encode(&Sha256::digest(seed.as_bytes())[..4])
 }
 
+/// Who is running: host, user, process, and the CI run when there is one.
+pub fn identity() -> Runner {
+    let ci_url = match (
+        std::env::var("GITHUB_SERVER_URL"),
+        std::env::var("GITHUB_REPOSITORY"),
+        std::env::var("GITHUB_RUN_ID"),
+    ) {
+        (Ok(s), Ok(r), Ok(id)) => Some(format!("{s}/{r}/actions/runs/{id}")),
+        _ => std::env::var("STAGEGATE_CI_URL").ok(),
+    };
+    Runner {
+        host: hostname(),
+        user: std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| login_name()),
+        pid: std::process::id(),
+        ci_url,
+    }
+}
+
+/// The name of the user running us, from the password database.
+fn login_name() -> String {
+    // SAFETY: getpwuid returns a pointer to static storage or null; we copy the name out
+    // before any other call could overwrite it.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return format!("uid{}", libc::getuid());
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.

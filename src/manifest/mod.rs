@@ -4,13 +4,12 @@
 //! [`Files`] trait, so the same code validates a work tree and a commit's tree (the git
 //! implementation lives in `repo`). It never touches git directly and never prints.
 
-pub mod diag;
 mod doc;
 pub mod model;
 pub mod parse;
 pub mod set;
 
-pub use diag::{Diagnostic, Diagnostics, Pos};
+pub use crate::diag::{Diagnostic, Diagnostics, Pos};
 pub use model::*;
 pub use set::ManifestSet;
 

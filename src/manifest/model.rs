@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::{PIPELINE_FILE, TESTS_DIR};
+
 /// Images are built from a recipe; components are software pinned to a version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -94,6 +96,71 @@ impl fmt::Display for ItemId {
 }
 
 impl Serialize for ItemId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What a candidate is: an item, a test, or the pipeline itself. An id like [`ItemId`],
+/// kept beside it so records of candidates (holds, decisions) need nothing of `plan`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CandidateId {
+    Item(ItemId),
+    Test(String),
+    Pipeline,
+}
+
+impl CandidateId {
+    /// `images/NAME`, `components/NAME`, `tests/NAME` or `stagegate.yaml` (a trailing
+    /// `.yaml` is tolerated on the first three).
+    pub fn parse(text: &str) -> Option<CandidateId> {
+        if text == PIPELINE_FILE || text == "pipeline" {
+            return Some(CandidateId::Pipeline);
+        }
+        if let Some(name) = text.strip_prefix("tests/") {
+            let name = name.strip_suffix(".yaml").unwrap_or(name);
+            return valid_name(name).then(|| CandidateId::Test(name.into()));
+        }
+        ItemId::parse(text).map(CandidateId::Item)
+    }
+
+    /// The manifest's path in the repository.
+    pub fn path(&self) -> String {
+        match self {
+            CandidateId::Item(i) => i.path(),
+            CandidateId::Test(t) => format!("{TESTS_DIR}/{t}.yaml"),
+            CandidateId::Pipeline => PIPELINE_FILE.into(),
+        }
+    }
+
+    /// A file name for records about this candidate: `images-host`, `tests-boot`, `pipeline`.
+    pub fn slug(&self) -> String {
+        match self {
+            CandidateId::Item(i) => format!("{}-{}", i.kind.dir(), i.name),
+            CandidateId::Test(t) => format!("tests-{t}"),
+            CandidateId::Pipeline => "pipeline".into(),
+        }
+    }
+
+    pub fn item(&self) -> Option<&ItemId> {
+        match self {
+            CandidateId::Item(i) => Some(i),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CandidateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CandidateId::Item(i) => write!(f, "{i}"),
+            CandidateId::Test(t) => write!(f, "{TESTS_DIR}/{t}"),
+            CandidateId::Pipeline => f.write_str(PIPELINE_FILE),
+        }
+    }
+}
+
+impl Serialize for CandidateId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }

@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_saphyr::Spanned;
 
-use super::diag::{Diagnostic, Diagnostics, Pos};
 use super::doc::*;
 use super::model::*;
+use crate::diag::{Diagnostic, Diagnostics, Pos};
 
 /// Larger manifests are refused before parsing: nothing legitimate is this big.
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;

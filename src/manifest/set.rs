@@ -6,10 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use super::diag::{Diagnostic, Diagnostics, Pos};
 use super::model::*;
 use super::parse::{ParsedTest, parse_item, parse_pipeline, parse_test};
 use super::{Files, PIPELINE_FILE, TESTS_DIR};
+use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::error::Result;
 
 #[derive(Debug, Clone)]

@@ -260,7 +260,7 @@ impl QuarantineRecord {
 
 /// Who is acting: `user@host`.
 pub fn author() -> String {
-    let r = crate::runner::identity();
+    let r = crate::ledger::identity();
     format!("{}@{}", r.user, r.host)
 }
 

@@ -8,7 +8,6 @@
 //! rejection, a first sighting or an approval is remembered, and the paths that move with it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
@@ -16,75 +15,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
-use crate::manifest::{Diagnostic, ItemId, ItemKind, PIPELINE_FILE, Pos, TESTS_DIR};
+use crate::manifest::{CandidateId, Diagnostic, ItemId, ItemKind, PIPELINE_FILE, Pos, TESTS_DIR};
 use crate::records::RECORDS_DIR;
 use crate::repo::Repo;
 
 use super::Snapshot;
-
-/// What a candidate is: an item, a test, or the pipeline itself.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum CandidateId {
-    Item(ItemId),
-    Test(String),
-    Pipeline,
-}
-
-impl CandidateId {
-    /// `images/NAME`, `components/NAME`, `tests/NAME` or `stagegate.yaml` (a trailing
-    /// `.yaml` is tolerated on the first three).
-    pub fn parse(text: &str) -> Option<CandidateId> {
-        if text == PIPELINE_FILE || text == "pipeline" {
-            return Some(CandidateId::Pipeline);
-        }
-        if let Some(name) = text.strip_prefix("tests/") {
-            let name = name.strip_suffix(".yaml").unwrap_or(name);
-            return crate::manifest::valid_name(name).then(|| CandidateId::Test(name.into()));
-        }
-        ItemId::parse(text).map(CandidateId::Item)
-    }
-
-    /// The manifest's path in the repository.
-    pub fn path(&self) -> String {
-        match self {
-            CandidateId::Item(i) => i.path(),
-            CandidateId::Test(t) => format!("{TESTS_DIR}/{t}.yaml"),
-            CandidateId::Pipeline => PIPELINE_FILE.into(),
-        }
-    }
-
-    /// A file name for records about this candidate: `images-host`, `tests-boot`, `pipeline`.
-    pub fn slug(&self) -> String {
-        match self {
-            CandidateId::Item(i) => format!("{}-{}", i.kind.dir(), i.name),
-            CandidateId::Test(t) => format!("tests-{t}"),
-            CandidateId::Pipeline => "pipeline".into(),
-        }
-    }
-
-    pub fn item(&self) -> Option<&ItemId> {
-        match self {
-            CandidateId::Item(i) => Some(i),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for CandidateId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CandidateId::Item(i) => write!(f, "{i}"),
-            CandidateId::Test(t) => write!(f, "{TESTS_DIR}/{t}"),
-            CandidateId::Pipeline => f.write_str(PIPELINE_FILE),
-        }
-    }
-}
-
-impl Serialize for CandidateId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
 
 /// One side's content of a candidate: its manifest and the files it names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -25,11 +25,12 @@ use gix::ObjectId;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+pub use crate::manifest::CandidateId;
 use crate::manifest::{
     DEFAULT_JOB_TIMEOUT, Gate, Item, ItemId, ItemKind, Pipeline, Requirement, Stage, Test,
 };
 use crate::repo::Repo;
-pub use candidate::{Candidate, CandidateId, Content};
+pub use candidate::{Candidate, Content};
 use key::{KeyInput, KeyItem};
 pub use snapshot::{ParseCache, Snapshot, short};
 

@@ -60,7 +60,7 @@ fn commit_on(
 }
 
 fn who() -> String {
-    let r = crate::runner::identity();
+    let r = crate::ledger::identity();
     format!("{}@{}", r.user, r.host)
 }
 

@@ -82,7 +82,7 @@ pub fn publish_move(
 
 /// Who decides (or bisects), for the records: `stagegate VERSION (user@host)`.
 pub fn decider() -> String {
-    let r = crate::runner::identity();
+    let r = crate::ledger::identity();
     format!(
         "stagegate {} ({}@{})",
         env!("CARGO_PKG_VERSION"),
@@ -106,7 +106,7 @@ impl<'a> Options<'a> {
             dry_run,
             now,
             by: decider(),
-            ci_url: crate::runner::identity().ci_url,
+            ci_url: crate::ledger::identity().ci_url,
             review: forge.map(|forge| super::review::Review {
                 forge,
                 remote,

@@ -156,8 +156,8 @@ pub fn summary(planner: &Planner, plan: &MovePlan, decided: &Decided) -> Result<
         bisects: bisects(&decided.evaluation),
         candidates,
         jobs,
-        run_url: crate::runner::identity().ci_url,
-        links: crate::report::published_links(
+        run_url: crate::ledger::identity().ci_url,
+        links: crate::links::published_links(
             &plan.from.name,
             &plan.to.name,
             &shown.iter().map(|c| c.id.to_string()).collect::<Vec<_>>(),

@@ -11,6 +11,7 @@ use super::model::*;
 use crate::error::Result;
 use crate::gate::{self, GroupEval, JobState};
 use crate::ledger::{Ledger, LedgerView, ResultRecord, Verdict};
+use crate::links::{candidate_page, slug};
 use crate::manifest::ItemId;
 use crate::plan::{Candidate, MovePlan, Planner};
 use crate::repo::Repo;
@@ -226,7 +227,7 @@ impl Judged<'_> {
             (true, false, true) => "inputs",
             _ => "changed",
         };
-        let page = super::candidate_page(&plan.from.name, &plan.to.name, &name);
+        let page = candidate_page(&plan.from.name, &plan.to.name, &name);
         Ok(CandidateView {
             item: name,
             from_version: c.from.clone(),
@@ -546,26 +547,6 @@ fn split_item(text: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// A file name for `text`: `/` and anything but letters, digits, `.`, `_`, `-` become `-`.
-pub fn slug(text: &str) -> String {
-    let s: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    // Never a name that means a directory.
-    if s.chars().all(|c| c == '.') {
-        format!("_{s}")
-    } else {
-        s
-    }
-}
-
 pub fn rfc3339(secs: i64) -> String {
     humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
@@ -586,12 +567,5 @@ mod tests {
         assert_eq!(log_url("file:///s/log").as_deref(), Some("file:///s/log"));
         assert_eq!(log_url("https://h/l").as_deref(), Some("https://h/l"));
         assert_eq!(log_url("oci://ghcr.io/o/r@sha256:ab"), None);
-    }
-
-    #[test]
-    fn slugs_are_file_names() {
-        assert_eq!(slug("images/debian-host"), "images-debian-host");
-        assert_eq!(slug("build images/a b"), "build-images-a-b");
-        assert_eq!(slug(".."), "_..");
     }
 }

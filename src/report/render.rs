@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use minijinja::{Environment, Value, context};
 use serde::Serialize;
 
-use super::collect::slug;
 use super::model::{Report, RunView, TestHistory};
 use super::svg;
 use crate::error::{Error, IoContext, Result};
+use crate::links::slug;
 
 /// Tested commits (columns) per page of the history grid.
 pub const FLIGHTS_PER_PAGE: usize = 20;

@@ -50,6 +50,8 @@ use tokio::sync::{Semaphore, watch};
 use crate::artifact::oci::ANNOTATION_PREFIX as ANNOTATION;
 use crate::artifact::{Kind, Store};
 use crate::ledger::{ArtifactRecord, EnvRecord, Exit, ResultRecord, Runner, Verdict};
+// Who runs a job is part of its record: `identity` lives beside the ledger's `Runner`.
+pub use crate::ledger::identity;
 use crate::plan::{Job, JobKind, Role};
 use mask::Secrets;
 use process::{Ended, Spec};
@@ -1100,41 +1102,6 @@ fn finish(
         log,
         record: Some(record),
         ..base
-    }
-}
-
-/// Who is running: host, user, process, and the CI run when there is one.
-pub fn identity() -> Runner {
-    let ci_url = match (
-        std::env::var("GITHUB_SERVER_URL"),
-        std::env::var("GITHUB_REPOSITORY"),
-        std::env::var("GITHUB_RUN_ID"),
-    ) {
-        (Ok(s), Ok(r), Ok(id)) => Some(format!("{s}/{r}/actions/runs/{id}")),
-        _ => std::env::var("STAGEGATE_CI_URL").ok(),
-    };
-    Runner {
-        host: crate::ledger::hostname(),
-        user: std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| login_name()),
-        pid: std::process::id(),
-        ci_url,
-    }
-}
-
-/// The name of the user running us, from the password database.
-fn login_name() -> String {
-    // SAFETY: getpwuid returns a pointer to static storage or null; we copy the name out
-    // before any other call could overwrite it.
-    unsafe {
-        let pw = libc::getpwuid(libc::getuid());
-        if pw.is_null() || (*pw).pw_name.is_null() {
-            return format!("uid{}", libc::getuid());
-        }
-        std::ffi::CStr::from_ptr((*pw).pw_name)
-            .to_string_lossy()
-            .into_owned()
     }
 }
 

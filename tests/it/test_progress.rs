@@ -123,3 +123,40 @@ fn run_dry_run_json_is_one_document_listing_what_would_run() {
     assert!(jobs.iter().any(|j| j.contains("slow")), "{v}");
     assert_eq!(v["reused"], 0, "{v}");
 }
+
+#[test]
+fn a_run_whose_summary_goes_into_a_closed_pipe_ends_quietly_with_its_results_recorded() {
+    let scratch = tempfile::Builder::new()
+        .prefix("stagegate-scratch-")
+        .tempdir()
+        .unwrap();
+    let marker = scratch.path().join("let-slow-finish");
+    std::fs::write(&marker, "").unwrap();
+    let env = repo(&marker);
+    let mut child = env
+        .sg_cmd(&["run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the summary is written: its write gets EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        out.status.code() == Some(0) || out.status.signal() == Some(libc::SIGPIPE),
+        "{:?}: {err}",
+        out.status
+    );
+    // The summary comes after the results are recorded: both jobs have one.
+    let again = env.sg_ok(&["run", "--dry-run"]);
+    assert!(
+        again.contains("0 to run, 2 with results already"),
+        "{again}"
+    );
+}

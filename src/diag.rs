@@ -3,6 +3,10 @@
 //! Every user-facing problem with the state repository's files is a [`Diagnostic`] that
 //! names the file (relative to the repository root), the line and column (1-based, 0 when
 //! the problem concerns the whole file), what was expected, and a hint where one helps.
+//!
+//! A leaf: it uses nothing of the crate, so the error type (which carries diagnostics)
+//! and `manifest` (which makes them and returns the error type) both depend on it, not on
+//! each other. `manifest` re-exports its types.
 
 use std::fmt;
 
