@@ -4,11 +4,17 @@
 # action's source only when no such release exists (a branch, an unreleased commit, another
 # operating system or architecture).
 #
+# The ref is a release tag (v0.1.0), the commit of a release (what `stagegate init
+# --github` pins: the release's SOURCE_COMMIT must name it), or a floating major tag (v0):
+# the newest release vMAJOR.MINOR.PATCH among the action repository's tags, found with
+# `git ls-remote` (no API call, so no rate limit and no token).
+#
 # Environment (action.yml sets it):
 #   STAGEGATE_ACTION_PATH   the action's checkout (its Cargo.toml names the version)
 #   STAGEGATE_REF           the ref the workflow used: a tag (v0.1.0), a commit SHA, a branch
 #   STAGEGATE_RELEASES      where releases are downloaded from, without the tag:
 #                           https://github.com/OWNER/stagegate/releases/download
+#                           (without /releases/download: the repository's git URL)
 #   STAGEGATE_INSTALL_DIR   where the binary goes (its bin/ is added to GITHUB_PATH)
 #   GITHUB_PATH             the file GitHub reads PATH additions from (optional)
 #
@@ -40,9 +46,17 @@ fi
 # Which release matches the ref: the tag itself, or — for a commit SHA — the release of the
 # action's version, if that release was built from this very commit (its SOURCE_COMMIT).
 expect_commit=""
+floating=""
 case "$ref" in
     "$tag") ;;
-    v[0-9]*) say "the action is used at $ref, but its Cargo.toml says $version"; tag="" ;;
+    v[0-9]*)
+        if [[ "$ref" =~ ^v[0-9]+$ ]]; then
+            floating="$ref"
+        else
+            say "the action is used at $ref, but its Cargo.toml says $version"
+        fi
+        tag=""
+        ;;
     *)
         if [[ "$ref" =~ ^[0-9a-f]{40}$ ]]; then
             expect_commit="$ref"
@@ -107,6 +121,44 @@ install_release() {
     say "installed the released stagegate $tag ($target), checksum verified"
 }
 
+# The release tags of major version $1 (v0) in the action's repository, newest first.
+release_tags() {
+    local repo="${releases%/releases/download}"
+    [ -n "$releases" ] && [ "$repo" != "$releases" ] ||
+        { say "STAGEGATE_RELEASES does not end in /releases/download"; return 1; }
+    command -v git >/dev/null || { say "git is not installed"; return 1; }
+    local refs
+    # Never a password prompt on a runner, and no waiting forever on a stalled server.
+    if ! refs="$(GIT_TERMINAL_PROMPT=0 git -c http.lowSpeedLimit=1000 -c http.lowSpeedTime=30 \
+        ls-remote --tags --refs "$repo" "refs/tags/$1.*" 2>&1)"; then
+        say "listing the tags of $repo failed: $refs"
+        return 1
+    fi
+    # Releases only: vMAJOR.MINOR.PATCH, no pre-releases (v0.2.0-rc1).
+    sed -n "s|^[0-9a-f]*[[:space:]]*refs/tags/\($1\.[0-9][0-9]*\.[0-9][0-9]*\)\$|\1|p" <<< "$refs" |
+        sort -t . -k 2,2nr -k 3,3nr
+}
+
+# A floating major tag: the newest of its releases that has its binaries. A tag whose
+# release is not published yet (its workflow still running) gives way to the one before.
+install_floating() {
+    local tags candidate tried=0
+    tags="$(release_tags "$floating")" || return 1
+    [ -n "$tags" ] || { say "no release $floating.x.y"; return 1; }
+    for candidate in $tags; do
+        tried=$((tried + 1))
+        [ "$tried" -le 3 ] || break
+        tag="$candidate"
+        say "$floating: trying the newest release, $tag"
+        if install_release; then
+            return 0
+        fi
+    done
+    say "none of the newest releases of $floating could be installed"
+    tag=""
+    return 1
+}
+
 build_from_source() {
     say "building stagegate $version from source (${ref:-no ref}): this takes minutes"
     command -v cargo >/dev/null ||
@@ -115,7 +167,11 @@ build_from_source() {
         cargo install --path "$action_path" --locked --root "$root" --quiet
 }
 
-install_release || build_from_source
+if [ -n "$floating" ]; then
+    install_floating || build_from_source
+else
+    install_release || build_from_source
+fi
 "$bin/stagegate" --version
 if [ -n "${GITHUB_PATH:-}" ]; then
     echo "$bin" >> "$GITHUB_PATH"

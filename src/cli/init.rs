@@ -1,6 +1,9 @@
 //! `stagegate init [DIR]`: make DIR a state repository. An existing repository (or a
 //! plain directory) gets a minimal pipeline committed on its current branch and the stage
 //! branches started from there; `--example` scaffolds the working example instead.
+//! `--github` adds the GitHub workflows and what they need ([`github`]).
+
+mod github;
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +19,6 @@ static MINIMAL: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/minimal");
 static EXAMPLE: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/example");
 static DEBIAN: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/debian");
 static UPSTREAM: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/upstream-hello");
-static GITHUB: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/github");
 const PRE_COMMIT: &str = include_str!("../../hooks/pre-commit");
 
 /// Make DIR a state repository: commit a minimal pipeline (`stagegate.yaml`) on its
@@ -34,10 +36,119 @@ pub struct Args {
     /// last-known-good cache, and boots them under QEMU.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "quick", value_name = "NAME")]
     pub example: Option<Example>,
-    /// Also write the example GitHub workflows to .github/workflows/ (a scheduled cycle,
-    /// a job matrix, and a read-only pull-request check).
-    #[arg(long)]
-    pub github: bool,
+    /// Also write GitHub workflows to .github/workflows/: one scheduled workflow that
+    /// promotes — `cycle` (the default: poll, run and promote in one job) or `matrix`
+    /// (`--github=matrix`: poll, then each job on a runner of its own, then promote) — and
+    /// a read-only check of pull requests. Sets `artifacts.store` to ghcr.io for the
+    /// GitHub repository of the remote `origin` (or `--store`), pins stagegate's action by
+    /// the commit of the release this binary comes from, and prints what is left to set
+    /// up on GitHub.
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "cycle", value_name = "WORKFLOW")]
+    pub github: Option<github::Workflow>,
+    /// The shared store for builds and full logs (`artifacts.store` in stagegate.yaml): a
+    /// directory, a file:// URL or oci://HOST[:PORT]/REPOSITORY. With --github the default
+    /// is oci://ghcr.io/OWNER/REPO/artifacts for the repository `origin` points at.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// With --github: the action the workflows use, as OWNER/REPO@REF (a commit to pin
+    /// it); default: the release this binary was built by, pinned by its commit.
+    #[arg(long, value_name = "OWNER/REPO@REF", requires = "github")]
+    pub github_action: Option<String>,
+}
+
+/// What `--github` and `--store` settled before anything is written.
+struct Setup {
+    store: Option<String>,
+    github: Option<GitHub>,
+}
+
+struct GitHub {
+    workflow: github::Workflow,
+    action: github::Action,
+    /// `OWNER/REPO`, when the remote `origin` says.
+    repository: Option<String>,
+    store: String,
+}
+
+impl Setup {
+    /// Check the options against the repository at `dir` (which may not exist yet): a
+    /// store to share builds is required with --github, since a build kept on a runner
+    /// that is gone is lost to every later test.
+    fn new(args: &Args, dir: &Path) -> Result<Setup> {
+        if let Some(s) = &args.store {
+            github::check_store(s)?;
+        }
+        let Some(workflow) = args.github else {
+            return Ok(Setup {
+                store: args.store.clone(),
+                github: None,
+            });
+        };
+        let action = match &args.github_action {
+            Some(a) => github::Action::given(a)?,
+            None => github::Action::this_release(),
+        };
+        let origin = github::origin_url(dir);
+        let repository = origin.as_deref().and_then(github::github_repository);
+        let store = match (&args.store, &repository) {
+            (Some(s), _) => s.clone(),
+            (None, Some(r)) => github::ghcr_store(r)?,
+            (None, None) => {
+                let why = match &origin {
+                    Some(url) => format!("its remote origin ({url}) is not on github.com"),
+                    None => "it has no remote origin".into(),
+                };
+                return Err(Error::usage_help(
+                    format!(
+                        "init --github: no shared store for builds in {}: {why}, so stagegate cannot name the ghcr.io package of its repository",
+                        dir.display()
+                    ),
+                    "name the store: --store oci://ghcr.io/OWNER/REPO/artifacts (the GitHub repository this will be pushed to), or any store every runner reaches; or add the remote first (`git remote add origin https://github.com/OWNER/REPO.git`)",
+                ));
+            }
+        };
+        Ok(Setup {
+            store: Some(store.clone()),
+            github: Some(GitHub {
+                workflow,
+                action,
+                repository,
+                store,
+            }),
+        })
+    }
+
+    /// Add what the options ask for to `files`: the store in stagegate.yaml, the workflows.
+    fn apply(&self, files: &mut Vec<File>) -> Result<()> {
+        if let Some(store) = &self.store {
+            let yaml = files
+                .iter_mut()
+                .find(|f| f.path == "stagegate.yaml")
+                .ok_or_else(|| Error::infra("the template has no stagegate.yaml"))?;
+            let text = String::from_utf8_lossy(&yaml.data).into_owned();
+            yaml.data = github::set_store(&text, store).into_bytes();
+        }
+        if let Some(g) = &self.github {
+            files.extend(github::workflows(g.workflow, &g.action)?);
+        }
+        Ok(())
+    }
+
+    /// The to-do list, for --github.
+    fn print_todo(&self, dir: &Path, branches: Vec<String>) {
+        if let Some(g) = &self.github {
+            github::Todo {
+                dir,
+                branches,
+                repository: g.repository.as_deref(),
+                action: &g.action,
+                store: &g.store,
+                workflow: g.workflow,
+                stages: &STAGES,
+            }
+            .print();
+        }
+    }
 }
 
 /// The examples `init --example` can scaffold.
@@ -207,9 +318,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     {
         dir = root;
     }
+    let setup = Setup::new(&args, &dir)?;
     match args.example {
-        Some(which) => example(&dir, which, args.github),
-        None => adopt(&dir, args.github),
+        Some(which) => example(&dir, which, &setup),
+        None => adopt(&dir, &setup),
     }
 }
 
@@ -239,19 +351,6 @@ fn open_or_init(dir: &Path) -> Result<(Repo, bool)> {
     let git =
         gix::init(dir).context(|| format!("creating a git repository in {}", dir.display()))?;
     Ok((Repo::from_git(git), true))
-}
-
-/// The example GitHub workflows, at their place in the repository.
-fn workflows(vars: &minijinja::Value) -> Result<Vec<File>> {
-    let mut workflows = Vec::new();
-    collect(&GITHUB, &mut workflows, vars)?;
-    Ok(workflows
-        .into_iter()
-        .map(|f| File {
-            path: format!(".github/workflows/{}", f.path),
-            ..f
-        })
-        .collect())
 }
 
 /// The absolute path of the running binary, so the hook finds it when it is not on PATH.
@@ -294,7 +393,7 @@ fn install_hook(repo: &Repo) -> Result<String> {
 
 /// `init` without `--example`: commit the minimal pipeline on the current branch of the
 /// repository at `dir` (created when there is none) and start every stage branch there.
-fn adopt(dir: &Path, github: bool) -> Result<Code> {
+fn adopt(dir: &Path, setup: &Setup) -> Result<Code> {
     let (repo, created) = open_or_init(dir)?;
     let head_ref = repo
         .git
@@ -341,9 +440,7 @@ fn adopt(dir: &Path, github: bool) -> Result<Code> {
     }
     let mut files = Vec::new();
     collect(&MINIMAL, &mut files, &minijinja::Value::UNDEFINED)?;
-    if github {
-        files.extend(workflows(&minijinja::Value::UNDEFINED)?);
-    }
+    setup.apply(&mut files)?;
     for f in &files {
         let on_disk = repo.work_dir().is_some_and(|w| w.join(&f.path).exists());
         if on_disk || repo.entry(base, &f.path)?.is_some() {
@@ -415,12 +512,15 @@ fn adopt(dir: &Path, github: bool) -> Result<Code> {
         "Next: add images/, components/ and tests/ manifests on new (`git switch new`), then `stagegate -C {} status`",
         dir.display()
     );
+    let mut branches = vec![branch.clone()];
+    branches.extend(started.iter().map(|s| s.to_string()));
+    setup.print_todo(dir, branches);
     Ok(0)
 }
 
 /// `init --example`: a new state repository in an empty directory, with the example
 /// pending on `new`.
-fn example(dir: &Path, which: Example, github: bool) -> Result<Code> {
+fn example(dir: &Path, which: Example, setup: &Setup) -> Result<Code> {
     if !is_blank(dir)? {
         return Err(Error::usage_help(
             format!("{} is not empty", dir.display()),
@@ -433,9 +533,7 @@ fn example(dir: &Path, which: Example, github: bool) -> Result<Code> {
     let vars = minijinja::context! { commit => upstream_commit.to_string() };
     let mut files = Vec::new();
     collect(which.templates(), &mut files, &vars)?;
-    if github {
-        files.extend(workflows(&vars)?);
-    }
+    setup.apply(&mut files)?;
 
     // The first commit holds the pipeline alone and starts every stage; the example items
     // arrive in a second commit on the first stage, pending, as a user's change would.
@@ -477,5 +575,9 @@ fn example(dir: &Path, which: Example, github: bool) -> Result<Code> {
     );
     println!("  component: branches hello/main (tracked) and hello/master (push gate)");
     println!("Next: stagegate -C {} status", dir.display());
+    // `new` first: it alone has the workflows until the example is promoted.
+    let mut branches: Vec<String> = STAGES.iter().map(|s| s.to_string()).collect();
+    branches.extend(["hello/main".into(), "hello/master".into()]);
+    setup.print_todo(dir, branches);
     Ok(0)
 }

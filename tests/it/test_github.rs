@@ -1303,6 +1303,183 @@ fn zizmor_finds_nothing_in_the_workflows_or_the_action() {
     assert!(text.contains("No findings to report"), "{text}");
 }
 
+/// The commit `init --github-action` pins in the generated repositories below.
+const PIN: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// A repository made by `init` with `flags` (`--github` or `--github=matrix`), its action
+/// given (`Some`) or left to the binary (`None`: the tests' binary is not a release), with
+/// its remote on github.com; the environment and the workflows it wrote (path, text).
+fn generated(flag: &str, action: Option<&str>) -> (TestEnv, Vec<(String, String)>) {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(&env.repo).unwrap();
+    env.git(&["init", "-q", "-b", "main"]);
+    env.git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://github.com/octo-org/state.git",
+    ]);
+    let mut args = vec!["init", flag];
+    if let Some(a) = action {
+        args.extend(["--github-action", a]);
+    }
+    env.sg_ok(&args);
+    let dir = env.repo.join(".github/workflows");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    (env, files)
+}
+
+fn zizmor_in(zizmor: &std::path::Path, repo: &std::path::Path) -> (bool, String) {
+    // No configuration and no ignore comments: the files as written, nothing exempted.
+    let out = std::process::Command::new(zizmor)
+        .current_dir(repo)
+        .args(["--offline", "--no-progress", "--format", "plain"])
+        .args(["--no-config", "--no-ignores", ".github/workflows"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn a_repository_made_by_init_github_is_clean_under_zizmor_and_actionlint_as_written() {
+    let zizmor = crate::common::require_tool("zizmor");
+    let actionlint = crate::common::require_tool("actionlint");
+    let (Some(zizmor), Some(actionlint)) = (zizmor, actionlint) else {
+        return;
+    };
+    let action = format!("octo-org/stagegate@{PIN}");
+    for flag in ["--github", "--github=matrix"] {
+        let (env, files) = generated(flag, Some(&action));
+        assert_eq!(files.len(), 2, "{flag}: {files:?}");
+        for (name, text) in &files {
+            assert!(!text.contains("your-org"), "{flag} {name}:\n{text}");
+            assert!(!text.contains("By hand"), "{flag} {name}:\n{text}");
+        }
+        assert!(
+            !env.repo.join(".github/zizmor.yml").exists() && !env.repo.join("zizmor.yml").exists()
+        );
+        let (ok, text) = zizmor_in(&zizmor, &env.repo);
+        assert!(ok, "{flag}: zizmor:\n{text}");
+        assert!(text.contains("No findings to report"), "{flag}: {text}");
+        let out = std::process::Command::new(&actionlint)
+            .current_dir(&env.repo)
+            .arg("-no-color")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{flag}: actionlint:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // The same audit does see an action that is not pinned: what a binary that no release
+    // built writes, and says to pin (test_init).
+    let (env, files) = generated("--github", None);
+    assert!(
+        files
+            .iter()
+            .all(|(_, t)| t.contains("uses: your-org/stagegate@v0\n")),
+        "{files:?}"
+    );
+    let (ok, text) = zizmor_in(&zizmor, &env.repo);
+    assert!(!ok, "{text}");
+    assert!(text.contains("unpinned-uses"), "{text}");
+}
+
+#[test]
+fn init_github_pins_stagegates_action_by_commit_in_every_step() {
+    let action = format!("octo-org/stagegate@{PIN}");
+    for flag in ["--github", "--github=matrix"] {
+        let (_, files) = generated(flag, Some(&action));
+        for (name, text) in &files {
+            let wf: serde_json::Value = serde_saphyr::from_str(text).unwrap();
+            let mut ours = 0;
+            for job in wf["jobs"].as_object().unwrap().values() {
+                for step in job["steps"].as_array().unwrap() {
+                    let uses = step["uses"].as_str().unwrap_or("");
+                    if uses.contains("stagegate") {
+                        assert_eq!(uses, action, "{flag} {name}");
+                        ours += 1;
+                    }
+                }
+            }
+            assert!(ours > 0, "{flag} {name} uses the action");
+        }
+    }
+}
+
+#[test]
+fn init_github_writes_one_scheduled_promoter_with_the_store_permission_and_no_forced_review() {
+    for (flag, promoter) in [
+        ("--github", "stagegate-cycle.yml"),
+        ("--github=matrix", "stagegate-matrix.yml"),
+    ] {
+        let (env, files) = generated(flag, None);
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, [promoter, "stagegate-pull-request.yml"], "{flag}");
+        let mut scheduled = Vec::new();
+        let mut commands = Vec::new();
+        for (name, text) in &files {
+            let wf: serde_json::Value = serde_saphyr::from_str(text).unwrap();
+            if wf["on"].get("schedule").is_some() {
+                scheduled.push(name.as_str());
+            }
+            for (job_name, job) in wf["jobs"].as_object().unwrap() {
+                for step in job["steps"].as_array().unwrap() {
+                    if !step["uses"]
+                        .as_str()
+                        .is_some_and(|u| u.starts_with("your-org/stagegate@"))
+                    {
+                        continue;
+                    }
+                    // Review is the pipeline's: `review: true` on a gate, nowhere else.
+                    assert!(
+                        step["with"].get("review").is_none(),
+                        "{flag} {name} {job_name} forces review"
+                    );
+                    let command = step["with"]["command"].as_str().unwrap_or("cycle");
+                    commands.push(command.to_string());
+                    // Builds and tests reach the ghcr.io store with the workflow's token.
+                    if command == "run" || command.contains("cycle") {
+                        assert_eq!(
+                            job["permissions"]["packages"],
+                            json!("write"),
+                            "{flag} {name} {job_name}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(scheduled, [promoter], "{flag}: one scheduled workflow");
+        // Nothing upstream is lost: the matrix polls too (the cycle does by itself).
+        if flag == "--github=matrix" {
+            assert!(commands.iter().any(|c| c == "poll"), "{commands:?}");
+        }
+        let yaml = env.read("stagegate.yaml");
+        assert!(
+            yaml.contains("artifacts: {store: oci://ghcr.io/octo-org/state/artifacts}"),
+            "{yaml}"
+        );
+    }
+}
+
 #[test]
 fn actionlint_accepts_the_example_workflows_against_our_action_yml() {
     let Some(actionlint) = crate::common::require_tool("actionlint") else {

@@ -162,18 +162,215 @@ fn init_refuses_to_overwrite_an_uncommitted_stagegate_yaml() {
 #[test]
 fn init_github_in_an_existing_repository_commits_the_workflows() {
     let env = git_repo(true);
+    env.git(&[
+        "remote",
+        "add",
+        "origin",
+        "git@github.com:Octo-Org/State.git",
+    ]);
     env.sg_ok(&["init", "--github"]);
     let files = env.git(&["ls-tree", "-r", "--name-only", "new"]);
     for f in [
         ".github/workflows/stagegate-cycle.yml",
-        ".github/workflows/stagegate-matrix.yml",
         ".github/workflows/stagegate-pull-request.yml",
         "stagegate.yaml",
     ] {
         assert!(files.contains(f), "{f} in {files}");
         assert!(env.repo.join(f).exists(), "{f} in the work tree");
     }
+    assert!(
+        !files.contains("stagegate-matrix.yml"),
+        "one scheduled workflow, not two: {files}"
+    );
     assert_eq!(env.git(&["status", "--porcelain"]), "");
+    // Builds outlive the runner: the store is ghcr.io, named after the repository.
+    assert!(
+        env.read("stagegate.yaml")
+            .contains("\nartifacts: {store: oci://ghcr.io/octo-org/state/artifacts}\n"),
+        "{}",
+        env.read("stagegate.yaml")
+    );
+    env.sg_ok(&["check"]);
+}
+
+#[test]
+fn init_github_matrix_writes_the_matrix_instead_of_the_cycle() {
+    let env = git_repo(true);
+    env.sg_ok(&[
+        "init",
+        "--github=matrix",
+        "--store",
+        "oci://registry.lan:5000/ci/artifacts",
+    ]);
+    assert_eq!(
+        env.git(&["ls-tree", "-r", "--name-only", "new", ".github/workflows"]),
+        ".github/workflows/stagegate-matrix.yml\n.github/workflows/stagegate-pull-request.yml"
+    );
+    assert!(
+        env.read("stagegate.yaml")
+            .contains("\nartifacts: {store: oci://registry.lan:5000/ci/artifacts}\n")
+    );
+}
+
+#[test]
+fn init_github_without_a_github_remote_or_a_store_refuses_and_writes_nothing() {
+    let env = git_repo(true);
+    env.git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://gitlab.example/octo/state.git",
+    ]);
+    let (_, err) = env.sg_code(2, &["init", "--github"]);
+    assert!(err.contains("no shared store for builds"), "{err}");
+    assert!(err.contains("gitlab.example"), "{err}");
+    assert!(
+        err.contains("--store oci://ghcr.io/OWNER/REPO/artifacts"),
+        "{err}"
+    );
+    assert!(!env.repo.join("stagegate.yaml").exists());
+    assert_eq!(env.git(&["branch", "--list", "new"]), "");
+
+    // A store the pipeline could not use is refused the same way, before anything is written.
+    let (_, err) = env.sg_code(2, &["init", "--github", "--store", "s3://bucket/x"]);
+    assert!(err.contains("s3:// scheme is not supported"), "{err}");
+    assert!(!env.repo.join("stagegate.yaml").exists());
+}
+
+#[test]
+fn init_store_without_github_sets_the_store_alone() {
+    let env = git_repo(true);
+    env.sg_ok(&["init", "--store", "/srv/stagegate/artifacts"]);
+    let yaml = env.read("stagegate.yaml");
+    assert!(
+        yaml.contains("\nartifacts: {store: /srv/stagegate/artifacts}\n"),
+        "{yaml}"
+    );
+    assert!(
+        !yaml.contains("# artifacts:"),
+        "the example line is replaced: {yaml}"
+    );
+    assert!(!env.repo.join(".github").exists());
+    env.sg_ok(&["check"]);
+}
+
+#[test]
+fn init_github_prints_what_is_left_to_set_up_on_github() {
+    let env = git_repo(true);
+    env.git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://github.com/octo-org/state.git",
+    ]);
+    let out = env.sg_ok(&["init", "--github"]);
+    let todo = out
+        .split_once("To do on GitHub (stagegate cannot do these for you):\n")
+        .map(|(_, t)| t)
+        .unwrap_or_else(|| panic!("no to-do list: {out}"));
+    let items: Vec<&str> = todo.lines().collect();
+    let item = |n: usize, needles: &[&str]| {
+        let line = items
+            .get(n - 1)
+            .unwrap_or_else(|| panic!("no item {n}: {todo}"));
+        assert!(line.starts_with(&format!("  {n}. ")), "{line}");
+        for needle in needles {
+            assert!(line.contains(needle), "item {n} lacks {needle:?}: {line}");
+        }
+    };
+    item(
+        1,
+        &[
+            "push -u origin main new staging stable",
+            "make main the default branch",
+        ],
+    );
+    // The tests' binary is not a release: the floating tag, and the reminder to pin it.
+    item(
+        2,
+        &[
+            "Pin the action",
+            "`your-org/stagegate@v0`",
+            &format!(
+                "`OWNER/stagegate@<commit> # v{}`",
+                env!("CARGO_PKG_VERSION")
+            ),
+        ],
+    );
+    item(
+        3,
+        &[
+            "GitHub App",
+            "STAGEGATE_APP_CLIENT_ID",
+            "STAGEGATE_APP_PRIVATE_KEY",
+            "Allow GitHub Actions to create and approve pull requests",
+        ],
+    );
+    item(4, &["Pages", "Source: GitHub Actions"]);
+    item(
+        5,
+        &[
+            "Rulesets",
+            "staging (check `stagegate new -> staging`)",
+            "stable (check `stagegate staging -> stable`)",
+            "review: true",
+        ],
+    );
+    assert_eq!(items.len(), 5, "{todo}");
+    // ghcr.io needs nothing more: the workflow's token writes to it.
+    assert!(!todo.contains("reachable from every runner"), "{todo}");
+
+    // Pinned by the user, nothing to pin; another store, how to reach it.
+    let env = git_repo(true);
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let out = env.sg_ok(&[
+        "init",
+        "--github",
+        "--store",
+        "oci://registry.lan/ci",
+        "--github-action",
+        &format!("octo-org/stagegate@{commit}"),
+    ]);
+    assert!(!out.contains("Pin the action"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "`git -C {0} remote add origin https://github.com/OWNER/REPO.git && git -C {0} push",
+            env.repo.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("Make the store oci://registry.lan/ci reachable from every runner"),
+        "{out}"
+    );
+    assert!(
+        env.read(".github/workflows/stagegate-cycle.yml")
+            .contains(&format!("uses: octo-org/stagegate@{commit}\n"))
+    );
+}
+
+#[test]
+fn init_example_with_github_pushes_the_component_branches_too() {
+    let env = TestEnv::new();
+    let out = env.sg_ok(&[
+        "init",
+        "--example",
+        "--github",
+        "--store",
+        "oci://ghcr.io/octo-org/state/artifacts",
+        env.repo.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("push -u origin new staging stable hello/main hello/master`, and make new the default branch"),
+        "{out}"
+    );
+    // The store is in the first commit, so every stage has it.
+    let stable = env.git(&["show", "stable:stagegate.yaml"]);
+    assert!(
+        stable.contains("artifacts: {store: oci://ghcr.io/octo-org/state/artifacts}"),
+        "{stable}"
+    );
+    env.sg_ok(&["check"]);
 }
 
 #[test]

@@ -5,8 +5,9 @@
 //! The workflow is `templates/github/stagegate-cycle.yml` as shipped. What act cannot
 //! reach offline is replaced by local stand-ins, named with `--local-repository`:
 //! `your-org/stagegate@v0` is this repository (so action.yml and scripts/install.sh run
-//! as they are; with no release for `v0` the install falls back to `cargo install`, and
-//! `cargo` on PATH is a stand-in that installs the binary under test), `actions/checkout`
+//! as they are; `v0` finds no release, since its repository's tags cannot be listed
+//! offline, so the install falls back to `cargo install`, and `cargo` on PATH is a
+//! stand-in that installs the binary under test), `actions/checkout`
 //! clones `origin`, and `actions/create-github-app-token` is never reached (no App is
 //! configured, so its step is skipped).
 

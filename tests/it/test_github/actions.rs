@@ -129,11 +129,18 @@ fn registry_credentials_are_masked_too() {
 #[test]
 fn init_github_writes_the_example_workflows() {
     let env = crate::common::TestEnv::new();
-    env.sg_ok(&["init", "--github", env.repo.to_str().unwrap()]);
+    // `--github DIR`: the directory is not taken for the workflow's name.
+    env.sg_ok(&[
+        "init",
+        "--github",
+        "--store",
+        "oci://ghcr.io/octo-org/state/artifacts",
+        env.repo.to_str().unwrap(),
+    ]);
     let files = env.git(&["ls-tree", "-r", "--name-only", "new", ".github/workflows"]);
     assert_eq!(
         files,
-        ".github/workflows/stagegate-cycle.yml\n.github/workflows/stagegate-matrix.yml\n.github/workflows/stagegate-pull-request.yml"
+        ".github/workflows/stagegate-cycle.yml\n.github/workflows/stagegate-pull-request.yml"
     );
     assert!(
         env.repo

@@ -1,7 +1,9 @@
 //! The action's install step (`scripts/install.sh`) against a fake release served on
 //! 127.0.0.1: the released binary when its checksum matches, a refusal when it does not,
 //! a build from source (here a stand-in `cargo` that records how it was called) when
-//! there is no release for the action's ref.
+//! there is no release for the action's ref. The server also answers `git ls-remote` (the
+//! dumb HTTP protocol: a plain `info/refs`), which is how a floating major tag (`v0`)
+//! finds its newest release.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,8 @@ fn target() -> &'static str {
     }
 }
 
-/// Files served at `/releases/download/<tag>/<name>`; anything else is a 404.
+/// Files served at `/releases/download/<tag>/<name>`, and the repository's tags at
+/// `/info/refs`; anything else is a 404.
 struct Releases {
     url: String,
     files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
@@ -37,7 +40,10 @@ impl Releases {
             for req in s.incoming_requests() {
                 let path = req.url().to_string();
                 r.lock().unwrap().push(path.clone());
-                let body = f.lock().unwrap().get(&path).cloned();
+                // git asks for `info/refs?service=git-upload-pack`; a plain answer (not
+                // the smart protocol's content type) is the dumb protocol's ref list.
+                let key = path.split('?').next().unwrap_or_default();
+                let body = f.lock().unwrap().get(key).cloned();
                 let resp = match body {
                     Some(b) => tiny_http::Response::from_data(b).with_status_code(200),
                     None => {
@@ -86,6 +92,19 @@ impl Releases {
             std::fs::read(dir.join("SOURCE_COMMIT")).unwrap(),
         );
         self.put(tag, "SHA256SUMS", sums.into_bytes());
+    }
+
+    /// The tags `git ls-remote` lists, each at a commit of its own.
+    fn tags(&self, tags: &[&str]) {
+        let refs: String = tags
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("{:040x}\trefs/tags/{t}\n", i + 1))
+            .collect();
+        self.files
+            .lock()
+            .unwrap()
+            .insert("/info/refs".into(), refs.into_bytes());
     }
 
     fn requests(&self) -> Vec<String> {
@@ -284,4 +303,76 @@ fn a_sha_ref_gets_the_release_only_when_it_was_built_from_that_commit() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains(&format!("not {other}")), "{}", r.stderr);
     assert_eq!(r.stdout.trim(), "built from source");
+}
+
+#[test]
+fn a_floating_major_tag_installs_the_newest_release_of_that_major() {
+    let Some((work, releases, _)) = released("abc") else {
+        return;
+    };
+    releases.publish(work.path(), "v0.9.0", "stagegate 0.9.0", "abc");
+    releases.publish(work.path(), "v0.10.1", "stagegate 0.10.1", "abc");
+    releases.publish(work.path(), "v1.0.0", "stagegate 1.0.0", "abc");
+    // v0.11.0-rc1 is a pre-release; v0.11.0 is tagged but its release is not out yet.
+    releases.tags(&[
+        "v0.9.0",
+        "v0.10.1",
+        "v0.11.0-rc1",
+        "v0.11.0",
+        "v1.0.0",
+        "v0.2",
+        "v00",
+    ]);
+    let r = install(work.path(), &releases, "v0");
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout.trim(), "stagegate 0.10.1", "{}", r.stderr);
+    assert!(r.stderr.contains("checksum verified"), "{}", r.stderr);
+    assert!(r.cargo_calls.is_empty(), "nothing built: {}", r.cargo_calls);
+    let asked: Vec<String> = releases
+        .requests()
+        .into_iter()
+        .filter(|p| p.ends_with("/SHA256SUMS"))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            "/releases/download/v0.11.0/SHA256SUMS",
+            "/releases/download/v0.10.1/SHA256SUMS"
+        ],
+        "newest first, the unpublished one skipped, never v1 or a pre-release"
+    );
+
+    let r = install(work.path(), &releases, "v1");
+    assert_eq!(r.stdout.trim(), "stagegate 1.0.0", "{}", r.stderr);
+}
+
+#[test]
+fn a_floating_major_tag_without_a_release_builds_from_source_and_says_why() {
+    let Some((work, releases, _)) = released("abc") else {
+        return;
+    };
+    releases.tags(&["v1.0.0"]);
+    let r = install(work.path(), &releases, "v0");
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("no release v0.x.y"), "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), "built from source");
+}
+
+#[test]
+fn a_floating_major_tag_never_installs_a_release_whose_checksum_does_not_match() {
+    let Some((work, releases, _)) = released("abc") else {
+        return;
+    };
+    releases.publish(work.path(), "v0.4.0", "stagegate 0.4.0", "abc");
+    releases.put(
+        "v0.4.0",
+        &format!("stagegate-{}.tar.gz", target()),
+        b"not what was released".to_vec(),
+    );
+    releases.tags(&["v0.3.0", "v0.4.0"]);
+    let r = install(work.path(), &releases, "v0");
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("checksum mismatch"), "{}", r.stdout);
+    assert!(!r.bin.exists(), "nothing installed");
+    assert!(r.cargo_calls.is_empty(), "and nothing built instead");
 }
