@@ -7,6 +7,7 @@
 mod approve;
 mod bisect;
 mod check;
+mod completions;
 mod cycle;
 mod diff;
 mod drop;
@@ -17,6 +18,7 @@ mod hook;
 mod init;
 mod log;
 mod log_of;
+mod man;
 mod packages;
 mod plan;
 mod poll;
@@ -94,6 +96,8 @@ pub enum Command {
     Unfreeze(unfreeze::Args),
     Quarantine(quarantine::Args),
     Unquarantine(unquarantine::Args),
+    Completions(completions::Args),
+    Man(man::Args),
 }
 
 /// How listing commands print.
@@ -196,6 +200,8 @@ pub fn main() -> i32 {
         Command::Unfreeze(a) => unfreeze::run(&ctx, a),
         Command::Quarantine(a) => quarantine::run(&ctx, a),
         Command::Unquarantine(a) => unquarantine::run(&ctx, a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
     };
     for w in crate::error::take_warnings() {
         eprintln!("warning: {w}");
