@@ -517,3 +517,40 @@ pub fn log_path(dir: &Path, key: &str) -> PathBuf {
         std::process::id()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past [`IN_MEMORY`] the log goes to its file through the writer thread: all of it,
+    /// in order, once kept.
+    #[test]
+    fn a_log_that_outgrows_memory_is_written_whole_and_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = JobLog::new(tmp.path().join("ab/job.log"));
+        let mut want = Vec::new();
+        for i in 0..3000 {
+            let line = format!("line {i} {}\n", "x".repeat(500));
+            log.write(line.as_bytes());
+            want.extend_from_slice(line.as_bytes());
+        }
+        assert!(want.len() > IN_MEMORY);
+        log.note("done");
+        want.extend_from_slice(b"[stagegate: done]\n");
+        let path = log.keep().unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), want);
+    }
+
+    /// A log that outgrew memory and cannot be written says so when kept, as one that
+    /// never did.
+    #[test]
+    fn a_log_that_outgrows_memory_into_an_unwritable_place_cannot_be_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("logs"), "not a directory").unwrap();
+        let mut log = JobLog::new(tmp.path().join("logs/ab/job.log"));
+        log.write(&vec![b'x'; IN_MEMORY + 1]);
+        log.write(b"more after the writer failed");
+        let (path, _) = log.keep().unwrap_err();
+        assert_eq!(path, tmp.path().join("logs/ab/job.log"));
+    }
+}
