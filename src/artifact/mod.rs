@@ -11,9 +11,10 @@
 
 pub mod oci;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -30,6 +31,10 @@ pub struct Store {
     /// Digests this process has already hashed and found intact: an image used by many
     /// jobs of one run is read in full once, not once per job.
     verified: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// One lock per digest being read: jobs start on threads of their own (off the job
+    /// runtime), and those that start together with the same image wait for the one reading
+    /// it instead of each reading (or fetching) it in full.
+    reading: std::sync::Mutex<HashMap<String, Arc<std::sync::Mutex<()>>>>,
 }
 
 /// What is being stored: it decides the registry's media type.
@@ -85,6 +90,7 @@ impl Store {
             remote,
             shared: spec.is_some(),
             verified: Default::default(),
+            reading: Default::default(),
         })
     }
 
@@ -185,13 +191,20 @@ impl Store {
             .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
             .ok_or_else(|| format!("unsupported digest {digest:?}"))?;
         let path = self.path_of(hex);
-        if self
-            .verified
+        if self.is_verified(hex) && path.exists() {
+            return Ok(path);
+        }
+        // A poisoned lock only means another reader panicked: the checks below still hold.
+        let lock = self
+            .reading
             .lock()
-            .map(|v| v.contains(hex))
-            .unwrap_or(false)
-            && path.exists()
-        {
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(hex.to_string())
+            .or_default()
+            .clone();
+        let _reading = lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Whoever held the lock may have just verified (or fetched) it.
+        if self.is_verified(hex) && path.exists() {
             return Ok(path);
         }
         if !path.exists() {
@@ -215,6 +228,13 @@ impl Store {
             v.insert(hex.to_string());
         }
         Ok(path)
+    }
+
+    fn is_verified(&self, hex: &str) -> bool {
+        self.verified
+            .lock()
+            .map(|v| v.contains(hex))
+            .unwrap_or(false)
     }
 
     /// Bring the file `digest` into the store's directory from `location` (a registry, or

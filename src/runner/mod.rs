@@ -262,6 +262,8 @@ pub async fn execute(
             known.clone(),
         );
         handles.push(tokio::spawn(async move {
+            // Shared with the blocking work done for the job off the runtime.
+            let r = Arc::new(r);
             // Wait for the builds this job needs.
             let mut artifacts: BTreeMap<String, ArtifactRecord> = BTreeMap::new();
             for (key, rx) in deps {
@@ -318,6 +320,7 @@ pub async fn execute(
                 progress(Event::Finished { outcome: &outcome });
                 return outcome;
             }
+            let artifacts = Arc::new(artifacts);
             let label = crate::plan::describe(&r.job);
             progress(Event::Started { label: &label });
             let outcome = run_job(
@@ -336,7 +339,7 @@ pub async fn execute(
             )
             .await;
             drop(slot);
-            let outcome = keep_log(outcome, &settings);
+            let outcome = keep_log(outcome, &settings).await;
             let artifact = outcome.record.as_ref().and_then(|rec| rec.artifact.clone());
             let _ = publish.send(Some(match (outcome.verdict, artifact) {
                 (Some(Verdict::Pass), Some(a)) => Ok(a),
@@ -418,6 +421,18 @@ impl SlotState {
             env_file: dir.join("env.json"),
             env: None,
         }
+    }
+
+    /// The slot's state, to be moved to a blocking thread and given back; the slot keeps
+    /// its paths meanwhile, so a thread that never gives it back (a panic) costs only the
+    /// open env file, which the next job makes again.
+    fn lend(&mut self) -> SlotState {
+        let stay = SlotState {
+            out: self.out.clone(),
+            env_file: self.env_file.clone(),
+            env: None,
+        };
+        std::mem::replace(self, stay)
     }
 
     /// Make `env.json` hold `doc`: rewritten in place in the file the slot holds open,
@@ -722,9 +737,9 @@ pub fn role_name(role: Role) -> &'static str {
 }
 
 async fn run_job(
-    r: &Ready,
-    artifacts: &BTreeMap<String, ArtifactRecord>,
-    settings: &Settings,
+    r: &Arc<Ready>,
+    artifacts: &Arc<BTreeMap<String, ArtifactRecord>>,
+    settings: &Arc<Settings>,
     slot: &mut SlotState,
     cancel: watch::Receiver<bool>,
     retrying: &(dyn Fn(u32, &str) + Send + Sync),
@@ -741,7 +756,24 @@ async fn run_job(
         Some(f) => f.wait().await,
         None => Ok(()),
     };
-    let prepared = files.and_then(|()| prepare(r, artifacts, settings, slot));
+    let prepared = match files {
+        Ok(()) => {
+            // Off the runtime: emptying what the last job left in the slot, and verifying
+            // (or fetching) the artifacts the job uses, read them in full.
+            let (r, artifacts, settings) = (r.clone(), artifacts.clone(), settings.clone());
+            let mut lent = slot.lend();
+            let done = off_runtime("preparing the job", move || {
+                let prepared = prepare(&r, &artifacts, &settings, &mut lent);
+                (lent, prepared)
+            })
+            .await;
+            done.and_then(|(lent, prepared)| {
+                *slot = lent;
+                prepared
+            })
+        }
+        Err(why) => Err(why),
+    };
     let out = &slot.out;
     let (vars, cwd) = match prepared {
         Ok(v) => v,
@@ -795,7 +827,14 @@ async fn run_job(
         let (verdict, reason) = match &f.ended {
             Ended::Cancelled => {
                 // Not a result: the log is kept only when it says something.
-                let log = log.needs_file().then(|| log.keep().ok()).flatten();
+                let log = if log.needs_file() {
+                    off_runtime("writing the job's log", move || log.keep().ok())
+                        .await
+                        .ok()
+                        .flatten()
+                } else {
+                    None
+                };
                 return Outcome {
                     reason: Some("interrupted".into()),
                     duration: total,
@@ -839,8 +878,10 @@ async fn run_job(
             log.note(&format!("try {tries} failed ({why}); trying again"));
             retrying(tries + 1, why);
             // Each try starts from an empty output directory: what a failed try left
-            // there must not pass for the next try's output.
-            let _ = empty_dir(out);
+            // there must not pass for the next try's output. (Off the runtime: removing a
+            // large file or tree takes a while.)
+            let dir = out.clone();
+            let _ = off_runtime("emptying the output directory", move || empty_dir(&dir)).await;
             continue;
         }
         let reason = match (verdict, &reason) {
@@ -850,7 +891,13 @@ async fn run_job(
         // A build that passed must have produced what it declares.
         let (verdict, reason, artifact) =
             if job.kind == JobKind::Build && matches!(verdict, Verdict::Pass | Verdict::Flaky) {
-                match store_build(job, out, settings) {
+                let (r, dir, settings) = (r.clone(), out.clone(), settings.clone());
+                let stored = off_runtime("storing the build", move || {
+                    store_build(&r.job, &dir, &settings)
+                })
+                .await
+                .unwrap_or_else(|why| Err(Unstored::Store(why)));
+                match stored {
                     Ok(a) => (verdict, reason, Some(a)),
                     Err(Unstored::Missing(why)) => (Verdict::Fail, Some(why), None),
                     // The store, not the job, failed (§4.13): the next run retries.
@@ -861,10 +908,10 @@ async fn run_job(
             };
         // A log file only when the record's excerpt does not already say it all.
         let (verdict, reason, log) = if verdict != Verdict::Pass || log.needs_file() {
-            match log.keep() {
-                Ok(path) => (verdict, reason, Some(path)),
+            match off_runtime("writing the job's log", move || log.keep()).await {
+                Ok(Ok(path)) => (verdict, reason, Some(path)),
                 // The result would point at nothing (§4.13): the next run retries.
-                Err((path, e)) => (
+                Ok(Err((path, e))) => (
                     Verdict::Error,
                     Some(format!(
                         "cannot write the job's log {}: {e}; make {} writable (and check free space), then run again",
@@ -873,6 +920,7 @@ async fn run_job(
                     )),
                     None,
                 ),
+                Err(why) => (Verdict::Error, Some(why), None),
             }
         } else {
             (verdict, reason, None)
@@ -898,7 +946,7 @@ async fn run_job(
 /// Put the job's full log in a shared store, and point its record there, so any runner
 /// or reviewer can read it (`stagegate log-of KEY`). A log the store refused is an
 /// `error`: the job's result would point at nothing.
-fn keep_log(mut outcome: Outcome, settings: &Settings) -> Outcome {
+async fn keep_log(mut outcome: Outcome, settings: &Arc<Settings>) -> Outcome {
     if !settings.store.is_shared() {
         return outcome;
     }
@@ -909,7 +957,16 @@ fn keep_log(mut outcome: Outcome, settings: &Settings) -> Outcome {
         (format!("{ANNOTATION}.job"), record.key.clone()),
         (format!("{ANNOTATION}.name"), record.name.clone()),
     ]);
-    match settings.store.put(log, Kind::Log, annotations) {
+    // A push to a registry: network time, off the runtime.
+    let (store, log) = (settings.store.clone(), log.clone());
+    let stored = off_runtime("storing its log", move || {
+        store
+            .put(&log, Kind::Log, annotations)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .and_then(|r| r);
+    match stored {
         Ok(stored) => record.log = Some(stored.location),
         Err(e) => {
             let why = format!(
@@ -923,6 +980,24 @@ fn keep_log(mut outcome: Outcome, settings: &Settings) -> Outcome {
         }
     }
     outcome
+}
+
+/// Run `f`, blocking file or network work (hashing and copying an artifact, a registry
+/// push or pull, writing a log, emptying an output directory), on tokio's blocking pool.
+/// The job runtime is one thread that also reads every running job's output and fires
+/// every timeout: a build storing a 1 GiB artifact there would stall them all (DESIGN §7).
+///
+/// A panic in `f` stays a panic of the job's task, which [`execute`] records as an
+/// `error`; `Err` (saying what was being done) only when the runtime is shutting down.
+async fn off_runtime<T: Send + 'static>(
+    doing: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(format!("the runner stopped while {doing}")),
+    }
 }
 
 /// Largest lock file recorded in the ledger.

@@ -3,7 +3,8 @@
 //!
 //! Output is read on the runtime (no thread per job) into a [`JobLog`], which stays in
 //! memory while it is small: a run of many short jobs writes no file for a job that
-//! passed with no more output than its excerpt holds.
+//! passed with no more output than its excerpt holds. A log that outgrows memory goes to
+//! its file through a thread of its own: the runtime never waits for a disk.
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -214,9 +215,50 @@ pub struct JobLog {
 enum Sink {
     /// Nothing written to the file yet: all of it is here.
     Memory(Vec<u8>),
-    File(std::io::BufWriter<std::fs::File>),
+    File(Writer),
     /// The file could not be written: keeping the log fails with this.
     Failed(std::io::Error),
+}
+
+/// A thread writing a log to its file. Output is read on the job runtime, which also fires
+/// every job's timeout; a write can block for long (a disk busy taking a large artifact
+/// into the store throttles every writer), so it happens here instead.
+struct Writer {
+    chunks: std::sync::mpsc::Sender<Vec<u8>>,
+    done: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Writer {
+    /// Open the log at `path` (see [`open_log`]) on a new thread, which writes `held`, then
+    /// whatever it is sent.
+    fn start(path: PathBuf, held: Vec<u8>) -> std::io::Result<Writer> {
+        // Unbounded: sending never blocks, and the log's cap bounds what can queue up.
+        let (chunks, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let done = std::thread::Builder::new()
+            .name("stagegate-log".into())
+            .spawn(move || {
+                let mut f = open_log(&path, &held)?;
+                drop(held);
+                for chunk in rx {
+                    f.write_all(&chunk)?;
+                }
+                f.flush()
+            })?;
+        Ok(Writer { chunks, done })
+    }
+
+    fn send(&self, bytes: &[u8]) {
+        // Refused only once the thread stopped on an error, which `finish` returns.
+        let _ = self.chunks.send(bytes.to_vec());
+    }
+
+    /// Wait until everything sent is in the file; the first error, if any.
+    fn finish(self) -> std::io::Result<()> {
+        drop(self.chunks);
+        self.done
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the log writer thread panicked")))
+    }
 }
 
 impl JobLog {
@@ -237,11 +279,7 @@ impl JobLog {
                     self.spill();
                 }
             }
-            Sink::File(f) => {
-                if let Err(e) = f.write_all(bytes) {
-                    self.sink = Sink::Failed(e);
-                }
-            }
+            Sink::File(w) => w.send(bytes),
             Sink::Failed(_) => {}
         }
     }
@@ -252,11 +290,12 @@ impl JobLog {
         self.write(format!("[stagegate: {text}]\n").as_bytes());
     }
 
-    /// Open the file and move what memory holds into it.
+    /// Hand what memory holds, and from now on every write, to a thread writing the file.
     fn spill(&mut self) {
-        if let Sink::Memory(held) = &self.sink {
-            self.sink = match open_log(&self.path, held) {
-                Ok(f) => Sink::File(f),
+        if let Sink::Memory(held) = &mut self.sink {
+            let held = std::mem::take(held);
+            self.sink = match Writer::start(self.path.clone(), held) {
+                Ok(w) => Sink::File(w),
                 Err(e) => Sink::Failed(e),
             };
         }
@@ -280,8 +319,8 @@ impl JobLog {
     pub fn text(self) -> String {
         match self.sink {
             Sink::Memory(m) => String::from_utf8_lossy(&m).into_owned(),
-            Sink::File(mut f) => {
-                let _ = f.flush();
+            Sink::File(w) => {
+                let _ = w.finish();
                 std::fs::read(&self.path)
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
                     .unwrap_or_default()
@@ -290,11 +329,12 @@ impl JobLog {
         }
     }
 
-    /// Write the log to its file and give its path, or say why it cannot be written.
+    /// Write the log to its file and give its path, or say why it cannot be written. This
+    /// writes (or waits for the writing of) the whole log: call it off the job runtime.
     pub fn keep(self) -> std::result::Result<PathBuf, (PathBuf, std::io::Error)> {
         let written = match self.sink {
             Sink::Memory(held) => open_log(&self.path, &held).and_then(|mut f| f.flush()),
-            Sink::File(mut f) => f.flush(),
+            Sink::File(w) => w.finish(),
             Sink::Failed(e) => Err(e),
         };
         match written {
@@ -476,4 +516,41 @@ pub fn log_path(dir: &Path, key: &str) -> PathBuf {
         now.as_millis(),
         std::process::id()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past [`IN_MEMORY`] the log goes to its file through the writer thread: all of it,
+    /// in order, once kept.
+    #[test]
+    fn a_log_that_outgrows_memory_is_written_whole_and_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = JobLog::new(tmp.path().join("ab/job.log"));
+        let mut want = Vec::new();
+        for i in 0..3000 {
+            let line = format!("line {i} {}\n", "x".repeat(500));
+            log.write(line.as_bytes());
+            want.extend_from_slice(line.as_bytes());
+        }
+        assert!(want.len() > IN_MEMORY);
+        log.note("done");
+        want.extend_from_slice(b"[stagegate: done]\n");
+        let path = log.keep().unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), want);
+    }
+
+    /// A log that outgrew memory and cannot be written says so when kept, as one that
+    /// never did.
+    #[test]
+    fn a_log_that_outgrows_memory_into_an_unwritable_place_cannot_be_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("logs"), "not a directory").unwrap();
+        let mut log = JobLog::new(tmp.path().join("logs/ab/job.log"));
+        log.write(&vec![b'x'; IN_MEMORY + 1]);
+        log.write(b"more after the writer failed");
+        let (path, _) = log.keep().unwrap_err();
+        assert_eq!(path, tmp.path().join("logs/ab/job.log"));
+    }
 }

@@ -27,6 +27,7 @@ mod test_publish;
 mod test_report;
 mod test_resolve;
 mod test_run;
+mod test_stall;
 mod test_store;
 mod test_sync;
 mod test_triage;
