@@ -418,6 +418,7 @@ fn stand_in_example() -> Option<TestEnv> {
     ]);
     env.sg_ok(&["run"]);
     env.sg_ok(&["promote"]);
+    // Panics unless the stand-in host reached staging, built.
     built(&env, "staging", "debian-host");
     Some(env)
 }
