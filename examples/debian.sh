@@ -17,6 +17,9 @@
 # Needs root (mmdebstrap's root mode), mmdebstrap, apt-utils, qemu-system-x86,
 # qemu-utils, e2fsprogs and git, and the Debian mirror for the first build. What this
 # machine downloaded is kept in ~/.cache/stagegate/debian (STAGEGATE_DEB_CACHE moves it).
+# The boots use KVM only where it works (a KVM that aborts or hangs, as nested KVM can,
+# costs a few seconds and the boot runs under TCG); STAGEGATE_DEBIAN_KVM=off skips it,
+# =try tries it even without a usable /dev/kvm (templates/debian/tests/boot.sh).
 #
 # Usage: examples/debian.sh [DIR]   (default: a new temporary directory)
 #        STAGEGATE_BIN=path/to/stagegate examples/debian.sh   (use that binary, build nothing)

@@ -9,8 +9,9 @@ use crate::runner::session;
 /// tests, in parallel, each in a temporary checkout, recording each result in the ledger.
 ///
 /// Exits 3 when a job ended in `error` (it could not run: a timeout, a missing interpreter,
-/// a log or store the runner cannot write; the next run tries it again), 1 when a job
-/// failed or could not start (a build it needs did not succeed), 130 when interrupted.
+/// a log or store the runner cannot write, or the job's own exit 125, "could not test", as
+/// for `git bisect run`; the next run tries it again), 1 when a job failed or could not
+/// start (a build it needs did not succeed), 130 when interrupted.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// How many jobs run at once (default: the number of cores).

@@ -861,6 +861,13 @@ async fn run_job(
                     }
                 )),
             ),
+            Ended::Exited(process::COULD_NOT_TEST) => (
+                Verdict::Error,
+                Some(format!(
+                    "the job declared it could not test (exit {}): not a verdict on the candidate; its log says why — fix that on this runner, then run again",
+                    process::COULD_NOT_TEST
+                )),
+            ),
             Ended::Exited(c) => (Verdict::Fail, Some(format!("exit status {c}"))),
             Ended::Signaled(s) => (Verdict::Fail, Some(format!("killed by signal {s}"))),
             Ended::TimedOut => (

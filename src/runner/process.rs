@@ -51,6 +51,12 @@ pub struct Spec<'a> {
     pub log_cap: u64,
 }
 
+/// The exit status by which a job says "I could not test" (a tool or emulator this runner
+/// lacks, a service it cannot reach): `error`, not `fail`, so the candidate waits instead
+/// of being rejected (DESIGN §4.17). 125, as `git bisect run` uses it for "cannot test
+/// this commit", so the same script serves both.
+pub const COULD_NOT_TEST: i32 = 125;
+
 /// How long a process group gets between SIGTERM and SIGKILL on timeout.
 const GRACE: Duration = Duration::from_secs(3);
 

@@ -448,6 +448,54 @@ fn a_script_with_a_missing_interpreter_is_an_error_with_a_reason() {
     assert!(out.contains("interpreter not found"), "{out}");
 }
 
+/// A job's own "I could not test" (exit 125, as `git bisect run` uses it) is an `error`
+/// saying so, never a failure: `run` exits 3, and the candidate waits on staging, not
+/// rejected, until a runner can test it; then that verdict settles it.
+#[test]
+fn a_job_exiting_125_could_not_test_is_an_error_and_the_candidate_waits() {
+    let script = "#!/bin/sh\n\
+        [ -e \"$HOME/can-test\" ] && exit 0\n\
+        echo 'qemu-system-x86_64 is missing: this runner cannot boot images' >&2\n\
+        exit 125\n";
+    let env = repo_with_test("", script);
+    let stable = env.rev("stable");
+    let (out, _) = env.sg_code(3, &["run"]);
+    let (_, r) = only_record(&env);
+    assert_eq!(r.verdict, Verdict::Error, "{r:#?}");
+    assert_eq!(r.exit.code, Some(125));
+    let reason = r.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("the job declared it could not test (exit 125)"),
+        "{reason}"
+    );
+    assert!(out.contains("could not test"), "{out}");
+    assert!(
+        r.excerpt.contains("qemu-system-x86_64 is missing"),
+        "{}",
+        r.excerpt
+    );
+
+    // The gate waits on an error: nothing moves, and nothing is rejected.
+    env.sg(&["promote"]);
+    assert_eq!(env.rev("stable"), stable);
+    let status = env.sg_ok(&["status"]);
+    assert!(!status.contains("rejected"), "{status}");
+    let recorded = env.git(&["ls-tree", "-r", "--name-only", LEDGER]);
+    assert!(
+        !recorded.lines().any(|p| p.starts_with("decisions/")),
+        "no rejection is recorded\n{recorded}"
+    );
+
+    // A runner that can test runs the job again, and its pass promotes the candidate.
+    std::fs::write(env.home().join("can-test"), "").unwrap();
+    env.sg_ok(&["run"]);
+    env.sg_ok(&["promote"]);
+    assert_eq!(
+        env.git(&["show", "stable:components/xen.yaml"]),
+        XEN_2.trim()
+    );
+}
+
 #[test]
 fn a_test_whose_script_is_missing_is_invalid_and_never_runs() {
     let env = repo_with_tests(&[]);

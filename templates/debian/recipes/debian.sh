@@ -74,19 +74,16 @@ deb_cache() {
     echo "${STAGEGATE_DEB_CACHE:-${HOME:?HOME is not set}/.cache/stagegate/debian}"
 }
 
-# need TOOL PACKAGE: exit 127 (the runner's "could not run": an error, not a failure)
-# when TOOL is missing. A runner that lacks something is not a broken image: an error
-# leaves the candidate waiting for a runner that can, where a failure would reject it.
+# need TOOL PACKAGE: exit 125 when TOOL is missing, with the package that brings it.
 need() {
-    command -v "$1" >/dev/null 2>&1 || {
-        echo "$1 is missing: install it (Debian: apt-get install $2)" >&2
-        exit 127
-    }
+    command -v "$1" >/dev/null 2>&1 || cannot_run "$1 is missing: install it (Debian: apt-get install $2)"
 }
 
-# cannot_run MESSAGE: this runner cannot do the job (not the image's fault): exit 126,
-# which stagegate records as an error.
+# cannot_run MESSAGE: this runner cannot do the job, which is not the image's fault: exit
+# 125, stagegate's (and `git bisect run`'s) "could not test", recorded as an `error`. An
+# error leaves the candidate waiting for a runner that can, where a failure would reject
+# it.
 cannot_run() {
     echo "$1" >&2
-    exit 126
+    exit 125
 }

@@ -1,22 +1,42 @@
-# boot_image QCOW2 NAME: boot a disk image under qemu-system-x86_64 (KVM when /dev/kvm can
-# be opened, TCG otherwise) with the kernel and initramfs found in its /boot, the root
-# file system on virtio and the serial console in $work/console.log. The image's
-# /sbin/stagegate-init reports the kernel, runs the job disk's run.sh (the files in
-# $work/job) and powers off. Sourced by the boot tests; needs $work.
+# boot_image QCOW2 NAME: boot a disk image under qemu-system-x86_64 with the kernel and
+# initramfs found in its /boot, the root file system on virtio and the serial console in
+# $work/console.log. The image's /sbin/stagegate-init reports the kernel, runs the job
+# disk's run.sh (the files in $work/job) and powers off. Sourced by the boot tests; needs
+# $work.
 #
-# The boot is bounded here, well inside the job's timeout (BOOT_TIMEOUT seconds, default
-# 300): a boot that does not finish is a failure of the image,
-# reported with the end of the console log. A missing tool exits 127, which stagegate
-# records as `error` (could not run), not as a failure of the image.
+# Whose fault it is. The boot is bounded here, well inside the job's timeout (BOOT_TIMEOUT
+# seconds, default 300): a boot that does not finish, or that ends before the image's
+# check ran, is a failure of the image (exit 1), reported with the end of the console
+# log. What this runner lacks is not: a missing tool, or an emulator that cannot start
+# (not installed, cannot execute, cannot create a machine) or that crashes, exits 125,
+# which stagegate records as `error` ("could not test"): the candidate waits for a runner
+# that can test it instead of being rejected.
+#
+# KVM or TCG. KVM is used only where it works. STAGEGATE_DEBIAN_KVM (passed on to jobs by
+# env.pass in stagegate.yaml) says when to try it: `auto` (the default) when /dev/kvm can
+# be opened, `try` even when it cannot (the suite forces the KVM path so, on any machine),
+# `off` never. The first seconds of the boot under KVM are the probe: QEMU ending before
+# the image's check ran (an abort such as nested KVM's "failed to set MSR 0x10a", an error
+# opening /dev/kvm, a reset), nothing on the console for 10 s, a console that stops for
+# 60 s (a silent hang), or QEMU reporting a KVM error (it pauses the machine then) mean
+# KVM is unusable here: the boot starts again under TCG, and the verdict rests on that.
 . ./recipes/debian.sh
 
+# A boot under KVM is taken for a hang when the console is still empty after KVM_SILENT
+# seconds (a kernel writes to it within one under KVM), or when it has not grown for
+# KVM_STALLED seconds (the image's check writes as it runs).
+KVM_SILENT=10
+KVM_STALLED=60
+
 boot_image() {
-    need qemu-system-x86_64 qemu-system-x86
     need qemu-img qemu-utils
     need debugfs e2fsprogs
     need mke2fs e2fsprogs
     disk=$1
     name=$2
+    bound=${BOOT_TIMEOUT:-300}
+    kvm_wanted
+    emulator_starts
     qemu-img convert -f qcow2 -O raw "$disk" "$work/root.raw"
     kernel=$(debugfs -R "ls -p /boot" "$work/root.raw" 2>/dev/null | awk -F/ '$6 ~ /^vmlinuz-/ { print $6 }' | sort -V | tail -n 1)
     [ -n "$kernel" ] || { echo "$name: no kernel in /boot of $disk" >&2; exit 1; }
@@ -27,29 +47,41 @@ boot_image() {
     rm -f "$work/root.raw"
     mke2fs -q -F -t ext4 -d "$work/job" "$work/job.img" 16M >/dev/null 2>&1
 
-    bound=${BOOT_TIMEOUT:-300}
+    console=$work/console.log
     start=$(date +%s)
     qemu=""
-    if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-        # A kernel under KVM writes to its console within a second; a nested or broken
-        # KVM can hang silently. No console output in 10 seconds: boot under TCG instead.
+    if [ "$kvm" = yes ]; then
         echo "$name: booting $kernel from $disk under KVM (at most ${bound}s)"
-        run_vm "-enable-kvm -cpu host" 10
-        [ -n "$qemu" ] || echo "$name: KVM printed nothing in 10s; booting under TCG instead"
+        run_vm "-enable-kvm -cpu host" probe
+        unusable=""
+        case $qemu in
+        silent) unusable="nothing on the console in ${KVM_SILENT}s" ;;
+        stalled) unusable="the console stopped for ${KVM_STALLED}s" ;;
+        kvm-error) unusable="QEMU reported: $(grep -m 1 'KVM' "$work/qemu.err")" ;;
+        timeout) ;;
+        *) booted || unusable="QEMU ended with status $qemu before the boot check ran" ;;
+        esac
+        if [ -n "$unusable" ]; then
+            echo "$name: KVM is unusable here ($unusable); booting under TCG instead"
+            qemu=""
+        fi
     fi
     if [ -z "$qemu" ]; then
         echo "$name: booting $kernel from $disk under TCG (at most ${bound}s)"
         run_vm "-cpu max" ""
     fi
     took=$(($(date +%s) - start))
-    console=$work/console.log
     touch "$console"
-    if [ "$qemu" = 124 ]; then
+    if [ "$qemu" = timeout ]; then
         echo "$name: the image did not finish booting within ${bound}s; the end of its console:"
         tail -n 15 "$console"
         exit 1
     fi
-    if ! grep -q '^stagegate-init: exit ' "$console"; then
+    if ! booted; then
+        # Not the image: the emulator could not execute (126, 127) or crashed (a signal).
+        if [ "$qemu" -eq 126 ] || [ "$qemu" -eq 127 ] || [ "$qemu" -gt 128 ]; then
+            cannot_run "$name: qemu-system-x86_64 ended with status $qemu under TCG after ${took}s: the emulator could not run or crashed (its messages are above), not the image"
+        fi
         echo "$name: qemu ended (status $qemu) after ${took}s before the boot check ran; the end of its console:"
         tail -n 15 "$console"
         exit 1
@@ -58,31 +90,80 @@ boot_image() {
     grep -v '^\[' "$console" | tr -d '\r' | sed -n '/^stagegate-init: kernel/,$p'
 }
 
-# run_vm ACCEL [PROBE]: run the VM prepared by boot_image for at most $bound seconds and
-# set $qemu to its exit status (124: it did not finish in time). With PROBE, give up
-# after PROBE seconds without console output and leave $qemu empty.
+# booted: the image's check ran (stagegate-init reported its exit status).
+booted() {
+    grep -q '^stagegate-init: exit ' "$console" 2>/dev/null
+}
+
+# kvm_wanted: set $kvm to yes when the boot tries KVM first (STAGEGATE_DEBIAN_KVM).
+kvm_wanted() {
+    kvm=no
+    case ${STAGEGATE_DEBIAN_KVM:-auto} in
+    auto) if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then kvm=yes; fi ;;
+    try) kvm=yes ;;
+    off) ;;
+    *) cannot_run "STAGEGATE_DEBIAN_KVM is '$STAGEGATE_DEBIAN_KVM' on this runner: use auto, try or off" ;;
+    esac
+}
+
+# emulator_starts: exit 125 unless qemu-system-x86_64 is there and can create a machine
+# under TCG (firmware found, nothing missing): it is started paused and told to quit over
+# QMP, which takes a fraction of a second and depends on no timing.
+emulator_starts() {
+    command -v qemu-system-x86_64 >/dev/null 2>&1 ||
+        cannot_run "qemu-system-x86_64 is missing: install it (Debian: apt-get install qemu-system-x86)"
+    started=0
+    printf '{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n' |
+        timeout 60 qemu-system-x86_64 -accel tcg -m 64 -nodefaults -display none -S -qmp stdio \
+            >/dev/null 2>"$work/qemu.err" || started=$?
+    if [ "$started" != 0 ]; then
+        cat "$work/qemu.err" >&2
+        cannot_run "qemu-system-x86_64 cannot start a machine (status $started): fix or reinstall it (Debian: apt-get install qemu-system-x86)"
+    fi
+}
+
+# run_vm ACCEL [probe]: run the VM prepared by boot_image for at most $bound seconds and
+# set $qemu to its exit status, or to `timeout` when it did not finish in time. With
+# probe (KVM), stop early and set $qemu to `silent` (no console output in $KVM_SILENT s),
+# `stalled` (none for $KVM_STALLED s) or `kvm-error` (QEMU reported one). QEMU's own
+# messages go to the job's log.
 run_vm() {
-    rm -f "$work/console.log"
+    rm -f "$console" "$work/qemu.err"
     # shellcheck disable=SC2086
     (exec qemu-system-x86_64 $1 -m 1024 -smp 2 -no-reboot \
-        -display none -monitor none -serial "file:$work/console.log" \
+        -display none -monitor none -serial "file:$console" \
         -kernel "$work/vmlinuz" -initrd "$work/initrd" \
         -append "root=/dev/vda ro console=ttyS0 init=/sbin/stagegate-init panic=-1" \
         -drive "file=$disk,format=qcow2,if=virtio,snapshot=on" \
-        -drive "file=$work/job.img,format=raw,if=virtio,readonly=on") &
+        -drive "file=$work/job.img,format=raw,if=virtio,readonly=on" 2>"$work/qemu.err") &
     vm=$!
     waited=0
+    size=0
+    grew=0
+    qemu=""
     while kill -0 "$vm" 2>/dev/null; do
-        if [ -n "$2" ] && [ "$waited" -ge "$2" ] && [ ! -s "$work/console.log" ]; then
-            kill -KILL "$vm" 2>/dev/null || true
-            wait "$vm" 2>/dev/null || true
-            qemu=""
-            return
+        if [ -n "$2" ]; then
+            now=0
+            [ -f "$console" ] && now=$(($(wc -c < "$console")))
+            if [ "$now" != "$size" ]; then
+                size=$now
+                grew=$waited
+            fi
+            if [ "$size" = 0 ] && [ "$waited" -ge "$KVM_SILENT" ]; then
+                qemu=silent
+            elif [ $((waited - grew)) -ge "$KVM_STALLED" ]; then
+                qemu=stalled
+            elif grep -q 'KVM internal error\|KVM: entry failed' "$work/qemu.err" 2>/dev/null; then
+                qemu=kvm-error
+            fi
         fi
-        if [ "$waited" -ge "$bound" ]; then
+        if [ -z "$qemu" ] && [ "$waited" -ge "$bound" ]; then
+            qemu=timeout
+        fi
+        if [ -n "$qemu" ]; then
             kill -KILL "$vm" 2>/dev/null || true
             wait "$vm" 2>/dev/null || true
-            qemu=124
+            cat "$work/qemu.err" >&2
             return
         fi
         sleep 1
@@ -92,6 +173,7 @@ run_vm() {
     wait "$vm"
     qemu=$?
     set -e
+    cat "$work/qemu.err" >&2
 }
 
 # job_component: put the component, at its pinned commit, on the job disk.
@@ -102,7 +184,7 @@ job_component() {
     rm -rf "$work/job/hello/.git"
 }
 
-# booted_ok: the boot reported a status of 0 and the lines given.
+# expect_console LINE...: the boot reported a status of 0 and the lines given.
 expect_console() {
     for want in "$@"; do
         grep -q -- "$want" "$work/console.log" || {
