@@ -2,9 +2,9 @@
 //! busy, their output is captured and their timeouts fire on time.
 //!
 //! The store is a real registry behind a relay that answers nothing until the other job's
-//! timeout has fired (its TERM trap leaves a file), or until a limit far past that timeout.
-//! So the store is busy at the other job's deadline however fast or loaded the machine is,
-//! and a runner that stores on its job runtime fires that timeout only at the limit.
+//! timeout has ended it (its shell is gone), or until a limit far past that timeout. So the
+//! store is busy at the other job's deadline however fast or loaded the machine is, and a
+//! runner that stores on its job runtime fires that timeout only at the limit.
 
 use std::io::Write;
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -22,8 +22,8 @@ use crate::test_run::{XEN_1, XEN_2, ledger, scratch};
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the relay holds the store at most: what a stalled timeout would last.
 const HOLD: Duration = Duration::from_secs(30);
-/// How late the timeout may end: its process group gets SIGTERM, runs its trap and exits,
-/// which takes well under this even on a loaded machine, and far less than `HOLD`.
+/// How late the timeout may end the job: its process group gets SIGTERM and exits, which
+/// takes well under this even on a loaded machine, and far less than `HOLD`.
 const LATE: Duration = Duration::from_secs(2);
 
 #[test]
@@ -34,7 +34,14 @@ fn a_slow_store_never_delays_another_jobs_timeout_or_output() {
     };
     let evidence = scratch();
     let d = evidence.path().display();
-    let relay = gated_relay(&registry.addr, evidence.path().join("terminated"), HOLD);
+    let pid = evidence.path().join("pid");
+    let hangs_ended = move || {
+        std::fs::read_to_string(&pid)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists())
+    };
+    let relay = gated_relay(&registry.addr, hangs_ended, HOLD);
     let pipeline = format!(
         "version: 1\nstages: [staging, stable]\ngates:\n  stable: {{require: [build, test]}}\nartifacts: {{store: \"oci://{relay}/stall\"}}\n"
     );
@@ -52,9 +59,10 @@ fn a_slow_store_never_delays_another_jobs_timeout_or_output() {
         "name: hangs\nuses: [components/xen]\nrun: ./hangs.sh\ntimeout: {}s\n",
         TIMEOUT.as_secs()
     );
-    // It leaves a file when its timeout fires (SIGTERM to its process group).
+    // Its shell's pid tells the relay when the timeout has ended it. (Not a TERM trap:
+    // dash, reading a script, can end on SIGTERM without running its trap.)
     let hangs = format!(
-        "#!/bin/sh\ntrap 'touch {d}/terminated; exit 143' TERM\necho output-before-hanging\ntouch {d}/started\nsleep 300 &\nwait\n"
+        "#!/bin/sh\necho output-before-hanging\necho $$ > {d}/pid\ntouch {d}/started\nsleep 300 &\nwait\n"
     );
     let env = TestEnv::init_with(&[
         ("stagegate.yaml", pipeline.as_str()),
@@ -74,7 +82,9 @@ fn a_slow_store_never_delays_another_jobs_timeout_or_output() {
     );
 
     // The timeout is an `error`: exit 3.
+    let started = Instant::now();
     env.sg_code(3, &["run", "--jobs", "2"]);
+    let run_took = started.elapsed();
 
     let records = ledger(&env);
     let find = |name: &str| -> &ResultRecord {
@@ -95,6 +105,12 @@ fn a_slow_store_never_delays_another_jobs_timeout_or_output() {
     assert!(
         took >= TIMEOUT && took < TIMEOUT + LATE,
         "the timeout of {TIMEOUT:?} ended the job after {took:?}: it waited for the store of the build"
+    );
+    // The relay let the store through once the job had ended, not at its limit: the store
+    // really was busy until the job's timeout.
+    assert!(
+        run_took < HOLD / 2,
+        "the run took {run_took:?}: the relay held the store to its limit"
     );
 
     // The build's result is what storing it says, and the registry has the blob.
@@ -133,9 +149,13 @@ fn blob_path(data: &Path, hex: &str) -> PathBuf {
 }
 
 /// A TCP relay to `upstream` on a port of its own (returned as `127.0.0.1:PORT`) that holds
-/// every connection until the file `open` exists, or `limit` has passed since it started: a
+/// every connection until `open()` says so, or `limit` has passed since it started: a
 /// registry that is slow to answer.
-fn gated_relay(upstream: &str, open: PathBuf, limit: Duration) -> String {
+fn gated_relay(
+    upstream: &str,
+    open: impl Fn() -> bool + Clone + Send + 'static,
+    limit: Duration,
+) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let upstream = upstream.to_string();
@@ -145,8 +165,8 @@ fn gated_relay(upstream: &str, open: PathBuf, limit: Duration) -> String {
             let Ok(client) = client else { return };
             let (upstream, open) = (upstream.clone(), open.clone());
             std::thread::spawn(move || {
-                // Polls for an event (the file), bounded: not a guess at how long anything takes.
-                while !open.exists() && Instant::now() < until {
+                // Polls for an event, bounded: not a guess at how long anything takes.
+                while !open() && Instant::now() < until {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 if let Ok(server) = TcpStream::connect(&upstream) {
