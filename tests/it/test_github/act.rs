@@ -28,6 +28,20 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// What a runner checks out of the action: the files its steps read (`action.yml`, the
+/// install script, the version in `Cargo.toml`). act copies a local repository whole, for
+/// every step that uses it; this checkout's `target/` (gigabytes of builds) made each act
+/// process hold over 10 GiB, and two of them exhausted a 24 GiB machine.
+fn action_checkout(home: &Path) -> PathBuf {
+    let dir = home.join("action");
+    for file in ["action.yml", "Cargo.toml", "scripts/install.sh"] {
+        let to = dir.join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root().join(file), &to).unwrap();
+    }
+    dir
+}
+
 struct Act {
     env: TestEnv,
     origin: PathBuf,
@@ -98,7 +112,10 @@ impl Act {
             .arg("--action-cache-path")
             .arg(home.join("act-cache"))
             .arg("--local-repository")
-            .arg(format!("your-org/stagegate@v0={}", root().display()))
+            .arg(format!(
+                "your-org/stagegate@v0={}",
+                action_checkout(home).display()
+            ))
             .arg("--local-repository")
             .arg(format!(
                 "{CHECKOUT}={}",
