@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{TestEnv, base_env, require_tools, stagegate_bin, which};
+use crate::common::{TestEnv, base_env, require_tool, require_tools, stagegate_bin};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -206,8 +206,8 @@ fn the_man_page_names_every_command_and_man_renders_it() {
             "the man page does not name stagegate-{c}(1):\n{page}"
         );
     }
-    // Rendered by man where it is installed (it is not a tool the tests require).
-    if let Some(man) = which("man") {
+    // Rendered by man (`.ci/run` installs it; elsewhere the test skips only this part).
+    if let Some(man) = require_tool("man") {
         let file = env.home().join("stagegate.1");
         std::fs::write(&file, &page).unwrap();
         let out = Command::new(man)
