@@ -56,23 +56,25 @@ pub fn run_for_gate(
     sink: Sink,
 ) -> Result<Vec<Report>> {
     let ledger = Ledger::new(planner.repo, &planner.pipeline.results_ref);
-    let mut judgement = judge::judge(planner, plan.clone(), &ledger.view()?, now)?;
+    let mut work = judge::judge(planner, plan.clone(), &ledger.view()?, now)?.work();
     let mut reports: Vec<Report> = Vec::new();
     let mut tried: BTreeSet<String> = BTreeSet::new();
     for _round in 0..3 {
-        let report = session::run(planner, &[judgement.work()], opts, sink.clone())?;
+        let report = session::run(planner, std::slice::from_ref(&work), opts, sink.clone())?;
         let interrupted = report.interrupted;
         tried.extend(report.outcomes.iter().map(|o| o.key.clone()));
         reports.push(report);
         if interrupted {
             break;
         }
+        // Judged again on what this round recorded: the next round runs what that needs
+        // (the combination of what now passes alone), if it was not tried already.
         let view = ledger.view()?;
-        judgement = judge::judge(planner, plan.clone(), &view, now)?;
+        work = judge::judge(planner, plan.clone(), &view, now)?.work();
         let mut more = false;
-        for j in judgement.jobs_to_run() {
-            let settled = view.latest(&j.key)?.is_some_and(|r| r.verdict.is_final());
-            if !settled && !tried.contains(&j.key) {
+        for key in work.plan.jobs.keys() {
+            let settled = view.latest(key)?.is_some_and(|r| r.verdict.is_final());
+            if !settled && !tried.contains(key) {
                 more = true;
             }
         }

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use crate::error::Result;
 use crate::gate::{self, Evaluation, Facts, GroupEval, JobState, State};
 use crate::ledger::LedgerView;
-use crate::plan::{Blocked, CandidateId, Group, Job, MovePlan, Planner};
+use crate::plan::{Blocked, CandidateId, Group, MovePlan, Planner};
 
 /// The gate's judgement of one move S → T: the plan it judged, the facts it weighed, and
 /// what it decided.
@@ -250,10 +250,5 @@ impl Judgement {
             plan: self.runnable(),
             retries: self.retries(),
         }
-    }
-
-    /// The jobs this move still needs (see [`Judgement::runnable`]).
-    pub fn jobs_to_run(&self) -> Vec<Job> {
-        self.runnable().jobs.into_values().collect()
     }
 }
