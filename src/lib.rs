@@ -29,7 +29,9 @@ pub mod records;
 pub mod repo;
 pub mod report;
 pub mod runner;
+pub mod sshsig;
 pub mod trail;
+pub mod trust;
 pub mod workspace;
 
 pub use error::{Error, Result};

@@ -78,6 +78,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         &t.name,
         expires,
         reason,
+        plan.trust.as_ref(),
     )?;
     ctx.workspace()?.publish_results(&planner.pipeline)?;
     match args.format {

@@ -55,6 +55,17 @@ fn install(dir: &Path) -> Result<Code> {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
         .io_context(|| format!("making {} executable", path.display()))?;
     println!("installed {}", path.display());
+    let trusted = crate::plan::Planner::new(&repo, None)
+        .ok()
+        .is_some_and(|p| p.pipeline.trust.is_some());
+    if !trusted {
+        println!(
+            "note: this pipeline declares no `trust:`, so the hook cannot tell forged results, waivers or decisions from real ones: anyone who can push to refs/stagegate/results writes evidence the gate counts"
+        );
+        println!(
+            "  to require signed evidence: list the runners' and people's keys under `trust:` in stagegate.yaml and give each runner its key in STAGEGATE_SIGNING_KEY (README: Signed evidence)"
+        );
+    }
     Ok(0)
 }
 

@@ -165,6 +165,16 @@ pub fn main() -> i32 {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // The signing key, read and taken out of the environment before any thread or job
+    // starts (DESIGN §4.16 b).
+    if let Err(e) = crate::sshsig::install_from_env() {
+        eprintln!("error: {e}");
+        eprintln!(
+            "  help: set {} to an unprotected ed25519 key (its text, or a file's path), or unset it to write unsigned records",
+            crate::sshsig::KEY_VAR
+        );
+        return 2;
+    }
     let cli = Cli::parse();
     let ctx = Ctx {
         dir: cli.dir.clone().unwrap_or_else(|| PathBuf::from(".")),

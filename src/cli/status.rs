@@ -53,6 +53,12 @@ pub struct MoveView {
     /// Every override in force for this move: freezes of T, quarantined tests, waivers of
     /// planned jobs, approvals of pending content.
     pub overrides: Vec<OverrideRef>,
+    /// T's pipeline declares `trust:`: only signed evidence counts.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub signed_evidence: bool,
+    /// Records about this move that T's `trust:` does not count, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_counted: Vec<crate::trust::NotCounted>,
 }
 
 /// The state of every move as the gate sees it now (reads only; records nothing).
@@ -94,6 +100,8 @@ pub fn views(planner: &Planner, stage: Option<&str>, now: i64) -> Result<Vec<Mov
             notes: j.decided.notes.clone(),
             frozen: j.facts.frozen.iter().map(|f| f.to_ref()).collect(),
             overrides: j.facts.overrides(),
+            signed_evidence: p.trust.is_some(),
+            not_counted: j.not_counted.clone(),
         });
     }
     Ok(out)
@@ -158,6 +166,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                         println!("    {}", o.line());
                     }
                 }
+                super::why::print_not_counted(&v.not_counted, &v.to);
             }
         }
     }

@@ -79,6 +79,24 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             for c in &out {
                 print_verdict(&c.stage, &c.verdict, &mut std::io::stdout());
             }
+            let unsigned: Vec<&str> = planner
+                .pipeline
+                .moves()
+                .filter(|(_, t)| out.iter().any(|c| c.stage == t.name))
+                .filter(|(_, t)| {
+                    planner
+                        .stage_head(t)
+                        .and_then(|h| planner.trust_of(h))
+                        .is_ok_and(|tr| tr.is_none())
+                })
+                .map(|(_, t)| t.name.as_str())
+                .collect();
+            if !unsigned.is_empty() {
+                println!(
+                    "note: the evidence into {} is unsigned (no `trust:` in its stagegate.yaml): anyone who can push can write results the gate counts; see README: Signed evidence",
+                    unsigned.join(", ")
+                );
+            }
         }
     }
     Ok(if out.iter().all(|c| c.verdict.holds) {

@@ -84,6 +84,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             .unwrap_or_default(),
         stage: args.stage.clone(),
         expires,
+        trust: match &args.stage {
+            Some(s) => planner.trust_of(planner.stage_head(planner.stage(s)?)?)?,
+            None => planner.pipeline.trust.clone(),
+        },
     };
     let rec = crate::overrides::waive(&ledger, &key, scope, reason)?;
     ctx.workspace()?.publish_results(&planner.pipeline)?;

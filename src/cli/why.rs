@@ -44,6 +44,9 @@ struct PendingWhy {
     /// For an image: how the candidate's package set differs from the target stage's.
     #[serde(skip_serializing_if = "Option::is_none")]
     packages: Option<super::packages::PackageChanges>,
+    /// Records T's `trust:` does not count, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    not_counted: Vec<crate::trust::NotCounted>,
 }
 
 #[derive(Serialize)]
@@ -108,6 +111,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 decided.notes.clone()
             },
             packages,
+            not_counted: judgement.not_counted.clone(),
         });
     }
     let why = Why {
@@ -145,6 +149,25 @@ fn package_changes(
         return Ok(None);
     };
     Ok(packages::compare(id, old, new))
+}
+
+/// The records the gate into `to` did not weigh, one line each.
+pub fn print_not_counted(not_counted: &[crate::trust::NotCounted], to: &str) {
+    if not_counted.is_empty() {
+        return;
+    }
+    println!(
+        "  not counted ({} record(s); the trust: of {to} counts signed evidence only):",
+        not_counted.len()
+    );
+    for n in not_counted {
+        println!(
+            "    {} — {} (ledger commit {})",
+            n.path,
+            n.why,
+            &n.commit[..n.commit.len().min(12)]
+        );
+    }
 }
 
 fn print_text(why: &Why, id: &CandidateId) {
@@ -246,6 +269,7 @@ fn print_text(why: &Why, id: &CandidateId) {
         if let Some(c) = &p.packages {
             super::packages::print_text(c, "  ");
         }
+        print_not_counted(&p.not_counted, &p.to);
         for o in &e.overrides {
             println!("  override: {}", o.line());
         }

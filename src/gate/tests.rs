@@ -146,6 +146,7 @@ impl World {
                     blocked: Vec::new(),
                 }],
                 jobs,
+                trust: None,
             },
             latest: BTreeMap::new(),
             facts: Facts::default(),

@@ -27,6 +27,9 @@ pub struct Judgement {
     /// When several groups pass alone: the group of their combination and the plan that
     /// holds its jobs.
     combination: Option<(Group, MovePlan)>,
+    /// Records about this move that T's `trust:` does not count, and why: shown, never
+    /// weighed.
+    pub not_counted: Vec<crate::trust::NotCounted>,
 }
 
 /// What the gate decides for one move: the evaluation, and which candidates move.
@@ -51,7 +54,11 @@ impl Decided {
 
 /// Judge every candidate of `plan` at `now` (Unix seconds), then the combination of those
 /// that pass alone.
+///
+/// Under `trust:` in T's pipeline, only the evidence it trusts is weighed
+/// ([`LedgerView::trusting`]); what it does not count is in [`Judgement::not_counted`].
 pub fn judge(planner: &Planner, plan: MovePlan, view: &LedgerView, now: i64) -> Result<Judgement> {
+    let view = &view.trusting(plan.trust.as_ref())?;
     let facts = facts::load(planner, &plan, view, now)?;
     judge_on(planner, plan, view, facts, now)
 }
@@ -66,9 +73,11 @@ pub fn judge_on(
     now: i64,
 ) -> Result<Judgement> {
     let evaluation = gate::evaluate(&plan, view, &facts, now)?;
+    let not_counted = not_counted(view, &plan);
     let passing = evaluation.promotable();
     if passing.len() < 2 {
         return Ok(Judgement {
+            not_counted,
             plan,
             facts,
             decided: Decided {
@@ -126,6 +135,7 @@ pub fn judge_on(
         }
     };
     Ok(Judgement {
+        not_counted,
         plan,
         facts,
         decided: Decided {
@@ -136,6 +146,24 @@ pub fn judge_on(
         },
         combination: Some((group, combo_plan)),
     })
+}
+
+/// The records of `view` its `trust:` leaves out that speak about `plan`: results of its
+/// jobs, decisions on its candidates, and every override.
+fn not_counted(view: &LedgerView, plan: &MovePlan) -> Vec<crate::trust::NotCounted> {
+    let Some(ev) = view.evidence() else {
+        return Vec::new();
+    };
+    let mut out: Vec<crate::trust::NotCounted> = Vec::new();
+    for k in plan.jobs.keys() {
+        out.extend(ev.under(&crate::ledger::key_dir(k)).cloned());
+    }
+    out.extend(ev.under("overrides").cloned());
+    for c in &plan.candidates {
+        let path = facts::decision_path(&plan.to.name, &c.content);
+        out.extend(ev.not_counted.get(&path).cloned());
+    }
+    out
 }
 
 /// Judge every move of the pipeline (or only those into or out of `stage`), in order.

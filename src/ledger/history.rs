@@ -186,8 +186,7 @@ impl LedgerView<'_> {
             return Ok(None);
         };
         let mut attempts: Vec<Attempt> = self
-            .repo
-            .tree_entries(tree)?
+            .key_entries(key, tree)?
             .into_iter()
             .map(|entry| Attempt {
                 number: attempt_of(&entry.name),

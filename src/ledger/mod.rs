@@ -217,6 +217,9 @@ pub struct LedgerView<'r> {
     /// What [`LedgerView::latest_with_history`] found, by key: the gate asks again for the
     /// keys of a combination of candidates, and the view never changes.
     histories: std::sync::Mutex<history::Memo>,
+    /// What does not count under the `trust:` this view judges with ([`crate::trust`]):
+    /// left out of every read.
+    evidence: Option<std::sync::Arc<crate::trust::Evidence>>,
 }
 
 /// The record in blob `id`, stored at `path` (`…/NNNN-XXXXXXXX[-VERDICT].yaml`): its
@@ -303,6 +306,7 @@ impl<'r> Ledger<'r> {
             tree,
             as_of: None,
             histories: Default::default(),
+            evidence: None,
         })
     }
 
@@ -467,9 +471,42 @@ impl<'r> LedgerView<'r> {
         self
     }
 
+    /// This view as it counts under `trust` ([`crate::trust::assess`]): the records the
+    /// policy does not count are left out of every read. Without `trust:`, the view as is.
+    pub fn trusting(&self, trust: Option<&crate::manifest::Trust>) -> Result<LedgerView<'r>> {
+        let evidence = match trust {
+            Some(t) => Some(crate::trust::assess(
+                self.repo,
+                self.tip,
+                &crate::trust::Policy::new(t),
+            )?),
+            None => None,
+        };
+        Ok(LedgerView {
+            repo: self.repo,
+            tip: self.tip,
+            tree: self.tree,
+            as_of: self.as_of.clone(),
+            histories: Default::default(),
+            evidence,
+        })
+    }
+
+    /// What this view leaves out, when it judges under `trust:`.
+    pub fn evidence(&self) -> Option<&crate::trust::Evidence> {
+        self.evidence.as_deref()
+    }
+
+    fn counts(&self, path: &str) -> bool {
+        self.evidence.as_ref().is_none_or(|e| e.counts(path))
+    }
+
     /// The content of a file of the ledger's tree (facts beside the results: decisions,
     /// first sightings, overrides), or `None`.
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        if !self.counts(path) {
+            return Ok(None);
+        }
         match self.tree {
             Some(t) => self.repo.read(t, path),
             None => Ok(None),
@@ -478,10 +515,25 @@ impl<'r> LedgerView<'r> {
 
     /// The entries directly under `dir` in the ledger's tree.
     fn entries(&self, dir: &str) -> Result<Vec<Entry>> {
-        match self.tree {
-            Some(t) => self.repo.list(t, dir),
-            None => Ok(Vec::new()),
+        let mut out = match self.tree {
+            Some(t) => self.repo.list(t, dir)?,
+            None => Vec::new(),
+        };
+        if self.evidence.is_some() {
+            let dir = dir.trim_end_matches('/');
+            out.retain(|e| e.kind == EntryKind::Tree || self.counts(&format!("{dir}/{}", e.name)));
         }
+        Ok(out)
+    }
+
+    /// The records of `key`'s directory (tree `t`) this view counts.
+    fn key_entries(&self, key: &str, t: ObjectId) -> Result<Vec<Entry>> {
+        let mut out = self.repo.tree_entries(t)?;
+        if self.evidence.is_some() {
+            let dir = key_dir(key);
+            out.retain(|e| self.counts(&format!("{dir}/{}", e.name)));
+        }
+        Ok(out)
     }
 
     /// The names of the files directly under `dir` in the ledger's tree.
@@ -548,7 +600,7 @@ impl<'r> LedgerView<'r> {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for e in self.repo.tree_entries(t)? {
+        for e in self.key_entries(key, t)? {
             if let Some(r) = self.counted(key, &e)? {
                 out.push(r);
             }
@@ -568,8 +620,7 @@ impl<'r> LedgerView<'r> {
             return Ok(None);
         };
         let mut entries: Vec<(u32, Entry)> = self
-            .repo
-            .tree_entries(t)?
+            .key_entries(key, t)?
             .into_iter()
             .map(|e| (attempt_of(&e.name), e))
             .collect();

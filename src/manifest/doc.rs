@@ -22,6 +22,56 @@ pub struct PipelineDoc {
     pub artifacts: Option<ArtifactsDoc>,
     #[serde(default)]
     pub env: Option<EnvDoc>,
+    #[serde(default)]
+    pub trust: Option<TrustDoc>,
+}
+
+/// `trust:`: whose signatures make evidence count (DESIGN §4.16).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrustDoc {
+    /// The ledger commit from which signatures are required; it and its ancestors count
+    /// as they are (adopting `trust:` on a repository with history).
+    #[serde(default)]
+    pub since: Option<Spanned<String>>,
+    #[serde(default)]
+    pub runners: Vec<Spanned<TrustedKeyDoc>>,
+    #[serde(default)]
+    pub people: Vec<Spanned<TrustedPersonDoc>>,
+    #[serde(default)]
+    pub retired: Vec<Spanned<RetiredKeyDoc>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrustedKeyDoc {
+    pub name: Spanned<String>,
+    pub key: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrustedPersonDoc {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub may: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub github: Option<String>,
+    #[serde(default)]
+    pub gitlab: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RetiredKeyDoc {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub key: Spanned<String>,
+    /// The ledger commit up to which its signatures still count (none: not at all).
+    #[serde(default)]
+    pub until: Option<Spanned<String>>,
 }
 
 /// `env: {pass: [NAME…], secret: [NAME…]}`: the runner's variables a job may see.

@@ -270,6 +270,103 @@ pub struct Pipeline {
     pub artifact_store: Option<String>,
     /// What of the runner's environment jobs see beyond the fixed set.
     pub env: JobEnv,
+    /// Whose signatures make evidence count; `None`: every record counts, signed or not.
+    pub trust: Option<Trust>,
+}
+
+/// `trust:` in `stagegate.yaml` (DESIGN §4.16): the runners' keys, and people's keys with
+/// the kinds of record each may write. With it, only records in ledger commits signed by a
+/// key entitled to their kind count.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Trust {
+    /// Ledger commit: it and its ancestors count unsigned (`trust:` adopted on a ledger
+    /// with history; nothing is re-run).
+    pub since: Option<String>,
+    pub runners: Vec<TrustedKey>,
+    pub people: Vec<TrustedPerson>,
+    pub retired: Vec<RetiredKey>,
+}
+
+/// A runner's key: it may write results and the gate's own records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrustedKey {
+    pub name: String,
+    /// An OpenSSH public key line (`ssh-ed25519 AAAA… comment`).
+    pub key: String,
+}
+
+/// A person: the records they may write, and who they are on the forges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrustedPerson {
+    pub name: String,
+    pub key: Option<String>,
+    pub may: Vec<RecordKind>,
+    pub github: Option<String>,
+    pub gitlab: Option<String>,
+}
+
+/// A key no longer trusted: records it signed count only up to ledger commit `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetiredKey {
+    pub name: Option<String>,
+    pub key: String,
+    pub until: Option<String>,
+}
+
+/// The kinds of record a person may be entitled to write: one per command that writes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordKind {
+    Waive,
+    Approve,
+    Freeze,
+    Unfreeze,
+    Quarantine,
+    Unquarantine,
+    Hold,
+    Release,
+    Drop,
+    Recheck,
+}
+
+impl RecordKind {
+    pub const ALL: [RecordKind; 10] = [
+        RecordKind::Waive,
+        RecordKind::Approve,
+        RecordKind::Freeze,
+        RecordKind::Unfreeze,
+        RecordKind::Quarantine,
+        RecordKind::Unquarantine,
+        RecordKind::Hold,
+        RecordKind::Release,
+        RecordKind::Drop,
+        RecordKind::Recheck,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Waive => "waive",
+            RecordKind::Approve => "approve",
+            RecordKind::Freeze => "freeze",
+            RecordKind::Unfreeze => "unfreeze",
+            RecordKind::Quarantine => "quarantine",
+            RecordKind::Unquarantine => "unquarantine",
+            RecordKind::Hold => "hold",
+            RecordKind::Release => "release",
+            RecordKind::Drop => "drop",
+            RecordKind::Recheck => "recheck",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RecordKind> {
+        RecordKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Variables of the runner's environment passed on to jobs (`env:` in `stagegate.yaml`).

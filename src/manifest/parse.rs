@@ -550,6 +550,7 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
         store.value.clone()
     });
     let env = doc.env.map(|e| job_env(&mut c, e)).unwrap_or_default();
+    let trust = doc.trust.map(|t| trust(&mut c, t));
     c.finish(Pipeline {
         stages,
         gates,
@@ -557,10 +558,98 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
         push_results,
         artifact_store,
         env,
+        trust,
     })
 }
 
 /// `env: {pass, secret}`: variable names, each listed once, none of the tool's own.
+/// `trust:`: every key an ed25519 OpenSSH public key, every name once, every `may` a kind of
+/// record, every ledger commit a full hex id.
+fn trust(c: &mut Check, doc: TrustDoc) -> Trust {
+    let key = |c: &mut Check, field: &str, k: &Spanned<String>| -> String {
+        if let Err(why) = crate::sshsig::parse_public_key(&k.value) {
+            c.err(
+                Pos::of(k),
+                format!("`{field}` is not a usable public key: {why}"),
+                Some("paste one line of a .pub file, e.g. `ssh-ed25519 AAAAC3Nz… ci@runner` (make one with `ssh-keygen -t ed25519`)".into()),
+            );
+        }
+        k.value.trim().to_string()
+    };
+    let commit = |c: &mut Check, field: &str, v: &Spanned<String>| -> String {
+        if v.value.len() != 40 || !v.value.bytes().all(|b| b.is_ascii_hexdigit()) {
+            c.err(
+                Pos::of(v),
+                format!("`{field}` {:?} is not a full commit id", v.value),
+                Some("name a commit of the results ledger in full (40 hex digits): `git rev-parse refs/stagegate/results`".into()),
+            );
+        }
+        v.value.to_ascii_lowercase()
+    };
+    let mut names: Vec<String> = Vec::new();
+    let mut unique = |c: &mut Check, n: &Spanned<String>| {
+        if names.contains(&n.value) {
+            c.err(
+                Pos::of(n),
+                format!("{:?} is named twice in `trust`", n.value),
+                Some(
+                    "give each runner and person one entry (rotate a key by retiring the old one)"
+                        .into(),
+                ),
+            );
+        }
+        names.push(n.value.clone());
+    };
+    let mut out = Trust {
+        since: doc.since.as_ref().map(|s| commit(c, "trust.since", s)),
+        ..Trust::default()
+    };
+    for r in &doc.runners {
+        unique(c, &r.value.name);
+        out.runners.push(TrustedKey {
+            name: r.value.name.value.clone(),
+            key: key(c, "trust.runners.key", &r.value.key),
+        });
+    }
+    for p in &doc.people {
+        let p = &p.value;
+        unique(c, &p.name);
+        let mut may = Vec::new();
+        for m in &p.may {
+            match RecordKind::parse(&m.value) {
+                Some(k) => may.push(k),
+                None => c.err(
+                    Pos::of(m),
+                    format!("{:?} is not a kind of record a person may write", m.value),
+                    Some(format!(
+                        "one of {}",
+                        RecordKind::ALL.map(|k| k.as_str()).join(", ")
+                    )),
+                ),
+            }
+        }
+        out.people.push(TrustedPerson {
+            name: p.name.value.clone(),
+            key: p.key.as_ref().map(|k| key(c, "trust.people.key", k)),
+            may,
+            github: p.github.clone(),
+            gitlab: p.gitlab.clone(),
+        });
+    }
+    for r in &doc.retired {
+        out.retired.push(RetiredKey {
+            name: r.value.name.clone(),
+            key: key(c, "trust.retired.key", &r.value.key),
+            until: r
+                .value
+                .until
+                .as_ref()
+                .map(|u| commit(c, "trust.retired.until", u)),
+        });
+    }
+    out
+}
+
 fn job_env(c: &mut Check, doc: EnvDoc) -> JobEnv {
     let mut seen: Vec<String> = Vec::new();
     let mut names = |c: &mut Check, field: &str, list: Vec<Spanned<String>>| -> Vec<String> {

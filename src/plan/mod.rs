@@ -201,6 +201,9 @@ pub struct MovePlan {
     /// The valid candidates, grouped; invalid candidates are in no group.
     pub groups: Vec<Group>,
     pub jobs: BTreeMap<String, Job>,
+    /// Whose signatures make evidence count, as T's own pipeline says (`None`: all counts).
+    #[serde(skip)]
+    pub trust: Option<crate::manifest::Trust>,
 }
 
 impl MovePlan {
@@ -355,6 +358,15 @@ impl<'r> Planner<'r> {
         }
     }
 
+    /// The `trust:` of T's own pipeline at `to_head` (the last stage's, when T's does not
+    /// parse), as the gate into T weighs evidence.
+    pub fn trust_of(&self, to_head: ObjectId) -> Result<Option<crate::manifest::Trust>> {
+        match self.snapshot(to_head)?.pipeline() {
+            Ok(p) => Ok(p.trust),
+            Err(_) => Ok(self.pipeline.trust.clone()),
+        }
+    }
+
     /// Plans for every move, optionally only the move into or out of `stage`.
     pub fn plan_all(&self, stage: Option<&str>) -> Result<Vec<MovePlan>> {
         let only = stage
@@ -387,6 +399,7 @@ impl<'r> Planner<'r> {
         to_head: ObjectId,
     ) -> Result<MovePlan> {
         let gate = self.gate_of(to, to_head)?;
+        let trust = self.trust_of(to_head)?;
         let s = self.snapshot(from_head)?;
         let t = self.snapshot(to_head)?;
         let candidates = candidate::candidates(self.repo, &s, &t)?;
@@ -399,6 +412,7 @@ impl<'r> Planner<'r> {
             candidates,
             groups: Vec::new(),
             jobs: BTreeMap::new(),
+            trust,
         };
         let (groups, early) = self.group(&plan.candidates, &s, &t)?;
         for (members, blocked) in groups.into_iter().zip(early) {

@@ -200,6 +200,9 @@ pub fn promote_move(
     let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
     for _attempt in 0..5 {
         let plan = planner.plan_move(from, to)?;
+        if !opts.dry_run && !plan.candidates.is_empty() {
+            crate::trust::require_signer(&to.name, plan.trust.as_ref())?;
+        }
         if !opts.dry_run {
             facts::record_seen(&ledger, &plan, opts.now)?;
         }

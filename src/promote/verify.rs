@@ -192,7 +192,9 @@ fn verify_promotion(
         Some(tip) => ledger.view_at(tip)?,
         None => ledger.view()?,
     }
-    .as_of(&rec.decided_at);
+    .as_of(&rec.decided_at)
+    // Weighed under the `trust:` of T as it was when the decision was made.
+    .trusting(plan.trust.as_ref())?;
     let at = humantime::parse_rfc3339(&rec.decided_at)
         .map_err(|e| Error::usage(format!("{path}: decided-at {:?}: {e}", rec.decided_at)))?
         .duration_since(std::time::UNIX_EPOCH)

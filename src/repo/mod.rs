@@ -449,11 +449,31 @@ impl Repo {
         if !fixed("GIT_AUTHOR_DATE") {
             author.time = fallback.time;
         }
-        let c = self
+        let mut commit = gix::objs::Commit {
+            message: message.into(),
+            tree,
+            author: author.into(),
+            committer: committer.into(),
+            encoding: None,
+            parents: parents.iter().copied().collect(),
+            extra_headers: Vec::new(),
+        };
+        // Signed in git's own format when this process has a key (`crate::sshsig`): the
+        // signature covers the commit as written without its `gpgsig` header.
+        if let Some(signer) = crate::sshsig::signer() {
+            use gix::objs::WriteTo;
+            let mut payload = Vec::new();
+            commit
+                .write_to(&mut payload)
+                .context(|| "encoding a commit to sign".into())?;
+            let sig = signer.sign(&payload).map_err(Error::infra)?;
+            commit.extra_headers.push(("gpgsig".into(), sig.into()));
+        }
+        let id = self
             .git
-            .new_commit_as(committer, author, message, tree, parents.iter().copied())
+            .write_object(&commit)
             .context(|| "writing a commit".into())?;
-        Ok(c.id)
+        Ok(id.detach())
     }
 
     /// Move `name` to `new` only if it is still at `expected` (`None`: must not exist).

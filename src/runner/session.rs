@@ -386,7 +386,12 @@ fn run_selection(
 /// rejection stands, and the combination of the candidates that pass alone), after the
 /// options' filters, without the jobs with a settled result unless asked to run them again.
 fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection> {
-    let view = Ledger::new(planner.repo, &planner.pipeline.results_ref).view()?;
+    // A result the gate would not count (unsigned, untrusted under a `trust:`) is no
+    // reason to skip a job: it is run, and signed.
+    let trust = work.iter().find_map(|w| w.plan.trust.as_ref());
+    let view = Ledger::new(planner.repo, &planner.pipeline.results_ref)
+        .view()?
+        .trusting(trust)?;
     let mut all: BTreeMap<String, Job> = BTreeMap::new();
     // Heisenbugs a gate waits on for more tries (`flaky: {policy: wait}`).
     let mut retry = BTreeSet::new();
@@ -432,6 +437,14 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
         }
         planned_attempts.insert(key.clone(), view.attempt_count(key)?);
         jobs.push(job.clone());
+    }
+    if !jobs.is_empty() {
+        for w in work
+            .iter()
+            .filter(|w| w.plan.jobs.keys().any(|k| jobs.iter().any(|j| &j.key == k)))
+        {
+            crate::trust::require_signer(&w.plan.to.name, w.plan.trust.as_ref())?;
+        }
     }
     let known = known_builds(&view, &jobs)?;
     Ok(Selection {

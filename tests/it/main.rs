@@ -31,4 +31,5 @@ mod test_stall;
 mod test_store;
 mod test_sync;
 mod test_triage;
+mod test_trust;
 mod test_walk;

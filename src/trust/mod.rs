@@ -1,0 +1,498 @@
+//! Whose evidence counts (DESIGN §4.16 a).
+//!
+//! With `trust:` in T's pipeline, a record of the results ledger counts only when the
+//! ledger commit that wrote it is signed (git's SSH format, [`crate::sshsig`]) by a key T
+//! trusts for that kind of record:
+//!
+//! | path in the ledger                                | who may write it                       |
+//! |---------------------------------------------------|----------------------------------------|
+//! | results, `decisions/`, `seen/`, `bisect/`, a rejected version | a runner                   |
+//! | `overrides/waive/…`, `approve/`, `freeze/`, `quarantine/`, `recheck/` | a person with that kind in `may` |
+//! | `overrides/removed/<id>.yaml`                     | `unfreeze`, `unquarantine`, or `waive` / `approve` for those |
+//! | `versions/…` saying `dropped`                     | a person with `drop`                   |
+//!
+//! Commits that are ancestors of `trust.since` (the ledger as it was when `trust:` was
+//! adopted) count as they are; a key moved to `trust.retired` counts only in the history
+//! of its `until` commit. Everything else is *not counted*, and says why: unsigned, a bad
+//! signature, an untrusted key, or a key not entitled to that kind of record.
+//! [`assess`] walks the ledger's commits once and keeps what it found in
+//! `<git-dir>/stagegate/evidence/`, so a later call reads only the commits added since.
+//! The ledger view leaves what is not counted out of every read ([`crate::ledger`]), so the
+//! gate, `why`, `status`, the report and `verify` weigh the same evidence.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use gix::ObjectId;
+use gix::objs::tree::EntryKind;
+use serde::{Deserialize, Serialize};
+use ssh_key::public::KeyData;
+
+use crate::error::{Context, Result};
+use crate::manifest::{RecordKind, Trust};
+use crate::repo::Repo;
+
+/// Who signed a commit, as `trust:` sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Signer {
+    Runner(String),
+    Person(String, Vec<RecordKind>),
+    Retired(String, Option<ObjectId>),
+    Untrusted(String),
+    Unsigned,
+    Bad(String),
+}
+
+/// Why a record does not count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "why")]
+pub enum Why {
+    /// Its commit carries no signature.
+    Unsigned,
+    /// Its commit's signature does not verify.
+    BadSignature { detail: String },
+    /// Signed by a key `trust:` does not list.
+    UntrustedKey { fingerprint: String },
+    /// Signed by someone `trust:` does not allow to write this kind of record.
+    NotEntitled { signer: String, kind: String },
+    /// Signed by a retired key after its retirement.
+    Retired { signer: String },
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::Unsigned => f.write_str("unsigned"),
+            Why::BadSignature { detail } => write!(f, "bad signature ({detail})"),
+            Why::UntrustedKey { fingerprint } => write!(f, "untrusted key {fingerprint}"),
+            Why::NotEntitled { signer, kind } => {
+                write!(f, "not entitled: {signer} may not write {kind} records")
+            }
+            Why::Retired { signer } => {
+                write!(f, "signed by {signer}'s retired key after its retirement")
+            }
+        }
+    }
+}
+
+/// A record of the ledger that does not count, the commit that wrote it, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotCounted {
+    pub path: String,
+    pub commit: String,
+    #[serde(flatten)]
+    pub why: Why,
+}
+
+/// What of the ledger does not count under one `trust:`, by path.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Evidence {
+    pub not_counted: BTreeMap<String, NotCounted>,
+}
+
+impl Evidence {
+    pub fn counts(&self, path: &str) -> bool {
+        !self.not_counted.contains_key(path)
+    }
+
+    /// The records under `dir/` that do not count.
+    pub fn under<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = &'a NotCounted> + 'a {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        self.not_counted
+            .range(prefix.clone()..)
+            .take_while(move |(p, _)| p.starts_with(&prefix))
+            .map(|(_, n)| n)
+    }
+}
+
+/// `trust:` with its keys parsed.
+pub struct Policy {
+    runners: Vec<(String, KeyData)>,
+    people: Vec<(String, KeyData, Vec<RecordKind>)>,
+    retired: Vec<(String, KeyData, Option<ObjectId>)>,
+    since: Option<ObjectId>,
+    /// Names this policy in the cache.
+    id: String,
+}
+
+impl Policy {
+    pub fn new(trust: &Trust) -> Policy {
+        let key = |k: &str| {
+            crate::sshsig::parse_public_key(k)
+                .ok()
+                .map(|p| p.key_data().clone())
+        };
+        let oid = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(|s| ObjectId::from_hex(s.as_bytes()).ok())
+        };
+        let id = {
+            use sha2::Digest;
+            let yaml = serde_json::to_string(trust).unwrap_or_default();
+            hex::encode(&sha2::Sha256::digest(yaml.as_bytes())[..10])
+        };
+        Policy {
+            runners: trust
+                .runners
+                .iter()
+                .filter_map(|r| Some((r.name.clone(), key(&r.key)?)))
+                .collect(),
+            people: trust
+                .people
+                .iter()
+                .filter_map(|p| Some((p.name.clone(), key(p.key.as_deref()?)?, p.may.clone())))
+                .collect(),
+            retired: trust
+                .retired
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        r.name.clone().unwrap_or_else(|| "a retired key".into()),
+                        key(&r.key)?,
+                        oid(&r.until),
+                    ))
+                })
+                .collect(),
+            since: oid(&trust.since),
+            id,
+        }
+    }
+
+    fn signer_of(&self, data: &[u8]) -> Signer {
+        let Ok(Some((sig, signed))) =
+            gix::objs::CommitRefIter::signature(data, gix::hash::Kind::Sha1)
+        else {
+            return Signer::Unsigned;
+        };
+        let key = match crate::sshsig::verify(sig.as_ref(), &signed.to_bstring()) {
+            Ok(k) => k,
+            Err(e) => return Signer::Bad(e),
+        };
+        let kd = key.key_data();
+        if let Some((n, _)) = self.runners.iter().find(|(_, k)| k == kd) {
+            return Signer::Runner(n.clone());
+        }
+        if let Some((n, _, may)) = self.people.iter().find(|(_, k, _)| k == kd) {
+            return Signer::Person(n.clone(), may.clone());
+        }
+        if let Some((n, _, until)) = self.retired.iter().find(|(_, k, _)| k == kd) {
+            return Signer::Retired(n.clone(), *until);
+        }
+        Signer::Untrusted(crate::sshsig::fingerprint(&key))
+    }
+}
+
+/// Who may write a ledger path: a runner, or a person entitled to `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    Runner,
+    Person(RecordKind),
+}
+
+impl Writer {
+    fn name(self) -> &'static str {
+        match self {
+            Writer::Runner => "result",
+            Writer::Person(k) => k.as_str(),
+        }
+    }
+}
+
+/// The kind of record at `path` (reading it only where the path does not say).
+fn writer_of(repo: &Repo, path: &str, blob: ObjectId) -> Writer {
+    let mut parts = path.split('/');
+    match (parts.next(), parts.next()) {
+        (Some("overrides"), Some(kind)) => match kind {
+            "waive" => Writer::Person(RecordKind::Waive),
+            "approve" => Writer::Person(RecordKind::Approve),
+            "freeze" => Writer::Person(RecordKind::Freeze),
+            "quarantine" => Writer::Person(RecordKind::Quarantine),
+            "recheck" => Writer::Person(RecordKind::Recheck),
+            "removed" => {
+                #[derive(Deserialize)]
+                struct Removal {
+                    kind: String,
+                }
+                let kind = repo
+                    .blob(blob)
+                    .ok()
+                    .and_then(|b| serde_saphyr::from_slice::<Removal>(&b).ok())
+                    .map(|r| r.kind)
+                    .unwrap_or_default();
+                Writer::Person(match kind.as_str() {
+                    "freeze" => RecordKind::Unfreeze,
+                    "quarantine" => RecordKind::Unquarantine,
+                    "approve" => RecordKind::Approve,
+                    _ => RecordKind::Waive,
+                })
+            }
+            // A kind this version does not know: only a person trusted for everything.
+            _ => Writer::Person(RecordKind::Drop),
+        },
+        (Some("versions"), _) => {
+            let dropped = repo
+                .blob(blob)
+                .ok()
+                .is_some_and(|b| String::from_utf8_lossy(&b).contains("why: dropped"));
+            if dropped {
+                Writer::Person(RecordKind::Drop)
+            } else {
+                Writer::Runner
+            }
+        }
+        _ => Writer::Runner,
+    }
+}
+
+/// The cache of one policy's assessment: up to which ledger commit it was made.
+#[derive(Serialize, Deserialize)]
+struct Cached {
+    tip: String,
+    #[serde(default)]
+    not_counted: Vec<NotCounted>,
+}
+
+/// What of the ledger at `tip` does not count under `policy`.
+pub fn assess(repo: &Repo, tip: Option<ObjectId>, policy: &Policy) -> Result<Arc<Evidence>> {
+    let Some(tip) = tip else {
+        return Ok(Arc::default());
+    };
+    let dir = repo.git.common_dir().join("stagegate/evidence");
+    let file = dir.join(format!("{}.json", policy.id));
+    let mut evidence = Evidence::default();
+    let mut hidden: Vec<ObjectId> = Vec::new();
+    if let Some(c) = std::fs::read(&file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Cached>(&b).ok())
+        && let Ok(at) = ObjectId::from_hex(c.tip.as_bytes())
+        && repo.git.has_object(at)
+        && (at == tip || repo.is_ancestor(at, tip)?)
+    {
+        evidence.not_counted = c
+            .not_counted
+            .into_iter()
+            .map(|n| (n.path.clone(), n))
+            .collect();
+        if at == tip {
+            return Ok(Arc::new(evidence));
+        }
+        hidden.push(at);
+    } else if let Some(c) = std::fs::read(&file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Cached>(&b).ok())
+        && let Ok(at) = ObjectId::from_hex(c.tip.as_bytes())
+        && repo.git.has_object(at)
+        && repo.is_ancestor(tip, at)?
+    {
+        // An older ledger than the one assessed last (`verify` replaying a decision): what
+        // did not count then is what does not count now, written by a commit it holds.
+        for n in c.not_counted {
+            if let Ok(commit) = ObjectId::from_hex(n.commit.as_bytes())
+                && repo.is_ancestor(commit, tip)?
+            {
+                evidence.not_counted.insert(n.path.clone(), n);
+            }
+        }
+        return Ok(Arc::new(evidence));
+    }
+    if let Some(s) = policy.since.filter(|s| repo.git.has_object(*s)) {
+        hidden.push(s);
+    }
+    let walk = repo
+        .git
+        .rev_walk([tip])
+        .with_hidden(hidden)
+        .all()
+        .context(|| "walking the results ledger".into())?;
+    // The history of each retired key's `until`, read once when a commit it signed is met.
+    let mut before_retirement: BTreeMap<ObjectId, HashSet<ObjectId>> = BTreeMap::new();
+    for info in walk {
+        let info = info.context(|| "walking the results ledger".into())?;
+        let id = info.id;
+        let object = repo
+            .git
+            .find_object(id)
+            .context(|| format!("reading ledger commit {id}"))?;
+        let signer = policy.signer_of(&object.data);
+        let c = repo.commit(id)?;
+        let allowed = |w: Writer| -> std::result::Result<(), Why> {
+            match (&signer, w) {
+                (Signer::Runner(_), Writer::Runner) => Ok(()),
+                (Signer::Person(_, may), Writer::Person(k)) if may.contains(&k) => Ok(()),
+                (Signer::Runner(n) | Signer::Person(n, _), w) => Err(Why::NotEntitled {
+                    signer: n.clone(),
+                    kind: w.name().into(),
+                }),
+                (Signer::Retired(n, _), _) => Err(Why::Retired { signer: n.clone() }),
+                (Signer::Untrusted(fp), _) => Err(Why::UntrustedKey {
+                    fingerprint: fp.clone(),
+                }),
+                (Signer::Unsigned, _) => Err(Why::Unsigned),
+                (Signer::Bad(e), _) => Err(Why::BadSignature { detail: e.clone() }),
+            }
+        };
+        // A retired key's signature still counts in the history of its `until`, for what
+        // it was entitled to then: a runner's records.
+        let retired_ok = match &signer {
+            Signer::Retired(_, Some(until)) if repo.git.has_object(*until) => {
+                let set = match before_retirement.entry(*until) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        let mut set = HashSet::new();
+                        for i in repo
+                            .git
+                            .rev_walk([*until])
+                            .all()
+                            .context(|| "walking the results ledger".into())?
+                        {
+                            set.insert(i.context(|| "walking the results ledger".into())?.id);
+                        }
+                        v.insert(set)
+                    }
+                };
+                set.contains(&id)
+            }
+            _ => false,
+        };
+        let added = added_paths(repo, &c)?;
+        for (path, blob) in added {
+            let w = writer_of(repo, &path, blob);
+            let verdict = if retired_ok { Ok(()) } else { allowed(w) };
+            if let Err(why) = verdict {
+                evidence
+                    .not_counted
+                    .entry(path.clone())
+                    .or_insert(NotCounted {
+                        path,
+                        commit: id.to_string(),
+                        why,
+                    });
+            }
+        }
+    }
+    let cached = Cached {
+        tip: tip.to_string(),
+        not_counted: evidence.not_counted.values().cloned().collect(),
+    };
+    // A cache is a convenience: one that cannot be written is computed again next time.
+    if std::fs::create_dir_all(&dir).is_ok()
+        && let Ok(json) = serde_json::to_vec(&cached)
+    {
+        let tmp = dir.join(format!(".{}.{}", policy.id, std::process::id()));
+        if std::fs::write(&tmp, json).is_ok() {
+            let _ = std::fs::rename(&tmp, &file);
+        }
+    }
+    Ok(Arc::new(evidence))
+}
+
+/// The files commit `c` wrote: new or changed against its first parent and not taken from
+/// another parent (a merge of two runners' ledgers writes nothing of its own).
+fn added_paths(repo: &Repo, c: &crate::repo::CommitInfo) -> Result<Vec<(String, ObjectId)>> {
+    let base = match c.parents.first() {
+        Some(p) => Some(repo.tree_of(*p)?),
+        None => None,
+    };
+    let mut out = Vec::new();
+    diff(repo, base, c.tree, "", &mut out)?;
+    if c.parents.len() > 1 {
+        let others: Vec<ObjectId> = c.parents[1..]
+            .iter()
+            .map(|p| repo.tree_of(*p))
+            .collect::<Result<_>>()?;
+        let mut mine = Vec::new();
+        for (path, blob) in out {
+            let mut theirs = false;
+            for t in &others {
+                if repo.entry(*t, &path)?.is_some_and(|e| e.id == blob) {
+                    theirs = true;
+                    break;
+                }
+            }
+            if !theirs {
+                mine.push((path, blob));
+            }
+        }
+        out = mine;
+    }
+    Ok(out)
+}
+
+/// The blobs of `new` that `old` lacks or holds differently, with their paths.
+fn diff(
+    repo: &Repo,
+    old: Option<ObjectId>,
+    new: ObjectId,
+    prefix: &str,
+    out: &mut Vec<(String, ObjectId)>,
+) -> Result<()> {
+    if old == Some(new) {
+        return Ok(());
+    }
+    let before: BTreeMap<String, (EntryKind, ObjectId)> = match old {
+        Some(o) => repo
+            .tree_entries(o)?
+            .into_iter()
+            .map(|e| (e.name, (e.kind, e.id)))
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    for e in repo.tree_entries(new)? {
+        let path = format!("{prefix}{}", e.name);
+        let was = before.get(&e.name);
+        if was.is_some_and(|(_, id)| *id == e.id) {
+            continue;
+        }
+        if e.kind == EntryKind::Tree {
+            let old_tree = was
+                .filter(|(k, _)| *k == EntryKind::Tree)
+                .map(|(_, id)| *id);
+            diff(repo, old_tree, e.id, &format!("{path}/"), out)?;
+        } else {
+            out.push((path, e.id));
+        }
+    }
+    Ok(())
+}
+
+/// With `trust:` in T's pipeline, what this process writes for the move into T counts only
+/// when signed: refuse to run or decide without a key rather than write evidence that
+/// would not count.
+pub fn require_signer(to: &str, trust: Option<&Trust>) -> Result<()> {
+    let Some(trust) = trust else {
+        return Ok(());
+    };
+    let Some(signer) = crate::sshsig::signer() else {
+        return Err(crate::Error::usage_help(
+            format!(
+                "the gate into {to} counts signed evidence only (`trust:` in stagegate.yaml), and this runner has no signing key"
+            ),
+            format!(
+                "set {} to the private key of a runner listed in trust.runners (its text, or a file's path)",
+                crate::sshsig::KEY_VAR
+            ),
+        ));
+    };
+    let mine = crate::sshsig::parse_public_key(&signer.public_line())
+        .ok()
+        .map(|k| k.key_data().clone());
+    let listed = trust.runners.iter().any(|r| {
+        crate::sshsig::parse_public_key(&r.key)
+            .ok()
+            .is_some_and(|k| Some(k.key_data()) == mine.as_ref())
+    });
+    if !listed {
+        return Err(crate::Error::usage_help(
+            format!(
+                "the signing key {} ({}) is not a runner key the gate into {to} trusts: what it signs would not count",
+                signer.fingerprint(),
+                signer.source
+            ),
+            format!(
+                "add it to trust.runners in stagegate.yaml (`{}`), or use a listed runner's key",
+                signer.public_line()
+            ),
+        ));
+    }
+    Ok(())
+}
