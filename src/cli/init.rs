@@ -54,11 +54,18 @@ pub struct Args {
     /// it); default: the release this binary was built by, pinned by its commit.
     #[arg(long, value_name = "OWNER/REPO@REF", requires = "github")]
     pub github_action: Option<String>,
+    /// Count signed evidence only (`trust:` in stagegate.yaml): PUBKEY (an ed25519 `.pub`
+    /// file) becomes the runner's key and its holder's, entitled to every kind of record.
+    /// Run stagegate with the private key in STAGEGATE_SIGNING_KEY.
+    #[arg(long, value_name = "PUBKEY")]
+    pub trust: Option<PathBuf>,
 }
 
 /// What `--github` and `--store` settled before anything is written.
 struct Setup {
     store: Option<String>,
+    /// `--trust`: the `trust:` block to append to stagegate.yaml.
+    trust: Option<String>,
     github: Option<GitHub>,
 }
 
@@ -78,9 +85,11 @@ impl Setup {
         if let Some(s) = &args.store {
             github::check_store(s)?;
         }
+        let trust = args.trust.as_deref().map(trust_block).transpose()?;
         let Some(workflow) = args.github else {
             return Ok(Setup {
                 store: args.store.clone(),
+                trust,
                 github: None,
             });
         };
@@ -109,6 +118,7 @@ impl Setup {
         };
         Ok(Setup {
             store: Some(store.clone()),
+            trust,
             github: Some(GitHub {
                 workflow,
                 action,
@@ -120,6 +130,18 @@ impl Setup {
 
     /// Add what the options ask for to `files`: the store in stagegate.yaml, the workflows.
     fn apply(&self, files: &mut Vec<File>) -> Result<()> {
+        if let Some(trust) = &self.trust {
+            let yaml = files
+                .iter_mut()
+                .find(|f| f.path == "stagegate.yaml")
+                .ok_or_else(|| Error::infra("the template has no stagegate.yaml"))?;
+            let mut text = String::from_utf8_lossy(&yaml.data).into_owned();
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(trust);
+            yaml.data = text.into_bytes();
+        }
         if let Some(store) = &self.store {
             let yaml = files
                 .iter_mut()
@@ -149,6 +171,28 @@ impl Setup {
             .print();
         }
     }
+}
+
+/// The `trust:` block for `init --trust PUBKEY`: the key is the runner's and its holder's,
+/// who may write every kind of record.
+fn trust_block(path: &Path) -> Result<String> {
+    let line = std::fs::read_to_string(path)
+        .map_err(|e| Error::usage(format!("--trust {}: {e}", path.display())))?;
+    let line = line.trim();
+    crate::sshsig::parse_public_key(line).map_err(|why| {
+        Error::usage_help(
+            format!("--trust {}: not an ed25519 public key: {why}", path.display()),
+            "make one with `ssh-keygen -t ed25519 -f ~/.ssh/stagegate` and pass ~/.ssh/stagegate.pub",
+        )
+    })?;
+    let kinds: Vec<&str> = crate::manifest::RecordKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    Ok(format!(
+        "# Only evidence signed by these keys counts (README: Signed evidence); run stagegate\n# with the private key in STAGEGATE_SIGNING_KEY.\ntrust:\n  runners:\n    - name: runner\n      key: {line}\n  people:\n    - name: maintainer\n      key: {line}\n      may: [{}]\n",
+        kinds.join(", ")
+    ))
 }
 
 /// The examples `init --example` can scaffold.

@@ -35,8 +35,13 @@ use crate::repo::Repo;
 /// Who signed a commit, as `trust:` sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Signer {
-    Runner(String),
-    Person(String, Vec<RecordKind>),
+    /// A key `trust:` lists: as a runner's, a person's (with what they may write), or both
+    /// (one maintainer's key on a small setup).
+    Trusted {
+        name: String,
+        runner: bool,
+        may: Vec<RecordKind>,
+    },
     Retired(String, Option<ObjectId>),
     Untrusted(String),
     Unsigned,
@@ -169,11 +174,18 @@ impl Policy {
             Err(e) => return Signer::Bad(e),
         };
         let kd = key.key_data();
-        if let Some((n, _)) = self.runners.iter().find(|(_, k)| k == kd) {
-            return Signer::Runner(n.clone());
-        }
-        if let Some((n, _, may)) = self.people.iter().find(|(_, k, _)| k == kd) {
-            return Signer::Person(n.clone(), may.clone());
+        let runner = self.runners.iter().find(|(_, k)| k == kd);
+        let person = self.people.iter().find(|(_, k, _)| k == kd);
+        if runner.is_some() || person.is_some() {
+            return Signer::Trusted {
+                name: person
+                    .map(|(n, _, _)| n)
+                    .or(runner.map(|(n, _)| n))
+                    .cloned()
+                    .unwrap_or_default(),
+                runner: runner.is_some(),
+                may: person.map(|(_, _, may)| may.clone()).unwrap_or_default(),
+            };
         }
         if let Some((n, _, until)) = self.retired.iter().find(|(_, k, _)| k == kd) {
             return Signer::Retired(n.clone(), *until);
@@ -317,10 +329,10 @@ pub fn assess(repo: &Repo, tip: Option<ObjectId>, policy: &Policy) -> Result<Arc
         let c = repo.commit(id)?;
         let allowed = |w: Writer| -> std::result::Result<(), Why> {
             match (&signer, w) {
-                (Signer::Runner(_), Writer::Runner) => Ok(()),
-                (Signer::Person(_, may), Writer::Person(k)) if may.contains(&k) => Ok(()),
-                (Signer::Runner(n) | Signer::Person(n, _), w) => Err(Why::NotEntitled {
-                    signer: n.clone(),
+                (Signer::Trusted { runner: true, .. }, Writer::Runner) => Ok(()),
+                (Signer::Trusted { may, .. }, Writer::Person(k)) if may.contains(&k) => Ok(()),
+                (Signer::Trusted { name, .. }, w) => Err(Why::NotEntitled {
+                    signer: name.clone(),
                     kind: w.name().into(),
                 }),
                 (Signer::Retired(n, _), _) => Err(Why::Retired { signer: n.clone() }),

@@ -531,3 +531,47 @@ fn check_explains_a_bad_trust_entry() {
     assert!(all.contains("not a usable public key"), "{all}");
     assert!(all.contains("\"launch\" is not a kind of record"), "{all}");
 }
+
+#[test]
+fn the_example_switches_to_signed_evidence_with_one_command() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = keypair(keys.path(), "me");
+    let env = TestEnv::new();
+    // As the README gives it: `stagegate init --example --trust ~/.ssh/stagegate.pub`.
+    let mut cmd = Command::new(crate::common::stagegate_bin());
+    base_env(&mut cmd, env.home());
+    let out = cmd
+        .arg("init")
+        .arg(&env.repo)
+        .arg("--example")
+        .arg("--trust")
+        .arg(key.with_extension("pub"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pipeline = env.git(&["show", "stable:stagegate.yaml"]);
+    assert!(pipeline.contains(&public), "{pipeline}");
+    sg_ok(&env, None, &["check", "stable"]);
+
+    // Without the key, nothing runs; with it, the example goes through and is signed.
+    let (code, _, err) = sg(&env, None, &["cycle"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("STAGEGATE_SIGNING_KEY"), "{err}");
+    sg_ok(&env, Some(&key), &["cycle"]);
+    let status = sg_ok(&env, Some(&key), &["status", "--format", "json"]);
+    assert!(status.contains("\"signed_evidence\": true"), "{status}");
+    assert!(!status.contains("not_counted"), "{status}");
+    let commits = env.git(&["rev-list", LEDGER]);
+    assert!(!commits.is_empty());
+    for c in commits.lines() {
+        let raw = env.git(&["cat-file", "commit", c]);
+        assert!(
+            raw.contains("gpgsig -----BEGIN SSH SIGNATURE-----"),
+            "{raw}"
+        );
+    }
+}
