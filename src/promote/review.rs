@@ -217,6 +217,21 @@ pub fn post_check(
     Ok(())
 }
 
+/// The approving review a promotion through a pull request rests on
+/// (`reviews/<T>/<promotion commit>.yaml` in the results ledger).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ReviewRecord {
+    pub pull_request: u64,
+    pub url: String,
+    /// The promotion commit the review approved (what T became).
+    pub head: String,
+    pub into: String,
+    /// The forge logins whose approvals counted.
+    pub approved_by: Vec<String>,
+    pub merged_at: String,
+}
+
 /// Put the promotion up for review, or merge it when it is approved.
 ///
 /// The promotion branch holds the promotion commit itself (what a direct promotion would
@@ -296,9 +311,16 @@ pub fn via_pull_request(
             ..run
         })?;
     }
-    let (approved, why) = approval(repo, review.forge, pr.number, head, plan.to_head)?;
+    let (approved, why) = approval(
+        repo,
+        review.forge,
+        pr.number,
+        head,
+        plan.to_head,
+        plan.trust.as_ref().map(|t| (t, plan.to.name.as_str())),
+    )?;
     notes.extend(why);
-    if !approved {
+    let Some(approvers) = approved else {
         notes.push(format!(
             "waiting for an approving review of pull request #{} at {} ({})",
             pr.number,
@@ -309,7 +331,7 @@ pub fn via_pull_request(
             promoted: None,
             notes,
         });
-    }
+    };
     // Merge: T moves to the approved commit, only from the head the decision was made on.
     let lease = format!(
         "--force-with-lease=refs/heads/{}:{}",
@@ -340,6 +362,27 @@ pub fn via_pull_request(
         plan.to.branch,
         short(head)
     ));
+    // The review the promotion rests on, beside the decision it approved: a forge's word,
+    // recorded by the runner that read it.
+    let record = ReviewRecord {
+        pull_request: pr.number,
+        url: pr.url.clone(),
+        head: head.to_string(),
+        into: plan.to.name.clone(),
+        approved_by: approvers,
+        merged_at: crate::records::now_rfc3339(),
+    };
+    crate::ledger::Ledger::new(repo, &planner.pipeline.results_ref).put_new(
+        &[(
+            format!("reviews/{}/{head}.yaml", plan.to.name),
+            crate::records::to_yaml(&record),
+        )],
+        &format!(
+            "Review: pull request #{} approved by {}\n",
+            pr.number,
+            record.approved_by.join(", ")
+        ),
+    )?;
     let reflog = format!("stagegate: merge pull request #{}", pr.number);
     if repo.cas(&plan.to.ref_name(), Some(plan.to_head), head, &reflog)? == Cas::Updated {
         crate::repo::remote::sync_worktree(repo, &plan.to.branch, plan.to_head, head);
@@ -504,18 +547,35 @@ fn changed_paths(repo: &crate::repo::Repo, a: ObjectId, b: ObjectId) -> Result<V
 /// and notes on every review that does not count. An approval counts only from someone
 /// with write access, and only of `head` itself; a change request from such a person
 /// blocks. Where T has a CODEOWNERS file, every changed file with owners needs an approval
-/// from one of its owners, as GitHub's "require review from Code Owners" does.
+/// from one of its owners, as GitHub's "require review from Code Owners" does. Under
+/// `trust:`, an approval counts only from a forge login a person entry names
+/// (`github: LOGIN`) who may `approve`.
 fn approval(
     repo: &crate::repo::Repo,
     forge: &dyn Forge,
     number: u64,
     head: ObjectId,
     base: ObjectId,
-) -> Result<(bool, Vec<String>)> {
+    trust: Option<(&crate::manifest::Trust, &str)>,
+) -> Result<(Option<Vec<String>>, Vec<String>)> {
     let mut notes = Vec::new();
     let reviews = forge.reviews(number, Some(&head.to_string()))?;
     let mut approvers = Vec::new();
     for user in reviews.approved_by {
+        if let Some((t, to)) = trust {
+            let entitled = t.people.iter().any(|p| {
+                p.github
+                    .as_deref()
+                    .is_some_and(|g| g.eq_ignore_ascii_case(&user))
+                    && p.may.contains(&crate::manifest::RecordKind::Approve)
+            });
+            if !entitled {
+                notes.push(format!(
+                    "the approval by {user} does not count: no person in the trust: of {to} is {user} on GitHub with `approve` in `may` (add `github: {user}` to their entry in stagegate.yaml)"
+                ));
+                continue;
+            }
+        }
         let p = forge.permission(&user)?;
         if p.can_write() {
             approvers.push(user);
@@ -534,10 +594,10 @@ fn approval(
     }
     if !blockers.is_empty() {
         notes.push(format!("changes requested by {}", blockers.join(", ")));
-        return Ok((false, notes));
+        return Ok((None, notes));
     }
     if approvers.is_empty() {
-        return Ok((false, notes));
+        return Ok((None, notes));
     }
     let base_tree = repo.tree_of(base)?;
     let mut file = None;
@@ -548,7 +608,7 @@ fn approval(
         }
     }
     let Some((where_, text)) = file else {
-        return Ok((true, notes));
+        return Ok((Some(approvers), notes));
     };
     let owners = crate::forge::codeowners::CodeOwners::parse(&text);
     let mut teams: std::collections::BTreeMap<String, Option<Vec<String>>> = Default::default();
@@ -587,13 +647,13 @@ fn approval(
         }
     }
     if missing.is_empty() {
-        return Ok((true, notes));
+        return Ok((Some(approvers), notes));
     }
     notes.push(format!(
         "{where_} asks for an approval from the code owners of {}",
         missing.join(", ")
     ));
-    Ok((false, notes))
+    Ok((None, notes))
 }
 
 /// The gate is red for this move: an open promotion pull request becomes a draft, saying why.

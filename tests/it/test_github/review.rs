@@ -15,6 +15,8 @@ struct World {
     origin: PathBuf,
     fake: FakeGitHub,
     tested: String,
+    /// The signing key stagegate runs with (its text), under `trust:`.
+    key: Option<String>,
 }
 
 /// A state repository whose stable gate requires review, published to a bare `origin`,
@@ -25,6 +27,11 @@ fn world() -> World {
 
 /// [`world`], with more files on every stage from the start.
 fn world_with(extra: &[(&str, &str)]) -> World {
+    world_of(PIPELINE, None, extra)
+}
+
+/// [`world`] with `pipeline`, stagegate running with signing `key` (its text) if given.
+fn world_of(pipeline: &str, key: Option<String>, extra: &[(&str, &str)]) -> World {
     let mut files = vec![
         ("components/xen.yaml", "name: xen\nversion: \"1\"\n"),
         (
@@ -38,7 +45,7 @@ fn world_with(extra: &[(&str, &str)]) -> World {
     ];
     files.extend_from_slice(extra);
     let env = TestEnv::init_with(&files);
-    env.commit_on("staging", "Require review", &[("stagegate.yaml", PIPELINE)]);
+    env.commit_on("staging", "Require review", &[("stagegate.yaml", pipeline)]);
     env.git(&["checkout", "-q", "stable"]);
     env.git(&["merge", "-q", "--ff-only", "staging"]);
     let tested = env.commit_on(
@@ -48,13 +55,23 @@ fn world_with(extra: &[(&str, &str)]) -> World {
     );
     let origin = env.bare_clone("origin.git");
     env.git(&["remote", "add", "origin", origin.to_str().unwrap()]);
-    env.sg_ok(&["run"]);
+    let mut run = env.sg_cmd(&["run"]);
+    if let Some(k) = &key {
+        run.env("STAGEGATE_SIGNING_KEY", k);
+    }
+    let out = run.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let fake = FakeGitHub::start_with_git(&origin);
     World {
         env,
         origin,
         fake,
         tested,
+        key,
     }
 }
 
@@ -65,6 +82,9 @@ impl World {
             .env("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}"))
             .env("GITHUB_API_URL", &self.fake.url)
             .env("STAGEGATE_GITHUB_RETRY_BASE_MS", "1");
+        if let Some(k) = &self.key {
+            cmd.env("STAGEGATE_SIGNING_KEY", k);
+        }
         let out = cmd.output().unwrap();
         let text = format!(
             "{}{}",
@@ -191,9 +211,59 @@ fn an_approved_promotion_is_one_commit_on_the_stage_and_its_branch_is_deleted() 
             .len(),
         1
     );
+    // The review the promotion rests on is recorded beside the decision.
+    let review = w.env.git(&[
+        "show",
+        &format!("refs/stagegate/results:reviews/stable/{head}.yaml"),
+    ]);
+    assert!(review.contains("pull-request: 1347"), "{review}");
+    assert!(review.contains("- reviewer"), "{review}");
     // Nothing is pending any more.
     let again = w.promote(0);
     assert!(again.contains("nothing pending"), "{again}");
+}
+
+#[test]
+fn under_trust_an_approval_counts_only_from_a_person_entitled_to_approve() {
+    let keys = tempfile::tempdir().unwrap();
+    let path = keys.path().join("ci");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ci", "-f"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    let pipeline = format!(
+        "{PIPELINE}trust:\n  runners:\n    - name: ci\n      key: {}\n  people:\n    - name: Alice\n      github: alice\n      may: [approve]\n    - name: Carol\n      github: carol\n      may: [waive]\n",
+        public.trim()
+    );
+    let w = world_of(
+        &pipeline,
+        Some(std::fs::read_to_string(&path).unwrap()),
+        &[],
+    );
+    w.promote(0);
+    let head = w.origin(BRANCH);
+    w.fake.set_permission("carol", "write");
+    w.fake.set_permission("alice", "write");
+    w.fake.add_review(1347, "carol", "APPROVED", &head);
+    let out = w.promote(0);
+    assert!(
+        out.contains("the approval by carol does not count: no person in the trust:"),
+        "{out}"
+    );
+    assert!(out.contains("waiting for an approving review"), "{out}");
+    assert_ne!(w.origin("refs/heads/stable"), head);
+    w.fake.add_review(1347, "alice", "APPROVED", &head);
+    let out = w.promote(0);
+    assert!(out.contains("merged pull request #1347"), "{out}");
+    let review = w.env.git(&[
+        "show",
+        &format!("refs/stagegate/results:reviews/stable/{head}.yaml"),
+    ]);
+    assert!(review.contains("- alice"), "{review}");
+    assert!(!review.contains("carol"), "{review}");
 }
 
 #[test]
