@@ -59,6 +59,9 @@ pub struct MoveView {
     /// Records about this move that T's `trust:` does not count, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_counted: Vec<crate::trust::NotCounted>,
+    /// Records a ledger commit deleted, weighed as they were.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restored: Vec<crate::trust::Deleted>,
 }
 
 /// The state of every move as the gate sees it now (reads only; records nothing).
@@ -102,6 +105,7 @@ pub fn views(planner: &Planner, stage: Option<&str>, now: i64) -> Result<Vec<Mov
             overrides: j.facts.overrides(),
             signed_evidence: p.trust.is_some(),
             not_counted: j.not_counted.clone(),
+            restored: j.restored.clone(),
         });
     }
     Ok(out)
@@ -166,7 +170,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                         println!("    {}", o.line());
                     }
                 }
-                super::why::print_not_counted(&v.not_counted, &v.to);
+                super::why::print_not_counted(&v.not_counted, &v.restored, &v.to);
             }
         }
     }

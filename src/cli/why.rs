@@ -47,6 +47,9 @@ struct PendingWhy {
     /// Records T's `trust:` does not count, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     not_counted: Vec<crate::trust::NotCounted>,
+    /// Records a ledger commit deleted, weighed as they were.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    restored: Vec<crate::trust::Deleted>,
 }
 
 #[derive(Serialize)]
@@ -112,6 +115,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             },
             packages,
             not_counted: judgement.not_counted.clone(),
+            restored: judgement.restored.clone(),
         });
     }
     let why = Why {
@@ -152,7 +156,24 @@ fn package_changes(
 }
 
 /// The records the gate into `to` did not weigh, one line each.
-pub fn print_not_counted(not_counted: &[crate::trust::NotCounted], to: &str) {
+pub fn print_not_counted(
+    not_counted: &[crate::trust::NotCounted],
+    restored: &[crate::trust::Deleted],
+    to: &str,
+) {
+    if !restored.is_empty() {
+        println!(
+            "  restored ({} record(s) a ledger commit deleted; the ledger only grows, so they count as they were):",
+            restored.len()
+        );
+        for d in restored {
+            println!(
+                "    {} — deleted by ledger commit {}",
+                d.path,
+                &d.commit[..d.commit.len().min(12)]
+            );
+        }
+    }
     if not_counted.is_empty() {
         return;
     }
@@ -269,7 +290,7 @@ fn print_text(why: &Why, id: &CandidateId) {
         if let Some(c) = &p.packages {
             super::packages::print_text(c, "  ");
         }
-        print_not_counted(&p.not_counted, &p.to);
+        print_not_counted(&p.not_counted, &p.restored, &p.to);
         for o in &e.overrides {
             println!("  override: {}", o.line());
         }

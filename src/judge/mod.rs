@@ -30,6 +30,9 @@ pub struct Judgement {
     /// Records about this move that T's `trust:` does not count, and why: shown, never
     /// weighed.
     pub not_counted: Vec<crate::trust::NotCounted>,
+    /// Records about this move a ledger commit deleted, weighed as they were (under
+    /// `trust:`: the ledger only grows).
+    pub restored: Vec<crate::trust::Deleted>,
 }
 
 /// What the gate decides for one move: the evaluation, and which candidates move.
@@ -73,11 +76,12 @@ pub fn judge_on(
     now: i64,
 ) -> Result<Judgement> {
     let evaluation = gate::evaluate(&plan, view, &facts, now)?;
-    let not_counted = not_counted(view, &plan);
+    let (not_counted, restored) = not_counted(view, &plan);
     let passing = evaluation.promotable();
     if passing.len() < 2 {
         return Ok(Judgement {
             not_counted,
+            restored,
             plan,
             facts,
             decided: Decided {
@@ -136,6 +140,7 @@ pub fn judge_on(
     };
     Ok(Judgement {
         not_counted,
+        restored,
         plan,
         facts,
         decided: Decided {
@@ -148,22 +153,38 @@ pub fn judge_on(
     })
 }
 
-/// The records of `view` its `trust:` leaves out that speak about `plan`: results of its
-/// jobs, decisions on its candidates, and every override.
-fn not_counted(view: &LedgerView, plan: &MovePlan) -> Vec<crate::trust::NotCounted> {
+/// The records of `view` its `trust:` leaves out, and those it restores, that speak about
+/// `plan`: results of its jobs, decisions on its candidates, and every override.
+fn not_counted(
+    view: &LedgerView,
+    plan: &MovePlan,
+) -> (Vec<crate::trust::NotCounted>, Vec<crate::trust::Deleted>) {
     let Some(ev) = view.evidence() else {
-        return Vec::new();
+        return Default::default();
     };
-    let mut out: Vec<crate::trust::NotCounted> = Vec::new();
-    for k in plan.jobs.keys() {
-        out.extend(ev.under(&crate::ledger::key_dir(k)).cloned());
-    }
-    out.extend(ev.under("overrides").cloned());
-    for c in &plan.candidates {
-        let path = facts::decision_path(&plan.to.name, &c.content);
-        out.extend(ev.not_counted.get(&path).cloned());
-    }
-    out
+    let relevant = |path: &str| {
+        path.starts_with("overrides/")
+            || plan
+                .jobs
+                .keys()
+                .any(|k| path.starts_with(&format!("{}/", crate::ledger::key_dir(k))))
+            || plan
+                .candidates
+                .iter()
+                .any(|c| path == facts::decision_path(&plan.to.name, &c.content))
+    };
+    (
+        ev.not_counted
+            .values()
+            .filter(|n| relevant(&n.path))
+            .cloned()
+            .collect(),
+        ev.deleted
+            .values()
+            .filter(|d| relevant(&d.path))
+            .cloned()
+            .collect(),
+    )
 }
 
 /// Judge every move of the pipeline (or only those into or out of `stage`), in order.

@@ -182,11 +182,8 @@ impl LedgerView<'_> {
             let history = History::of(&all);
             return Ok(all.into_iter().last().map(|r| (r, history)));
         }
-        let Some(tree) = self.key_tree(key)? else {
-            return Ok(None);
-        };
         let mut attempts: Vec<Attempt> = self
-            .key_entries(key, tree)?
+            .key_entries(key)?
             .into_iter()
             .map(|entry| Attempt {
                 number: attempt_of(&entry.name),

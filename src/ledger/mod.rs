@@ -507,9 +507,13 @@ impl<'r> LedgerView<'r> {
         if !self.counts(path) {
             return Ok(None);
         }
-        match self.tree {
-            Some(t) => self.repo.read(t, path),
-            None => Ok(None),
+        let found = match self.tree {
+            Some(t) => self.repo.read(t, path)?,
+            None => None,
+        };
+        match (found, self.evidence.as_ref().and_then(|e| e.restored(path))) {
+            (None, Some(blob)) => Ok(Some(self.repo.blob(blob)?)),
+            (found, _) => Ok(found),
         }
     }
 
@@ -519,19 +523,25 @@ impl<'r> LedgerView<'r> {
             Some(t) => self.repo.list(t, dir)?,
             None => Vec::new(),
         };
-        if self.evidence.is_some() {
+        if let Some(ev) = &self.evidence {
             let dir = dir.trim_end_matches('/');
             out.retain(|e| e.kind == EntryKind::Tree || self.counts(&format!("{dir}/{}", e.name)));
+            restore(&mut out, ev.restored_in(dir));
         }
         Ok(out)
     }
 
-    /// The records of `key`'s directory (tree `t`) this view counts.
-    fn key_entries(&self, key: &str, t: ObjectId) -> Result<Vec<Entry>> {
-        let mut out = self.repo.tree_entries(t)?;
-        if self.evidence.is_some() {
+    /// The records of `key`'s directory this view counts (with those a ledger commit
+    /// deleted, under `trust:`).
+    fn key_entries(&self, key: &str) -> Result<Vec<Entry>> {
+        let mut out = match self.key_tree(key)? {
+            Some(t) => self.repo.tree_entries(t)?,
+            None => Vec::new(),
+        };
+        if let Some(ev) = &self.evidence {
             let dir = key_dir(key);
             out.retain(|e| self.counts(&format!("{dir}/{}", e.name)));
+            restore(&mut out, ev.restored_in(&dir));
         }
         Ok(out)
     }
@@ -596,11 +606,8 @@ impl<'r> LedgerView<'r> {
 
     /// Every recorded attempt of `key`, oldest first.
     pub fn results(&self, key: &str) -> Result<Vec<ResultRecord>> {
-        let Some(t) = self.key_tree(key)? else {
-            return Ok(Vec::new());
-        };
         let mut out = Vec::new();
-        for e in self.key_entries(key, t)? {
+        for e in self.key_entries(key)? {
             if let Some(r) = self.counted(key, &e)? {
                 out.push(r);
             }
@@ -616,11 +623,8 @@ impl<'r> LedgerView<'r> {
     ///
     /// [`results`]: LedgerView::results
     pub fn latest(&self, key: &str) -> Result<Option<ResultRecord>> {
-        let Some(t) = self.key_tree(key)? else {
-            return Ok(None);
-        };
         let mut entries: Vec<(u32, Entry)> = self
-            .key_entries(key, t)?
+            .key_entries(key)?
             .into_iter()
             .map(|e| (attempt_of(&e.name), e))
             .collect();
@@ -699,6 +703,23 @@ impl<'r> LedgerView<'r> {
         }
         Ok(out)
     }
+}
+
+/// Add the `restored` files (name, blob) that `entries` lacks, in name order.
+fn restore(entries: &mut Vec<Entry>, restored: Vec<(String, ObjectId)>) {
+    if restored.is_empty() {
+        return;
+    }
+    for (name, id) in restored {
+        if !entries.iter().any(|e| e.name == name) {
+            entries.push(Entry {
+                name,
+                id,
+                kind: EntryKind::Blob,
+            });
+        }
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
 }
 
 /// Ledger records that could not be read, by path, with why; each noted once.

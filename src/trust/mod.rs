@@ -89,15 +89,48 @@ pub struct NotCounted {
     pub why: Why,
 }
 
-/// What of the ledger does not count under one `trust:`, by path.
+/// What of the ledger does not count under one `trust:`, by path; and the records a ledger
+/// commit deleted, which count as they were (the ledger only grows: stagegate never removes
+/// a record, so a deletion is someone's edit, never evidence).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Evidence {
     pub not_counted: BTreeMap<String, NotCounted>,
+    #[serde(default)]
+    pub deleted: BTreeMap<String, Deleted>,
+}
+
+/// A record a ledger commit deleted: its last content, and the commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub path: String,
+    pub blob: String,
+    pub commit: String,
 }
 
 impl Evidence {
     pub fn counts(&self, path: &str) -> bool {
         !self.not_counted.contains_key(path)
+    }
+
+    /// The blob of `path` if a ledger commit deleted it.
+    pub fn restored(&self, path: &str) -> Option<ObjectId> {
+        self.deleted
+            .get(path)
+            .and_then(|d| ObjectId::from_hex(d.blob.as_bytes()).ok())
+    }
+
+    /// The deleted records directly under `dir/`: (file name, blob).
+    pub fn restored_in(&self, dir: &str) -> Vec<(String, ObjectId)> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        self.deleted
+            .range(prefix.clone()..)
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .filter(|(p, _)| !p[prefix.len()..].contains('/'))
+            .filter_map(|(p, d)| {
+                let blob = ObjectId::from_hex(d.blob.as_bytes()).ok()?;
+                Some((p[prefix.len()..].to_string(), blob))
+            })
+            .collect()
     }
 
     /// The records under `dir/` that do not count.
@@ -262,6 +295,8 @@ struct Cached {
     tip: String,
     #[serde(default)]
     not_counted: Vec<NotCounted>,
+    #[serde(default)]
+    deleted: Vec<Deleted>,
 }
 
 /// What of the ledger at `tip` does not count under `policy`.
@@ -285,6 +320,7 @@ pub fn assess(repo: &Repo, tip: Option<ObjectId>, policy: &Policy) -> Result<Arc
             .into_iter()
             .map(|n| (n.path.clone(), n))
             .collect();
+        evidence.deleted = c.deleted.into_iter().map(|d| (d.path.clone(), d)).collect();
         if at == tip {
             return Ok(Arc::new(evidence));
         }
@@ -303,6 +339,15 @@ pub fn assess(repo: &Repo, tip: Option<ObjectId>, policy: &Policy) -> Result<Arc
                 && repo.is_ancestor(commit, tip)?
             {
                 evidence.not_counted.insert(n.path.clone(), n);
+            }
+        }
+        let tree = repo.tree_of(tip)?;
+        for d in c.deleted {
+            if let Ok(commit) = ObjectId::from_hex(d.commit.as_bytes())
+                && repo.is_ancestor(commit, tip)?
+                && repo.entry(tree, &d.path)?.is_none()
+            {
+                evidence.deleted.insert(d.path.clone(), d);
             }
         }
         return Ok(Arc::new(evidence));
@@ -366,7 +411,14 @@ pub fn assess(repo: &Repo, tip: Option<ObjectId>, policy: &Policy) -> Result<Arc
             }
             _ => false,
         };
-        let added = added_paths(repo, &c)?;
+        let (added, removed) = changed_paths(repo, &c)?;
+        for (path, blob) in removed {
+            evidence.deleted.entry(path.clone()).or_insert(Deleted {
+                path,
+                blob: blob.to_string(),
+                commit: id.to_string(),
+            });
+        }
         for (path, blob) in added {
             let w = writer_of(repo, &path, blob);
             let verdict = if retired_ok { Ok(()) } else { allowed(w) };
@@ -382,9 +434,21 @@ pub fn assess(repo: &Repo, tip: Option<ObjectId>, policy: &Policy) -> Result<Arc
             }
         }
     }
+    // A deleted record written again since is there to read.
+    let tip_tree = repo.tree_of(tip)?;
+    let mut back = Vec::new();
+    for p in evidence.deleted.keys() {
+        if repo.entry(tip_tree, p)?.is_some() {
+            back.push(p.clone());
+        }
+    }
+    for p in back {
+        evidence.deleted.remove(&p);
+    }
     let cached = Cached {
         tip: tip.to_string(),
         not_counted: evidence.not_counted.values().cloned().collect(),
+        deleted: evidence.deleted.values().cloned().collect(),
     };
     // A cache is a convenience: one that cannot be written is computed again next time.
     if std::fs::create_dir_all(&dir).is_ok()
@@ -398,15 +462,30 @@ pub fn assess(repo: &Repo, tip: Option<ObjectId>, policy: &Policy) -> Result<Arc
     Ok(Arc::new(evidence))
 }
 
+/// Paths with their blobs.
+type Paths = Vec<(String, ObjectId)>;
+
 /// The files commit `c` wrote: new or changed against its first parent and not taken from
-/// another parent (a merge of two runners' ledgers writes nothing of its own).
-fn added_paths(repo: &Repo, c: &crate::repo::CommitInfo) -> Result<Vec<(String, ObjectId)>> {
+/// another parent (a merge of two runners' ledgers writes nothing of its own); and the
+/// files of its first parent it removed, with their blobs.
+fn changed_paths(repo: &Repo, c: &crate::repo::CommitInfo) -> Result<(Paths, Paths)> {
     let base = match c.parents.first() {
         Some(p) => Some(repo.tree_of(*p)?),
         None => None,
     };
     let mut out = Vec::new();
     diff(repo, base, c.tree, "", &mut out)?;
+    let mut removed = Vec::new();
+    if let Some(b) = base {
+        let mut differ = Vec::new();
+        diff(repo, Some(c.tree), b, "", &mut differ)?;
+        // What the base holds differently is a change, not a removal.
+        for (path, blob) in differ {
+            if repo.entry(c.tree, &path)?.is_none() {
+                removed.push((path, blob));
+            }
+        }
+    }
     if c.parents.len() > 1 {
         let others: Vec<ObjectId> = c.parents[1..]
             .iter()
@@ -427,7 +506,7 @@ fn added_paths(repo: &Repo, c: &crate::repo::CommitInfo) -> Result<Vec<(String, 
         }
         out = mine;
     }
-    Ok(out)
+    Ok((out, removed))
 }
 
 /// The blobs of `new` that `old` lacks or holds differently, with their paths.

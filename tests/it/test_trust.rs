@@ -575,3 +575,69 @@ fn the_example_switches_to_signed_evidence_with_one_command() {
         );
     }
 }
+
+#[test]
+fn records_deleted_by_a_ledger_commit_count_as_they_were() {
+    let keys = tempfile::tempdir().unwrap();
+    let (runner, public) = keypair(keys.path(), "ci");
+    let env = repo(&trust_yaml(&public, &[]));
+    env.commit_on(
+        "staging",
+        "xen 2",
+        &[("components/xen.yaml", &component("2"))],
+    );
+    sg(&env, Some(&runner), &["run"]);
+    sg(&env, Some(&runner), &["promote", "--stage", "stable"]);
+    let why = sg_ok(&env, Some(&runner), &["why", "components/xen"]);
+    assert!(why.contains("rejected"), "{why}");
+
+    // Someone who can push deletes the failing result and the rejection (plumbing, no
+    // signature): a fast-forward a hosted forge accepts.
+    let files = env.git(&["ls-tree", "-r", "--name-only", LEDGER]);
+    let gone: Vec<&str> = files
+        .lines()
+        .filter(|p| p.ends_with("-fail.yaml") || p.starts_with("decisions/"))
+        .collect();
+    assert_eq!(gone.len(), 2, "{files}");
+    let index = env.home().join("delete-index");
+    let git = |args: &[&str]| -> String {
+        let mut cmd = Command::new("git");
+        base_env(&mut cmd, env.home());
+        let out = cmd
+            .current_dir(&env.repo)
+            .env("GIT_INDEX_FILE", &index)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let tip = git(&["rev-parse", LEDGER]);
+    git(&["read-tree", &tip]);
+    for p in &gone {
+        git(&["update-index", "--force-remove", p]);
+    }
+    let tree = git(&["write-tree"]);
+    let commit = git(&["commit-tree", &tree, "-p", &tip, "-m", "tidy up"]);
+    git(&["update-ref", LEDGER, &commit, &tip]);
+
+    // The rejection stands: the records count as they were, and why says so.
+    let why = sg_ok(&env, Some(&runner), &["why", "components/xen"]);
+    assert!(why.contains("rejected"), "{why}");
+    assert!(why.contains("restored (2 record(s)"), "{why}");
+    assert!(
+        why.contains(&format!("deleted by ledger commit {}", &commit[..12])),
+        "{why}"
+    );
+    let ran = sg_ok(&env, Some(&runner), &["run"]);
+    assert!(!ran.contains("ran 1 job"), "nothing runs again: {ran}");
+    sg(&env, Some(&runner), &["promote", "--stage", "stable"]);
+    assert!(
+        env.git(&["show", "stable:components/xen.yaml"])
+            .contains("\"1\"")
+    );
+}
