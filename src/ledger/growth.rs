@@ -96,6 +96,9 @@ fn lost_paths(
     for e in repo.tree_entries(old)? {
         let path = format!("{prefix}{}", e.name);
         match theirs.get(&e.name) {
+            None if e.kind == EntryKind::Tree => {
+                out.push((format!("{path}/ (every record under it)"), "removes"))
+            }
             None => out.push((path, "removes")),
             Some(n) if n.id == e.id && n.kind == e.kind => {}
             Some(n) if n.kind == EntryKind::Tree && e.kind == EntryKind::Tree => {
