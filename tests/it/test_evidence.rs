@@ -8,8 +8,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use stagegate::promote::DecisionRecord;
-
 use crate::common::{TestEnv, base_env, is_result_path};
 
 const LEDGER: &str = "refs/stagegate/results";
@@ -184,9 +182,9 @@ fn verify_finds_a_rewound_or_deleted_ledger_without_any_hook() {
     env.sg_ok(&["promote"]);
     let rests_on = env.rev(LEDGER);
     let (_, text) = decision_of(&env, "stable");
-    let rec: DecisionRecord = stagegate::records::parse("record", text.as_bytes()).unwrap();
-    assert_eq!(rec.format, Some(2), "{text}");
-    assert_eq!(rec.ledger.as_deref(), Some(rests_on.as_str()), "{text}");
+    let rec: serde_json::Value = stagegate::records::parse("record", text.as_bytes()).unwrap();
+    assert_eq!(rec["format"], 2, "{text}");
+    assert_eq!(rec["ledger"], rests_on.as_str(), "{text}");
     let out = env.sg_ok(&["verify"]);
     assert!(out.starts_with("ok   stable "), "{out}");
 
