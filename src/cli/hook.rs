@@ -16,7 +16,9 @@ const PRE_RECEIVE: &str = include_str!("../../hooks/pre-receive");
 
 /// Install or run the pre-receive hook that guards a shared state repository: a push to a
 /// gated stage is accepted only when every commit it adds is a promotion the gate would
-/// make (replayed as `stagegate verify` does), or a hold, release or drop.
+/// make (replayed as `stagegate verify` does), or a hold, release or drop; a push to the
+/// results ledger only when it adds records (no deletion, no rewind, no commit that changes
+/// or removes a record).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -135,6 +137,13 @@ fn pre_receive(ctx: &Ctx) -> Result<Code> {
         .get(&planner.pipeline.results_ref)
         .map(|(_, new)| *new);
     let mut refused = 0;
+    if let Some((old, new)) = updates.get(&planner.pipeline.results_ref) {
+        for p in crate::ledger::growth::problems(&repo, &planner.pipeline.results_ref, *old, *new)?
+        {
+            eprintln!("stagegate: {p}");
+            refused += 1;
+        }
+    }
     for (name, (old, new)) in &updates {
         let Some(stage) = gated_stage(&planner, name) else {
             continue;
@@ -158,7 +167,7 @@ fn pre_receive(ctx: &Ctx) -> Result<Code> {
     }
     if refused > 0 {
         eprintln!(
-            "stagegate: gated stages move only by promotion: run `stagegate promote --push` (see `stagegate verify`)"
+            "stagegate: gated stages move only by promotion, and the results ledger only grows: run `stagegate promote --push` (see `stagegate verify`)"
         );
         return Ok(1);
     }

@@ -8,8 +8,10 @@ use crate::promote::verify::{Verdict, gated_stage, verify_commit};
 
 /// Re-derive the decision of a commit on a gated stage from git alone — T's pipeline of the
 /// time, the results the ledger held then, the holds, waivers and approvals — and say
-/// whether it holds: the gate moves exactly what the commit moved, and its tree is T's plus
-/// exactly that. Holds, releases and drops are checked for touching only what they may.
+/// whether it holds: the gate moves exactly what the commit moved, its tree is T's plus
+/// exactly that, its decision record is the gate's byte for byte, and the ledger commit the
+/// decision rests on is still in the ledger's history (a rewound or deleted ledger is
+/// reported). Holds, releases and drops are checked for touching only what they may.
 ///
 /// Exits 0 when everything holds, 1 when something does not.
 #[derive(Debug, clap::Args)]

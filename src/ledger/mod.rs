@@ -26,6 +26,7 @@
 //! killed mid-write leaves at most unreferenced objects; the ref always names a whole
 //! commit whose every record parses.
 
+pub mod growth;
 pub mod history;
 pub mod recorder;
 pub mod sync;

@@ -102,7 +102,8 @@ fn union(repo: &Repo, a: ObjectId, b: ObjectId) -> Result<ObjectId> {
 /// Push the local ledger: lease on what we fetched; on rejection fetch, merge, retry.
 pub fn push(repo: &Repo, remote_name: &str, reference: &str) -> Result<()> {
     let tracking = tracking_ref(remote_name, reference);
-    for _ in 0..10 {
+    let mut raced = 0;
+    for _ in 0..10 + remote::RACE_TRIES {
         let Some(local) = repo.ref_target(reference)? else {
             return Ok(());
         };
@@ -137,6 +138,12 @@ pub fn push(repo: &Repo, remote_name: &str, reference: &str) -> Result<()> {
                 let before = repo.ref_target(&tracking)?;
                 fetch(repo, remote_name, reference)?;
                 if repo.ref_target(&tracking)? == before {
+                    // The winner's push may still hold the remote's ref: wait and retry.
+                    if remote::lost_race(&e.to_string()) && raced < remote::RACE_TRIES {
+                        remote::race_pause(raced);
+                        raced += 1;
+                        continue;
+                    }
                     return Err(Error::infra_help(
                         format!("{remote_name} refused the results: {e}"),
                         "the results are safe locally; run the command again to retry the push",

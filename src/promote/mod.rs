@@ -32,10 +32,21 @@ use crate::plan::{CandidateId, MovePlan, Planner, short};
 use crate::records::{self, BuiltRecord, RECORDS_DIR};
 use crate::repo::Cas;
 
+/// The format of the decision records this stagegate writes ([`DecisionRecord::format`]).
+///
+/// 1 (the field absent): records written before records named their ledger commit; they
+/// are verified as they were written, against the ledger as of their decision time.
+/// 2: the record names the ledger commit its judgement read (`ledger`), and is verified
+/// against exactly that commit, which must still be in the ledger's history.
+pub const DECISION_FORMAT: u32 = 2;
+
 /// A decision, as committed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DecisionRecord {
+    /// The record's format ([`DECISION_FORMAT`]); absent in records written before 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<u32>,
     pub decision: String,
     pub from: String,
     pub to: String,
@@ -48,6 +59,11 @@ pub struct DecisionRecord {
     pub decided_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci_url: Option<String>,
+    /// The tip of the results ledger the judgement read (format 2; absent when the ledger
+    /// was empty): `verify` replays the decision on exactly this commit, and refuses a
+    /// ledger whose history no longer holds it (a rewind, a deletion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<String>,
     pub gate: GateRecord,
     /// What moved (a promotion) or what was rejected (a rejection).
     pub candidates: Vec<CandidateRecord>,
@@ -249,7 +265,7 @@ pub fn promote_move(
             ));
         }
         if !opts.dry_run {
-            outcome.rejected = record_rejections(planner, plan, decided, opts)?;
+            outcome.rejected = record_rejections(planner, plan, decided, opts, view.tip)?;
         }
         if !plan.candidates.is_empty() {
             let s = review::summary(planner, plan, decided)?;
@@ -277,7 +293,7 @@ pub fn promote_move(
             // The pull request carries the promotion commit without push-gate results:
             // merging it is the promotion, so components are pushed only once it is merged.
             let done = review::via_pull_request(planner, plan, &summary, r, || {
-                promotion_commit(planner, plan, decided, opts, Vec::new())
+                promotion_commit(planner, plan, decided, opts, Vec::new(), &view)
             })?;
             outcome.notes.extend(done.notes);
             if done.promoted.is_some() {
@@ -287,7 +303,7 @@ pub fn promote_move(
             outcome.promoted = done.promoted.map(|m| m.to_string());
             return Ok(outcome);
         }
-        if let Some((commit, pushed)) = apply(planner, plan, decided, opts)? {
+        if let Some((commit, pushed)) = apply(planner, plan, decided, opts, &view)? {
             outcome.pushed = pushed.iter().map(push_gate::PushRecord::describe).collect();
             outcome.promoted = Some(commit.to_string());
             return Ok(outcome);
@@ -329,17 +345,18 @@ fn candidate_outcomes(judgement: &judge::Judgement) -> Vec<CandidateOutcome> {
 
 /// Move the candidates `decided` promotes into T. Returns the promotion commit and what the
 /// push gate did, or `None` when T is no longer where the plan saw it (nothing is written
-/// to T then).
+/// to T then). `view` is the ledger the judgement read.
 pub fn apply(
     planner: &Planner,
     plan: &MovePlan,
     decided: &Decided,
     opts: &Options,
+    view: &LedgerView,
 ) -> Result<Option<(ObjectId, Vec<push_gate::PushRecord>)>> {
     let repo = planner.repo;
     let moved = decided.moved(plan);
     let pushed = push_gate::push_components(planner, plan, &moved)?;
-    let commit = promotion_commit(planner, plan, decided, opts, pushed.clone())?;
+    let commit = promotion_commit(planner, plan, decided, opts, pushed.clone(), view)?;
     let names: Vec<String> = moved.iter().map(|m| m.to_string()).collect();
     let reflog = format!(
         "stagegate: promote {} into {}",
@@ -410,6 +427,7 @@ fn record(
     opts: &Options,
 ) -> Result<DecisionRecord> {
     Ok(DecisionRecord {
+        format: Some(DECISION_FORMAT),
         decision: decision.into(),
         from: plan.from.name.clone(),
         to: plan.to.name.clone(),
@@ -419,6 +437,7 @@ fn record(
         decided_by: opts.by.clone(),
         decided_at: records::rfc3339(opts.now),
         ci_url: opts.ci_url.clone(),
+        ledger: None,
         gate: gate_record(&plan.gate),
         candidates: members.iter().map(|m| candidate_record(plan, m)).collect(),
         jobs,
@@ -430,12 +449,14 @@ fn record(
     })
 }
 
-/// Record each newly rejected candidate in the ledger, once, by its content.
+/// Record each newly rejected candidate in the ledger, once, by its content. `judged` is
+/// the ledger commit the judgement read.
 fn record_rejections(
     planner: &Planner,
     plan: &MovePlan,
     decided: &Decided,
     opts: &Options,
+    judged: Option<ObjectId>,
 ) -> Result<Vec<String>> {
     let ledger = Ledger::new(planner.repo, &planner.pipeline.results_ref);
     let mut done = Vec::new();
@@ -470,6 +491,7 @@ fn record_rejections(
             opts,
         )?;
         rec.overrides = g.overrides.clone();
+        rec.ledger = judged.map(|t| t.to_string());
         let text = records::to_yaml(&rec);
         let mut files = Vec::new();
         for m in &g.members {
@@ -773,6 +795,7 @@ pub fn promotion(
     rec.built = built;
     rec.pushed = pushed;
     rec.overrides = overrides;
+    rec.ledger = view.tip.map(|t| t.to_string());
     Ok(Promotion {
         tree,
         record: rec,
@@ -790,28 +813,45 @@ pub fn promotion_record_path(rec: &DecisionRecord, plan: &MovePlan) -> String {
     )
 }
 
-/// Write the promotion commit for what `decided` moves (no ref is moved).
+/// Write the promotion commit for what `decided` moves (no ref is moved), resting on the
+/// ledger as `view` (the one the judgement read) holds it.
 pub fn promotion_commit(
     planner: &Planner,
     plan: &MovePlan,
     decided: &Decided,
     opts: &Options,
     pushed: Vec<push_gate::PushRecord>,
+    view: &LedgerView,
 ) -> Result<ObjectId> {
     let repo = planner.repo;
     let moved = decided.moved(plan);
-    let view = Ledger::new(repo, &planner.pipeline.results_ref).view()?;
     let Promotion {
         tree,
         record: rec,
         jobs,
-    } = promotion(planner, plan, decided, opts, pushed, &view)?;
+    } = promotion(planner, plan, decided, opts, pushed, view)?;
     let path = promotion_record_path(&rec, plan);
     let blob = repo.write_blob(records::to_yaml(&rec).as_bytes())?;
     let tree = repo.edit_tree(tree, &[(path, Some((EntryKind::Blob, blob)))])?;
-
-    let mut body = String::new();
     let whole = moves_whole(plan, &moved);
+    let msg = promotion_message(plan, &rec, &jobs, whole);
+    let parents: Vec<ObjectId> = if whole {
+        vec![plan.to_head, plan.from_head]
+    } else {
+        vec![plan.to_head]
+    };
+    repo.write_commit(tree, &parents, &msg)
+}
+
+/// The message of the promotion commit carrying `rec` (`whole`: S moves whole): what
+/// [`promotion_commit`] writes, and what `verify` derives again to compare.
+pub fn promotion_message(
+    plan: &MovePlan,
+    rec: &DecisionRecord,
+    jobs: &[gate::JobVerdict],
+    whole: bool,
+) -> String {
+    let mut body = String::new();
     body.push_str(&format!(
         "Tested on {} at {} \"{}\" against {}{}.\n",
         plan.from.name,
@@ -822,7 +862,7 @@ pub fn promotion_commit(
     ));
     if !jobs.is_empty() {
         body.push('\n');
-        for j in &jobs {
+        for j in jobs {
             let baseline = j
                 .baseline
                 .map(|b| format!(" (baseline: {b})"))
@@ -843,17 +883,11 @@ pub fn promotion_commit(
             body.push_str(&format!("  {} ({})\n", s.item, s.state));
         }
     }
-    let msg = format!(
+    format!(
         "Promote to {}: {}\n\n{}\n{}",
         plan.to.name,
-        candidates_line(&rec),
+        candidates_line(rec),
         body,
-        trailers(plan, "promote", &jobs, &rec)
-    );
-    let parents: Vec<ObjectId> = if whole {
-        vec![plan.to_head, plan.from_head]
-    } else {
-        vec![plan.to_head]
-    };
-    repo.write_commit(tree, &parents, &msg)
+        trailers(plan, "promote", jobs, rec)
+    )
 }

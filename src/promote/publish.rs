@@ -74,7 +74,7 @@ pub fn publish_move(
     let Some(merge) = &outcome.promoted else {
         return Ok(Pushed::Pushed);
     };
-    crate::repo::remote::publish_branch(repo, from)?;
+    crate::repo::remote::publish_shared(repo, from)?;
     let merge = repo.resolve(merge)?;
     let before = repo.commit(merge)?.parents.first().copied();
     crate::repo::remote::publish_or_follow(repo, branch, before)

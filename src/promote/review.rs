@@ -482,6 +482,7 @@ fn without_volatile(text: &str) -> String {
                 "decided-at:",
                 "decided-by:",
                 "ci-url:",
+                "ledger:",
                 "Stagegate-Decided-By:",
             ]
             .iter()

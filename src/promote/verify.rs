@@ -7,6 +7,13 @@
 //! the gate moves exactly what the record says moved, and that the commit's tree is exactly
 //! T's tree plus those candidates (and the record itself). Nothing here writes anything.
 //!
+//! A record of format 2 ([`super::DECISION_FORMAT`]) names the ledger commit its judgement
+//! read: the decision is replayed on exactly that commit, which must still be in the
+//! ledger's history (so a rewound or deleted ledger is found without any hook), and the
+//! commit's message is derived again too. A record without a format (written before) is
+//! replayed as it always was, on the ledger as of its decision time, and compared as it was
+//! written.
+//!
 //! Besides promotions, a gated stage may carry the commits stagegate makes on a person's
 //! behalf: holds and releases (which touch only `.stagegate/holds/`) and drops (which only
 //! put back the next stage's content). Anything else — a hand-made merge, an edited
@@ -188,28 +195,64 @@ fn verify_promotion(
     }
     let plan = planner.plan_heads(from, to, tested, parent)?;
     let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
-    let view: LedgerView = match ledger_tip {
-        Some(tip) => ledger.view_at(tip)?,
-        None => ledger.view()?,
-    }
-    .as_of(&rec.decided_at)
-    // Weighed under the `trust:` of T as it was when the decision was made.
-    .trusting(plan.trust.as_ref())?;
+    let current = match ledger_tip {
+        Some(tip) => tip,
+        None => repo.ref_target(&ledger.reference)?,
+    };
     let at = humantime::parse_rfc3339(&rec.decided_at)
         .map_err(|e| Error::usage(format!("{path}: decided-at {:?}: {e}", rec.decided_at)))?
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
-    // The gate as it was: the ledger as of the decision, judged at its time, without the
-    // rejections recorded by the same run (they come from this very judgement).
-    let mut facts = crate::judge::facts::load(planner, &plan, &view, at)?;
-    let this_run = crate::gate::DecisionStamp {
-        tested: rec.tested.clone(),
-        into: rec.into.clone(),
-        decided_at: rec.decided_at.clone(),
-        decided_by: rec.decided_by.clone(),
+    let (view, facts) = match rec.format {
+        None => {
+            // Format 1 (written before records named their ledger commit): the ledger as
+            // of the decision, judged at its time, without the rejections recorded by the
+            // same run (they come from this very judgement; one recorded by another run
+            // in the same second by the same decider is dropped too: format 2 is exact).
+            // Weighed under the `trust:` of T as it was when the decision was made.
+            let view: LedgerView = ledger
+                .view_at(current)?
+                .as_of(&rec.decided_at)
+                .trusting(plan.trust.as_ref())?;
+            let mut facts = crate::judge::facts::load(planner, &plan, &view, at)?;
+            let this_run = crate::gate::DecisionStamp {
+                tested: rec.tested.clone(),
+                into: rec.into.clone(),
+                decided_at: rec.decided_at.clone(),
+                decided_by: rec.decided_by.clone(),
+            };
+            facts.rejected.retain(|_, r| r.by != this_run);
+            (view, facts)
+        }
+        Some(format) if format > super::DECISION_FORMAT => {
+            problems.push(format!(
+                "{path} is a decision record of format {format}, newer than this stagegate reads ({}): verify it with the stagegate that wrote it ({}) or a newer one",
+                super::DECISION_FORMAT,
+                rec.decided_by
+            ));
+            return Ok(problems);
+        }
+        Some(_) => {
+            // Exactly the ledger the judgement read, which must still be in the ledger's
+            // history: a rewound or deleted ledger is found here, hook or no hook.
+            let rests_on = match &rec.ledger {
+                Some(hex) => Some(ObjectId::from_hex(hex.as_bytes()).map_err(|_| {
+                    Error::usage(format!("{path}: `ledger` is not a commit id: {hex:?}"))
+                })?),
+                None => None,
+            };
+            if let Some(x) = rests_on {
+                problems.extend(ledger_problems(planner, &path, x, current)?);
+                if repo.commit(x).is_err() {
+                    return Ok(problems);
+                }
+            }
+            let view = ledger.view_at(rests_on)?.trusting(plan.trust.as_ref())?;
+            let facts = crate::judge::facts::load(planner, &plan, &view, at)?;
+            (view, facts)
+        }
     };
-    facts.rejected.retain(|_, r| r.by != this_run);
     let judgement = crate::judge::judge_on(planner, plan, &view, facts, at)?;
     let (plan, decided) = (&judgement.plan, &judgement.decided);
     let moved = judgement.moved();
@@ -253,11 +296,25 @@ fn verify_promotion(
         review: None,
         force_review: false,
     };
-    let again = super::promotion(planner, plan, decided, &opts, rec.pushed.clone(), &view)?;
+    let mut again = super::promotion(planner, plan, decided, &opts, rec.pushed.clone(), &view)?;
+    if rec.format.is_none() {
+        // Format 1 is compared as it was written: without the fields format 2 added.
+        again.record.format = None;
+        again.record.ledger = None;
+    }
     let derived = records::to_yaml(&again.record);
     if let Some(d) = first_difference(&repo.blob(entry.id)?, derived.as_bytes()) {
         problems.push(format!(
             "{path} is not the decision the gate makes of the evidence it rests on: {d}"
+        ));
+    }
+    // The message names the decider too (`git log` shows it, not the record).
+    if let Some(by) = info.trailer("Stagegate-Decided-By")
+        && by != rec.decided_by
+    {
+        problems.push(format!(
+            "its Stagegate-Decided-By trailer says {by:?}, but {path} says {:?}",
+            rec.decided_by
         ));
     }
     let tree = repo.edit_tree(
@@ -292,6 +349,15 @@ fn verify_promotion(
         }
         _ => false,
     };
+    if rec.format.is_some() && info.parents == parents {
+        let whole = moves_whole(plan, &moved);
+        let msg = super::promotion_message(plan, &again.record, &again.jobs, whole);
+        if let Some(d) = first_difference(info.message.as_bytes(), msg.as_bytes()) {
+            problems.push(format!(
+                "its message is not the one the gate writes for {path}: {d}"
+            ));
+        }
+    }
     if info.parents != parents && !via_forge {
         problems.push(format!(
             "its parents should be {}",
@@ -303,6 +369,37 @@ fn verify_promotion(
         ));
     }
     Ok(problems)
+}
+
+/// Whether the ledger still holds `rests_on`, the ledger commit the decision in `path` was
+/// judged on: it must be the ledger's tip `current` or one of its ancestors. Anything else
+/// means the ledger was rewound, replaced or deleted (or not fetched here).
+fn ledger_problems(
+    planner: &Planner,
+    path: &str,
+    rests_on: ObjectId,
+    current: Option<ObjectId>,
+) -> Result<Vec<String>> {
+    let repo = planner.repo;
+    let reference = &planner.pipeline.results_ref;
+    let restore = format!(
+        "fetch {reference} from a clone that still has {rests_on} (a runner's), then push it (`git push REMOTE {reference}`), or put it back with `git update-ref {reference} {rests_on}`"
+    );
+    if repo.commit(rests_on).is_err() {
+        return Ok(vec![format!(
+            "{path} rests on ledger commit {rests_on}, which is not in this repository: {reference} was rewound or replaced, or not fetched; {restore}"
+        )]);
+    }
+    Ok(match current {
+        None => vec![format!(
+            "{path} rests on ledger commit {rests_on}, but {reference} does not exist: the ledger was deleted; {restore}"
+        )],
+        Some(tip) if !repo.is_ancestor(rests_on, tip)? => vec![format!(
+            "{path} rests on ledger commit {rests_on}, which {reference} (at {}) no longer contains: the ledger was rewound or replaced; {restore}",
+            short(tip)
+        )],
+        Some(_) => Vec::new(),
+    })
 }
 
 /// Where `recorded` and `derived` first differ, line by line, for people; `None` when they

@@ -4,6 +4,7 @@
 //! Nothing here knows what a manifest or a stage is; it speaks objects and refs. Commands
 //! that gix cannot do yet (push, fetch, ls-remote) shell out to `git` in `repo::remote`.
 
+pub mod lock;
 pub mod pack;
 pub mod pool;
 pub mod remote;
@@ -477,6 +478,10 @@ impl Repo {
     }
 
     /// Move `name` to `new` only if it is still at `expected` (`None`: must not exist).
+    ///
+    /// A stale lock of the ref (`NAME.lock` left by a killed process, see [`lock`]) is
+    /// cleared, with a warning, and the update tried again; a live one is an error that
+    /// names the lock file.
     pub fn cas(
         &self,
         name: &str,
@@ -485,26 +490,56 @@ impl Repo {
         reflog: &str,
     ) -> Result<Cas> {
         let full: gix::refs::FullName = name.try_into().context(|| format!("ref name {name}"))?;
-        let prev = match expected {
-            Some(old) => PreviousValue::MustExistAndMatch(old.into()),
-            None => PreviousValue::MustNotExist,
-        };
         let msg = reflog.replace('\n', " ");
-        match self
-            .git
-            .edit_reference(RefEdit::update(full, new, prev, msg))
-        {
-            Ok(_) => Ok(Cas::Updated),
-            Err(e) => {
-                let actual = self.ref_target(name)?;
-                if actual != expected {
-                    Ok(Cas::Moved { actual })
-                } else {
-                    Err(Error::Git {
-                        context: format!("updating {name}"),
-                        source: Box::new(e),
-                    })
+        // One more try after clearing a stale lock, or when the lock that stood in the way
+        // was gone by the time we looked (its holder finished).
+        let mut retried = false;
+        loop {
+            let prev = match expected {
+                Some(old) => PreviousValue::MustExistAndMatch(old.into()),
+                None => PreviousValue::MustNotExist,
+            };
+            let e =
+                match self
+                    .git
+                    .edit_reference(RefEdit::update(full.clone(), new, prev, msg.clone()))
+                {
+                    Ok(_) => return Ok(Cas::Updated),
+                    Err(e) => e,
+                };
+            let actual = self.ref_target(name)?;
+            if actual != expected {
+                return Ok(Cas::Moved { actual });
+            }
+            let failed = || Error::Git {
+                context: format!("updating {name}"),
+                source: Box::new(e),
+            };
+            match lock::clear_if_stale(self.git.common_dir(), name) {
+                Ok(lock::Lock::Absent) if !retried => retried = true,
+                Ok(lock::Lock::Cleared { path, age }) if !retried => {
+                    retried = true;
+                    crate::error::warn(format!(
+                        "cleared the stale lock {} of {name}: written {} ago and open in no process, it was left by a process killed while updating {name}",
+                        path.display(),
+                        lock::age(age)
+                    ));
                 }
+                Ok(lock::Lock::Live { path, age }) => {
+                    return Err(Error::infra_help(
+                        format!(
+                            "cannot update {name}: it is locked by {} (written {} ago)",
+                            path.display(),
+                            lock::age(age)
+                        ),
+                        format!(
+                            "another git or stagegate process is updating {name}: run the command again when it is done. A lock whose process was killed is cleared by the next command once it is {} old; to clear it now, make sure no git or stagegate process is running on this repository and remove {}",
+                            lock::age(lock::STALE_AGE),
+                            path.display()
+                        ),
+                    ));
+                }
+                _ => return Err(failed()),
             }
         }
     }

@@ -218,49 +218,60 @@ pub fn publish_or_follow(
     let Some(remote) = repo.publishing().map(str::to_string) else {
         return Ok(Pushed::Pushed);
     };
-    let refused = match publish_branch(repo, branch) {
-        Ok(()) => return Ok(Pushed::Pushed),
-        Err(e) => e,
-    };
     let full = format!("refs/heads/{branch}");
     let tracking = tracking_ref(&remote, &full);
-    let Some(ours) = repo.ref_target(&full)? else {
-        return Err(refused);
+    let mut tries = 0;
+    let refused = loop {
+        let refused = match publish_branch(repo, branch) {
+            Ok(()) => return Ok(Pushed::Pushed),
+            Err(e) => e,
+        };
+        let Some(ours) = repo.ref_target(&full)? else {
+            return Err(refused);
+        };
+        let fetched = git(
+            repo.git_dir(),
+            &[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--",
+                &remote,
+                &format!("+{full}:{tracking}"),
+            ],
+        );
+        let theirs = match fetched {
+            Ok(_) => repo.ref_target(&tracking)?,
+            Err(_) => None,
+        };
+        if let (Some(theirs), Some(base)) = (theirs, base)
+            && theirs != ours
+            && theirs != base
+            && repo.is_ancestor(base, theirs)?
+            && repo.is_ancestor(base, ours)?
+            && repo.cas(
+                &full,
+                Some(ours),
+                theirs,
+                "stagegate: follow the remote after a refused push",
+            )? == super::Cas::Updated
+        {
+            sync_worktree(repo, branch, ours, theirs);
+            return Ok(Pushed::Followed {
+                remote,
+                remote_head: theirs,
+            });
+        }
+        // The winner's push may still be in flight (the remote's ref locked, not yet
+        // moved): wait for it and try again, then follow it.
+        if !lost_race(&refused.to_string()) || tries >= RACE_TRIES {
+            break refused;
+        }
+        race_pause(tries);
+        tries += 1;
     };
-    let fetched = git(
-        repo.git_dir(),
-        &[
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            "--",
-            &remote,
-            &format!("+{full}:{tracking}"),
-        ],
-    );
-    let theirs = match fetched {
-        Ok(_) => repo.ref_target(&tracking)?,
-        Err(_) => None,
-    };
-    if let (Some(theirs), Some(base)) = (theirs, base)
-        && theirs != ours
-        && theirs != base
-        && repo.is_ancestor(base, theirs)?
-        && repo.is_ancestor(base, ours)?
-        && repo.cas(
-            &full,
-            Some(ours),
-            theirs,
-            "stagegate: follow the remote after a refused push",
-        )? == super::Cas::Updated
-    {
-        sync_worktree(repo, branch, ours, theirs);
-        return Ok(Pushed::Followed {
-            remote,
-            remote_head: theirs,
-        });
-    }
     if let Some(base) = base
+        && let Some(ours) = repo.ref_target(&full)?
         && repo.cas(
             &full,
             Some(ours),
@@ -271,4 +282,104 @@ pub fn publish_or_follow(
         sync_worktree(repo, branch, ours, base);
     }
     Err(refused)
+}
+
+/// Publish `branch` when the remote's copy may be pushed by another runner at the same
+/// moment with the same commits (S's branch, whose head a promotion tested): a refusal that
+/// is a lost race is retried, and is no refusal once the remote's branch holds our head.
+pub fn publish_shared(repo: &super::Repo, branch: &str) -> Result<()> {
+    let Some(remote) = repo.publishing().map(str::to_string) else {
+        return Ok(());
+    };
+    let full = format!("refs/heads/{branch}");
+    let tracking = tracking_ref(&remote, &full);
+    let mut tries = 0;
+    loop {
+        let refused = match publish_branch(repo, branch) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !lost_race(&refused.to_string()) || tries >= RACE_TRIES {
+            return Err(refused);
+        }
+        let fetched = git(
+            repo.git_dir(),
+            &[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--",
+                &remote,
+                &format!("+{full}:{tracking}"),
+            ],
+        );
+        if let (Ok(_), Some(ours), Some(theirs)) = (
+            fetched,
+            repo.ref_target(&full)?,
+            repo.ref_target(&tracking)?,
+        ) && repo.is_ancestor(ours, theirs)?
+        {
+            return Ok(());
+        }
+        race_pause(tries);
+        tries += 1;
+    }
+}
+
+/// How many times a push that lost a race is tried again before its refusal stands.
+pub const RACE_TRIES: u32 = 6;
+
+/// Whether git's refusal of a push says another writer got there first, or is getting
+/// there at this moment, in any of the forms git gives it: the remote's ref moved ("fetch
+/// first", "non-fast-forward", a lease's "stale info", "incorrect old value", "but
+/// expected"), or its lock was held by the winner's push ("cannot lock ref", "failed to
+/// update ref", "unable to create …lock"). A hook's refusal is not a race, whatever the
+/// hook said.
+pub fn lost_race(refusal: &str) -> bool {
+    const FORMS: [&str; 9] = [
+        "fetch first",
+        "non-fast-forward",
+        "stale info",
+        "incorrect old value",
+        "but expected",
+        "cannot lock ref",
+        "failed to update ref",
+        "failed to lock",
+        "unable to create",
+    ];
+    let text = refusal.to_ascii_lowercase();
+    !text.contains("hook declined") && FORMS.iter().any(|f| text.contains(f))
+}
+
+/// The pause before try `attempt` (0, 1, …) of a push that lost a race: 100 ms doubling
+/// up to 1.6 s (about 5 s over [`RACE_TRIES`]), spread by process so two losers do not
+/// collide again.
+pub fn race_pause(attempt: u32) {
+    let base = 100u64 << attempt.min(4);
+    let jitter = u64::from(std::process::id()) % 50;
+    std::thread::sleep(std::time::Duration::from_millis(base + jitter));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lost_race;
+
+    #[test]
+    fn every_form_of_a_lost_race_is_one_and_a_hook_refusal_is_not() {
+        for refusal in [
+            " ! [rejected]        stable -> stable (fetch first)",
+            " ! [rejected]        stable -> stable (non-fast-forward)",
+            " ! [rejected]        refs/stagegate/results (stale info)",
+            "error: cannot lock ref 'refs/heads/stable': is at 1234 but expected 5678",
+            " ! [remote rejected] stable -> stable (failed to update ref)",
+            "error: Unable to create '/srv/state.git/refs/heads/stable.lock': File exists.",
+            " ! [remote rejected] stable -> stable (incorrect old value provided)",
+        ] {
+            assert!(lost_race(refusal), "{refusal}");
+        }
+        assert!(!lost_race(
+            " ! [remote rejected] stable -> stable (pre-receive hook declined)"
+        ));
+        assert!(!lost_race("fatal: could not read from remote repository"));
+    }
 }

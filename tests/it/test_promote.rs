@@ -825,7 +825,7 @@ fn apply_leaves_a_target_that_moved_since_the_plan_alone() {
         now,
     };
     assert_eq!(
-        promote::apply(&planner, plan, decided, &opts).unwrap(),
+        promote::apply(&planner, plan, decided, &opts, &view).unwrap(),
         None
     );
     assert_eq!(env.rev("stable"), moved, "stable keeps the other commit");
