@@ -17,7 +17,7 @@ use gix::objs::tree::EntryKind;
 use gix::refs::transaction::{PreviousValue, RefEdit};
 
 use crate::error::{Context, Error, IoContext, Result};
-use crate::manifest::Files;
+use crate::manifest::{FileKind, Files};
 
 /// Tree edits: `(path, Some((kind, id)))` upserts, `(path, None)` removes.
 pub type Edits = Vec<(String, Option<(EntryKind, ObjectId)>)>;
@@ -650,6 +650,35 @@ impl Files for TreeFiles<'_> {
 
     fn exists(&self, path: &str) -> Result<bool> {
         Ok(self.entry(path.trim_end_matches('/'))?.is_some())
+    }
+
+    fn kind(&self, path: &str) -> Result<Option<FileKind>> {
+        let parts: Vec<&str> = path
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        if parts.is_empty() {
+            return Ok(Some(FileKind::Dir));
+        }
+        for i in 1..=parts.len() {
+            let Some(e) = self.entry(&parts[..i].join("/"))? else {
+                return Ok(None);
+            };
+            let kind = match e.kind {
+                EntryKind::Link => return Ok(Some(FileKind::Symlink)),
+                EntryKind::Tree => FileKind::Dir,
+                EntryKind::Blob => FileKind::File,
+                EntryKind::BlobExecutable => FileKind::Executable,
+                EntryKind::Commit => FileKind::Other,
+            };
+            if i == parts.len() {
+                return Ok(Some(kind));
+            }
+            if kind != FileKind::Dir {
+                return Ok(None);
+            }
+        }
+        Ok(None)
     }
 }
 
