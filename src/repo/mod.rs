@@ -491,7 +491,9 @@ impl Repo {
 
     /// Commit `edits` (computed from the branch's current head) on top of `branch` and move
     /// it there by compare-and-swap, rebuilding on the new head when the branch moved
-    /// meanwhile. A work tree that has the branch checked out follows.
+    /// meanwhile. A work tree that has the branch checked out follows, keeping uncommitted
+    /// changes to other files; when uncommitted changes touch a file the commit changes,
+    /// nothing is done and the error says so.
     pub fn commit_on_branch(
         &self,
         branch: &str,
@@ -511,6 +513,8 @@ impl Repo {
                 .ok_or_else(|| Error::usage(format!("there is no branch {branch:?}")))?;
             let tree = self.edit_tree(self.tree_of(head)?, &edits(head)?)?;
             let commit = self.write_commit(tree, &[head], message)?;
+            // A checked-out branch moves only when its work tree can follow.
+            remote::can_sync_worktree(self, branch, head, commit)?;
             let reflog = format!("stagegate: {}", message.lines().next().unwrap_or_default());
             if self.cas(&name, Some(head), commit, &reflog)? == Cas::Updated {
                 remote::sync_worktree(self, branch, head, commit);
@@ -526,6 +530,9 @@ impl Repo {
                             "stagegate: rebuild on the remote",
                         )?;
                         remote::sync_worktree(self, branch, commit, head);
+                        if remote::refused_for_good(&e) {
+                            return Err(e);
+                        }
                         refused = Some(e);
                     }
                 }

@@ -32,3 +32,4 @@ mod test_store;
 mod test_sync;
 mod test_triage;
 mod test_walk;
+mod test_worktree;
