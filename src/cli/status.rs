@@ -172,6 +172,23 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 }
                 super::why::print_not_counted(&v.not_counted, &v.restored, &v.to);
             }
+            // stagegate judges commits: say so when the work tree holds more.
+            let dirty = crate::repo::remote::uncommitted(planner.repo);
+            if !dirty.is_empty() {
+                const SHOWN: usize = 10;
+                let mut files = dirty
+                    .iter()
+                    .take(SHOWN)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if dirty.len() > SHOWN {
+                    files.push_str(&format!(" and {} more", dirty.len() - SHOWN));
+                }
+                println!(
+                    "uncommitted changes in the work tree (not judged): {files} — commit them to make them candidates"
+                );
+            }
         }
     }
     Ok(0)

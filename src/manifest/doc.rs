@@ -194,16 +194,6 @@ pub enum Scalar {
     Float(f64),
 }
 
-impl Scalar {
-    pub fn into_string(self) -> String {
-        match self {
-            Scalar::Text(s) => s,
-            Scalar::Int(i) => i.to_string(),
-            Scalar::Float(f) => f.to_string(),
-        }
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BasedOnDoc {
@@ -212,7 +202,7 @@ pub struct BasedOnDoc {
     #[serde(default)]
     pub component: Option<String>,
     #[serde(default)]
-    pub version: Option<Scalar>,
+    pub version: Option<Spanned<Scalar>>,
 }
 
 #[derive(Debug, Deserialize)]

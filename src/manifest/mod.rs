@@ -28,6 +28,23 @@ pub trait Files {
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>>;
     /// Whether `path` names a file or a directory.
     fn exists(&self, path: &str) -> Result<bool>;
+    /// What `path` is, as git would commit it: links are not followed, and a path under a
+    /// symbolic link is that link. `None` when there is nothing at `path`.
+    fn kind(&self, path: &str) -> Result<Option<FileKind>>;
+}
+
+/// What a path of a tree is, as git records it (a mode, not a file's content).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file (mode 100644).
+    File,
+    /// An executable file (mode 100755).
+    Executable,
+    /// A symbolic link (mode 120000), or a path under one.
+    Symlink,
+    Dir,
+    /// A submodule, a socket, …
+    Other,
 }
 
 /// A directory on disk, such as a repository's work tree.
@@ -46,7 +63,12 @@ impl Files for WorkTree {
         let mut names = Vec::new();
         for entry in rd {
             let entry = entry.io_context(|| format!("listing {}", path.display()))?;
-            if entry.file_type().is_ok_and(|t| t.is_file()) {
+            // Links are listed too, so `check` refuses a linked manifest here as it does in
+            // a commit, where git stores the link itself.
+            if entry
+                .file_type()
+                .is_ok_and(|t| t.is_file() || t.is_symlink())
+            {
                 names.push(entry.file_name().to_string_lossy().into_owned());
             }
         }
@@ -72,5 +94,43 @@ impl Files for WorkTree {
 
     fn exists(&self, path: &str) -> Result<bool> {
         Ok(self.root.join(path).exists())
+    }
+
+    fn kind(&self, path: &str) -> Result<Option<FileKind>> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut full = self.root.clone();
+        let parts: Vec<&str> = path
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        for (i, part) in parts.iter().enumerate() {
+            full.push(part);
+            let meta = match std::fs::symlink_metadata(&full) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(None),
+                Err(e) => return Err(e).io_context(|| format!("reading {}", full.display())),
+            };
+            let t = meta.file_type();
+            if t.is_symlink() {
+                return Ok(Some(FileKind::Symlink));
+            }
+            if i + 1 < parts.len() {
+                if !t.is_dir() {
+                    return Ok(None);
+                }
+                continue;
+            }
+            return Ok(Some(if t.is_dir() {
+                FileKind::Dir
+            } else if !t.is_file() {
+                FileKind::Other
+            } else if meta.permissions().mode() & 0o111 != 0 {
+                FileKind::Executable
+            } else {
+                FileKind::File
+            }));
+        }
+        Ok(Some(FileKind::Dir))
     }
 }

@@ -202,14 +202,65 @@ fn plain_words(message: &str) -> (String, Option<&'static str>) {
 /// Collects problems while converting a document into the model.
 struct Check<'a> {
     file: &'a str,
+    /// The file's text, to read a scalar as it was written (see [`Check::scalar`]).
+    text: &'a [u8],
     diags: Diagnostics,
+    /// The repository paths this file names, where it names them.
+    named: Vec<Named>,
+}
+
+/// A repository path a manifest names — the script a `run` line starts with, or a `files`
+/// entry — with where it is written, so `manifest::set` can say what is wrong with the file
+/// there (missing, a link, not executable) at the right line.
+#[derive(Debug, Clone)]
+pub struct Named {
+    /// The field, as the README spells it: `run`, `build.files`, …
+    pub field: String,
+    /// The whole `run` line, or the path of a `files` entry (without a leading `./`).
+    pub text: String,
+    pub pos: Pos,
+    /// Whether this is a `run` line (whose script must be an executable file).
+    pub run: bool,
 }
 
 impl<'a> Check<'a> {
-    fn new(file: &'a str) -> Self {
+    fn new(file: &'a str, text: &'a [u8]) -> Self {
         Check {
             file,
+            text,
             diags: Diagnostics::default(),
+            named: Vec::new(),
+        }
+    }
+
+    /// A text-valued scalar YAML may have read as a number: its text as written. A number
+    /// whose text YAML does not keep (`3.10` is 3.1, `1.0` is 1, `0x10` is 16) is refused
+    /// with the quoted spelling as the fix, since any other reading silently changes it.
+    fn scalar(&mut self, field: &str, v: &Spanned<Scalar>) -> String {
+        let read = match &v.value {
+            Scalar::Text(s) => return s.clone(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+        };
+        if v.referenced.line() == 0 {
+            // No location of its own (inside an untagged value): do not guess.
+            return read;
+        }
+        let pos = Pos::of(v);
+        let written = written_at(self.text, pos);
+        match written {
+            Some(w) if w != read => {
+                let key = field.rsplit('.').next().unwrap_or(field);
+                self.err(
+                    pos,
+                    format!(
+                        "`{field}: {w}` is read by YAML as the number {read}, not the text {w:?}"
+                    ),
+                    Some(format!("quote it: {key}: \"{w}\"")),
+                );
+                w
+            }
+            _ => read,
         }
     }
 
@@ -353,7 +404,16 @@ impl<'a> Check<'a> {
                 Some("paths are relative to the repository root and stay inside it".into()),
             );
         }
-        p.value.trim_start_matches("./").to_string()
+        let path = p.value.trim_start_matches("./").to_string();
+        if field.ends_with("files") {
+            self.named.push(Named {
+                field: field.to_string(),
+                text: path.clone(),
+                pos: Pos::of(p),
+                run: false,
+            });
+        }
+        path
     }
 
     /// A `run` line: if it starts with a relative path, that path must stay in the repo.
@@ -374,16 +434,61 @@ impl<'a> Check<'a> {
                 Some("scripts run from the repository root; keep them inside it".into()),
             );
         }
+        self.named.push(Named {
+            field: field.to_string(),
+            text: run.value.clone(),
+            pos: Pos::of(run),
+            run: true,
+        });
         run.value.clone()
     }
 
     fn finish<T>(self, value: T) -> Result<T, Diagnostics> {
+        self.finish_named(value).map(|(v, _)| v)
+    }
+
+    fn finish_named<T>(self, value: T) -> Result<(T, Vec<Named>), Diagnostics> {
         if self.diags.is_empty() {
-            Ok(value)
+            Ok((value, self.named))
         } else {
             Err(self.diags)
         }
     }
+}
+
+/// The plain scalar that starts at `pos` in `text`, as written: up to a comment, the end of
+/// the line or the end of a flow collection. `None` when `pos` is not in the text.
+fn written_at(text: &[u8], pos: Pos) -> Option<String> {
+    let line = std::str::from_utf8(text)
+        .ok()?
+        .lines()
+        .nth(usize::try_from(pos.line.checked_sub(1)?).ok()?)?;
+    let rest: String = line
+        .chars()
+        .skip(usize::try_from(pos.column.checked_sub(1)?).ok()?)
+        .collect();
+    let end = [" #", ",", "}", "]"]
+        .iter()
+        .filter_map(|stop| rest.find(stop))
+        .min()
+        .unwrap_or(rest.len());
+    let w = rest[..end].trim();
+    (!w.is_empty()).then(|| w.to_string())
+}
+
+/// A branch's short name, as `git branch NAME` would take it: `staging`, not
+/// `refs/heads/staging` (which would name `refs/heads/refs/heads/staging`).
+fn branch_name(b: &str) -> Result<(), &'static str> {
+    if b.starts_with("refs/") {
+        return Err("stagegate adds refs/heads/ itself");
+    }
+    if b == "HEAD" || b.starts_with('-') {
+        return Err("git does not allow it as a branch");
+    }
+    if gix::validate::reference::name_partial(b.into()).is_err() {
+        return Err("git does not allow it as a branch");
+    }
+    Ok(())
 }
 
 /// Relative, non-empty, no `..` component, no absolute path.
@@ -402,7 +507,7 @@ pub fn check_rel_path(p: &str) -> Result<(), &'static str> {
 
 pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics> {
     let doc: PipelineDoc = from_yaml(file, bytes).map_err(|d| Diagnostics(vec![d]))?;
-    let mut c = Check::new(file);
+    let mut c = Check::new(file, bytes);
     if doc.version.value != 1 {
         c.err(
             Pos::of(&doc.version),
@@ -432,11 +537,17 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
                 Some("use lower-case letters, digits, '.', '_' and '-'".into()),
             );
         }
-        if gix::validate::reference::name_partial(stage.branch.as_str().into()).is_err() {
+        if let Err(why) = branch_name(&stage.branch) {
             c.err(
                 Pos::of(s),
-                format!("invalid branch name {:?}", stage.branch),
-                None,
+                format!(
+                    "stage {:?}: {:?} is not a branch name: {why}",
+                    stage.name, stage.branch
+                ),
+                Some(match stage.branch.strip_prefix("refs/heads/") {
+                    Some(short) => format!("write the branch's short name: `branch: {short}`"),
+                    None => "write a branch name such as `main` or `release/stable`".into(),
+                }),
             );
         }
         if stages.iter().any(|o| o.name == stage.name) {
@@ -716,15 +827,24 @@ pub const JOB_VARS: &[&str] = &[
 ];
 
 pub fn parse_item(kind: ItemKind, file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
+    parse_item_named(kind, file, bytes).map(|(item, _)| item)
+}
+
+/// [`parse_item`], with the repository paths the manifest names and where.
+pub fn parse_item_named(
+    kind: ItemKind,
+    file: &str,
+    bytes: &[u8],
+) -> Result<(Item, Vec<Named>), Diagnostics> {
     match kind {
         ItemKind::Image => parse_image(file, bytes),
         ItemKind::Component => parse_component(file, bytes),
     }
 }
 
-fn parse_image(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
+fn parse_image(file: &str, bytes: &[u8]) -> Result<(Item, Vec<Named>), Diagnostics> {
     let doc: ImageDoc = from_yaml(file, bytes).map_err(|d| Diagnostics(vec![d]))?;
-    let mut c = Check::new(file);
+    let mut c = Check::new(file, bytes);
     c.name("image", &doc.name);
     c.name_matches_file(&doc.name);
     let based_on = doc.based_on.as_ref().and_then(|b| {
@@ -742,11 +862,11 @@ fn parse_image(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
             }
             (None, Some(comp)) => Some(BasedOn::Upstream {
                 component: comp.clone(),
-                version: b.value.version.as_ref().map(|v| match v {
-                    Scalar::Text(s) => s.clone(),
-                    Scalar::Int(i) => i.to_string(),
-                    Scalar::Float(f) => f.to_string(),
-                }),
+                version: b
+                    .value
+                    .version
+                    .as_ref()
+                    .map(|v| c.scalar("based-on.version", v)),
             }),
             _ => {
                 c.err(
@@ -792,7 +912,7 @@ fn parse_image(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
         timeout: c.timeout("watch.timeout", &w.timeout),
     });
     let version = version(&mut c, doc.version);
-    c.finish(Item {
+    c.finish_named(Item {
         id: ItemId::new(ItemKind::Image, doc.name.value),
         version,
         description: doc.description,
@@ -806,7 +926,7 @@ fn parse_image(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
 
 fn version(c: &mut Check, v: Spanned<Scalar>) -> String {
     let pos = Pos::of(&v);
-    let s = v.value.into_string();
+    let s = c.scalar("version", &v);
     if s.trim().is_empty() || s.contains('\n') {
         c.err(
             pos,
@@ -817,9 +937,9 @@ fn version(c: &mut Check, v: Spanned<Scalar>) -> String {
     s
 }
 
-fn parse_component(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
+fn parse_component(file: &str, bytes: &[u8]) -> Result<(Item, Vec<Named>), Diagnostics> {
     let doc: ComponentDoc = from_yaml(file, bytes).map_err(|d| Diagnostics(vec![d]))?;
-    let mut c = Check::new(file);
+    let mut c = Check::new(file, bytes);
     c.name("component", &doc.name);
     c.name_matches_file(&doc.name);
     let source = doc.source.as_ref().map(|s| {
@@ -863,7 +983,7 @@ fn parse_component(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
         timeout: c.timeout("watch.timeout", &w.timeout),
     });
     let version = version(&mut c, doc.version);
-    c.finish(Item {
+    c.finish_named(Item {
         id: ItemId::new(ItemKind::Component, doc.name.value),
         version,
         description: doc.description,
@@ -879,11 +999,13 @@ fn parse_component(file: &str, bytes: &[u8]) -> Result<Item, Diagnostics> {
 pub struct ParsedTest {
     pub test: Test,
     pub uses_at: Vec<Pos>,
+    /// The repository paths the test names (its script, its `files`) and where.
+    pub named: Vec<Named>,
 }
 
 pub fn parse_test(file: &str, bytes: &[u8]) -> Result<ParsedTest, Diagnostics> {
     let doc: TestDoc = from_yaml(file, bytes).map_err(|d| Diagnostics(vec![d]))?;
-    let mut c = Check::new(file);
+    let mut c = Check::new(file, bytes);
     c.name("test", &doc.name);
     c.name_matches_file(&doc.name);
     let mut uses = Vec::new();
@@ -940,5 +1062,10 @@ pub fn parse_test(file: &str, bytes: &[u8]) -> Result<ParsedTest, Diagnostics> {
         retries,
         files,
     };
-    c.finish(ParsedTest { test, uses_at })
+    let named = std::mem::take(&mut c.named);
+    c.finish(ParsedTest {
+        test,
+        uses_at,
+        named,
+    })
 }

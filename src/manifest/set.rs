@@ -4,11 +4,11 @@
 //! a missing item, a derived image whose parent is missing, a script that does not exist)
 //! live here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::*;
-use super::parse::{ParsedTest, parse_item, parse_pipeline, parse_test};
-use super::{Files, PIPELINE_FILE, TESTS_DIR};
+use super::parse::{Named, ParsedTest, parse_item_named, parse_pipeline, parse_test};
+use super::{FileKind, Files, PIPELINE_FILE, TESTS_DIR};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::error::Result;
 
@@ -46,18 +46,26 @@ impl ManifestSet {
         };
 
         let mut items = BTreeMap::new();
+        let mut named: BTreeMap<ItemId, Vec<Named>> = BTreeMap::new();
+        // Manifests already reported as invalid: a reference to one of them is not a second
+        // problem ("images/base does not exist" after images/base.yaml's syntax error).
+        let mut broken: BTreeSet<String> = BTreeSet::new();
         for kind in ItemKind::ALL {
-            for (file, bytes) in manifests_in(files, kind.dir(), &mut diags)? {
-                match parse_item(kind, &file, &bytes) {
-                    Ok(item) => {
+            for (file, bytes) in manifests_in(files, kind.dir(), &mut diags, &mut broken)? {
+                match parse_item_named(kind, &file, &bytes) {
+                    Ok((item, n)) => {
+                        named.insert(item.id.clone(), n);
                         items.insert(item.id.clone(), item);
                     }
-                    Err(d) => diags.0.extend(d.0),
+                    Err(d) => {
+                        broken.insert(file);
+                        diags.0.extend(d.0)
+                    }
                 }
             }
         }
         let mut parsed_tests: Vec<ParsedTest> = Vec::new();
-        for (file, bytes) in manifests_in(files, TESTS_DIR, &mut diags)? {
+        for (file, bytes) in manifests_in(files, TESTS_DIR, &mut diags, &mut broken)? {
             match parse_test(&file, &bytes) {
                 Ok(t) => parsed_tests.push(t),
                 Err(d) => diags.0.extend(d.0),
@@ -68,7 +76,9 @@ impl ManifestSet {
         for item in items.values() {
             let file = item.id.path();
             if let Some(parent) = item.parent_image() {
-                if !items.contains_key(&parent) {
+                if broken.contains(&parent.path()) {
+                    // Reported in its own file.
+                } else if !items.contains_key(&parent) {
                     diags.push(missing_item(
                         &file,
                         Pos::FILE,
@@ -87,36 +97,21 @@ impl ManifestSet {
                     );
                 }
             }
-            if let Some(b) = &item.build {
-                check_files(
-                    files,
-                    &file,
-                    script_of(&b.run)
-                        .into_iter()
-                        .chain(b.files.iter().map(String::as_str)),
-                    &mut diags,
-                )?;
-            }
-            if let Some(w) = &item.watch {
-                check_files(files, &file, script_of(&w.run), &mut diags)?;
+            for n in named.get(&item.id).into_iter().flatten() {
+                check_named(files, &file, n, &mut diags)?;
             }
         }
         let mut tests = BTreeMap::new();
         for pt in parsed_tests {
             let file = pt.test.path();
             for (id, pos) in pt.test.uses.iter().zip(&pt.uses_at) {
-                if !items.contains_key(id) {
+                if !items.contains_key(id) && !broken.contains(&id.path()) {
                     diags.push(missing_item(&file, *pos, id, &items, "`uses` names"));
                 }
             }
-            check_files(
-                files,
-                &file,
-                script_of(&pt.test.run)
-                    .into_iter()
-                    .chain(pt.test.files.iter().map(String::as_str)),
-                &mut diags,
-            )?;
+            for n in &pt.named {
+                check_named(files, &file, n, &mut diags)?;
+            }
             tests.insert(pt.test.name.clone(), pt.test);
         }
 
@@ -132,10 +127,13 @@ impl ManifestSet {
 }
 
 /// The `.yaml` files of one manifest directory, with a diagnostic for anything else there.
+/// A manifest that is a symbolic link is refused (and added to `broken`): git stores the
+/// link, not the file it points to, so a commit's tree and the work tree would disagree.
 fn manifests_in(
     files: &dyn Files,
     dir: &str,
     diags: &mut Diagnostics,
+    broken: &mut BTreeSet<String>,
 ) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     for name in files.list(dir)? {
@@ -154,6 +152,21 @@ fn manifests_in(
                     .with_help("rename it to NAME.yaml, or move it out of the manifest directory"),
                 );
             }
+            continue;
+        }
+        if files.kind(&path)? == Some(FileKind::Symlink) {
+            diags.push(
+                Diagnostic::new(
+                    &path,
+                    Pos::FILE,
+                    format!("{path} is a symbolic link; a manifest must be a file"),
+                )
+                .with_help(format!(
+                    "git stores the link, not what it points to: replace it with the file \
+                     (`cp --remove-destination \"$(readlink -f {path})\" {path}`)"
+                )),
+            );
+            broken.insert(path);
             continue;
         }
         if let Some(bytes) = files.read(&path)? {
@@ -179,25 +192,75 @@ fn derives_from(items: &BTreeMap<ItemId, Item>, start: &ItemId, target: &ItemId)
     false
 }
 
-fn check_files<'a>(
-    files: &dyn Files,
-    file: &str,
-    paths: impl IntoIterator<Item = &'a str>,
-    diags: &mut Diagnostics,
-) -> Result<()> {
-    for p in paths {
-        if super::parse::check_rel_path(p).is_ok() && !files.exists(p)? {
-            diags.push(
-                Diagnostic::new(
-                    file,
-                    Pos::FILE,
-                    format!("{p:?} does not exist in the repository"),
-                )
-                .with_help(
-                    "commit the file, or fix the path (paths are relative to the repository root)",
-                ),
-            );
+/// What is wrong with a path a manifest names, at the line that names it: a file that
+/// does not exist, a `run` script that is a symbolic link or not executable, a `run` line
+/// that names a repository file without `./`.
+fn check_named(files: &dyn Files, file: &str, n: &Named, diags: &mut Diagnostics) -> Result<()> {
+    let field = &n.field;
+    let (path, is_script) = if n.run {
+        let first = n.text.split_whitespace().next().unwrap_or_default();
+        match script_of(&n.text) {
+            Some(p) => (p, true),
+            None => {
+                // `run: ci/smoke.sh` is looked up as a command, not taken from the checkout:
+                // the job would not get the file and its key would not cover it.
+                if !first.starts_with('/')
+                    && super::parse::check_rel_path(first).is_ok()
+                    && matches!(
+                        files.kind(first)?,
+                        Some(FileKind::File | FileKind::Executable | FileKind::Symlink)
+                    )
+                {
+                    let fixed = format!("./{}", n.text.trim_start());
+                    diags.push(
+                        Diagnostic::new(
+                            file,
+                            n.pos,
+                            format!(
+                                "`{field}` starts with {first:?}, a repository file, without `./`: \
+                                 the shell would look it up as a command and the job would not get it"
+                            ),
+                        )
+                        .with_help(format!("write `{field}: {fixed}`")),
+                    );
+                }
+                return Ok(());
+            }
         }
+    } else {
+        (n.text.as_str(), false)
+    };
+    if super::parse::check_rel_path(path).is_err() {
+        // Reported by the parser.
+        return Ok(());
+    }
+    let problem = match files.kind(path)? {
+        None => Some((
+            format!("{path:?} does not exist in the repository"),
+            "commit the file, or fix the path (paths are relative to the repository root)"
+                .to_string(),
+        )),
+        Some(FileKind::Symlink) => Some((
+            format!("`{field}` names {path:?}, which is (or is under) a symbolic link"),
+            format!(
+                "a job's key covers the link, not what it points to: commit the file itself \
+                 in place of the link (`cp --remove-destination \"$(readlink -f {path})\" {path}`)"
+            ),
+        )),
+        Some(FileKind::File) if is_script => Some((
+            format!("`{field}` runs {path:?}, which is not executable (mode 100644 in git)"),
+            format!(
+                "run `git update-index --chmod=+x {path}` (and `chmod +x {path}`), then commit"
+            ),
+        )),
+        Some(FileKind::Dir) if is_script => Some((
+            format!("`{field}` runs {path:?}, which is a directory"),
+            "name the script in it, e.g. ./DIR/run.sh".to_string(),
+        )),
+        _ => None,
+    };
+    if let Some((message, help)) = problem {
+        diags.push(Diagnostic::new(file, n.pos, message).with_help(help));
     }
     Ok(())
 }

@@ -245,6 +245,20 @@ fn resolve(s: &Snapshot, id: &CandidateId) -> Result<Vec<Diagnostic>> {
         )
         .with_help("commit the file, or fix the path (paths are relative to the repository root)")
     };
+    // A script or input that is a symbolic link: its blob is the link's text, so the job's
+    // key would not cover what runs. Refused as `check` refuses it.
+    let files = crate::repo::TreeFiles::new(s.repo, s.tree);
+    let linked = |p: &str| -> Result<Option<Diagnostic>> {
+        use crate::manifest::{FileKind, Files};
+        Ok((files.kind(p)? == Some(FileKind::Symlink)).then(|| {
+            Diagnostic::new(
+                &file,
+                Pos::FILE,
+                format!("{p:?} is (or is under) a symbolic link"),
+            )
+            .with_help("a job's key covers the link, not what it points to: commit the file itself in place of the link")
+        }))
+    };
     match id {
         CandidateId::Item(item) => {
             let Some((_, it)) = s.item(item)? else {
@@ -253,6 +267,8 @@ fn resolve(s: &Snapshot, id: &CandidateId) -> Result<Vec<Diagnostic>> {
             for (p, oid) in s.build_files(&it)? {
                 if oid.is_none() {
                     out.push(missing_file(&p));
+                } else if let Some(d) = linked(&p)? {
+                    out.push(d);
                 }
             }
             // `based-on` must reach a base image without looping.
@@ -306,6 +322,8 @@ fn resolve(s: &Snapshot, id: &CandidateId) -> Result<Vec<Diagnostic>> {
             for (p, oid) in s.test_files(&test)? {
                 if oid.is_none() {
                     out.push(missing_file(&p));
+                } else if let Some(d) = linked(&p)? {
+                    out.push(d);
                 }
             }
         }

@@ -18,7 +18,7 @@ use gix::objs::tree::EntryKind;
 use gix::refs::transaction::{PreviousValue, RefEdit};
 
 use crate::error::{Context, Error, IoContext, Result};
-use crate::manifest::Files;
+use crate::manifest::{FileKind, Files};
 
 /// Tree edits: `(path, Some((kind, id)))` upserts, `(path, None)` removes.
 pub type Edits = Vec<(String, Option<(EntryKind, ObjectId)>)>;
@@ -546,7 +546,9 @@ impl Repo {
 
     /// Commit `edits` (computed from the branch's current head) on top of `branch` and move
     /// it there by compare-and-swap, rebuilding on the new head when the branch moved
-    /// meanwhile. A work tree that has the branch checked out follows.
+    /// meanwhile. A work tree that has the branch checked out follows, keeping uncommitted
+    /// changes to other files; when uncommitted changes touch a file the commit changes,
+    /// nothing is done and the error says so.
     pub fn commit_on_branch(
         &self,
         branch: &str,
@@ -566,6 +568,8 @@ impl Repo {
                 .ok_or_else(|| Error::usage(format!("there is no branch {branch:?}")))?;
             let tree = self.edit_tree(self.tree_of(head)?, &edits(head)?)?;
             let commit = self.write_commit(tree, &[head], message)?;
+            // A checked-out branch moves only when its work tree can follow.
+            remote::can_sync_worktree(self, branch, head, commit)?;
             let reflog = format!("stagegate: {}", message.lines().next().unwrap_or_default());
             if self.cas(&name, Some(head), commit, &reflog)? == Cas::Updated {
                 remote::sync_worktree(self, branch, head, commit);
@@ -581,6 +585,9 @@ impl Repo {
                             "stagegate: rebuild on the remote",
                         )?;
                         remote::sync_worktree(self, branch, commit, head);
+                        if remote::refused_for_good(&e) {
+                            return Err(e);
+                        }
                         refused = Some(e);
                     }
                 }
@@ -705,6 +712,35 @@ impl Files for TreeFiles<'_> {
 
     fn exists(&self, path: &str) -> Result<bool> {
         Ok(self.entry(path.trim_end_matches('/'))?.is_some())
+    }
+
+    fn kind(&self, path: &str) -> Result<Option<FileKind>> {
+        let parts: Vec<&str> = path
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        if parts.is_empty() {
+            return Ok(Some(FileKind::Dir));
+        }
+        for i in 1..=parts.len() {
+            let Some(e) = self.entry(&parts[..i].join("/"))? else {
+                return Ok(None);
+            };
+            let kind = match e.kind {
+                EntryKind::Link => return Ok(Some(FileKind::Symlink)),
+                EntryKind::Tree => FileKind::Dir,
+                EntryKind::Blob => FileKind::File,
+                EntryKind::BlobExecutable => FileKind::Executable,
+                EntryKind::Commit => FileKind::Other,
+            };
+            if i == parts.len() {
+                return Ok(Some(kind));
+            }
+            if kind != FileKind::Dir {
+                return Ok(None);
+            }
+        }
+        Ok(None)
     }
 }
 

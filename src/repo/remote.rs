@@ -45,14 +45,123 @@ pub fn ls_remote(dir: &Path, url: &str, branch: &str) -> Result<Option<String>> 
     }))
 }
 
+/// Before stagegate moves `branch` from `old` to `new`: when the work tree has that branch
+/// checked out and could not follow the move (`git read-tree -m -u` would refuse: a file
+/// the move changes has uncommitted changes), refuse, so nothing moves. Moving anyway
+/// would leave the index and work tree at `old`, staging a revert of the new commit that
+/// the next `git commit -a` makes. Uncommitted changes to other files are fine: they are
+/// kept when the work tree follows ([`sync_worktree`]).
+pub fn can_sync_worktree(
+    repo: &super::Repo,
+    branch: &str,
+    old: gix::ObjectId,
+    new: gix::ObjectId,
+) -> Result<()> {
+    let Some(work) = repo.work_dir() else {
+        return Ok(());
+    };
+    if !has_checked_out(repo, branch) {
+        return Ok(());
+    }
+    let _ = git(work, &["update-index", "-q", "--refresh"]);
+    if git(
+        work,
+        &[
+            "read-tree",
+            "-n",
+            "-m",
+            "-u",
+            &old.to_string(),
+            &new.to_string(),
+        ],
+    )
+    .is_ok()
+    {
+        return Ok(());
+    }
+    // The files the move changes that have uncommitted changes (staged or not).
+    let changed = git(
+        work,
+        &[
+            "diff",
+            "--name-only",
+            "--no-renames",
+            &old.to_string(),
+            &new.to_string(),
+        ],
+    )
+    .unwrap_or_default();
+    let changed: Vec<&str> = changed.lines().collect();
+    let mut args = vec!["status", "--porcelain=v1", "--no-renames", "-z", "--"];
+    args.extend(changed.iter().copied());
+    let dirty: Vec<String> = git(work, &args)
+        .unwrap_or_default()
+        .split('\0')
+        .filter_map(|l| l.get(3..))
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    let files = if dirty.is_empty() {
+        "files it changes".to_string()
+    } else {
+        dirty.join(", ")
+    };
+    Err(Error::usage_help(
+        format!(
+            "{branch} is checked out in {} with uncommitted changes to {files}, which this \
+             command would change too: nothing was changed",
+            work.display()
+        ),
+        "commit them (`git commit`) or set them aside (`git stash`), then run the command again",
+    ))
+}
+
+/// The work tree's uncommitted changes that stagegate does not see (it reads commits):
+/// every changed tracked file, and untracked files in the manifest directories and the
+/// pipeline file (other untracked files are build output more often than content).
+/// Empty without a work tree, or when git cannot tell.
+pub fn uncommitted(repo: &super::Repo) -> Vec<String> {
+    let Some(work) = repo.work_dir() else {
+        return Vec::new();
+    };
+    let out = git(
+        work,
+        &[
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--no-renames",
+            "--untracked-files=normal",
+        ],
+    )
+    .unwrap_or_default();
+    let manifests = ["stagegate.yaml", "images/", "components/", "tests/"];
+    out.split('\0')
+        .filter_map(|l| Some((l.get(..2)?, l.get(3..)?)))
+        .filter(|(xy, path)| {
+            !path.is_empty()
+                && (*xy != "??"
+                    || manifests
+                        .iter()
+                        .any(|m| path.starts_with(m) || m.starts_with(path)))
+        })
+        .map(|(_, path)| path.to_string())
+        .collect()
+}
+
+/// Whether the work tree has `branch` checked out.
+fn has_checked_out(repo: &super::Repo, branch: &str) -> bool {
+    let head = repo.git.head_name().ok().flatten();
+    head.as_ref().map(|h| h.as_bstr().to_string()) == Some(format!("refs/heads/{branch}"))
+}
+
 /// After stagegate moved `branch` from `old` to `new`: if the work tree has that branch
 /// checked out, bring the index and work tree along (`git read-tree -m -u`, which refuses
 /// to overwrite local changes). Best effort: a refusal leaves the work tree as it was and
 /// says how to catch up.
 pub fn sync_worktree(repo: &super::Repo, branch: &str, old: gix::ObjectId, new: gix::ObjectId) {
     let Some(work) = repo.work_dir() else { return };
-    let head = repo.git.head_name().ok().flatten();
-    if head.as_ref().map(|h| h.as_bstr().to_string()) != Some(format!("refs/heads/{branch}")) {
+    if !has_checked_out(repo, branch) {
         return;
     }
     // Refresh stat data first: an index written from a tree alone looks modified to git.
@@ -76,6 +185,23 @@ pub fn push_branch(git_dir: &Path, remote: &str, branch: &str) -> Result<()> {
         &["push", "--quiet", remote, &format!("{full}:{full}")],
     )
     .map_err(|e| {
+        let said = e.to_string();
+        if said.contains("refusing to update checked out branch")
+            || said.contains("branch is currently checked out")
+        {
+            // git's receive.denyCurrentBranch: no fetch and no retry changes that.
+            return Error::infra_help(
+                format!(
+                    "pushing {branch} to {remote} was refused: {CHECKED_OUT} \
+                     (git's receive.denyCurrentBranch)"
+                ),
+                format!(
+                    "make {remote} a bare repository (`git clone --bare`), check out another \
+                     branch there, or let pushes update its work tree: \
+                     `git -C REMOTE-DIR config receive.denyCurrentBranch updateInstead`"
+                ),
+            );
+        }
         Error::infra_help(
             format!("pushing {branch} to {remote} was rejected: {e}"),
             format!(
@@ -84,6 +210,15 @@ pub fn push_branch(git_dir: &Path, remote: &str, branch: &str) -> Result<()> {
         )
     })?;
     Ok(())
+}
+
+/// How a push refused because the remote has the branch checked out is explained.
+const CHECKED_OUT: &str = "the remote is a repository with a work tree that has this branch checked out, and git does not move a checked-out branch by push";
+
+/// Whether `e` is a refused push that trying again cannot fix (the remote has the branch
+/// checked out), so a caller rebuilding on the remote's head stops at once.
+pub fn refused_for_good(e: &Error) -> bool {
+    e.to_string().contains(CHECKED_OUT)
 }
 
 /// Where a remote's `reference` is fetched to: `refs/stagegate-remotes/<remote>/<ref tail>`.

@@ -34,3 +34,4 @@ mod test_sync;
 mod test_triage;
 mod test_trust;
 mod test_walk;
+mod test_worktree;

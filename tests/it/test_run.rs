@@ -497,6 +497,34 @@ fn a_job_exiting_125_could_not_test_is_an_error_and_the_candidate_waits() {
 }
 
 #[test]
+fn a_test_whose_script_is_a_symlink_is_invalid_and_never_runs() {
+    let env = repo_with_tests(&[]);
+    env.git(&["checkout", "-q", "staging"]);
+    env.write(
+        "tests/linked.yaml",
+        &test_yaml("linked", "components/xen", "linked.sh", ""),
+    );
+    std::os::unix::fs::symlink("/bin/true", env.repo.join("tests/linked.sh")).unwrap();
+    env.git(&["add", "-A"]);
+    env.git(&[
+        "commit",
+        "-q",
+        "--no-verify",
+        "-m",
+        "Add a test whose script is a link",
+    ]);
+    let out = env.sg_ok(&["run"]);
+    assert!(!out.contains("linked"), "{out}");
+    assert!(ledger(&env).values().all(|r| r.name != "linked"));
+    let status = env.sg_ok(&["status"]);
+    assert!(status.contains("  tests/linked new: invalid\n"), "{status}");
+    assert!(
+        status.contains("\"tests/linked.sh\" is (or is under) a symbolic link"),
+        "{status}"
+    );
+}
+
+#[test]
 fn a_test_whose_script_is_missing_is_invalid_and_never_runs() {
     let env = repo_with_tests(&[]);
     env.commit_on(
