@@ -24,6 +24,7 @@ mod plan;
 mod poll;
 mod promote;
 mod quarantine;
+mod record;
 mod release;
 mod report;
 mod reporter;
@@ -76,6 +77,7 @@ pub enum Command {
     Plan(plan::Args),
     Diff(diff::Args),
     Run(run::Args),
+    Record(record::Args),
     Promote(promote::Args),
     Why(why::Args),
     Log(log::Args),
@@ -190,6 +192,7 @@ pub fn main() -> i32 {
         Command::Plan(a) => plan::run(&ctx, a),
         Command::Diff(a) => diff::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
+        Command::Record(a) => record::run(&ctx, a),
         Command::Promote(a) => promote::run(&ctx, a),
         Command::Why(a) => why::run(&ctx, a),
         Command::Log(a) => log::run(&ctx, a),

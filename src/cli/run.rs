@@ -38,6 +38,12 @@ pub struct Args {
     /// Push the results ledger to the remote afterwards.
     #[arg(long)]
     pub push: bool,
+    /// Write each result into DIR (one YAML file per attempt) for another job to sign and
+    /// record with `stagegate record`, and publish nothing: for a CI job that runs
+    /// candidate code, where the signing key must stay out of its reach (README: Signed
+    /// evidence). Needs no signing key.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["push", "dry_run"])]
+    pub export: Option<std::path::PathBuf>,
     /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -64,6 +70,7 @@ impl Args {
             rerun: self.rerun.clone(),
             failed: self.failed,
             still_running: super::reporter::still_running_interval()?,
+            export: self.export.is_some(),
         })
     }
 }
@@ -81,5 +88,22 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     for doc in reporter.take_json() {
         print_json(&doc);
     }
+    if let Some(dir) = &args.export {
+        export(dir, &report)?;
+    }
     Ok(report.code())
+}
+
+/// Write the records of `report` into `dir`, one file per result: `<key>-<n>.yaml`.
+fn export(dir: &std::path::Path, report: &session::Report) -> Result<()> {
+    use crate::error::IoContext;
+    std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
+    for (n, o) in report.outcomes.iter().enumerate() {
+        if let Some(r) = &o.record {
+            let path = dir.join(format!("{}-{n:02}.yaml", r.key));
+            std::fs::write(&path, crate::records::to_yaml(r))
+                .io_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(())
 }

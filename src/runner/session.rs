@@ -37,6 +37,10 @@ pub struct Options {
     pub failed: bool,
     /// How often to report the jobs still running ([`Event::StillRunning`]); `None`: never.
     pub still_running: Option<Duration>,
+    /// Keep the results for another job to record (`run --export`): the local ledger gets
+    /// them, nothing is published, and no signing key is needed (a job that runs candidate
+    /// code holds none).
+    pub export: bool,
 }
 
 /// What the gate of one move asks a run to do: the move's runnable plan (the jobs it still
@@ -378,7 +382,9 @@ fn run_selection(
         would_run: Vec::new(),
     };
     sink(Event::RunFinished { report: &report });
-    crate::ledger::sync::publish(repo, &planner.pipeline.results_ref)?;
+    if !opts.export {
+        crate::ledger::sync::publish(repo, &planner.pipeline.results_ref)?;
+    }
     Ok(report)
 }
 
@@ -438,7 +444,7 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
         planned_attempts.insert(key.clone(), view.attempt_count(key)?);
         jobs.push(job.clone());
     }
-    if !jobs.is_empty() {
+    if !jobs.is_empty() && !opts.export {
         for w in work
             .iter()
             .filter(|w| w.plan.jobs.keys().any(|k| jobs.iter().any(|j| &j.key == k)))

@@ -1456,6 +1456,23 @@ fn init_github_writes_one_scheduled_promoter_with_the_store_permission_and_no_fo
                     );
                     let command = step["with"]["command"].as_str().unwrap_or("cycle");
                     commands.push(command.to_string());
+                    // The signing key reaches no step that runs candidate code, and a
+                    // matrix job that runs it cannot push: its result leaves as an artifact
+                    // that the `record` job signs (README: Signed evidence).
+                    let key = step["env"].get("STAGEGATE_SIGNING_KEY").is_some();
+                    if command == "run" {
+                        assert!(!key, "{flag} {name} {job_name}: the key reaches a job");
+                        assert_eq!(job["permissions"]["contents"], json!("read"));
+                        assert!(
+                            step["with"]["args"]
+                                .as_str()
+                                .is_some_and(|a| a.starts_with("--export result-")),
+                            "{flag} {name} {job_name}"
+                        );
+                    }
+                    if command == "record" {
+                        assert!(key, "{flag} {name} {job_name} signs");
+                    }
                     // Builds and tests reach the ghcr.io store with the workflow's token.
                     if command == "run" || command.contains("cycle") {
                         assert_eq!(
@@ -1471,6 +1488,7 @@ fn init_github_writes_one_scheduled_promoter_with_the_store_permission_and_no_fo
         // Nothing upstream is lost: the matrix polls too (the cycle does by itself).
         if flag == "--github=matrix" {
             assert!(commands.iter().any(|c| c == "poll"), "{commands:?}");
+            assert!(commands.iter().any(|c| c == "record"), "{commands:?}");
         }
         let yaml = env.read("stagegate.yaml");
         assert!(

@@ -641,3 +641,72 @@ fn records_deleted_by_a_ledger_commit_count_as_they_were() {
             .contains("\"1\"")
     );
 }
+
+#[test]
+fn a_job_without_the_key_exports_its_result_and_a_signing_job_records_it() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = keypair(keys.path(), "ci");
+    let env = repo(&trust_yaml(&public, &[]));
+    env.commit_on(
+        "staging",
+        "xen 3",
+        &[("components/xen.yaml", &component("3"))],
+    );
+    env.commit_on("stable", "noop", &[]);
+    env.git(&["checkout", "-q", "staging"]);
+    let origin = env.bare_clone("origin.git");
+    env.git(&["remote", "add", "origin", origin.to_str().unwrap()]);
+    let job = job_key(&env, None);
+
+    // The matrix job: runs candidate code, holds no key, exports, publishes nothing.
+    let runner = env.clone_of(&origin, "runner");
+    let artifact = env.home().join(format!("result-{job}"));
+    let dir = artifact.to_str().unwrap();
+    let out = sg_ok(
+        &runner,
+        None,
+        &[
+            "--remote",
+            "origin",
+            "run",
+            "--job",
+            &job[..12],
+            "--export",
+            dir,
+        ],
+    );
+    assert!(out.contains("ran 1 job"), "{out}");
+    assert!(
+        env.git_in(&origin, &["for-each-ref", LEDGER]).is_empty(),
+        "an exporting run publishes nothing"
+    );
+    let exported: Vec<_> = std::fs::read_dir(&artifact).unwrap().collect();
+    assert_eq!(exported.len(), 1);
+
+    // A job's export may speak only for that job.
+    let other = env.home().join("result-0123456789ab0123456789ab");
+    std::fs::create_dir_all(&other).unwrap();
+    for f in std::fs::read_dir(&artifact).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, other.join(f.file_name().unwrap())).unwrap();
+    }
+    let (code, _, err) = sg(&env, Some(&key), &["record", other.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("a job's export speaks for that job only"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was recorded"), "{err}");
+
+    // The signing job: no candidate code, the key; records and pushes.
+    let out = sg_ok(
+        &env,
+        Some(&key),
+        &["--remote", "origin", "record", "--push", dir],
+    );
+    assert!(out.contains("signed by SHA256:"), "{out}");
+    assert!(!env.git_in(&origin, &["for-each-ref", LEDGER]).is_empty());
+    let why = sg_ok(&env, Some(&key), &["why", "components/xen"]);
+    assert!(why.contains("ready to promote"), "{why}");
+    assert!(!why.contains("not counted"), "{why}");
+}
