@@ -168,7 +168,7 @@ pub fn print_not_counted(
         );
         for d in restored {
             println!(
-                "    {} — deleted by ledger commit {}",
+                "    {} — deleted by commit {}",
                 d.path,
                 &d.commit[..d.commit.len().min(12)]
             );

@@ -194,6 +194,10 @@ pub struct Facts {
     pub seen: BTreeMap<String, i64>,
     /// What the newest bisect of a content key found (one line), by content key.
     pub bisected: BTreeMap<String, String>,
+    /// Under `trust:`: holds on S whose commit no one entitled to hold signed (not in
+    /// `holds`), and holds a commit no one entitled to release removed (in `holds`).
+    pub holds_not_counted: Vec<crate::trust::NotCounted>,
+    pub holds_restored: Vec<crate::trust::Deleted>,
 }
 
 impl Facts {

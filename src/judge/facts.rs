@@ -102,6 +102,106 @@ pub fn holds(repo: &Repo, stage: &Stage, head: gix::ObjectId) -> Result<Holds> {
     Ok(out)
 }
 
+/// How far back a hold's commit is looked for on S's first-parent history.
+const HOLD_HISTORY: usize = 10_000;
+
+/// Holds in force on `stage` at `head` under `trust` (DESIGN §4.16): a hold counts when the
+/// commit that wrote it is signed by someone entitled to `hold`; a hold removed, between T's
+/// head and `head`, by a commit no one entitled to `release` signed is in force as it was.
+/// Returns the holds, those not counted and those restored.
+type TrustedHolds = (
+    Holds,
+    Vec<crate::trust::NotCounted>,
+    Vec<crate::trust::Deleted>,
+);
+fn trusted_holds(
+    repo: &Repo,
+    stage: &Stage,
+    head: gix::ObjectId,
+    to_head: gix::ObjectId,
+    trust: &crate::manifest::Trust,
+) -> Result<TrustedHolds> {
+    use crate::manifest::RecordKind;
+    let policy = crate::trust::Policy::new(trust);
+    let dir = records::holds_dir(&stage.name);
+    let files = |commit: gix::ObjectId| -> Result<Vec<crate::repo::Entry>> {
+        Ok(repo
+            .list(repo.tree_of(commit)?, &dir)?
+            .into_iter()
+            .filter(|e| e.kind != EntryKind::Tree)
+            .collect())
+    };
+    let mut out = Holds::new();
+    let mut not_counted = Vec::new();
+    let mut restored = Vec::new();
+    let current = files(head)?;
+    let keep = |path: &str, blob: gix::ObjectId, out: &mut Holds| -> Result<()> {
+        let h: HoldRecord = records::parse(path, &repo.blob(blob)?)?;
+        if let Some(id) = CandidateId::parse(&h.item) {
+            out.insert(id, h);
+        }
+        Ok(())
+    };
+    for e in &current {
+        let path = format!("{dir}/{}", e.name);
+        // The commit that wrote this content: the oldest of the first-parent run of commits
+        // holding it.
+        let mut by = head;
+        for _ in 0..HOLD_HISTORY {
+            let Some(p) = repo.commit(by)?.parents.first().copied() else {
+                break;
+            };
+            if repo
+                .entry(repo.tree_of(p)?, &path)?
+                .is_some_and(|x| x.id == e.id)
+            {
+                by = p;
+            } else {
+                break;
+            }
+        }
+        match policy.entitled(repo, by, RecordKind::Hold)? {
+            Ok(()) => keep(&path, e.id, &mut out)?,
+            Err(why) => not_counted.push(crate::trust::NotCounted {
+                path,
+                commit: by.to_string(),
+                why,
+            }),
+        }
+    }
+    // Releases since T's head: a hold file a commit removed. Newest first, the newest word
+    // on a hold file decides: it is there now, or the newest removal released it.
+    let base = repo.merge_base(head, to_head)?;
+    let mut decided: std::collections::HashSet<String> =
+        current.iter().map(|e| e.name.clone()).collect();
+    let mut c = head;
+    for _ in 0..HOLD_HISTORY {
+        if Some(c) == base {
+            break;
+        }
+        let Some(p) = repo.commit(c)?.parents.first().copied() else {
+            break;
+        };
+        let now = files(c)?;
+        for b in files(p)? {
+            if now.iter().any(|n| n.name == b.name) || !decided.insert(b.name.clone()) {
+                continue;
+            }
+            if policy.entitled(repo, c, RecordKind::Release)?.is_err() {
+                let path = format!("{dir}/{}", b.name);
+                keep(&path, b.id, &mut out)?;
+                restored.push(crate::trust::Deleted {
+                    path,
+                    blob: b.id.to_string(),
+                    commit: c.to_string(),
+                });
+            }
+        }
+        c = p;
+    }
+    Ok((out, not_counted, restored))
+}
+
 /// What the judgement needs of a recorded decision: the jobs it judged and why. Read
 /// leniently (the record is `promote`'s to write and to validate; `verify` checks it whole),
 /// so decisions written by any version of stagegate are read.
@@ -131,9 +231,26 @@ struct DecidedJob {
 /// Everything recorded about the candidates and jobs of `plan`, with the overrides in
 /// force at `now` (Unix seconds).
 pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView, now: i64) -> Result<Facts> {
-    let mut facts = Facts {
-        holds: holds(planner.repo, &plan.from, plan.from_head)?,
-        ..Facts::default()
+    let mut facts = match &plan.trust {
+        None => Facts {
+            holds: holds(planner.repo, &plan.from, plan.from_head)?,
+            ..Facts::default()
+        },
+        Some(trust) => {
+            let (holds, not_counted, restored) = trusted_holds(
+                planner.repo,
+                &plan.from,
+                plan.from_head,
+                plan.to_head,
+                trust,
+            )?;
+            Facts {
+                holds,
+                holds_not_counted: not_counted,
+                holds_restored: restored,
+                ..Facts::default()
+            }
+        }
     };
     // Each directory read once: decisions/T and seen/T hold every content ever judged or
     // seen, and a path lookup per candidate would scan them once per candidate.

@@ -76,7 +76,9 @@ pub fn judge_on(
     now: i64,
 ) -> Result<Judgement> {
     let evaluation = gate::evaluate(&plan, view, &facts, now)?;
-    let (not_counted, restored) = not_counted(view, &plan);
+    let (mut not_counted, mut restored) = not_counted(view, &plan);
+    not_counted.extend(facts.holds_not_counted.iter().cloned());
+    restored.extend(facts.holds_restored.iter().cloned());
     let passing = evaluation.promotable();
     if passing.len() < 2 {
         return Ok(Judgement {

@@ -227,6 +227,50 @@ impl Policy {
     }
 }
 
+/// Whether `signer` may write a record for `w`, or why not.
+fn allowed(signer: &Signer, w: Writer) -> std::result::Result<(), Why> {
+    match (signer, w) {
+        (Signer::Trusted { runner: true, .. }, Writer::Runner) => Ok(()),
+        (Signer::Trusted { may, .. }, Writer::Person(k)) if may.contains(&k) => Ok(()),
+        (Signer::Trusted { name, .. }, w) => Err(Why::NotEntitled {
+            signer: name.clone(),
+            kind: w.name().into(),
+        }),
+        (Signer::Retired(n, _), _) => Err(Why::Retired { signer: n.clone() }),
+        (Signer::Untrusted(fp), _) => Err(Why::UntrustedKey {
+            fingerprint: fp.clone(),
+        }),
+        (Signer::Unsigned, _) => Err(Why::Unsigned),
+        (Signer::Bad(e), _) => Err(Why::BadSignature { detail: e.clone() }),
+    }
+}
+
+impl Policy {
+    /// Whether commit `id` is signed by someone `trust:` entitles to write a record of
+    /// `kind` (a hold, a release on a stage branch), or why not.
+    pub fn entitled(
+        &self,
+        repo: &Repo,
+        id: ObjectId,
+        kind: RecordKind,
+    ) -> Result<std::result::Result<(), Why>> {
+        let object = repo
+            .git
+            .find_object(id)
+            .context(|| format!("reading commit {id}"))?;
+        Ok(allowed(&self.signer_of(&object.data), Writer::Person(kind)))
+    }
+
+    /// Whether commit `id` is signed by a runner `trust:` lists, or why not.
+    pub fn by_runner(&self, repo: &Repo, id: ObjectId) -> Result<std::result::Result<(), Why>> {
+        let object = repo
+            .git
+            .find_object(id)
+            .context(|| format!("reading commit {id}"))?;
+        Ok(allowed(&self.signer_of(&object.data), Writer::Runner))
+    }
+}
+
 /// Who may write a ledger path: a runner, or a person entitled to `kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Writer {
@@ -372,22 +416,7 @@ pub fn assess(repo: &Repo, tip: Option<ObjectId>, policy: &Policy) -> Result<Arc
             .context(|| format!("reading ledger commit {id}"))?;
         let signer = policy.signer_of(&object.data);
         let c = repo.commit(id)?;
-        let allowed = |w: Writer| -> std::result::Result<(), Why> {
-            match (&signer, w) {
-                (Signer::Trusted { runner: true, .. }, Writer::Runner) => Ok(()),
-                (Signer::Trusted { may, .. }, Writer::Person(k)) if may.contains(&k) => Ok(()),
-                (Signer::Trusted { name, .. }, w) => Err(Why::NotEntitled {
-                    signer: name.clone(),
-                    kind: w.name().into(),
-                }),
-                (Signer::Retired(n, _), _) => Err(Why::Retired { signer: n.clone() }),
-                (Signer::Untrusted(fp), _) => Err(Why::UntrustedKey {
-                    fingerprint: fp.clone(),
-                }),
-                (Signer::Unsigned, _) => Err(Why::Unsigned),
-                (Signer::Bad(e), _) => Err(Why::BadSignature { detail: e.clone() }),
-            }
-        };
+        let allowed = |w: Writer| allowed(&signer, w);
         // A retired key's signature still counts in the history of its `until`, for what
         // it was entitled to then: a runner's records.
         let retired_ok = match &signer {

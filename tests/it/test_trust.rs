@@ -630,7 +630,7 @@ fn records_deleted_by_a_ledger_commit_count_as_they_were() {
     assert!(why.contains("rejected"), "{why}");
     assert!(why.contains("restored (2 record(s)"), "{why}");
     assert!(
-        why.contains(&format!("deleted by ledger commit {}", &commit[..12])),
+        why.contains(&format!("deleted by commit {}", &commit[..12])),
         "{why}"
     );
     let ran = sg_ok(&env, Some(&runner), &["run"]);
@@ -709,4 +709,77 @@ fn a_job_without_the_key_exports_its_result_and_a_signing_job_records_it() {
     let why = sg_ok(&env, Some(&key), &["why", "components/xen"]);
     assert!(why.contains("ready to promote"), "{why}");
     assert!(!why.contains("not counted"), "{why}");
+}
+
+#[test]
+fn holds_and_releases_count_only_when_someone_entitled_signed_them() {
+    let keys = tempfile::tempdir().unwrap();
+    let (runner, runner_pub) = keypair(keys.path(), "ci");
+    let (alice, alice_pub) = keypair(keys.path(), "alice");
+    let env = repo(&trust_yaml(
+        &runner_pub,
+        &[("alice", &alice_pub, "hold, release")],
+    ));
+    env.commit_on(
+        "staging",
+        "xen 3",
+        &[("components/xen.yaml", &component("3"))],
+    );
+    sg_ok(&env, Some(&runner), &["run"]);
+    let why = sg_ok(&env, Some(&runner), &["why", "components/xen"]);
+    assert!(why.contains("ready to promote"), "{why}");
+
+    // Alice holds xen (signed, entitled): it is held.
+    sg_ok(
+        &env,
+        Some(&alice),
+        &[
+            "hold",
+            "components/xen",
+            "--reason",
+            "wait for the release notes",
+        ],
+    );
+    let why = sg_ok(&env, Some(&runner), &["why", "components/xen"]);
+    assert!(why.contains("held"), "{why}");
+    let holds = env.git(&[
+        "ls-tree",
+        "-r",
+        "--name-only",
+        "staging",
+        ".stagegate/holds",
+    ]);
+    let hold_path = holds.lines().next().expect("a hold file").to_string();
+    let hold_text = env.git(&["show", &format!("staging:{hold_path}")]);
+
+    // Someone deletes the hold file with a plain, unsigned commit: the hold stands.
+    env.git(&["checkout", "-q", "staging"]);
+    env.git(&["rm", "-q", &hold_path]);
+    env.git(&["commit", "-q", "--no-verify", "-m", "tidy"]);
+    let why = sg_ok(&env, Some(&runner), &["why", "components/xen"]);
+    assert!(why.contains("held"), "{why}");
+    assert!(
+        why.contains(&format!("{hold_path} — deleted by commit")),
+        "{why}"
+    );
+    sg(&env, Some(&runner), &["promote", "--stage", "stable"]);
+    assert!(
+        env.git(&["show", "stable:components/xen.yaml"])
+            .contains("\"1\"")
+    );
+
+    // Put back, then released by alice (signed): xen moves.
+    env.write(&hold_path, &hold_text);
+    env.git(&["add", "-A"]);
+    env.git(&["commit", "-q", "--no-verify", "-m", "put it back"]);
+    // The hold is now an unsigned commit's: it does not count.
+    let why = sg_ok(&env, Some(&runner), &["why", "components/xen"]);
+    assert!(why.contains("not counted"), "{why}");
+    assert!(why.contains("ready to promote"), "{why}");
+    sg_ok(&env, Some(&alice), &["release", "components/xen"]);
+    sg_ok(&env, Some(&runner), &["promote", "--stage", "stable"]);
+    assert!(
+        env.git(&["show", "stable:components/xen.yaml"])
+            .contains("\"3\"")
+    );
 }
