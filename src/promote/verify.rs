@@ -70,6 +70,15 @@ pub fn verify_commit(
     if info.trailer("Stagegate-Decision").is_some() {
         v.kind = "promotion".into();
         v.problems = verify_promotion(planner, stage, commit, parent, &info, ledger_tip)?;
+        // Under `trust:` (T's, as it was), a promotion is a runner's signed word.
+        if let Some(trust) = planner.trust_of(parent)?
+            && let Err(why) = crate::trust::Policy::new(&trust).by_runner(repo, commit)?
+        {
+            v.problems.push(format!(
+                "the promotion commit is not signed by a runner the trust: of {} lists ({why}): promote with a runner's key in STAGEGATE_SIGNING_KEY",
+                stage.name
+            ));
+        }
     } else if info.trailer("Stagegate-Hold").is_some()
         || info.trailer("Stagegate-Release").is_some()
     {

@@ -783,3 +783,38 @@ fn holds_and_releases_count_only_when_someone_entitled_signed_them() {
             .contains("\"3\"")
     );
 }
+
+#[test]
+fn under_trust_verify_refuses_a_promotion_no_trusted_runner_signed() {
+    let keys = tempfile::tempdir().unwrap();
+    let (runner, public) = keypair(keys.path(), "ci");
+    let env = repo(&trust_yaml(&public, &[]));
+    env.commit_on(
+        "staging",
+        "xen 3",
+        &[("components/xen.yaml", &component("3"))],
+    );
+    sg_ok(&env, Some(&runner), &["run"]);
+    sg_ok(&env, Some(&runner), &["promote", "--stage", "stable"]);
+    let out = sg_ok(&env, None, &["verify", "stable", "--stage", "stable"]);
+    assert!(out.starts_with("ok"), "{out}");
+    // The same commit, unsigned: same tree, parents and message.
+    let tree = env.git(&["rev-parse", "stable^{tree}"]);
+    let parents = env.git(&["log", "-1", "--format=%P", "stable"]);
+    let message = env.git(&["log", "-1", "--format=%B", "stable"]);
+    let mut args = vec!["commit-tree".to_string(), tree];
+    for p in parents.split_whitespace() {
+        args.extend(["-p".to_string(), p.to_string()]);
+    }
+    args.extend(["-m".to_string(), message]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let copy = env.git(&args);
+    let (code, out, _) = sg(&env, None, &["verify", &copy, "--stage", "stable"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "the promotion commit is not signed by a runner the trust: of stable lists (unsigned)"
+        ),
+        "{out}"
+    );
+}
