@@ -67,17 +67,51 @@ pub fn verify_commit(
         return Ok(v);
     };
     let changed = changed_paths(planner, parent, commit)?;
-    if info.trailer("Stagegate-Decision").is_some() {
-        v.kind = "promotion".into();
-        v.problems = verify_promotion(planner, stage, commit, parent, &info, ledger_tip)?;
+    let merged = forge_merge_of(repo, &info)?;
+    let squashed = merged.is_none()
+        && info.trailer("Stagegate-Decision").is_none()
+        && info.parents.len() == 1
+        && changed
+            .iter()
+            .any(|p| p.starts_with(&format!("{}/", records::decisions_dir(&stage.name))));
+    if info.trailer("Stagegate-Decision").is_some() || merged.is_some() || squashed {
+        // GitHub's merge button makes a merge whose second parent is the promotion; its
+        // squash button a commit of the promotion's tree and a message of its own.
+        let (promotion, how) = match merged {
+            Some(p) => (p, Forge::Merged),
+            None if squashed => (commit, Forge::Squashed),
+            None => (commit, Forge::No),
+        };
+        v.kind = match how {
+            Forge::No => "promotion",
+            Forge::Merged => "promotion merged by the forge",
+            Forge::Squashed => "promotion squash-merged by the forge",
+        }
+        .into();
+        let pinfo = repo.commit(promotion)?;
+        v.problems = verify_promotion(
+            planner,
+            stage,
+            promotion,
+            parent,
+            &pinfo,
+            ledger_tip,
+            how == Forge::Squashed,
+        )?;
         // Under `trust:` (T's, as it was), a promotion is a runner's signed word.
         if let Some(trust) = planner.trust_of(parent)?
-            && let Err(why) = crate::trust::Policy::new(&trust).by_runner(repo, commit)?
+            && let Err(why) = crate::trust::Policy::new(&trust).by_runner(repo, promotion)?
         {
-            v.problems.push(format!(
-                "the promotion commit is not signed by a runner the trust: of {} lists ({why}): promote with a runner's key in STAGEGATE_SIGNING_KEY",
-                stage.name
-            ));
+            v.problems.push(match how {
+                Forge::Squashed => format!(
+                    "the promotion was squash- or rebase-merged by the forge, so no runner the trust: of {} lists signed it ({why}): merge promotion pull requests with the merge button, or let stagegate merge them once approved (it does at its next run)",
+                    stage.name
+                ),
+                _ => format!(
+                    "the promotion commit is not signed by a runner the trust: of {} lists ({why}): promote with a runner's key in STAGEGATE_SIGNING_KEY",
+                    stage.name
+                ),
+            });
         }
     } else if info.trailer("Stagegate-Hold").is_some()
         || info.trailer("Stagegate-Release").is_some()
@@ -112,6 +146,33 @@ pub fn verify_commit(
     Ok(v)
 }
 
+/// How a promotion reached T.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forge {
+    /// As stagegate wrote it.
+    No,
+    /// A forge's merge button: a merge commit whose second parent is the promotion.
+    Merged,
+    /// A forge's squash (or rebase) button: the promotion's tree in a commit of its own.
+    Squashed,
+}
+
+/// The promotion a forge's merge button merged in `info`: a merge of T's head and a commit
+/// carrying a decision, with that commit's tree, on the same T's head.
+fn forge_merge_of(
+    repo: &crate::repo::Repo,
+    info: &crate::repo::CommitInfo,
+) -> Result<Option<ObjectId>> {
+    let [first, second] = info.parents.as_slice() else {
+        return Ok(None);
+    };
+    let p = repo.commit(*second)?;
+    Ok((p.trailer("Stagegate-Decision").is_some()
+        && p.parents.first() == Some(first)
+        && p.tree == info.tree)
+        .then_some(p.id))
+}
+
 /// Paths whose blob differs between two commits' trees.
 fn changed_paths(planner: &Planner, a: ObjectId, b: ObjectId) -> Result<Vec<String>> {
     let repo = planner.repo;
@@ -141,6 +202,7 @@ fn verify_promotion(
     parent: ObjectId,
     info: &crate::repo::CommitInfo,
     ledger_tip: Option<Option<ObjectId>>,
+    squashed: bool,
 ) -> Result<Vec<String>> {
     let repo = planner.repo;
     let mut problems = Vec::new();
@@ -358,7 +420,7 @@ fn verify_promotion(
         }
         _ => false,
     };
-    if rec.format.is_some() && info.parents == parents {
+    if rec.format.is_some() && info.parents == parents && !squashed {
         let whole = moves_whole(plan, &moved);
         let msg = super::promotion_message(plan, &again.record, &again.jobs, whole);
         if let Some(d) = first_difference(info.message.as_bytes(), msg.as_bytes()) {
@@ -367,7 +429,7 @@ fn verify_promotion(
             ));
         }
     }
-    if info.parents != parents && !via_forge {
+    if info.parents != parents && !via_forge && !squashed {
         problems.push(format!(
             "its parents should be {}",
             parents

@@ -869,6 +869,70 @@ fn verify_accepts_a_promotion_merged_through_a_pull_request() {
 }
 
 #[test]
+fn verify_knows_each_of_the_forges_merge_buttons() {
+    let env = repo();
+    bump(&env, "linux", "2");
+    env.sg_ok(&["cycle"]);
+    let promotion = env.rev("stable");
+    let before = env.rev("stable^");
+    let tree = format!("{promotion}^{{tree}}");
+    // The merge button, with GitHub's own message: the promotion is its second parent.
+    let merged = env.git(&[
+        "commit-tree", &tree, "-p", &before, "-p", &promotion, "-m",
+        "Merge pull request #7 from octo-org/stagegate/promote/staging-to-stable\n\nPromote to stable",
+    ]);
+    let out = env.sg_ok(&["verify", &merged, "--stage", "stable"]);
+    assert!(out.starts_with("ok   stable "), "{out}");
+    assert!(out.contains("promotion merged by the forge"), "{out}");
+    // The squash button: the promotion's tree, one parent, a message of its own.
+    let squashed = env.git(&[
+        "commit-tree",
+        &tree,
+        "-p",
+        &before,
+        "-m",
+        "Promote to stable: linux 1 -> 2 (#7)",
+    ]);
+    let out = env.sg_ok(&["verify", &squashed, "--stage", "stable"]);
+    assert!(out.starts_with("ok   stable "), "{out}");
+    assert!(
+        out.contains("promotion squash-merged by the forge"),
+        "{out}"
+    );
+    // A squash that carries anything else besides is refused.
+    env.git(&["checkout", "-q", "stable"]);
+    env.write("components/xen.yaml", &component("xen", "9"));
+    env.git(&["add", "-A"]);
+    env.git(&["commit", "-q", "--no-verify", "-m", "sneak"]);
+    let sneaky_tree = env.git(&["rev-parse", "HEAD^{tree}"]);
+    env.git(&["reset", "-q", "--hard", &promotion]);
+    let sneaky = env.git(&[
+        "commit-tree",
+        &sneaky_tree,
+        "-p",
+        &before,
+        "-m",
+        "Promote to stable (#7)",
+    ]);
+    let (out, _) = env.sg_code(1, &["verify", &sneaky, "--stage", "stable"]);
+    assert!(out.starts_with("FAIL stable "), "{out}");
+    assert!(out.contains("components/xen.yaml"), "{out}");
+    // The merge button over something else than the promotion is no promotion.
+    let other = env.git(&[
+        "commit-tree",
+        &format!("{before}^{{tree}}"),
+        "-p",
+        &before,
+        "-p",
+        &promotion,
+        "-m",
+        "Merge",
+    ]);
+    let (out, _) = env.sg_code(1, &["verify", &other, "--stage", "stable"]);
+    assert!(out.starts_with("FAIL stable "), "{out}");
+}
+
+#[test]
 fn plan_lists_no_jobs_for_a_rejection_that_stands_even_when_stable_moved() {
     let env = repo();
     bump(&env, "xen", "2");

@@ -818,3 +818,48 @@ fn under_trust_verify_refuses_a_promotion_no_trusted_runner_signed() {
         "{out}"
     );
 }
+
+#[test]
+fn under_trust_a_squash_merged_promotion_is_refused_with_the_way_out() {
+    let keys = tempfile::tempdir().unwrap();
+    let (runner, public) = keypair(keys.path(), "ci");
+    let env = repo(&trust_yaml(&public, &[]));
+    env.commit_on(
+        "staging",
+        "xen 3",
+        &[("components/xen.yaml", &component("3"))],
+    );
+    sg_ok(&env, Some(&runner), &["run"]);
+    sg_ok(&env, Some(&runner), &["promote", "--stage", "stable"]);
+    let promotion = env.rev("stable");
+    let before = env.rev("stable^");
+    // The merge button keeps the signed promotion as the merge's second parent: it holds.
+    let merged = env.git(&[
+        "commit-tree",
+        &format!("{promotion}^{{tree}}"),
+        "-p",
+        &before,
+        "-p",
+        &promotion,
+        "-m",
+        "Merge pull request #7",
+    ]);
+    let out = sg_ok(&env, None, &["verify", &merged, "--stage", "stable"]);
+    assert!(out.starts_with("ok"), "{out}");
+    // The squash button makes a commit of the forge's own: no runner signed it.
+    let squashed = env.git(&[
+        "commit-tree",
+        &format!("{promotion}^{{tree}}"),
+        "-p",
+        &before,
+        "-m",
+        "Promote to stable (#7)",
+    ]);
+    let (code, out, _) = sg(&env, None, &["verify", &squashed, "--stage", "stable"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("squash- or rebase-merged by the forge"),
+        "{out}"
+    );
+    assert!(out.contains("merge button"), "{out}");
+}
