@@ -109,6 +109,8 @@ pub fn holds(repo: &Repo, stage: &Stage, head: gix::ObjectId) -> Result<Holds> {
 #[serde(rename_all = "kebab-case")]
 struct DecisionFacts {
     #[serde(default)]
+    candidates: Vec<DecidedCandidate>,
+    #[serde(default)]
     jobs: Vec<DecidedJob>,
     #[serde(default)]
     reasons: Vec<String>,
@@ -120,6 +122,13 @@ struct DecisionFacts {
     decided_at: String,
     #[serde(default)]
     decided_by: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct DecidedCandidate {
+    item: String,
+    #[serde(default)]
+    content: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +170,12 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView, now: i64) -> 
                         .collect(),
                     reasons: d.reasons.clone(),
                     tests: BTreeMap::new(),
+                    record: id.to_string(),
+                    judged: d
+                        .candidates
+                        .iter()
+                        .map(|c| (c.item.clone(), c.content.clone()))
+                        .collect(),
                     by: DecisionStamp {
                         tested: d.tested,
                         into: d.into,
@@ -184,6 +199,40 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView, now: i64) -> 
                     .map(|d| d.as_secs() as i64)
                     .unwrap_or_default();
                 facts.seen.insert(c.content.clone(), secs);
+            }
+        }
+    }
+    // Rechecks: each job key's mark, and the rejections they name, judged again.
+    let rechecked: std::collections::HashSet<String> = view
+        .dirs(&crate::overrides::recheck_dir(to))?
+        .into_iter()
+        .collect();
+    for c in plan
+        .candidates
+        .iter()
+        .filter(|c| rechecked.contains(&c.content))
+    {
+        let recs = crate::overrides::rechecks(view, to, &c.content)?;
+        // A recheck lifts exactly the rejection it names: one decided again after it stands.
+        if let Some(lifter) = facts.rejected.get(&c.content).and_then(|r| {
+            recs.iter()
+                .find(|x| x.lifts.as_deref() == Some(r.record.as_str()))
+        }) {
+            facts.lifted.insert(c.content.clone(), lifter.to_ref());
+            facts.rejected.remove(&c.content);
+        }
+        for r in &recs {
+            for j in &r.jobs {
+                let mark = facts.rechecked.entry(j.key.clone()).or_insert_with(|| {
+                    crate::gate::Rechecked {
+                        attempt: j.attempt,
+                        by: r.to_ref(),
+                    }
+                });
+                if j.attempt >= mark.attempt {
+                    mark.attempt = j.attempt;
+                    mark.by = r.to_ref();
+                }
             }
         }
     }

@@ -24,6 +24,7 @@ mod test_plan;
 mod test_progress;
 mod test_promote;
 mod test_publish;
+mod test_recheck;
 mod test_report;
 mod test_resolve;
 mod test_run;
