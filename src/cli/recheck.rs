@@ -101,7 +101,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                     add(b, &label)?;
                 }
             }
-            if jobs.is_empty() {
+            // A standing rejection is lifted even when none of today's jobs failed (T moved
+            // since, and the keys it rested on are no longer planned): judged again, the
+            // group's jobs run against today's T.
+            if jobs.is_empty() && !g.sticky {
                 continue;
             }
             let mut first: Option<RecheckRecord> = None;

@@ -135,7 +135,7 @@ fn standing_rejections(
             item: Some(m.to_string()),
             job: None,
             message: format!(
-                "{m} at this content was rejected for {}{}; it stays on {} until a new version arrives{}; when the failure was the environment's, fix it, then `stagegate recheck {m} --stage {} --reason …` runs the failing jobs again",
+                "{m} at this content was rejected for {}{}; it stays on {} until a new version arrives; once an environment it failed in is fixed, `stagegate recheck {m} --stage {} --reason …` runs its failing jobs again{}",
                 plan.to.name,
                 if r.reasons.is_empty() {
                     String::new()
@@ -143,15 +143,15 @@ fn standing_rejections(
                     format!(" ({})", r.reasons.join("; "))
                 },
                 plan.from.name,
+                plan.to.name,
                 if keys.is_empty() {
                     String::new()
                 } else {
                     format!(
-                        " or `stagegate waive KEY --reason …` waives {}",
+                        ", or `stagegate waive KEY --reason …` waives {}",
                         keys.join(", ")
                     )
                 },
-                plan.to.name,
             ),
         });
     }

@@ -748,7 +748,7 @@ fn rows() -> Vec<Row> {
             state: State::Rejected,
             reasons: &[(K::Rejected, HOST)],
             boot: Some(J::Passed),
-            says: "images/host at this content was rejected for staging (test boot fails); it stays on new until a new version arrives or `stagegate waive KEY --reason …` waives 111111111111; when the failure was the environment's, fix it, then `stagegate recheck images/host --stage staging --reason …` runs the failing jobs again",
+            says: "images/host at this content was rejected for staging (test boot fails); it stays on new until a new version arrives; once an environment it failed in is fixed, `stagegate recheck images/host --stage staging --reason …` runs its failing jobs again, or `stagegate waive KEY --reason …` waives 111111111111",
             sticky: true,
             ..ROW
         },

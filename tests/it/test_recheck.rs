@@ -251,3 +251,75 @@ fn a_rejected_group_is_judged_again_when_one_member_changes() {
         );
     }
 }
+
+/// Every `stagegate run …` and `stagegate recheck …` that `why` prints, run as printed
+/// (a reason filled in for `…`): none is refused.
+fn run_printed_advice(env: &TestEnv, why: &str) -> usize {
+    let mut ran = 0;
+    for (i, part) in why.split('`').enumerate() {
+        if i % 2 == 0
+            || !(part.starts_with("stagegate run") || part.starts_with("stagegate recheck"))
+        {
+            continue;
+        }
+        let args: Vec<String> = part
+            .split_whitespace()
+            .skip(1)
+            .map(|w| {
+                if w == "…" {
+                    "advice as printed".into()
+                } else {
+                    w.to_string()
+                }
+            })
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = env.sg(&args);
+        assert_ne!(
+            out.status.code(),
+            Some(2),
+            "`{part}` as printed is refused: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ran += 1;
+    }
+    ran
+}
+
+#[test]
+fn why_prints_only_advice_that_works_for_a_rejection_that_stands_after_stable_moved() {
+    // xen 2 fails, linux 2 passes and moves: stable moved under xen's standing rejection,
+    // whose jobs against the new stable are never planned.
+    let env = TestEnv::init_with(&[
+        ("stagegate.yaml", MINI_PIPELINE),
+        ("components/xen.yaml", "name: xen\nversion: \"1\"\n"),
+        ("components/linux.yaml", "name: linux\nversion: \"1\"\n"),
+        (
+            "tests/boot.yaml",
+            "name: boot\nuses: [components/xen, components/linux]\nrun: ./tests/boot.sh\n",
+        ),
+        (
+            "tests/boot.sh",
+            "#!/bin/sh\n[ \"$STAGEGATE_COMPONENT_XEN_VERSION\" = 2 ] && [ ! -e \"$HOME/fixed\" ] && exit 1\nexit 0\n",
+        ),
+    ]);
+    env.commit_on(
+        "staging",
+        "xen 2, linux 2",
+        &[
+            ("components/xen.yaml", "name: xen\nversion: \"2\"\n"),
+            ("components/linux.yaml", "name: linux\nversion: \"2\"\n"),
+        ],
+    );
+    env.sg_code(1, &["cycle", "--no-poll"]);
+    let why = env.sg_ok(&["why", "components/xen"]);
+    assert!(why.contains("rejected"), "{why}");
+    std::fs::write(env.home().join("fixed"), "").unwrap();
+    assert!(run_printed_advice(&env, &why) >= 1, "no advice in\n{why}");
+    // The recheck lifted the rejection: judged again against the new stable, xen moves.
+    env.sg_ok(&["cycle", "--no-poll"]);
+    assert_eq!(
+        env.git(&["show", "stable:components/xen.yaml"]),
+        "name: xen\nversion: \"2\""
+    );
+}
