@@ -12,6 +12,7 @@ mod test_compat;
 mod test_debian;
 mod test_decision;
 mod test_demo;
+mod test_exit;
 mod test_fuzz;
 mod test_github;
 mod test_help;
