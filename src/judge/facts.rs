@@ -248,7 +248,12 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView, now: i64) -> 
             }
         }
     }
-    facts.waived = crate::overrides::waived(view, &plan.to.name, plan.jobs.keys(), now)?;
+    // Waivers of the planned jobs, and of the failures a rejection rests on (keys that are
+    // no longer planned once T moved): a waiver of one lifts the rejection.
+    let failed: std::collections::BTreeSet<&String> =
+        facts.rejected.values().flat_map(|r| &r.failed).collect();
+    let keys: std::collections::BTreeSet<&String> = plan.jobs.keys().chain(failed).collect();
+    facts.waived = crate::overrides::waived(view, &plan.to.name, keys, now)?;
     facts.approved = crate::overrides::approved(
         view,
         &plan.to.name,

@@ -165,7 +165,7 @@ fn a_waiver_needs_a_reason_and_a_known_key() {
     bump(&env, "xen", "2");
     let (_, err) = env.sg_code(2, &["waive", "abcdef", "--reason", "x"]);
     assert!(
-        err.contains("no planned job has a key starting with \"abcdef\""),
+        err.contains("no planned or recorded job has a key starting with \"abcdef\""),
         "{err}"
     );
     let key = env.json(&["plan", "--format", "json"])[0]["groups"][0]["required"][0]

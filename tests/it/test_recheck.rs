@@ -288,8 +288,22 @@ fn run_printed_advice(env: &TestEnv, why: &str) -> usize {
 
 #[test]
 fn why_prints_only_advice_that_works_for_a_rejection_that_stands_after_stable_moved() {
-    // xen 2 fails, linux 2 passes and moves: stable moved under xen's standing rejection,
-    // whose jobs against the new stable are never planned.
+    let env = rejected_after_stable_moved();
+    let why = env.sg_ok(&["why", "components/xen"]);
+    assert!(why.contains("rejected"), "{why}");
+    std::fs::write(env.home().join("fixed"), "").unwrap();
+    assert!(run_printed_advice(&env, &why) >= 1, "no advice in\n{why}");
+    // The recheck lifted the rejection: judged again against the new stable, xen moves.
+    env.sg_ok(&["cycle", "--no-poll"]);
+    assert_eq!(
+        env.git(&["show", "stable:components/xen.yaml"]),
+        "name: xen\nversion: \"2\""
+    );
+}
+
+/// xen 2 fails `boot` (until `$HOME/fixed` exists), linux 2 passes: linux moves, and xen's
+/// rejection stands on keys that are no longer planned (stable moved).
+fn rejected_after_stable_moved() -> TestEnv {
     let env = TestEnv::init_with(&[
         ("stagegate.yaml", MINI_PIPELINE),
         ("components/xen.yaml", "name: xen\nversion: \"1\"\n"),
@@ -312,14 +326,51 @@ fn why_prints_only_advice_that_works_for_a_rejection_that_stands_after_stable_mo
         ],
     );
     env.sg_code(1, &["cycle", "--no-poll"]);
+    env
+}
+
+#[test]
+fn waive_takes_the_key_a_standing_rejection_prints_and_lifts_it() {
+    let env = rejected_after_stable_moved();
     let why = env.sg_ok(&["why", "components/xen"]);
-    assert!(why.contains("rejected"), "{why}");
-    std::fs::write(env.home().join("fixed"), "").unwrap();
-    assert!(run_printed_advice(&env, &why) >= 1, "no advice in\n{why}");
-    // The recheck lifted the rejection: judged again against the new stable, xen moves.
-    env.sg_ok(&["cycle", "--no-poll"]);
-    assert_eq!(
-        env.git(&["show", "stable:components/xen.yaml"]),
-        "name: xen\nversion: \"2\""
+    let key = why
+        .lines()
+        .find(|l| l.contains("waives "))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or_else(|| panic!("no key to waive in\n{why}"))
+        .to_string();
+    let plan = env.sg_ok(&["plan"]);
+    assert!(
+        !plan.contains(&key),
+        "the key is recorded, no longer planned\n{plan}"
     );
+    env.sg_ok(&["waive", &key, "--reason", "boot console is known broken"]);
+    let plan = env.sg_ok(&["plan"]);
+    assert!(
+        !plan.contains("rejected before at this content"),
+        "the waiver lifted the rejection: judged again\n{plan}"
+    );
+}
+
+#[test]
+fn a_failed_build_is_never_waived_and_the_refusal_names_recheck() {
+    let env =
+        crate::test_run::repo_with_build("#!/bin/sh\necho 'mirror unreachable'\nexit 1\n", &[]);
+    env.sg_code(1, &["cycle", "--no-poll"]);
+    let why = env.json(&["why", "images/disk", "--format", "json"]);
+    let build = why["pending"][0]["evaluation"]["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["kind"] == "build")
+        .unwrap_or_else(|| panic!("no build in {why:#}"))["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, err) = env.sg_code(2, &["waive", &build[..12], "--reason", "x"]);
+    assert!(err.contains("a failed build is never waived"), "{err}");
+    let args = printed_recheck(&err);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = env.sg_ok(&args);
+    assert!(out.contains("rechecked images/disk"), "{out}");
 }
