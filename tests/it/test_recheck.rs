@@ -239,7 +239,8 @@ fn a_rejected_group_is_judged_again_when_one_member_changes() {
         "qemu 2",
         &[("components/qemu.yaml", "name: qemu\nversion: \"2\"\n")],
     );
-    let (out, _) = env.sg_code(0, &["cycle", "--no-poll"]);
+    let out = env.sg(&["cycle", "--no-poll"]);
+    let text = String::from_utf8_lossy(&out.stdout);
     for f in [
         "images/guest.yaml",
         "components/qemu.yaml",
@@ -247,9 +248,10 @@ fn a_rejected_group_is_judged_again_when_one_member_changes() {
     ] {
         assert!(
             crate::test_run::git_maybe(&env, &["cat-file", "-e", &format!("stable:{f}")]).is_some(),
-            "{f} did not move\n{out}"
+            "{f} did not move\n{text}"
         );
     }
+    assert_eq!(out.status.code(), Some(0), "{text}");
 }
 
 /// Every `stagegate run …` and `stagegate recheck …` that `why` prints, run as printed
