@@ -153,6 +153,9 @@ fn exit_cycle() {
     // 3 wins over 1.
     let env = repo(&[("t", FAIL), ("e", ERROR)]);
     expect(&env, 3, &["cycle", "--no-poll"]);
+    // A test whose script cannot run (exit 126) is an error of this cycle: 3, not 0.
+    let env = repo(&[("t", "#!/bin/sh\nexit 126\n")]);
+    expect(&env, 3, &["cycle", "--no-poll"]);
     let env = repo(&[("t", PASS)]);
     expect(&env, 0, &["cycle", "--no-poll"]);
 }

@@ -188,6 +188,8 @@ fn a_rejection_caused_by_the_environment_is_lifted_by_a_recheck_that_waives_noth
     // The promotion names the recheck that changed its decision.
     let decision = env.git(&["show", "stable"]);
     assert!(decision.contains("kind: recheck"), "{decision}");
+    // And it replays from git alone, byte for byte.
+    env.sg_ok(&["verify"]);
 }
 
 #[test]
