@@ -41,7 +41,41 @@ pub fn run(
     now: i64,
     sink: Sink,
 ) -> Result<Report> {
-    session::run(planner, &work(planner, stage, now)?, opts, sink)
+    let mut report = session::run(planner, &work(planner, stage, now)?, opts, sink)?;
+    // Whether a failure of this run said no is the gate's to tell: judged again on what
+    // the run recorded.
+    if report
+        .outcomes
+        .iter()
+        .any(|o| o.verdict == Some(crate::ledger::Verdict::Fail))
+    {
+        let view = Ledger::new(planner.repo, &planner.pipeline.results_ref).view()?;
+        report.rejecting = judge::judge_all(planner, stage, &view, now)?
+            .iter()
+            .flat_map(rejecting)
+            .collect();
+    }
+    Ok(report)
+}
+
+/// The job keys whose failure rejects a candidate in `judgement` (a standing rejection
+/// does not count: it said no before).
+pub fn rejecting(judgement: &Judgement) -> BTreeSet<String> {
+    judgement
+        .decided
+        .evaluation
+        .groups
+        .iter()
+        .filter(|g| g.state == crate::gate::State::Rejected && !g.sticky)
+        .flat_map(|g| &g.jobs)
+        .filter(|j| {
+            matches!(
+                j.state,
+                crate::gate::JobState::Regression | crate::gate::JobState::Heisenbug
+            )
+        })
+        .map(|j| j.key.clone())
+        .collect()
 }
 
 /// Run what the gate of one move needs, in rounds: once candidates pass alone, their

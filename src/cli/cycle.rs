@@ -14,7 +14,9 @@ use crate::runner::session;
 /// When a gate says `bisect`, a component it rejects is bisected (`stagegate bisect`)
 /// before the rejection is recorded.
 ///
-/// Exits 1 when a gate rejects a commit, 130 when interrupted.
+/// Exits 1 when a gate rejects a candidate in this cycle (a rejection that stood before is
+/// reported, not signalled), 3 when a job of this cycle ended in `error` or a step failed
+/// on infrastructure (3 wins over 1), 130 when interrupted.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// How many jobs run at once (default: the number of cores).
@@ -96,7 +98,16 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     }
     let outcomes: Vec<promote::MoveOutcome> = report.outcomes().cloned().collect();
     show::github_outputs(&outcomes)?;
-    Ok(show::code(&outcomes).max(failed))
+    // A job of this run that could not run is an infrastructure failure of this run (3,
+    // which wins over a new rejection's 1); errors of earlier runs change nothing.
+    let errored = report
+        .moves
+        .iter()
+        .flat_map(|m| &m.runs)
+        .flat_map(|r| &r.outcomes)
+        .any(|o| o.verdict == Some(crate::ledger::Verdict::Error));
+    let ran: Code = if errored { 3 } else { 0 };
+    Ok(show::code(&outcomes).max(failed).max(ran))
 }
 
 /// The one JSON document of a cycle: what poll did, then each move's runs and decision.

@@ -391,6 +391,13 @@ fn open_or_init(dir: &Path) -> Result<(Repo, bool)> {
     if dir.join(".git").exists() {
         return Ok((Repo::open(dir)?, false));
     }
+    // A file where the directory should be is the user's input, not our infrastructure.
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::usage_help(
+            format!("{} is a file, not a directory", dir.display()),
+            "name a new or existing directory: `stagegate init DIR`",
+        ));
+    }
     std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
     let git =
         gix::init(dir).context(|| format!("creating a git repository in {}", dir.display()))?;

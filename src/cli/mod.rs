@@ -24,6 +24,7 @@ mod plan;
 mod poll;
 mod promote;
 mod quarantine;
+mod recheck;
 mod record;
 mod release;
 mod report;
@@ -97,6 +98,7 @@ pub enum Command {
     Freeze(freeze::Args),
     Unfreeze(unfreeze::Args),
     Quarantine(quarantine::Args),
+    Recheck(recheck::Args),
     Unquarantine(unquarantine::Args),
     Completions(completions::Args),
     Man(man::Args),
@@ -212,6 +214,7 @@ pub fn main() -> i32 {
         Command::Freeze(a) => freeze::run(&ctx, a),
         Command::Unfreeze(a) => unfreeze::run(&ctx, a),
         Command::Quarantine(a) => quarantine::run(&ctx, a),
+        Command::Recheck(a) => recheck::run(&ctx, a),
         Command::Unquarantine(a) => unquarantine::run(&ctx, a),
         Command::Completions(a) => completions::run(a),
         Command::Man(a) => man::run(a),

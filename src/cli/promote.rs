@@ -7,8 +7,8 @@ use crate::promote;
 /// Evaluate every gate, then merge the newest passing commit of each stage into the next
 /// (a merge commit carrying the decision as YAML and trailers). Rejections are recorded.
 ///
-/// Exits 1 when a rejected commit is left pending (a regression), 0 otherwise (promoted or
-/// waiting).
+/// Exits 1 when the gate rejects a candidate in this run (a regression), 0 otherwise:
+/// promoted, waiting, or a rejection that stood before (listed, not signalled).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Only the move into this stage.

@@ -165,12 +165,20 @@ pub fn run_json(report: &Report) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({
+    let mut doc = serde_json::json!({
         "ran": rows,
         "reused": report.reused,
         "recorded": report.recorded,
         "interrupted": report.interrupted,
-    })
+    });
+    if !report.deferred.is_empty() {
+        doc["deferred"] = report
+            .deferred
+            .iter()
+            .map(|(key, job)| serde_json::json!({"key": key, "job": job}))
+            .collect();
+    }
+    doc
 }
 
 /// For GitHub Actions: an error annotation for each job that failed or ended in error.
@@ -412,6 +420,21 @@ fn elapsed_precise(d: Duration) -> String {
 /// What a run did, for people: what would run (a dry run), that nothing needed running,
 /// or a table of the jobs that ran.
 fn print_report(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
+    print_main_report(report, out)?;
+    if !report.deferred.is_empty() {
+        writeln!(
+            out,
+            "not run now: {} that could not run before (each waits for its retry's backoff, or, its error budget spent, for `stagegate recheck ITEM`; `stagegate status` says which; `stagegate run --failed` runs them now)",
+            super::count(report.deferred.len(), "job")
+        )?;
+        for (key, job) in &report.deferred {
+            writeln!(out, "  {} {job}", &key[..12])?;
+        }
+    }
+    Ok(())
+}
+
+fn print_main_report(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     if report.dry_run {
         for (key, job) in &report.would_run {
             writeln!(out, "would run {} {job}", &key[..12])?;
@@ -584,6 +607,8 @@ mod tests {
             reused: 4,
             dry_run: false,
             would_run: Vec::new(),
+            deferred: Vec::new(),
+            rejecting: Default::default(),
         }
     }
 
@@ -672,6 +697,8 @@ mod tests {
             reused,
             dry_run: false,
             would_run: Vec::new(),
+            deferred: Vec::new(),
+            rejecting: Default::default(),
         };
         let dry = Report {
             dry_run: true,

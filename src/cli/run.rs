@@ -10,8 +10,10 @@ use crate::runner::session;
 ///
 /// Exits 3 when a job ended in `error` (it could not run: a timeout, a missing interpreter,
 /// a log or store the runner cannot write, or the job's own exit 125, "could not test", as
-/// for `git bisect run`; the next run tries it again), 1 when a job failed or could not
-/// start (a build it needs did not succeed), 130 when interrupted.
+/// for `git bisect run`; later runs try it again, within the gate's `errors:` budget), 1
+/// when a job of this run failed and the gate rejects a candidate for it, or a job could
+/// not start (a build it needs did not succeed), 130 when interrupted. A failure that
+/// blocks nothing (like its baseline, quarantined, waived) exits 0.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// How many jobs run at once (default: the number of cores).

@@ -51,7 +51,7 @@ pub fn github_outputs(outcomes: &[MoveOutcome]) -> Result<()> {
 /// 1 when a rejected candidate is still pending after this run (it stays on S; nothing
 /// else waits for it, but someone should look).
 pub fn code(outcomes: &[MoveOutcome]) -> Code {
-    if outcomes.iter().any(MoveOutcome::has_rejection) {
+    if outcomes.iter().any(MoveOutcome::has_new_rejection) {
         1
     } else {
         0

@@ -3,7 +3,7 @@
 use super::{Code, Ctx, Expiry, Format, print_json};
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
-use crate::plan::describe;
+use crate::plan::{Planner, describe};
 
 /// Waive one failing result: the job KEY (or a unique prefix of a planned job's key) no
 /// longer rejects the candidates it tests, and a rejection resting on it is lifted. A job
@@ -50,38 +50,28 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     if let Some(s) = &args.stage {
         planner.stage(s)?;
     }
-    let wanted = args.key.clone().unwrap_or_default();
-    let mut jobs: Vec<crate::plan::Job> = Vec::new();
-    for p in planner.plan_all(None)? {
-        for (k, j) in &p.jobs {
-            if k.starts_with(&wanted) && !jobs.iter().any(|x| &x.key == k) {
-                jobs.push(j.clone());
-            }
-        }
+    let wanted = args.key.clone().unwrap_or_default().to_ascii_lowercase();
+    let found = find_job(&planner, &ledger, &wanted)?;
+    if found.build {
+        let item = found
+            .items
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "ITEM".into());
+        return Err(Error::usage_help(
+            format!(
+                "{} is the build of {item}: a failed build is never waived (nothing could test what it did not build)",
+                &found.key[..12]
+            ),
+            format!(
+                "when the build failed because of its environment, fix that, then `stagegate recheck {item} --reason …`; otherwise a new version of {item} is the way out"
+            ),
+        ));
     }
-    let (key, job) = match jobs.as_slice() {
-        [one] => (one.key.clone(), Some(one)),
-        [] if wanted.len() == 64 && wanted.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            (wanted.to_lowercase(), None)
-        }
-        [] => {
-            return Err(Error::usage_help(
-                format!("no planned job has a key starting with {wanted:?}"),
-                "see the keys with `stagegate why ITEM`, or give the full key",
-            ));
-        }
-        many => {
-            return Err(Error::usage_help(
-                format!("{wanted:?} starts {} job keys", many.len()),
-                "give more of the key",
-            ));
-        }
-    };
+    let key = found.key.clone();
     let scope = crate::overrides::WaiveScope {
-        job: job.map(describe),
-        items: job
-            .map(|j| j.candidates.iter().map(|c| c.to_string()).collect())
-            .unwrap_or_default(),
+        job: found.job.clone(),
+        items: found.items.clone(),
         stage: args.stage.clone(),
         expires,
         trust: match &args.stage {
@@ -110,4 +100,60 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         (Format::Text, None) => println!("{} was already waived", &key[..12]),
     }
     Ok(0)
+}
+
+/// The job a key (or a unique prefix of one) names: a planned job, or one with recorded
+/// results (a failure a standing rejection rests on is no longer planned once T moved).
+struct Found {
+    key: String,
+    job: Option<String>,
+    items: Vec<String>,
+    build: bool,
+}
+
+fn find_job(planner: &Planner, ledger: &Ledger, wanted: &str) -> Result<Found> {
+    let mut found: Vec<Found> = Vec::new();
+    for p in planner.plan_all(None)? {
+        for (k, j) in &p.jobs {
+            if k.starts_with(wanted) && !found.iter().any(|x| &x.key == k) {
+                found.push(Found {
+                    key: k.clone(),
+                    job: Some(describe(j)),
+                    items: j.candidates.iter().map(|c| c.to_string()).collect(),
+                    build: j.kind == crate::plan::JobKind::Build,
+                });
+            }
+        }
+    }
+    let view = ledger.view()?;
+    for k in view.keys_with_prefix(wanted)? {
+        if found.iter().any(|x| x.key == k) {
+            continue;
+        }
+        if let Some(r) = view.latest(&k)? {
+            found.push(Found {
+                job: Some(format!("{} {}", r.kind, r.name)),
+                items: r.candidates.clone(),
+                build: r.kind == "build",
+                key: k,
+            });
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 if wanted.len() == 64 && wanted.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Found {
+            key: wanted.to_string(),
+            job: None,
+            items: Vec::new(),
+            build: false,
+        }),
+        0 => Err(Error::usage_help(
+            format!("no planned or recorded job has a key starting with {wanted:?}"),
+            "see the keys with `stagegate why ITEM`, or give the full key",
+        )),
+        n => Err(Error::usage_help(
+            format!("{wanted:?} starts {n} job keys"),
+            "give more of the key",
+        )),
+    }
 }

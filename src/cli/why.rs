@@ -251,7 +251,8 @@ fn print_text(why: &Why, id: &CandidateId) {
                 &j.key[..12]
             );
             print_history(e, j);
-            if j.state == JobState::Missing {
+            // A group whose rejection stands runs nothing: its way out is in its reasons.
+            if j.state == JobState::Missing && !e.sticky {
                 println!(
                     "         next: `stagegate run` (or `stagegate run --job {}`)",
                     &j.key[..12]
@@ -261,6 +262,8 @@ fn print_text(why: &Why, id: &CandidateId) {
                 j.state,
                 JobState::Regression
                     | JobState::Error
+                    | JobState::ErrorWaiting
+                    | JobState::Errored
                     | JobState::FailsLikeBaseline
                     | JobState::FailedBaselineMissing
             ) {
@@ -332,7 +335,11 @@ fn print_history(e: &GroupEval, j: &crate::gate::JobVerdict) {
         r.job.as_deref() == Some(j.key.as_str())
             && matches!(
                 r.kind,
-                ReasonKind::Heisenbug | ReasonKind::Quarantined | ReasonKind::Waived
+                ReasonKind::Heisenbug
+                    | ReasonKind::Quarantined
+                    | ReasonKind::Waived
+                    | ReasonKind::Error
+                    | ReasonKind::Errored
             )
     }) {
         println!("         {}: {}", r.kind, r.message);

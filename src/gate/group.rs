@@ -50,7 +50,7 @@ pub(super) fn evaluate_group(
     let standing = standing_rejections(plan, members, facts, &mut f);
     let mut jobs = Vec::with_capacity(required.len());
     for key in required {
-        let judged = job::judge(plan, key, latest, facts, first.as_deref());
+        let judged = job::judge(plan, key, latest, facts, first.as_deref(), now);
         f.found.extend(judged.finding);
         f.used.extend(judged.used);
         jobs.push(judged.verdict);
@@ -103,12 +103,20 @@ fn standing_rejections(
 ) -> Vec<Reason> {
     let mut standing = Vec::new();
     for m in members {
+        if let Some(l) = plan.candidate(m).and_then(|c| facts.lifted.get(&c.content)) {
+            f.used.push(l.clone());
+        }
         let Some(r) = plan
             .candidate(m)
             .and_then(|c| facts.rejected.get(&c.content))
         else {
             continue;
         };
+        // A rejection stands on exactly what it judged: when a member it judged has changed
+        // or left the group, or a new one joined, the group is judged again.
+        if !judged_as_now(r, plan, members) {
+            continue;
+        }
         let excused = |k: &String| {
             facts.waived.get(k).map(WaiveRecord::to_ref).or_else(|| {
                 r.tests
@@ -127,7 +135,7 @@ fn standing_rejections(
             item: Some(m.to_string()),
             job: None,
             message: format!(
-                "{m} at this content was rejected for {}{}; it stays on {} until a new version arrives{}",
+                "{m} at this content was rejected for {}{}; it stays on {} until a new version arrives; once an environment it failed in is fixed, `stagegate recheck {m} --stage {} --reason …` runs its failing jobs again{}",
                 plan.to.name,
                 if r.reasons.is_empty() {
                     String::new()
@@ -135,18 +143,47 @@ fn standing_rejections(
                     format!(" ({})", r.reasons.join("; "))
                 },
                 plan.from.name,
+                plan.to.name,
                 if keys.is_empty() {
                     String::new()
                 } else {
                     format!(
-                        " or `stagegate waive KEY --reason …` waives {}",
+                        ", or `stagegate waive KEY --reason …` waives {}",
                         keys.join(", ")
                     )
-                }
+                },
             ),
         });
     }
     standing
+}
+
+/// Whether the group of `members` holds exactly the candidates, at exactly the contents,
+/// that the rejection `r` judged. A record that does not say what it judged (written before
+/// contents were recorded) is taken at its word.
+fn judged_as_now(r: &super::Rejection, plan: &MovePlan, members: &[CandidateId]) -> bool {
+    if r.judged.is_empty() || r.judged.iter().any(|(_, c)| c.is_none()) {
+        return true;
+    }
+    let mut then: Vec<(&str, &str)> = r
+        .judged
+        .iter()
+        .filter_map(|(i, c)| Some((i.as_str(), c.as_deref()?)))
+        .collect();
+    let now_members: Vec<(String, String)> = members
+        .iter()
+        .filter_map(|m| {
+            plan.candidate(m)
+                .map(|c| (m.to_string(), c.content.clone()))
+        })
+        .collect();
+    let mut now: Vec<(&str, &str)> = now_members
+        .iter()
+        .map(|(i, c)| (i.as_str(), c.as_str()))
+        .collect();
+    then.sort_unstable();
+    now.sort_unstable();
+    then == now
 }
 
 /// What the planner found blocking the group: it waits, saying so.

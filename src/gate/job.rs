@@ -76,21 +76,36 @@ pub(super) fn judge(
     latest: &BTreeMap<String, Recorded>,
     facts: &super::Facts,
     fallback: Option<&str>,
+    now: i64,
 ) -> Judged {
     // The planner only requires jobs it planned: a key missing here is a bug in the plan.
     let job: &Job = &plan.jobs[key];
-    let recorded = latest.get(key);
+    let recheck = facts.rechecked.get(key);
+    // A rechecked job's attempts up to the recheck no longer decide: it waits for a new one.
+    let recorded = latest
+        .get(key)
+        .filter(|r| recheck.is_none_or(|m| r.latest.attempt > m.attempt));
+    let rechecking = recheck.filter(|_| recorded.is_none() && latest.contains_key(key));
     let rec = recorded.map(|r| &r.latest);
-    let history = recorded.map(|r| r.history.clone()).unwrap_or_default();
+    let history = latest
+        .get(key)
+        .map(|r| r.history.clone())
+        .unwrap_or_default();
     let base = job.baseline.as_deref().and_then(|b| latest.get(b));
     let baseline_history = base.map(|r| r.history.clone());
     let waiver = facts.waived.get(key);
     let quarantine = (job.kind == JobKind::Test)
         .then(|| facts.quarantined.get(&job.name))
         .flatten();
+    let item = job
+        .candidates
+        .first()
+        .map(|c| c.to_string())
+        .or_else(|| fallback.map(String::from));
     let seen = Seen {
         plan,
         job,
+        item: item.clone(),
         label: describe(job),
         verdict: rec.map(|r| r.verdict),
         why: rec.and_then(|r| r.reason.clone()),
@@ -98,7 +113,7 @@ pub(super) fn judge(
         baseline: base.map(|r| r.latest.verdict),
         baseline_history: baseline_history.as_ref(),
     };
-    let state = job_state(
+    let mut state = job_state(
         plan,
         job,
         &JobFacts {
@@ -110,12 +125,34 @@ pub(super) fn judge(
             quarantined: quarantine.is_some(),
         },
     );
-    let item = job
-        .candidates
-        .first()
-        .map(|c| c.to_string())
-        .or_else(|| fallback.map(String::from));
-    let finding = say(&seen, state, waiver, quarantine).map(|(state, kind, message)| Finding {
+    let mut budget = None;
+    if let (JobState::Error, Some(r)) = (state, recorded) {
+        let b = super::error_budget(
+            &plan.gate.errors,
+            &r.errors,
+            recheck.map_or(0, |m| m.attempt),
+            &r.latest.finished,
+            now,
+        );
+        state = match b {
+            super::Budget::Due { .. } => JobState::Error,
+            super::Budget::Until { .. } => JobState::ErrorWaiting,
+            super::Budget::Spent { .. } => JobState::Errored,
+        };
+        budget = Some(b);
+    }
+    let said = match (rechecking, state) {
+        (Some(m), JobState::Missing) => Some((
+            State::Wait,
+            ReasonKind::Missing,
+            format!(
+                "{} was rechecked by {} ({}): {}; its new attempt runs at the next `stagegate run`",
+                seen.label, m.by.by, m.by.id, m.by.reason
+            ),
+        )),
+        _ => say(&seen, state, waiver, quarantine, budget),
+    };
+    let finding = said.map(|(state, kind, message)| Finding {
         state,
         reason: Reason {
             kind,
@@ -127,7 +164,7 @@ pub(super) fn judge(
     let used = match state {
         JobState::Waived => waiver.map(WaiveRecord::to_ref),
         JobState::Quarantined => quarantine.map(QuarantineRecord::to_ref),
-        _ => None,
+        _ => recheck.map(|m| m.by.clone()),
     };
     let verdict = JobVerdict {
         key: key.to_string(),
@@ -156,6 +193,8 @@ pub(super) fn judge(
 struct Seen<'a> {
     plan: &'a MovePlan,
     job: &'a Job,
+    /// The item its reasons name.
+    item: Option<String>,
     label: String,
     verdict: Option<Verdict>,
     /// The reason its newest result records.
@@ -173,6 +212,7 @@ fn say(
     state: JobState,
     waiver: Option<&WaiveRecord>,
     quarantine: Option<&QuarantineRecord>,
+    budget: Option<super::Budget>,
 ) -> Option<(State, ReasonKind, String)> {
     let label = &s.label;
     let to = &s.plan.to.name;
@@ -224,19 +264,51 @@ fn say(
             ),
         )),
         JobState::Regression => Some(regression(s)),
-        JobState::Error => Some((
-            State::Wait,
-            ReasonKind::Error,
-            format!(
-                "{label} could not run{}; retry with `stagegate run --failed`",
-                s.why.as_ref().map(|w| format!(": {w}")).unwrap_or_default()
-            ),
-        )),
+        JobState::Error | JobState::ErrorWaiting | JobState::Errored => Some(error(s, budget)),
         JobState::Missing => Some((
             State::Wait,
             ReasonKind::Missing,
             format!("{label} has no result yet (run `stagegate run`)"),
         )),
+    }
+}
+
+/// A job that could not run: it waits, never rejects — for the next run, for its backoff,
+/// or (its error budget spent) for a person to fix the environment and recheck.
+fn error(s: &Seen, budget: Option<super::Budget>) -> (State, ReasonKind, String) {
+    let label = &s.label;
+    let why = s.why.as_ref().map(|w| format!(": {w}")).unwrap_or_default();
+    let item = s.item.as_deref().unwrap_or("ITEM");
+    match budget {
+        Some(super::Budget::Spent { n }) => (
+            State::Wait,
+            ReasonKind::Errored,
+            format!(
+                "{label} could not run{why}; it errored {n} time{} in a row; fix the environment, then `stagegate recheck {item} --stage {} --reason …`",
+                if n == 1 { "" } else { "s" },
+                s.plan.to.name
+            ),
+        ),
+        Some(super::Budget::Until { n, of, at }) => (
+            State::Wait,
+            ReasonKind::Error,
+            format!(
+                "{label} could not run{why} (error {n} of {of}); it is tried again after {} (`stagegate run --failed` tries it now)",
+                crate::records::rfc3339(at)
+            ),
+        ),
+        Some(super::Budget::Due { n, of }) => (
+            State::Wait,
+            ReasonKind::Error,
+            format!(
+                "{label} could not run{why} (error {n} of {of}); the next `stagegate run` tries it again"
+            ),
+        ),
+        None => (
+            State::Wait,
+            ReasonKind::Error,
+            format!("{label} could not run{why}; the next `stagegate run` tries it again"),
+        ),
     }
 }
 

@@ -93,7 +93,13 @@ pub enum JobState {
     HeisenbugAllowed,
     /// Did not pass, and its test is quarantined: it does not gate.
     Quarantined,
+    /// Could not run; the next run tries it again (its error budget has retries left).
     Error,
+    /// Could not run; the next retry waits for its backoff to pass.
+    ErrorWaiting,
+    /// Could not run, as often as the gate's error budget allows: it waits for a
+    /// `stagegate recheck` once the environment is fixed.
+    Errored,
     Missing,
 }
 
@@ -112,6 +118,8 @@ impl std::fmt::Display for JobState {
             JobState::HeisenbugAllowed => "heisenbug_allowed",
             JobState::Quarantined => "quarantined",
             JobState::Error => "error",
+            JobState::ErrorWaiting => "error_waiting",
+            JobState::Errored => "errored",
             JobState::Missing => "missing",
         })
     }
@@ -161,6 +169,11 @@ pub struct Rejection {
     pub reasons: Vec<String>,
     /// The test each failed key ran (as its result records), for quarantines.
     pub tests: BTreeMap<String, String>,
+    /// The candidates it judged together, each with its content key (none in records
+    /// written before 0.2): it stands only while the group holds exactly these.
+    pub judged: Vec<(String, Option<String>)>,
+    /// The git object of the record (what a recheck names when it lifts it).
+    pub record: String,
     /// Which decision recorded it: S's and T's heads, when and by whom (empty in a
     /// record that does not say). A promotion made in the same run did not rest on it.
     pub by: DecisionStamp,
@@ -198,6 +211,19 @@ pub struct Facts {
     /// `holds`), and holds a commit no one entitled to release removed (in `holds`).
     pub holds_not_counted: Vec<crate::trust::NotCounted>,
     pub holds_restored: Vec<crate::trust::Deleted>,
+    /// Job keys someone rechecked (`stagegate recheck`): the newest attempt each had then,
+    /// and the recheck. Attempts up to that one no longer count; errors are counted anew.
+    pub rechecked: BTreeMap<String, Rechecked>,
+    /// Rejections a recheck lifted, by content key: judged again, naming the recheck.
+    pub lifted: BTreeMap<String, OverrideRef>,
+}
+
+/// A job key's mark from a recheck.
+#[derive(Debug, Clone)]
+pub struct Rechecked {
+    /// The newest attempt when it was rechecked (0: none).
+    pub attempt: u32,
+    pub by: OverrideRef,
 }
 
 impl Facts {
@@ -211,6 +237,7 @@ impl Facts {
             .chain(self.quarantined.values().map(QuarantineRecord::to_ref))
             .chain(self.waived.values().map(WaiveRecord::to_ref))
             .chain(self.approved.values().map(ApproveRecord::to_ref))
+            .chain(self.lifted.values().cloned())
             .collect();
         out.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
         out.dedup();
@@ -261,6 +288,9 @@ pub type Holds = BTreeMap<CandidateId, HoldRecord>;
 pub struct Recorded {
     pub latest: ResultRecord,
     pub history: History,
+    /// When the newest attempt is an error: the attempt numbers of the errors in a row
+    /// up to it, newest first (what the error budget counts).
+    pub errors: Vec<u32>,
 }
 
 /// The newest result and the history of every job of `plan`: for each planned key, one
@@ -270,7 +300,19 @@ pub fn latest(plan: &MovePlan, results: &LedgerView) -> Result<BTreeMap<String, 
     let mut out = BTreeMap::new();
     for key in plan.jobs.keys() {
         if let Some((latest, history)) = results.latest_with_history(key)? {
-            out.insert(key.clone(), Recorded { latest, history });
+            let errors = if latest.verdict.is_final() {
+                Vec::new()
+            } else {
+                results.trailing_errors(key)?
+            };
+            out.insert(
+                key.clone(),
+                Recorded {
+                    latest,
+                    history,
+                    errors,
+                },
+            );
         }
     }
     Ok(out)
@@ -334,6 +376,42 @@ pub fn evaluate_combination(
     Ok(group::evaluate_group(
         plan, members, required, blocked, &latest, facts, now,
     ))
+}
+
+/// Where an errored job stands with the gate's error budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// The next run tries it again (the `n`-th error in a row of `of` allowed).
+    Due { n: u32, of: u32 },
+    /// The next retry is due at this time (Unix seconds).
+    Until { n: u32, of: u32, at: i64 },
+    /// Errored `n` times in a row: it waits for a recheck.
+    Spent { n: u32 },
+}
+
+/// The error budget of a job whose newest `errors` attempts (newest first) ended in error,
+/// the newest finishing at `finished` (RFC 3339): only attempts after `mark` (the newest
+/// when it was last rechecked) count. A pure function of what it is given and `now`.
+pub fn error_budget(
+    policy: &crate::manifest::ErrorPolicy,
+    errors: &[u32],
+    mark: u32,
+    finished: &str,
+    now: i64,
+) -> Budget {
+    let n = errors.iter().filter(|a| **a > mark).count() as u32;
+    let of = policy.retries + 1;
+    if n > policy.retries {
+        return Budget::Spent { n };
+    }
+    let at = humantime::parse_rfc3339(finished)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64 + policy.delay(n).as_secs() as i64);
+    match at {
+        Some(at) if n > 0 && !policy.delay(n).is_zero() && at > now => Budget::Until { n, of, at },
+        _ => Budget::Due { n: n.max(1), of },
+    }
 }
 
 /// Counts of verdicts among a group's jobs, for trailers and summaries.

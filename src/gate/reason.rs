@@ -19,8 +19,11 @@ pub enum ReasonKind {
     /// What a bisect of a rejected member found.
     Bisect,
     BuildFailed,
-    /// A job could not run.
+    /// A job could not run; it is tried again.
     Error,
+    /// A job could not run as often as the gate's error budget allows: it waits for a
+    /// recheck.
+    Errored,
     /// A job fails, and so does (or always did) its baseline: a note, not a blocker.
     FailsLikeBaseline,
     Frozen,
@@ -49,12 +52,13 @@ pub enum ReasonKind {
 
 impl ReasonKind {
     /// Every kind, in order.
-    pub const ALL: [ReasonKind; 21] = [
+    pub const ALL: [ReasonKind; 22] = [
         ReasonKind::Approval,
         ReasonKind::BaselineMissing,
         ReasonKind::Bisect,
         ReasonKind::BuildFailed,
         ReasonKind::Error,
+        ReasonKind::Errored,
         ReasonKind::FailsLikeBaseline,
         ReasonKind::Frozen,
         ReasonKind::Heisenbug,
@@ -81,6 +85,7 @@ impl ReasonKind {
             ReasonKind::Bisect => "bisect",
             ReasonKind::BuildFailed => "build-failed",
             ReasonKind::Error => "error",
+            ReasonKind::Errored => "errored",
             ReasonKind::FailsLikeBaseline => "fails-like-baseline",
             ReasonKind::Frozen => "frozen",
             ReasonKind::Heisenbug => "heisenbug",

@@ -161,11 +161,18 @@ impl World {
             .map(|(n, v)| result(key, *v, n))
             .collect();
         if let Some(latest) = records.last() {
+            let errors = records
+                .iter()
+                .rev()
+                .take_while(|r| r.verdict == E)
+                .map(|r| r.attempt)
+                .collect();
             self.latest.insert(
                 key.into(),
                 Recorded {
                     latest: latest.clone(),
                     history: History::of(&records),
+                    errors,
                 },
             );
         }
@@ -325,6 +332,53 @@ impl World {
                     .map(|(k, t)| (k.to_string(), t.to_string()))
                     .collect(),
                 by: Default::default(),
+                judged: vec![(text.to_string(), Some(content(text)))],
+                record: String::new(),
+            },
+        );
+        self
+    }
+
+    /// The rejection of `text` was judged with `other` in its group, at `other`'s content then.
+    fn rejected_with(mut self, text: &str, other: &str, other_content: &str) -> World {
+        if let Some(r) = self.facts.rejected.get_mut(&content(text)) {
+            r.judged
+                .push((other.to_string(), Some(other_content.to_string())));
+        }
+        self
+    }
+
+    /// `other` joins images/host's group (a candidate of the move too).
+    fn grouped_with(mut self, other: &str) -> World {
+        self.plan.candidates.push(candidate(other));
+        self.plan.groups[0].members.push(id(other));
+        self
+    }
+
+    /// The gate allows `retries` retries of an errored job, the first after `backoff` secs.
+    fn errors(mut self, retries: u32, backoff: u64) -> World {
+        self.plan.gate.errors = crate::manifest::ErrorPolicy {
+            retries,
+            backoff: Duration::from_secs(backoff),
+        };
+        self
+    }
+
+    /// Someone rechecked `key` when its newest attempt was `attempt`.
+    fn rechecked(mut self, key: &str, attempt: u32) -> World {
+        self.facts.rechecked.insert(
+            key.into(),
+            Rechecked {
+                attempt,
+                by: OverrideRef {
+                    id: "rchk00000001".into(),
+                    kind: "recheck".into(),
+                    scope: "images/host".into(),
+                    by: "eve@example.com".into(),
+                    reason: "kvm fixed".into(),
+                    created: "2024-01-01T00:00:00Z".into(),
+                    expires: None,
+                },
             },
         );
         self
@@ -398,11 +452,95 @@ fn rows() -> Vec<Row> {
         },
         Row {
             name: "a job that could not run waits",
-            given: |w| w.ran(BOOT, &[E]).ran(BOOT_T, &[P]),
+            given: |w| {
+                let mut w = w.ran(BOOT, &[E]).ran(BOOT_T, &[P]);
+                // An hour after the error: the default backoff (5 minutes) has passed.
+                w.now = 1_704_067_201 + 3600;
+                w
+            },
             state: State::Wait,
             reasons: &[(K::Error, HOST)],
             boot: Some(J::Error),
-            says: "could not run; retry with `stagegate run --failed`",
+            says: "(error 1 of 4); the next `stagegate run` tries it again",
+            ..ROW
+        },
+        // The error budget: retries with backoff, then a wait for a recheck; never a rejection.
+        Row {
+            name: "an error within its backoff waits for it",
+            given: |w| {
+                let mut w = w.errors(3, 600).ran(BOOT, &[E]).ran(BOOT_T, &[P]);
+                // The attempt finished at 2024-01-01T00:00:01Z; ten minutes later it is due.
+                w.now = 1_704_067_201 + 300;
+                w
+            },
+            state: State::Wait,
+            reasons: &[(K::Error, HOST)],
+            boot: Some(J::ErrorWaiting),
+            says: "(error 1 of 4); it is tried again after 2024-01-01T00:10:01Z (`stagegate run --failed` tries it now)",
+            ..ROW
+        },
+        Row {
+            name: "the backoff grows with each error in a row",
+            given: |w| {
+                let mut w = w.errors(3, 600).ran(BOOT, &[E, E]).ran(BOOT_T, &[P]);
+                // The second attempt finished at 00:00:02; 2 × 10 minutes later it is due.
+                w.now = 1_704_067_202 + 900;
+                w
+            },
+            state: State::Wait,
+            reasons: &[(K::Error, HOST)],
+            boot: Some(J::ErrorWaiting),
+            says: "(error 2 of 4); it is tried again after 2024-01-01T00:20:02Z",
+            ..ROW
+        },
+        Row {
+            name: "errors past the budget wait for a recheck, never reject",
+            given: |w| w.errors(2, 0).ran(BOOT, &[F, E, E, E]).ran(BOOT_T, &[P]),
+            state: State::Wait,
+            reasons: &[(K::Errored, HOST)],
+            boot: Some(J::Errored),
+            says: "it errored 3 times in a row; fix the environment, then `stagegate recheck images/host --stage staging --reason …`",
+            ..ROW
+        },
+        Row {
+            name: "a recheck starts the error budget again",
+            given: |w| {
+                w.errors(1, 0)
+                    .ran(BOOT, &[E, E, E])
+                    .ran(BOOT_T, &[P])
+                    .rechecked(BOOT, 2)
+            },
+            state: State::Wait,
+            reasons: &[(K::Error, HOST)],
+            boot: Some(J::Error),
+            says: "(error 1 of 2)",
+            overrides: &["recheck"],
+            ..ROW
+        },
+        Row {
+            name: "a rechecked failure waits for its new attempt",
+            given: |w| w.ran(BOOT, &[F]).ran(BOOT_T, &[P]).rechecked(BOOT, 1),
+            state: State::Wait,
+            reasons: &[(K::Missing, HOST)],
+            boot: Some(J::Missing),
+            says: "was rechecked by eve@example.com (rchk00000001): kvm fixed; its new attempt runs at the next `stagegate run`",
+            overrides: &["recheck"],
+            ..ROW
+        },
+        Row {
+            name: "a rechecked failure that passes on its new attempt promotes",
+            given: |w| w.ran(BOOT, &[F, P]).ran(BOOT_T, &[P]).rechecked(BOOT, 1),
+            boot: Some(J::Passed),
+            overrides: &["recheck"],
+            ..ROW
+        },
+        Row {
+            name: "a rechecked failure that fails again is a regression",
+            given: |w| w.ran(BOOT, &[F, F]).ran(BOOT_T, &[P]).rechecked(BOOT, 1),
+            state: State::Rejected,
+            reasons: &[(K::Regression, HOST)],
+            boot: Some(J::Regression),
+            overrides: &["recheck"],
             ..ROW
         },
         Row {
@@ -611,8 +749,45 @@ fn rows() -> Vec<Row> {
             state: State::Rejected,
             reasons: &[(K::Rejected, HOST)],
             boot: Some(J::Passed),
-            says: "images/host at this content was rejected for staging (test boot fails); it stays on new until a new version arrives or `stagegate waive KEY --reason …` waives 111111111111",
+            says: "images/host at this content was rejected for staging (test boot fails); it stays on new until a new version arrives; once an environment it failed in is fixed, `stagegate recheck images/host --stage staging --reason …` runs its failing jobs again, or `stagegate waive KEY --reason …` waives 111111111111",
             sticky: true,
+            ..ROW
+        },
+        Row {
+            name: "a group rejection stands while every member it judged is as it was",
+            given: |w| {
+                w.grouped_with(OTHER)
+                    .ran(BOOT, &[F])
+                    .ran(BOOT_T, &[P])
+                    .rejected(HOST, &[(BOOT, "boot")])
+                    .rejected_with(HOST, OTHER, &content(OTHER))
+            },
+            state: State::Rejected,
+            reasons: &[(K::Rejected, HOST)],
+            sticky: true,
+            ..ROW
+        },
+        Row {
+            name: "a group rejection is judged again when another member changed",
+            given: |w| {
+                w.grouped_with(OTHER)
+                    .ran(BOOT, &[P])
+                    .ran(BOOT_T, &[P])
+                    .rejected(HOST, &[(BOOT, "boot")])
+                    .rejected_with(HOST, OTHER, "content-of-the-old-xen")
+            },
+            boot: Some(J::Passed),
+            ..ROW
+        },
+        Row {
+            name: "a rejection is judged again when a new member joins the group",
+            given: |w| {
+                w.grouped_with(OTHER)
+                    .ran(BOOT, &[P])
+                    .ran(BOOT_T, &[P])
+                    .rejected(HOST, &[(BOOT, "boot")])
+            },
+            boot: Some(J::Passed),
             ..ROW
         },
         Row {

@@ -209,6 +209,8 @@ fn trusted_holds(
 #[serde(rename_all = "kebab-case")]
 struct DecisionFacts {
     #[serde(default)]
+    candidates: Vec<DecidedCandidate>,
+    #[serde(default)]
     jobs: Vec<DecidedJob>,
     #[serde(default)]
     reasons: Vec<String>,
@@ -220,6 +222,13 @@ struct DecisionFacts {
     decided_at: String,
     #[serde(default)]
     decided_by: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct DecidedCandidate {
+    item: String,
+    #[serde(default)]
+    content: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -278,6 +287,12 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView, now: i64) -> 
                         .collect(),
                     reasons: d.reasons.clone(),
                     tests: BTreeMap::new(),
+                    record: id.to_string(),
+                    judged: d
+                        .candidates
+                        .iter()
+                        .map(|c| (c.item.clone(), c.content.clone()))
+                        .collect(),
                     by: DecisionStamp {
                         tested: d.tested,
                         into: d.into,
@@ -304,6 +319,40 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView, now: i64) -> 
             }
         }
     }
+    // Rechecks: each job key's mark, and the rejections they name, judged again.
+    let rechecked: std::collections::HashSet<String> = view
+        .dirs(&crate::overrides::recheck_dir(to))?
+        .into_iter()
+        .collect();
+    for c in plan
+        .candidates
+        .iter()
+        .filter(|c| rechecked.contains(&c.content))
+    {
+        let recs = crate::overrides::rechecks(view, to, &c.content)?;
+        // A recheck lifts exactly the rejection it names: one decided again after it stands.
+        if let Some(lifter) = facts.rejected.get(&c.content).and_then(|r| {
+            recs.iter()
+                .find(|x| x.lifts.as_deref() == Some(r.record.as_str()))
+        }) {
+            facts.lifted.insert(c.content.clone(), lifter.to_ref());
+            facts.rejected.remove(&c.content);
+        }
+        for r in &recs {
+            for j in &r.jobs {
+                let mark = facts.rechecked.entry(j.key.clone()).or_insert_with(|| {
+                    crate::gate::Rechecked {
+                        attempt: j.attempt,
+                        by: r.to_ref(),
+                    }
+                });
+                if j.attempt >= mark.attempt {
+                    mark.attempt = j.attempt;
+                    mark.by = r.to_ref();
+                }
+            }
+        }
+    }
     // The tests the failures of each rejection ran: a quarantine of one lifts it.
     for r in facts.rejected.values_mut() {
         for k in &r.failed {
@@ -316,7 +365,12 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView, now: i64) -> 
             }
         }
     }
-    facts.waived = crate::overrides::waived(view, &plan.to.name, plan.jobs.keys(), now)?;
+    // Waivers of the planned jobs, and of the failures a rejection rests on (keys that are
+    // no longer planned once T moved): a waiver of one lifts the rejection.
+    let failed: std::collections::BTreeSet<&String> =
+        facts.rejected.values().flat_map(|r| &r.failed).collect();
+    let keys: std::collections::BTreeSet<&String> = plan.jobs.keys().chain(failed).collect();
+    facts.waived = crate::overrides::waived(view, &plan.to.name, keys, now)?;
     facts.approved = crate::overrides::approved(
         view,
         &plan.to.name,

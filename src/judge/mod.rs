@@ -33,6 +33,19 @@ pub struct Judgement {
     /// Records about this move a ledger commit deleted, weighed as they were (under
     /// `trust:`: the ledger only grows).
     pub restored: Vec<crate::trust::Deleted>,
+    /// What the ledger says of the runnable jobs beyond their verdicts: which errored ones
+    /// wait (for their backoff, or for a recheck), and which rechecked ones need a new try.
+    pending: Pending,
+}
+
+/// Runnable jobs a run treats apart from their verdicts.
+#[derive(Debug, Clone, Default)]
+struct Pending {
+    /// Errored jobs not to be run now: their backoff has not passed, or their error budget
+    /// is spent.
+    deferred: BTreeSet<String>,
+    /// Rechecked jobs with no attempt since the recheck: run again although settled.
+    rechecked: BTreeSet<String>,
 }
 
 /// What the gate decides for one move: the evaluation, and which candidates move.
@@ -81,7 +94,7 @@ pub fn judge_on(
     restored.extend(facts.holds_restored.iter().cloned());
     let passing = evaluation.promotable();
     if passing.len() < 2 {
-        return Ok(Judgement {
+        let mut j = Judgement {
             not_counted,
             restored,
             plan,
@@ -93,7 +106,10 @@ pub fn judge_on(
                 notes: Vec::new(),
             },
             combination: None,
-        });
+            pending: Pending::default(),
+        };
+        j.pending = j.pending(view, now)?;
+        return Ok(j);
     }
     let (group, combo_plan) = planner.plan_combination(&plan, &passing)?;
     let combo = gate::evaluate_combination(
@@ -140,7 +156,7 @@ pub fn judge_on(
             Vec::new()
         }
     };
-    Ok(Judgement {
+    let mut j = Judgement {
         not_counted,
         restored,
         plan,
@@ -152,7 +168,10 @@ pub fn judge_on(
             notes,
         },
         combination: Some((group, combo_plan)),
-    })
+        pending: Pending::default(),
+    };
+    j.pending = j.pending(view, now)?;
+    Ok(j)
 }
 
 /// The records of `view` its `trust:` leaves out, and those it restores, that speak about
@@ -283,7 +302,7 @@ impl Judgement {
 
     /// The keys the gate wants tried again although they have a settled result: heisenbugs
     /// a `flaky: {policy: wait}` gate waits on (each `run` adds one try, so a cron `cycle`
-    /// settles them).
+    /// settles them), and jobs rechecked since their newest attempt.
     pub fn retries(&self) -> BTreeSet<String> {
         self.decided
             .evaluation
@@ -292,14 +311,55 @@ impl Judgement {
             .flat_map(|g| &g.jobs)
             .filter(|j| j.state == JobState::HeisenbugWaiting)
             .map(|j| j.key.clone())
+            .chain(self.pending.rechecked.iter().cloned())
             .collect()
     }
 
-    /// What a run must do for this move: the runnable plan's jobs, and which to try again.
+    /// The errored jobs a run leaves alone for now: their backoff has not passed, or their
+    /// error budget is spent (they wait for `stagegate recheck`).
+    pub fn deferred(&self) -> &BTreeSet<String> {
+        &self.pending.deferred
+    }
+
+    /// What a run must do for this move: the runnable plan's jobs, which to try again, and
+    /// which errored ones to leave alone for now.
     pub fn work(&self) -> crate::runner::session::Work {
         crate::runner::session::Work {
             plan: self.runnable(),
             retries: self.retries(),
+            deferred: self.pending.deferred.clone(),
         }
+    }
+
+    /// Every runnable job's standing beyond its verdict: errored ones within or beyond their
+    /// budget (baselines and builds too, not only the jobs the gate requires), rechecked
+    /// ones without a new attempt.
+    fn pending(&self, view: &LedgerView, now: i64) -> Result<Pending> {
+        let mut out = Pending::default();
+        for key in self.runnable().jobs.keys() {
+            let Some((latest, _)) = view.latest_with_history(key)? else {
+                continue;
+            };
+            let mark = self.facts.rechecked.get(key).map(|m| m.attempt);
+            if mark.is_some_and(|m| latest.attempt <= m) {
+                out.rechecked.insert(key.clone());
+                continue;
+            }
+            if latest.verdict.is_final() {
+                continue;
+            }
+            let errors = view.trailing_errors(key)?;
+            let budget = gate::error_budget(
+                &self.plan.gate.errors,
+                &errors,
+                mark.unwrap_or(0),
+                &latest.finished,
+                now,
+            );
+            if !matches!(budget, gate::Budget::Due { .. }) {
+                out.deferred.insert(key.clone());
+            }
+        }
+        Ok(out)
     }
 }

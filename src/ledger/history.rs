@@ -232,6 +232,45 @@ impl LedgerView<'_> {
     }
 }
 
+impl LedgerView<'_> {
+    /// The attempt numbers of `key`'s newest attempts that ended in `error` (or were
+    /// skipped), newest first, up to the first that did not: what a gate's error budget
+    /// counts. Read from the file names, which carry the verdict; a name without one is
+    /// read (as is every record of a view replaying a decision).
+    pub fn trailing_errors(&self, key: &str) -> Result<Vec<u32>> {
+        let errored = |v: Verdict| matches!(v, Verdict::Error | Verdict::Skipped);
+        if self.as_of.is_some() {
+            return Ok(self
+                .results(key)?
+                .iter()
+                .rev()
+                .take_while(|r| errored(r.verdict))
+                .map(|r| r.attempt)
+                .collect());
+        }
+        let Some(tree) = self.key_tree(key)? else {
+            return Ok(Vec::new());
+        };
+        let mut entries = self.repo.tree_entries(tree)?;
+        entries.sort_by(|a, b| (attempt_of(&b.name), &b.name).cmp(&(attempt_of(&a.name), &a.name)));
+        let mut out = Vec::new();
+        for e in &entries {
+            let verdict = match verdict_of(&e.name) {
+                Some(v) => v,
+                None => match self.counted(key, e)? {
+                    Some(r) => r.verdict,
+                    None => continue,
+                },
+            };
+            if !errored(verdict) {
+                break;
+            }
+            out.push(attempt_of(&e.name));
+        }
+        Ok(out)
+    }
+}
+
 /// The attempts whose records must be read next (indices, ascending): first those of the
 /// newest attempt and every one whose name gives no verdict; once they are known, the
 /// newest passing and the oldest failing attempt, whose times the history holds.

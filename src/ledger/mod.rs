@@ -431,6 +431,18 @@ impl Ledger<'_> {
     /// A compare-and-swap retried on a lost race. Returns the paths written; nothing is
     /// committed when every path already exists.
     pub fn put_new(&self, files: &[(String, String)], message: &str) -> Result<Vec<String>> {
+        self.put(files, &[], message)
+    }
+
+    /// [`Ledger::put_new`], writing the paths of `replace` even where they exist: a fact
+    /// that a newer one of its kind supersedes (a rejection judged again after a recheck,
+    /// or after its group changed). The one it replaces stays in the ledger's history.
+    pub fn put(
+        &self,
+        files: &[(String, String)],
+        replace: &[String],
+        message: &str,
+    ) -> Result<Vec<String>> {
         for _ in 0..50 {
             let view = self.view()?;
             let base = view
@@ -439,7 +451,10 @@ impl Ledger<'_> {
             let mut edits = Vec::new();
             let mut written = Vec::new();
             for (path, text) in files {
-                if view.tree.is_some() && self.repo.entry(base, path)?.is_some() {
+                if view.tree.is_some()
+                    && !replace.contains(path)
+                    && self.repo.entry(base, path)?.is_some()
+                {
                     continue;
                 }
                 let blob = self.repo.write_blob(text.as_bytes())?;

@@ -113,6 +113,18 @@ pub struct GateDoc {
     pub bisect: Option<Spanned<BisectDoc>>,
     #[serde(default)]
     pub flaky: Option<Spanned<FlakyDoc>>,
+    #[serde(default)]
+    pub errors: Option<Spanned<ErrorsDoc>>,
+}
+
+/// `errors: {retries: N, backoff: DURATION}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ErrorsDoc {
+    #[serde(default)]
+    pub retries: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub backoff: Option<Spanned<String>>,
 }
 
 /// `bisect: true`, or `bisect: {reproduce: N}`.

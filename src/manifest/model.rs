@@ -211,6 +211,54 @@ pub struct Gate {
     /// What a failure of a flaky test (one that passed and failed for the same job key, or
     /// whose baseline did) does to the gate.
     pub flaky: FlakyPolicy,
+    /// How often a job that could not run (`error`) is tried again, and how long apart.
+    #[serde(skip_serializing_if = "ErrorPolicy::is_default")]
+    pub errors: ErrorPolicy,
+}
+
+/// `errors:` of a gate: a job that ended in `error` (it could not run: infrastructure, or
+/// its own exit 125) is tried again by later runs at most `retries` times, the n-th retry no
+/// sooner than `backoff` × 2^(n-1) after the error before it; then the candidate waits for
+/// `stagegate recheck`. Errors are counted per job key from the newest attempts since its
+/// last recheck, so a recheck starts the budget again. An error never rejects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ErrorPolicy {
+    pub retries: u32,
+    #[serde(serialize_with = "ser_duration")]
+    pub backoff: Duration,
+}
+
+/// Retries of an errored job unless the gate says otherwise.
+pub const DEFAULT_ERROR_RETRIES: u32 = 3;
+/// The wait before the first retry of an errored job unless the gate says otherwise.
+pub const DEFAULT_ERROR_BACKOFF: Duration = Duration::from_secs(5 * 60);
+/// The most retries `errors.retries` may ask for.
+pub const MAX_ERROR_RETRIES: u32 = 20;
+
+impl Default for ErrorPolicy {
+    fn default() -> Self {
+        ErrorPolicy {
+            retries: DEFAULT_ERROR_RETRIES,
+            backoff: DEFAULT_ERROR_BACKOFF,
+        }
+    }
+}
+
+impl ErrorPolicy {
+    fn is_default(&self) -> bool {
+        *self == ErrorPolicy::default()
+    }
+
+    /// How long after the `n`-th error in a row (1-based) the next retry is due.
+    pub fn delay(&self, n: u32) -> Duration {
+        let factor = 1u32 << n.saturating_sub(1).min(16);
+        self.backoff.saturating_mul(factor)
+    }
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
 /// How `cycle` bisects a rejected component (`bisect:` on a gate) and `bisect ITEM` by

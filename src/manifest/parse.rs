@@ -321,6 +321,32 @@ impl<'a> Check<'a> {
         }
     }
 
+    /// A gate's `errors:` policy.
+    fn errors(&mut self, e: &Option<Spanned<ErrorsDoc>>) -> ErrorPolicy {
+        let mut policy = ErrorPolicy::default();
+        let Some(e) = e else {
+            return policy;
+        };
+        if let Some(r) = &e.value.retries {
+            if r.value <= MAX_ERROR_RETRIES {
+                policy.retries = r.value;
+            } else {
+                self.err(
+                    Pos::of(r),
+                    format!(
+                        "`errors.retries` is {}; it must be 0 to {MAX_ERROR_RETRIES}",
+                        r.value
+                    ),
+                    Some("how many times a job that could not run is tried again".into()),
+                );
+            }
+        }
+        if let Some(b) = self.duration("errors.backoff", &e.value.backoff) {
+            policy.backoff = b;
+        }
+        policy
+    }
+
     /// A gate's `flaky:` policy.
     fn flaky(&mut self, f: &Option<Spanned<FlakyDoc>>) -> FlakyPolicy {
         let Some(f) = f else {
@@ -613,6 +639,7 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
             .as_ref()
             .and_then(|b| bisect_policy(&mut c, b));
         let flaky = c.flaky(&g.value.flaky);
+        let errors = c.errors(&g.value.errors);
         gates.push((
             stage.clone(),
             Gate {
@@ -622,6 +649,7 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
                 baseline: g.value.baseline,
                 bisect,
                 flaky,
+                errors,
             },
         ));
     }

@@ -11,7 +11,14 @@
 //! overrides/freeze/<stage>/<id>.yaml           no promotion into <stage>
 //! overrides/quarantine/<test>/<id>.yaml        <test> runs and records, but does not gate
 //! overrides/removed/<id>.yaml                  the override <id> was lifted, by whom, why
+//! overrides/recheck/<stage>/<content key>/<id>.yaml
+//!                                              run a candidate's failing jobs into <stage> again
 //! ```
+//!
+//! A recheck waives nothing: it names the job keys that had failed or errored and their
+//! newest attempt then; the gate judges them by the attempts after it (and by their whole
+//! history, for the flaky policy), counts their errors anew, and a rejection decided before
+//! it is judged again.
 //!
 //! Records are never rewritten: lifting one is a record of its own, and an expired one
 //! simply stops counting. A waiver is for one job key and an approval for one content key,
@@ -35,6 +42,105 @@ pub const APPROVE_DIR: &str = "overrides/approve";
 pub const FREEZE_DIR: &str = "overrides/freeze";
 pub const QUARANTINE_DIR: &str = "overrides/quarantine";
 pub const REMOVED_DIR: &str = "overrides/removed";
+pub const RECHECK_DIR: &str = "overrides/recheck";
+
+/// A person's word that the environment a candidate's jobs failed or errored in is fixed:
+/// run them again, as new attempts beside the old ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RecheckRecord {
+    pub id: String,
+    /// The candidate: `images/NAME`, `tests/NAME`, …
+    pub candidate: String,
+    /// Its content key: the recheck is for exactly this version.
+    pub content: String,
+    /// The stage it is pending into.
+    pub stage: String,
+    /// The jobs run again.
+    pub jobs: Vec<RecheckedJob>,
+    /// The rejection record (its git object) this recheck lifts, when one stood: that
+    /// rejection is judged again; one decided after the recheck stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifts: Option<String>,
+    pub reason: String,
+    pub author: String,
+    pub created: String,
+}
+
+/// One job a recheck runs again: its key, and its newest attempt when it was rechecked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RecheckedJob {
+    pub key: String,
+    pub job: String,
+    /// The job's newest attempt number then (0: it had none).
+    pub attempt: u32,
+}
+
+impl RecheckRecord {
+    pub fn to_ref(&self) -> OverrideRef {
+        OverrideRef {
+            id: self.id.clone(),
+            kind: "recheck".into(),
+            scope: format!(
+                "{} at {} into {}",
+                self.candidate,
+                short(&self.content),
+                self.stage
+            ),
+            by: self.author.clone(),
+            reason: self.reason.clone(),
+            created: self.created.clone(),
+            expires: None,
+        }
+    }
+}
+
+/// Where the rechecks of candidates pending into `stage` are, one directory per content.
+pub fn recheck_dir(stage: &str) -> String {
+    format!("{RECHECK_DIR}/{stage}")
+}
+
+/// The rechecks of `content` into `stage`, in no particular order.
+pub fn rechecks(view: &LedgerView, stage: &str, content: &str) -> Result<Vec<RecheckRecord>> {
+    records_in(view, &format!("{}/{content}", recheck_dir(stage)))
+}
+
+/// Record a recheck of `candidate` at `content` into `stage`: `jobs` run again.
+pub fn recheck(
+    ledger: &Ledger,
+    candidate: &str,
+    content: &str,
+    stage: &str,
+    jobs: Vec<RecheckedJob>,
+    lifts: Option<String>,
+    reason: &str,
+) -> Result<RecheckRecord> {
+    require_reason(reason)?;
+    let id = new_id(content);
+    let rec = RecheckRecord {
+        id: id.clone(),
+        candidate: candidate.to_string(),
+        content: content.to_string(),
+        stage: stage.to_string(),
+        jobs,
+        lifts,
+        reason: reason.to_string(),
+        author: author(),
+        created: crate::records::now_rfc3339(),
+    };
+    let mut items = vec![candidate.to_string()];
+    items.extend(rec.jobs.iter().map(|j| j.key.clone()));
+    put(
+        ledger,
+        format!("{}/{content}/{id}.yaml", recheck_dir(stage)),
+        crate::records::to_yaml(&rec),
+        &rec.to_ref(),
+        Some(stage),
+        &items,
+    )?;
+    Ok(rec)
+}
 
 /// A waived failing result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

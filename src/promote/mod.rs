@@ -165,6 +165,9 @@ pub struct MoveOutcome {
     pub moved: Vec<CandidateId>,
     /// Candidates whose rejection was recorded by this run.
     pub rejected: Vec<String>,
+    /// Candidates whose rejection stood before this run (recorded earlier, nothing judged
+    /// again): reported, not signalled.
+    pub standing: Vec<String>,
     pub candidates: Vec<CandidateOutcome>,
     /// Items pushed to their own repository's branch (the component push gate).
     pub pushed: Vec<String>,
@@ -180,11 +183,12 @@ pub struct MoveOutcome {
 }
 
 impl MoveOutcome {
-    /// A rejected candidate is still pending on S after this run.
-    pub fn has_rejection(&self) -> bool {
-        self.candidates
-            .iter()
-            .any(|c| c.state == State::Rejected && !c.moved)
+    /// The gate said a new "no" in this run: a candidate is rejected whose rejection did not
+    /// stand before (a standing one was said before, and changes no exit code).
+    pub fn has_new_rejection(&self) -> bool {
+        self.candidates.iter().any(|c| {
+            c.state == State::Rejected && !c.moved && !self.standing.contains(&c.item.to_string())
+        })
     }
 }
 
@@ -233,6 +237,13 @@ pub fn promote_move(
             tested: (!moved.is_empty()).then(|| plan.from_head.to_string()),
             moved: moved.clone(),
             rejected: Vec::new(),
+            standing: decided
+                .evaluation
+                .groups
+                .iter()
+                .filter(|g| g.sticky)
+                .flat_map(|g| g.members.iter().map(|m| m.to_string()))
+                .collect(),
             candidates: candidate_outcomes(&judgement),
             pushed: Vec::new(),
             notes: decided.notes.clone(),
@@ -494,8 +505,13 @@ fn record_rejections(
         rec.ledger = judged.map(|t| t.to_string());
         let text = records::to_yaml(&rec);
         let mut files = Vec::new();
+        // A group judged here is not standing on a rejection (the gate would say `sticky`):
+        // a decision recorded before for a member's content no longer stands (a recheck
+        // lifted it, or its group changed), and this one takes its place.
+        let mut replace = Vec::new();
         for m in &g.members {
             let Some(c) = plan.candidate(m) else { continue };
+            replace.push(facts::decision_path(&plan.to.name, &c.content));
             files.push((
                 facts::decision_path(&plan.to.name, &c.content),
                 text.clone(),
@@ -526,7 +542,7 @@ fn record_rejections(
             plan.from.name,
             trailers(plan, "reject", &g.jobs, &rec)
         );
-        if !ledger.put_new(&files, &msg)?.is_empty() {
+        if !ledger.put(&files, &replace, &msg)?.is_empty() {
             done.extend(g.members.iter().map(|m| m.to_string()));
         }
     }

@@ -50,6 +50,9 @@ pub struct Options {
 pub struct Work {
     pub plan: MovePlan,
     pub retries: BTreeSet<String>,
+    /// Errored jobs not to run now (their backoff has not passed, or their error budget is
+    /// spent), unless a person names them (`--job`, `--rerun`, `--failed`).
+    pub deferred: BTreeSet<String>,
 }
 
 /// Where a run's [`Event`]s go; called from the runner's threads as things happen.
@@ -66,6 +69,14 @@ pub struct Report {
     pub interrupted: bool,
     /// Jobs that already had a settled result.
     pub reused: usize,
+    /// Errored jobs left for later (key, job): their backoff has not passed, or they wait
+    /// for a recheck.
+    pub deferred: Vec<(String, String)>,
+    /// The keys whose failure in this run rejects a candidate, as the gate judged after the
+    /// run (filled by the caller that judges: [`crate::cycle::run`]). A failure that blocks
+    /// nothing (like its baseline, quarantined, waived, a heisenbug the gate waits on or
+    /// allows) is not among them.
+    pub rejecting: BTreeSet<String>,
     /// This was a dry run ([`Options::dry_run`]): nothing ran.
     pub dry_run: bool,
     /// With [`Options::dry_run`]: the jobs that would run (key, job).
@@ -74,7 +85,8 @@ pub struct Report {
 
 impl Report {
     /// The exit status the run asks for (the README's exit codes): 130 interrupted, 3 a
-    /// job ended in `error`, 1 a job failed or could not start, else 0.
+    /// job of this run ended in `error`, 1 a job of this run failed and that rejects a
+    /// candidate ([`Report::rejecting`]), or a job could not start, else 0.
     pub fn code(&self) -> i32 {
         if self.interrupted {
             130
@@ -87,7 +99,8 @@ impl Report {
         } else if self.outcomes.iter().any(|o| {
             // A job that could not start (a build it needs failed or has no result yet)
             // is not a success: `run --job KEY` must not go green having run nothing.
-            matches!(o.verdict, None | Some(Verdict::Fail)) && !o.elsewhere
+            let rejects = o.verdict == Some(Verdict::Fail) && self.rejecting.contains(&o.key);
+            (o.verdict.is_none() || rejects) && !o.elsewhere
         }) {
             1
         } else {
@@ -117,6 +130,8 @@ struct Selection {
     planned_attempts: HashMap<String, u32>,
     /// The ledger's tip when the attempts above were counted.
     planned_tip: Option<ObjectId>,
+    /// Errored jobs left for later (key, job).
+    deferred: Vec<(String, String)>,
     /// Builds this run does not include, but whose artifacts selected jobs need.
     known: HashMap<String, ArtifactRecord>,
 }
@@ -156,6 +171,7 @@ pub fn run_jobs(
         planned_attempts,
         planned_tip: view.tip,
         known,
+        deferred: Vec::new(),
     };
     let opts = Options {
         parallel: opts.parallel,
@@ -172,12 +188,15 @@ fn run_selection(
     sink: Sink,
 ) -> Result<Report> {
     let reused = selection.reused;
+    let deferred = selection.deferred.clone();
     if opts.dry_run || selection.jobs.is_empty() {
         let report = Report {
             outcomes: Vec::new(),
             recorded: 0,
             interrupted: false,
             reused,
+            deferred,
+            rejecting: BTreeSet::new(),
             dry_run: opts.dry_run,
             would_run: if opts.dry_run {
                 selection
@@ -378,6 +397,8 @@ fn run_selection(
         recorded,
         interrupted,
         reused,
+        deferred,
+        rejecting: BTreeSet::new(),
         dry_run: false,
         would_run: Vec::new(),
     };
@@ -399,14 +420,17 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
         .view()?
         .trusting(trust)?;
     let mut all: BTreeMap<String, Job> = BTreeMap::new();
-    // Heisenbugs a gate waits on for more tries (`flaky: {policy: wait}`).
+    // Heisenbugs a gate waits on for more tries (`flaky: {policy: wait}`), rechecked jobs.
     let mut retry = BTreeSet::new();
+    let mut later = BTreeSet::new();
     for w in work {
         for (k, j) in &w.plan.jobs {
             all.entry(k.clone()).or_insert_with(|| j.clone());
         }
         retry.extend(w.retries.iter().cloned());
+        later.extend(w.deferred.iter().cloned());
     }
+    let mut deferred = Vec::new();
     for pattern in opts.jobs.iter().chain(&opts.rerun) {
         let n = all
             .keys()
@@ -441,6 +465,13 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
             reused += 1;
             continue;
         }
+        // An errored job within its backoff, or past its error budget, waits; a person who
+        // names it runs it.
+        let named = forced || (!opts.jobs.is_empty() && matches(key, &opts.jobs));
+        if later.contains(key) && !named {
+            deferred.push((key.clone(), describe(job)));
+            continue;
+        }
         planned_attempts.insert(key.clone(), view.attempt_count(key)?);
         jobs.push(job.clone());
     }
@@ -459,6 +490,7 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
         planned_attempts,
         planned_tip: view.tip,
         known,
+        deferred,
     })
 }
 

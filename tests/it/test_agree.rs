@@ -581,7 +581,8 @@ fn a_failure_like_the_baselines() {
     bump(&env, "xen", "3");
     flag(&env, "base-fails", true);
     flag(&env, "cand-fails", true);
-    env.sg_code(1, &["run"]);
+    // A failure like its baseline's blocks nothing: not a new "no" (exit 0).
+    env.sg_code(0, &["run"]);
     assert_agree(
         &env,
         &at(0),
@@ -595,7 +596,7 @@ fn flaky_baseline(extra: &str) -> TestEnv {
     bump(&env, "xen", "3");
     flag(&env, "base-fails", true);
     flag(&env, "cand-fails", true);
-    env.sg_code(1, &["run"]);
+    env.sg_code(0, &["run"]);
     let why = env.json(&["why", "components/xen", "--format", "json"]);
     let base = text(&why["pending"][0]["evaluation"]["jobs"][0]["baseline_key"]);
     flag(&env, "base-fails", false);
@@ -747,7 +748,8 @@ fn candidates_that_pass_alone_but_not_together() {
     bump(&env, "xen", "3");
     bump(&env, "linux", "3");
     env.sg_ok(&["run"]);
-    env.sg_code(1, &["run"]);
+    // Their combination fails: no candidate is rejected (each moves alone), exit 0.
+    env.sg_code(0, &["run"]);
     // The first moves alone; the other waits to be judged against the new stable.
     assert_agree(
         &env,

@@ -263,7 +263,18 @@ fn an_unwritable_artifact_store_is_an_error_retried_by_the_next_run() {
     assert!(out.contains("storing its artifact failed"), "{out}");
 
     std::fs::remove_file(&store).unwrap();
-    let out = env.sg_ok(&["run"]);
+    // The next run after the error's backoff (5 minutes by default) retries it.
+    let later = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+    )
+    .to_string();
+    let out = env
+        .sg_cmd(&["run"])
+        .env("STAGEGATE_NOW", &later)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = String::from_utf8_lossy(&out.stdout);
     assert!(!out.contains("nothing to run"), "{out}");
     let builds: Vec<Verdict> = ledger(&env)
         .into_values()

@@ -316,7 +316,8 @@ fn an_offline_build_without_a_package_cache_is_an_error_not_a_failure() {
 /// Run the example's host build with the mirror `mirror` (when given); it must end in an
 /// `error`, whose excerpt is returned.
 fn host_build_error(env: &TestEnv, mirror: Option<&str>) -> String {
-    let mut cmd = env.sg_cmd(&["run"]);
+    // `--failed`: a build that errored a moment ago waits for its backoff otherwise.
+    let mut cmd = env.sg_cmd(&["run", "--failed"]);
     if let Some(m) = mirror {
         cmd.env("STAGEGATE_DEBIAN_MIRROR", m);
     }
@@ -493,10 +494,16 @@ fn newest(env: &TestEnv, name: &str) -> stagegate::ledger::ResultRecord {
         .unwrap_or_else(|| panic!("no result for {name}"))
 }
 
-/// `run` with `path`, which must exit `code`; then both boot tests' newest results must
+/// `run --failed` with `path`, which must exit `code`; then both boot tests' newest results must
 /// be `verdict` with `says` in their excerpt.
 fn run_boots(env: &TestEnv, path: &str, code: i32, verdict: Verdict, says: &str) {
-    let out = env.sg_cmd(&["run"]).env("PATH", path).output().unwrap();
+    // `--failed`: boots that errored a moment ago wait for their backoff otherwise (and
+    // their error budget is spent after four in a row): here each runner is a new one.
+    let out = env
+        .sg_cmd(&["run", "--failed"])
+        .env("PATH", path)
+        .output()
+        .unwrap();
     let logs: Vec<String> = ["host-boots", "guest-boots"]
         .iter()
         .filter_map(|t| results_of(env, t).into_iter().max_by_key(|r| r.attempt))

@@ -343,7 +343,8 @@ fn promote_rejects_a_regression_and_records_it_once() {
     assert!(trailers(&env, &tip).contains(&format!("Stagegate-Tested: {bad}")));
 
     // Deciding again records nothing new: the rejection stands by content.
-    let again = sg(&env, 1, &["promote"]);
+    // The rejection stands from the promote before: reported, not signalled.
+    let again = sg(&env, 0, &["promote"]);
     assert!(
         again.contains("  components/xen 1 → 2: rejected\n"),
         "{again}"
@@ -395,8 +396,8 @@ fn a_rejected_candidate_blocks_nothing_and_drop_tidies_it_away() {
         (d.stayed[0].item.as_str(), d.stayed[0].state.as_str()),
         ("components/xen", "rejected")
     );
-    // Sticky: nothing runs again, and the rejection stands.
-    let again = sg(&env, 1, &["cycle"]);
+    // Sticky: nothing runs again, and the rejection stands (reported, exit 0).
+    let again = sg(&env, 0, &["cycle"]);
     assert!(again.contains("components/xen 1 → 2: rejected"), "{again}");
     assert!(again.contains("nothing to run"), "{again}");
     assert_eq!(env.rev("stable"), promotion);
@@ -460,7 +461,8 @@ fn a_failure_like_the_baseline_is_promoted_when_the_gate_compares_with_it() {
     let env = state_repo(WITH_BASELINE, NEVER_BOOTS);
     let old = env.rev("stable");
     let tested = bump(&env, "xen", "3");
-    let ran = sg(&env, 1, &["run"]);
+    // Both fail, like each other: nothing said no (exit 0).
+    let ran = sg(&env, 0, &["run"]);
     assert!(ran.contains("ran 2 jobs: 2 fail"), "{ran}");
 
     sg(&env, 0, &["promote"]);
@@ -519,7 +521,8 @@ fn a_failure_waits_for_its_baseline_before_it_is_judged() {
         .as_str()
         .unwrap()
         .to_string();
-    sg(&env, 1, &["run", "--job", &candidate]);
+    // Its baseline has no result yet: nothing said no (exit 0).
+    sg(&env, 0, &["run", "--job", &candidate]);
 
     let out = sg(&env, 0, &["promote"]);
     assert!(

@@ -486,10 +486,24 @@ fn a_job_exiting_125_could_not_test_is_an_error_and_the_candidate_waits() {
         "no rejection is recorded\n{recorded}"
     );
 
-    // A runner that can test runs the job again, and its pass promotes the candidate.
+    // Within the error's backoff (5 minutes by default) a run leaves it alone.
+    let out = env.sg_ok(&["run"]);
+    assert!(out.contains("not run now: 1 job"), "{out}");
+    // A runner that can test runs the job again after it, and its pass promotes the
+    // candidate.
     std::fs::write(env.home().join("can-test"), "").unwrap();
-    env.sg_ok(&["run"]);
-    env.sg_ok(&["promote"]);
+    let later = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+    )
+    .to_string();
+    for args in [&["run"][..], &["promote"]] {
+        let out = env
+            .sg_cmd(args)
+            .env("STAGEGATE_NOW", &later)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    }
     assert_eq!(
         env.git(&["show", "stable:components/xen.yaml"]),
         XEN_2.trim()

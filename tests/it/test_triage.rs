@@ -339,8 +339,9 @@ fn a_quarantined_test_runs_and_records_but_does_not_gate() {
     assert!(env.sg_ok(&["status"]).contains("quarantine "));
 
     bump(&env, "2");
-    // After its expiry it gates again.
-    env.sg_code(1, &["run"]);
+    // Quarantined, its failure blocks nothing: not a new "no" (exit 0). After its expiry it
+    // gates again.
+    env.sg_code(0, &["run"]);
     assert_eq!(state(&env, Some("2099-01-02T00:00:00Z")), "rejected");
     let out = env.sg_ok(&["cycle"]);
     assert!(out.contains("promoted components/xen as "), "{out}");
@@ -381,7 +382,8 @@ fn flaky_baseline(env: &TestEnv) -> (String, String) {
     bump(env, "3");
     std::fs::write(env.home().join("base-fails"), "").unwrap();
     std::fs::write(env.home().join("cand-fails"), "").unwrap();
-    env.sg_code(1, &["run"]);
+    // Both fail, like each other: nothing said no yet (exit 0).
+    env.sg_code(0, &["run"]);
     let (key, base) = keys(env);
     std::fs::remove_file(env.home().join("base-fails")).unwrap();
     env.sg_ok(&["run", "--rerun", &base]);
@@ -429,15 +431,16 @@ fn a_flaky_policy_of_wait_asks_for_more_tries_then_decides() {
     assert!(out.contains("components/xen 1 → 3: rejected"), "{out}");
     let why = env.sg_ok(&["why", "components/xen"]);
     assert!(why.contains("history: 2 runs: 0 pass, 2 fail"), "{why}");
-    let (out, _) = env.sg_code(1, &["cycle"]);
+    // The rejection stands from the promote before: reported, not signalled.
+    let (out, _) = env.sg_code(0, &["cycle"]);
     assert!(out.contains("nothing to run"), "{out}");
 }
 
 #[test]
 fn a_flaky_policy_of_allow_lets_a_heisenbug_through_with_its_history_in_the_decision() {
     let env = repo_with(", flaky: {policy: allow}");
-    // The same job, run again, fails where it passed: a heisenbug.
-    let key = passed_then_failed(&env);
+    // The same job, run again, fails where it passed: a heisenbug the gate allows (exit 0).
+    let key = passed_then_failed(&env, 0);
     let why = env.sg_ok(&["why", "components/xen"]);
     assert!(why.contains("history: 2 runs: 1 pass, 1 fail"), "{why}");
     assert!(why.contains("it passed before for the same key"), "{why}");
@@ -531,13 +534,14 @@ fn why_job(env: &TestEnv) -> (serde_json::Value, String) {
 }
 
 /// Bump xen to 3 and run its candidate job, which passes; then make it fail and run it
-/// again. Returns the job's key.
-fn passed_then_failed(env: &TestEnv) -> String {
+/// again, which exits `code` (1 when the gate's flaky policy rejects the heisenbug, 0 when
+/// it allows it). Returns the job's key.
+fn passed_then_failed(env: &TestEnv, code: i32) -> String {
     bump(env, "3");
     env.sg_ok(&["run"]);
     let (key, _) = keys(env);
     std::fs::write(env.home().join("cand-fails"), "").unwrap();
-    env.sg_code(1, &["run", "--rerun", &key]);
+    env.sg_code(code, &["run", "--rerun", &key]);
     key
 }
 
@@ -551,7 +555,7 @@ fn attempt_files(env: &TestEnv, key: &str) -> (String, Vec<String>) {
 #[test]
 fn a_ledger_written_before_verdicts_were_named_is_read_and_added_to() {
     let env = repo();
-    let key = passed_then_failed(&env);
+    let key = passed_then_failed(&env, 1);
     // Rename both attempts as a stagegate that did not name the verdict wrote them.
     let (dir, names) = attempt_files(&env, &key);
     let old: Vec<String> = names
@@ -619,7 +623,7 @@ fn a_ledger_written_before_verdicts_were_named_is_read_and_added_to() {
 fn the_history_is_counted_from_the_attempts_names_reading_only_the_records_it_needs() {
     let env = repo();
     // Re-run three times: pass, fail, fail, pass.
-    let key = passed_then_failed(&env);
+    let key = passed_then_failed(&env, 1);
     env.sg_code(1, &["run", "--rerun", &key]);
     std::fs::remove_file(env.home().join("cand-fails")).unwrap();
     env.sg_ok(&["run", "--rerun", &key]);
