@@ -77,7 +77,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             content: content.key(&id),
         });
     }
-    if stages.iter().all(|s| !s.present) {
+    if stages.iter().all(|s| !s.present) && id != CandidateId::Files {
         return Err(Error::usage_help(
             format!("{id} exists on no stage"),
             "`stagegate status` lists what is pending; check the spelling",

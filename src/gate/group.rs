@@ -227,8 +227,9 @@ fn member(
             ),
         );
     }
-    // A change of the pipeline changes the gates themselves: it needs a person's approval.
-    if *m == CandidateId::Pipeline {
+    // A change of the pipeline changes the gates themselves, and the repository files
+    // (workflows, CODEOWNERS) what guards them: each needs a person's approval.
+    if matches!(m, CandidateId::Pipeline | CandidateId::Files) {
         match facts.approved.get(&c.content) {
             Some(a) => f.used.push(a.to_ref()),
             None => f.push(

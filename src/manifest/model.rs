@@ -108,7 +108,14 @@ pub enum CandidateId {
     Item(ItemId),
     Test(String),
     Pipeline,
+    /// The repository files: every path that is not an item's manifest or a file it names,
+    /// a test's, the pipeline or stagegate's records (`.github/`, `CODEOWNERS`, a README).
+    /// Like the pipeline, only an approval moves them (DESIGN §4.15).
+    Files,
 }
+
+/// How the repository files are named as a candidate.
+pub const FILES_CANDIDATE: &str = "repository-files";
 
 impl CandidateId {
     /// `images/NAME`, `components/NAME`, `tests/NAME` or `stagegate.yaml` (a trailing
@@ -116,6 +123,9 @@ impl CandidateId {
     pub fn parse(text: &str) -> Option<CandidateId> {
         if text == PIPELINE_FILE || text == "pipeline" {
             return Some(CandidateId::Pipeline);
+        }
+        if text == FILES_CANDIDATE {
+            return Some(CandidateId::Files);
         }
         if let Some(name) = text.strip_prefix("tests/") {
             let name = name.strip_suffix(".yaml").unwrap_or(name);
@@ -130,6 +140,8 @@ impl CandidateId {
             CandidateId::Item(i) => i.path(),
             CandidateId::Test(t) => format!("{TESTS_DIR}/{t}.yaml"),
             CandidateId::Pipeline => PIPELINE_FILE.into(),
+            // No manifest: the candidate is the files themselves.
+            CandidateId::Files => FILES_CANDIDATE.into(),
         }
     }
 
@@ -139,6 +151,7 @@ impl CandidateId {
             CandidateId::Item(i) => format!("{}-{}", i.kind.dir(), i.name),
             CandidateId::Test(t) => format!("tests-{t}"),
             CandidateId::Pipeline => "pipeline".into(),
+            CandidateId::Files => FILES_CANDIDATE.into(),
         }
     }
 
@@ -156,6 +169,7 @@ impl fmt::Display for CandidateId {
             CandidateId::Item(i) => write!(f, "{i}"),
             CandidateId::Test(t) => write!(f, "{TESTS_DIR}/{t}"),
             CandidateId::Pipeline => f.write_str(PIPELINE_FILE),
+            CandidateId::Files => f.write_str(FILES_CANDIDATE),
         }
     }
 }

@@ -134,7 +134,67 @@ pub fn candidates(repo: &Repo, s: &Snapshot, t: &Snapshot) -> Result<Vec<Candida
     for id in ids {
         out.push(candidate(s, t, id)?);
     }
+    if let Some(files) = repository_files(repo, s, t)? {
+        out.push(files);
+    }
     Ok(out)
+}
+
+/// The repository files that differ between S and T, as one candidate: every differing
+/// path that is not the pipeline, stagegate's records, a manifest, or a file an item or a
+/// test names on either side.
+pub fn repository_files(repo: &Repo, s: &Snapshot, t: &Snapshot) -> Result<Option<Candidate>> {
+    let skip = |name: &str| name == RECORDS_DIR || name == PIPELINE_FILE;
+    let mut changed = Vec::new();
+    changed_files(repo, Some(s.tree), Some(t.tree), "", &skip, &mut changed)?;
+    let manifest = |p: &str| {
+        p.split_once('/').is_some_and(|(dir, rest)| {
+            (ItemKind::from_dir(dir).is_some() || dir == TESTS_DIR)
+                && !rest.contains('/')
+                && rest.ends_with(".yaml")
+        })
+    };
+    changed.retain(|p| !manifest(p));
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    let mut named: Vec<String> = Vec::new();
+    for snap in [s, t] {
+        for (_, content) in named_contents(snap)? {
+            named.extend(content.files.into_iter().map(|(p, _)| p));
+        }
+    }
+    let named: BTreeSet<&str> = named.iter().map(String::as_str).collect();
+    changed.retain(|p| {
+        !named.contains(p.as_str())
+            && !named
+                .iter()
+                .any(|n| p.starts_with(&format!("{}/", n.trim_end_matches('/'))))
+    });
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    let id = CandidateId::Files;
+    let mut files = Vec::new();
+    for p in &changed {
+        files.push((p.clone(), s.oid(p)?));
+    }
+    let content = Content {
+        manifest: None,
+        files,
+    };
+    let present = content.files.iter().any(|(_, o)| o.is_some());
+    Ok(Some(Candidate {
+        from: None,
+        to: None,
+        present,
+        new: false,
+        inputs_only: true,
+        content: content.key(&id),
+        paths: changed,
+        invalid: Vec::new(),
+        id,
+    }))
 }
 
 fn touches(changed: &BTreeSet<&str>, path: &str) -> bool {
@@ -202,6 +262,8 @@ pub fn content_of(snap: &Snapshot, id: &CandidateId) -> Result<(Content, Vec<Dia
                 return Ok((c, d.0));
             }
         }
+        // Made by `candidates`, which alone knows which files are the repository's.
+        CandidateId::Files => {}
     }
     Ok((c, Vec::new()))
 }
@@ -327,7 +389,7 @@ fn resolve(s: &Snapshot, id: &CandidateId) -> Result<Vec<Diagnostic>> {
                 }
             }
         }
-        CandidateId::Pipeline => {}
+        CandidateId::Pipeline | CandidateId::Files => {}
     }
     Ok(out)
 }

@@ -516,7 +516,7 @@ impl<'r> Planner<'r> {
                         }
                     }
                 }
-                CandidateId::Pipeline => {}
+                CandidateId::Pipeline | CandidateId::Files => {}
             }
         }
         for members in by_file.values() {

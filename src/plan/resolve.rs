@@ -21,7 +21,10 @@ pub fn resolve(planner: &Planner, text: &str) -> Result<String> {
 /// Every item, test and the pipeline, as found on any stage's head.
 fn known(planner: &Planner) -> Result<BTreeSet<String>> {
     let repo = &planner.repo;
-    let mut known = BTreeSet::from([PIPELINE_FILE.to_string()]);
+    let mut known = BTreeSet::from([
+        PIPELINE_FILE.to_string(),
+        crate::manifest::FILES_CANDIDATE.to_string(),
+    ]);
     let dirs: Vec<&str> = ItemKind::ALL
         .iter()
         .map(|k| k.dir())
@@ -80,7 +83,7 @@ fn resolve_in(known: &BTreeSet<String>, text: &str) -> Result<String> {
     }
     let help = match nearest(known, &wanted) {
         Some(n) => format!("did you mean {n}?"),
-        None => "`stagegate status` shows the candidates; items are images/NAME, components/NAME, tests/NAME or stagegate.yaml".into(),
+        None => "`stagegate status` shows the candidates; items are images/NAME, components/NAME, tests/NAME, stagegate.yaml or repository-files".into(),
     };
     Err(Error::usage_help(
         format!("{text:?} exists on no stage"),

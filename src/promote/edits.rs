@@ -29,6 +29,12 @@ pub fn pending_moves<'p>(
     for (s, t) in planner.pipeline.moves() {
         let sh = planner.snapshot(planner.stage_head(s)?)?;
         let th = planner.snapshot(planner.stage_head(t)?)?;
+        if *id == CandidateId::Files {
+            if crate::plan::candidate::repository_files(planner.repo, &sh, &th)?.is_some() {
+                out.push((s, t));
+            }
+            continue;
+        }
         let (a, _) = content_of(&sh, id)?;
         let (b, _) = content_of(&th, id)?;
         if a != b {

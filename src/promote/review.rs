@@ -67,6 +67,7 @@ pub fn summary(planner: &Planner, plan: &MovePlan, decided: &Decided) -> Result<
             CandidateId::Item(i) => (format!("{:?}", i.kind).to_lowercase(), i.name.clone()),
             CandidateId::Test(t) => ("test".to_string(), t.clone()),
             CandidateId::Pipeline => ("pipeline".to_string(), "stagegate.yaml".to_string()),
+            CandidateId::Files => ("files".to_string(), c.paths.join(", ")),
         };
         candidates.push(CandidateChange {
             kind,

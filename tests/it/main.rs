@@ -35,5 +35,6 @@ mod test_store;
 mod test_sync;
 mod test_triage;
 mod test_trust;
+mod test_unjudged;
 mod test_walk;
 mod test_worktree;

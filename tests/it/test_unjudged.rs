@@ -1,0 +1,100 @@
+//! Nothing reaches a stage unjudged (DESIGN §4.15): the repository files — every path that
+//! is not an item, a test, the pipeline or stagegate's records — are one candidate that only
+//! an approval moves, shown by `status`, never carried by another candidate's promotion; and
+//! `verify` refuses a promotion whose tree carries a path its decision does not name.
+
+use crate::common::TestEnv;
+
+const BOOT_TEST: &str = "name: boot\nuses: [components/xen]\nrun: ./tests/boot.sh\n";
+const BOOT: &str = "#!/bin/sh\necho ok\n";
+
+fn component(version: &str) -> String {
+    format!("name: xen\nversion: \"{version}\"\n")
+}
+
+fn repo() -> TestEnv {
+    TestEnv::init_with(&[
+        ("components/xen.yaml", &component("1")),
+        ("tests/boot.yaml", BOOT_TEST),
+        ("tests/boot.sh", BOOT),
+    ])
+}
+
+#[test]
+fn a_workflow_added_on_the_first_stage_is_a_candidate_only_an_approval_moves() {
+    let env = repo();
+    env.commit_on(
+        "staging",
+        "A workflow and code owners",
+        &[
+            (".github/workflows/x.yml", "on: push\n"),
+            (".github/CODEOWNERS", "* @octo-org/admins\n"),
+        ],
+    );
+    env.commit_on(
+        "staging",
+        "xen 2",
+        &[("components/xen.yaml", &component("2"))],
+    );
+    let status = env.sg_ok(&["status"]);
+    assert!(status.contains("repository-files"), "{status}");
+    assert!(
+        status
+            .contains("only with an approval: `stagegate approve repository-files --stage stable"),
+        "{status}"
+    );
+    // xen moves; the workflow and CODEOWNERS stay on staging.
+    env.sg_ok(&["run"]);
+    env.sg_ok(&["promote", "--stage", "stable"]);
+    assert!(
+        env.git(&["show", "stable:components/xen.yaml"])
+            .contains("\"2\"")
+    );
+    let tree = env.git(&["ls-tree", "-r", "--name-only", "stable"]);
+    assert!(
+        !tree.contains(".github/"),
+        "unreviewed files rode along: {tree}"
+    );
+    let out = env.sg_ok(&["verify", "stable", "--stage", "stable"]);
+    assert!(out.starts_with("ok"), "{out}");
+    // Approved, they move.
+    env.sg_ok(&[
+        "approve",
+        "repository-files",
+        "--stage",
+        "stable",
+        "--reason",
+        "reviewed the workflow",
+    ]);
+    env.sg_ok(&["promote", "--stage", "stable"]);
+    let tree = env.git(&["ls-tree", "-r", "--name-only", "stable"]);
+    assert!(tree.contains(".github/workflows/x.yml"), "{tree}");
+    assert!(tree.contains(".github/CODEOWNERS"), "{tree}");
+    let status = env.sg_ok(&["status"]);
+    assert!(!status.contains("repository-files"), "{status}");
+}
+
+#[test]
+fn verify_refuses_a_promotion_that_carries_a_path_its_decision_does_not_name() {
+    let env = repo();
+    env.commit_on(
+        "staging",
+        "xen 2",
+        &[("components/xen.yaml", &component("2"))],
+    );
+    env.sg_ok(&["run"]);
+    env.sg_ok(&["promote", "--stage", "stable"]);
+    let promotion = env.rev("stable");
+    let before = env.rev("stable^");
+    let message = env.git(&["log", "-1", "--format=%B", &promotion]);
+    // The same promotion with a workflow slipped into its tree.
+    env.git(&["checkout", "-q", "stable"]);
+    env.write(".github/workflows/evil.yml", "on: push\n");
+    env.git(&["add", "-A"]);
+    env.git(&["commit", "-q", "--no-verify", "-m", "x"]);
+    let tree = env.git(&["rev-parse", "HEAD^{tree}"]);
+    env.git(&["reset", "-q", "--hard", &promotion]);
+    let forged = env.git(&["commit-tree", &tree, "-p", &before, "-m", &message]);
+    let (out, _) = env.sg_code(1, &["verify", &forged, "--stage", "stable"]);
+    assert!(out.contains(".github/workflows/evil.yml"), "{out}");
+}
