@@ -588,8 +588,9 @@ fn example(dir: &Path, which: Example, setup: &Setup) -> Result<Code> {
 
     // The first commit holds the pipeline alone and starts every stage; the example items
     // arrive in a second commit on the first stage, pending, as a user's change would.
-    let (start, example): (Vec<File>, Vec<File>) =
-        files.into_iter().partition(|f| f.path == "stagegate.yaml");
+    let (start, example): (Vec<File>, Vec<File>) = files
+        .into_iter()
+        .partition(|f| f.path == "stagegate.yaml" || f.path.starts_with(".github/"));
     let empty = ObjectId::empty_tree(gix::hash::Kind::Sha1);
     let tree1 = tree_of(&repo, empty, &start)?;
     let c1 = repo.write_commit(tree1, &[], "stagegate: start the pipeline\n\nStages new -> staging -> stable; gates in stagegate.yaml.\n")?;
@@ -626,7 +627,6 @@ fn example(dir: &Path, which: Example, setup: &Setup) -> Result<Code> {
     );
     println!("  component: branches hello/main (tracked) and hello/master (push gate)");
     println!("Next: stagegate -C {} status", dir.display());
-    // `new` first: it alone has the workflows until the example is promoted.
     let mut branches: Vec<String> = STAGES.iter().map(|s| s.to_string()).collect();
     branches.extend(["hello/main".into(), "hello/master".into()]);
     setup.print_todo(dir, branches);

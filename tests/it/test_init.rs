@@ -282,7 +282,7 @@ fn init_github_prints_what_is_left_to_set_up_on_github() {
         1,
         &[
             "push -u origin main new staging stable",
-            "make main the default branch",
+            "make stable the default branch",
         ],
     );
     // The tests' binary is not a release: the floating tag, and the reminder to pin it.
@@ -361,7 +361,7 @@ fn init_example_with_github_pushes_the_component_branches_too() {
         env.repo.to_str().unwrap(),
     ]);
     assert!(
-        out.contains("push -u origin new staging stable hello/main hello/master`, and make new the default branch"),
+        out.contains("push -u origin new staging stable hello/main hello/master`, and make stable the default branch"),
         "{out}"
     );
     // The store is in the first commit, so every stage has it.

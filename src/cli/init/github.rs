@@ -287,14 +287,17 @@ impl Todo<'_> {
     /// The to-do list, one item a line.
     pub fn lines(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let default = self.branches.first().map_or("new", String::as_str);
+        // The last stage: its workflows changed only by approved promotions (a workflow
+        // edit starts on the first stage and moves as the repository-files candidate), and
+        // GitHub runs scheduled workflows from the default branch's copy.
+        let default = self.stages.last().copied().unwrap_or("stable");
         let git = format!("git -C {}", self.dir.display());
         let remote = match self.repository {
             Some(_) => String::new(),
             None => format!("{git} remote add origin https://github.com/OWNER/REPO.git && "),
         };
         out.push(format!(
-            "Push the branches: `{remote}{git} push -u origin {}`, and make {default} the default branch (Settings → General): GitHub runs scheduled workflows from the default branch.",
+            "Push the branches: `{remote}{git} push -u origin {}`, and make {default} the default branch (Settings → General): GitHub runs scheduled workflows from the default branch, and {default}'s workflows change only by approved promotions.",
             self.branches.join(" ")
         ));
         if !self.action.pinned {
