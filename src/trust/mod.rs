@@ -366,11 +366,16 @@ pub fn assess(repo: &Repo, tip: Option<ObjectId>, policy: &Policy) -> Result<Arc
             }
             _ => false,
         };
-        let added = added_paths(repo, &c)?;
+        // A runner's signature (or a retired key's within its history) makes every record a
+        // runner may write count: only a person's kinds of record can still not count, so
+        // only their directories are compared, never the results the commit added (a
+        // ledger's first commit may hold a million of them).
+        if retired_ok {
+            continue;
+        }
+        let added = added_paths(repo, &c, allowed(Writer::Runner).is_ok())?;
         for (path, blob) in added {
-            let w = writer_of(repo, &path, blob);
-            let verdict = if retired_ok { Ok(()) } else { allowed(w) };
-            if let Err(why) = verdict {
+            if let Err(why) = allowed(writer_of(repo, &path, blob)) {
                 evidence
                     .not_counted
                     .entry(path.clone())
@@ -398,15 +403,25 @@ pub fn assess(repo: &Repo, tip: Option<ObjectId>, policy: &Policy) -> Result<Arc
     Ok(Arc::new(evidence))
 }
 
+/// The top-level directories of the ledger holding the records a person writes
+/// ([`writer_of`]): everything outside them is a runner's to write.
+const PERSON_DIRS: [&str; 2] = ["overrides", "versions"];
+
 /// The files commit `c` wrote: new or changed against its first parent and not taken from
-/// another parent (a merge of two runners' ledgers writes nothing of its own).
-fn added_paths(repo: &Repo, c: &crate::repo::CommitInfo) -> Result<Vec<(String, ObjectId)>> {
+/// another parent (a merge of two runners' ledgers writes nothing of its own). With
+/// `person_only`, only those under [`PERSON_DIRS`].
+fn added_paths(
+    repo: &Repo,
+    c: &crate::repo::CommitInfo,
+    person_only: bool,
+) -> Result<Vec<(String, ObjectId)>> {
     let base = match c.parents.first() {
         Some(p) => Some(repo.tree_of(*p)?),
         None => None,
     };
     let mut out = Vec::new();
-    diff(repo, base, c.tree, "", &mut out)?;
+    let only: &[&str] = if person_only { &PERSON_DIRS } else { &[] };
+    diff(repo, base, c.tree, "", only, &mut out)?;
     if c.parents.len() > 1 {
         let others: Vec<ObjectId> = c.parents[1..]
             .iter()
@@ -430,12 +445,14 @@ fn added_paths(repo: &Repo, c: &crate::repo::CommitInfo) -> Result<Vec<(String, 
     Ok(out)
 }
 
-/// The blobs of `new` that `old` lacks or holds differently, with their paths.
+/// The blobs of `new` that `old` lacks or holds differently, with their paths; when `only`
+/// is not empty, only in the entries of `new` it names.
 fn diff(
     repo: &Repo,
     old: Option<ObjectId>,
     new: ObjectId,
     prefix: &str,
+    only: &[&str],
     out: &mut Vec<(String, ObjectId)>,
 ) -> Result<()> {
     if old == Some(new) {
@@ -450,6 +467,9 @@ fn diff(
         None => BTreeMap::new(),
     };
     for e in repo.tree_entries(new)? {
+        if !only.is_empty() && !only.contains(&e.name.as_str()) {
+            continue;
+        }
         let path = format!("{prefix}{}", e.name);
         let was = before.get(&e.name);
         if was.is_some_and(|(_, id)| *id == e.id) {
@@ -459,7 +479,7 @@ fn diff(
             let old_tree = was
                 .filter(|(k, _)| *k == EntryKind::Tree)
                 .map(|(_, id)| *id);
-            diff(repo, old_tree, e.id, &format!("{path}/"), out)?;
+            diff(repo, old_tree, e.id, &format!("{path}/"), &[], out)?;
         } else {
             out.push((path, e.id));
         }
