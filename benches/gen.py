@@ -15,6 +15,12 @@ Two shapes:
 
 Everything comes from `--seed`: the same sizes and seed give the same commit ids.
 
+`--sign KEY` (an ed25519 private key file, its public key in KEY.pub): the pipeline gets a
+`trust:` block naming that public key as its runner's (DESIGN.md §4.16), and every commit of
+the ledger is signed with it as git signs (`git commit-tree -S` with `gpg.format=ssh`: the
+same tree, parents, dates and message). Ed25519 signatures are deterministic, so the same
+seed, sizes and key still give the same commit ids.
+
 The ledger holds a few results for real jobs of the repository (the baselines and the
 candidate jobs of the oldest pending commit on `staging`), so `status` shows verdicts and
 reading a record is exercised; their keys are computed as `src/plan/key.rs` documents. All
@@ -27,6 +33,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -155,10 +162,80 @@ class FastImport:
             sys.exit(f"gen: git fast-import failed with exit code {self.proc.returncode}")
 
 
-def git(repo: str, *args: str) -> str:
+def git(repo: str, *args: str, env: dict | None = None, stdin: str | None = None) -> str:
+    return subprocess.run(
+        ["git", "-C", repo, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+    ).stdout.strip()
+
+
+def git_raw(repo: str, *args: str) -> str:
+    """`git` with its output as it is (a commit's message keeps its last newline)."""
     return subprocess.run(
         ["git", "-C", repo, *args], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    ).stdout
+
+
+def trust_block(public_key: str) -> str:
+    """`trust:` naming `public_key` ("ssh-ed25519 AAAA…") as the runner's key."""
+    return f'trust:\n  runners:\n    - {{name: bench, key: "{public_key}"}}\n'
+
+
+def read_public_key(key: str) -> str:
+    """KEY.pub's type and key, without its comment (a host name would vary)."""
+    try:
+        with open(key + ".pub", encoding="utf-8") as f:
+            parts = f.read().split()
+    except OSError as e:
+        sys.exit(f"gen: --sign {key}: cannot read its public key {key}.pub: {e}")
+    if len(parts) < 2 or parts[0] != "ssh-ed25519":
+        sys.exit(f"gen: --sign {key}: {key}.pub is not an ssh-ed25519 public key")
+    return f"{parts[0]} {parts[1]}"
+
+
+def sign_ref(repo: str, ref: str, key: str) -> int:
+    """Re-create every commit of `ref`, oldest first, signed with `key` as git signs
+    (`commit-tree -S`, `gpg.format=ssh`), with the same tree, parents (themselves
+    re-created), identities, dates and message; point `ref` at the new tip. Returns how
+    many commits were signed."""
+    done: dict[str, str] = {}
+    for old in git(repo, "rev-list", "--reverse", "--topo-order", ref).split():
+        raw = git_raw(repo, "cat-file", "commit", old)
+        head, _, message = raw.partition("\n\n")
+        tree, parents, who = "", [], {}
+        for h in head.split("\n"):
+            field, _, value = h.partition(" ")
+            if field == "tree":
+                tree = value
+            elif field == "parent":
+                parents.append(done.get(value, value))
+            elif field in ("author", "committer"):
+                m = re.fullmatch(r"(.*) <(.*)> (\d+ [+-]\d{4})", value)
+                who[field] = m.groups()
+        env = dict(os.environ)
+        for field, (name, email, date) in who.items():
+            var = field.upper()
+            env[f"GIT_{var}_NAME"], env[f"GIT_{var}_EMAIL"] = name, email
+            env[f"GIT_{var}_DATE"] = "@" + date
+        args = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={key}", "commit-tree", "-S"]
+        for p in parents:
+            args += ["-p", p]
+        new = git(repo, *args, tree, "-F", "-", env=env, stdin=message)
+        signed = git_raw(repo, "cat-file", "commit", new)
+        unsigned = re.sub(r"\ngpgsig .*?-----END SSH SIGNATURE-----", "", signed, flags=re.S)
+        expected = raw
+        for o, n in done.items():
+            expected = expected.replace(f"\nparent {o}\n", f"\nparent {n}\n")
+        if unsigned != expected:
+            sys.exit(f"gen: signing {old} changed more than its signature ({new})")
+        done[old] = new
+    if done:
+        git(repo, "update-ref", ref, done[list(done)[-1]])
+    return len(done)
 
 
 def init_repo(out: str, bare: bool, force: bool) -> None:
@@ -218,6 +295,13 @@ def ledger_path(key: str, nonce: str, verdict: str) -> str:
     return f"{key_dir(key)}/{record_name(1, nonce, verdict)}"
 
 
+def pipeline(text: str, a: argparse.Namespace) -> bytes:
+    """`stagegate.yaml`: `text`, with `trust:` naming the signing key's under `--sign`."""
+    if a.sign:
+        text += trust_block(read_public_key(a.sign))
+    return text.encode()
+
+
 def generate_state(a: argparse.Namespace) -> dict:
     """The large state repository; returns a summary."""
     rng = random.Random(f"stagegate-gen:{a.seed}")
@@ -274,7 +358,7 @@ def generate_state(a: argparse.Namespace) -> dict:
     fi = FastImport(a.out)
     # The first commit: every file.
     fi.commit("refs/heads/new", "Start the benchmark state repository\n")
-    fi.put("stagegate.yaml", PIPELINE.encode())
+    fi.put("stagegate.yaml", pipeline(PIPELINE, a))
     fi.put("recipes/build.sh", RECIPE, "100755")
     for idx in range(a.items):
         fi.put(path(idx), manifest(idx))
@@ -402,6 +486,7 @@ def generate_state(a: argparse.Namespace) -> dict:
         )
     fi.finish()
     git(a.out, "symbolic-ref", "HEAD", "refs/heads/new")
+    signed = sign_ref(a.out, "refs/stagegate/results", a.sign) if a.sign else 0
     return {
         "items": a.items,
         "images": n_images,
@@ -412,6 +497,7 @@ def generate_state(a: argparse.Namespace) -> dict:
         "real_results": len(real),
         "pending": {"new": pending_new, "staging": pending_staging},
         "unused_items": a.items - len(used),
+        "signed_ledger_commits": signed,
     }
 
 
@@ -420,7 +506,7 @@ def generate_runner(a: argparse.Namespace) -> dict:
     jobs = a.runner
     fi = FastImport(a.out)
     fi.commit("refs/heads/staging", "Start the runner benchmark repository\n")
-    fi.put("stagegate.yaml", RUNNER_PIPELINE.encode())
+    fi.put("stagegate.yaml", pipeline(RUNNER_PIPELINE, a))
     fi.put("t.sh", SCRIPT_OK, "100755")
     fi.put("components/c-0.yaml", component_manifest("c-0", 0))
     for k in range(jobs):
@@ -471,6 +557,12 @@ def main() -> None:
         action="store_true",
         help="with --runner: a bare repository (the default repository is always bare)",
     )
+    p.add_argument(
+        "--sign",
+        metavar="KEY",
+        help="an ed25519 private key file (KEY.pub beside it): trust: names it as the "
+        "runner's key and every ledger commit is signed with it",
+    )
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     a = p.parse_args()
     sizes = SMALL if a.small else DEFAULT
@@ -478,6 +570,9 @@ def main() -> None:
         if getattr(a, k) is None:
             setattr(a, k, v)
     a.out = os.path.abspath(a.out)
+    if a.sign:
+        a.sign = os.path.abspath(a.sign)
+        read_public_key(a.sign)
 
     start = time.monotonic()
     if a.runner is not None:

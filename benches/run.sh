@@ -3,7 +3,7 @@
 # target beside it. Exits 1 when a measured figure misses its target.
 #
 #   benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build | --bin PATH]
-#                  [--hyperfine] [--tmpfs DIR]
+#                  [--hyperfine] [--tmpfs DIR] [--signed]
 #
 # It builds the release binary, generates the state repositories with benches/gen.py (or
 # reuses them: they are keyed by sizes, seed and the generator's own hash), then measures:
@@ -23,6 +23,13 @@
 #     after 8 runs with `git gc --auto` at its defaults;
 #   - the peak RSS of every stagegate command above.
 #
+# With --signed, instead (DESIGN.md §4.16, issue 26): a state repository whose pipeline
+# trusts one runner key and whose ledger is signed with it (gen.py --sign), and there
+# `status` and `plan` against the plumbing, the first `status` after the cache of signature
+# verdicts is removed (it verifies every ledger commit again), and `verify` of a real signed
+# promotion made into that ledger (the runner repository's jobs run and promoted with the
+# key), warm and cold; with their peak RSS.
+#
 # Each time is wall-clock, with the CPU time (user + system) of the command beside it; the
 # report starts with the file system the repositories are on and whether it has a journal
 # (creating files costs far more on one with a journal).
@@ -39,7 +46,7 @@ root=$(cd "$here/.." && pwd)
 usage() {
     cat <<'EOF'
 usage: benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build | --bin PATH]
-                      [--hyperfine] [--tmpfs DIR]
+                      [--hyperfine] [--tmpfs DIR] [--signed]
 
   --small     quick sizes (200 items, 20 tests, 500 commits, 2,000 results, 100 jobs)
               instead of DESIGN.md's (10,000 items, 500 tests, 50,000 commits,
@@ -52,15 +59,18 @@ usage: benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build | 
   --hyperfine time with hyperfine (each command in a block of its own) instead of
               alternating the two commands of each ratio in a shell loop
   --tmpfs DIR a tmpfs to measure `run` against xargs in (default /dev/shm)
+  --signed    measure the signed-evidence figures instead: a ledger signed with a key
+              the pipeline trusts (the key: DIR/bench-signing-key, made once)
 EOF
 }
 
-small=0 out="" seed=1 runs="" build=1 bin="" use_hyperfine=0 tmpfs=/dev/shm
+small=0 out="" seed=1 runs="" build=1 bin="" use_hyperfine=0 tmpfs=/dev/shm signed=0
 while [ $# -gt 0 ]; do
     case $1 in
     --small) small=1 ;;
     --no-build) build=0 ;;
     --hyperfine) use_hyperfine=1 ;;
+    --signed) signed=1 ;;
     --bin) bin=${2:?--bin needs a path}; build=0; shift ;;
     --bin=*) bin=${1#--bin=}; build=0 ;;
     --out) out=${2:?--out needs a directory}; shift ;;
@@ -144,19 +154,36 @@ generate() {
 }
 
 sizes="--items $items --tests $tests --results $results"
-state_name=state-i$items-t$tests-c$commits-r$results-s$seed-$gen_hash
-short_name=state-i$items-t$tests-c$short_commits-r$results-s$seed-$gen_hash
-runner_name=runner-j$jobs-s$seed-$gen_hash
-# shellcheck disable=SC2086
-generate "$state_name" $sizes --commits "$commits"
-# shellcheck disable=SC2086
-generate "$short_name" $sizes --commits "$short_commits"
-generate "$runner_name" --runner "$jobs"
-# Many items, short history, few results: for `run` of a few jobs in a large tree.
-many_name=state-i$many_items-t$tests-c$many_commits-r$many_results-s$seed-$gen_hash
-generate "$many_name" --items "$many_items" --tests "$tests" --commits "$many_commits" \
-    --results "$many_results"
-state=$out/$state_name short=$out/$short_name runner=$out/$runner_name many=$out/$many_name
+if [ "$signed" = 1 ]; then
+    # One runner key, made once: the repositories' names hold its hash (it is in their
+    # pipeline, so it is in every commit id).
+    key=$out/bench-signing-key
+    if ! [ -f "$key" ]; then
+        command -v ssh-keygen >/dev/null || { echo "run.sh: --signed needs ssh-keygen" >&2; exit 2; }
+        ssh-keygen -q -t ed25519 -N '' -C stagegate-bench -f "$key"
+    fi
+    key_hash=$(cut -d' ' -f1-2 "$key.pub" | sha256sum | cut -c1-6)
+    state_name=state-i$items-t$tests-c$commits-r$results-s$seed-signed$key_hash-$gen_hash
+    runner_name=runner-j$jobs-s$seed-signed$key_hash-$gen_hash
+    # shellcheck disable=SC2086
+    generate "$state_name" $sizes --commits "$commits" --sign "$key"
+    generate "$runner_name" --runner "$jobs" --sign "$key"
+    state=$out/$state_name runner=$out/$runner_name
+else
+    state_name=state-i$items-t$tests-c$commits-r$results-s$seed-$gen_hash
+    short_name=state-i$items-t$tests-c$short_commits-r$results-s$seed-$gen_hash
+    runner_name=runner-j$jobs-s$seed-$gen_hash
+    # shellcheck disable=SC2086
+    generate "$state_name" $sizes --commits "$commits"
+    # shellcheck disable=SC2086
+    generate "$short_name" $sizes --commits "$short_commits"
+    generate "$runner_name" --runner "$jobs"
+    # Many items, short history, few results: for `run` of a few jobs in a large tree.
+    many_name=state-i$many_items-t$tests-c$many_commits-r$many_results-s$seed-$gen_hash
+    generate "$many_name" --items "$many_items" --tests "$tests" --commits "$many_commits" \
+        --results "$many_results"
+    state=$out/$state_name short=$out/$short_name runner=$out/$runner_name many=$out/$many_name
+fi
 
 # --- measuring --------------------------------------------------------------------------
 
@@ -284,6 +311,27 @@ rss_line() { # rss_line LABEL KB
     line "peak RSS: $1" "$mib MiB" "< 200 MiB" "$(judge "$mib" lt 200)" ""
 }
 
+# finish: the peak RSS lines, the report kept, and the exit status.
+finish() {
+    local row label kb why
+    for row in "${rss_rows[@]}"; do
+        IFS='|' read -r label kb why <<<"$row"
+        if [ -n "$why" ]; then
+            not_measured "peak RSS: $label" "< 200 MiB" "$why"
+        else
+            rss_line "$label" "$kb"
+        fi
+    done
+
+    cp "$report" "$out/last-report.txt"
+    if [ "$failed" = 1 ]; then
+        echo "a figure missed its target"
+        exit 1
+    fi
+    echo "every measured figure is within its target"
+    exit 0
+}
+
 # --- the figures ------------------------------------------------------------------------
 
 # fs_note DIR: the file system DIR is on, and whether it has a journal (an ext3/ext4 file
@@ -308,9 +356,137 @@ fs_note() {
 echo "stagegate benchmarks (DESIGN.md §7), $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores," \
     "load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "repositories in $out: $(fs_note "$out")"
-echo "state: $items items, $tests tests, $commits commits ($short_commits for the short"\
-    "history), $results results; runner: $jobs jobs; median of $runs runs"
+if [ "$signed" = 1 ]; then
+    echo "state: $items items, $tests tests, $commits commits, $results results, its ledger"\
+        "signed with the key its trust: names; runner: $jobs jobs; median of $runs runs"
+else
+    echo "state: $items items, $tests tests, $commits commits ($short_commits for the short"\
+        "history), $results results; runner: $jobs jobs; median of $runs runs"
+fi
 printf '%-44s %-14s %-12s %-4s %s\n' figure measured target "" detail
+
+# --- signed evidence (DESIGN.md §4.16; issue 26) -----------------------------------------
+if [ "$signed" = 1 ]; then
+    # The cache of signature verdicts, per ledger tip (the state repository is bare).
+    evidence=$state/stagegate/evidence
+    ledger_commits=$(git -C "$state" rev-list --count refs/stagegate/results)
+    git_cmd=$(quote bash "$here/plumbing.sh" "$state" staging new stable staging)
+    for cmd in status plan; do
+        # The warm-up runs leave the verdicts cached, as any earlier command would have.
+        measure_pair "$runs" 2 "" "$(quote "$bin" -C "$state" "$cmd")" "" "$git_cmd"
+        r=$(ratio "$median_a" "$median_b")
+        line "$cmd, signed ledger / git plumbing" "${r}x" "<= 2.0x" "$(judge "$r" le 2.0)" \
+            "$cmd $(wall_cpu "$median_a" "$cpu_a"), plumbing $(wall_cpu "$median_b" "$cpu_b")"
+        [ "$cmd" = status ] && t_git=$median_b
+        rss "$cmd (signed ledger)" "$bin" -C "$state" "$cmd"
+    done
+
+    # Every record of the signed ledger counts: no move lists one as not counted, the
+    # verdicts' cache lists none, the real jobs' results are weighed, and git agrees.
+    "$bin" -C "$state" status --format json >"$work/status.json"
+    read -r moves_signed not_counted passed < <(python3 -c '
+import json, sys
+moves = json.load(open(sys.argv[1]))
+signed = sum(1 for m in moves if m.get("signed_evidence"))
+nc = sum(len(m.get("not_counted", [])) for m in moves)
+passed = sum(c["jobs"].get("pass", 0) for m in moves for c in m["candidates"])
+print(f"{signed}/{len(moves)}", nc, passed)' "$work/status.json")
+    cached=$(cat "$evidence"/*.json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["not_counted"]))')
+    printf '%s namespaces="git" %s\n' gen@example.invalid "$(cat "$key.pub")" >"$work/allowed_signers"
+    if git -C "$state" -c gpg.ssh.allowedSignersFile="$work/allowed_signers" \
+        verify-commit refs/stagegate/results 2>&1 | grep -q '^Good "git" signature'; then
+        git_says=Good
+    else
+        git_says=BAD
+    fi
+    verdict=ok
+    if [ "$not_counted" != 0 ] || [ "$cached" != 0 ] || [ "$passed" = 0 ] ||
+        [ "$git_says" != Good ] || [ "${moves_signed%/*}" != "${moves_signed#*/}" ]; then
+        verdict=MISS
+    fi
+    line "signed ledger: records not counted" "$not_counted" "0" "$verdict" \
+        "moves with signed evidence $moves_signed, $cached in the verdicts' cache, $passed passing jobs weighed, git verify-commit: $git_says"
+
+    # Cold: the verdicts' cache removed, the first `status` verifies every ledger commit.
+    times=() cpus=()
+    for ((i = 0; i < 3; i++)); do
+        time_once "rm -rf $(printf '%q' "$evidence")" "$(quote "$bin" -C "$state" status)" || break
+        times+=("$elapsed_us") cpus+=("$cpu_us")
+    done
+    if [ ${#times[@]} = 3 ]; then
+        t_cold=$(median_of "${times[@]}")
+        line "status, no cached verdicts (cold)" "$(ms "$t_cold")" "-" "-" \
+            "$(wall_cpu "$t_cold" "$(median_of "${cpus[@]}")"), $(ratio "$t_cold" "$t_git")x the plumbing; median of 3, $ledger_commits ledger commit(s) verified"
+    else
+        line "status, no cached verdicts (cold)" "failed" "-" "MISS" "status exited non-zero (output above)"
+    fi
+    rm -rf "$evidence"
+    rss "status (signed, no cached verdicts)" "$bin" -C "$state" status
+
+    # `verify` of a real promotion resting on the signed ledger: a copy of the (signed)
+    # runner repository reading the state's objects, its results ref the state's ledger;
+    # its J jobs run and promoted with the key, so the new ledger commits are signed too.
+    big=$work/signed-big
+    rm -rf "$big"
+    cp -a "$runner" "$big"
+    mkdir -p "$big/.git/objects/info"
+    echo "$state/objects" >>"$big/.git/objects/info/alternates"
+    git -C "$big" update-ref refs/stagegate/results "$(git -C "$state" rev-parse refs/stagegate/results)"
+    # An identity of its own, so that the promotion does not depend on the user's.
+    git -C "$big" config user.name stagegate-bench
+    git -C "$big" config user.email bench@example.invalid
+    promoted="" timed=()
+    [ "$have_time" = 1 ] && timed=(/usr/bin/time -f %M -o "$work/signed.rss")
+    if time_once "" "$(quote "${timed[@]}" env STAGEGATE_SIGNING_KEY="$key" "$bin" -C "$big" run -j 2 --stage stable)"; then
+        t_run=$(awk -v u="$elapsed_us" 'BEGIN { print u / 1e6 }')
+        [ "$have_time" = 1 ] && rss_rows+=("run ($jobs jobs, signed ledger)|$(tail -n 1 "$work/signed.rss")|")
+        if "${timed[@]}" env STAGEGATE_SIGNING_KEY="$key" "$bin" -C "$big" promote --stage stable >"$work/promote.out" 2>&1 &&
+            git -C "$big" log -1 --format=%B stable | grep -q '^Stagegate-Decision'; then
+            promoted=$(git -C "$big" rev-parse stable)
+            [ "$have_time" = 1 ] && rss_rows+=("promote (signed)|$(tail -n 1 "$work/signed.rss")|")
+        else
+            log "promote in the signed copy did not promote:"
+            tail -n 5 "$work/promote.out" >&2
+        fi
+    fi
+    verify_cmd=$(quote "$bin" -C "$big" verify "$promoted")
+    if [ -n "$promoted" ]; then
+        times=() cpus=()
+        for ((i = 0; i < runs + 1; i++)); do
+            time_once "" "$verify_cmd" || break
+            # The first run is a warm-up.
+            [ "$i" -gt 0 ] && times+=("$elapsed_us") cpus+=("$cpu_us")
+        done
+        if [ ${#times[@]} = "$runs" ]; then
+            t_verify=$(median_of "${times[@]}")
+            line "verify of one signed promotion" "$(ms "$t_verify")" "< 1 s" "$(judge "$t_verify" lt 1)" \
+                "$(wall_cpu "$t_verify" "$(median_of "${cpus[@]}")"); $jobs jobs on a $results-result ledger (their run: $(ms "$t_run"))"
+        else
+            line "verify of one signed promotion" "failed" "< 1 s" "MISS" \
+                "verify exited non-zero: the promotion does not hold (output above)"
+        fi
+        times=() cpus=()
+        for ((i = 0; i < 3; i++)); do
+            time_once "rm -rf $(printf '%q' "$big/.git/stagegate/evidence")" "$verify_cmd" || break
+            times+=("$elapsed_us") cpus+=("$cpu_us")
+        done
+        if [ ${#times[@]} = 3 ]; then
+            t=$(median_of "${times[@]}")
+            line "verify, no cached verdicts (cold)" "$(ms "$t")" "-" "-" \
+                "$(wall_cpu "$t" "$(median_of "${cpus[@]}")"); median of 3, $(git -C "$big" rev-list --count refs/stagegate/results) ledger commits verified"
+        else
+            line "verify, no cached verdicts (cold)" "failed" "-" "MISS" "verify exited non-zero (output above)"
+        fi
+        rss "verify (cached verdicts)" "$bin" -C "$big" verify "$promoted"
+        rm -rf "$big/.git/stagegate/evidence"
+        rss "verify (no cached verdicts)" "$bin" -C "$big" verify "$promoted"
+    else
+        line "verify of one signed promotion" "failed" "< 1 s" "MISS" \
+            "no promotion to verify: run or promote with the key failed (output above)"
+    fi
+    rm -rf "$big"
+    finish
+fi
 
 git_cmd=$(quote bash "$here/plumbing.sh" "$state" staging new stable staging)
 measure_pair "$runs" 2 "" "$(quote "$bin" -C "$state" status)" "" "$git_cmd"
@@ -568,18 +744,4 @@ if "$bin" run --help >/dev/null 2>&1; then
     rm -rf "$gcrepo"
 fi
 
-for row in "${rss_rows[@]}"; do
-    IFS='|' read -r label kb why <<<"$row"
-    if [ -n "$why" ]; then
-        not_measured "peak RSS: $label" "< 200 MiB" "$why"
-    else
-        rss_line "$label" "$kb"
-    fi
-done
-
-cp "$report" "$out/last-report.txt"
-if [ "$failed" = 1 ]; then
-    echo "a figure missed its target"
-    exit 1
-fi
-echo "every measured figure is within its target"
+finish

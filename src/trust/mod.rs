@@ -440,7 +440,13 @@ pub fn assess(repo: &Repo, tip: Option<ObjectId>, policy: &Policy) -> Result<Arc
             }
             _ => false,
         };
-        let (added, removed) = changed_paths(repo, &c)?;
+        // A runner's signature (or a retired key's within its history) makes every record a
+        // runner may write count: only a person's kinds of record can still not count, so
+        // only their directories are compared for what it added, never the results (a
+        // ledger's first commit may hold a million of them). What it removed is compared
+        // whoever signed: stagegate never removes a record.
+        let (added, removed) =
+            changed_paths(repo, &c, retired_ok || allowed(Writer::Runner).is_ok())?;
         for (path, blob) in removed {
             evidence.deleted.entry(path.clone()).or_insert(Deleted {
                 path,
@@ -448,10 +454,11 @@ pub fn assess(repo: &Repo, tip: Option<ObjectId>, policy: &Policy) -> Result<Arc
                 commit: id.to_string(),
             });
         }
+        if retired_ok {
+            continue;
+        }
         for (path, blob) in added {
-            let w = writer_of(repo, &path, blob);
-            let verdict = if retired_ok { Ok(()) } else { allowed(w) };
-            if let Err(why) = verdict {
+            if let Err(why) = allowed(writer_of(repo, &path, blob)) {
                 evidence
                     .not_counted
                     .entry(path.clone())
@@ -494,20 +501,30 @@ pub fn assess(repo: &Repo, tip: Option<ObjectId>, policy: &Policy) -> Result<Arc
 /// Paths with their blobs.
 type Paths = Vec<(String, ObjectId)>;
 
+/// The top-level directories of the ledger holding the records a person writes
+/// ([`writer_of`]): everything outside them is a runner's to write.
+const PERSON_DIRS: [&str; 2] = ["overrides", "versions"];
+
 /// The files commit `c` wrote: new or changed against its first parent and not taken from
-/// another parent (a merge of two runners' ledgers writes nothing of its own); and the
-/// files of its first parent it removed, with their blobs.
-fn changed_paths(repo: &Repo, c: &crate::repo::CommitInfo) -> Result<(Paths, Paths)> {
+/// another parent (a merge of two runners' ledgers writes nothing of its own), only those
+/// under [`PERSON_DIRS`] with `person_only`; and the files of its first parent it removed,
+/// with their blobs.
+fn changed_paths(
+    repo: &Repo,
+    c: &crate::repo::CommitInfo,
+    person_only: bool,
+) -> Result<(Paths, Paths)> {
     let base = match c.parents.first() {
         Some(p) => Some(repo.tree_of(*p)?),
         None => None,
     };
     let mut out = Vec::new();
-    diff(repo, base, c.tree, "", &mut out)?;
+    let only: &[&str] = if person_only { &PERSON_DIRS } else { &[] };
+    diff(repo, base, c.tree, "", only, &mut out)?;
     let mut removed = Vec::new();
     if let Some(b) = base {
         let mut differ = Vec::new();
-        diff(repo, Some(c.tree), b, "", &mut differ)?;
+        diff(repo, Some(c.tree), b, "", &[], &mut differ)?;
         // What the base holds differently is a change, not a removal.
         for (path, blob) in differ {
             if repo.entry(c.tree, &path)?.is_none() {
@@ -538,12 +555,14 @@ fn changed_paths(repo: &Repo, c: &crate::repo::CommitInfo) -> Result<(Paths, Pat
     Ok((out, removed))
 }
 
-/// The blobs of `new` that `old` lacks or holds differently, with their paths.
+/// The blobs of `new` that `old` lacks or holds differently, with their paths; when `only`
+/// is not empty, only in the entries of `new` it names.
 fn diff(
     repo: &Repo,
     old: Option<ObjectId>,
     new: ObjectId,
     prefix: &str,
+    only: &[&str],
     out: &mut Vec<(String, ObjectId)>,
 ) -> Result<()> {
     if old == Some(new) {
@@ -558,6 +577,9 @@ fn diff(
         None => BTreeMap::new(),
     };
     for e in repo.tree_entries(new)? {
+        if !only.is_empty() && !only.contains(&e.name.as_str()) {
+            continue;
+        }
         let path = format!("{prefix}{}", e.name);
         let was = before.get(&e.name);
         if was.is_some_and(|(_, id)| *id == e.id) {
@@ -567,7 +589,7 @@ fn diff(
             let old_tree = was
                 .filter(|(k, _)| *k == EntryKind::Tree)
                 .map(|(_, id)| *id);
-            diff(repo, old_tree, e.id, &format!("{path}/"), out)?;
+            diff(repo, old_tree, e.id, &format!("{path}/"), &[], out)?;
         } else {
             out.push((path, e.id));
         }

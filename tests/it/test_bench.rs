@@ -365,3 +365,127 @@ fn store_bench_measures_push_pull_and_memory() {
         assert!(text.contains(figure), "{figure} in {text}");
     }
 }
+
+/// An ed25519 key pair for `gen.py --sign`: the private key file (KEY.pub beside it).
+fn signing_key(env: &TestEnv) -> PathBuf {
+    let key = env.home().join("bench-key");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bench", "-f"])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    key
+}
+
+/// `--sign KEY`: every stage's pipeline trusts the key as a runner's, every ledger commit is
+/// signed with it as git signs (`git verify-commit` says Good), stagegate counts every
+/// record, and the ids are still the same for the same seed (and key).
+#[test]
+fn signed_repository_trusts_its_key_and_counts_every_ledger_record() {
+    if crate::common::require_tool("ssh-keygen").is_none() {
+        return;
+    }
+    let env = TestEnv::new();
+    let key = signing_key(&env);
+    let key_arg = key.display().to_string();
+    let summary = generate(&env, &env.repo, &["--small", "--sign", &key_arg]);
+    assert_eq!(summary["signed_ledger_commits"], 1, "{summary:#}");
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let public: Vec<&str> = public.split_whitespace().take(2).collect();
+    for stage in ["new", "staging", "stable"] {
+        let pipeline = env.git(&["show", &format!("{stage}:stagegate.yaml")]);
+        assert!(
+            pipeline.contains(&format!(
+                "trust:\n  runners:\n    - {{name: bench, key: \"{}\"}}",
+                public.join(" ")
+            )),
+            "{stage}: {pipeline}"
+        );
+    }
+
+    let allowed = env.home().join("allowed_signers");
+    std::fs::write(
+        &allowed,
+        format!("gen@example.invalid {}\n", public.join(" ")),
+    )
+    .unwrap();
+    let mut cmd = Command::new("git");
+    base_env(&mut cmd, env.home());
+    let out = cmd
+        .current_dir(&env.repo)
+        .arg("-c")
+        .arg(format!("gpg.ssh.allowedSignersFile={}", allowed.display()))
+        .args(["verify-commit", "refs/stagegate/results"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Good \"git\" signature"), "{err}");
+
+    let status = env.json(&["status", "--format", "json"]);
+    let mut passed = 0;
+    for m in status.as_array().unwrap() {
+        assert_eq!(m["signed_evidence"], true, "{m:#}");
+        assert!(m.get("not_counted").is_none(), "{m:#}");
+        for c in m["candidates"].as_array().unwrap() {
+            passed += c["jobs"]["pass"].as_u64().unwrap_or(0);
+        }
+    }
+    assert!(
+        passed > 0,
+        "the real jobs' signed results count: {status:#}"
+    );
+
+    let again = env.home().join("again");
+    generate(&env, &again, &["--small", "--sign", &key_arg]);
+    let heads = |d: &Path| env.git_in(d, &["rev-parse", "new", "stable", "refs/stagegate/results"]);
+    assert_eq!(heads(&env.repo), heads(&again));
+}
+
+/// `benches/run.sh --signed` runs end to end in its small form and reports its figures
+/// (whether a ratio meets its target at this size says nothing: exit 0 or 1 are both fine,
+/// but the signed ledger must count and the promotion must verify).
+#[test]
+fn signed_bench_measures_status_plan_and_verify() {
+    if crate::common::require_tool("ssh-keygen").is_none() {
+        return;
+    }
+    let env = TestEnv::new();
+    let bin = assert_cmd::cargo::cargo_bin("stagegate");
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/run.sh"))
+        .args(["--small", "--signed", "--runs", "1", "--bin"])
+        .arg(&bin)
+        .arg("--out")
+        .arg(env.home().join("bench"))
+        .env("HOME", env.home())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{text}\n{err}");
+    for figure in [
+        "status, signed ledger / git plumbing",
+        "plan, signed ledger / git plumbing",
+        "status, no cached verdicts (cold)",
+        "verify, no cached verdicts (cold)",
+        "peak RSS: verify (cached verdicts)",
+    ] {
+        assert!(text.contains(figure), "{figure} in {text}\n{err}");
+    }
+    let counted = text
+        .lines()
+        .find(|l| l.starts_with("signed ledger: records not counted"))
+        .unwrap_or_else(|| panic!("{text}\n{err}"));
+    assert!(counted.contains(" ok "), "{counted}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("verify of one signed promotion") && !l.contains("failed")),
+        "{text}\n{err}"
+    );
+}
