@@ -134,8 +134,9 @@ impl Act {
         cmd.current_dir(&self.env.repo)
             .env(
                 "PATH",
+                // Debian keeps mke2fs and e2fsck (the example's recipes) in /usr/sbin.
                 format!(
-                    "{}:{}",
+                    "{}:{}:/usr/sbin:/sbin",
                     self.tools.join("bin").display(),
                     std::env::var("PATH").unwrap()
                 ),

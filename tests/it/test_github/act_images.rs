@@ -16,6 +16,10 @@ const STORE_REPO: &str = "state/artifacts";
 /// http, pushed to `origin`; `None` (skipped) when act or docker-registry is missing.
 fn example_with_registry() -> Option<(Act, Registry)> {
     let act = crate::common::require_tool("act")?;
+    // What the example's recipes and tests run.
+    if !crate::common::require_tools(&["mke2fs", "debugfs", "e2fsck", "qemu-img"]) {
+        return None;
+    }
     let env = TestEnv::new();
     let dir = env.home().join("registry");
     std::fs::create_dir_all(&dir).unwrap();
