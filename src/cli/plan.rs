@@ -34,7 +34,9 @@ pub enum PlanFormat {
     #[default]
     Text,
     Json,
-    /// `{"include": [{"key": …, "name": …}, …]}` for a GitHub Actions job matrix.
+    /// `{"include": [{"key": …, "name": …}, …]}` for a GitHub Actions job matrix: the
+    /// jobs that can start now (with `--missing`, those without a result), each on a
+    /// runner of its own; a job that needs a build of this run comes in the next.
     GithubMatrix,
 }
 
@@ -145,9 +147,29 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 name: String,
                 stage: String,
             }
+            // Each matrix job runs on a runner of its own, all at once: a job that needs a
+            // build without a passing result (a derived image's build, a test of a new
+            // image) could only be skipped and fail its matrix job, so it waits for the
+            // next run, when the build it needs is in the ledger and its artifact in the
+            // store.
+            let mut ready = BTreeMap::new();
+            for p in &plans {
+                for j in p.jobs.values() {
+                    for dep in &j.after {
+                        if !ready.contains_key(dep) {
+                            let built = view.latest(dep)?.is_some_and(|r| {
+                                r.artifact.is_some()
+                                    && matches!(r.verdict, Verdict::Pass | Verdict::Flaky)
+                            });
+                            ready.insert(dep.clone(), built);
+                        }
+                    }
+                }
+            }
+            let startable = |j: &Job| j.after.iter().all(|d| ready[d]);
             let mut include: Vec<Entry> = Vec::new();
             for p in &plans {
-                for j in p.jobs.values().filter(|j| wanted(j)) {
+                for j in p.jobs.values().filter(|j| wanted(j) && startable(j)) {
                     if !include.iter().any(|e| e.key == j.key) {
                         include.push(Entry {
                             key: j.key.clone(),

@@ -2,13 +2,18 @@
 //! distribution registry), filesystem storage in a temp dir, on a port the kernel picks.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 pub struct Registry {
     child: Child,
     /// `127.0.0.1:PORT`
     pub addr: String,
+    /// Where it keeps what it stores.
+    data: PathBuf,
+    /// Its log so far, a line per request.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Registry {
@@ -63,14 +68,65 @@ impl Registry {
                 break rest.split(['"', ' ']).next().unwrap().to_string();
             }
         };
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Some(Registry { child, addr })
+        // Keep draining its log so it never blocks on a full pipe, and keep it for `pulls`.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let keep = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push(line);
+            }
+        });
+        Some(Registry {
+            child,
+            addr,
+            data: dir.join("data"),
+            log,
+        })
     }
 
     /// The store URL of repository `repo` on this registry.
     pub fn store(&self, repo: &str) -> String {
         format!("oci://{}/{repo}", self.addr)
+    }
+}
+
+impl Registry {
+    /// How many times the blob `digest` (`sha256:…`) was downloaded so far. The registry
+    /// logs a request once it has answered it, so a download a client just finished may
+    /// take a moment to show: this waits up to a second for at least `expected`.
+    pub fn pulls(&self, digest: &str, expected: usize) -> usize {
+        let uri = format!("/blobs/{digest}\"");
+        let count = || {
+            self.log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains("http.request.method=GET") && l.contains(&uri))
+                .count()
+        };
+        for _ in 0..20 {
+            if count() >= expected {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        count()
+    }
+
+    /// The tags of repository `repo`, read from the registry's storage.
+    pub fn tags(&self, repo: &str) -> Vec<String> {
+        let dir = self
+            .data
+            .join("docker/registry/v2/repositories")
+            .join(repo)
+            .join("_manifests/tags");
+        let mut tags: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        tags.sort();
+        tags
     }
 }
 

@@ -3,6 +3,7 @@
 //! (actionlint), and the annotations `check` prints in GitHub Actions.
 
 mod act;
+mod act_images;
 mod actions;
 mod fake;
 mod install;

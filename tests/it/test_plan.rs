@@ -374,3 +374,58 @@ fn plan_rev_plans_what_a_pull_request_head_would_cause() {
     );
     assert!(err.contains("git fetch origin pull/N/head"), "{err}");
 }
+
+#[test]
+fn the_github_matrix_holds_only_jobs_that_can_start_and_a_derived_build_waits_for_its_parent() {
+    let env = TestEnv::init_with(&[(
+        "stagegate.yaml",
+        "version: 1\nstages: [staging, stable]\ngates:\n  stable: {require: [build]}\n",
+    )]);
+    env.commit_on(
+        "staging",
+        "Add a host image and a guest built on it",
+        &[
+            (
+                "images/host.yaml",
+                "name: host\nversion: \"1\"\nbuild: {run: ./recipes/host.sh, artifact: disk.img}\n",
+            ),
+            (
+                "images/guest.yaml",
+                "name: guest\nversion: \"1\"\nbased-on: {image: host}\nbuild: {run: ./recipes/guest.sh, artifact: disk.img}\n",
+            ),
+            (
+                "recipes/host.sh",
+                "#!/bin/sh\necho host > \"$STAGEGATE_OUT/disk.img\"\n",
+            ),
+            (
+                "recipes/guest.sh",
+                "#!/bin/sh\n{ cat \"$STAGEGATE_IMAGE_HOST_ARTIFACT\"; echo guest; } > \"$STAGEGATE_OUT/disk.img\"\n",
+            ),
+        ],
+    );
+    let names = |matrix: &serde_json::Value| -> Vec<String> {
+        matrix["include"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let missing = ["plan", "--missing", "--format", "github-matrix"];
+    // Each matrix job runs alone on its runner: the guest's build, which needs the host's
+    // artifact, would only be skipped there. It comes in the next run.
+    let matrix = env.json(&missing);
+    assert_eq!(names(&matrix), ["build images/host"], "{matrix:#}");
+    let host = matrix["include"][0]["key"].as_str().unwrap().to_string();
+    env.sg_ok(&["run", "--job", &host]);
+    let matrix = env.json(&missing);
+    assert_eq!(names(&matrix), ["build images/guest"], "{matrix:#}");
+    let guest = matrix["include"][0]["key"].as_str().unwrap().to_string();
+    let out = env.sg_ok(&["run", "--job", &guest]);
+    assert!(out.contains("pass"), "{out}");
+    assert_eq!(names(&env.json(&missing)), Vec::<String>::new());
+    // The plan itself still lists both.
+    let plan = env.sg_ok(&["plan"]);
+    assert!(plan.contains("build images/host"), "{plan}");
+    assert!(plan.contains("build images/guest"), "{plan}");
+}

@@ -8,8 +8,11 @@
 //! as they are; `v0` finds no release, since its repository's tags cannot be listed
 //! offline, so the install falls back to `cargo install`, and `cargo` on PATH is a
 //! stand-in that installs the binary under test), `actions/checkout`
-//! clones `origin`, and `actions/create-github-app-token` is never reached (no App is
-//! configured, so its step is skipped).
+//! clones `origin`, `actions/upload-artifact` and `actions/download-artifact` keep a run's
+//! artifacts in a directory of its own, and `actions/create-github-app-token` is never
+//! reached (no App is configured, so its step is skipped).
+//!
+//! [`act_images`](super::act_images) runs the example with images on fresh runners.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +26,9 @@ const CHECKOUT: &str = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b
 const APP_TOKEN: &str = "actions/create-github-app-token@1b10c78c7865c340bc4f6099eb2f838309f1e8c3";
 const UPLOAD_PAGES: &str = "actions/upload-pages-artifact@56afc609e74202658d3ffba0e8f6dda462b719fa";
 const DEPLOY_PAGES: &str = "actions/deploy-pages@d6db90164ac5ed86f2b6aed7e0febac5b3c0c03e";
+const UPLOAD_ARTIFACT: &str = "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f";
+const DOWNLOAD_ARTIFACT: &str =
+    "actions/download-artifact@3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -42,10 +48,11 @@ fn action_checkout(home: &Path) -> PathBuf {
     dir
 }
 
-struct Act {
-    env: TestEnv,
-    origin: PathBuf,
-    fake: FakeGitHub,
+pub(super) struct Act {
+    pub env: TestEnv,
+    /// The bare repository the runners clone and push to (GitHub's copy).
+    pub origin: PathBuf,
+    pub fake: FakeGitHub,
     act: PathBuf,
     tools: PathBuf,
 }
@@ -71,6 +78,12 @@ impl Act {
             "Bump xen to 2",
             &[("components/xen.yaml", "name: xen\nversion: \"2\"\n")],
         );
+        Act::on(act, env)
+    }
+
+    /// The harness around the state repository `env`: its bare clone `origin.git` (the
+    /// remote `origin`), the fake GitHub serving it, and the stand-ins.
+    pub(super) fn on(act: PathBuf, env: TestEnv) -> Act {
         let origin = env.bare_clone("origin.git");
         env.git(&["remote", "add", "origin", origin.to_str().unwrap()]);
         let fake = FakeGitHub::start_with_git(&origin);
@@ -92,14 +105,38 @@ impl Act {
 
     /// `act EVENT` on the shipped workflow `file` (in templates/github/).
     fn run_workflow(&self, file: &str, event: &str, payload: Option<&serde_json::Value>) -> String {
-        let home = self.env.home();
+        self.act(file, event, payload, self.env.home(), false)
+    }
+
+    /// `act EVENT` on the shipped workflow `file`, as a run on fresh runners: `home` is new
+    /// (HOME, TMPDIR, act's cache, the jobs' workspaces and the run's artifacts under it),
+    /// and every job's checkout is a new clone of `origin`, never a copy of the test's
+    /// repository (act's shortcut for a checkout of the workflow's own repository).
+    pub(super) fn run_fresh(&self, home: &Path, file: &str, event: &str) -> String {
+        std::fs::create_dir_all(home).unwrap();
+        std::fs::copy(self.env.home().join("gitconfig"), home.join("gitconfig")).unwrap();
+        self.act(file, event, None, home, true)
+    }
+
+    fn act(
+        &self,
+        file: &str,
+        event: &str,
+        payload: Option<&serde_json::Value>,
+        home: &Path,
+        fresh: bool,
+    ) -> String {
         let mut cmd = Command::new(&self.act);
         crate::common::base_env(&mut cmd, home);
+        if fresh {
+            cmd.arg("--no-skip-checkout");
+        }
         cmd.current_dir(&self.env.repo)
             .env(
                 "PATH",
+                // Debian keeps mke2fs and e2fsck (the example's recipes) in /usr/sbin.
                 format!(
-                    "{}:{}",
+                    "{}:{}:/usr/sbin:/sbin",
                     self.tools.join("bin").display(),
                     std::env::var("PATH").unwrap()
                 ),
@@ -136,6 +173,16 @@ impl Act {
                 "{DEPLOY_PAGES}={}",
                 self.tools.join("deploy-pages").display()
             ))
+            .arg("--local-repository")
+            .arg(format!(
+                "{UPLOAD_ARTIFACT}={}",
+                self.tools.join("upload-artifact").display()
+            ))
+            .arg("--local-repository")
+            .arg(format!(
+                "{DOWNLOAD_ARTIFACT}={}",
+                self.tools.join("download-artifact").display()
+            ))
             .args(["-s", &format!("GITHUB_TOKEN={TOKEN}")])
             .args(["--env", &format!("GITHUB_API_URL={}", self.fake.url)])
             .args(["--env", &format!("GITHUB_REPOSITORY={OWNER}/{REPO}")])
@@ -143,6 +190,10 @@ impl Act {
             .args([
                 "--env",
                 &format!("TEST_SITE={}", home.join("site").display()),
+            ])
+            .args([
+                "--env",
+                &format!("TEST_ARTIFACTS={}", home.join("artifacts").display()),
             ])
             .args(["--env", "STAGEGATE_GITHUB_RETRY_BASE_MS=1"]);
         if let Some(p) = payload {
@@ -160,14 +211,17 @@ impl Act {
         text
     }
 
-    fn origin(&self, rev: &str) -> String {
+    pub(super) fn origin(&self, rev: &str) -> String {
         self.env.git_in(&self.origin, &["rev-parse", rev])
     }
 }
 
 /// The stand-ins: `bin/cargo` installs the binary under test where `cargo install --root`
 /// would; `checkout/` clones `$TEST_ORIGIN` (at `ref`); `app-token/` fails if ever run;
-/// `upload-pages/` copies the site it is given to `$TEST_SITE`; `deploy-pages/` says so.
+/// `upload-pages/` copies the site it is given to `$TEST_SITE`; `deploy-pages/` says so;
+/// `upload-artifact/` keeps an artifact as `$TEST_ARTIFACTS/NAME` (the run's artifacts) and
+/// `download-artifact/` copies those matching `pattern` to `path/NAME`, as the real one does
+/// for several artifacts.
 fn stand_ins(dir: &Path) {
     let write = |path: &str, text: &str| {
         let p = dir.join(path);
@@ -191,6 +245,14 @@ fn stand_ins(dir: &Path) {
     write(
         "upload-pages/action.yml",
         "name: stand-in for actions/upload-pages-artifact\ndescription: keeps the site for the test\ninputs:\n  path: {description: the site, required: true}\nruns:\n  using: composite\n  steps:\n    - shell: bash\n      env:\n        SITE: ${{ inputs.path }}\n      run: cp -r \"$SITE\" \"$TEST_SITE\"\n",
+    );
+    write(
+        "upload-artifact/action.yml",
+        "name: stand-in for actions/upload-artifact\ndescription: keeps the artifact for the run's other jobs\ninputs:\n  name: {description: the artifact, required: true}\n  path: {description: what it holds, required: true}\n  if-no-files-found: {description: ignored, required: false}\n  retention-days: {description: ignored, required: false}\nruns:\n  using: composite\n  steps:\n    - shell: bash\n      env:\n        NAME: ${{ inputs.name }}\n        FROM: ${{ inputs.path }}\n      run: |\n        if [ -e \"$FROM\" ]; then mkdir -p \"$TEST_ARTIFACTS\" && cp -r \"$FROM\" \"$TEST_ARTIFACTS/$NAME\"; fi\n",
+    );
+    write(
+        "download-artifact/action.yml",
+        "name: stand-in for actions/download-artifact\ndescription: fetches the run's artifacts\ninputs:\n  pattern: {description: which artifacts, required: true}\n  path: {description: where each goes (a directory per artifact), required: true}\nruns:\n  using: composite\n  steps:\n    - shell: bash\n      env:\n        PATTERN: ${{ inputs.pattern }}\n        TO: ${{ inputs.path }}\n      run: |\n        mkdir -p \"$TO\"\n        for a in \"$TEST_ARTIFACTS\"/$PATTERN; do\n          if [ -d \"$a\" ]; then cp -r \"$a\" \"$TO/\"; fi\n        done\n",
     );
     write(
         "deploy-pages/action.yml",
