@@ -282,6 +282,16 @@ fn candidate(s: &Snapshot, t: &Snapshot, id: CandidateId) -> Result<Candidate> {
     }
     let mut paths = vec![id.path()];
     paths.extend(sc.files.iter().map(|(p, _)| p.clone()));
+    if !present {
+        // A removal takes the files T's version named with it (S's copy wins where S
+        // still has one), so none is left behind on T as an orphan.
+        let (tc, _) = content_of(t, &id)?;
+        for (p, _) in tc.files {
+            if !paths.contains(&p) {
+                paths.push(p);
+            }
+        }
+    }
     Ok(Candidate {
         from: version(t),
         to: if present { version(s) } else { None },

@@ -598,6 +598,50 @@ impl<'r> Planner<'r> {
             }
         }
 
+        // A removal waits while anything T keeps still uses the item, whatever the gate
+        // requires (a build-only gate runs no test that would notice): a test (S's version
+        // of one in the group, T's of the others) or an image built on it.
+        if !removed.is_empty() {
+            let mut users: Vec<(String, Vec<ItemId>)> = Vec::new();
+            if !plan.gate.requires(Requirement::Test) {
+                for (_, test) in t.tests()?.iter() {
+                    let uses = if tests.contains(test.name.as_str()) {
+                        match s.test_manifest(&test.name)? {
+                            Some((_, st)) => st.uses.clone(),
+                            None => continue,
+                        }
+                    } else {
+                        test.uses.clone()
+                    };
+                    users.push((format!("tests/{}", test.name), uses));
+                }
+            }
+            for id in t.item_ids(ItemKind::Image)? {
+                let member = CandidateId::Item(id.clone());
+                if members.contains(&member) && !present(&member) {
+                    continue;
+                }
+                let snap = if members.contains(&member) { s } else { t };
+                if let Ok(Some((_, item))) = snap.item(&id)
+                    && let Some(p) = item.parent_image()
+                {
+                    users.push((id.to_string(), vec![p]));
+                }
+            }
+            for (user, uses) in users {
+                if let Some(u) = uses.iter().find(|u| removed.contains(*u)) {
+                    g.blocked.push(Blocked {
+                        kind: BlockedKind::InUse,
+                        candidate: Some(CandidateId::Item(u.clone())),
+                        message: format!(
+                            "{user} on {} uses {u}, which is removed: change or remove {user} first",
+                            plan.to.name
+                        ),
+                    });
+                }
+            }
+        }
+
         if plan.gate.requires(Requirement::Test) {
             let mut used: BTreeSet<ItemId> = BTreeSet::new();
             // The tests that judge: S's version of the tests in the group, T's of the others.

@@ -98,3 +98,41 @@ fn verify_refuses_a_promotion_that_carries_a_path_its_decision_does_not_name() {
     let (out, _) = env.sg_code(1, &["verify", &forged, "--stage", "stable"]);
     assert!(out.contains(".github/workflows/evil.yml"), "{out}");
 }
+
+#[test]
+fn a_removal_waits_for_what_still_uses_the_item_whatever_the_gate_requires() {
+    let env = TestEnv::init_with(&[
+        (
+            "stagegate.yaml",
+            "version: 1\nstages: [staging, stable]\ngates:\n  stable: {require: [build]}\n",
+        ),
+        ("components/xen.yaml", &component("1")),
+        ("components/linux.yaml", "name: linux\nversion: \"1\"\n"),
+        ("tests/boot.yaml", BOOT_TEST),
+        ("tests/boot.sh", BOOT),
+    ]);
+    env.git(&["checkout", "-q", "staging"]);
+    env.git(&["rm", "-q", "components/xen.yaml"]);
+    env.git(&["commit", "-q", "--no-verify", "-m", "Remove xen"]);
+    let why = env.sg_ok(&["why", "components/xen"]);
+    assert!(
+        why.contains("tests/boot on stable uses components/xen, which is removed"),
+        "{why}"
+    );
+    env.sg_ok(&["promote", "--stage", "stable"]);
+    assert!(
+        env.git(&["ls-tree", "--name-only", "stable", "components/"])
+            .contains("xen.yaml"),
+        "the removal moved while tests/boot still uses it"
+    );
+    env.sg_ok(&["check", "stable"]);
+    // Once its test is removed (the test's script goes with it), it moves.
+    env.git(&["rm", "-q", "tests/boot.yaml", "tests/boot.sh"]);
+    env.git(&["commit", "-q", "--no-verify", "-m", "Remove boot"]);
+    env.sg_ok(&["promote", "--stage", "stable"]);
+    env.sg_ok(&["promote", "--stage", "stable"]);
+    let files = env.git(&["ls-tree", "-r", "--name-only", "stable"]);
+    assert!(!files.contains("components/xen.yaml"), "{files}");
+    assert!(!files.contains("tests/boot"), "{files}");
+    env.sg_ok(&["check", "stable"]);
+}
