@@ -202,6 +202,73 @@ fn trusted_holds(
     Ok((out, not_counted, restored))
 }
 
+/// Hold back every derived image whose artifact was built on another artifact of its
+/// parent than T will hold once the move is made (DESIGN: derived images follow their
+/// parents): a parent that was rejected or dropped after its child was built on it leaves
+/// the child's artifact tested on what T will never have. The parent it was built on is
+/// read from its build's result in the ledger; the group waits, saying so.
+pub fn stale_parents(planner: &Planner, plan: &mut MovePlan, view: &LedgerView) -> Result<()> {
+    let s = planner.snapshot(plan.from_head)?;
+    let t = planner.snapshot(plan.to_head)?;
+    for gi in 0..plan.groups.len() {
+        let members = plan.groups[gi].members.clone();
+        for m in &members {
+            let Some(id) = m.item() else { continue };
+            if plan.candidate(m).is_none_or(|c| !c.present) {
+                continue;
+            }
+            // A build planned in this move tests the child on the parent as it will be.
+            let built_here = plan.groups[gi].required.iter().any(|k| {
+                plan.jobs.get(k).is_some_and(|j| {
+                    j.kind == crate::plan::JobKind::Build && j.candidates.contains(id)
+                })
+            });
+            if built_here {
+                continue;
+            }
+            let Ok(Some((_, item))) = s.item(id) else {
+                continue;
+            };
+            let Some(parent) = item.parent_image() else {
+                continue;
+            };
+            let Some(rec) = s.built(id)? else { continue };
+            let Some(result) = view.latest(&rec.build_job)? else {
+                continue;
+            };
+            let Some(on) = result
+                .env
+                .iter()
+                .find(|e| e.item == parent.to_string())
+                .and_then(|e| e.digest.clone())
+            else {
+                continue;
+            };
+            let parent_moves = members.contains(&CandidateId::Item(parent.clone()));
+            let side = if parent_moves { &s } else { &t };
+            let will = side.built(&parent)?.map(|b| b.digest.clone());
+            if will.as_deref() != Some(on.as_str()) {
+                plan.groups[gi].blocked.push(crate::plan::Blocked {
+                    kind: crate::plan::BlockedKind::ParentPending,
+                    candidate: Some(m.clone()),
+                    message: format!(
+                        "{id} was built on {parent} {}, but {} will hold {parent} {}: it waits for a build on that parent (a new version of {id}, built by a gate that builds)",
+                        short_digest(&on),
+                        plan.to.name,
+                        will.as_deref().map_or("with no build".to_string(), short_digest)
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn short_digest(d: &str) -> String {
+    let hex = d.strip_prefix("sha256:").unwrap_or(d);
+    format!("sha256:{}", &hex[..hex.len().min(12)])
+}
+
 /// What the judgement needs of a recorded decision: the jobs it judged and why. Read
 /// leniently (the record is `promote`'s to write and to validate; `verify` checks it whole),
 /// so decisions written by any version of stagegate are read.

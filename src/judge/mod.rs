@@ -73,8 +73,14 @@ impl Decided {
 ///
 /// Under `trust:` in T's pipeline, only the evidence it trusts is weighed
 /// ([`LedgerView::trusting`]); what it does not count is in [`Judgement::not_counted`].
-pub fn judge(planner: &Planner, plan: MovePlan, view: &LedgerView, now: i64) -> Result<Judgement> {
+pub fn judge(
+    planner: &Planner,
+    mut plan: MovePlan,
+    view: &LedgerView,
+    now: i64,
+) -> Result<Judgement> {
     let view = &view.trusting(plan.trust.as_ref())?;
+    facts::stale_parents(planner, &mut plan, view)?;
     let facts = facts::load(planner, &plan, view, now)?;
     judge_on(planner, plan, view, facts, now)
 }

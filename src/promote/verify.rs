@@ -264,7 +264,7 @@ fn verify_promotion(
     if !problems.is_empty() {
         return Ok(problems);
     }
-    let plan = planner.plan_heads(from, to, tested, parent)?;
+    let mut plan = planner.plan_heads(from, to, tested, parent)?;
     let ledger = Ledger::new(repo, &planner.pipeline.results_ref);
     let current = match ledger_tip {
         Some(tip) => tip,
@@ -324,6 +324,7 @@ fn verify_promotion(
             (view, facts)
         }
     };
+    crate::judge::facts::stale_parents(planner, &mut plan, &view)?;
     let judgement = crate::judge::judge_on(planner, plan, &view, facts, at)?;
     let (plan, decided) = (&judgement.plan, &judgement.decided);
     let moved = judgement.moved();

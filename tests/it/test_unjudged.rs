@@ -136,3 +136,93 @@ fn a_removal_waits_for_what_still_uses_the_item_whatever_the_gate_requires() {
     assert!(!files.contains("tests/boot"), "{files}");
     env.sg_ok(&["check", "stable"]);
 }
+
+/// A host image, a guest built on it and a test using both; the gate into staging builds,
+/// the gate into stable takes staging's builds and tests.
+#[test]
+fn a_derived_image_built_on_a_parent_that_was_dropped_waits_for_a_build_on_the_new_one() {
+    const RECIPE: &str = "#!/bin/sh\nset -e\necho \"$STAGEGATE_ITEM $STAGEGATE_VERSION\" > \"$STAGEGATE_OUT/disk.img\"\n";
+    let image = |name: &str, version: &str, parent: Option<&str>| {
+        format!(
+            "name: {name}\nversion: \"{version}\"\n{}build:\n  run: ./recipes/build.sh\n  artifact: disk.img\n",
+            parent
+                .map(|p| format!("based-on: {{image: {p}}}\n"))
+                .unwrap_or_default()
+        )
+    };
+    let env = TestEnv::init_with(&[
+        (
+            "stagegate.yaml",
+            "version: 1\nstages: [new, staging, stable]\ngates:\n  staging: {require: [build, test]}\n  stable: {require: [test]}\n",
+        ),
+        ("recipes/build.sh", RECIPE),
+    ]);
+    env.git(&["branch", "new", "staging"]);
+    let climb = |rounds: usize| {
+        for _ in 0..rounds {
+            env.sg(&["run"]);
+            env.sg(&["promote"]);
+        }
+    };
+    // Version 1 of both images, and the test, all the way to stable.
+    env.commit_on(
+        "new",
+        "host 1, guest 1, boot",
+        &[
+            ("images/host.yaml", &image("host", "1", None)),
+            ("images/guest.yaml", &image("guest", "1", Some("host"))),
+            (
+                "tests/boot.yaml",
+                "name: boot\nuses: [images/host, images/guest]\nrun: ./tests/boot.sh\n",
+            ),
+            ("tests/boot.sh", BOOT),
+        ],
+    );
+    climb(5);
+    assert!(
+        env.git(&["show", "stable:images/guest.yaml"])
+            .contains("\"1\"")
+    );
+    // Stable takes nothing while version 2 climbs to staging.
+    env.sg_ok(&[
+        "freeze",
+        "stable",
+        "--reason",
+        "hold stable while staging fills",
+    ]);
+    env.commit_on(
+        "new",
+        "host 2, guest 2",
+        &[
+            ("images/host.yaml", &image("host", "2", None)),
+            ("images/guest.yaml", &image("guest", "2", Some("host"))),
+        ],
+    );
+    climb(4);
+    let staged = |path: &str| env.git(&["show", &format!("staging:{path}")]);
+    assert!(staged("images/host.yaml").contains("\"2\""));
+    assert!(
+        staged("images/guest.yaml").contains("\"2\""),
+        "guest 2 built on host 2 reached staging"
+    );
+    // host 2 turns out bad and is dropped: staging holds host 1 again, guest 2 still
+    // carries an artifact built on host 2.
+    env.sg_ok(&["drop", "images/host", "--reason", "host 2 is broken"]);
+    assert!(staged("images/host.yaml").contains("\"1\""));
+    env.sg_ok(&["unfreeze", "stable", "--reason", "go"]);
+    climb(2);
+    assert!(
+        env.git(&["show", "stable:images/guest.yaml"])
+            .contains("\"1\""),
+        "guest 2, built on the dropped host 2, reached stable"
+    );
+    let why = env.sg_ok(&["why", "images/guest"]);
+    assert!(
+        why.contains("images/guest was built on images/host sha256:"),
+        "{why}"
+    );
+    assert!(
+        why.contains("but stable will hold images/host sha256:"),
+        "{why}"
+    );
+}
