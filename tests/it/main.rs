@@ -33,5 +33,6 @@ mod test_store;
 mod test_sync;
 mod test_triage;
 mod test_trust;
+mod test_vsa;
 mod test_walk;
 mod test_worktree;
