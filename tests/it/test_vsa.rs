@@ -460,6 +460,25 @@ fn verify_refuses_an_altered_or_untrusted_summary() {
         }
     }
 
+    // The report lists it, with the command that checks it.
+    let out = env.home().join("report");
+    env.sg_ok(&["report", "--out", out.to_str().unwrap()]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let listed: Vec<&serde_json::Value> = report["attestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["stage"] == "stable" && a["item"] == "images/debian-host")
+        .collect();
+    assert_eq!(listed.len(), 1, "{:#}", report["attestations"]);
+    let check = format!("stagegate verify --artifact {digest} --stage stable");
+    assert_eq!(listed[0]["check"], check.as_str());
+    assert_eq!(listed[0]["keyid"], envelope.signatures[0].keyid.as_str());
+    let index = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(index.contains("Verification summaries"), "{index}");
+    assert!(index.contains(&check), "{index}");
+
     // Untouched, it holds again; a digest nothing vouches for does not.
     assert_eq!(verify(&env, &digest).0, 0);
     let (code, out) = verify(&env, &format!("sha256:{}", "0".repeat(64)));
