@@ -13,6 +13,7 @@ pub mod artifact;
 pub mod bisect;
 pub mod cycle;
 pub mod diag;
+pub mod dsse;
 pub mod error;
 pub mod forge;
 pub mod gate;

@@ -125,6 +125,32 @@ impl Signer {
     pub fn fingerprint(&self) -> String {
         self.key.fingerprint(HashAlg::Sha256).to_string()
     }
+
+    /// A raw ed25519 signature of `data` (64 bytes), as DSSE envelopes carry it
+    /// ([`crate::dsse`]): no namespace, no SSH framing.
+    pub fn sign_raw(&self, data: &[u8]) -> Result<[u8; 64], String> {
+        use ed25519_dalek::Signer as _;
+        let pair = self
+            .key
+            .key_data()
+            .ed25519()
+            .ok_or_else(|| format!("the signing key in {} is not ed25519", self.source))?;
+        let key = ed25519_dalek::SigningKey::try_from(pair)
+            .map_err(|e| format!("the signing key in {}: {e}", self.source))?;
+        Ok(key.sign(data).to_bytes())
+    }
+}
+
+/// Whether `sig` is `key`'s raw ed25519 signature of `data` (see [`Signer::sign_raw`]).
+pub fn verify_raw(key: &PublicKey, data: &[u8], sig: &[u8]) -> Result<(), String> {
+    use ed25519_dalek::Verifier as _;
+    let public = key
+        .key_data()
+        .ed25519()
+        .ok_or_else(|| format!("{} keys are not read; use ed25519", key.algorithm()))?;
+    let key = ed25519_dalek::VerifyingKey::try_from(public).map_err(|e| e.to_string())?;
+    let sig = ed25519_dalek::Signature::from_slice(sig).map_err(|e| e.to_string())?;
+    key.verify(data, &sig).map_err(|e| e.to_string())
 }
 
 /// An ed25519 OpenSSH public key line, or why it is not one.

@@ -313,6 +313,71 @@ impl Store {
             _ => Ok(()),
         }
     }
+
+    /// Keep `content` beside the artifact `digest`: on a registry as an OCI referrer of the
+    /// artifact's manifest (artifactType `media_type`, with `annotations`), in a directory
+    /// as `sha256/<hex>.<suffix>` next to the blob. Writing the same again changes nothing.
+    /// Returns where it is.
+    pub fn attach(
+        &self,
+        digest: &str,
+        suffix: &str,
+        content: &[u8],
+        media_type: &str,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<String> {
+        let hex = digest.trim_start_matches("sha256:");
+        if let Some(remote) = &self.remote {
+            return remote
+                .push_referrer(digest, content.to_vec(), media_type, annotations)
+                .map_err(store_error);
+        }
+        let dir = self.root.join("sha256");
+        std::fs::create_dir_all(&dir)
+            .io_context(|| format!("creating artifact store {}", dir.display()))?;
+        let dest = dir.join(format!("{hex}.{suffix}"));
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir)
+            .io_context(|| format!("writing into {}", dir.display()))?;
+        tmp.write_all(content)
+            .io_context(|| format!("writing {}", dest.display()))?;
+        persist_read_only(tmp, &dest)?;
+        Ok(format!("file://{}", dest.display()))
+    }
+
+    /// What [`Store::attach`] kept beside the artifact `digest` with a name ending in
+    /// `suffix` (a directory) or of `media_type` (a registry): (location, content).
+    pub fn attached(
+        &self,
+        digest: &str,
+        suffix: &str,
+        media_type: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let hex = digest.trim_start_matches("sha256:");
+        if let Some(remote) = &self.remote {
+            return Ok(remote
+                .referrers(digest, media_type)
+                .map_err(store_error)?
+                .into_iter()
+                .map(|a| (a.location, a.content))
+                .collect());
+        }
+        let dir = self.root.join("sha256");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&format!("{hex}.")) && name.ends_with(suffix) {
+                let path = e.path();
+                let content =
+                    std::fs::read(&path).io_context(|| format!("reading {}", path.display()))?;
+                out.push((format!("file://{}", path.display()), content));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
 }
 
 /// The digest a store location names: `oci://…@sha256:<hex>`, or `file://…/sha256/<hex>`.

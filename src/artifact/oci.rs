@@ -2,8 +2,20 @@
 //!
 //! `oci://HOST[:PORT]/REPO` names a repository of any OCI distribution registry (ghcr.io on
 //! GitHub). Every file is a blob addressed by its sha256 digest, kept alive by a small OCI
-//! artifact manifest tagged `sha256-<hex>` whose one layer is the blob, and whose
+//! artifact manifest tagged `sg-<hex>` whose one layer is the blob, and whose
 //! annotations say what it is (item, version, lock; or the job a log belongs to).
+//!
+//! Stores written before 0.2 tagged that manifest `sha256-<hex>`: the very tag the OCI
+//! referrers tag schema reserves for the index of a digest's referrers. Such a tag is still
+//! read ([`Registry::artifact_manifest`] falls back to it), and is re-tagged `sg-<hex>` the
+//! first time an attestation is attached to the artifact, so old stores keep working and
+//! move over as they are used.
+//!
+//! Attestations (a promotion's signed verification summary) are attached to an artifact's
+//! manifest as OCI 1.1 referrers ([`Registry::push_referrer`]): a manifest whose `subject`
+//! is the artifact's, found through the registry's referrers API where it has one, and
+//! through the referrers tag schema (an image index tagged `sha256-<manifest hex>`) where
+//! it does not.
 //!
 //! Transfers stream: a push is one `PUT` whose body is read from the file as it goes, a pull
 //! writes the response into a file as it arrives and checks the digest; neither holds the
@@ -25,7 +37,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciDescriptor, OciImageManifest, OciManifest};
+use oci_client::manifest::{
+    OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciDescriptor, OciImageManifest, OciManifest,
+};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
@@ -60,6 +74,25 @@ pub const ARTIFACT_TYPE: &str = "application/vnd.stagegate.artifact.v1";
 pub const LOG_TYPE: &str = "application/vnd.stagegate.log.v1";
 /// Annotation keys.
 pub const ANNOTATION_PREFIX: &str = "dev.stagegate";
+
+/// The tag of the manifest that keeps the blob `<hex>`.
+pub fn tag_of(hex: &str) -> String {
+    format!("sg-{hex}")
+}
+/// The tag stores written before 0.2 used (the referrers tag schema's own form).
+fn legacy_tag_of(hex: &str) -> String {
+    format!("sha256-{hex}")
+}
+
+/// An attestation attached to an artifact: its content and the annotations of the
+/// referrer manifest that carries it.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    /// `oci://HOST/REPO@sha256:…` of the referrer manifest.
+    pub location: String,
+    pub annotations: BTreeMap<String, String>,
+    pub content: Vec<u8>,
+}
 
 /// How much of a file one read hands to the uploader.
 const READ_CHUNK: usize = 1 << 20;
@@ -177,7 +210,7 @@ impl Registry {
     }
 
     /// Upload `path` (whose digest and size the caller computed) unless the registry has
-    /// it, and tag a manifest for it `sha256-<hex>` with `annotations`.
+    /// it, and tag a manifest for it `sg-<hex>` with `annotations`.
     pub fn push_file(
         &self,
         path: &Path,
@@ -187,7 +220,7 @@ impl Registry {
         annotations: BTreeMap<String, String>,
     ) -> Result<(), OciError> {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest).to_string();
-        let image = self.reference(&format!("sha256-{hex}"));
+        let image = self.reference(&tag_of(&hex));
         let (client, auth) = (self.client.clone(), self.auth.clone());
         let file = path.to_path_buf();
         let digest = digest.to_string();
@@ -253,6 +286,199 @@ impl Registry {
                 .await
                 .map_err(&failed)?;
             Ok(())
+        })
+    }
+
+    /// The manifest that keeps the blob `digest` in this repository: its descriptor, and
+    /// whether it was found only under the tag stores before 0.2 wrote (`sha256-<hex>`).
+    pub fn artifact_manifest(&self, digest: &str) -> Result<(OciDescriptor, bool), OciError> {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest).to_string();
+        let (client, auth) = (self.client.clone(), self.auth.clone());
+        let (host, repo) = (self.host.clone(), self.repo.clone());
+        let failed = self.failed(&format!("finding the manifest of {digest} in"));
+        self.block(async move {
+            find_manifest(&client, &auth, &host, &repo, &hex)
+                .await
+                .map(|(d, legacy, _)| (d, legacy))
+                .map_err(&failed)
+        })
+    }
+
+    /// Attach `content` (of `media_type`) to the artifact whose blob is `digest`, as an OCI
+    /// 1.1 referrer: a manifest whose `subject` is the artifact's manifest, announced
+    /// through the referrers API where the registry has it and in the referrers tag
+    /// schema's index where it does not. Attaching the same content twice changes nothing.
+    /// Returns the referrer's location.
+    pub fn push_referrer(
+        &self,
+        digest: &str,
+        content: Vec<u8>,
+        media_type: &str,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<String, OciError> {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest).to_string();
+        let (client, auth) = (self.client.clone(), self.auth.clone());
+        let (host, repo) = (self.host.clone(), self.repo.clone());
+        let media_type = media_type.to_string();
+        let failed = self.failed(&format!("attaching an attestation to {digest} in"));
+        let url = self.url();
+        self.block(async move {
+            let at = Reference::with_tag(host.clone(), repo.clone(), tag_of(&hex));
+            client
+                .auth(&at, &auth, RegistryOperation::Push)
+                .await
+                .map_err(&failed)?;
+            let (subject, legacy, body) = find_manifest(&client, &auth, &host, &repo, &hex)
+                .await
+                .map_err(&failed)?;
+            if legacy {
+                // A store written before 0.2: give the artifact its new tag, so the old one
+                // is free for the referrers tag schema's use.
+                client
+                    .push_manifest_raw(&at, body, reqwest_header(OCI_IMAGE_MEDIA_TYPE))
+                    .await
+                    .map_err(&failed)?;
+            }
+            let blob = sha256_of(&content);
+            let size = content.len() as i64;
+            if !client.blob_exists(&at, &blob).await.map_err(&failed)? {
+                client
+                    .push_blob(&at, content, &blob)
+                    .await
+                    .map_err(&failed)?;
+            }
+            let empty = sha256_of(EMPTY_DATA);
+            if !client.blob_exists(&at, &empty).await.map_err(&failed)? {
+                client
+                    .push_blob(&at, EMPTY_DATA, &empty)
+                    .await
+                    .map_err(&failed)?;
+            }
+            let manifest = OciImageManifest {
+                schema_version: 2,
+                media_type: Some(OCI_IMAGE_MEDIA_TYPE.to_string()),
+                config: OciDescriptor {
+                    media_type: EMPTY_CONFIG.to_string(),
+                    digest: empty,
+                    size: EMPTY_DATA.len() as i64,
+                    ..Default::default()
+                },
+                layers: vec![OciDescriptor {
+                    media_type: media_type.clone(),
+                    digest: blob,
+                    size,
+                    ..Default::default()
+                }],
+                subject: Some(subject.clone()),
+                artifact_type: Some(media_type.clone()),
+                annotations: (!annotations.is_empty()).then_some(annotations.clone()),
+            };
+            let body =
+                serde_json::to_vec(&OciManifest::Image(manifest)).expect("a manifest serializes");
+            let referrer = sha256_of(&body);
+            let referrer_size = body.len() as i64;
+            let by_digest = Reference::with_digest(host.clone(), repo.clone(), referrer.clone());
+            client
+                .push_manifest_raw(&by_digest, body, reqwest_header(OCI_IMAGE_MEDIA_TYPE))
+                .await
+                .map_err(&failed)?;
+            // A registry with the referrers API lists it now; one without answers from the
+            // tag schema's index (oci-client falls back by itself), which we keep.
+            let subject_ref =
+                Reference::with_digest(host.clone(), repo.clone(), subject.digest.clone());
+            let listed = client
+                .pull_referrers(&subject_ref, None)
+                .await
+                .map_err(&failed)?;
+            if !listed.manifests.iter().any(|m| m.digest == referrer) {
+                let tag = Reference::with_tag(host, repo, subject.digest.replace(':', "-"));
+                let mut index: serde_json::Value = match client
+                    .pull_manifest_raw(&tag, &auth, &[OCI_IMAGE_INDEX_MEDIA_TYPE])
+                    .await
+                {
+                    Ok((bytes, _)) => serde_json::from_slice(&bytes).unwrap_or_default(),
+                    Err(_) => serde_json::Value::Null,
+                };
+                if !index["manifests"].is_array() {
+                    index = serde_json::json!({
+                        "schemaVersion": 2,
+                        "mediaType": OCI_IMAGE_INDEX_MEDIA_TYPE,
+                        "manifests": [],
+                    });
+                }
+                if let Some(list) = index["manifests"].as_array_mut() {
+                    list.push(serde_json::json!({
+                        "mediaType": OCI_IMAGE_MEDIA_TYPE,
+                        "digest": referrer,
+                        "size": referrer_size,
+                        "artifactType": media_type,
+                        "annotations": annotations,
+                    }));
+                }
+                let body = serde_json::to_vec(&index).expect("an index serializes");
+                client
+                    .push_manifest_raw(&tag, body, reqwest_header(OCI_IMAGE_INDEX_MEDIA_TYPE))
+                    .await
+                    .map_err(&failed)?;
+            }
+            Ok(format!("{url}@{referrer}"))
+        })
+    }
+
+    /// The attestations of `media_type` attached to the artifact whose blob is `digest`
+    /// (none when the artifact is not in this registry), each read and checked against
+    /// its digest.
+    pub fn referrers(&self, digest: &str, media_type: &str) -> Result<Vec<Attached>, OciError> {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest).to_string();
+        let (client, auth) = (self.client.clone(), self.auth.clone());
+        let (host, repo) = (self.host.clone(), self.repo.clone());
+        let media_type = media_type.to_string();
+        let failed = self.failed(&format!("reading the attestations of {digest} in"));
+        let url = self.url();
+        self.block(async move {
+            let at = Reference::with_tag(host.clone(), repo.clone(), tag_of(&hex));
+            client
+                .auth(&at, &auth, RegistryOperation::Pull)
+                .await
+                .map_err(&failed)?;
+            let Ok((subject, _, _)) = find_manifest(&client, &auth, &host, &repo, &hex).await
+            else {
+                return Ok(Vec::new());
+            };
+            let subject_ref =
+                Reference::with_digest(host.clone(), repo.clone(), subject.digest.clone());
+            let listed = client
+                .pull_referrers(&subject_ref, Some(&media_type))
+                .await
+                .map_err(&failed)?;
+            let mut out = Vec::new();
+            for entry in listed.manifests {
+                let r = Reference::with_digest(host.clone(), repo.clone(), entry.digest.clone());
+                let (bytes, _) = client
+                    .pull_manifest_raw(&r, &auth, &[OCI_IMAGE_MEDIA_TYPE])
+                    .await
+                    .map_err(&failed)?;
+                if sha256_of(&bytes) != entry.digest {
+                    continue;
+                }
+                let Ok(manifest) = serde_json::from_slice::<OciImageManifest>(&bytes) else {
+                    continue;
+                };
+                let Some(layer) = manifest.layers.first() else {
+                    continue;
+                };
+                let mut content = Vec::new();
+                client
+                    .pull_blob(&r, layer, &mut content)
+                    .await
+                    .map_err(&failed)?;
+                out.push(Attached {
+                    location: format!("{url}@{}", entry.digest),
+                    annotations: manifest.annotations.unwrap_or_default(),
+                    content,
+                });
+            }
+            Ok(out)
         })
     }
 
@@ -414,6 +640,39 @@ fn read_stream(
             Some((buf.freeze(), f))
         })
     })
+}
+
+/// The manifest tagged for blob `hex` (`sg-<hex>`, else the pre-0.2 `sha256-<hex>`): its
+/// descriptor, whether only the old tag had it, and its bytes.
+async fn find_manifest(
+    client: &Client,
+    auth: &RegistryAuth,
+    host: &str,
+    repo: &str,
+    hex: &str,
+) -> oci_client::errors::Result<(OciDescriptor, bool, Vec<u8>)> {
+    let mut first_error = None;
+    for (tag, legacy) in [(tag_of(hex), false), (legacy_tag_of(hex), true)] {
+        let at = Reference::with_tag(host.to_string(), repo.to_string(), tag);
+        match client
+            .pull_manifest_raw(&at, auth, &[OCI_IMAGE_MEDIA_TYPE])
+            .await
+        {
+            Ok((bytes, digest)) => {
+                let descriptor = OciDescriptor {
+                    media_type: OCI_IMAGE_MEDIA_TYPE.to_string(),
+                    digest,
+                    size: bytes.len() as i64,
+                    ..Default::default()
+                };
+                return Ok((descriptor, legacy, bytes.to_vec()));
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.expect("two tags were tried"))
 }
 
 fn reqwest_header(value: &'static str) -> http::HeaderValue {

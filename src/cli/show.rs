@@ -105,6 +105,18 @@ pub fn decisions(outcomes: &[MoveOutcome], format: Format, dry_run: bool) {
         for p in &o.pushed {
             println!("  push gate: {p}");
         }
+        for a in &o.attested {
+            match &a.location {
+                Ok(at) => println!(
+                    "  attested {} {}: a signed verification summary at {at} (check: stagegate verify --artifact {} --stage {})",
+                    a.item, a.digest, a.digest, a.stage
+                ),
+                Err(e) => println!(
+                    "  attested {} {} in the results ledger ({}); the store refused it: {e}",
+                    a.item, a.digest, a.ledger
+                ),
+            }
+        }
     }
 }
 

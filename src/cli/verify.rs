@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::{Error, Result};
+use crate::promote::attest;
 use crate::promote::verify::{Verdict, gated_stage, verify_commit};
 
 /// Re-derive the decision of a commit on a gated stage from git alone — T's pipeline of the
@@ -13,14 +14,25 @@ use crate::promote::verify::{Verdict, gated_stage, verify_commit};
 /// decision rests on is still in the ledger's history (a rewound or deleted ledger is
 /// reported). Holds, releases and drops are checked for touching only what they may.
 ///
+/// With `--artifact DIGEST`, check instead the signed verification summaries (SLSA VSA)
+/// of that artifact, from the results ledger and the artifact store: signed by a runner key
+/// the `trust:` of its stage lists, about that digest, naming the pipeline and the results
+/// of the promotion that earned it, and that promotion replayed as above.
+///
 /// Exits 0 when everything holds, 1 when something does not.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The commit to check (default: the head of every gated stage).
+    #[arg(conflicts_with = "artifact")]
     pub rev: Option<String>,
-    /// The stage REV is on (default: from its `Stagegate-Stage` trailer).
+    /// The stage REV is on (default: from its `Stagegate-Stage` trailer); with
+    /// --artifact, the stage whose summary to check (default: every stage's).
     #[arg(long)]
     pub stage: Option<String>,
+    /// Check the signed verification summaries of the artifact with this digest
+    /// (`sha256:<hex>`, as its build record says) instead of a commit.
+    #[arg(long, value_name = "DIGEST")]
+    pub artifact: Option<String>,
     /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -35,6 +47,9 @@ struct Checked {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let planner = ctx.start(false)?;
+    if let Some(digest) = &args.artifact {
+        return artifact(&planner, digest, args.stage.as_deref(), args.format);
+    }
     let repo = planner.repo;
     let mut targets = Vec::new();
     match &args.rev {
@@ -121,4 +136,54 @@ pub fn print_verdict(stage: &str, v: &Verdict, w: &mut dyn std::io::Write) {
     for p in &v.problems {
         let _ = writeln!(w, "       {p}");
     }
+}
+
+/// `verify --artifact DIGEST [--stage S]`.
+fn artifact(
+    planner: &crate::plan::Planner,
+    digest: &str,
+    stage: Option<&str>,
+    format: Format,
+) -> Result<Code> {
+    let hex = attest::parse_digest(digest)?;
+    let stage = stage.map(|s| planner.stage(s)).transpose()?;
+    let report = attest::verify_artifact(planner, &hex, stage)?;
+    let holds = !report.checked.is_empty() && report.checked.iter().all(|c| c.holds);
+    match format {
+        Format::Json => print_json(&report),
+        Format::Text => {
+            for n in &report.notes {
+                println!("note: {n}");
+            }
+            if report.checked.is_empty() {
+                println!(
+                    "FAIL sha256:{hex}: no verification summary{} in the results ledger or the store",
+                    stage
+                        .map(|s| format!(" into {}", s.name))
+                        .unwrap_or_default()
+                );
+            }
+            for c in &report.checked {
+                let mark = if c.holds { "ok  " } else { "FAIL" };
+                println!(
+                    "{mark} {} {} sha256:{} {} {}: promotion {}{}; from {}",
+                    c.item,
+                    c.version,
+                    &hex[..12],
+                    if c.holds { "passed into" } else { "into" },
+                    c.stage,
+                    c.promotion.get(..10).unwrap_or(&c.promotion),
+                    c.signer
+                        .as_ref()
+                        .map(|s| format!(", signed by {s}"))
+                        .unwrap_or_default(),
+                    c.sources.join(", ")
+                );
+                for p in &c.problems {
+                    println!("       {p}");
+                }
+            }
+        }
+    }
+    Ok(if holds { 0 } else { 1 })
 }

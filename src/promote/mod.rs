@@ -14,6 +14,7 @@
 //! Rejections, first sightings and refused versions are recorded in the results ledger
 //! (see [`facts`]), not on S: a commit on S would itself be a new candidate.
 
+pub mod attest;
 pub mod edits;
 pub mod publish;
 pub mod push_gate;
@@ -174,6 +175,9 @@ pub struct MoveOutcome {
     pub notes: Vec<String>,
     /// T is frozen: the freezes in force (nothing moved).
     pub frozen: Vec<crate::overrides::OverrideRef>,
+    /// The signed verification summaries this promotion published (with a signing key).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attested: Vec<attest::Attested>,
     #[serde(skip)]
     pub evaluation: Option<Evaluation>,
     /// The promotion (or the first candidate), for people: the pull request body, the
@@ -248,6 +252,7 @@ pub fn promote_move(
             pushed: Vec::new(),
             notes: decided.notes.clone(),
             frozen: facts.frozen.iter().map(|f| f.to_ref()).collect(),
+            attested: Vec::new(),
             evaluation: Some(decided.evaluation.clone()),
             summary: None,
         };

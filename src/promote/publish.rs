@@ -34,12 +34,22 @@ pub fn promote_and_publish(
 ) -> Result<MoveOutcome> {
     let repo = planner.repo;
     for _ in 0..3 {
-        let outcome = promote_move(planner, s, t, opts)?;
+        let mut outcome = promote_move(planner, s, t, opts)?;
         if opts.dry_run {
             return Ok(outcome);
         }
         match publish_move(repo, &planner.pipeline, &s.branch, &t.branch, &outcome)? {
-            Pushed::Pushed => return Ok(outcome),
+            Pushed::Pushed => {
+                // The promotion stands: its artifacts get their signed summaries.
+                if let Some(commit) = &outcome.promoted {
+                    let commit = repo.resolve(commit)?;
+                    outcome.attested = super::attest::publish(planner, t, commit)?;
+                    if !outcome.attested.is_empty() {
+                        crate::ledger::sync::publish(repo, &planner.pipeline.results_ref)?;
+                    }
+                }
+                return Ok(outcome);
+            }
             Pushed::Followed {
                 remote,
                 remote_head,

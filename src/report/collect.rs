@@ -46,6 +46,7 @@ pub fn collect(repo: &Repo, planner: &Planner, opts: &Options) -> Result<Report>
     let flights = flights(repo, &runs);
     let tests = tests(runs);
     let items = items(planner, &moves, &recent)?;
+    let attestations = attestations(repo, planner, &view)?;
     Ok(Report {
         version: FORMAT_VERSION,
         generated_at: rfc3339(opts.now),
@@ -56,6 +57,7 @@ pub fn collect(repo: &Repo, planner: &Planner, opts: &Options) -> Result<Report>
         flights,
         tests,
         items,
+        attestations,
         runs_read,
         runs_limit: opts.runs,
     })
@@ -552,6 +554,63 @@ pub fn rfc3339(secs: i64) -> String {
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
     )
     .to_string()
+}
+
+/// The signed verification summaries of the artifacts each stage holds: one per build
+/// record on the stage's head whose artifact has a summary for that stage in the ledger.
+fn attestations(repo: &Repo, planner: &Planner, view: &LedgerView) -> Result<Vec<AttestationView>> {
+    let mut out = Vec::new();
+    for stage in &planner.pipeline.stages {
+        let tree = repo.tree_of(planner.stage_head(stage)?)?;
+        for kind in ["images", "components"] {
+            let dir = format!("{}/built/{kind}", crate::records::RECORDS_DIR);
+            for e in repo.list(tree, &dir)? {
+                let path = format!("{dir}/{}", e.name);
+                let Ok(built) =
+                    crate::records::parse::<crate::records::BuiltRecord>(&path, &repo.blob(e.id)?)
+                else {
+                    continue;
+                };
+                let Some(hex) = built.digest.strip_prefix("sha256:") else {
+                    continue;
+                };
+                let ledger = format!("attestations/{}/{hex}.json", stage.name);
+                let Some(bytes) = view.read(&ledger)? else {
+                    continue;
+                };
+                let Ok(env) = crate::dsse::Envelope::parse(&bytes) else {
+                    continue;
+                };
+                let statement: serde_json::Value = env
+                    .payload_bytes()
+                    .ok()
+                    .and_then(|p| serde_json::from_slice(&p).ok())
+                    .unwrap_or_default();
+                out.push(AttestationView {
+                    stage: stage.name.clone(),
+                    item: built.item.clone(),
+                    version: built.version.clone(),
+                    digest: built.digest.clone(),
+                    promotion: statement["predicate"]["stagegate"]["promotion"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    keyid: env
+                        .signatures
+                        .first()
+                        .map(|s| s.keyid.clone())
+                        .unwrap_or_default(),
+                    ledger: format!("{}:{ledger}", planner.pipeline.results_ref),
+                    location: built.location.clone(),
+                    check: format!(
+                        "stagegate verify --artifact {} --stage {}",
+                        built.digest, stage.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

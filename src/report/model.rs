@@ -42,6 +42,31 @@ pub struct Report {
     /// `runs_limit`.
     pub runs_read: usize,
     pub runs_limit: usize,
+    /// The artifacts on each stage that carry a signed verification summary, with the
+    /// command that checks it (absent when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<AttestationView>,
+}
+
+/// The signed verification summary (SLSA VSA) of an artifact a stage holds, as the ledger
+/// records it: what it says, and how anyone checks it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttestationView {
+    pub stage: String,
+    pub item: String,
+    pub version: String,
+    /// `sha256:<hex>` of the artifact.
+    pub digest: String,
+    /// The promotion commit it names.
+    pub promotion: String,
+    /// The `keyid` of its signature (the signing key's SHA256 fingerprint).
+    pub keyid: String,
+    /// Where the ledger keeps it.
+    pub ledger: String,
+    /// Where the store keeps the artifact (and, beside it, the summary).
+    pub location: String,
+    /// The command that checks it.
+    pub check: String,
 }
 
 /// One stage: its branch head and how old it is.

@@ -100,6 +100,7 @@ pub fn write(report: &Report, out: &Path) -> Result<Written> {
             stages => &report.stages,
             moves => &report.moves,
             recent => &report.recent,
+            attestations => &report.attestations,
             generated_unix => report.generated_unix,
         },
     )?;

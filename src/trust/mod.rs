@@ -6,7 +6,7 @@
 //!
 //! | path in the ledger                                | who may write it                       |
 //! |---------------------------------------------------|----------------------------------------|
-//! | results, `decisions/`, `seen/`, `bisect/`, a rejected version | a runner                   |
+//! | results, `decisions/`, `seen/`, `bisect/`, `attestations/`, a rejected version | a runner   |
 //! | `overrides/waive/…`, `approve/`, `freeze/`, `quarantine/`, `recheck/` | a person with that kind in `may` |
 //! | `overrides/removed/<id>.yaml`                     | `unfreeze`, `unquarantine`, or `waive` / `approve` for those |
 //! | `versions/…` saying `dropped`                     | a person with `drop`                   |

@@ -36,5 +36,6 @@ mod test_sync;
 mod test_triage;
 mod test_trust;
 mod test_unjudged;
+mod test_vsa;
 mod test_walk;
 mod test_worktree;

@@ -113,7 +113,7 @@ fn runners_share_artifacts_and_logs_through_a_registry() {
         record.contains(&format!("oci://{}/team/pipeline@sha256:", registry.addr)),
         "{record}"
     );
-    // In the registry it is an OCI artifact tagged by its digest, saying what it is.
+    // In the registry it is an OCI artifact tagged sg-<hex>, saying what it is.
     let digest = record
         .lines()
         .find_map(|l| l.strip_prefix("digest: "))
@@ -126,7 +126,7 @@ fn runners_share_artifacts_and_logs_through_a_registry() {
                 "Accept: application/vnd.oci.image.manifest.v1+json",
             ])
             .arg(format!(
-                "http://{}/v2/team/pipeline/manifests/sha256-{}",
+                "http://{}/v2/team/pipeline/manifests/sg-{}",
                 registry.addr,
                 digest.trim_start_matches("sha256:")
             ))
