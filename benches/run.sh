@@ -393,8 +393,8 @@ passed = sum(c["jobs"].get("pass", 0) for m in moves for c in m["candidates"])
 print(f"{signed}/{len(moves)}", nc, passed)' "$work/status.json")
     cached=$(cat "$evidence"/*.json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["not_counted"]))')
     printf '%s namespaces="git" %s\n' gen@example.invalid "$(cat "$key.pub")" >"$work/allowed_signers"
-    if git -C "$state" -c gpg.ssh.allowedSignersFile="$work/allowed_signers" \
-        verify-commit refs/stagegate/results 2>&1 | grep -q '^Good "git" signature'; then
+    if grep -q '^Good "git" signature' <<<"$(git -C "$state" -c gpg.ssh.allowedSignersFile="$work/allowed_signers" \
+        verify-commit refs/stagegate/results 2>&1)"; then
         git_says=Good
     else
         git_says=BAD
@@ -441,7 +441,9 @@ print(f"{signed}/{len(moves)}", nc, passed)' "$work/status.json")
         t_run=$(awk -v u="$elapsed_us" 'BEGIN { print u / 1e6 }')
         [ "$have_time" = 1 ] && rss_rows+=("run ($jobs jobs, signed ledger)|$(tail -n 1 "$work/signed.rss")|")
         if "${timed[@]}" env STAGEGATE_SIGNING_KEY="$key" "$bin" -C "$big" promote --stage stable >"$work/promote.out" 2>&1 &&
-            git -C "$big" log -1 --format=%B stable | grep -q '^Stagegate-Decision'; then
+            # Not piped into `grep -q`: it exits at the first match, and under pipefail
+            # git's SIGPIPE would fail the test on a long message.
+            grep -q '^Stagegate-Decision' <<<"$(git -C "$big" log -1 --format=%B stable)"; then
             promoted=$(git -C "$big" rev-parse stable)
             [ "$have_time" = 1 ] && rss_rows+=("promote (signed)|$(tail -n 1 "$work/signed.rss")|")
         else

@@ -84,21 +84,50 @@ pub fn poll(planner: &Planner, opts: &Options) -> Result<Vec<Bump>> {
             }
         }
     }
+    // Never propose again a version that was rejected or dropped.
+    let refused = |c: &Change| -> Result<bool> {
+        let refused =
+            crate::judge::facts::refused_versions(&view, &CandidateId::Item(c.id.clone()))?;
+        Ok(refused.iter().any(|r| {
+            r.version.as_deref() == Some(c.version.as_str())
+                || c.upstream
+                    .as_ref()
+                    .is_some_and(|(_, new)| r.upstream.as_deref() == Some(new.as_str()))
+                || c.commit
+                    .as_ref()
+                    .is_some_and(|(_, new)| r.commit.as_deref() == Some(new.as_str()))
+        }))
+    };
     let mut checkout: Option<Checkout> = None;
     let mut changes: Vec<Change> = Vec::new();
     for item in &items {
         if pending.contains(&item.id) {
             continue;
         }
-        if let Some(c) = watch_change(planner, &s, item, &mut checkout, opts.now)? {
-            changes.push(c);
-        } else if let Some(c) = track_change(planner, item)? {
-            changes.push(c);
-        } else if let Some(c) = age_change(planner, item, opts.now)? {
-            changes.push(c);
+        // Each source in turn, the first that proposes a version not refused before: a
+        // watch that reports a dropped version does not shadow `max-age`.
+        let mut chosen = None;
+        if let Some(c) = watch_change(planner, &s, item, &mut checkout, opts.now)?
+            && !refused(&c)?
+        {
+            chosen = Some(c);
         }
+        if chosen.is_none()
+            && let Some(c) = track_change(planner, item)?
+            && !refused(&c)?
+        {
+            chosen = Some(c);
+        }
+        if chosen.is_none()
+            && let Some(c) = age_change(planner, item, opts.now)?
+            && !refused(&c)?
+        {
+            chosen = Some(c);
+        }
+        changes.extend(chosen);
     }
-    // Derived images follow a parent that is bumped or pending.
+    // Derived images follow a parent that is bumped (by a change this poll keeps) or
+    // pending; a parent change that never happens bumps nothing.
     let moving: BTreeSet<ItemId> = changes
         .iter()
         .map(|c| c.id.clone())
@@ -109,34 +138,19 @@ pub fn poll(planner: &Planner, opts: &Options) -> Result<Vec<Bump>> {
             && moving.contains(&parent)
             && !moving.contains(&item.id)
         {
-            changes.push(Change {
+            let c = Change {
                 id: item.id.clone(),
                 version: restamp(&item.version, opts.now),
                 commit: None,
                 upstream: None,
                 reason: format!("its parent {parent} changed"),
-            });
+            };
+            if !refused(&c)? {
+                changes.push(c);
+            }
         }
     }
-
-    // Never propose again a version that was rejected or dropped.
-    let mut kept = Vec::new();
-    for c in changes {
-        let refused =
-            crate::judge::facts::refused_versions(&view, &CandidateId::Item(c.id.clone()))?;
-        let again = refused.iter().any(|r| {
-            r.version.as_deref() == Some(c.version.as_str())
-                || c.upstream
-                    .as_ref()
-                    .is_some_and(|(_, new)| r.upstream.as_deref() == Some(new.as_str()))
-                || c.commit
-                    .as_ref()
-                    .is_some_and(|(_, new)| r.commit.as_deref() == Some(new.as_str()))
-        });
-        if !again {
-            kept.push(c);
-        }
-    }
+    let kept = changes;
     let mut bumps = Vec::new();
     for c in kept {
         let old = items

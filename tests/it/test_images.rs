@@ -997,3 +997,50 @@ fn cycle_still_promotes_what_is_pending_when_a_watch_is_broken() {
         "name: c\nversion: \"2\""
     );
 }
+
+#[test]
+fn max_age_fires_while_the_watch_reports_a_version_that_was_dropped() {
+    let env = poll_repo(&[
+        (
+            "images/base.yaml",
+            &base_image(
+                "1",
+                "based-on: {component: debian, version: \"1\"}\nwatch: {run: ./watch.sh}\nmax-age: 7d\n",
+            ),
+        ),
+        ("watch.sh", &watch_script("2\\n")),
+        (
+            ".stagegate/built/images/base.yaml",
+            &base_record("1", "2000-01-01T00:00:00Z"),
+        ),
+        ("recipes/child.sh", CHILD_RECIPE),
+        ("images/child.yaml", &child_image("1")),
+    ]);
+    // The watch proposes debian 2; it is dropped.
+    env.sg_ok(&["poll"]);
+    assert_ne!(version_of(&env, "staging", "images/base.yaml"), "1");
+    env.sg_ok(&[
+        "drop",
+        "images/base",
+        "--reason",
+        "debian 2 breaks the boot",
+    ]);
+    env.sg_ok(&["drop", "images/child", "--reason", "it followed debian 2"]);
+    assert_eq!(version_of(&env, "staging", "images/base.yaml"), "1");
+    // The watch still reports debian 2, which is never proposed again: the age check is
+    // not shadowed by it, and the image is rebuilt as max-age says.
+    let since = SystemTime::now();
+    let out = env.sg_ok(&["poll"]);
+    assert!(out.contains("max-age"), "{out}");
+    assert_stamped(&version_of(&env, "staging", "images/base.yaml"), "1", since);
+    let reasons: Vec<String> = ["staging", "staging~1"]
+        .iter()
+        .flat_map(|r| trailer(&env, r, "Stagegate-Reason"))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r == "max-age 7days exceeded (built 2000-01-01T00:00:00Z on stable)"),
+        "{reasons:?}"
+    );
+}
