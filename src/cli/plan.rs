@@ -198,11 +198,23 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                         }
                         let result =
                             verdicts[key].map_or("no result".to_string(), |v| v.to_string());
-                        println!("    {:<50} {}  {}", describe(job), &key[..12], result);
+                        println!(
+                            "    {:<50} {}  {}{}",
+                            describe(job),
+                            &key[..12],
+                            result,
+                            needs_note(job)
+                        );
                         if let Some(b) = &job.baseline {
                             let bres =
                                 verdicts[b].map_or("no result".to_string(), |v| v.to_string());
-                            println!("    {:<50} {}  {}", describe(&p.jobs[b]), &b[..12], bres);
+                            println!(
+                                "    {:<50} {}  {}{}",
+                                describe(&p.jobs[b]),
+                                &b[..12],
+                                bres,
+                                needs_note(&p.jobs[b])
+                            );
                         }
                     }
                     for b in &g.blocked {
@@ -216,4 +228,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         }
     }
     Ok(0)
+}
+
+/// `  needs kvm, x86_64` after a job's line when it needs host labels (nothing otherwise).
+fn needs_note(job: &Job) -> String {
+    if job.needs.is_empty() {
+        String::new()
+    } else {
+        format!("  needs {}", job.needs.join(", "))
+    }
 }

@@ -57,6 +57,7 @@ fn job(key: &str, kind: JobKind, name: &str, role: Role, baseline: Option<&str>)
         cache_from: None,
         after: Vec::new(),
         baseline: baseline.map(String::from),
+        needs: Vec::new(),
     }
 }
 
@@ -97,6 +98,7 @@ fn result(key: &str, verdict: Verdict, attempt: u32) -> ResultRecord {
             user: "ci".into(),
             pid: 1,
             ci_url: None,
+            labels: Vec::new(),
         },
         commit: "0".repeat(40),
         env: Vec::new(),

@@ -181,6 +181,9 @@ pub struct ImageDoc {
     pub max_age: Option<Spanned<String>>,
     #[serde(default)]
     pub watch: Option<WatchDoc>,
+    /// What a host must offer to build it (`needs: [kvm, x86_64]`).
+    #[serde(default)]
+    pub needs: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,4 +269,7 @@ pub struct TestDoc {
     pub retries: Option<Spanned<u32>>,
     #[serde(default)]
     pub files: Vec<Spanned<String>>,
+    /// What a host must offer to run it (`needs: [kvm, iommu]`).
+    #[serde(default)]
+    pub needs: Vec<Spanned<String>>,
 }

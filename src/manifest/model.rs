@@ -178,6 +178,18 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
 }
 
+/// Host labels (`needs:`, `--labels`, `labels:` of the pipeline): lower-case letters,
+/// digits, `.`, `_`, `-`, starting with a letter or digit, at most 64 characters. They
+/// become file names of heartbeats and CI runner labels, so nothing else is allowed.
+pub fn valid_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 64
+        && label.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+}
+
 /// What gates can require of a pending commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -522,6 +534,8 @@ pub struct Item {
     pub max_age: Option<Duration>,
     pub watch: Option<Watch>,
     pub source: Option<Source>,
+    /// The labels a host must offer to build it (DESIGN §4.18); empty: any host.
+    pub needs: Vec<String>,
 }
 
 impl Item {
@@ -544,6 +558,8 @@ pub struct Test {
     pub timeout: Option<Duration>,
     pub retries: u32,
     pub files: Vec<String>,
+    /// The labels a host must offer to run it (DESIGN §4.18); empty: any host.
+    pub needs: Vec<String>,
 }
 
 impl Test {

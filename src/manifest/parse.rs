@@ -264,6 +264,33 @@ impl<'a> Check<'a> {
         }
     }
 
+    /// A `needs:` list: each a valid label, each once.
+    fn needs(&mut self, field: &str, needs: &[Spanned<String>]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for n in needs {
+            if !valid_label(&n.value) {
+                self.err(
+                    Pos::of(n),
+                    format!("`{field}` entry {:?} is not a host label", n.value),
+                    Some(
+                        "use lower-case letters, digits, '.', '_' and '-', e.g. `needs: [kvm, x86_64]`"
+                            .into(),
+                    ),
+                );
+            } else if out.contains(&n.value) {
+                self.err(
+                    Pos::of(n),
+                    format!("`{field}` lists {:?} twice", n.value),
+                    Some("list each label once".into()),
+                );
+            } else {
+                out.push(n.value.clone());
+            }
+        }
+        out.sort();
+        out
+    }
+
     fn err(&mut self, pos: Pos, msg: impl Into<String>, help: Option<String>) {
         let d = Diagnostic::new(self.file, pos, msg);
         self.diags.push(match help {
@@ -940,6 +967,7 @@ fn parse_image(file: &str, bytes: &[u8]) -> Result<(Item, Vec<Named>), Diagnosti
         timeout: c.timeout("watch.timeout", &w.timeout),
     });
     let version = version(&mut c, doc.version);
+    let needs = c.needs("needs", &doc.needs);
     c.finish_named(Item {
         id: ItemId::new(ItemKind::Image, doc.name.value),
         version,
@@ -949,6 +977,7 @@ fn parse_image(file: &str, bytes: &[u8]) -> Result<(Item, Vec<Named>), Diagnosti
         max_age,
         watch,
         source: None,
+        needs,
     })
 }
 
@@ -1020,6 +1049,7 @@ fn parse_component(file: &str, bytes: &[u8]) -> Result<(Item, Vec<Named>), Diagn
         max_age: None,
         watch,
         source,
+        needs: Vec::new(),
     })
 }
 
@@ -1081,6 +1111,7 @@ pub fn parse_test(file: &str, bytes: &[u8]) -> Result<ParsedTest, Diagnostics> {
         None => 0,
     };
     let files = doc.files.iter().map(|f| c.rel_path("files", f)).collect();
+    let needs = c.needs("needs", &doc.needs);
     let test = Test {
         name: doc.name.value,
         description: doc.description,
@@ -1089,6 +1120,7 @@ pub fn parse_test(file: &str, bytes: &[u8]) -> Result<ParsedTest, Diagnostics> {
         timeout,
         retries,
         files,
+        needs,
     };
     let named = std::mem::take(&mut c.named);
     c.finish(ParsedTest {

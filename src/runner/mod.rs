@@ -1212,6 +1212,7 @@ mod tests {
             cache_from: None,
             after: Vec::new(),
             baseline: None,
+            needs: Vec::new(),
         };
         let settings = Arc::new(Settings {
             parallel: 1,
