@@ -37,6 +37,7 @@
 
 pub mod claim;
 pub mod mask;
+pub mod offers;
 pub mod process;
 pub mod session;
 

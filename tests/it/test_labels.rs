@@ -70,3 +70,70 @@ fn plan_shows_each_jobs_needs_and_keys_do_not_depend_on_them_being_met() {
     let again: serde_json::Value = serde_json::from_slice(&cmd.output().unwrap().stdout).unwrap();
     assert_eq!(job_of(&again, "boot")["key"], key);
 }
+
+/// `stagegate ARGS` as a runner called `host` offering only `labels` (nothing detected).
+fn as_runner(env: &TestEnv, host: &str, labels: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = env.sg_cmd(args);
+    cmd.env("STAGEGATE_HOST", host)
+        .env("STAGEGATE_NO_DETECT", "1")
+        .env("STAGEGATE_LABELS", labels);
+    cmd.output().unwrap()
+}
+
+/// The YAML records of `key` in the ledger of `env`.
+fn records_of(env: &TestEnv, key: &str) -> Vec<String> {
+    let paths = env.git(&["ls-tree", "-r", "--name-only", "refs/stagegate/results"]);
+    paths
+        .lines()
+        .filter(|p| p.contains(&format!("/{key}/")))
+        .map(|p| env.git(&["show", &format!("refs/stagegate/results:{p}")]))
+        .collect()
+}
+
+#[test]
+fn a_runner_takes_only_the_jobs_whose_needs_it_meets_and_says_what_it_left() {
+    let env = kvm_repo();
+    let plan = env.json(&["plan", "--format", "json"]);
+    let boot = job_of(&plan, "boot")["key"].as_str().unwrap().to_string();
+    let plain = job_of(&plan, "plain")["key"].as_str().unwrap().to_string();
+
+    let out = as_runner(&env, "plain-host", "", &["run", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ran: Vec<&str> = doc["ran"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, vec![plain.as_str()]);
+    assert_eq!(doc["left"][0]["key"], boot.as_str());
+    assert_eq!(doc["left"][0]["needs"], serde_json::json!(["kvm"]));
+    assert!(
+        records_of(&env, &boot).is_empty(),
+        "no verdict for a job left"
+    );
+    let rec = &records_of(&env, &plain)[0];
+    assert!(rec.contains("host: plain-host"), "{rec}");
+
+    // In text, too; and a runner that offers kvm takes it, and says so in its record.
+    let out = as_runner(&env, "plain-host", "", &["run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("left for other runners: 1 job") && text.contains("needs `kvm`"),
+        "{text}"
+    );
+    let out = as_runner(&env, "kvm-host", "kvm,iommu", &["run", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let rec = &records_of(&env, &boot)[0];
+    assert!(rec.contains("host: kvm-host"), "{rec}");
+    assert!(rec.contains("labels:\n  - iommu\n  - kvm"), "{rec}");
+}
+
+#[test]
+fn a_bad_declared_label_is_a_usage_error() {
+    let env = kvm_repo();
+    let out = as_runner(&env, "h", "KVM", &["run"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a host label"));
+}
