@@ -41,6 +41,7 @@ pub fn run(
     now: i64,
     sink: Sink,
 ) -> Result<Report> {
+    heartbeat(planner, opts, now);
     let mut report = session::run(planner, &work(planner, stage, now)?, opts, sink)?;
     // Whether a failure of this run said no is the gate's to tell: judged again on what
     // the run recorded.
@@ -56,6 +57,29 @@ pub fn run(
             .collect();
     }
     Ok(report)
+}
+
+/// Record that this runner was seen, with what it offers and which of its labels' health
+/// checks fail (`crate::runners`), before it judges and runs: a run that says where jobs
+/// can run is a runner others may wait for. Not for a dry run, an export (a CI job running
+/// candidate code writes nothing shared), or a run without offers. Heartbeats are not
+/// evidence: failing to write one is a warning, never the run's failure.
+fn heartbeat(planner: &Planner, opts: &session::Options, now: i64) {
+    let Some(offers) = &opts.offers else {
+        return;
+    };
+    if opts.dry_run || opts.export {
+        return;
+    }
+    let hb = crate::runners::Heartbeat::new(
+        &crate::ledger::identity().host,
+        offers.labels.iter().cloned().collect(),
+        offers.unhealthy.clone(),
+        now,
+    );
+    if let Err(e) = crate::runners::beat(planner.repo, &hb, now) {
+        crate::error::warn(format!("could not record this runner's heartbeat: {e}"));
+    }
 }
 
 /// The job keys whose failure rejects a candidate in `judgement` (a standing rejection
@@ -252,6 +276,7 @@ pub fn cycle(
     sink: Sink,
     events: &mut dyn FnMut(CycleEvent),
 ) -> Result<CycleReport> {
+    heartbeat(planner, &opts.run, (opts.clock)());
     let mut report = CycleReport {
         poll: None,
         poll_error: None,

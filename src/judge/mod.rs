@@ -75,7 +75,11 @@ impl Decided {
 /// ([`LedgerView::trusting`]); what it does not count is in [`Judgement::not_counted`].
 pub fn judge(planner: &Planner, plan: MovePlan, view: &LedgerView, now: i64) -> Result<Judgement> {
     let view = &view.trusting(plan.trust.as_ref())?;
-    let facts = facts::load(planner, &plan, view, now)?;
+    let mut facts = facts::load(planner, &plan, view, now)?;
+    // Heartbeats only explain a wait; one that cannot be read explains nothing.
+    if plan.jobs.values().any(|j| !j.needs.is_empty()) {
+        facts.runners = crate::runners::read(planner.repo).unwrap_or_default();
+    }
     judge_on(planner, plan, view, facts, now)
 }
 

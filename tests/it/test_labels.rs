@@ -137,3 +137,68 @@ fn a_bad_declared_label_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a host label"));
 }
+
+#[test]
+fn two_runners_on_one_remote_each_run_what_they_can_and_the_kvm_job_waits_visibly_until_its_runner_comes()
+ {
+    let env = kvm_repo();
+    let origin = env.bare_clone("origin.git");
+    let a = env.clone_of(&origin, "runner-a");
+    let b = env.clone_of(&origin, "runner-b");
+    let plan = env.json(&["plan", "--format", "json"]);
+    let boot = job_of(&plan, "boot")["key"].as_str().unwrap().to_string();
+    let plain = job_of(&plan, "plain")["key"].as_str().unwrap().to_string();
+    let r: &[&str] = &["--remote", "origin", "run", "--format", "json"];
+
+    // Only runner-a (no kvm) is up: it runs `plain`, leaves `boot`.
+    let out = as_runner(&a, "runner-a", "", r);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["ran"].as_array().unwrap().len(), 1, "{doc}");
+    assert_eq!(doc["left"][0]["key"], boot.as_str());
+
+    // Anyone who reads the remote sees why it waits, and a heartbeat ref beside the ledger.
+    let why = b.sg_ok(&["--remote", "origin", "why", "components/xen"]);
+    assert!(
+        why.contains("needs `kvm`: no runner offering it has ever been seen"),
+        "{why}"
+    );
+    let status = b.json(&["--remote", "origin", "status", "--format", "json"]);
+    let text = status.to_string();
+    assert!(
+        text.contains("needs `kvm`: no runner offering it has ever been seen"),
+        "{text}"
+    );
+    let runners = b.git(&["ls-tree", "--name-only", "refs/stagegate/runners"]);
+    assert_eq!(runners, "runner-a.yaml");
+    let ledger = b.git(&["ls-tree", "-r", "--name-only", "refs/stagegate/results"]);
+    assert!(
+        !ledger.contains("runner-a.yaml"),
+        "heartbeats are not evidence"
+    );
+
+    // runner-b offers kvm: it runs `boot` (only), and the move can go.
+    let out = as_runner(&b, "runner-b", "kvm", r);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ran: Vec<&str> = doc["ran"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, vec![boot.as_str()]);
+    assert!(doc.get("left").is_none(), "{doc}");
+    a.git(&[
+        "fetch",
+        "-q",
+        "origin",
+        "+refs/stagegate/results:refs/stagegate/results",
+    ]);
+    assert!(records_of(&a, &boot)[0].contains("host: runner-b"));
+    assert!(records_of(&a, &plain)[0].contains("host: runner-a"));
+    let why = a.sg_ok(&["--remote", "origin", "why", "components/xen"]);
+    assert!(!why.contains("needs `kvm`"), "{why}");
+    let status = a.sg_ok(&["--remote", "origin", "status"]);
+    assert!(status.contains("components/xen 1 → 2: promote"), "{status}");
+}
