@@ -41,7 +41,7 @@ pub fn run(
     now: i64,
     sink: Sink,
 ) -> Result<Report> {
-    heartbeat(planner, opts, now);
+    let opts = &as_runner(planner, opts, now);
     let mut report = session::run(planner, &work(planner, stage, now)?, opts, sink)?;
     // Whether a failure of this run said no is the gate's to tell: judged again on what
     // the run recorded.
@@ -57,6 +57,24 @@ pub fn run(
             .collect();
     }
     Ok(report)
+}
+
+/// `opts` once this runner's labels passed their health tests (those that fail are held
+/// back: their jobs are left for a healthy runner), after recording its heartbeat.
+fn as_runner(planner: &Planner, opts: &session::Options, now: i64) -> session::Options {
+    let mut opts = opts.clone();
+    if let Some(offers) = &mut opts.offers
+        && !opts.dry_run
+    {
+        let last = planner
+            .pipeline
+            .stages
+            .last()
+            .and_then(|s| planner.repo.ref_target(&s.ref_name()).ok().flatten());
+        crate::runner::health::check(planner.repo, &planner.pipeline, last, offers, now);
+    }
+    heartbeat(planner, &opts, now);
+    opts
 }
 
 /// Record that this runner was seen, with what it offers and which of its labels' health
@@ -276,7 +294,7 @@ pub fn cycle(
     sink: Sink,
     events: &mut dyn FnMut(CycleEvent),
 ) -> Result<CycleReport> {
-    heartbeat(planner, &opts.run, (opts.clock)());
+    let run_opts = as_runner(planner, &opts.run, (opts.clock)());
     let mut report = CycleReport {
         poll: None,
         poll_error: None,
@@ -318,7 +336,7 @@ pub fn cycle(
             promote: None,
         };
         let plan = planner.plan_move(&s, &t)?;
-        m.runs = run_for_gate(planner, &plan, &opts.run, (opts.clock)(), sink.clone())?;
+        m.runs = run_for_gate(planner, &plan, &run_opts, (opts.clock)(), sink.clone())?;
         let interrupted = m.runs.iter().any(|r| r.interrupted)
             || bisect_due(planner, &plan, opts, &mut m, events)?;
         if interrupted {

@@ -332,7 +332,28 @@ pub struct Pipeline {
     pub env: JobEnv,
     /// Whose signatures make evidence count; `None`: every record counts, signed or not.
     pub trust: Option<Trust>,
+    /// What the pipeline says of host labels (`labels:`): health tests, CI runner labels.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, LabelPolicy>,
 }
+
+/// `labels.NAME` of `stagegate.yaml` (DESIGN §4.18).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LabelPolicy {
+    /// A command (from the repository root of the last stage) that exits 0 when this host
+    /// can serve the label; run before taking jobs that need it, at most once per `every`.
+    pub health: Option<String>,
+    #[serde(serialize_with = "ser_duration")]
+    pub every: Duration,
+    /// The CI runner labels a job that needs this label runs on (`runs-on` on GitHub).
+    pub runs_on: Vec<String>,
+    /// A scarce host: the CI engine runs its jobs one at a time.
+    pub exclusive: bool,
+}
+
+/// How often a label's health test runs unless `every:` says otherwise.
+pub const DEFAULT_HEALTH_EVERY: Duration = Duration::from_secs(3600);
 
 /// `trust:` in `stagegate.yaml` (DESIGN §4.16): the runners' keys, and people's keys with
 /// the kinds of record each may write. With it, only records in ledger commits signed by a

@@ -36,6 +36,7 @@
 //! directory.
 
 pub mod claim;
+pub mod health;
 pub mod mask;
 pub mod offers;
 pub mod process;

@@ -202,3 +202,148 @@ fn two_runners_on_one_remote_each_run_what_they_can_and_the_kvm_job_waits_visibl
     let status = a.sg_ok(&["--remote", "origin", "status"]);
     assert!(status.contains("components/xen 1 → 2: promote"), "{status}");
 }
+
+/// `stagegate ARGS` at the time `now` (RFC 3339) as the runner `host` offering `labels`.
+fn at(env: &TestEnv, now: &str, host: &str, labels: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = env.sg_cmd(args);
+    cmd.env("STAGEGATE_NOW", now)
+        .env("STAGEGATE_HOST", host)
+        .env("STAGEGATE_NO_DETECT", "1")
+        .env("STAGEGATE_LABELS", labels);
+    cmd.output().unwrap()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_failing_health_test_keeps_its_labels_jobs_off_the_runner_until_fixed_and_rejects_nothing() {
+    let scratch = crate::test_run::scratch();
+    let ok = scratch.path().join("kvm-ok");
+    let health = format!(
+        "#!/bin/sh\ntest -e {} || {{ echo 'cannot open /dev/kvm'; exit 1; }}\n",
+        ok.display()
+    );
+    let env = TestEnv::init_with(&[
+        (
+            "stagegate.yaml",
+            "version: 1\nstages: [staging, stable]\ngates:\n  stable: {require: [test]}\nlabels:\n  kvm: {health: ./tests/kvm-health.sh, every: 1h}\n",
+        ),
+        ("components/xen.yaml", "name: xen\nversion: \"1\"\n"),
+        ("tests/kvm-health.sh", &health),
+        (
+            "tests/plain.yaml",
+            "name: plain\nuses: [components/xen]\nrun: ./tests/pass.sh\n",
+        ),
+        (
+            "tests/boot.yaml",
+            "name: boot\nuses: [components/xen]\nrun: ./tests/pass.sh\nneeds: [kvm]\n",
+        ),
+        ("tests/pass.sh", PASS),
+    ]);
+    env.git(&[
+        "update-index",
+        "--chmod=+x",
+        "tests/kvm-health.sh",
+        "tests/pass.sh",
+    ]);
+    env.git(&["commit", "-q", "--amend", "--no-edit"]);
+    env.git(&["branch", "-f", "stable"]);
+    env.commit_on(
+        "staging",
+        "Bump xen to 2",
+        &[("components/xen.yaml", "name: xen\nversion: \"2\"\n")],
+    );
+    let plan = env.json(&["plan", "--format", "json"]);
+    let boot = job_of(&plan, "boot")["key"].as_str().unwrap().to_string();
+    const T0: &str = "2030-01-01T00:00:00Z";
+
+    // The health test fails: the runner takes `plain`, leaves `boot`, and says why.
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&at(
+        &env,
+        T0,
+        "box",
+        "kvm",
+        &["run", "--format", "json"],
+    )))
+    .unwrap();
+    assert_eq!(doc["ran"].as_array().unwrap().len(), 1, "{doc}");
+    let why = doc["left"][0]["why"].as_str().unwrap();
+    assert!(
+        why.contains("unhealthy here: health test `./tests/kvm-health.sh` failed at 2030-01-01T00:00:00Z: exited 1: cannot open /dev/kvm"),
+        "{why}"
+    );
+    assert!(
+        records_of(&env, &boot).is_empty(),
+        "no result for a job kept off"
+    );
+    let why = stdout(&at(&env, T0, "box", "", &["why", "components/xen"]));
+    assert!(
+        why.contains(
+            "no healthy runner offers it; box offers `kvm` but its health check fails (health test"
+        ),
+        "{why}"
+    );
+    let status = stdout(&at(&env, T0, "box", "", &["status"]));
+    assert!(status.contains("components/xen 1 → 2: wait"), "{status}");
+    assert!(status.contains("unhealthy runners"), "{status}");
+    assert!(status.contains("box `kvm`: health test"), "{status}");
+
+    // Fixed: within the hour the kept answer stands; after it the test runs again, passes,
+    // and `boot` runs. Nothing was rejected along the way.
+    std::fs::write(&ok, "").unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&at(
+        &env,
+        "2030-01-01T00:30:00Z",
+        "box",
+        "kvm",
+        &["run", "--format", "json"],
+    )))
+    .unwrap();
+    assert_eq!(doc["left"][0]["key"], boot.as_str(), "{doc}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&at(
+        &env,
+        "2030-01-01T01:30:00Z",
+        "box",
+        "kvm",
+        &["run", "--format", "json"],
+    )))
+    .unwrap();
+    assert_eq!(doc["ran"][0]["key"], boot.as_str(), "{doc}");
+    assert_eq!(doc["ran"][0]["verdict"], "pass", "{doc}");
+    let status = stdout(&at(&env, "2030-01-01T01:30:00Z", "box", "", &["status"]));
+    assert!(status.contains("components/xen 1 → 2: promote"), "{status}");
+    assert!(!status.contains("unhealthy runners"), "{status}");
+    let ledger = env.git(&["ls-tree", "-r", "--name-only", "refs/stagegate/results"]);
+    assert!(
+        !ledger.contains("decisions/"),
+        "nothing was decided: {ledger}"
+    );
+}
+
+#[test]
+fn labels_in_the_pipeline_are_checked() {
+    let env = kvm_repo();
+    env.write(
+        "stagegate.yaml",
+        "version: 1\nstages: [staging, stable]\nlabels:\n  KVM: {every: soon}\n  arm64: {runs-on: []}\n",
+    );
+    let (_, err) = env.sg_code(1, &["check"]);
+    assert!(
+        err.contains("`labels` names \"KVM\", which is not a host label"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`labels.KVM.every` is not a duration"),
+        "{err}"
+    );
+    assert!(err.contains("`labels.arm64.runs-on` is empty"), "{err}");
+}
