@@ -347,3 +347,114 @@ fn labels_in_the_pipeline_are_checked() {
     );
     assert!(err.contains("`labels.arm64.runs-on` is empty"), "{err}");
 }
+
+#[test]
+fn the_github_matrix_routes_jobs_by_label_queues_exclusive_ones_and_leaves_out_unmapped_ones() {
+    let mut tests: Vec<(&str, &str, &str)> = vec![
+        ("plain", "", PASS),
+        ("arm", "needs: [arm64]\n", PASS),
+        ("io", "needs: [iommu]\n", PASS),
+    ];
+    let big = ["big1", "big2", "big3"];
+    for b in big {
+        tests.push((b, "needs: [big-box]\n", PASS));
+    }
+    let env = repo_with_tests(&tests);
+    // The labels' mapping, on both stages (the rules come from the last one).
+    let pipeline = "version: 1\nstages: [staging, stable]\ngates:\n  stable: {require: [test]}\nlabels:\n  arm64: {runs-on: [self-hosted, arm64]}\n  big-box: {runs-on: [self-hosted, big-box], exclusive: true}\n";
+    env.commit_on(
+        "stable",
+        "Map labels to runners",
+        &[("stagegate.yaml", pipeline)],
+    );
+    env.commit_on(
+        "staging",
+        "Map labels to runners",
+        &[("stagegate.yaml", pipeline)],
+    );
+    let out = env.sg(&["plan", "--missing", "--format", "github-matrix"]);
+    assert!(out.status.success(), "{out:?}");
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = |list: &str, name: &str| {
+        m[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| {
+                e["name"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("test  {name} "))
+            })
+            .cloned()
+    };
+    assert_eq!(
+        entry("include", "arm").unwrap()["runs-on"],
+        serde_json::json!(["self-hosted", "arm64"])
+    );
+    assert_eq!(
+        entry("include", "arm").unwrap()["needs"],
+        serde_json::json!(["arm64"])
+    );
+    assert_eq!(
+        entry("include", "plain").unwrap()["runs-on"],
+        serde_json::json!(["ubuntu-latest"])
+    );
+    // All three jobs of the scarce host are queued in the exclusive matrix; none is lost.
+    for b in big {
+        assert_eq!(
+            entry("exclusive", b).unwrap()["runs-on"],
+            serde_json::json!(["self-hosted", "big-box"]),
+            "{m}"
+        );
+        assert!(entry("include", b).is_none());
+    }
+    assert!(entry("include", "io").is_none() && entry("exclusive", "io").is_none());
+    assert_eq!(m["left_out"].as_array().unwrap().len(), 1, "{m}");
+    assert!(
+        m["left_out"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("needs `iommu`, which `labels:` in stagegate.yaml maps to no runner"),
+        "{m}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("left out of the matrix: test  io [components/xen]")
+            && err.contains("`iommu`"),
+        "{err}"
+    );
+}
+
+/// The shipped matrix workflow routes each job by its `runs-on`, tells the runner the labels
+/// it was chosen for, and queues jobs of scarce hosts one at a time without cancelling any.
+#[test]
+fn the_matrix_template_routes_by_runs_on_and_queues_exclusive_jobs() {
+    let t = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("templates/github/stagegate-matrix.yml"),
+    )
+    .unwrap();
+    assert_eq!(
+        t.matches("runs-on: ${{ matrix.runs-on }}").count(),
+        2,
+        "{t}"
+    );
+    assert!(t.contains("STAGEGATE_LABELS: ${{ join(matrix.needs, ',') }}"));
+    let excl = &t[t.find("  run-exclusive:").unwrap()..t.find("  record:").unwrap()];
+    assert!(excl.contains("max-parallel: 1"), "{excl}");
+    assert!(
+        excl.contains("fromJSON(needs.plan.outputs.exclusive)"),
+        "{excl}"
+    );
+    assert!(
+        !excl.contains("concurrency:"),
+        "a concurrency group would cancel queued jobs"
+    );
+    assert!(t.contains("needs: [plan, run, run-exclusive]"));
+    // Each job still exports its result for the separate `record` job to sign.
+    assert_eq!(
+        t.matches("args: --export result-${{ matrix.key }}").count(),
+        2
+    );
+}
