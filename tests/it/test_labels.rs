@@ -458,3 +458,16 @@ fn the_matrix_template_routes_by_runs_on_and_queues_exclusive_jobs() {
         2
     );
 }
+
+/// The Debian example's boot tests say what they need, and it is not `kvm`: they fall back
+/// to TCG (README: the Debian example), so a runner without KVM serves them.
+#[test]
+fn the_debian_examples_boot_tests_need_an_x86_64_host_not_kvm() {
+    let env = TestEnv::new();
+    env.sg_ok(&["init", "--example", "debian", env.repo.to_str().unwrap()]);
+    env.sg_ok(&["check"]);
+    for t in ["host-boots", "guest-boots"] {
+        let text = env.read(&format!("tests/{t}.yaml"));
+        assert!(text.contains("\nneeds: [x86_64]\n"), "{t}: {text}");
+    }
+}
