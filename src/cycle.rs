@@ -41,6 +41,7 @@ pub fn run(
     now: i64,
     sink: Sink,
 ) -> Result<Report> {
+    let opts = &as_runner(planner, opts, now);
     let mut report = session::run(planner, &work(planner, stage, now)?, opts, sink)?;
     // Whether a failure of this run said no is the gate's to tell: judged again on what
     // the run recorded.
@@ -56,6 +57,47 @@ pub fn run(
             .collect();
     }
     Ok(report)
+}
+
+/// `opts` once this runner's labels passed their health tests (those that fail are held
+/// back: their jobs are left for a healthy runner), after recording its heartbeat.
+fn as_runner(planner: &Planner, opts: &session::Options, now: i64) -> session::Options {
+    let mut opts = opts.clone();
+    if let Some(offers) = &mut opts.offers
+        && !opts.dry_run
+    {
+        let last = planner
+            .pipeline
+            .stages
+            .last()
+            .and_then(|s| planner.repo.ref_target(&s.ref_name()).ok().flatten());
+        crate::runner::health::check(planner.repo, &planner.pipeline, last, offers, now);
+    }
+    heartbeat(planner, &opts, now);
+    opts
+}
+
+/// Record that this runner was seen, with what it offers and which of its labels' health
+/// checks fail (`crate::runners`), before it judges and runs: a run that says where jobs
+/// can run is a runner others may wait for. Not for a dry run, an export (a CI job running
+/// candidate code writes nothing shared), or a run without offers. Heartbeats are not
+/// evidence: failing to write one is a warning, never the run's failure.
+fn heartbeat(planner: &Planner, opts: &session::Options, now: i64) {
+    let Some(offers) = &opts.offers else {
+        return;
+    };
+    if opts.dry_run || opts.export {
+        return;
+    }
+    let hb = crate::runners::Heartbeat::new(
+        &crate::ledger::identity().host,
+        offers.labels.iter().cloned().collect(),
+        offers.unhealthy.clone(),
+        now,
+    );
+    if let Err(e) = crate::runners::beat(planner.repo, &hb, now) {
+        crate::error::warn(format!("could not record this runner's heartbeat: {e}"));
+    }
 }
 
 /// The job keys whose failure rejects a candidate in `judgement` (a standing rejection
@@ -252,6 +294,7 @@ pub fn cycle(
     sink: Sink,
     events: &mut dyn FnMut(CycleEvent),
 ) -> Result<CycleReport> {
+    let run_opts = as_runner(planner, &opts.run, (opts.clock)());
     let mut report = CycleReport {
         poll: None,
         poll_error: None,
@@ -293,7 +336,7 @@ pub fn cycle(
             promote: None,
         };
         let plan = planner.plan_move(&s, &t)?;
-        m.runs = run_for_gate(planner, &plan, &opts.run, (opts.clock)(), sink.clone())?;
+        m.runs = run_for_gate(planner, &plan, &run_opts, (opts.clock)(), sink.clone())?;
         let interrupted = m.runs.iter().any(|r| r.interrupted)
             || bisect_due(planner, &plan, opts, &mut m, events)?;
         if interrupted {

@@ -30,6 +30,7 @@ pub mod records;
 pub mod repo;
 pub mod report;
 pub mod runner;
+pub mod runners;
 pub mod sshsig;
 pub mod trail;
 pub mod trust;

@@ -64,6 +64,11 @@ impl Workspace {
                 .collect();
             crate::repo::remote::follow(&self.repo, &remote, &branches)?;
             crate::ledger::sync::fetch(&self.repo, &remote, &planner.pipeline.results_ref)?;
+            // The runners' heartbeats say why a job waits; they are not evidence, and a
+            // remote that cannot give them changes no decision.
+            if let Err(e) = crate::runners::fetch(&self.repo, &remote, crate::records::now_secs()) {
+                crate::error::warn(format!("could not fetch the runners' heartbeats: {e}"));
+            }
         }
         Ok(planner)
     }

@@ -34,6 +34,8 @@ pub struct Args {
     /// Skip the poll step.
     #[arg(long)]
     pub no_poll: bool,
+    #[command(flatten)]
+    pub labels: super::run::LabelArgs,
     /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -48,6 +50,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         run: session::Options {
             parallel: args.parallel,
             still_running: super::reporter::still_running_interval()?,
+            offers: Some(args.labels.offers()?),
             ..Default::default()
         },
         promote: promote::Options::for_runner(

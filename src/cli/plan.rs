@@ -34,9 +34,10 @@ pub enum PlanFormat {
     #[default]
     Text,
     Json,
-    /// `{"include": [{"key": …, "name": …}, …]}` for a GitHub Actions job matrix: the
-    /// jobs that can start now (with `--missing`, those without a result), each on a
-    /// runner of its own; a job that needs a build of this run comes in the next.
+    /// `{"include": [{"key", "name", "stage", "needs", "runs-on"}, …], "exclusive": […],
+    /// "left_out": […]}` for GitHub Actions job matrices (README: Host labels): the jobs
+    /// that can start now (with `--missing`, those without a result), each on a runner of
+    /// its own; a job that needs a build of this run comes in the next.
     GithubMatrix,
 }
 
@@ -141,12 +142,6 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             print_json(&views);
         }
         PlanFormat::GithubMatrix => {
-            #[derive(Serialize)]
-            struct Entry {
-                key: String,
-                name: String,
-                stage: String,
-            }
             // Each matrix job runs on a runner of its own, all at once: a job that needs a
             // build without a passing result (a derived image's build, a test of a new
             // image) could only be skipped and fail its matrix job, so it waits for the
@@ -166,20 +161,17 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                     }
                 }
             }
-            let startable = |j: &Job| j.after.iter().all(|d| ready[d]);
-            let mut include: Vec<Entry> = Vec::new();
-            for p in &plans {
-                for j in p.jobs.values().filter(|j| wanted(j) && startable(j)) {
-                    if !include.iter().any(|e| e.key == j.key) {
-                        include.push(Entry {
-                            key: j.key.clone(),
-                            name: describe(j),
-                            stage: p.to.name.clone(),
-                        });
-                    }
-                }
+            let startable = |j: &Job| wanted(j) && j.after.iter().all(|d| ready[d]);
+            let m = github_matrix(&planner.pipeline, &plans, &startable);
+            for l in &m.left_out {
+                eprintln!(
+                    "left out of the matrix: {} ({}): {}",
+                    l.name,
+                    &l.key[..12],
+                    l.reason
+                );
             }
-            println!("{}", serde_json::json!({ "include": include }));
+            println!("{}", serde_json::json!(m));
         }
         PlanFormat::Text => {
             for (p, combo) in plans.iter().zip(&combos) {
@@ -220,11 +212,23 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                         }
                         let result =
                             verdicts[key].map_or("no result".to_string(), |v| v.to_string());
-                        println!("    {:<50} {}  {}", describe(job), &key[..12], result);
+                        println!(
+                            "    {:<50} {}  {}{}",
+                            describe(job),
+                            &key[..12],
+                            result,
+                            needs_note(job)
+                        );
                         if let Some(b) = &job.baseline {
                             let bres =
                                 verdicts[b].map_or("no result".to_string(), |v| v.to_string());
-                            println!("    {:<50} {}  {}", describe(&p.jobs[b]), &b[..12], bres);
+                            println!(
+                                "    {:<50} {}  {}{}",
+                                describe(&p.jobs[b]),
+                                &b[..12],
+                                bres,
+                                needs_note(&p.jobs[b])
+                            );
                         }
                     }
                     for b in &g.blocked {
@@ -238,4 +242,113 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         }
     }
     Ok(0)
+}
+
+/// `  needs kvm, x86_64` after a job's line when it needs host labels (nothing otherwise).
+fn needs_note(job: &Job) -> String {
+    if job.needs.is_empty() {
+        String::new()
+    } else {
+        format!("  needs {}", job.needs.join(", "))
+    }
+}
+
+/// Where a job runs when it needs no label: GitHub's hosted runner.
+pub const DEFAULT_RUNS_ON: &str = "ubuntu-latest";
+
+/// One job of a GitHub matrix: the key `run --job` takes, its name, and where it runs.
+#[derive(Serialize)]
+struct MatrixEntry {
+    key: String,
+    name: String,
+    stage: String,
+    needs: Vec<String>,
+    #[serde(rename = "runs-on")]
+    runs_on: Vec<String>,
+}
+
+/// A job no runner of the matrix can serve: a label it needs has no `runs-on`.
+#[derive(Serialize)]
+struct LeftOut {
+    key: String,
+    name: String,
+    stage: String,
+    needs: Vec<String>,
+    reason: String,
+}
+
+/// `plan --format github-matrix`: `include` (the jobs any number of runners may run at
+/// once), `exclusive` (the jobs that need an `exclusive: true` label: the workflow runs
+/// them one at a time, `max-parallel: 1`, so none is cancelled as a concurrency group
+/// would), and `left_out` (jobs needing a label that `labels:` maps to no runner).
+#[derive(Serialize)]
+struct Matrix {
+    include: Vec<MatrixEntry>,
+    exclusive: Vec<MatrixEntry>,
+    left_out: Vec<LeftOut>,
+}
+
+fn github_matrix(
+    pipeline: &crate::manifest::Pipeline,
+    plans: &[MovePlan],
+    wanted: &dyn Fn(&Job) -> bool,
+) -> Matrix {
+    let mut m = Matrix {
+        include: Vec::new(),
+        exclusive: Vec::new(),
+        left_out: Vec::new(),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for p in plans {
+        for j in p.jobs.values().filter(|j| wanted(j)) {
+            if !seen.insert(j.key.clone()) {
+                continue;
+            }
+            let unmapped: Vec<String> = j
+                .needs
+                .iter()
+                .filter(|n| pipeline.labels.get(*n).is_none_or(|l| l.runs_on.is_empty()))
+                .map(|n| format!("`{n}`"))
+                .collect();
+            if !unmapped.is_empty() {
+                m.left_out.push(LeftOut {
+                    key: j.key.clone(),
+                    name: describe(j),
+                    stage: p.to.name.clone(),
+                    needs: j.needs.clone(),
+                    reason: format!(
+                        "needs {}, which `labels:` in stagegate.yaml maps to no runner (add e.g. `labels: {{{}: {{runs-on: [self-hosted, {}]}}}}`); it waits for a runner started by hand (`stagegate run --labels …`)",
+                        unmapped.join(", "),
+                        unmapped[0].trim_matches('`'),
+                        unmapped[0].trim_matches('`')
+                    ),
+                });
+                continue;
+            }
+            let mut runs_on: Vec<String> = Vec::new();
+            for n in &j.needs {
+                for r in &pipeline.labels[n].runs_on {
+                    if !runs_on.contains(r) {
+                        runs_on.push(r.clone());
+                    }
+                }
+            }
+            if runs_on.is_empty() {
+                runs_on.push(DEFAULT_RUNS_ON.into());
+            }
+            let entry = MatrixEntry {
+                key: j.key.clone(),
+                name: describe(j),
+                stage: p.to.name.clone(),
+                needs: j.needs.clone(),
+                runs_on,
+            };
+            if j.needs.iter().any(|n| pipeline.labels[n].exclusive) {
+                m.exclusive.push(entry);
+            } else {
+                m.include.push(entry);
+            }
+        }
+    }
+    m
 }

@@ -148,7 +148,11 @@ pub fn run_json(report: &Report) -> serde_json::Value {
             .iter()
             .map(|(key, job)| serde_json::json!({"key": key, "job": job}))
             .collect();
-        return serde_json::json!({"would_run": rows, "reused": report.reused});
+        let mut doc = serde_json::json!({"would_run": rows, "reused": report.reused});
+        if !report.left.is_empty() {
+            doc["left"] = serde_json::json!(report.left);
+        }
+        return doc;
     }
     let rows: Vec<serde_json::Value> = report
         .outcomes
@@ -177,6 +181,9 @@ pub fn run_json(report: &Report) -> serde_json::Value {
             .iter()
             .map(|(key, job)| serde_json::json!({"key": key, "job": job}))
             .collect();
+    }
+    if !report.left.is_empty() {
+        doc["left"] = serde_json::json!(report.left);
     }
     doc
 }
@@ -431,6 +438,16 @@ fn print_report(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
             writeln!(out, "  {} {job}", &key[..12])?;
         }
     }
+    if !report.left.is_empty() {
+        writeln!(
+            out,
+            "left for other runners: {} this runner cannot serve (nothing is recorded for them; `stagegate why ITEM` says who can)",
+            super::count(report.left.len(), "job")
+        )?;
+        for l in &report.left {
+            writeln!(out, "  {} {}: {}", &l.key[..12], l.job, l.why)?;
+        }
+    }
     Ok(())
 }
 
@@ -607,6 +624,7 @@ mod tests {
             reused: 4,
             dry_run: false,
             would_run: Vec::new(),
+            left: Vec::new(),
             deferred: Vec::new(),
             rejecting: Default::default(),
         }
@@ -697,6 +715,7 @@ mod tests {
             reused,
             dry_run: false,
             would_run: Vec::new(),
+            left: Vec::new(),
             deferred: Vec::new(),
             rejecting: Default::default(),
         };

@@ -46,9 +46,47 @@ pub struct Args {
     /// evidence). Needs no signing key.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["push", "dry_run"])]
     pub export: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub labels: LabelArgs,
     /// How to print: text for people, json for programs (stable, documented in the README).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+/// What this runner offers (README: Host labels): `run` and `cycle` take only the jobs
+/// whose `needs` it meets and say what they left for other runners.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LabelArgs {
+    /// Host labels this runner offers beyond those it detects, comma-separated (`kvm,iommu`).
+    #[arg(long, env = "STAGEGATE_LABELS", value_name = "LABEL,...")]
+    pub labels: Option<String>,
+    /// Offer only the declared labels: detect neither the architecture nor a usable KVM.
+    #[arg(
+        long,
+        env = "STAGEGATE_NO_DETECT",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue
+    )]
+    pub no_detect: bool,
+}
+
+impl LabelArgs {
+    /// The labels this runner offers.
+    pub fn offers(&self) -> Result<crate::runner::offers::Offers> {
+        let declared = match &self.labels {
+            Some(text) => crate::runner::offers::parse_labels(text).map_err(|e| {
+                crate::error::Error::usage_help(
+                    format!("--labels / STAGEGATE_LABELS: {e}"),
+                    "e.g. --labels kvm,iommu",
+                )
+            })?,
+            None => Vec::new(),
+        };
+        Ok(crate::runner::offers::Offers::new(
+            &declared,
+            !self.no_detect,
+        ))
+    }
 }
 
 fn parse_shard(s: &str) -> std::result::Result<(u64, u64), String> {
@@ -73,6 +111,7 @@ impl Args {
             failed: self.failed,
             still_running: super::reporter::still_running_interval()?,
             export: self.export.is_some(),
+            offers: Some(self.labels.offers()?),
         })
     }
 }

@@ -62,6 +62,10 @@ pub struct MoveView {
     /// Records a ledger commit deleted, weighed as they were.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub restored: Vec<crate::trust::Deleted>,
+    /// Runners seen in the last day whose health checks fail (README: Host labels): the
+    /// same list on every move.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unhealthy_runners: Vec<crate::runners::Heartbeat>,
 }
 
 /// The state of every move as the gate sees it now (reads only; records nothing).
@@ -69,6 +73,11 @@ pub fn views(planner: &Planner, stage: Option<&str>, now: i64) -> Result<Vec<Mov
     let repo = planner.repo;
     let view = Ledger::new(repo, &planner.pipeline.results_ref).view()?;
     let mut out = Vec::new();
+    let beats = crate::runners::read(planner.repo).unwrap_or_default();
+    let sick: Vec<crate::runners::Heartbeat> = crate::runners::unhealthy(&beats, now)
+        .into_iter()
+        .cloned()
+        .collect();
     for j in crate::judge::judge_all(planner, stage, &view, now)? {
         let p = &j.plan;
         let candidates = p
@@ -106,6 +115,7 @@ pub fn views(planner: &Planner, stage: Option<&str>, now: i64) -> Result<Vec<Mov
             signed_evidence: p.trust.is_some(),
             not_counted: j.not_counted.clone(),
             restored: j.restored.clone(),
+            unhealthy_runners: sick.clone(),
         });
     }
     Ok(out)
@@ -171,6 +181,16 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                     }
                 }
                 super::why::print_not_counted(&v.not_counted, &v.restored, &v.to);
+            }
+            if let Some(v) = views.first()
+                && !v.unhealthy_runners.is_empty()
+            {
+                println!("unhealthy runners (they take none of these labels' jobs):");
+                for h in &v.unhealthy_runners {
+                    for (label, why) in &h.unhealthy {
+                        println!("  {} `{label}`: {why} (seen {})", h.host, h.seen);
+                    }
+                }
             }
             // stagegate judges commits: say so when the work tree holds more.
             let dirty = crate::repo::remote::uncommitted(planner.repo);

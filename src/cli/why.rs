@@ -252,7 +252,17 @@ fn print_text(why: &Why, id: &CandidateId) {
             );
             print_history(e, j);
             // A group whose rejection stands runs nothing: its way out is in its reasons.
-            if j.state == JobState::Missing && !e.sticky {
+            // A job no live runner can serve says so, and since when (README: Host labels).
+            let unserved = e.reasons.iter().find(|r| {
+                r.kind == crate::gate::ReasonKind::Unserved && r.job.as_deref() == Some(&j.key)
+            });
+            if let Some(r) = unserved.filter(|_| !e.sticky) {
+                let why = r
+                    .message
+                    .strip_prefix(j.label.as_str())
+                    .unwrap_or(&r.message);
+                println!("         waits: {}", why.trim_start());
+            } else if j.state == JobState::Missing && !e.sticky {
                 println!(
                     "         next: `stagegate run` (or `stagegate run --job {}`)",
                     &j.key[..12]

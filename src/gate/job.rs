@@ -150,6 +150,21 @@ pub(super) fn judge(
                 seen.label, m.by.by, m.by.id, m.by.reason
             ),
         )),
+        (None, JobState::Missing) if !job.needs.is_empty() => {
+            match crate::runners::unserved(&facts.runners, &job.needs, now) {
+                Some(why) => Some((
+                    State::Wait,
+                    ReasonKind::Unserved,
+                    format!(
+                        "{} {why}; it runs when a runner offering {} runs `stagegate run` (`--labels {}`)",
+                        seen.label,
+                        if job.needs.len() == 1 { "it" } else { "them" },
+                        job.needs.join(",")
+                    ),
+                )),
+                None => say(&seen, state, waiver, quarantine, budget),
+            }
+        }
         _ => say(&seen, state, waiver, quarantine, budget),
     };
     let finding = said.map(|(state, kind, message)| Finding {

@@ -216,6 +216,9 @@ pub struct Facts {
     pub rechecked: BTreeMap<String, Rechecked>,
     /// Rejections a recheck lifted, by content key: judged again, naming the recheck.
     pub lifted: BTreeMap<String, OverrideRef>,
+    /// The runners' heartbeats (`crate::runners`): not evidence, only why a job that needs
+    /// host labels waits ([`ReasonKind::Unserved`]).
+    pub runners: Vec<crate::runners::Heartbeat>,
 }
 
 /// A job key's mark from a recheck.

@@ -45,6 +45,9 @@ pub enum ReasonKind {
     /// A rejection recorded before for this content.
     Rejected,
     Soak,
+    /// A required job needs host labels no live, healthy runner offers (DESIGN §4.18):
+    /// it waits, visibly, for one.
+    Unserved,
     Untested,
     /// A waived failure: a note, not a blocker.
     Waived,
@@ -52,7 +55,7 @@ pub enum ReasonKind {
 
 impl ReasonKind {
     /// Every kind, in order.
-    pub const ALL: [ReasonKind; 22] = [
+    pub const ALL: [ReasonKind; 23] = [
         ReasonKind::Approval,
         ReasonKind::BaselineMissing,
         ReasonKind::Bisect,
@@ -73,6 +76,7 @@ impl ReasonKind {
         ReasonKind::Regression,
         ReasonKind::Rejected,
         ReasonKind::Soak,
+        ReasonKind::Unserved,
         ReasonKind::Untested,
         ReasonKind::Waived,
     ];
@@ -100,6 +104,7 @@ impl ReasonKind {
             ReasonKind::Regression => "regression",
             ReasonKind::Rejected => "rejected",
             ReasonKind::Soak => "soak",
+            ReasonKind::Unserved => "unserved",
             ReasonKind::Untested => "untested",
             ReasonKind::Waived => "waived",
         }

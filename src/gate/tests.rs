@@ -57,6 +57,7 @@ fn job(key: &str, kind: JobKind, name: &str, role: Role, baseline: Option<&str>)
         cache_from: None,
         after: Vec::new(),
         baseline: baseline.map(String::from),
+        needs: Vec::new(),
     }
 }
 
@@ -97,6 +98,7 @@ fn result(key: &str, verdict: Verdict, attempt: u32) -> ResultRecord {
             user: "ci".into(),
             pid: 1,
             ci_url: None,
+            labels: Vec::new(),
         },
         commit: "0".repeat(40),
         env: Vec::new(),
@@ -384,6 +386,26 @@ impl World {
         self
     }
 
+    /// `boot` (candidate and baseline) needs `kvm`; `runners` are the heartbeats seen, each
+    /// (host, labels, seconds before now).
+    fn needs_kvm(mut self, runners: &[(&str, &[&str], i64)]) -> World {
+        for j in self.plan.jobs.values_mut() {
+            j.needs = vec!["kvm".into()];
+        }
+        self.facts.runners = runners
+            .iter()
+            .map(|(host, labels, ago)| {
+                crate::runners::Heartbeat::new(
+                    host,
+                    labels.iter().map(|l| l.to_string()).collect(),
+                    Default::default(),
+                    self.now - ago,
+                )
+            })
+            .collect();
+        self
+    }
+
     fn bisected(mut self, text: &str) -> World {
         self.facts
             .bisected
@@ -444,6 +466,33 @@ fn rows() -> Vec<Row> {
         },
         Row {
             name: "no result yet waits",
+            state: State::Wait,
+            reasons: &[(K::Missing, HOST)],
+            boot: Some(J::Missing),
+            says: "has no result yet (run `stagegate run`)",
+            ..ROW
+        },
+        Row {
+            name: "a job that needs a label no runner ever offered waits, saying so",
+            given: |w| w.needs_kvm(&[("box", &["x86_64"], 60)]),
+            state: State::Wait,
+            reasons: &[(K::Unserved, HOST)],
+            boot: Some(J::Missing),
+            says: "needs `kvm`: no runner offering it has ever been seen",
+            ..ROW
+        },
+        Row {
+            name: "a job whose label's runner was last seen long ago waits, saying since when",
+            given: |w| w.needs_kvm(&[("kvm-box", &["kvm"], 3 * 24 * 3600)]),
+            state: State::Wait,
+            reasons: &[(K::Unserved, HOST)],
+            boot: Some(J::Missing),
+            says: "no runner offering it has been seen since 2023-11-11T22:13:20Z",
+            ..ROW
+        },
+        Row {
+            name: "a job a live runner can serve simply has no result yet",
+            given: |w| w.needs_kvm(&[("kvm-box", &["kvm"], 60)]),
             state: State::Wait,
             reasons: &[(K::Missing, HOST)],
             boot: Some(J::Missing),

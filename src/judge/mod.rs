@@ -81,7 +81,11 @@ pub fn judge(
 ) -> Result<Judgement> {
     let view = &view.trusting(plan.trust.as_ref())?;
     facts::stale_parents(planner, &mut plan, view)?;
-    let facts = facts::load(planner, &plan, view, now)?;
+    let mut facts = facts::load(planner, &plan, view, now)?;
+    // Heartbeats only explain a wait; one that cannot be read explains nothing.
+    if plan.jobs.values().any(|j| !j.needs.is_empty()) {
+        facts.runners = crate::runners::read(planner.repo).unwrap_or_default();
+    }
     judge_on(planner, plan, view, facts, now)
 }
 

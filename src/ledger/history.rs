@@ -323,6 +323,7 @@ mod tests {
                 user: "u".into(),
                 pid: 1,
                 ci_url: None,
+                labels: Vec::new(),
             },
             commit: "c".into(),
             env: Vec::new(),

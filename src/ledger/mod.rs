@@ -105,6 +105,10 @@ pub struct Runner {
     pub pid: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci_url: Option<String>,
+    /// The host labels the runner offered when it ran the job (DESIGN §4.18). Optional:
+    /// records written before labels existed have none, and older readers ignore it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 /// One item of the environment the job ran in.
@@ -791,12 +795,16 @@ pub fn identity() -> Runner {
         _ => std::env::var("STAGEGATE_CI_URL").ok(),
     };
     Runner {
-        host: hostname(),
+        host: std::env::var("STAGEGATE_HOST")
+            .ok()
+            .filter(|h| !h.trim().is_empty())
+            .unwrap_or_else(hostname),
         user: std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
             .unwrap_or_else(|_| login_name()),
         pid: std::process::id(),
         ci_url,
+        labels: Vec::new(),
     }
 }
 

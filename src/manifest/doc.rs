@@ -24,6 +24,32 @@ pub struct PipelineDoc {
     pub env: Option<EnvDoc>,
     #[serde(default)]
     pub trust: Option<TrustDoc>,
+    /// Host labels (DESIGN §4.18): a health test each, and what they are on the CI engines.
+    #[serde(default)]
+    pub labels: BTreeMap<String, Spanned<LabelDoc>>,
+}
+
+/// `labels: {kvm: {health: ./tests/kvm-health.sh, every: 1h, runs-on: [self-hosted, kvm],
+/// exclusive: true}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LabelDoc {
+    #[serde(default)]
+    pub health: Option<Spanned<String>>,
+    #[serde(default)]
+    pub every: Option<Spanned<String>>,
+    #[serde(default)]
+    pub runs_on: Option<Spanned<RunsOnDoc>>,
+    #[serde(default)]
+    pub exclusive: bool,
+}
+
+/// `runs-on: self-hosted` or `runs-on: [self-hosted, arm64]`, as GitHub writes it.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RunsOnDoc {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// `trust:`: whose signatures make evidence count (DESIGN §4.16).
@@ -181,6 +207,9 @@ pub struct ImageDoc {
     pub max_age: Option<Spanned<String>>,
     #[serde(default)]
     pub watch: Option<WatchDoc>,
+    /// What a host must offer to build it (`needs: [kvm, x86_64]`).
+    #[serde(default)]
+    pub needs: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,4 +295,7 @@ pub struct TestDoc {
     pub retries: Option<Spanned<u32>>,
     #[serde(default)]
     pub files: Vec<Spanned<String>>,
+    /// What a host must offer to run it (`needs: [kvm, iommu]`).
+    #[serde(default)]
+    pub needs: Vec<Spanned<String>>,
 }

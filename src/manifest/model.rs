@@ -192,6 +192,18 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
 }
 
+/// Host labels (`needs:`, `--labels`, `labels:` of the pipeline): lower-case letters,
+/// digits, `.`, `_`, `-`, starting with a letter or digit, at most 64 characters. They
+/// become file names of heartbeats and CI runner labels, so nothing else is allowed.
+pub fn valid_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 64
+        && label.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+}
+
 /// What gates can require of a pending commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -334,7 +346,28 @@ pub struct Pipeline {
     pub env: JobEnv,
     /// Whose signatures make evidence count; `None`: every record counts, signed or not.
     pub trust: Option<Trust>,
+    /// What the pipeline says of host labels (`labels:`): health tests, CI runner labels.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, LabelPolicy>,
 }
+
+/// `labels.NAME` of `stagegate.yaml` (DESIGN §4.18).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LabelPolicy {
+    /// A command (from the repository root of the last stage) that exits 0 when this host
+    /// can serve the label; run before taking jobs that need it, at most once per `every`.
+    pub health: Option<String>,
+    #[serde(serialize_with = "ser_duration")]
+    pub every: Duration,
+    /// The CI runner labels a job that needs this label runs on (`runs-on` on GitHub).
+    pub runs_on: Vec<String>,
+    /// A scarce host: the CI engine runs its jobs one at a time.
+    pub exclusive: bool,
+}
+
+/// How often a label's health test runs unless `every:` says otherwise.
+pub const DEFAULT_HEALTH_EVERY: Duration = Duration::from_secs(3600);
 
 /// `trust:` in `stagegate.yaml` (DESIGN §4.16): the runners' keys, and people's keys with
 /// the kinds of record each may write. With it, only records in ledger commits signed by a
@@ -536,6 +569,8 @@ pub struct Item {
     pub max_age: Option<Duration>,
     pub watch: Option<Watch>,
     pub source: Option<Source>,
+    /// The labels a host must offer to build it (DESIGN §4.18); empty: any host.
+    pub needs: Vec<String>,
 }
 
 impl Item {
@@ -558,6 +593,8 @@ pub struct Test {
     pub timeout: Option<Duration>,
     pub retries: u32,
     pub files: Vec<String>,
+    /// The labels a host must offer to run it (DESIGN §4.18); empty: any host.
+    pub needs: Vec<String>,
 }
 
 impl Test {

@@ -264,6 +264,33 @@ impl<'a> Check<'a> {
         }
     }
 
+    /// A `needs:` list: each a valid label, each once.
+    fn needs(&mut self, field: &str, needs: &[Spanned<String>]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for n in needs {
+            if !valid_label(&n.value) {
+                self.err(
+                    Pos::of(n),
+                    format!("`{field}` entry {:?} is not a host label", n.value),
+                    Some(
+                        "use lower-case letters, digits, '.', '_' and '-', e.g. `needs: [kvm, x86_64]`"
+                            .into(),
+                    ),
+                );
+            } else if out.contains(&n.value) {
+                self.err(
+                    Pos::of(n),
+                    format!("`{field}` lists {:?} twice", n.value),
+                    Some("list each label once".into()),
+                );
+            } else {
+                out.push(n.value.clone());
+            }
+        }
+        out.sort();
+        out
+    }
+
     fn err(&mut self, pos: Pos, msg: impl Into<String>, help: Option<String>) {
         let d = Diagnostic::new(self.file, pos, msg);
         self.diags.push(match help {
@@ -690,6 +717,42 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
     });
     let env = doc.env.map(|e| job_env(&mut c, e)).unwrap_or_default();
     let trust = doc.trust.map(|t| trust(&mut c, t));
+    let mut labels = std::collections::BTreeMap::new();
+    for (name, l) in &doc.labels {
+        let pos = Pos::of(l);
+        if !valid_label(name) {
+            c.err(
+                pos,
+                format!("`labels` names {name:?}, which is not a host label"),
+                Some("use lower-case letters, digits, '.', '_' and '-', e.g. `kvm`".into()),
+            );
+        }
+        let field = format!("labels.{name}");
+        let health = l
+            .value
+            .health
+            .as_ref()
+            .map(|h| c.run(&format!("{field}.health"), h));
+        let every = c
+            .duration(&format!("{field}.every"), &l.value.every)
+            .unwrap_or(DEFAULT_HEALTH_EVERY);
+        let runs_on = match l.value.runs_on.as_ref().map(|r| (&r.value, Pos::of(r))) {
+            None => Vec::new(),
+            Some((RunsOnDoc::One(one), p)) => {
+                runner_labels(&mut c, &field, p, std::slice::from_ref(one))
+            }
+            Some((RunsOnDoc::Many(many), p)) => runner_labels(&mut c, &field, p, many),
+        };
+        labels.insert(
+            name.clone(),
+            LabelPolicy {
+                health,
+                every,
+                runs_on,
+                exclusive: l.value.exclusive,
+            },
+        );
+    }
     c.finish(Pipeline {
         stages,
         gates,
@@ -698,7 +761,29 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
         artifact_store,
         env,
         trust,
+        labels,
     })
+}
+
+/// `labels.NAME.runs-on`: CI runner labels, each non-empty and without spaces or commas.
+fn runner_labels(c: &mut Check, field: &str, pos: Pos, given: &[String]) -> Vec<String> {
+    if given.is_empty() {
+        c.err(
+            pos,
+            format!("`{field}.runs-on` is empty"),
+            Some("name the runner labels, e.g. `runs-on: [self-hosted, arm64]`".into()),
+        );
+    }
+    for l in given {
+        if l.trim().is_empty() || l.contains(|ch: char| ch.is_whitespace() || ch == ',') {
+            c.err(
+                pos,
+                format!("`{field}.runs-on` entry {l:?} is not a runner label"),
+                Some("a runner label has no spaces or commas, e.g. `self-hosted`".into()),
+            );
+        }
+    }
+    given.to_vec()
 }
 
 /// `env: {pass, secret}`: variable names, each listed once, none of the tool's own.
@@ -940,6 +1025,7 @@ fn parse_image(file: &str, bytes: &[u8]) -> Result<(Item, Vec<Named>), Diagnosti
         timeout: c.timeout("watch.timeout", &w.timeout),
     });
     let version = version(&mut c, doc.version);
+    let needs = c.needs("needs", &doc.needs);
     c.finish_named(Item {
         id: ItemId::new(ItemKind::Image, doc.name.value),
         version,
@@ -949,6 +1035,7 @@ fn parse_image(file: &str, bytes: &[u8]) -> Result<(Item, Vec<Named>), Diagnosti
         max_age,
         watch,
         source: None,
+        needs,
     })
 }
 
@@ -1020,6 +1107,7 @@ fn parse_component(file: &str, bytes: &[u8]) -> Result<(Item, Vec<Named>), Diagn
         max_age: None,
         watch,
         source,
+        needs: Vec::new(),
     })
 }
 
@@ -1081,6 +1169,7 @@ pub fn parse_test(file: &str, bytes: &[u8]) -> Result<ParsedTest, Diagnostics> {
         None => 0,
     };
     let files = doc.files.iter().map(|f| c.rel_path("files", f)).collect();
+    let needs = c.needs("needs", &doc.needs);
     let test = Test {
         name: doc.name.value,
         description: doc.description,
@@ -1089,6 +1178,7 @@ pub fn parse_test(file: &str, bytes: &[u8]) -> Result<ParsedTest, Diagnostics> {
         timeout,
         retries,
         files,
+        needs,
     };
     let named = std::mem::take(&mut c.named);
     c.finish(ParsedTest {

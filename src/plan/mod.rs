@@ -114,6 +114,9 @@ pub struct Job {
     /// For candidate and combination jobs of a gate that compares with a baseline: the key
     /// of the baseline job (the same test, every item at T).
     pub baseline: Option<String>,
+    /// The labels a host must offer to run it: the test's (or built image's) `needs:`,
+    /// sorted. Not part of the key: a result from any host that offers them counts.
+    pub needs: Vec<String>,
 }
 
 /// The cache a build starts from: that of the item's build record on T, the stage the
@@ -835,6 +838,7 @@ impl<'r> Planner<'r> {
             cache_from: None,
             after,
             baseline: None,
+            needs: test.needs.clone(),
         })
     }
 
@@ -947,6 +951,7 @@ impl<'r> Planner<'r> {
             cache_from,
             after,
             baseline: None,
+            needs: item.needs.clone(),
         }))
     }
 }

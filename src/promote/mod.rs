@@ -741,6 +741,15 @@ fn lasting(plan: &MovePlan, r: &gate::Reason) -> String {
             plan.from.name,
             humantime::format_duration(soak)
         ),
+        // Which runners were seen is no part of a decision (heartbeats are not evidence,
+        // and `verify` must derive the same record without them): it waits for a result.
+        (gate::ReasonKind::Unserved, _) => format!(
+            "{} has no result yet (run `stagegate run`)",
+            r.job
+                .as_ref()
+                .and_then(|k| plan.jobs.get(k))
+                .map_or_else(|| "a job".to_string(), crate::plan::describe)
+        ),
         _ => r.message.clone(),
     }
 }

@@ -36,7 +36,9 @@
 //! directory.
 
 pub mod claim;
+pub mod health;
 pub mod mask;
+pub mod offers;
 pub mod process;
 pub mod session;
 
@@ -1212,6 +1214,7 @@ mod tests {
             cache_from: None,
             after: Vec::new(),
             baseline: None,
+            needs: Vec::new(),
         };
         let settings = Arc::new(Settings {
             parallel: 1,

@@ -41,6 +41,21 @@ pub struct Options {
     /// them, nothing is published, and no signing key is needed (a job that runs candidate
     /// code holds none).
     pub export: bool,
+    /// What this runner offers: only jobs whose `needs` it meets are taken, the others are
+    /// left for other runners ([`Report::left`]). `None`: every job (bisect, recheck).
+    pub offers: Option<super::offers::Offers>,
+}
+
+/// A job this run left for a runner that meets its needs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Left {
+    pub key: String,
+    pub job: String,
+    /// The labels it needs that this runner does not offer, or holds back as unhealthy
+    /// (empty when it waits for a build that was left).
+    pub needs: Vec<String>,
+    /// For people: why it was left.
+    pub why: String,
 }
 
 /// What the gate of one move asks a run to do: the move's runnable plan (the jobs it still
@@ -81,6 +96,9 @@ pub struct Report {
     pub dry_run: bool,
     /// With [`Options::dry_run`]: the jobs that would run (key, job).
     pub would_run: Vec<(String, String)>,
+    /// Jobs without a settled result this runner cannot serve (their `needs`), left for
+    /// another: nothing is recorded for them.
+    pub left: Vec<Left>,
 }
 
 impl Report {
@@ -134,6 +152,8 @@ struct Selection {
     deferred: Vec<(String, String)>,
     /// Builds this run does not include, but whose artifacts selected jobs need.
     known: HashMap<String, ArtifactRecord>,
+    /// Jobs left for a runner that meets their needs.
+    left: Vec<Left>,
 }
 
 /// Select the jobs of `work` that need running, run them, record the results, and
@@ -172,6 +192,7 @@ pub fn run_jobs(
         planned_tip: view.tip,
         known,
         deferred: Vec::new(),
+        left: Vec::new(),
     };
     let opts = Options {
         parallel: opts.parallel,
@@ -189,6 +210,7 @@ fn run_selection(
 ) -> Result<Report> {
     let reused = selection.reused;
     let deferred = selection.deferred.clone();
+    let left = selection.left.clone();
     if opts.dry_run || selection.jobs.is_empty() {
         let report = Report {
             outcomes: Vec::new(),
@@ -207,6 +229,7 @@ fn run_selection(
             } else {
                 Vec::new()
             },
+            left,
         };
         sink(Event::RunFinished { report: &report });
         return Ok(report);
@@ -322,7 +345,15 @@ fn run_selection(
         store: Arc::new(store),
         root: repo.root_dir().to_path_buf(),
         self_url: repo.self_url(),
-        runner: super::identity(),
+        runner: {
+            let mut me = super::identity();
+            me.labels = opts
+                .offers
+                .as_ref()
+                .map(|o| o.serving())
+                .unwrap_or_default();
+            me
+        },
         scratch: scratch.path().to_path_buf(),
         base_env: super::base_env(),
         secrets,
@@ -401,6 +432,7 @@ fn run_selection(
         rejecting: BTreeSet::new(),
         dry_run: false,
         would_run: Vec::new(),
+        left,
     };
     sink(Event::RunFinished { report: &report });
     if !opts.export {
@@ -446,6 +478,7 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
     let mut jobs = Vec::new();
     let mut planned_attempts: HashMap<String, u32> = HashMap::new();
     let mut reused = 0;
+    let mut left: Vec<Left> = Vec::new();
     for (key, job) in &all {
         if !opts.jobs.is_empty() && !matches(key, &opts.jobs) {
             continue;
@@ -472,8 +505,50 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
             deferred.push((key.clone(), describe(job)));
             continue;
         }
+        if let Some(offers) = &opts.offers {
+            let missing = offers.missing(&job.needs);
+            if !missing.is_empty() {
+                let why = missing
+                    .iter()
+                    .map(|l| match offers.unhealthy.get(l) {
+                        Some(bad) => format!("`{l}` (unhealthy here: {bad})"),
+                        None => format!("`{l}`"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                left.push(Left {
+                    key: key.clone(),
+                    job: describe(job),
+                    needs: missing,
+                    why: format!("needs {why}, which this runner does not offer"),
+                });
+                continue;
+            }
+        }
         planned_attempts.insert(key.clone(), view.attempt_count(key)?);
         jobs.push(job.clone());
+    }
+    // A job that needs the artifact of a build left for another runner waits with it.
+    loop {
+        let waiting: Vec<usize> = jobs
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| j.after.iter().any(|a| left.iter().any(|l| &l.key == a)))
+            .map(|(n, _)| n)
+            .collect();
+        if waiting.is_empty() {
+            break;
+        }
+        for n in waiting.into_iter().rev() {
+            let job = jobs.remove(n);
+            planned_attempts.remove(&job.key);
+            left.push(Left {
+                key: job.key.clone(),
+                job: describe(&job),
+                needs: Vec::new(),
+                why: "waits for a build left for another runner".into(),
+            });
+        }
     }
     if !jobs.is_empty() && !opts.export {
         for w in work
@@ -491,6 +566,7 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
         planned_tip: view.tip,
         known,
         deferred,
+        left,
     })
 }
 

@@ -19,6 +19,7 @@ mod test_github;
 mod test_help;
 mod test_images;
 mod test_init;
+mod test_labels;
 mod test_ledger;
 mod test_messages;
 mod test_output;

@@ -168,13 +168,13 @@ fn bash_completion_is_valid_bash_and_completes_commands_and_flags() {
         "bash -n: {}",
         String::from_utf8_lossy(&check.stderr)
     );
-    // Loaded into bash and asked what follows `stagegate cyc`, `stagegate cycle --no` and
+    // Loaded into bash and asked what follows `stagegate cyc`, `stagegate cycle --no-p` and
     // `stagegate completions `, the way bash calls it on a TAB.
     let probe = format!(
         r#"source '{}'
 ask() {{ COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _stagegate stagegate "${{@: -1}}" "${{@: -2:1}}"; echo "${{COMPREPLY[*]}}"; }}
 ask stagegate cyc
-ask stagegate cycle --no
+ask stagegate cycle --no-p
 ask stagegate completions ''
 "#,
         script.display()
