@@ -12,7 +12,8 @@ use crate::plan::Planner;
 
 /// Show, item by item, how A and B (stages, branches or commits) differ as unified diffs:
 /// the manifest of every candidate — image, component, test or stagegate.yaml — and the
-/// files it names (build recipes, test scripts), exactly what `status` calls a difference;
+/// files it names (build recipes, test scripts), and the repository files (`.github/`,
+/// CODEOWNERS: everything else), exactly what `status` calls a difference;
 /// and for each image built on both sides, how its package set (the recorded lock)
 /// changed: packages added, removed, upgraded.
 #[derive(Debug, clap::Args)]
@@ -50,6 +51,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let (sa, sb) = (planner.snapshot(a)?, planner.snapshot(b)?);
     let mut paths: BTreeSet<String> = BTreeSet::new();
     for c in crate::plan::candidate::candidates(repo, &sb, &sa)? {
+        // The repository files are their own paths (a workflow, CODEOWNERS).
+        if c.id == crate::plan::CandidateId::Files {
+            paths.extend(c.paths.iter().cloned());
+            continue;
+        }
         paths.insert(c.id.path());
         for snap in [&sa, &sb] {
             let (content, _) = crate::plan::candidate::content_of(snap, &c.id)?;

@@ -38,6 +38,9 @@ fn a_workflow_added_on_the_first_stage_is_a_candidate_only_an_approval_moves() {
     );
     let status = env.sg_ok(&["status"]);
     assert!(status.contains("repository-files"), "{status}");
+    let diff = env.sg_ok(&["diff", "stable", "staging"]);
+    assert!(diff.contains("+++ staging:.github/CODEOWNERS"), "{diff}");
+    assert!(diff.contains("+* @octo-org/admins"), "{diff}");
     assert!(
         status
             .contains("only with an approval: `stagegate approve repository-files --stage stable"),
