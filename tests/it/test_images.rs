@@ -1044,3 +1044,49 @@ fn max_age_fires_while_the_watch_reports_a_version_that_was_dropped() {
         "{reasons:?}"
     );
 }
+
+#[test]
+fn a_derived_image_is_not_bumped_for_a_parent_version_that_was_dropped() {
+    let env = poll_repo(&[
+        (
+            "images/base.yaml",
+            &base_image(
+                "1",
+                "based-on: {component: debian, version: \"1\"}\nwatch: {run: ./watch.sh}\n",
+            ),
+        ),
+        ("watch.sh", &watch_script("2\\n")),
+        ("recipes/child.sh", CHILD_RECIPE),
+        ("images/child.yaml", &child_image("1")),
+    ]);
+    env.sg_ok(&["poll"]);
+    env.sg_ok(&[
+        "drop",
+        "images/base",
+        "--reason",
+        "debian 2 breaks the boot",
+    ]);
+    env.sg_ok(&["drop", "images/child", "--reason", "it followed debian 2"]);
+    let head = env.rev("staging");
+    // A day later the watch still reports debian 2, never proposed again: the child follows
+    // nothing (a bump of the child today would be refused as the dropped one anyway).
+    let tomorrow = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 86_400;
+    let out = env
+        .sg_cmd(&["poll"])
+        .env("STAGEGATE_NOW", tomorrow.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.trim(), "poll: nothing new", "{out}");
+    assert_eq!(env.rev("staging"), head);
+    assert_eq!(version_of(&env, "staging", "images/child.yaml"), "1");
+}
