@@ -54,6 +54,31 @@ pub fn links_at(base: &str, from: &str, to: &str, candidates: &[String]) -> Vec<
     out
 }
 
+/// The web page of a repository whose git remote is `url`, on a forge that shows commits at
+/// `<page>/commit/<sha>` (GitHub, GitLab and their self-hosted kin): `https://host/owner/repo`
+/// from `https://host/owner/repo(.git)` or `git@host:owner/repo(.git)`. None for anything
+/// else (a path, a `file://` URL).
+pub fn forge_page(url: &str) -> Option<String> {
+    let url = url.trim().trim_end_matches('/');
+    let url = url.strip_suffix(".git").unwrap_or(url);
+    let (host, path) = if let Some(rest) = url.strip_prefix("https://") {
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+        rest.split_once('/')?
+    } else if let Some(rest) = url.strip_prefix("git@") {
+        rest.split_once(':')?
+    } else if let Some(rest) = url.strip_prefix("ssh://git@") {
+        rest.split_once('/')?
+    } else {
+        return None;
+    };
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | ':'))
+    };
+    (ok(host) && ok(path) && path.contains('/')).then(|| format!("https://{host}/{path}"))
+}
+
 /// A file name for `text`: `/` and anything but letters, digits, `.`, `_`, `-` become `-`.
 /// The report names its pages with it, and the links above must name the same pages.
 pub fn slug(text: &str) -> String {
@@ -109,5 +134,39 @@ mod tests {
         assert_eq!(slug("images/debian-host"), "images-debian-host");
         assert_eq!(slug("build images/a b"), "build-images-a-b");
         assert_eq!(slug(".."), "_..");
+    }
+}
+
+#[cfg(test)]
+mod forge_tests {
+    use super::forge_page;
+
+    #[test]
+    fn a_forge_page_from_every_common_form_of_remote() {
+        for url in [
+            "https://github.com/octo-org/state.git",
+            "https://github.com/octo-org/state",
+            "https://x-access-token:abc@github.com/octo-org/state.git",
+            "git@github.com:octo-org/state.git",
+            "ssh://git@github.com/octo-org/state.git",
+        ] {
+            assert_eq!(
+                forge_page(url).as_deref(),
+                Some("https://github.com/octo-org/state"),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            forge_page("https://gitlab.example.org/xen/ci/state.git").as_deref(),
+            Some("https://gitlab.example.org/xen/ci/state")
+        );
+        for url in [
+            "/srv/state.git",
+            "file:///srv/state.git",
+            "https://host",
+            "weird",
+        ] {
+            assert_eq!(forge_page(url), None, "{url}");
+        }
     }
 }

@@ -60,7 +60,24 @@ pub fn collect(repo: &Repo, planner: &Planner, opts: &Options) -> Result<Report>
         attestations,
         runs_read,
         runs_limit: opts.runs,
+        forge: forge(repo),
     })
+}
+
+/// Where the state repository's commits can be read on the web: the workflow's repository
+/// (`GITHUB_SERVER_URL`/`GITHUB_REPOSITORY`) in GitHub Actions, else its `origin`.
+fn forge(repo: &Repo) -> Option<String> {
+    if let (Ok(server), Ok(name)) = (
+        std::env::var("GITHUB_SERVER_URL"),
+        std::env::var("GITHUB_REPOSITORY"),
+    ) && !server.is_empty()
+        && !name.is_empty()
+    {
+        return crate::links::forge_page(&format!("{}/{name}", server.trim_end_matches('/')));
+    }
+    let remote = repo.git.find_remote("origin").ok()?;
+    let url = remote.url(gix::remote::Direction::Fetch)?;
+    crate::links::forge_page(&url.to_bstring().to_string())
 }
 
 fn stages(repo: &Repo, planner: &Planner, now: i64) -> Result<Vec<StageView>> {
@@ -293,6 +310,7 @@ fn run_view(r: ResultRecord, excerpt: bool) -> RunView {
         env: r.env,
         log: r.log,
         log_url,
+        site_log: None,
         excerpt: if excerpt { r.excerpt } else { String::new() },
         runner: r.runner.host,
     }

@@ -46,6 +46,10 @@ pub struct Report {
     /// command that checks it (absent when there are none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attestations: Vec<AttestationView>,
+    /// The forge page of the state repository (`https://github.com/OWNER/REPO`), when it
+    /// has one: commits link to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<String>,
 }
 
 /// The signed verification summary (SLSA VSA) of an artifact a stage holds, as the ledger
@@ -204,6 +208,10 @@ pub struct RunView {
     pub log: Option<String>,
     /// A link to it: the URL itself, or a `file://` URL of the local path.
     pub log_url: Option<String>,
+    /// For a failure whose log is a file on this machine: its copy in the site
+    /// (`logs/KEY-ATTEMPT.log`, from the site's root), which a reader of the published
+    /// report can open where a runner's path cannot.
+    pub site_log: Option<String>,
     /// The last lines of the log.
     pub excerpt: String,
     pub runner: String,

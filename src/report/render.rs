@@ -74,7 +74,12 @@ pub struct Written {
 /// report (it has a `report.json`), whose pages are replaced.
 pub fn write(report: &Report, out: &Path) -> Result<Written> {
     prepare(out)?;
-    let env = environment()?;
+    let env = environment(report.forge.clone())?;
+    // Failures' logs, copied into the site where they are files of this machine: a reader
+    // of the published report cannot open a runner's path.
+    let mut report = report.clone();
+    copy_failure_logs(&mut report, out)?;
+    let report = &report;
     let mut w = Writer {
         out,
         env: &env,
@@ -413,7 +418,68 @@ fn prepare(out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).io_context(|| format!("creating {}", out.display()))
 }
 
-fn environment() -> Result<Environment<'static>> {
+/// The most of a log the site keeps: its end, where a failure shows.
+const SITE_LOG_MAX: u64 = 1 << 20;
+
+/// Copy the log of every failing or erroring run whose log is a file here into
+/// `out/logs/`, and point the run at the copy.
+fn copy_failure_logs(report: &mut Report, out: &Path) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let copy = |r: &mut RunView| -> Result<()> {
+        if !matches!(
+            r.verdict,
+            crate::ledger::Verdict::Fail | crate::ledger::Verdict::Error
+        ) {
+            return Ok(());
+        }
+        let Some(path) = r
+            .log
+            .as_deref()
+            .map(|l| l.strip_prefix("file://").unwrap_or(l))
+        else {
+            return Ok(());
+        };
+        if !path.starts_with('/') {
+            return Ok(());
+        }
+        let Ok(mut f) = std::fs::File::open(path) else {
+            return Ok(());
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len > SITE_LOG_MAX {
+            let _ = f.seek(SeekFrom::Start(len - SITE_LOG_MAX));
+        }
+        let mut bytes = Vec::new();
+        let _ = f.take(SITE_LOG_MAX).read_to_end(&mut bytes);
+        let rel = format!("logs/{}-{}.log", r.key, r.attempt);
+        let dest = out.join(&rel);
+        std::fs::create_dir_all(out.join("logs"))
+            .io_context(|| format!("creating {}", out.join("logs").display()))?;
+        std::fs::write(&dest, &bytes).io_context(|| format!("writing {}", dest.display()))?;
+        r.site_log = Some(rel);
+        Ok(())
+    };
+    for m in &mut report.moves {
+        for c in &mut m.candidates {
+            for j in &mut c.jobs {
+                if let Some(r) = j.result.as_mut() {
+                    copy(r)?;
+                }
+                if let Some(r) = j.baseline.as_mut() {
+                    copy(r)?;
+                }
+            }
+        }
+    }
+    for t in &mut report.tests {
+        for r in &mut t.runs {
+            copy(r)?;
+        }
+    }
+    Ok(())
+}
+
+fn environment(forge: Option<String>) -> Result<Environment<'static>> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
     // minijinja's HTML escaping also turns `/` into `&#x2f;`, which makes every link
@@ -426,6 +492,15 @@ fn environment() -> Result<Environment<'static>> {
     });
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.add_filter("short", |s: String| s.chars().take(10).collect::<String>());
+    // A commit: its short id, linked to the forge's page of it when there is one.
+    env.add_filter("commit", move |s: String| {
+        let short: String = s.chars().take(10).collect();
+        let hex = !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+        Value::from_safe_string(match (&forge, hex) {
+            (Some(f), true) => format!("<a href=\"{f}/commit/{s}\"><code>{short}</code></a>"),
+            _ => format!("<code>{}</code>", html_escape(&short)),
+        })
+    });
     env.add_filter("age", age);
     env.add_filter("ms", ms);
     env.add_filter("pct", |r: f64| format!("{:.0}%", r * 100.0));
@@ -514,7 +589,7 @@ mod tests {
 
     #[test]
     fn html_escaping_keeps_slashes_readable() {
-        let env = environment().unwrap();
+        let env = environment(None).unwrap();
         let t = env
             .template_from_str(r#"<a href="{{ p }}" title="{{ t }}">{{ t }}</a>"#)
             .unwrap();

@@ -274,6 +274,10 @@ fn report_links_all_resolve() {
                 assert!(Path::new(path).is_file(), "{}: {link}", page.display());
                 continue;
             }
+            // A commit's page on the forge: outside the site by design.
+            if link.starts_with("https://") && link.contains("/commit/") {
+                continue;
+            }
             assert!(
                 !link.contains("://"),
                 "{}: external link {link}",
@@ -514,4 +518,51 @@ fn report_opens_in_a_browser_with_the_rejection_and_the_history_grid() {
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 10_000, "{} bytes", png.len());
+}
+
+#[test]
+fn a_published_report_carries_its_failures_logs_and_links_commits_to_the_forge() {
+    let env = rejected_example();
+    env.git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://github.com/octo-org/state.git",
+    ]);
+    let out = report(&env);
+    // The failing job's log is in the site, and its candidate page links there (a runner's
+    // path is no use to a reader of the published site).
+    let json: serde_json::Value = serde_json::from_str(&read(&out, "report.json")).unwrap();
+    let c = candidate(&json, "stable", "components/hello");
+    let failed = c["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["result"]["verdict"] == "fail")
+        .unwrap_or_else(|| panic!("a failing job: {c}"));
+    let key = failed["result"]["key"].as_str().unwrap();
+    let logs: Vec<String> = std::fs::read_dir(out.join("logs"))
+        .expect("a logs/ directory in the site")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let copy = logs
+        .iter()
+        .find(|n| n.starts_with(key))
+        .unwrap_or_else(|| panic!("no copy of {key}'s log: {logs:?}"));
+    assert!(read(&out, &format!("logs/{copy}")).contains("segfault in greet()"));
+    let page = read(&out, c["page"].as_str().unwrap());
+    assert!(
+        page.contains(&format!("href=\"../../logs/{copy}\"")),
+        "{page}"
+    );
+    // Commits link to the forge's page of them.
+    let head = env.rev("stable");
+    let index = read(&out, "index.html");
+    assert!(
+        index.contains(&format!(
+            "<a href=\"https://github.com/octo-org/state/commit/{head}\"><code>{}</code></a>",
+            &head[..10]
+        )),
+        "{index}"
+    );
 }
