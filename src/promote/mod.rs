@@ -256,6 +256,9 @@ pub fn promote_move(
             evaluation: Some(decided.evaluation.clone()),
             summary: None,
         };
+        outcome
+            .notes
+            .extend(forge_rewrite_note(planner, to, plan.to_head)?);
         for f in &facts.frozen {
             outcome.notes.push(format!(
                 "{} is frozen by {} since {}: {}{}; nothing moves into it until `stagegate unfreeze {}`",
@@ -612,6 +615,44 @@ fn trailers(
     }
     t.push_str(&format!("Stagegate-Decided-By: {}\n", rec.decided_by));
     t
+}
+
+/// When T's head is a promotion a forge's squash (or rebase) button rewrote — one parent,
+/// a decision record added, none of stagegate's trailers — say so on every run, and
+/// whether it verifies as that promotion (DESIGN §6: never a silent divergence).
+fn forge_rewrite_note(planner: &Planner, to: &Stage, head: ObjectId) -> Result<Option<String>> {
+    let repo = planner.repo;
+    let info = repo.commit(head)?;
+    let [parent] = info.parents.as_slice() else {
+        return Ok(None);
+    };
+    if info.trailer("Stagegate-Decision").is_some() {
+        return Ok(None);
+    }
+    let dir = records::decisions_dir(&to.name);
+    let before = repo.list(repo.tree_of(*parent)?, &dir)?;
+    let added = repo
+        .list(info.tree, &dir)?
+        .into_iter()
+        .any(|e| !before.iter().any(|b| b.name == e.name));
+    if !added {
+        return Ok(None);
+    }
+    let v = verify::verify_commit(planner, to, head, None)?;
+    let short = &head.to_string()[..10];
+    Ok(Some(if v.holds {
+        format!(
+            "{}'s head {short} is a promotion squash- or rebase-merged by the forge: its tree is the promotion's and its decision verifies, but its history lost the promotion commit; merge promotion pull requests with the merge button, or let stagegate merge them once approved",
+            to.name
+        )
+    } else {
+        format!(
+            "{}'s head {short} was squash- or rebase-merged by the forge and does not verify as a promotion: {}; revert it on {} and let stagegate promote again",
+            to.name,
+            v.problems.join("; "),
+            to.branch
+        )
+    }))
 }
 
 /// The tree edits that take `moved` from S into T's tree: manifests, named files and build

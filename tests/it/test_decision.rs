@@ -935,6 +935,34 @@ fn verify_knows_each_of_the_forges_merge_buttons() {
 }
 
 #[test]
+fn every_run_says_when_the_stage_head_is_a_squash_merged_promotion() {
+    let env = repo();
+    bump(&env, "linux", "2");
+    env.sg_ok(&["cycle"]);
+    let promotion = env.rev("stable");
+    let before = env.rev("stable^");
+    let squashed = env.git(&[
+        "commit-tree",
+        &format!("{promotion}^{{tree}}"),
+        "-p",
+        &before,
+        "-m",
+        "Promote to stable (#7)",
+    ]);
+    env.git(&["checkout", "-q", "staging"]);
+    env.git(&["branch", "-f", "stable", &squashed]);
+    let out = env.sg_ok(&["promote", "--stage", "stable"]);
+    assert!(
+        out.contains(&format!(
+            "stable's head {} is a promotion squash- or rebase-merged by the forge",
+            &squashed[..10]
+        )),
+        "{out}"
+    );
+    assert!(out.contains("merge button"), "{out}");
+}
+
+#[test]
 fn plan_lists_no_jobs_for_a_rejection_that_stands_even_when_stable_moved() {
     let env = repo();
     bump(&env, "xen", "2");
