@@ -434,11 +434,23 @@ fn flights(repo: &Repo, runs: &[RunView]) -> Vec<Flight> {
         }
         f.2 += 1;
     }
+    // The candidates each commit's results tested, with their versions.
+    let mut tested: BTreeMap<&str, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for r in runs {
+        let set = tested.entry(&r.commit).or_default();
+        for e in r.env.iter().filter(|e| e.candidate) {
+            set.insert(format!("{} {}", e.item, e.version));
+        }
+    }
     let mut order: Vec<(&str, (usize, String, usize))> = by_commit.into_iter().collect();
     order.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.1.0.cmp(&b.1.0)));
     order
         .into_iter()
         .map(|(commit, (_, finished, results))| Flight {
+            tested: tested
+                .get(commit)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default(),
             commit: commit.to_string(),
             // Results may name commits this repository does not have (another runner's).
             subject: ObjectId::from_hex(commit.as_bytes())

@@ -226,6 +226,9 @@ pub struct Flight {
     /// The newest result's finish time.
     pub finished: String,
     pub results: usize,
+    /// What was tested at this commit: the candidates its results put in the environment,
+    /// with their versions (`components/xen 4.19.1`); empty when only baselines ran.
+    pub tested: Vec<String>,
 }
 
 /// The newest runs of one job name.

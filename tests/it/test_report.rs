@@ -205,6 +205,14 @@ fn report_history_has_a_cell_per_job_and_tested_commit() {
     assert_eq!(flights.len(), 3, "{flights:?}");
     assert_eq!(flights[0], env.rev("stable"));
     assert_eq!(flights[1], env.rev("staging~1"));
+    // Each column says what it tested: the broken hello at the newest.
+    let tested = json["flights"][0]["tested"].as_array().unwrap();
+    assert!(
+        tested
+            .iter()
+            .any(|t| t.as_str().unwrap().starts_with("components/hello ")),
+        "{tested:?}"
+    );
     let tests: BTreeSet<&str> = json["tests"]
         .as_array()
         .unwrap()
@@ -233,6 +241,10 @@ fn report_history_has_a_cell_per_job_and_tested_commit() {
     assert_eq!(host["pass_rate"], 0.5);
 
     let history = read(&out, "history.html");
+    assert!(
+        history.contains(r#"<small class="tested">components/hello "#),
+        "{history}"
+    );
     let row = history
         .split("<tr>")
         .find(|r| r.contains(">host-boots</a>"))
