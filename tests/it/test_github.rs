@@ -4,6 +4,7 @@
 
 mod act;
 mod act_images;
+mod act_labels;
 mod actions;
 mod fake;
 mod install;

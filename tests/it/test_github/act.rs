@@ -12,7 +12,8 @@
 //! artifacts in a directory of its own, and `actions/create-github-app-token` is never
 //! reached (no App is configured, so its step is skipped).
 //!
-//! [`act_images`](super::act_images) runs the example with images on fresh runners.
+//! [`act_images`](super::act_images) runs the example with images on fresh runners;
+//! [`act_labels`](super::act_labels) routes matrix jobs to runners by their host labels.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -105,7 +106,7 @@ impl Act {
 
     /// `act EVENT` on the shipped workflow `file` (in templates/github/).
     fn run_workflow(&self, file: &str, event: &str, payload: Option<&serde_json::Value>) -> String {
-        self.act(file, event, payload, self.env.home(), false)
+        self.act(file, event, payload, self.env.home(), false, &[])
     }
 
     /// `act EVENT` on the shipped workflow `file`, as a run on fresh runners: `home` is new
@@ -113,9 +114,21 @@ impl Act {
     /// and every job's checkout is a new clone of `origin`, never a copy of the test's
     /// repository (act's shortcut for a checkout of the workflow's own repository).
     pub(super) fn run_fresh(&self, home: &Path, file: &str, event: &str) -> String {
+        self.run_fresh_with(home, file, event, &[])
+    }
+
+    /// [`run_fresh`](Act::run_fresh) with more arguments for act (`-P LABEL=…`: the runners
+    /// it has besides `ubuntu-latest`).
+    pub(super) fn run_fresh_with(
+        &self,
+        home: &Path,
+        file: &str,
+        event: &str,
+        extra: &[&str],
+    ) -> String {
         std::fs::create_dir_all(home).unwrap();
         std::fs::copy(self.env.home().join("gitconfig"), home.join("gitconfig")).unwrap();
-        self.act(file, event, None, home, true)
+        self.act(file, event, None, home, true, extra)
     }
 
     fn act(
@@ -125,6 +138,7 @@ impl Act {
         payload: Option<&serde_json::Value>,
         home: &Path,
         fresh: bool,
+        extra: &[&str],
     ) -> String {
         let mut cmd = Command::new(&self.act);
         crate::common::base_env(&mut cmd, home);
@@ -195,7 +209,8 @@ impl Act {
                 "--env",
                 &format!("TEST_ARTIFACTS={}", home.join("artifacts").display()),
             ])
-            .args(["--env", "STAGEGATE_GITHUB_RETRY_BASE_MS=1"]);
+            .args(["--env", "STAGEGATE_GITHUB_RETRY_BASE_MS=1"])
+            .args(extra);
         if let Some(p) = payload {
             let path = home.join(format!("{event}.json"));
             std::fs::write(&path, p.to_string()).unwrap();

@@ -56,7 +56,7 @@ fn built(w: &Act, stage: &str, image: &str) -> String {
 }
 
 /// The results in `origin`'s ledger of test `name`.
-fn results(w: &Act, name: &str) -> Vec<serde_json::Value> {
+pub(super) fn results(w: &Act, name: &str) -> Vec<serde_json::Value> {
     let files = w.env.git_in(
         &w.origin,
         &["ls-tree", "-r", "--name-only", "refs/stagegate/results"],
