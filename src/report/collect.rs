@@ -109,6 +109,7 @@ fn moves(repo: &Repo, planner: &Planner, view: &LedgerView, now: i64) -> Result<
         let plan = &judgement.plan;
         let subject = repo.commit(plan.from_head)?.subject().to_string();
         let judged = Judged {
+            planner,
             repo,
             plan,
             view,
@@ -140,6 +141,7 @@ fn moves(repo: &Repo, planner: &Planner, view: &LedgerView, now: i64) -> Result<
 
 /// One move as the gate judged it.
 struct Judged<'a> {
+    planner: &'a Planner<'a>,
     repo: &'a Repo,
     plan: &'a MovePlan,
     view: &'a LedgerView<'a>,
@@ -247,6 +249,7 @@ impl Judged<'_> {
             _ => "changed",
         };
         let page = candidate_page(&plan.from.name, &plan.to.name, &name);
+        let (upstream, upstream_more) = self.upstream(c);
         Ok(CandidateView {
             item: name,
             from_version: c.from.clone(),
@@ -262,7 +265,67 @@ impl Judged<'_> {
             waivers,
             diff,
             page,
+            upstream,
+            upstream_more,
         })
+    }
+
+    /// The upstream commits a component bump brings in: T's pinned commit to S's, on the
+    /// upstream's first-parent line, newest first. Read from the upstream cache `bisect`
+    /// keeps (fetched when missing); a history that cannot be read lists nothing.
+    fn upstream(&self, c: &Candidate) -> (Vec<super::model::UpstreamCommit>, usize) {
+        let read = || -> Result<(Vec<super::model::UpstreamCommit>, usize)> {
+            let Some(id) = c.id.item() else {
+                return Ok(Default::default());
+            };
+            let pinned = |head: ObjectId| -> Result<Option<crate::manifest::Source>> {
+                Ok(self
+                    .planner
+                    .snapshot(head)?
+                    .item(id)
+                    .ok()
+                    .flatten()
+                    .and_then(|(_, i)| i.source.clone()))
+            };
+            let (Some(new), Some(old)) = (pinned(self.plan.from_head)?, pinned(self.plan.to_head)?)
+            else {
+                return Ok(Default::default());
+            };
+            let (Some(to), Some(from)) = (new.commit.as_deref(), old.commit.as_deref()) else {
+                return Ok(Default::default());
+            };
+            if to == from {
+                return Ok(Default::default());
+            }
+            // A component that lives in this repository (`git: .`) and whose commits are
+            // here is read from here, not from wherever its remote is.
+            let here = new.git == "."
+                && [from, to].iter().all(|c| {
+                    self.repo
+                        .resolve(c)
+                        .is_ok_and(|id| self.repo.commit(id).is_ok())
+                });
+            let url = if here {
+                self.repo.root_dir().display().to_string()
+            } else {
+                crate::manifest::resolve_git(&new.git, self.repo.root_dir(), &self.repo.self_url())
+            };
+            let (up, ids) =
+                crate::bisect::history::open(self.repo, &url, new.track.as_deref(), &[from, to])?;
+            let (line, _) = up.first_parent_line(ids[0], ids[1])?;
+            let more = line.len().saturating_sub(super::model::UPSTREAM_SHOWN);
+            let mut out = Vec::new();
+            for commit in line.iter().rev().take(super::model::UPSTREAM_SHOWN) {
+                let (subject, author) = up.describe(*commit)?;
+                out.push(super::model::UpstreamCommit {
+                    commit: commit.to_string(),
+                    subject,
+                    author,
+                });
+            }
+            Ok((out, more))
+        };
+        read().unwrap_or_default()
     }
 
     /// The manifest at `path` as a unified diff from T's head to S's.

@@ -155,6 +155,21 @@ pub struct CandidateView {
     pub diff: String,
     /// The candidate's page, relative to the report's root.
     pub page: String,
+    /// For a component bump: the upstream commits it brings in (first-parent line, newest
+    /// first, at most [`UPSTREAM_SHOWN`]), and how many more there are.
+    pub upstream: Vec<UpstreamCommit>,
+    pub upstream_more: usize,
+}
+
+/// The most upstream commits a candidate's page lists.
+pub const UPSTREAM_SHOWN: usize = 50;
+
+/// One upstream commit a component bump brings in.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamCommit {
+    pub commit: String,
+    pub subject: String,
+    pub author: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -567,6 +567,10 @@ fn a_published_report_carries_its_failures_logs_and_links_commits_to_the_forge()
         page.contains(&format!("href=\"../../logs/{copy}\"")),
         "{page}"
     );
+    // The bump lists the upstream commit it brings in.
+    assert_eq!(c["upstream"][0]["subject"], "hello: break greet", "{c}");
+    assert!(page.contains("Upstream commits it brings in"), "{page}");
+    assert!(page.contains("hello: break greet"), "{page}");
     // Commits link to the forge's page of them.
     let head = env.rev("stable");
     let index = read(&out, "index.html");
