@@ -2,10 +2,17 @@
 //!
 //! A store is a directory (a plain path, relative to the repository, or a `file://` URL)
 //! or an OCI registry (`oci://HOST[:PORT]/REPO`, see [`oci`]). A file lives at
-//! `<dir>/sha256/<hex>`, written to a temporary file and renamed into place, so a reader
-//! never sees half a file and two writers of the same bytes agree. With a registry, that
-//! directory (`<git-dir>/stagegate/artifacts`) is the local cache: what is pushed is kept
-//! there too, and what another runner pushed is pulled into it on first use.
+//! `<dir>/sha256/<hex>`, read-only, put there by a rename, so a reader never sees half a
+//! file and two writers of the same bytes agree. With a registry, that directory
+//! (`<git-dir>/stagegate/artifacts`) is the local cache: what a build stored is kept there
+//! too, and what another runner pushed is pulled into it on first use.
+//!
+//! Storing never copies what it can move: a build's output (the runner's own scratch file)
+//! is hashed in one read pass and renamed into the store when both are on one file system,
+//! else reflinked, else copied; a file someone else keeps (`store put FILE`) is reflinked or
+//! copied, never moved or hard-linked, and a registry push uploads from that file itself
+//! instead of first copying it into the cache. A job gets the stored file's own path
+//! (read-only), so using an image costs no copy either.
 //! Reading verifies the digest every time: a corrupted file is an error, never a silent
 //! pass.
 
@@ -42,6 +49,22 @@ pub struct Store {
 pub enum Kind {
     Artifact,
     Log,
+}
+
+fn media_of(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Artifact => oci::ARTIFACT_TYPE,
+        Kind::Log => oci::LOG_TYPE,
+    }
+}
+
+/// Whether `put_local` may take the file away from where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// The caller's own scratch file: rename it.
+    Move,
+    /// Someone's file that stays: reflink or copy it.
+    Copy,
 }
 
 /// What `put` stored.
@@ -111,29 +134,57 @@ impl Store {
         self.root.join("sha256").join(hex)
     }
 
-    /// Copy `file` into the store under its digest (with a registry: into the cache, then
-    /// pushed with `annotations` unless the registry has it already).
+    /// Keep `file` in the store under its digest, leaving `file` as it is (with a registry:
+    /// hashed, then pushed from `file` itself with `annotations` unless the registry has it
+    /// already, and kept in the cache only when the file system can reflink it there). The
+    /// user's file is never moved or linked: a reflink, else a copy, is hashed in one pass.
     pub fn put(
         &self,
         file: &Path,
         kind: Kind,
         annotations: BTreeMap<String, String>,
     ) -> Result<Stored> {
-        let local = self.put_local(file)?;
+        let Some(remote) = &self.remote else {
+            return self.put_local(file, Take::Copy);
+        };
+        // One pass to learn the digest the push needs up front; the upload reads `file`
+        // again, and nothing is written here unless a reflink makes it free.
+        let (hex, size) =
+            hash_and_size(file).io_context(|| format!("reading {}", file.display()))?;
+        let digest = format!("sha256:{hex}");
+        remote
+            .push_file(file, &digest, size, media_of(kind), annotations)
+            .map_err(store_error)?;
+        self.cache_by_reflink(file, &hex);
+        Ok(Stored {
+            location: remote.location(&digest),
+            digest,
+            size,
+        })
+    }
+
+    /// Keep `file`, which the caller owns and gives up (a build's output in the runner's
+    /// own scratch directory), in the store: hashed in one read pass and renamed into place
+    /// when the store is on the same file system; else reflinked, else copied (hashed as
+    /// it is copied). With a registry, it is then pushed from the store's copy. `file` is
+    /// gone (or left to the caller to remove) afterwards.
+    pub fn put_moving(
+        &self,
+        file: &Path,
+        kind: Kind,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<Stored> {
+        let local = self.put_local(file, Take::Move)?;
         let Some(remote) = &self.remote else {
             return Ok(local);
         };
         let hex = local.digest.trim_start_matches("sha256:");
-        let media = match kind {
-            Kind::Artifact => oci::ARTIFACT_TYPE,
-            Kind::Log => oci::LOG_TYPE,
-        };
         remote
             .push_file(
                 &self.path_of(hex),
                 &local.digest,
                 local.size,
-                media,
+                media_of(kind),
                 annotations,
             )
             .map_err(store_error)?;
@@ -143,14 +194,91 @@ impl Store {
         })
     }
 
-    fn put_local(&self, file: &Path) -> Result<Stored> {
+    /// After a push from `file`: keep it in the cache too when a reflink costs nothing;
+    /// otherwise the first use pulls it. Failing here loses nothing.
+    fn cache_by_reflink(&self, file: &Path, hex: &str) {
+        let dest = self.path_of(hex);
+        if dest.exists() {
+            return;
+        }
+        let dir = self.root.join("sha256");
+        let cloned = std::fs::create_dir_all(&dir)
+            .and_then(|()| tempfile::NamedTempFile::new_in(&dir))
+            .and_then(|tmp| {
+                let src = std::fs::File::open(file)?;
+                reflink(&src, tmp.as_file())?;
+                Ok(tmp)
+            });
+        // The clone is a snapshot: hash it, so a file changed since the push is not
+        // cached under the old digest.
+        if let Ok(tmp) = cloned
+            && hash_and_size(tmp.path()).is_ok_and(|(h, _)| h == hex)
+        {
+            let _ = persist_read_only(tmp, &dest);
+        }
+    }
+
+    fn put_local(&self, file: &Path, take: Take) -> Result<Stored> {
         let dir = self.root.join("sha256");
         std::fs::create_dir_all(&dir)
             .io_context(|| format!("creating artifact store {}", dir.display()))?;
+        let (tmp, hex, size) = match take {
+            Take::Move => match self.move_in(file, &dir)? {
+                Some(moved) => moved,
+                None => self.copy_in(file, &dir)?,
+            },
+            Take::Copy => self.copy_in(file, &dir)?,
+        };
+        let dest = self.path_of(&hex);
+        persist_read_only(tmp, &dest)?;
+        if let Ok(mut v) = self.verified.lock() {
+            v.insert(hex.clone());
+        }
+        Ok(Stored {
+            digest: format!("sha256:{hex}"),
+            size,
+            location: format!("file://{}", dest.display()),
+        })
+    }
+
+    /// Rename `file` into `dir` under a temporary name, then hash it there: no byte is
+    /// copied. `None` when `dir` is on another file system.
+    fn move_in(
+        &self,
+        file: &Path,
+        dir: &Path,
+    ) -> Result<Option<(tempfile::NamedTempFile, String, u64)>> {
+        // A placeholder name of our own in the store, replaced by the rename: the temp
+        // file's guard then removes what was moved if anything below fails.
+        let tmp = tempfile::NamedTempFile::new_in(dir)
+            .io_context(|| format!("writing into {}", dir.display()))?;
+        match std::fs::rename(file, tmp.path()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Ok(None),
+            Err(e) => {
+                return Err(Error::Io {
+                    context: format!("moving {} into {}", file.display(), dir.display()),
+                    source: e,
+                });
+            }
+        }
+        let (hex, size) =
+            hash_and_size(tmp.path()).io_context(|| format!("reading {}", file.display()))?;
+        Ok(Some((tmp, hex, size)))
+    }
+
+    /// A reflink of `file` in `dir`, hashed; or, where the file system cannot, a copy
+    /// hashed as it is written: one read pass of `file` either way.
+    fn copy_in(&self, file: &Path, dir: &Path) -> Result<(tempfile::NamedTempFile, String, u64)> {
         let mut src =
             std::fs::File::open(file).io_context(|| format!("opening {}", file.display()))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir)
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)
             .io_context(|| format!("writing into {}", dir.display()))?;
+        if reflink(&src, tmp.as_file()).is_ok() {
+            let (hex, size) =
+                hash_and_size(tmp.path()).io_context(|| format!("reading {}", file.display()))?;
+            return Ok((tmp, hex, size));
+        }
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         let mut size = 0u64;
@@ -166,17 +294,7 @@ impl Store {
                 .io_context(|| format!("writing into {}", dir.display()))?;
             size += n as u64;
         }
-        let hex = hex::encode(hasher.finalize());
-        let dest = self.path_of(&hex);
-        persist_read_only(tmp, &dest)?;
-        if let Ok(mut v) = self.verified.lock() {
-            v.insert(hex.clone());
-        }
-        Ok(Stored {
-            digest: format!("sha256:{hex}"),
-            size,
-            location: format!("file://{}", dest.display()),
-        })
+        Ok((tmp, hex::encode(hasher.finalize()), size))
     }
 
     /// The local path of the file with `digest`, verified. `location` is where the record
@@ -272,7 +390,7 @@ impl Store {
         match src {
             Some(src) => {
                 let stored = self
-                    .put_local(&src)
+                    .put_local(&src, Take::Copy)
                     .map_err(|e| format!("fetching {digest} from {}: {e}", src.display()))?;
                 if stored.digest != digest {
                     return Err(format!(
@@ -421,15 +539,37 @@ fn persist_read_only(tmp: tempfile::NamedTempFile, dest: &Path) -> Result<()> {
 }
 
 pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    hash_and_size(path).map(|(hex, _)| hex)
+}
+
+/// The sha256 (hex) of the file at `path` and its size, in one read pass.
+fn hash_and_size(path: &Path) -> std::io::Result<(String, u64)> {
     let mut f = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
+        size += n as u64;
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// Make `dest` share `src`'s blocks (the `FICLONE` ioctl: btrfs, XFS, bcachefs…): a copy
+/// that costs no bytes and no time. Fails (`EOPNOTSUPP`, `EXDEV`, `EINVAL`) where the file
+/// system cannot, and the caller copies.
+fn reflink(src: &std::fs::File, dest: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: FICLONE takes the source descriptor as its argument and reads no memory; both
+    // descriptors are open files borrowed for the duration of the call.
+    let r = unsafe { libc::ioctl(dest.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }

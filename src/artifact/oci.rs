@@ -250,10 +250,9 @@ impl Registry {
                     .await
                     .map_err(&failed)?;
             }
-            let title = file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| hex.clone());
+            // The digest, whatever the file is called here: the blob is the same bytes
+            // whether it was pushed from the cache or from a user's file.
+            let title = hex.clone();
             let manifest = OciImageManifest {
                 schema_version: 2,
                 media_type: Some(OCI_IMAGE_MEDIA_TYPE.to_string()),

@@ -1073,7 +1073,7 @@ fn store_build(job: &Job, out: &Path, settings: &Settings) -> Result<ArtifactRec
             notes.insert(format!("{ANNOTATION}.cache-of"), job.name.clone());
             let stored = settings
                 .store
-                .put(&cp, Kind::Artifact, notes)
+                .put_moving(&cp, Kind::Artifact, notes)
                 .map_err(|e| unstored("cache", e))?;
             Some(crate::records::CacheRecord {
                 digest: stored.digest,
@@ -1084,7 +1084,7 @@ fn store_build(job: &Job, out: &Path, settings: &Settings) -> Result<ArtifactRec
     };
     let stored = settings
         .store
-        .put(&path, Kind::Artifact, annotations)
+        .put_moving(&path, Kind::Artifact, annotations)
         .map_err(|e| unstored("artifact", e))?;
     Ok(ArtifactRecord {
         digest: stored.digest,

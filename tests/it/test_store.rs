@@ -305,3 +305,105 @@ fn a_registry_that_needs_credentials_gets_them_from_the_environment() {
         "{stdout}"
     );
 }
+
+/// A pipeline like [`pipeline`] (default store) whose build and test note, in `$HOME`, the
+/// inode of the file the recipe wrote and of the image the test was given.
+fn noting_inodes() -> TestEnv {
+    let env = pipeline("");
+    // On both stages, before the bump: a test runs as the target stage defines it.
+    env.git(&["reset", "-q", "--hard", "HEAD~1"]);
+    env.write(
+        "build.sh",
+        "#!/bin/sh\necho \"disk $STAGEGATE_VERSION\" > \"$STAGEGATE_OUT/disk.img\"\necho \"pkg 1\" > \"$STAGEGATE_OUT/disk.lock\"\nstat -c %i \"$STAGEGATE_OUT/disk.img\" > \"$HOME/built.ino\"\n",
+    );
+    env.write(
+        "boots.sh",
+        "#!/bin/sh\ngrep -q \"disk $STAGEGATE_IMAGE_DISK_VERSION\" \"$STAGEGATE_IMAGE_DISK_ARTIFACT\"\nstat -c %i \"$STAGEGATE_IMAGE_DISK_ARTIFACT\" > \"$HOME/used.ino\"\n",
+    );
+    env.git(&["commit", "-qam", "Note inodes", "--no-verify"]);
+    env.git(&["branch", "-f", "stable", "staging"]);
+    env.edit("images/disk.yaml", "\"1\"", "\"2\"");
+    env.git(&["commit", "-qam", "Bump disk", "--no-verify"]);
+    env
+}
+
+fn inode_in(env: &TestEnv, name: &str) -> u64 {
+    std::fs::read_to_string(env.home().join(name))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_build_artifact_is_moved_into_the_store_not_copied() {
+    use std::os::unix::fs::MetadataExt;
+    let env = noting_inodes();
+    let (build, _) = job_keys(&env, &[]);
+    env.sg_ok(&["run", "--job", &build]);
+    let blob = std::fs::read_dir(cache(&env))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t == "disk 2\n"))
+        .expect("the disk is stored");
+    let meta = std::fs::metadata(&blob).unwrap();
+    // The scratch directory and `.git` share the test's file system: a rename, no copy.
+    assert_eq!(
+        meta.ino(),
+        inode_in(&env, "built.ino"),
+        "same inode as written"
+    );
+    assert_eq!(meta.nlink(), 1, "moved, not linked: nothing else holds it");
+    assert_eq!(meta.mode() & 0o777, 0o444, "stored read-only");
+    let hex = blob.file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        hex,
+        format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(b"disk 2\n")),
+        "named by the digest of what the recipe wrote"
+    );
+}
+
+#[test]
+fn a_test_uses_the_stored_image_itself_not_a_copy() {
+    use std::os::unix::fs::MetadataExt;
+    let env = noting_inodes();
+    let ran = env.sg_ok(&["run"]);
+    assert!(ran.contains("ran 2 jobs: 2 pass"), "{ran}");
+    let used = inode_in(&env, "used.ino");
+    let blob = std::fs::read_dir(cache(&env))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t == "disk 2\n"))
+        .expect("the disk is stored");
+    assert_eq!(std::fs::metadata(&blob).unwrap().ino(), used);
+    assert_eq!(
+        used,
+        inode_in(&env, "built.ino"),
+        "one inode from build to test"
+    );
+}
+
+#[test]
+fn store_put_leaves_the_users_file_where_it_was() {
+    use std::os::unix::fs::MetadataExt;
+    let env = pipeline("");
+    let file = env.home().join("mine.bin");
+    std::fs::write(&file, "my bytes\n").unwrap();
+    let before = std::fs::metadata(&file).unwrap();
+    let out = env.sg_ok(&["store", "put", file.to_str().unwrap()]);
+    let hex = format!(
+        "{:x}",
+        <sha2::Sha256 as sha2::Digest>::digest(b"my bytes\n")
+    );
+    assert!(out.starts_with(&format!("sha256:{hex} 9 ")), "{out}");
+    let after = std::fs::metadata(&file).unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "my bytes\n");
+    assert_eq!(
+        (after.ino(), after.nlink(), after.mode()),
+        (before.ino(), before.nlink(), before.mode()),
+        "neither moved, linked nor made read-only"
+    );
+    let blob = cache(&env).join(&hex);
+    assert_ne!(std::fs::metadata(&blob).unwrap().ino(), after.ino());
+    assert_eq!(std::fs::read_to_string(&blob).unwrap(), "my bytes\n");
+}
