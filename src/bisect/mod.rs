@@ -531,9 +531,20 @@ impl Bisector<'_, '_> {
             let mut need = Vec::new();
             let (mut any_bad, mut all_good) = (false, true);
             let (mut passed, mut failed, mut flaky) = (0, 0, false);
-            for j in &jobs {
-                let results: Vec<Verdict> =
+            for (i, j) in jobs.iter().enumerate() {
+                let mut results: Vec<Verdict> =
                     view.results(&j.key)?.iter().map(|r| r.verdict).collect();
+                // At the ends, the gate's own results count: its candidate job ran the
+                // candidate's commit, its baseline T's, in the same environment. They are
+                // never run again for the bisect.
+                let gate = match role {
+                    "bad-end" => self.target.jobs.get(i).map(|g| g.key.clone()),
+                    "good-end" => self.target.jobs.get(i).and_then(|g| g.baseline.clone()),
+                    _ => None,
+                };
+                if let Some(k) = gate {
+                    results.extend(view.results(&k)?.iter().map(|r| r.verdict));
+                }
                 passed += results
                     .iter()
                     .filter(|v| matches!(v, Verdict::Pass | Verdict::Flaky))
