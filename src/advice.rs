@@ -35,6 +35,8 @@ pub enum Advice {
     Why { item: String },
     /// `stagegate status`: where every stage stands.
     Status,
+    /// `stagegate check`: validate the manifests of the work tree.
+    Check,
 }
 
 impl Advice {
@@ -51,6 +53,7 @@ impl Advice {
         "log-of",
         "why",
         "status",
+        "check",
     ];
 
     /// The name of this advice's kind, one of [`Advice::KINDS`]. The match is exhaustive,
@@ -68,6 +71,7 @@ impl Advice {
             Advice::LogOf { .. } => "log-of",
             Advice::Why { .. } => "why",
             Advice::Status => "status",
+            Advice::Check => "check",
         }
     }
 
@@ -86,6 +90,7 @@ impl Advice {
             ["log-of", _] => "log-of",
             ["why", _] => "why",
             ["status"] => "status",
+            ["check"] => "check",
             _ => return None,
         })
     }
@@ -110,6 +115,7 @@ impl Advice {
             Advice::LogOf { key } => vec!["log-of", key],
             Advice::Why { item } => vec!["why", item],
             Advice::Status => vec!["status"],
+            Advice::Check => vec!["check"],
         }
     }
 
@@ -185,6 +191,7 @@ mod tests {
                 item: "tests/boot".into(),
             },
             Advice::Status,
+            Advice::Check,
         ];
         let kinds: Vec<_> = all.iter().map(Advice::kind).collect();
         assert_eq!(kinds, Advice::KINDS);
