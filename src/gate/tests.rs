@@ -876,7 +876,7 @@ fn rows() -> Vec<Row> {
             },
             state: State::Rejected,
             reasons: &[(K::Rejected, HOST)],
-            says: "waives 111111111111, 333333333333",
+            says: "`stagegate waive 111111111111 --reason …`, `stagegate waive 333333333333 --reason …` waive them",
             sticky: true,
             ..ROW
         },
