@@ -9,6 +9,7 @@
 //! in the binary) is the only place that prints; the compiler holds the library to that.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod advice;
 pub mod artifact;
 pub mod bisect;
 pub mod cycle;

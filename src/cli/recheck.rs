@@ -1,6 +1,7 @@
 //! `stagegate recheck ITEM --reason TEXT`: run a candidate's failing or erroring jobs again,
 //! once the environment they failed in is fixed.
 
+use crate::advice::Advice;
 use serde::Serialize;
 
 use super::{Code, Ctx, Format, print_json};
@@ -152,12 +153,20 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         return Err(if pending_somewhere {
             Error::usage_help(
                 format!("{i} has no failing or erroring job{stage}: nothing to recheck"),
-                format!("`stagegate why {i}` shows what holds it back"),
+                format!(
+                    "`{}` shows what holds it back",
+                    Advice::Why {
+                        item: i.to_string()
+                    }
+                ),
             )
         } else {
             Error::usage_help(
                 format!("{i} is not pending{stage}: nothing to recheck"),
-                "`stagegate status` lists the candidates of every stage move",
+                format!(
+                    "`{}` lists the candidates of every stage move",
+                    Advice::Status
+                ),
             )
         });
     }

@@ -1,5 +1,6 @@
 //! `stagegate status`: where every stage stands.
 
+use crate::advice::Advice;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -137,9 +138,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 );
                 for f in &v.frozen {
                     println!(
-                        "  FROZEN: {} (lift with `stagegate unfreeze {}`)",
+                        "  FROZEN: {} (lift with `{}`)",
                         f.line(),
-                        v.to
+                        Advice::Unfreeze {
+                            stage: v.to.clone()
+                        }
                     );
                 }
                 if v.candidates.is_empty() {

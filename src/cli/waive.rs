@@ -1,6 +1,7 @@
 //! `stagegate waive KEY --reason TEXT`: a failing result that must not block.
 
 use super::{Code, Ctx, Expiry, Format, print_json};
+use crate::advice::Advice;
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
 use crate::plan::{Planner, describe};
@@ -64,7 +65,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 &found.key[..12]
             ),
             format!(
-                "when the build failed because of its environment, fix that, then `stagegate recheck {item} --reason …`; otherwise a new version of {item} is the way out"
+                "when the build failed because of its environment, fix that, then `{}`; otherwise a new version of {item} is the way out",
+                Advice::Recheck {
+                    item: item.clone(),
+                    stage: None
+                }
             ),
         ));
     }

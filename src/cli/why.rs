@@ -1,5 +1,6 @@
 //! `stagegate why ITEM`: why an item is or is not promoted.
 
+use crate::advice::Advice;
 use serde::Serialize;
 
 use super::{Code, Ctx, Format, print_json};
@@ -80,7 +81,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     if stages.iter().all(|s| !s.present) && id != CandidateId::Files {
         return Err(Error::usage_help(
             format!("{id} exists on no stage"),
-            "`stagegate status` lists what is pending; check the spelling",
+            format!(
+                "`{}` lists what is pending; check the spelling",
+                Advice::Status
+            ),
         ));
     }
     let view = Ledger::new(repo, &planner.pipeline.results_ref).view()?;
@@ -264,8 +268,11 @@ fn print_text(why: &Why, id: &CandidateId) {
                 println!("         waits: {}", why.trim_start());
             } else if j.state == JobState::Missing && !e.sticky {
                 println!(
-                    "         next: `stagegate run` (or `stagegate run --job {}`)",
-                    &j.key[..12]
+                    "         next: `{}` (or `{}`)",
+                    Advice::Run,
+                    Advice::RunJob {
+                        key: j.key[..12].to_string()
+                    }
                 );
             }
             if matches!(
@@ -282,8 +289,10 @@ fn print_text(why: &Why, id: &CandidateId) {
                 }
                 if let Some(l) = &j.log {
                     println!(
-                        "         log: {l} (`stagegate log-of {}` prints it)",
-                        &j.key[..12]
+                        "         log: {l} (`{}` prints it)",
+                        Advice::LogOf {
+                            key: j.key[..12].to_string()
+                        }
                     );
                 }
                 if let Some(x) = &j.excerpt {

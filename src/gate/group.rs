@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::advice::Advice;
 use crate::overrides::{OverrideRef, QuarantineRecord, WaiveRecord};
 use crate::plan::{Blocked, Candidate, CandidateId, MovePlan};
 
@@ -135,7 +136,7 @@ fn standing_rejections(
             item: Some(m.to_string()),
             job: None,
             message: format!(
-                "{m} at this content was rejected for {}{}; it stays on {} until a new version arrives; once an environment it failed in is fixed, `stagegate recheck {m} --stage {} --reason …` runs its failing jobs again{}",
+                "{m} at this content was rejected for {}{}; it stays on {} until a new version arrives; once an environment it failed in is fixed, `{}` runs its failing jobs again{}",
                 plan.to.name,
                 if r.reasons.is_empty() {
                     String::new()
@@ -143,14 +144,20 @@ fn standing_rejections(
                     format!(" ({})", r.reasons.join("; "))
                 },
                 plan.from.name,
-                plan.to.name,
-                if keys.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        ", or `stagegate waive KEY --reason …` waives {}",
-                        keys.join(", ")
-                    )
+                Advice::Recheck {
+                    item: m.to_string(),
+                    stage: Some(plan.to.name.clone()),
+                },
+                match keys.as_slice() {
+                    [] => String::new(),
+                    [k] => format!(", or `{}` waives it", Advice::Waive { key: k.to_string() }),
+                    _ => format!(
+                        ", or {} waive them",
+                        keys.iter()
+                            .map(|k| format!("`{}`", Advice::Waive { key: k.to_string() }))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 },
             ),
         });
@@ -221,8 +228,14 @@ fn member(
             reason(
                 ReasonKind::Held,
                 format!(
-                    "{m} is held on {} by {} since {}: {} (release with `stagegate release {m}`)",
-                    h.stage, h.by, h.at, h.reason
+                    "{m} is held on {} by {} since {}: {} (release with `{}`)",
+                    h.stage,
+                    h.by,
+                    h.at,
+                    h.reason,
+                    Advice::Release {
+                        item: m.to_string()
+                    }
                 ),
             ),
         );
@@ -237,8 +250,12 @@ fn member(
                 reason(
                     ReasonKind::Approval,
                     format!(
-                        "a change of {m} moves into {} only with an approval: `stagegate approve {m} --stage {} --reason …`",
-                        plan.to.name, plan.to.name
+                        "a change of {m} moves into {} only with an approval: `{}`",
+                        plan.to.name,
+                        Advice::Approve {
+                            candidate: m.to_string(),
+                            stage: plan.to.name.clone()
+                        }
                     ),
                 ),
             ),
@@ -281,7 +298,7 @@ fn freezes(plan: &MovePlan, facts: &Facts, first: Option<&str>, f: &mut Findings
                 item: first.map(String::from),
                 job: None,
                 message: format!(
-                    "{} is frozen by {} since {}: {}{} (lift with `stagegate unfreeze {}`)",
+                    "{} is frozen by {} since {}: {}{} (lift with `{}`)",
                     plan.to.name,
                     z.author,
                     z.created,
@@ -290,7 +307,9 @@ fn freezes(plan: &MovePlan, facts: &Facts, first: Option<&str>, f: &mut Findings
                         .as_ref()
                         .map(|e| format!("; until {e}"))
                         .unwrap_or_default(),
-                    plan.to.name
+                    Advice::Unfreeze {
+                        stage: plan.to.name.clone()
+                    }
                 ),
             },
         );

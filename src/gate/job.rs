@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::advice::Advice;
 use crate::ledger::Verdict;
 use crate::manifest::FlakyPolicy;
 use crate::overrides::{OverrideRef, QuarantineRecord, WaiveRecord};
@@ -146,8 +147,12 @@ pub(super) fn judge(
             State::Wait,
             ReasonKind::Missing,
             format!(
-                "{} was rechecked by {} ({}): {}; its new attempt runs at the next `stagegate run`",
-                seen.label, m.by.by, m.by.id, m.by.reason
+                "{} was rechecked by {} ({}): {}; its new attempt runs at the next `{}`",
+                seen.label,
+                m.by.by,
+                m.by.id,
+                m.by.reason,
+                Advice::Run
             ),
         )),
         (None, JobState::Missing) if !job.needs.is_empty() => {
@@ -156,9 +161,10 @@ pub(super) fn judge(
                     State::Wait,
                     ReasonKind::Unserved,
                     format!(
-                        "{} {why}; it runs when a runner offering {} runs `stagegate run` (`--labels {}`)",
+                        "{} {why}; it runs when a runner offering {} runs `{}` (`--labels {}`)",
                         seen.label,
                         if job.needs.len() == 1 { "it" } else { "them" },
+                        Advice::Run,
                         job.needs.join(",")
                     ),
                 )),
@@ -275,7 +281,8 @@ fn say(
             State::Wait,
             ReasonKind::BaselineMissing,
             format!(
-                "{label} fails; its baseline on {to} has no result yet to compare with (run `stagegate run`)"
+                "{label} fails; its baseline on {to} has no result yet to compare with (run `{}`)",
+                Advice::Run
             ),
         )),
         JobState::Regression => Some(regression(s)),
@@ -283,7 +290,7 @@ fn say(
         JobState::Missing => Some((
             State::Wait,
             ReasonKind::Missing,
-            format!("{label} has no result yet (run `stagegate run`)"),
+            format!("{label} has no result yet (run `{}`)", Advice::Run),
         )),
     }
 }
@@ -299,30 +306,38 @@ fn error(s: &Seen, budget: Option<super::Budget>) -> (State, ReasonKind, String)
             State::Wait,
             ReasonKind::Errored,
             format!(
-                "{label} could not run{why}; it errored {n} time{} in a row; fix the environment, then `stagegate recheck {item} --stage {} --reason …`",
+                "{label} could not run{why}; it errored {n} time{} in a row; fix the environment, then `{}`",
                 if n == 1 { "" } else { "s" },
-                s.plan.to.name
+                Advice::Recheck {
+                    item: item.to_string(),
+                    stage: Some(s.plan.to.name.clone())
+                }
             ),
         ),
         Some(super::Budget::Until { n, of, at }) => (
             State::Wait,
             ReasonKind::Error,
             format!(
-                "{label} could not run{why} (error {n} of {of}); it is tried again after {} (`stagegate run --failed` tries it now)",
-                crate::records::rfc3339(at)
+                "{label} could not run{why} (error {n} of {of}); it is tried again after {} (`{}` tries it now)",
+                crate::records::rfc3339(at),
+                Advice::RunFailed
             ),
         ),
         Some(super::Budget::Due { n, of }) => (
             State::Wait,
             ReasonKind::Error,
             format!(
-                "{label} could not run{why} (error {n} of {of}); the next `stagegate run` tries it again"
+                "{label} could not run{why} (error {n} of {of}); the next `{}` tries it again",
+                Advice::Run
             ),
         ),
         None => (
             State::Wait,
             ReasonKind::Error,
-            format!("{label} could not run{why}; the next `stagegate run` tries it again"),
+            format!(
+                "{label} could not run{why}; the next `{}` tries it again",
+                Advice::Run
+            ),
         ),
     }
 }
@@ -352,8 +367,9 @@ fn heisenbug(s: &Seen, state: JobState) -> (State, ReasonKind, String) {
             (
                 State::Wait,
                 format!(
-                    "the gate waits for {left} more tr{} (each `stagegate run` tries it again)",
-                    if left == 1 { "y" } else { "ies" }
+                    "the gate waits for {left} more tr{} (each `{}` tries it again)",
+                    if left == 1 { "y" } else { "ies" },
+                    Advice::Run
                 ),
             )
         }

@@ -798,7 +798,7 @@ fn rows() -> Vec<Row> {
             state: State::Rejected,
             reasons: &[(K::Rejected, HOST)],
             boot: Some(J::Passed),
-            says: "images/host at this content was rejected for staging (test boot fails); it stays on new until a new version arrives; once an environment it failed in is fixed, `stagegate recheck images/host --stage staging --reason …` runs its failing jobs again, or `stagegate waive KEY --reason …` waives 111111111111",
+            says: "images/host at this content was rejected for staging (test boot fails); it stays on new until a new version arrives; once an environment it failed in is fixed, `stagegate recheck images/host --stage staging --reason …` runs its failing jobs again, or `stagegate waive 111111111111 --reason …` waives it",
             sticky: true,
             ..ROW
         },
@@ -876,7 +876,7 @@ fn rows() -> Vec<Row> {
             },
             state: State::Rejected,
             reasons: &[(K::Rejected, HOST)],
-            says: "waives 111111111111, 333333333333",
+            says: "`stagegate waive 111111111111 --reason …`, `stagegate waive 333333333333 --reason …` waive them",
             sticky: true,
             ..ROW
         },

@@ -83,7 +83,10 @@ fn resolve_in(known: &BTreeSet<String>, text: &str) -> Result<String> {
     }
     let help = match nearest(known, &wanted) {
         Some(n) => format!("did you mean {n}?"),
-        None => "`stagegate status` shows the candidates; items are images/NAME, components/NAME, tests/NAME, stagegate.yaml or repository-files".into(),
+        None => format!(
+            "`{}` shows the candidates; items are images/NAME, components/NAME, tests/NAME, stagegate.yaml or repository-files",
+            crate::advice::Advice::Status
+        ),
     };
     Err(Error::usage_help(
         format!("{text:?} exists on no stage"),

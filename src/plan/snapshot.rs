@@ -278,8 +278,9 @@ impl<'r> Snapshot<'r> {
         for diag in &mut d.0 {
             if diag.help.is_none() {
                 diag.help = Some(format!(
-                    "in commit {}; fix it on that branch, then run `stagegate check`",
-                    short(self.commit)
+                    "in commit {}; fix it on that branch, then run `{}`",
+                    short(self.commit),
+                    crate::advice::Advice::Check
                 ));
             }
         }

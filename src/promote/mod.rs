@@ -261,7 +261,7 @@ pub fn promote_move(
             .extend(forge_rewrite_note(planner, to, plan.to_head)?);
         for f in &facts.frozen {
             outcome.notes.push(format!(
-                "{} is frozen by {} since {}: {}{}; nothing moves into it until `stagegate unfreeze {}`",
+                "{} is frozen by {} since {}: {}{}; nothing moves into it until `{}`",
                 to.name,
                 f.author,
                 f.created,
@@ -270,7 +270,9 @@ pub fn promote_move(
                     .as_ref()
                     .map(|e| format!(" (until {e})"))
                     .unwrap_or_default(),
-                to.name
+                crate::advice::Advice::Unfreeze {
+                    stage: to.name.clone()
+                }
             ));
         }
         let reviewed = plan.gate.review || opts.force_review;
@@ -785,11 +787,12 @@ fn lasting(plan: &MovePlan, r: &gate::Reason) -> String {
         // Which runners were seen is no part of a decision (heartbeats are not evidence,
         // and `verify` must derive the same record without them): it waits for a result.
         (gate::ReasonKind::Unserved, _) => format!(
-            "{} has no result yet (run `stagegate run`)",
+            "{} has no result yet (run `{}`)",
             r.job
                 .as_ref()
                 .and_then(|k| plan.jobs.get(k))
-                .map_or_else(|| "a job".to_string(), crate::plan::describe)
+                .map_or_else(|| "a job".to_string(), crate::plan::describe),
+            crate::advice::Advice::Run
         ),
         _ => r.message.clone(),
     }

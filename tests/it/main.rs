@@ -2,6 +2,7 @@
 
 mod common;
 mod registry;
+mod test_advice;
 mod test_agree;
 mod test_bench;
 mod test_bisect;

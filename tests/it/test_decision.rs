@@ -138,8 +138,9 @@ fn a_rejection_is_sticky_until_its_failure_is_waived() {
     let key = json["pending"][0]["evaluation"]["reasons"][0]["message"]
         .as_str()
         .unwrap()
-        .rsplit(' ')
-        .next()
+        .split("`stagegate waive ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
         .unwrap()
         .to_string();
     let out = env.sg_ok(&[

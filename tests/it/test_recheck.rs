@@ -338,9 +338,9 @@ fn waive_takes_the_key_a_standing_rejection_prints_and_lifts_it() {
     let env = rejected_after_stable_moved();
     let why = env.sg_ok(&["why", "components/xen"]);
     let key = why
-        .lines()
-        .find(|l| l.contains("waives "))
-        .and_then(|l| l.rsplit(' ').next())
+        .split("`stagegate waive ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
         .unwrap_or_else(|| panic!("no key to waive in\n{why}"))
         .to_string();
     let plan = env.sg_ok(&["plan"]);

@@ -1,0 +1,216 @@
+//! The commands stagegate suggests: one typed value per kind of advice, rendered by one
+//! `Display` as the exact command line a person can paste (DESIGN.md §4.17: every command
+//! `why`, `status` or an error suggests works as printed).
+//!
+//! Gate reasons, `why`, `status` and error helps build their advice here instead of writing
+//! `stagegate …` by hand, so the command line of each kind is written once and a test
+//! (`tests/it/test_advice.rs`) can list every kind ([`Advice::KINDS`]) and run each as
+//! printed. This module knows no other module: it only renders.
+
+use std::fmt;
+
+/// A command stagegate suggests. A reason the command requires is rendered as the
+/// placeholder `--reason …`, which the person replaces with theirs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Advice {
+    /// `stagegate run`: run the planned jobs that have no result yet.
+    Run,
+    /// `stagegate run --failed`: run the erroring jobs now, without waiting for the backoff.
+    RunFailed,
+    /// `stagegate run --job KEY`: run this one job.
+    RunJob { key: String },
+    /// `stagegate recheck ITEM [--stage S] --reason …`: run its failing jobs again.
+    Recheck { item: String, stage: Option<String> },
+    /// `stagegate waive KEY --reason …`: a failing result that must not block.
+    Waive { key: String },
+    /// `stagegate approve CANDIDATE --stage S --reason …`: let a pipeline change move.
+    Approve { candidate: String, stage: String },
+    /// `stagegate release ITEM`: lift a hold.
+    Release { item: String },
+    /// `stagegate unfreeze STAGE`: lift the freezes of a stage.
+    Unfreeze { stage: String },
+    /// `stagegate log-of KEY`: print a job's log.
+    LogOf { key: String },
+    /// `stagegate why ITEM`: why an item is or is not promoted.
+    Why { item: String },
+    /// `stagegate status`: where every stage stands.
+    Status,
+    /// `stagegate check`: validate the manifests of the work tree.
+    Check,
+}
+
+impl Advice {
+    /// One name per kind, in declaration order: what a test must see printed and run.
+    pub const KINDS: &'static [&'static str] = &[
+        "run",
+        "run-failed",
+        "run-job",
+        "recheck",
+        "waive",
+        "approve",
+        "release",
+        "unfreeze",
+        "log-of",
+        "why",
+        "status",
+        "check",
+    ];
+
+    /// The name of this advice's kind, one of [`Advice::KINDS`]. The match is exhaustive,
+    /// so a new kind does not compile until it has a name (and the test sees it missing).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Advice::Run => "run",
+            Advice::RunFailed => "run-failed",
+            Advice::RunJob { .. } => "run-job",
+            Advice::Recheck { .. } => "recheck",
+            Advice::Waive { .. } => "waive",
+            Advice::Approve { .. } => "approve",
+            Advice::Release { .. } => "release",
+            Advice::Unfreeze { .. } => "unfreeze",
+            Advice::LogOf { .. } => "log-of",
+            Advice::Why { .. } => "why",
+            Advice::Status => "status",
+            Advice::Check => "check",
+        }
+    }
+
+    /// The kind of the command line `words` (without `stagegate`), when it is advice this
+    /// module renders: how a test tells which kind it ran.
+    pub fn kind_of(words: &[&str]) -> Option<&'static str> {
+        Some(match words {
+            ["run"] => "run",
+            ["run", "--failed"] => "run-failed",
+            ["run", "--job", _] => "run-job",
+            ["recheck", ..] => "recheck",
+            ["waive", ..] => "waive",
+            ["approve", ..] => "approve",
+            ["release", _] => "release",
+            ["unfreeze", _] => "unfreeze",
+            ["log-of", _] => "log-of",
+            ["why", _] => "why",
+            ["status"] => "status",
+            ["check"] => "check",
+            _ => return None,
+        })
+    }
+
+    /// The words after `stagegate`, each as it must reach the program.
+    fn words(&self) -> Vec<&str> {
+        match self {
+            Advice::Run => vec!["run"],
+            Advice::RunFailed => vec!["run", "--failed"],
+            Advice::RunJob { key } => vec!["run", "--job", key],
+            Advice::Recheck { item, stage } => {
+                let mut w = vec!["recheck", item.as_str()];
+                if let Some(s) = stage {
+                    w.extend(["--stage", s.as_str()]);
+                }
+                w
+            }
+            Advice::Waive { key } => vec!["waive", key],
+            Advice::Approve { candidate, stage } => vec!["approve", candidate, "--stage", stage],
+            Advice::Release { item } => vec!["release", item],
+            Advice::Unfreeze { stage } => vec!["unfreeze", stage],
+            Advice::LogOf { key } => vec!["log-of", key],
+            Advice::Why { item } => vec!["why", item],
+            Advice::Status => vec!["status"],
+            Advice::Check => vec!["check"],
+        }
+    }
+
+    /// Whether the command refuses to run without `--reason`.
+    fn needs_reason(&self) -> bool {
+        matches!(
+            self,
+            Advice::Recheck { .. } | Advice::Waive { .. } | Advice::Approve { .. }
+        )
+    }
+}
+
+/// `word` as a POSIX shell reads it back: as is when it holds only characters no shell
+/// treats specially, else in single quotes.
+fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._,:=@+-%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+impl fmt::Display for Advice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stagegate")?;
+        for w in self.words() {
+            write!(f, " {}", quote(w))?;
+        }
+        if self.needs_reason() {
+            f.write_str(" --reason …")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_name_and_renders_a_command_line() {
+        let all = [
+            Advice::Run,
+            Advice::RunFailed,
+            Advice::RunJob {
+                key: "0123456789ab".into(),
+            },
+            Advice::Recheck {
+                item: "images/host".into(),
+                stage: Some("stable".into()),
+            },
+            Advice::Waive {
+                key: "0123456789ab".into(),
+            },
+            Advice::Approve {
+                candidate: "stagegate.yaml".into(),
+                stage: "stable".into(),
+            },
+            Advice::Release {
+                item: "components/xen".into(),
+            },
+            Advice::Unfreeze {
+                stage: "stable".into(),
+            },
+            Advice::LogOf {
+                key: "0123456789ab".into(),
+            },
+            Advice::Why {
+                item: "tests/boot".into(),
+            },
+            Advice::Status,
+            Advice::Check,
+        ];
+        let kinds: Vec<_> = all.iter().map(Advice::kind).collect();
+        assert_eq!(kinds, Advice::KINDS);
+        for a in &all {
+            let s = a.to_string();
+            let words: Vec<&str> = s.split(' ').skip(1).collect();
+            assert_eq!(Advice::kind_of(&words), Some(a.kind()), "{s}");
+        }
+        assert_eq!(
+            all[3].to_string(),
+            "stagegate recheck images/host --stage stable --reason …"
+        );
+    }
+
+    #[test]
+    fn words_a_shell_would_split_are_quoted() {
+        let a = Advice::Release {
+            item: "it's here".into(),
+        };
+        assert_eq!(a.to_string(), r"stagegate release 'it'\''s here'");
+    }
+}
