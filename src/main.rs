@@ -9,6 +9,12 @@ mod cli;
 // has (`crate::plan`, `crate::error::Result`).
 use stagegate::*;
 
+// musl's allocator would make the static release build far slower than the glibc one
+// (Cargo.toml); glibc builds keep the system allocator.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let code = cli::main();
     std::process::exit(code);
