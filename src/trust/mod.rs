@@ -352,30 +352,32 @@ pub fn assess(repo: &Repo, tip: Option<ObjectId>, policy: &Policy) -> Result<Arc
     let file = dir.join(format!("{}.json", policy.id));
     let mut evidence = Evidence::default();
     let mut hidden: Vec<ObjectId> = Vec::new();
-    if let Some(c) = std::fs::read(&file)
+    // The verdicts kept for the tip of an earlier call: read once.
+    let cached = std::fs::read(&file)
         .ok()
         .and_then(|b| serde_json::from_slice::<Cached>(&b).ok())
-        && let Ok(at) = ObjectId::from_hex(c.tip.as_bytes())
-        && repo.git.has_object(at)
-        && (at == tip || repo.is_ancestor(at, tip)?)
-    {
-        evidence.not_counted = c
-            .not_counted
-            .into_iter()
-            .map(|n| (n.path.clone(), n))
-            .collect();
-        evidence.deleted = c.deleted.into_iter().map(|d| (d.path.clone(), d)).collect();
-        if at == tip {
-            return Ok(Arc::new(evidence));
+        .and_then(|c| {
+            let at = ObjectId::from_hex(c.tip.as_bytes()).ok()?;
+            repo.git.has_object(at).then_some((at, c))
+        });
+    let mut older = None;
+    if let Some((at, c)) = cached {
+        if at == tip || repo.is_ancestor(at, tip)? {
+            evidence.not_counted = c
+                .not_counted
+                .into_iter()
+                .map(|n| (n.path.clone(), n))
+                .collect();
+            evidence.deleted = c.deleted.into_iter().map(|d| (d.path.clone(), d)).collect();
+            if at == tip {
+                return Ok(Arc::new(evidence));
+            }
+            hidden.push(at);
+        } else if repo.is_ancestor(tip, at)? {
+            older = Some(c);
         }
-        hidden.push(at);
-    } else if let Some(c) = std::fs::read(&file)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Cached>(&b).ok())
-        && let Ok(at) = ObjectId::from_hex(c.tip.as_bytes())
-        && repo.git.has_object(at)
-        && repo.is_ancestor(tip, at)?
-    {
+    }
+    if let Some(c) = older {
         // An older ledger than the one assessed last (`verify` replaying a decision): what
         // did not count then is what does not count now, written by a commit it holds.
         for n in c.not_counted {
