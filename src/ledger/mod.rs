@@ -225,6 +225,9 @@ pub struct LedgerView<'r> {
     /// What does not count under the `trust:` this view judges with ([`crate::trust`]):
     /// left out of every read.
     evidence: Option<std::sync::Arc<crate::trust::Evidence>>,
+    /// What [`LedgerView::trusting`] assessed, by policy: every move of a command judges
+    /// from this one view, most under the same `trust:`.
+    assessed: std::sync::Mutex<HashMap<String, std::sync::Arc<crate::trust::Evidence>>>,
 }
 
 /// The record in blob `id`, stored at `path` (`…/NNNN-XXXXXXXX[-VERDICT].yaml`): its
@@ -312,6 +315,7 @@ impl<'r> Ledger<'r> {
             as_of: None,
             histories: Default::default(),
             evidence: None,
+            assessed: Default::default(),
         })
     }
 
@@ -495,11 +499,24 @@ impl<'r> LedgerView<'r> {
     /// policy does not count are left out of every read. Without `trust:`, the view as is.
     pub fn trusting(&self, trust: Option<&crate::manifest::Trust>) -> Result<LedgerView<'r>> {
         let evidence = match trust {
-            Some(t) => Some(crate::trust::assess(
-                self.repo,
-                self.tip,
-                &crate::trust::Policy::new(t),
-            )?),
+            Some(t) => {
+                let policy = crate::trust::Policy::new(t);
+                let known = self
+                    .assessed
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(policy.id()).cloned());
+                Some(match known {
+                    Some(e) => e,
+                    None => {
+                        let e = crate::trust::assess(self.repo, self.tip, &policy)?;
+                        if let Ok(mut m) = self.assessed.lock() {
+                            m.insert(policy.id().to_string(), e.clone());
+                        }
+                        e
+                    }
+                })
+            }
             None => None,
         };
         Ok(LedgerView {
@@ -509,6 +526,7 @@ impl<'r> LedgerView<'r> {
             as_of: self.as_of.clone(),
             histories: Default::default(),
             evidence,
+            assessed: Default::default(),
         })
     }
 

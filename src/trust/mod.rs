@@ -196,6 +196,11 @@ impl Policy {
         }
     }
 
+    /// Names this policy: two `trust:` blocks alike have the same id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     fn signer_of(&self, data: &[u8]) -> Signer {
         let Ok(Some((sig, signed))) =
             gix::objs::CommitRefIter::signature(data, gix::hash::Kind::Sha1)
