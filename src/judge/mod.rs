@@ -193,16 +193,19 @@ fn not_counted(
     let Some(ev) = view.evidence() else {
         return Default::default();
     };
+    let decisions: std::collections::HashSet<String> = plan
+        .candidates
+        .iter()
+        .map(|c| facts::decision_path(&plan.to.name, &c.content))
+        .collect();
+    // A result lives at `K[0..2]/K[2..4]/K/…`: its third component is its job key.
     let relevant = |path: &str| {
         path.starts_with("overrides/")
-            || plan
-                .jobs
-                .keys()
-                .any(|k| path.starts_with(&format!("{}/", crate::ledger::key_dir(k))))
-            || plan
-                .candidates
-                .iter()
-                .any(|c| path == facts::decision_path(&plan.to.name, &c.content))
+            || path
+                .split('/')
+                .nth(2)
+                .is_some_and(|k| plan.jobs.contains_key(k))
+            || decisions.contains(path)
     };
     (
         ev.not_counted

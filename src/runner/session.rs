@@ -5,7 +5,7 @@
 //! It never prints: progress goes to the caller's [`Sink`] as [`Event`]s, warnings to
 //! [`crate::error::warn`], and what happened comes back as a [`Report`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -551,9 +551,10 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
         }
     }
     if !jobs.is_empty() && !opts.export {
+        let chosen: HashSet<&str> = jobs.iter().map(|j| j.key.as_str()).collect();
         for w in work
             .iter()
-            .filter(|w| w.plan.jobs.keys().any(|k| jobs.iter().any(|j| &j.key == k)))
+            .filter(|w| w.plan.jobs.keys().any(|k| chosen.contains(k.as_str())))
         {
             crate::trust::require_signer(&w.plan.to.name, w.plan.trust.as_ref())?;
         }

@@ -132,15 +132,6 @@ impl Evidence {
             })
             .collect()
     }
-
-    /// The records under `dir/` that do not count.
-    pub fn under<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = &'a NotCounted> + 'a {
-        let prefix = format!("{}/", dir.trim_end_matches('/'));
-        self.not_counted
-            .range(prefix.clone()..)
-            .take_while(move |(p, _)| p.starts_with(&prefix))
-            .map(|(_, n)| n)
-    }
 }
 
 /// `trust:` with its keys parsed.
