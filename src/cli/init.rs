@@ -12,6 +12,7 @@ use gix::objs::tree::EntryKind;
 use include_dir::{Dir, DirEntry, include_dir};
 
 use super::{Code, Ctx};
+use crate::advice::Advice;
 use crate::error::{Context, Error, IoContext, Result};
 use crate::repo::{Cas, Repo};
 
@@ -387,6 +388,21 @@ fn is_blank(dir: &Path) -> Result<bool> {
 }
 
 /// The repository at `dir` exactly, or a new one there (creating `dir` if needed).
+/// `stagegate init DIR`, as advice.
+fn init_in(dir: &Path) -> Advice {
+    Advice::Init {
+        dir: Some(dir.display().to_string()),
+    }
+}
+
+/// `stagegate -C DIR …`, as advice.
+fn in_dir(dir: &Path, advice: Advice) -> Advice {
+    Advice::In {
+        dir: dir.display().to_string(),
+        advice: Box::new(advice),
+    }
+}
+
 fn open_or_init(dir: &Path) -> Result<(Repo, bool)> {
     if dir.join(".git").exists() {
         return Ok((Repo::open(dir)?, false));
@@ -395,7 +411,7 @@ fn open_or_init(dir: &Path) -> Result<(Repo, bool)> {
     if dir.exists() && !dir.is_dir() {
         return Err(Error::usage_help(
             format!("{} is a file, not a directory", dir.display()),
-            "name a new or existing directory: `stagegate init DIR`",
+            "name a new or existing directory instead",
         ));
     }
     std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
@@ -424,8 +440,9 @@ fn install_hook(repo: &Repo) -> Result<String> {
         let text = std::fs::read_to_string(&hook).unwrap_or_default();
         if !text.contains("Installed by `stagegate init`") {
             return Ok(format!(
-                "kept your own {}; add `stagegate check` to it to check manifests before each commit",
-                hook.display()
+                "kept your own {}; add `{}` to it to check manifests before each commit",
+                hook.display(),
+                Advice::Check
             ));
         }
     }
@@ -439,7 +456,10 @@ fn install_hook(repo: &Repo) -> Result<String> {
             exec: true,
         }],
     )?;
-    Ok("installed .git/hooks/pre-commit: `stagegate check` before each commit".into())
+    Ok(format!(
+        "installed .git/hooks/pre-commit: `{}` before each commit",
+        Advice::Check
+    ))
 }
 
 /// `init` without `--example`: commit the minimal pipeline on the current branch of the
@@ -453,7 +473,10 @@ fn adopt(dir: &Path, setup: &Setup) -> Result<Code> {
         .ok_or_else(|| {
             Error::usage_help(
                 format!("HEAD is detached in {}", dir.display()),
-                "switch to the branch the stages should start from (`git switch BRANCH`), then run `stagegate init` again",
+                format!(
+                    "switch to the branch the stages should start from (`git switch BRANCH`), then run `{}` again",
+                    init_in(dir)
+                ),
             )
         })?;
     let branch = head_ref
@@ -472,7 +495,7 @@ fn adopt(dir: &Path, setup: &Setup) -> Result<Code> {
                 "{} is already a state repository: {branch} has a stagegate.yaml",
                 dir.display()
             ),
-            "`stagegate status` shows its stages",
+            format!("`{}` shows its stages", in_dir(dir, Advice::Status)),
         ));
     }
     for s in STAGES {
@@ -484,7 +507,8 @@ fn adopt(dir: &Path, setup: &Setup) -> Result<Code> {
                     STAGES.join(", ")
                 ),
                 format!(
-                    "rename it (`git branch -m {s} OTHER`) and run `stagegate init` again, or write stagegate.yaml yourself with other stage names"
+                    "rename it (`git branch -m {s} OTHER`) and run `{}` again, or write stagegate.yaml yourself with other stage names",
+                    init_in(dir)
                 ),
             ));
         }
@@ -497,7 +521,10 @@ fn adopt(dir: &Path, setup: &Setup) -> Result<Code> {
         if on_disk || repo.entry(base, &f.path)?.is_some() {
             return Err(Error::usage_help(
                 format!("{} already has {}", dir.display(), f.path),
-                "move it aside (or commit it elsewhere) and run `stagegate init` again",
+                format!(
+                    "move it aside (or commit it elsewhere) and run `{}` again",
+                    init_in(dir)
+                ),
             ));
         }
     }
@@ -518,7 +545,8 @@ fn adopt(dir: &Path, setup: &Setup) -> Result<Code> {
         Cas::Updated => {}
         Cas::Moved { .. } => {
             return Err(Error::infra(format!(
-                "branch {branch} moved while initializing; run `stagegate init` again"
+                "branch {branch} moved while initializing; run `{}` again",
+                init_in(dir)
             )));
         }
     }
@@ -560,8 +588,8 @@ fn adopt(dir: &Path, setup: &Setup) -> Result<Code> {
     }
     println!("  {hook}");
     println!(
-        "Next: add images/, components/ and tests/ manifests on new (`git switch new`), then `stagegate -C {} status`",
-        dir.display()
+        "Next: add images/, components/ and tests/ manifests on new (`git switch new`), then `{}`",
+        in_dir(dir, Advice::Status)
     );
     let mut branches = vec![branch.clone()];
     branches.extend(started.iter().map(|s| s.to_string()));
@@ -575,7 +603,10 @@ fn example(dir: &Path, which: Example, setup: &Setup) -> Result<Code> {
     if !is_blank(dir)? {
         return Err(Error::usage_help(
             format!("{} is not empty", dir.display()),
-            "the example needs an empty or new directory: name one, or run `stagegate init` without --example to add a pipeline here",
+            format!(
+                "the example needs an empty or new directory: name one, or run `{}` (without --example) to add a pipeline to this one",
+                init_in(dir)
+            ),
         ));
     }
     let (repo, _) = open_or_init(dir)?;

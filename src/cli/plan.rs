@@ -304,11 +304,11 @@ fn github_matrix(
             if !seen.insert(j.key.clone()) {
                 continue;
             }
-            let unmapped: Vec<String> = j
+            let unmapped: Vec<&str> = j
                 .needs
                 .iter()
                 .filter(|n| pipeline.labels.get(*n).is_none_or(|l| l.runs_on.is_empty()))
-                .map(|n| format!("`{n}`"))
+                .map(String::as_str)
                 .collect();
             if !unmapped.is_empty() {
                 m.left_out.push(LeftOut {
@@ -317,10 +317,17 @@ fn github_matrix(
                     stage: p.to.name.clone(),
                     needs: j.needs.clone(),
                     reason: format!(
-                        "needs {}, which `labels:` in stagegate.yaml maps to no runner (add e.g. `labels: {{{}: {{runs-on: [self-hosted, {}]}}}}`); it waits for a runner started by hand (`stagegate run --labels …`)",
-                        unmapped.join(", "),
-                        unmapped[0].trim_matches('`'),
-                        unmapped[0].trim_matches('`')
+                        "needs {}, which `labels:` in stagegate.yaml maps to no runner (add e.g. `labels: {{{}: {{runs-on: [self-hosted, {}]}}}}`); it waits for a runner started by hand (`{}`)",
+                        unmapped
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        unmapped[0],
+                        unmapped[0],
+                        crate::advice::Advice::RunLabels {
+                            labels: j.needs.join(",")
+                        }
                     ),
                 });
                 continue;

@@ -358,6 +358,8 @@ struct MoveView<'a> {
     job_views: Vec<JobView<'a>>,
     counts: String,
     diffs_omitted: bool,
+    /// The command that prints this move's whole diff (advice, rendered once).
+    diff_command: String,
 }
 
 /// The full diff of each candidate's manifest.
@@ -420,6 +422,11 @@ fn view<'a>(
         job_views,
         counts: s.counts(),
         diffs_omitted: max_diff_lines.is_none(),
+        diff_command: crate::advice::Advice::Diff {
+            old: s.to.clone(),
+            new: s.from.clone(),
+        }
+        .to_string(),
         s,
     }
 }

@@ -102,7 +102,12 @@ impl Repo {
             };
             Error::usage_help(
                 format!("{} {problem}", dir.display()),
-                "run `stagegate init DIR` to make DIR a state repository, or pass -C DIR",
+                format!(
+                    "run `{}` to make it a state repository, or pass -C DIR",
+                    crate::advice::Advice::Init {
+                        dir: Some(dir.display().to_string())
+                    }
+                ),
             )
         })?;
         Repo::open(found.workdir().unwrap_or(found.git_dir()))
