@@ -366,7 +366,7 @@ fn an_update_waits_for_a_lock_its_holder_lets_go_of() {
     let lock = lock_file(&env.repo.join(".git"), "refs/heads/stable", Duration::ZERO);
     // The holder lets go 1.5 s on: promote meets the lock well before (it reaches the
     // update in a fraction of that) and must wait for it rather than give up.
-    let mut child = env
+    let child = env
         .sg_cmd(&["promote"])
         .stderr(std::process::Stdio::piped())
         .spawn()
