@@ -1071,12 +1071,14 @@ fn parse_component(file: &str, bytes: &[u8]) -> Result<(Item, Vec<Named>), Diagn
         }
         for (field, b) in [("source.track", &s.track), ("source.push-to", &s.push_to)] {
             if let Some(b) = b
-                && gix::validate::reference::name_partial(b.value.as_str().into()).is_err()
+                && let Err(why) = branch_name(&b.value)
             {
+                let short = b.value.strip_prefix("refs/heads/").unwrap_or(&b.value);
                 c.err(
                     Pos::of(b),
-                    format!("`{field}` {:?} is not a branch name", b.value),
-                    None,
+                    format!("`{field}` {:?} is not a branch name: {why}", b.value),
+                    (short != b.value && branch_name(short).is_ok())
+                        .then(|| format!("write the branch's short name: `{short}`")),
                 );
             }
         }
