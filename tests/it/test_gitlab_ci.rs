@@ -454,3 +454,185 @@ fn gitlab_ci_local_runs_the_cycle_on_a_schedule_and_nothing_on_a_push() {
     );
     assert!(registry.pulls(&host, 1) >= 1, "B downloaded the host image");
 }
+
+const PASS: &str = "#!/bin/sh\nexit 0\n";
+
+#[test]
+fn gitlab_ci_local_sends_a_job_to_the_tags_of_its_labels_and_locks_an_exclusive_host() {
+    let Some(tool) = gitlab_ci_local() else {
+        return;
+    };
+    let env = crate::test_run::repo_with_tests(&[
+        ("plain", "", PASS),
+        ("arm", "needs: [arm64]\n", PASS),
+        ("big", "needs: [box]\n", PASS),
+        ("io", "needs: [iommu]\n", PASS),
+    ]);
+    // The .gitlab-ci.yml `init --gitlab=matrix` writes, and tags for two of the labels.
+    let scratch = env.home().join("scratch");
+    env.sg_ok(&[
+        "init",
+        scratch.to_str().unwrap(),
+        "--gitlab=matrix",
+        "--store",
+        "/srv/store",
+    ]);
+    let ci = std::fs::read_to_string(scratch.join(".gitlab-ci.yml")).unwrap();
+    let pipeline = "version: 1\nstages: [staging, stable]\ngates:\n  stable: {require: [test]}\nlabels:\n  arm64: {tags: [arm64]}\n  box: {tags: [lab-box-1], exclusive: true}\n";
+    for stage in ["stable", "staging"] {
+        env.commit_on(
+            stage,
+            "Run on GitLab",
+            &[("stagegate.yaml", pipeline), (".gitlab-ci.yml", &ci)],
+        );
+    }
+    let w = Glci::on(tool, env);
+    w.env
+        .git_in(&w.origin, &["symbolic-ref", "HEAD", "refs/heads/stable"]);
+
+    let (checkout, out) = w.pipeline("runner-a", "schedule", true);
+    let plan = child(&checkout);
+    let jobs: Vec<&String> = plan.as_object().unwrap().keys().collect();
+    assert_eq!(
+        jobs,
+        [
+            ".stagegate",
+            "stagegate record",
+            "stagegate run",
+            "stagegate run on arm64",
+            "stagegate run on lab-box-1 one at a time",
+            "stages",
+        ],
+        "{plan:#}"
+    );
+    // A job that needs nothing goes to any runner; the others to the tags of their labels.
+    assert!(plan["stagegate run"].get("tags").is_none(), "{plan:#}");
+    assert!(plan["stagegate run"].get("resource_group").is_none());
+    assert_eq!(
+        plan["stagegate run on arm64"]["tags"],
+        serde_json::json!(["arm64"])
+    );
+    let exclusive = &plan["stagegate run on lab-box-1 one at a time"];
+    assert_eq!(exclusive["tags"], serde_json::json!(["lab-box-1"]));
+    assert_eq!(exclusive["resource_group"], "stagegate/box");
+    // The unmapped label: left out, with the reason in the plan job's log.
+    assert!(
+        out.contains("left out of the matrix: test  io [components/xen]")
+            && out.contains("needs `iommu`, which `labels:` in stagegate.yaml maps to no runner (add e.g. `labels: {iommu: {tags: [iommu]}}`)"),
+        "{out}"
+    );
+    // Each job ran, told the labels it was chosen for; its record says so.
+    for (test, label) in [
+        ("arm", Some("arm64")),
+        ("big", Some("box")),
+        ("plain", None),
+    ] {
+        let found = results(&w, test);
+        assert!(!found.is_empty(), "{test}:\n{out}");
+        for r in &found {
+            assert_eq!(r["verdict"], "pass", "{r:#}");
+            let labels = r["runner"]["labels"].to_string();
+            match label {
+                Some(l) => assert!(labels.contains(&format!("\"{l}\"")), "{test}: {labels}"),
+                None => assert!(
+                    !labels.contains("arm64") && !labels.contains("\"box\""),
+                    "{labels}"
+                ),
+            }
+        }
+    }
+    assert!(results(&w, "io").is_empty());
+    // The iommu job has no result: the move waits for it.
+    assert!(out.contains("components/xen 1 → 2: wait"), "{out}");
+}
+
+/// What each role's job holds after `scripts/gitlab-ci.sh`: `env` printed by bash after
+/// sourcing it as ROLE in a checkout of `origin`, with every secret the project could set.
+fn job_env(role: &str) -> String {
+    let env = TestEnv::init_with(&[]);
+    let origin = env.bare_clone("origin.git");
+    env.git(&["remote", "add", "origin", origin.to_str().unwrap()]);
+    let tools = env.home().join("bin");
+    std::fs::create_dir_all(&tools).unwrap();
+    let cargo = tools.join("cargo");
+    std::fs::write(
+        &cargo,
+        "#!/bin/sh\nwhile [ \"$1\" != --root ]; do shift; done\nmkdir -p \"$2/bin\"\ncp \"$STAGEGATE_TEST_BINARY\" \"$2/bin/stagegate\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The script installs into its own checkout: a copy of the files it reads.
+    let source = env.home().join("stagegate-source");
+    for file in ["Cargo.toml", "scripts/install.sh", "scripts/gitlab-ci.sh"] {
+        let to = source.join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root().join(file), &to).unwrap();
+    }
+    let mut cmd = Command::new("bash");
+    crate::common::base_env(&mut cmd, env.home());
+    let out = cmd
+        .current_dir(&env.repo)
+        .env(
+            "PATH",
+            format!("{}:{}", tools.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("STAGEGATE_TEST_BINARY", env!("CARGO_BIN_EXE_stagegate"))
+        .env("STAGEGATE_GITLAB_TOKEN", "glpat-project-token")
+        .env(
+            "STAGEGATE_SIGNING_KEY",
+            crate::test_trust::keypair(env.home(), "runner").0,
+        )
+        .env("CI_SERVER_URL", format!("https://{HOST}"))
+        .env("CI_REGISTRY_USER", "gitlab-ci-token")
+        .env("CI_REGISTRY_PASSWORD", JOB_TOKEN)
+        .args([
+            "-c",
+            &format!(
+                "set -eo pipefail; . {}/scripts/gitlab-ci.sh {role} >/dev/null; env",
+                source.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("STAGEGATE_OCI_PASSWORD={JOB_TOKEN}\n"))
+            && text.contains("STAGEGATE_OCI_USERNAME=gitlab-ci-token\n"),
+        "the job's registry credentials are the store's:\n{text}"
+    );
+    text
+}
+
+#[test]
+fn a_job_that_runs_candidate_code_holds_no_token_and_no_key() {
+    let run = job_env("run");
+    assert!(!run.contains("STAGEGATE_GITLAB_TOKEN"), "{run}");
+    assert!(!run.contains("STAGEGATE_SIGNING_KEY"), "{run}");
+    assert!(!run.contains("glpat-project-token"), "{run}");
+    assert!(!run.contains("extraheader"), "{run}");
+
+    // `record` pushes with the token (as a git header for this job only) and signs; it
+    // does not keep the token for the API.
+    let record = job_env("record");
+    assert!(!record.contains("STAGEGATE_GITLAB_TOKEN="), "{record}");
+    assert!(record.contains("STAGEGATE_SIGNING_KEY="), "{record}");
+    assert!(
+        record.contains(&format!(
+            "GIT_CONFIG_KEY_1=http.https://{HOST}/.extraheader"
+        )),
+        "{record}"
+    );
+
+    // `promote` keeps it for GitLab's API.
+    let promote = job_env("promote");
+    assert!(
+        promote.contains("STAGEGATE_GITLAB_TOKEN=glpat-project-token\n"),
+        "{promote}"
+    );
+}
