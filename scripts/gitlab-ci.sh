@@ -11,7 +11,8 @@
 #     job token) onto the OCI store's (STAGEGATE_OCI_USERNAME, STAGEGATE_OCI_PASSWORD),
 #     unless the job has its own;
 #   - by ROLE: `run` (a job that runs candidate code) drops every token and key stagegate
-#     could be given (STAGEGATE_GITLAB_TOKEN, STAGEGATE_SIGNING_KEY) before anything runs;
+#     could be given (STAGEGATE_GITLAB_TOKEN, STAGEGATE_SIGNING_KEY) before anything runs,
+#     and `cycle` (the one job of the cycle mode, which runs candidate code too) the key;
 #     `plan`, `record` and `promote` (no candidate code) push with STAGEGATE_GITLAB_TOKEN
 #     when it is set, passed to git in the environment (never written to .git/config); only
 #     `promote` (and `cycle`, the one job of the cycle mode) keeps the token for stagegate
@@ -29,7 +30,10 @@ sg_here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 case "$sg_role" in
     # Candidate code runs here, and may become root: nothing it could steal.
     run) unset STAGEGATE_GITLAB_TOKEN STAGEGATE_SIGNING_KEY ;;
-    plan | record | promote | cycle) ;;
+    # One job that runs candidate code and pushes (as stagegate-cycle.yml on GitHub): it
+    # never signs; with `trust:`, use the matrix mode.
+    cycle) unset STAGEGATE_SIGNING_KEY ;;
+    plan | record | promote) ;;
     *) echo "gitlab-ci.sh: unknown role $sg_role" >&2; return 2 ;;
 esac
 

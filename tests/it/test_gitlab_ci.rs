@@ -635,4 +635,13 @@ fn a_job_that_runs_candidate_code_holds_no_token_and_no_key() {
         promote.contains("STAGEGATE_GITLAB_TOKEN=glpat-project-token\n"),
         "{promote}"
     );
+    assert!(promote.contains("STAGEGATE_SIGNING_KEY="), "{promote}");
+
+    // The cycle's one job runs candidate code and promotes: the token, never the key.
+    let cycle = job_env("cycle");
+    assert!(
+        cycle.contains("STAGEGATE_GITLAB_TOKEN=glpat-project-token\n"),
+        "{cycle}"
+    );
+    assert!(!cycle.contains("STAGEGATE_SIGNING_KEY"), "{cycle}");
 }
