@@ -405,6 +405,18 @@ pub const GITLAB_BOOTSTRAP: &str = r#"sg_src="$(mktemp -d)" && git -C "$sg_src" 
 /// GitLab runs at most this many jobs from one `parallel:matrix`.
 const GITLAB_MATRIX_MAX: usize = 200;
 
+/// A job's name as a matrix value: GitLab puts the values in the job's name, which may not
+/// pass 255 characters, and a group's name lists all its candidates.
+fn matrix_name(name: &str) -> String {
+    const MAX: usize = 100;
+    if name.chars().count() <= MAX {
+        return name.to_string();
+    }
+    let mut out: String = name.chars().take(MAX - 1).collect();
+    out.push('…');
+    out
+}
+
 /// The child pipeline of `plan --format gitlab-pipeline`: a `run` stage of
 /// `parallel:matrix` jobs, one per set of runner tags (and `resource_group`, for jobs that
 /// need an `exclusive: true` label: GitLab runs the jobs of a resource group one at a time),
@@ -451,7 +463,7 @@ fn gitlab_pipeline(pipeline: &crate::manifest::Pipeline, m: &Matrix) -> serde_js
             let matrix: Vec<serde_json::Value> = chunk
                 .iter()
                 .map(|e| {
-                    let mut v = json!({"SG_JOB": e.key, "SG_NAME": e.name});
+                    let mut v = json!({"SG_JOB": e.key, "SG_NAME": matrix_name(&e.name)});
                     if !e.needs.is_empty() {
                         // The labels the engine chose this runner for (`run --labels`).
                         v["STAGEGATE_LABELS"] = json!(e.needs.join(","));
@@ -542,6 +554,12 @@ mod tests {
         assert_eq!(boxed["resource_group"], "stagegate/box");
         assert_eq!(p["stagegate record"]["when"], "always");
         assert_eq!(p["stages"], serde_json::json!(["run", "record"]));
+        // Names with many candidates are cut: the job's name holds them and the key.
+        let long = format!("test  boot [{}]", "components/xen + ".repeat(20));
+        let cut = matrix_name(&long);
+        assert_eq!(cut.chars().count(), 100);
+        assert!(cut.ends_with('…') && long.starts_with(cut.trim_end_matches('…')));
+        assert_eq!(matrix_name("test  boot"), "test  boot");
     }
 
     #[test]

@@ -452,7 +452,7 @@ fn init_gitlab_in_an_existing_repository_includes_the_component_and_uses_the_reg
         "origin",
         "git@gitlab.com:Xen-Project/CI/State.git",
     ]);
-    let out = env.sg_ok(&["init", "--gitlab=matrix"]);
+    let out = env.sg_ok(&["init", "--gitlab"]);
     let files = env.git(&["ls-tree", "-r", "--name-only", "new"]);
     assert!(files.contains(".gitlab-ci.yml"), "{files}");
     assert!(!files.contains(".github"), "{files}");
@@ -462,7 +462,7 @@ fn init_gitlab_in_an_existing_repository_includes_the_component_and_uses_the_reg
         ci.contains("  - component: $CI_SERVER_FQDN/your-org/stagegate/gitlab@v0\n"),
         "{ci}"
     );
-    assert!(ci.contains("      mode: matrix\n"), "{ci}");
+    assert!(ci.contains("      mode: cycle\n"), "{ci}");
     // The project's own container registry holds the builds.
     assert!(
         env.read("stagegate.yaml").contains(
@@ -502,11 +502,11 @@ fn init_gitlab_without_a_gitlab_remote_or_a_store_refuses_and_writes_nothing() {
     // A self-hosted instance names its registry.
     let out = env.sg_ok(&[
         "init",
-        "--gitlab",
+        "--gitlab=matrix",
         "--store",
         "oci://registry.lab.example/xen/state/artifacts",
     ]);
-    assert!(env.read(".gitlab-ci.yml").contains("      mode: cycle\n"));
+    assert!(env.read(".gitlab-ci.yml").contains("      mode: matrix\n"));
     assert!(
         out.contains("Make the store oci://registry.lab.example/"),
         "{out}"
