@@ -1,9 +1,11 @@
 //! `stagegate init [DIR]`: make DIR a state repository. An existing repository (or a
 //! plain directory) gets a minimal pipeline committed on its current branch and the stage
 //! branches started from there; `--example` scaffolds the working example instead.
-//! `--github` adds the GitHub workflows and what they need ([`github`]).
+//! `--github` adds the GitHub workflows and what they need ([`github`]); `--gitlab` a
+//! `.gitlab-ci.yml` with stagegate's CI/CD component ([`gitlab`]).
 
 mod github;
+mod gitlab;
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +48,14 @@ pub struct Args {
     /// up on GitHub.
     #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "cycle", value_name = "WORKFLOW")]
     pub github: Option<github::Workflow>,
+    /// Also write a .gitlab-ci.yml that includes stagegate's GitLab CI/CD component in
+    /// `cycle` mode (the default: poll, run and promote in one job) or `matrix` mode
+    /// (`--gitlab=matrix`: each job on a runner of its own, in a child pipeline). Sets
+    /// `artifacts.store` to the gitlab.com container registry of the project the remote
+    /// `origin` points at (or `--store`), pins stagegate to the release this binary comes
+    /// from, and prints what is left to set up on GitLab.
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "cycle", value_name = "MODE", conflicts_with = "github")]
+    pub gitlab: Option<gitlab::Mode>,
     /// The shared store for builds and full logs (`artifacts.store` in stagegate.yaml): a
     /// directory, a file:// URL or oci://HOST[:PORT]/REPOSITORY. With --github the default
     /// is oci://ghcr.io/OWNER/REPO/artifacts for the repository `origin` points at.
@@ -68,6 +78,15 @@ struct Setup {
     /// `--trust`: the `trust:` block to append to stagegate.yaml.
     trust: Option<String>,
     github: Option<GitHub>,
+    gitlab: Option<GitLab>,
+}
+
+struct GitLab {
+    mode: gitlab::Mode,
+    component: gitlab::Component,
+    /// `GROUP/…/PROJECT`, when the remote `origin` says (on gitlab.com).
+    repository: Option<String>,
+    store: String,
 }
 
 struct GitHub {
@@ -87,11 +106,44 @@ impl Setup {
             github::check_store(s)?;
         }
         let trust = args.trust.as_deref().map(trust_block).transpose()?;
+        if let Some(mode) = args.gitlab {
+            let origin = github::origin_url(dir);
+            let repository = origin.as_deref().and_then(gitlab::gitlab_repository);
+            let store = match (&args.store, &repository) {
+                (Some(s), _) => s.clone(),
+                (None, Some(r)) => gitlab::registry_store(r)?,
+                (None, None) => {
+                    let why = match &origin {
+                        Some(url) => format!("its remote origin ({url}) is not on gitlab.com"),
+                        None => "it has no remote origin".into(),
+                    };
+                    return Err(Error::usage_help(
+                        format!(
+                            "init --gitlab: no shared store for builds in {}: {why}, so stagegate cannot name the container registry of its project",
+                            dir.display()
+                        ),
+                        "name the store: --store oci://REGISTRY/GROUP/PROJECT/artifacts (the project's container registry, e.g. oci://registry.gitlab.com/GROUP/PROJECT/artifacts), or any store every runner reaches; or add the remote first (`git remote add origin https://gitlab.com/GROUP/PROJECT.git`)",
+                    ));
+                }
+            };
+            return Ok(Setup {
+                store: Some(store.clone()),
+                trust,
+                github: None,
+                gitlab: Some(GitLab {
+                    mode,
+                    component: gitlab::Component::of(&github::Action::this_release()),
+                    repository,
+                    store,
+                }),
+            });
+        }
         let Some(workflow) = args.github else {
             return Ok(Setup {
                 store: args.store.clone(),
                 trust,
                 github: None,
+                gitlab: None,
             });
         };
         let action = match &args.github_action {
@@ -126,6 +178,7 @@ impl Setup {
                 repository,
                 store,
             }),
+            gitlab: None,
         })
     }
 
@@ -154,6 +207,9 @@ impl Setup {
         if let Some(g) = &self.github {
             files.extend(github::workflows(g.workflow, &g.action)?);
         }
+        if let Some(g) = &self.gitlab {
+            files.push(gitlab::pipeline_file(g.mode, &g.component));
+        }
         Ok(())
     }
 
@@ -162,11 +218,22 @@ impl Setup {
         if let Some(g) = &self.github {
             github::Todo {
                 dir,
-                branches,
+                branches: branches.clone(),
                 repository: g.repository.as_deref(),
                 action: &g.action,
                 store: &g.store,
                 workflow: g.workflow,
+                stages: &STAGES,
+            }
+            .print();
+        }
+        if let Some(g) = &self.gitlab {
+            gitlab::Todo {
+                dir,
+                branches,
+                repository: g.repository.as_deref(),
+                component: &g.component,
+                store: &g.store,
                 stages: &STAGES,
             }
             .print();
@@ -619,9 +686,9 @@ fn example(dir: &Path, which: Example, setup: &Setup) -> Result<Code> {
 
     // The first commit holds the pipeline alone and starts every stage; the example items
     // arrive in a second commit on the first stage, pending, as a user's change would.
-    let (start, example): (Vec<File>, Vec<File>) = files
-        .into_iter()
-        .partition(|f| f.path == "stagegate.yaml" || f.path.starts_with(".github/"));
+    let (start, example): (Vec<File>, Vec<File>) = files.into_iter().partition(|f| {
+        f.path == "stagegate.yaml" || f.path.starts_with(".github/") || f.path == ".gitlab-ci.yml"
+    });
     let empty = ObjectId::empty_tree(gix::hash::Kind::Sha1);
     let tree1 = tree_of(&repo, empty, &start)?;
     let c1 = repo.write_commit(tree1, &[], "stagegate: start the pipeline\n\nStages new -> staging -> stable; gates in stagegate.yaml.\n")?;

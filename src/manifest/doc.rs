@@ -30,7 +30,7 @@ pub struct PipelineDoc {
 }
 
 /// `labels: {kvm: {health: ./tests/kvm-health.sh, every: 1h, runs-on: [self-hosted, kvm],
-/// exclusive: true}}`.
+/// tags: [kvm], exclusive: true}}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LabelDoc {
@@ -40,6 +40,9 @@ pub struct LabelDoc {
     pub every: Option<Spanned<String>>,
     #[serde(default)]
     pub runs_on: Option<Spanned<RunsOnDoc>>,
+    /// GitLab runner tags (`tags: [kvm, x86_64]`), the GitLab counterpart of `runs-on`.
+    #[serde(default)]
+    pub tags: Option<Spanned<RunsOnDoc>>,
     #[serde(default)]
     pub exclusive: bool,
 }

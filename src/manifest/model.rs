@@ -362,6 +362,8 @@ pub struct LabelPolicy {
     pub every: Duration,
     /// The CI runner labels a job that needs this label runs on (`runs-on` on GitHub).
     pub runs_on: Vec<String>,
+    /// The GitLab runner tags a job that needs this label runs on (`tags:` of its job).
+    pub tags: Vec<String>,
     /// A scarce host: the CI engine runs its jobs one at a time.
     pub exclusive: bool,
 }

@@ -736,19 +736,25 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
         let every = c
             .duration(&format!("{field}.every"), &l.value.every)
             .unwrap_or(DEFAULT_HEALTH_EVERY);
-        let runs_on = match l.value.runs_on.as_ref().map(|r| (&r.value, Pos::of(r))) {
+        let mut runner = |key: &str, doc: &Option<Spanned<RunsOnDoc>>| match doc
+            .as_ref()
+            .map(|r| (&r.value, Pos::of(r)))
+        {
             None => Vec::new(),
             Some((RunsOnDoc::One(one), p)) => {
-                runner_labels(&mut c, &field, p, std::slice::from_ref(one))
+                runner_labels(&mut c, &field, key, p, std::slice::from_ref(one))
             }
-            Some((RunsOnDoc::Many(many), p)) => runner_labels(&mut c, &field, p, many),
+            Some((RunsOnDoc::Many(many), p)) => runner_labels(&mut c, &field, key, p, many),
         };
+        let runs_on = runner("runs-on", &l.value.runs_on);
+        let tags = runner("tags", &l.value.tags);
         labels.insert(
             name.clone(),
             LabelPolicy {
                 health,
                 every,
                 runs_on,
+                tags,
                 exclusive: l.value.exclusive,
             },
         );
@@ -765,20 +771,26 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
     })
 }
 
-/// `labels.NAME.runs-on`: CI runner labels, each non-empty and without spaces or commas.
-fn runner_labels(c: &mut Check, field: &str, pos: Pos, given: &[String]) -> Vec<String> {
+/// `labels.NAME.runs-on` (GitHub) or `labels.NAME.tags` (GitLab): CI runner labels, each
+/// non-empty and without spaces or commas.
+fn runner_labels(c: &mut Check, field: &str, key: &str, pos: Pos, given: &[String]) -> Vec<String> {
+    let example = if key == "tags" {
+        "tags: [arm64]"
+    } else {
+        "runs-on: [self-hosted, arm64]"
+    };
     if given.is_empty() {
         c.err(
             pos,
-            format!("`{field}.runs-on` is empty"),
-            Some("name the runner labels, e.g. `runs-on: [self-hosted, arm64]`".into()),
+            format!("`{field}.{key}` is empty"),
+            Some(format!("name the runner labels, e.g. `{example}`")),
         );
     }
     for l in given {
         if l.trim().is_empty() || l.contains(|ch: char| ch.is_whitespace() || ch == ',') {
             c.err(
                 pos,
-                format!("`{field}.runs-on` entry {l:?} is not a runner label"),
+                format!("`{field}.{key}` entry {l:?} is not a runner label"),
                 Some("a runner label has no spaces or commas, e.g. `self-hosted`".into()),
             );
         }
