@@ -89,7 +89,8 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn backoff(&self, failed_attempts: u32) -> Duration {
+    /// The wait after `failed_attempts` failures: the base delay, doubled each time, capped.
+    pub fn backoff(&self, failed_attempts: u32) -> Duration {
         let factor = 2u32.saturating_pow(failed_attempts.saturating_sub(1));
         self.base_delay
             .checked_mul(factor)
@@ -794,6 +795,10 @@ impl GitHub {
 }
 
 impl Forge for GitHub {
+    fn kind(&self) -> super::ForgeKind {
+        super::ForgeKind::GitHub
+    }
+
     fn describe(&self) -> String {
         format!("GitHub {} ({})", self.repository(), self.cfg.api_url)
     }

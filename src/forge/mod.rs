@@ -1,14 +1,17 @@
-//! Forges (GitHub): promotion pull requests, check runs, commit statuses.
+//! Forges (GitHub, GitLab): promotion pull or merge requests, checks, commit statuses.
 //!
 //! This module is the end of the data flow: the promotion code decides, and the forge only
 //! shows the decision where people review it. It owns:
 //!
 //! - [`Forge`], the small trait the promotion code calls (one pull request per stage move,
-//!   draft when red, check runs, who may approve, deleting a merged branch), so a second
-//!   forge can follow GitHub without touching the callers;
+//!   draft when red, check runs, who may approve, deleting a merged branch), which both
+//!   forges implement; [`ForgeKind`] holds the words each uses for people;
+//! - [`configured`], the one place that picks a forge (environment, `forge:`, remote);
 //! - [`codeowners`], who owns which path, read as GitHub reads CODEOWNERS;
 //! - [`github::GitHub`], that trait over GitHub's REST and GraphQL APIs (octocrab), with
 //!   retries on transient failures and waits on rate limits;
+//! - [`gitlab::GitLab`], that trait over GitLab's REST API v4 (merge requests, approvals,
+//!   members, commit statuses), with the same retry policy;
 //! - [`summary::PromotionSummary`], what a promotion has to say, and its renderings: the
 //!   pull request body, the step summary and the check run.
 //!
@@ -18,6 +21,7 @@
 
 pub mod codeowners;
 pub mod github;
+pub mod gitlab;
 pub mod summary;
 
 use serde::Serialize;
@@ -25,6 +29,74 @@ use serde::Serialize;
 use crate::error::Result;
 
 pub use github::{GitHub, GitHubConfig, RetryPolicy};
+pub use gitlab::{GitLab, GitLabConfig};
+
+/// Which forge, and the words it uses: what people read in notes and in the request's
+/// description says "merge request" and `!12` on GitLab, "pull request" and `#12` on GitHub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    GitHub,
+    GitLab,
+}
+
+impl ForgeKind {
+    /// `GitHub`, `GitLab`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub => "GitHub",
+            ForgeKind::GitLab => "GitLab",
+        }
+    }
+
+    /// `pull request`, `merge request`.
+    pub fn request(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub => "pull request",
+            ForgeKind::GitLab => "merge request",
+        }
+    }
+
+    /// `#12`, `!12`.
+    pub fn reference(self, number: u64) -> String {
+        match self {
+            ForgeKind::GitHub => format!("#{number}"),
+            ForgeKind::GitLab => format!("!{number}"),
+        }
+    }
+
+    /// Who may approve, for people.
+    pub fn approvers(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub => "someone with write access",
+            ForgeKind::GitLab => "a member with at least the Developer role",
+        }
+    }
+
+    /// A `trust.people` entry's login on this forge (`github:` or `gitlab:`).
+    pub fn login_of(self, p: &crate::manifest::TrustedPerson) -> Option<&str> {
+        match self {
+            ForgeKind::GitHub => p.github.as_deref(),
+            ForgeKind::GitLab => p.gitlab.as_deref(),
+        }
+    }
+
+    /// Where the forge reads CODEOWNERS on the target branch, in order.
+    pub fn codeowners_locations(self) -> &'static [&'static str] {
+        match self {
+            ForgeKind::GitHub => &codeowners::LOCATIONS,
+            ForgeKind::GitLab => &codeowners::GITLAB_LOCATIONS,
+        }
+    }
+
+    /// The `trust.people` key naming a login on this forge.
+    pub fn person_key(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub => "github",
+            ForgeKind::GitLab => "gitlab",
+        }
+    }
+}
 pub use summary::{
     BaselineRow, CandidateChange, DecisionKind, EnvItem, JobRow, Link, PromotionSummary,
 };
@@ -78,6 +150,8 @@ pub struct Approval {
     pub approved_by: Vec<String>,
     /// Reviewers whose latest review requests changes.
     pub changes_requested_by: Vec<String>,
+    /// Why approvals the forge lists do not count (given for an earlier head), for people.
+    pub ignored: Vec<String>,
 }
 
 impl Approval {
@@ -216,6 +290,9 @@ impl StatusState {
 /// What a forge does for stagegate. Every method blocks until the forge answered; errors
 /// are [`crate::Error::Infra`] (exit code 3) unless a method says otherwise.
 pub trait Forge {
+    /// Which forge this is (for the words people read).
+    fn kind(&self) -> ForgeKind;
+
     /// Where this forge is, for messages: `GitHub octo/state (https://api.github.com)`.
     fn describe(&self) -> String;
 
@@ -252,6 +329,15 @@ pub trait Forge {
     /// What `user` may do in the repository (GitHub: `GET …/collaborators/{user}/permission`).
     /// Someone who is not a collaborator has [`Permission::None`] or [`Permission::Read`].
     fn permission(&self, user: &str) -> Result<Permission>;
+
+    /// Why `user`, with permission `p` (from [`Forge::permission`]), may not approve, for
+    /// people: `reviewer has read access to the repository, not write`.
+    fn access_text(&self, user: &str, p: Permission) -> String {
+        format!(
+            "{user} has {} access to the repository, not write",
+            p.as_str()
+        )
+    }
 
     /// The logins of the members of team `org/slug` (a CODEOWNERS owner `@org/slug`), or
     /// `None` when the forge will not say (a token without `members: read`).
@@ -306,20 +392,60 @@ pub trait Forge {
 
 /// The forge for this environment: GitHub, configured from `GITHUB_TOKEN` (or
 /// `STAGEGATE_GITHUB_APP_TOKEN`), `GITHUB_REPOSITORY` (unless `repository` is given) and
-/// `GITHUB_API_URL`. The one place that picks a forge, so another can be added here.
+/// `GITHUB_API_URL`.
 pub fn from_env(repository: Option<&str>) -> Result<Box<dyn Forge>> {
     Ok(Box::new(GitHub::from_env(repository)?))
 }
 
-/// The forge, when the environment configures one (`GITHUB_TOKEN` or
-/// `STAGEGATE_GITHUB_APP_TOKEN`, and `GITHUB_REPOSITORY`); `None` otherwise.
-pub fn configured() -> Result<Option<Box<dyn Forge>>> {
-    let token = ["STAGEGATE_GITHUB_APP_TOKEN", "GITHUB_TOKEN"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|t| !t.is_empty()));
-    let repository = std::env::var("GITHUB_REPOSITORY").is_ok_and(|r| !r.is_empty());
-    if token && repository {
-        Ok(Some(from_env(None)?))
+/// The forge, when the environment configures one; `None` otherwise. The one place that
+/// picks a forge:
+///
+/// 1. GitLab, in GitLab CI (`GITLAB_CI=true`), or when the pipeline says `forge: gitlab`,
+///    or when it names no forge, the GitHub variables are unset and the review remote's
+///    host is a GitLab (`gitlab.com`, `gitlab.…`) — with `STAGEGATE_GITLAB_TOKEN` or
+///    `GITLAB_TOKEN` set ([`GitLabConfig::from_lookup`] says where from);
+/// 2. GitHub otherwise (or with `forge: github`), with `GITHUB_TOKEN` (or
+///    `STAGEGATE_GITHUB_APP_TOKEN`) and `GITHUB_REPOSITORY` set.
+///
+/// `setting` is the pipeline's `forge:`, `remote_url` the review remote's URL.
+pub fn configured(
+    setting: Option<&crate::manifest::ForgeSetting>,
+    remote_url: Option<&str>,
+) -> Result<Option<Box<dyn Forge>>> {
+    configured_from(setting, remote_url, |k| std::env::var(k).ok())
+}
+
+/// [`configured`] with the variables looked up by `env`.
+pub fn configured_from(
+    setting: Option<&crate::manifest::ForgeSetting>,
+    remote_url: Option<&str>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Box<dyn Forge>>> {
+    use crate::manifest::ForgeName;
+    let set = |k: &str| env(k).is_some_and(|v| !v.trim().is_empty());
+    let github_env =
+        (set(github::ENV_APP_TOKEN) || set(github::ENV_TOKEN)) && set(github::ENV_REPOSITORY);
+    let gitlab_ci = env(gitlab::ENV_CI).is_some_and(|v| v.trim() == "true");
+    let gitlab = match setting.map(|s| s.kind) {
+        Some(ForgeName::Gitlab) => true,
+        Some(ForgeName::Github) => false,
+        None => gitlab_ci || (!github_env && remote_url.is_some_and(gitlab::looks_like_gitlab)),
+    };
+    if gitlab {
+        let hints = gitlab::Hints {
+            url: setting.and_then(|s| s.url.clone()),
+            project: setting.and_then(|s| s.project.clone()),
+            remote_url: remote_url.map(str::to_string),
+        };
+        return Ok(match GitLabConfig::from_lookup(&hints, &env)? {
+            Some(cfg) => Some(Box::new(GitLab::new(cfg)?)),
+            None => None,
+        });
+    }
+    if github_env {
+        Ok(Some(Box::new(GitHub::new(GitHubConfig::from_lookup(
+            None, &env,
+        )?)?)))
     } else {
         Ok(None)
     }

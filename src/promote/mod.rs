@@ -282,7 +282,7 @@ pub fn promote_move(
                     "promotion into {} goes through a pull request, and no forge is configured",
                     to.name
                 ),
-                "set GITHUB_TOKEN and GITHUB_REPOSITORY (the Action does), or set `review: false` on the gate",
+                "set GITHUB_TOKEN and GITHUB_REPOSITORY (the Action does), or on GitLab STAGEGATE_GITLAB_TOKEN (with `forge: gitlab` outside GitLab CI), or set `review: false` on the gate",
             ));
         }
         if !opts.dry_run {
