@@ -619,14 +619,18 @@ fn trailers(
     t
 }
 
-/// When T's head is a promotion a forge's squash (or rebase) button rewrote — one parent,
-/// a decision record added, none of stagegate's trailers — say so on every run, and
+/// When T's head is a promotion a forge's squash (or rebase) button rewrote — one parent
+/// (or GitLab's merge of such a squash), a decision record added, none of stagegate's
+/// trailers — say so on every run, and
 /// whether it verifies as that promotion (DESIGN §6: never a silent divergence).
 fn forge_rewrite_note(planner: &Planner, to: &Stage, head: ObjectId) -> Result<Option<String>> {
     let repo = planner.repo;
     let info = repo.commit(head)?;
-    let [parent] = info.parents.as_slice() else {
-        return Ok(None);
+    // One parent (a squash or rebase on T), or GitLab's merge of such a squash.
+    let parent = match info.parents.as_slice() {
+        [p] => p,
+        [p, _] if verify::forge_squash_merge_of(repo, &info)?.is_some() => p,
+        _ => return Ok(None),
     };
     if info.trailer("Stagegate-Decision").is_some() {
         return Ok(None);

@@ -332,6 +332,109 @@ fn under_trust_an_approval_counts_only_from_a_gitlab_user_entitled_to_approve() 
     );
 }
 
+/// What each of GitLab's merge methods makes of the promotion merge request, as `verify`
+/// and every run read it: the promotion, or refused with a reason — never a silent
+/// divergence (DESIGN §6, §6b).
+#[test]
+fn gitlabs_merge_methods_are_each_the_promotion_or_said_to_be_a_rewrite() {
+    let w = world();
+    w.promote(0);
+    let head = w.origin(BRANCH);
+    let before = w.env.rev("stable");
+    let tree = format!("{head}^{{tree}}");
+    let git = |args: &[&str]| w.env.git(args).trim().to_string();
+    let verify = |commit: &str| w.env.sg_ok(&["verify", commit, "--stage", "stable"]);
+    // Fast-forward merge: stable becomes the promotion itself.
+    let out = verify(&head);
+    assert!(
+        out.starts_with("ok   stable ") && out.contains("promotion"),
+        "{out}"
+    );
+    // Merge commit (and semi-linear: the branch is already on stable): a merge whose
+    // second parent is the promotion.
+    let message = format!(
+        "Merge branch '{BRANCH}' into 'stable'\n\nPromote to stable\n\nSee merge request {PROJECT}!7"
+    );
+    let merged = git(&[
+        "commit-tree",
+        &tree,
+        "-p",
+        &before,
+        "-p",
+        &head,
+        "-m",
+        &message,
+    ]);
+    let out = verify(&merged);
+    assert!(out.starts_with("ok   stable "), "{out}");
+    assert!(out.contains("promotion merged by the forge"), "{out}");
+    // Squash with the fast-forward method: one commit of the promotion's tree.
+    let squash = git(&[
+        "commit-tree",
+        &tree,
+        "-p",
+        &before,
+        "-m",
+        "Promote to stable",
+    ]);
+    let out = verify(&squash);
+    assert!(
+        out.contains("promotion squash-merged by the forge"),
+        "{out}"
+    );
+    // Squash with the merge-commit method: that squash, merged.
+    let squash_merged = git(&[
+        "commit-tree",
+        &tree,
+        "-p",
+        &before,
+        "-p",
+        &squash,
+        "-m",
+        &message,
+    ]);
+    let out = verify(&squash_merged);
+    assert!(out.starts_with("ok   stable "), "{out}");
+    assert!(
+        out.contains("promotion squash-merged by the forge"),
+        "{out}"
+    );
+    // A merge of a squash that carries something else is refused.
+    let other_tree = format!("{before}^{{tree}}");
+    let sneaky = git(&["commit-tree", &other_tree, "-p", &before, "-m", "Promote"]);
+    let sneaky_merged = git(&[
+        "commit-tree",
+        &other_tree,
+        "-p",
+        &before,
+        "-p",
+        &sneaky,
+        "-m",
+        &message,
+    ]);
+    let (out, _) = w
+        .env
+        .sg_code(1, &["verify", &sneaky_merged, "--stage", "stable"]);
+    assert!(out.starts_with("FAIL stable "), "{out}");
+    // Every run says when stable's head is such a squash (GitLab's button wrote it on the
+    // remote), and how to avoid it.
+    git(&[
+        "push",
+        "-q",
+        "origin",
+        &format!("{squash_merged}:refs/heads/stable"),
+    ]);
+    let out = w.promote(0);
+    assert!(
+        out.contains(&format!(
+            "stable's head {} is a promotion squash- or rebase-merged by the forge",
+            &squash_merged[..10]
+        )),
+        "{out}"
+    );
+    assert!(out.contains("merge button"), "{out}");
+}
+
 #[test]
 fn a_token_without_the_api_scope_fails_the_promotion_clearly() {
     let w = world();
