@@ -456,3 +456,153 @@ pub fn configured_from(
 pub fn promotion_branch(from: &str, to: &str) -> String {
     format!("stagegate/promote/{from}-to-{to}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{ForgeName, ForgeSetting};
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn picked(
+        setting: Option<&ForgeSetting>,
+        remote: Option<&str>,
+        pairs: &[(&str, &str)],
+    ) -> Option<String> {
+        configured_from(setting, remote, env(pairs))
+            .unwrap()
+            .map(|f| f.describe())
+    }
+
+    const GITHUB: [(&str, &str); 2] = [("GITHUB_TOKEN", "t"), ("GITHUB_REPOSITORY", "o/r")];
+
+    #[test]
+    fn github_stays_the_forge_where_its_variables_are_set() {
+        assert_eq!(
+            picked(None, Some("git@gitlab.com:g/s.git"), &GITHUB).as_deref(),
+            Some("GitHub o/r (https://api.github.com)")
+        );
+        assert_eq!(picked(None, None, &[]), None);
+    }
+
+    #[test]
+    fn gitlab_ci_picks_gitlab_over_a_github_token() {
+        let mut vars = GITHUB.to_vec();
+        vars.extend([
+            ("GITLAB_CI", "true"),
+            ("CI_API_V4_URL", "https://gitlab.example.org/api/v4"),
+            ("CI_PROJECT_ID", "42"),
+            ("GITLAB_TOKEN", "glpat-x"),
+        ]);
+        assert_eq!(
+            picked(None, None, &vars).as_deref(),
+            Some("GitLab 42 (https://gitlab.example.org/api/v4)")
+        );
+        // In GitLab CI without a GitLab token: no forge, not GitHub.
+        vars.retain(|(k, _)| *k != "GITLAB_TOKEN");
+        assert_eq!(picked(None, None, &vars), None);
+    }
+
+    #[test]
+    fn a_gitlab_remote_picks_gitlab_with_a_token() {
+        assert_eq!(
+            picked(
+                None,
+                Some("https://gitlab.com/xen-project/state.git"),
+                &[("STAGEGATE_GITLAB_TOKEN", "glpat-x")]
+            )
+            .as_deref(),
+            Some("GitLab xen-project/state (https://gitlab.com/api/v4)")
+        );
+        assert_eq!(
+            picked(
+                None,
+                Some("https://github.com/o/r.git"),
+                &[("GITLAB_TOKEN", "x")]
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_pipeline_names_the_forge_and_a_self_hosted_instance() {
+        let gitlab = ForgeSetting {
+            kind: ForgeName::Gitlab,
+            url: Some("https://git.lab.example".into()),
+            project: Some("hw/state".into()),
+        };
+        assert_eq!(
+            picked(
+                Some(&gitlab),
+                Some("git@git.lab.example:hw/state.git"),
+                &[("GITLAB_TOKEN", "x")]
+            )
+            .as_deref(),
+            Some("GitLab hw/state (https://git.lab.example/api/v4)")
+        );
+        // Named GitLab: the remote's host need not look like one; the project comes from it.
+        let bare = ForgeSetting {
+            url: None,
+            project: None,
+            ..gitlab
+        };
+        assert_eq!(
+            picked(
+                Some(&bare),
+                Some("ssh://git@code.example:2222/hw/state.git"),
+                &[("GITLAB_TOKEN", "x")]
+            )
+            .as_deref(),
+            Some("GitLab hw/state (https://code.example/api/v4)")
+        );
+        let github = ForgeSetting {
+            kind: ForgeName::Github,
+            url: None,
+            project: None,
+        };
+        assert_eq!(
+            picked(
+                Some(&github),
+                Some("git@gitlab.com:g/s.git"),
+                &[("GITLAB_TOKEN", "x")]
+            ),
+            None,
+            "forge: github ignores a GitLab token"
+        );
+    }
+
+    #[test]
+    fn gitlab_without_a_project_to_name_is_a_usage_error() {
+        let gitlab = ForgeSetting {
+            kind: ForgeName::Gitlab,
+            url: None,
+            project: None,
+        };
+        let e = configured_from(
+            Some(&gitlab),
+            Some("/srv/git/state.git"),
+            env(&[("GITLAB_TOKEN", "x")]),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("which GitLab project?"), "{e}");
+    }
+
+    #[test]
+    fn each_forge_has_its_words() {
+        assert_eq!(ForgeKind::GitHub.reference(7), "#7");
+        assert_eq!(ForgeKind::GitLab.reference(7), "!7");
+        assert_eq!(ForgeKind::GitLab.request(), "merge request");
+        assert_eq!(
+            ForgeKind::GitLab.codeowners_locations()[2],
+            ".gitlab/CODEOWNERS"
+        );
+    }
+}

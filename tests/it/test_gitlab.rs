@@ -552,3 +552,37 @@ fn said(e: &stagegate::Error) -> String {
 fn enc(project: &str) -> String {
     project.replace('/', "%2F")
 }
+
+#[test]
+fn the_forge_key_of_the_pipeline_is_checked() {
+    for (forge, said) in [
+        (
+            "forge: gitea\n",
+            "`forge` names \"gitea\", which is not a forge",
+        ),
+        (
+            "forge: {kind: gitlab, url: gitlab.example.org}\n",
+            "`forge.url` \"gitlab.example.org\" is not an http(s) URL",
+        ),
+        (
+            "forge: {kind: gitlab, project: state}\n",
+            "`forge.project` \"state\" is not a project path",
+        ),
+    ] {
+        let env = TestEnv::init_with(&[]);
+        let pipeline = format!("version: 1\nstages: [staging, stable]\n{forge}");
+        env.commit_on("staging", "forge", &[("stagegate.yaml", &pipeline)]);
+        let (_, err) = env.sg_code(1, &["check"]);
+        assert!(err.contains(said), "{forge}: {err}");
+    }
+    let env = TestEnv::init_with(&[]);
+    env.commit_on(
+        "staging",
+        "forge",
+        &[(
+            "stagegate.yaml",
+            "version: 1\nstages: [staging, stable]\nforge: {kind: gitlab, url: https://gitlab.example.org, project: xen-project/state}\n",
+        )],
+    );
+    env.sg_ok(&["check"]);
+}
