@@ -109,7 +109,7 @@ pub fn verify_commit(
         {
             v.problems.push(match how {
                 Forge::Squashed => format!(
-                    "the promotion was squash- or rebase-merged by the forge, so no runner the trust: of {} lists signed it ({why}): merge promotion pull requests with the merge button, or let stagegate merge them once approved (it does at its next run)",
+                    "the promotion was squash- or rebase-merged by the forge, so no runner the trust: of {} lists signed it ({why}): merge promotion pull (or merge) requests with the merge button (GitLab: the merge-commit method, without squash), or let stagegate merge them once approved (it does at its next run)",
                     stage.name
                 ),
                 _ => format!(

@@ -460,7 +460,10 @@ fn a_project_that_is_not_there_is_a_404_naming_it() {
 fn review_without_a_gitlab_token_is_a_clear_usage_error() {
     let w = world();
     let (_, err) = w.env.sg_code(2, &["--remote", "origin", "promote"]);
-    assert!(err.contains("no forge is configured"), "{err}");
+    assert!(
+        err.contains("goes through a merge request, and no forge is configured"),
+        "{err}"
+    );
     assert!(err.contains("STAGEGATE_GITLAB_TOKEN"), "{err}");
 }
 
