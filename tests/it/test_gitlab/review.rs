@@ -23,13 +23,13 @@ struct World {
 /// fake GitLab (`forge: {kind: gitlab, url, project}`, as outside GitLab CI), published to
 /// a bare `origin`, with one passing candidate pending on staging and its jobs run.
 fn world() -> World {
-    world_with(PROJECT, "", None)
+    world_with(PROJECT, "", None, &[])
 }
 
-/// [`world`] for `project`, with `extra` appended to the pipeline and stagegate signing
-/// with `key`.
-fn world_with(project: &str, extra: &str, key: Option<String>) -> World {
-    let env = TestEnv::init_with(&[
+/// [`world`] for `project`, with `extra` appended to the pipeline, stagegate signing with
+/// `key`, and `files` on every stage from the start.
+fn world_with(project: &str, extra: &str, key: Option<String>, files: &[(&str, &str)]) -> World {
+    let mut all = vec![
         ("components/xen.yaml", "name: xen\nversion: \"1\"\n"),
         (
             "tests/boot.yaml",
@@ -39,7 +39,9 @@ fn world_with(project: &str, extra: &str, key: Option<String>) -> World {
             "tests/boot.sh",
             "#!/bin/sh\n[ \"$STAGEGATE_COMPONENT_XEN_VERSION\" != bad ]\n",
         ),
-    ]);
+    ];
+    all.extend_from_slice(files);
+    let env = TestEnv::init_with(&all);
     let origin = env.home().join("origin.git");
     let fake = FakeGitLab::start(Some(&origin));
     let pipeline = format!(
@@ -251,6 +253,32 @@ fn an_approval_of_an_older_head_does_not_count() {
 }
 
 #[test]
+fn where_t_has_gitlabs_codeowners_an_approval_must_come_from_an_owning_groups_developer() {
+    let w = world_with(
+        PROJECT,
+        "",
+        None,
+        &[(".gitlab/CODEOWNERS", "/components/ @xen-project/hw\n")],
+    );
+    w.promote(0);
+    w.fake.set_member("dev", Some(30));
+    w.fake.set_member("owner", Some(30));
+    // A Guest of the owning group does not own.
+    w.fake
+        .set_group("xen-project/hw", &[("owner", 30), ("dev", 10)]);
+    w.fake.approve(7, "dev");
+    let out = w.promote(0);
+    assert!(
+        out.contains(".gitlab/CODEOWNERS asks for an approval from the code owners of components/xen.yaml (@xen-project/hw)"),
+        "{out}"
+    );
+    assert_ne!(w.origin("refs/heads/stable"), w.origin(BRANCH));
+    w.fake.approve(7, "owner");
+    let out = w.promote(0);
+    assert!(out.contains("merged merge request !7"), "{out}");
+}
+
+#[test]
 fn a_gate_that_turns_red_makes_the_merge_request_a_draft() {
     let w = world();
     w.promote(0);
@@ -306,6 +334,7 @@ fn under_trust_an_approval_counts_only_from_a_gitlab_user_entitled_to_approve() 
         PROJECT,
         &trust,
         Some(std::fs::read_to_string(&path).unwrap()),
+        &[],
     );
     w.promote(0);
     let head = w.origin(BRANCH);
@@ -447,7 +476,7 @@ fn a_token_without_the_api_scope_fails_the_promotion_clearly() {
 
 #[test]
 fn a_project_that_is_not_there_is_a_404_naming_it() {
-    let w = world_with("xen-project/gone", "", None);
+    let w = world_with("xen-project/gone", "", None, &[]);
     let out = w.promote_with(TOKEN, 3);
     assert!(out.contains("HTTP 404: 404 Project Not Found"), "{out}");
     assert!(
