@@ -110,10 +110,11 @@ pub struct Hints {
 impl GitLabConfig {
     /// From the environment and `hints`; `Ok(None)` when no token is set (no forge then).
     ///
-    /// In GitLab CI (`GITLAB_CI=true`) the API is `CI_API_V4_URL` and the project
-    /// `CI_PROJECT_ID` (or `CI_PROJECT_PATH`); elsewhere the instance is `forge.url`, or the
-    /// remote's host over https, and the project `forge.project`, or the remote's path. The
-    /// token is `STAGEGATE_GITLAB_TOKEN`, else `GITLAB_TOKEN`.
+    /// The instance is `forge.url`, else in GitLab CI (`GITLAB_CI=true`) `CI_API_V4_URL`
+    /// (or `CI_SERVER_URL`), else the remote's host over https, else gitlab.com; the
+    /// project is `forge.project`, else in GitLab CI `CI_PROJECT_ID` (or
+    /// `CI_PROJECT_PATH`), else the remote's path. The token is `STAGEGATE_GITLAB_TOKEN`,
+    /// else `GITLAB_TOKEN`.
     pub fn from_lookup(
         hints: &Hints,
         env: impl Fn(&str) -> Option<String>,
@@ -125,34 +126,30 @@ impl GitLabConfig {
             (None, None) => return Ok(None),
         };
         let in_ci = get(ENV_CI).is_some_and(|v| v.trim() == "true");
+        let ci = |k: &str| if in_ci { get(k) } else { None };
         let remote = hints.remote_url.as_deref().and_then(remote_parts);
-        let api_url = match (in_ci, get(ENV_API_URL), &hints.url) {
-            (true, Some(u), _) => u,
-            (_, _, Some(u)) => api_of(u),
-            (true, None, None) if get(ENV_SERVER_URL).is_some() => {
-                api_of(&get(ENV_SERVER_URL).unwrap_or_default())
-            }
-            _ => match &remote {
-                Some((host, _)) => format!("https://{host}/api/v4"),
-                None => api_of(DEFAULT_URL),
-            },
+        // What the pipeline says explicitly, then what GitLab CI says, then the remote.
+        let api_url = match (&hints.url, ci(ENV_API_URL), ci(ENV_SERVER_URL), &remote) {
+            (Some(u), ..) => api_of(u),
+            (None, Some(api), ..) => api,
+            (None, None, Some(server), _) => api_of(&server),
+            (None, None, None, Some((host, _))) => format!("https://{host}/api/v4"),
+            (None, None, None, None) => api_of(DEFAULT_URL),
         };
         let project = match (
-            in_ci,
-            get(ENV_PROJECT_ID).or_else(|| get(ENV_PROJECT_PATH)),
             &hints.project,
+            ci(ENV_PROJECT_ID).or_else(|| ci(ENV_PROJECT_PATH)),
+            remote,
         ) {
-            (_, _, Some(p)) => p.clone(),
-            (true, Some(p), None) => p,
-            _ => match remote {
-                Some((_, path)) => path,
-                None => {
-                    return Err(Error::usage_help(
-                        "which GitLab project? Not in GitLab CI, no `forge.project` in stagegate.yaml, and the remote's URL names none",
-                        "set `forge: {kind: gitlab, project: GROUP/NAME}` in stagegate.yaml (GitLab CI sets CI_PROJECT_ID)",
-                    ));
-                }
-            },
+            (Some(p), ..) => p.clone(),
+            (None, Some(p), _) => p,
+            (None, None, Some((_, path))) => path,
+            (None, None, None) => {
+                return Err(Error::usage_help(
+                    "which GitLab project? Not in GitLab CI, no `forge.project` in stagegate.yaml, and the remote's URL names none",
+                    "set `forge: {kind: gitlab, project: GROUP/NAME}` in stagegate.yaml (GitLab CI sets CI_PROJECT_ID)",
+                ));
+            }
         };
         let mut retry = RetryPolicy::default();
         let number = |k: &str| -> Result<Option<u64>> {
@@ -1355,6 +1352,44 @@ mod tests {
         assert_eq!(cfg.project, "42");
         assert_eq!(cfg.token, "t2");
         assert_eq!(cfg.token_source, ENV_TOKEN);
+    }
+
+    #[test]
+    fn what_the_pipeline_names_wins_over_ci_and_ci_over_the_remote() {
+        let vars = [
+            ("GITLAB_CI", "true"),
+            ("CI_API_V4_URL", "https://ci.example/api/v4"),
+            ("CI_PROJECT_ID", "42"),
+            ("GITLAB_TOKEN", "t"),
+        ];
+        let remote = Hints {
+            remote_url: Some("git@gitlab.com:g/s.git".into()),
+            ..Hints::default()
+        };
+        let cfg = GitLabConfig::from_lookup(&remote, env(&vars))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (cfg.api_url.as_str(), cfg.project.as_str()),
+            ("https://ci.example/api/v4", "42")
+        );
+        let named = Hints {
+            url: Some("https://state.example".into()),
+            project: Some("lab/state".into()),
+            ..remote
+        };
+        let cfg = GitLabConfig::from_lookup(&named, env(&vars))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (cfg.api_url.as_str(), cfg.project.as_str()),
+            ("https://state.example/api/v4", "lab/state")
+        );
+        // CI's variables count only in CI.
+        let cfg = GitLabConfig::from_lookup(&Hints::default(), env(&vars[1..]))
+            .err()
+            .unwrap();
+        assert_eq!(cfg.exit_code(), 2);
     }
 
     #[test]
