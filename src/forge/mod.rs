@@ -30,6 +30,9 @@ use crate::error::Result;
 
 pub use github::{GitHub, GitHubConfig, RetryPolicy};
 pub use gitlab::{GitLab, GitLabConfig};
+pub use summary::{
+    BaselineRow, CandidateChange, DecisionKind, EnvItem, JobRow, Link, PromotionSummary,
+};
 
 /// Which forge, and the words it uses: what people read in notes and in the request's
 /// description says "merge request" and `!12` on GitLab, "pull request" and `#12` on GitHub.
@@ -97,9 +100,6 @@ impl ForgeKind {
         }
     }
 }
-pub use summary::{
-    BaselineRow, CandidateChange, DecisionKind, EnvItem, JobRow, Link, PromotionSummary,
-};
 
 /// A pull request as stagegate needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -326,7 +326,8 @@ pub trait Forge {
     /// commit count, so an approval of an earlier promotion never approves a later one.
     fn reviews(&self, number: u64, head_sha: Option<&str>) -> Result<Approval>;
 
-    /// What `user` may do in the repository (GitHub: `GET …/collaborators/{user}/permission`).
+    /// What `user` may do in the repository (GitHub: `GET …/collaborators/{user}/permission`;
+    /// GitLab: the member's access level, Developer and up reading as write).
     /// Someone who is not a collaborator has [`Permission::None`] or [`Permission::Read`].
     fn permission(&self, user: &str) -> Result<Permission>;
 
@@ -339,8 +340,9 @@ pub trait Forge {
         )
     }
 
-    /// The logins of the members of team `org/slug` (a CODEOWNERS owner `@org/slug`), or
-    /// `None` when the forge will not say (a token without `members: read`).
+    /// The logins of the members of team `org/slug` (a CODEOWNERS owner `@org/slug`; on
+    /// GitLab the group `org/slug`), or `None` when the forge will not say (a token without
+    /// `members: read`, a group the token cannot see).
     fn team_members(&self, org: &str, slug: &str) -> Result<Option<Vec<String>>>;
 
     /// Delete a branch of the repository (a merged promotion branch). `false`: it was not
@@ -388,13 +390,6 @@ pub trait Forge {
             )),
         }
     }
-}
-
-/// The forge for this environment: GitHub, configured from `GITHUB_TOKEN` (or
-/// `STAGEGATE_GITHUB_APP_TOKEN`), `GITHUB_REPOSITORY` (unless `repository` is given) and
-/// `GITHUB_API_URL`.
-pub fn from_env(repository: Option<&str>) -> Result<Box<dyn Forge>> {
-    Ok(Box::new(GitHub::from_env(repository)?))
 }
 
 /// The forge, when the environment configures one; `None` otherwise. The one place that
