@@ -1183,17 +1183,20 @@ impl Forge for GitLab {
             state: Option<String>,
         }
         let what = format!("reading the reviewers of merge request !{number}");
-        // Reviewer states are newer than the approvals API: where GitLab has none, nobody
-        // asks for changes.
-        if let Ok(reviewers) =
-            self.try_list::<Reviewer>(&what, &self.mr_path(number, "/reviewers"))?
-        {
-            for r in reviewers {
-                if r.state.as_deref() == Some("requested_changes") {
-                    self.remember(&r.user);
-                    out.changes_requested_by.push(r.user.username);
+        // Reviewer states are newer than the approvals API: where GitLab has none (404),
+        // nobody asks for changes. Any other failure fails: a change request must not be
+        // missed because its list could not be read.
+        match self.try_list::<Reviewer>(&what, &self.mr_path(number, "/reviewers"))? {
+            Ok(reviewers) => {
+                for r in reviewers {
+                    if r.state.as_deref() == Some("requested_changes") {
+                        self.remember(&r.user);
+                        out.changes_requested_by.push(r.user.username);
+                    }
                 }
             }
+            Err((_, reply)) if reply.status == 404 => {}
+            Err((page, reply)) => return Err(self.api_error(&what, Verb::Get, &page, &reply)),
         }
         out.approved_by.sort();
         out.approved_by.dedup();

@@ -277,6 +277,32 @@ fn a_reviewer_requesting_changes_blocks() {
 }
 
 #[test]
+fn reviewer_states_are_optional_but_a_failure_to_read_them_is_not_ignored() {
+    let w = world();
+    w.gl.open_pr(BRANCH, "stable", "t", "b", false).unwrap();
+    w.fake.approve(7, "alice");
+    let reviewers = "/projects/xen-project%2Fstate/merge_requests/7/reviewers";
+    // An older GitLab without reviewer states.
+    w.fake
+        .script("GET", reviewers, vec![Reply::message(404, "404 Not Found")]);
+    assert_eq!(
+        w.gl.reviews(7, Some(&w.head())).unwrap().approved_by,
+        ["alice"]
+    );
+    w.fake.script(
+        "GET",
+        reviewers,
+        vec![Reply::message(500, "500 Internal Server Error"); 3],
+    );
+    let e = w.gl.reviews(7, Some(&w.head())).unwrap_err();
+    assert!(
+        said(&e).contains("reading the reviewers of merge request !7"),
+        "{}",
+        said(&e)
+    );
+}
+
+#[test]
 fn approval_notes_are_read_to_the_last_page_by_link_or_by_x_next_page() {
     for links in [true, false] {
         let w = world();
