@@ -439,6 +439,13 @@ struct User {
     username: String,
 }
 
+/// The approvals of a merge request: each approver with when they approved (if known), and
+/// how many more approvals GitLab's own rules want.
+struct Approved {
+    by: Vec<(User, Option<i128>)>,
+    left: u64,
+}
+
 /// GitLab over its REST API, for one project.
 pub struct GitLab {
     client: reqwest::Client,
@@ -898,7 +905,9 @@ impl GitLab {
     /// The approvals of merge request `iid` with the time each was given: `approved_at` where
     /// GitLab says it, else the user's latest "approved this merge request" system note
     /// (GitLab writes one on every approval and "unapproved …" on every withdrawal).
-    fn approvals(&self, iid: u64) -> Result<Vec<(User, Option<i128>)>> {
+    /// Also how many approvals GitLab's own rules still want (`approvals_left`, where the
+    /// project has rules).
+    fn approvals(&self, iid: u64) -> Result<Approved> {
         #[derive(Deserialize)]
         struct Approver {
             user: User,
@@ -909,6 +918,8 @@ impl GitLab {
         struct Approvals {
             #[serde(default)]
             approved_by: Vec<Approver>,
+            #[serde(default)]
+            approvals_left: Option<u64>,
         }
         let what = format!("reading the approvals of merge request !{iid}");
         let a: Approvals = self.parse(
@@ -917,6 +928,7 @@ impl GitLab {
         )?;
         let mut out = Vec::new();
         let mut notes: Option<BTreeMap<String, i128>> = None;
+        let left = a.approvals_left.unwrap_or(0);
         for ap in a.approved_by {
             self.remember(&ap.user);
             let mut at = ap.approved_at.as_deref().and_then(parse_time);
@@ -930,7 +942,7 @@ impl GitLab {
             }
             out.push((ap.user, at));
         }
-        Ok(out)
+        Ok(Approved { by: out, left })
     }
 
     /// When each user last approved, from the system notes.
@@ -1129,10 +1141,20 @@ impl Forge for GitLab {
     /// So an approval of an earlier head never carries over to a new push, whether or not
     /// the project resets approvals on push (a setting not every tier has). Someone with
     /// `requested_changes` as their reviewer state blocks, as a change request does on
-    /// GitHub.
+    /// GitHub, and so do the project's own approval rules while they want more approvals
+    /// (`approvals_left`): stagegate's rule comes on top of GitLab's, never instead.
     fn reviews(&self, number: u64, head_sha: Option<&str>) -> Result<Approval> {
         let mut out = Approval::default();
-        let approvals = self.approvals(number)?;
+        let Approved {
+            by: approvals,
+            left,
+        } = self.approvals(number)?;
+        if left > 0 {
+            out.wanting.push(format!(
+                "GitLab's approval rules for merge request !{number} want {left} more approval{}",
+                if left == 1 { "" } else { "s" }
+            ));
+        }
         if let Some(head) = head_sha {
             let current = self.get_pr(number)?.head_sha;
             if current != head {

@@ -152,12 +152,17 @@ pub struct Approval {
     pub changes_requested_by: Vec<String>,
     /// Why approvals the forge lists do not count (given for an earlier head), for people.
     pub ignored: Vec<String>,
+    /// What the forge's own approval rules still want (GitLab's `approvals_left`): while
+    /// anything is here, the promotion is not approved, whoever approved.
+    pub wanting: Vec<String>,
 }
 
 impl Approval {
     /// Approved by someone, and nobody asks for changes.
     pub fn is_approved(&self) -> bool {
-        !self.approved_by.is_empty() && self.changes_requested_by.is_empty()
+        !self.approved_by.is_empty()
+            && self.changes_requested_by.is_empty()
+            && self.wanting.is_empty()
     }
 }
 

@@ -607,6 +607,10 @@ fn approval(
         notes.push(format!("changes requested by {}", blockers.join(", ")));
         return Ok((None, notes));
     }
+    if !reviews.wanting.is_empty() {
+        notes.extend(reviews.wanting);
+        return Ok((None, notes));
+    }
     if approvers.is_empty() {
         return Ok((None, notes));
     }

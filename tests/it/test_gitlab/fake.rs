@@ -95,6 +95,8 @@ struct State {
     links: bool,
     /// Whether approvals carry `approved_at` (newer GitLab) or only the notes say when.
     approved_at: bool,
+    /// Approvals the project's rules require (GitLab Premium's approval rules).
+    approvals_required: u64,
     /// Seconds since 2026-12-07T10:00:00Z.
     clock: u64,
 }
@@ -243,6 +245,11 @@ impl FakeGitLab {
     /// Say `approved_at` in the approvals answer, as newer GitLab does.
     pub fn with_approved_at(&self) {
         self.state.lock().unwrap().approved_at = true;
+    }
+
+    /// Make the project's approval rules require `n` approvals.
+    pub fn require_approvals(&self, n: u64) {
+        self.state.lock().unwrap().approvals_required = n;
     }
 
     /// `username` approves merge request `iid` now (as with the Approve button): an
@@ -826,6 +833,8 @@ fn merge_request(
                 })
                 .collect();
             let m = &st.mrs[idx];
+            let required = st.approvals_required;
+            let left = required.saturating_sub(approved_by.len() as u64);
             Reply::new(
                 200,
                 json!({
@@ -839,8 +848,8 @@ fn merge_request(
                     "updated_at": m["updated_at"],
                     "merge_status": "can_be_merged",
                     "approved": !approved_by.is_empty(),
-                    "approvals_required": 0,
-                    "approvals_left": 0,
+                    "approvals_required": required,
+                    "approvals_left": left,
                     "require_password_to_approve": false,
                     "approved_by": approved_by,
                     "suggested_approvers": [],

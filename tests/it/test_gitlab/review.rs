@@ -279,6 +279,25 @@ fn where_t_has_gitlabs_codeowners_an_approval_must_come_from_an_owning_groups_de
 }
 
 #[test]
+fn gitlabs_own_approval_rules_come_on_top() {
+    let w = world();
+    w.fake.require_approvals(2);
+    w.promote(0);
+    w.fake.set_member("dev", Some(30));
+    w.fake.approve(7, "dev");
+    let out = w.promote(0);
+    assert!(
+        out.contains("GitLab's approval rules for merge request !7 want 1 more approval"),
+        "{out}"
+    );
+    assert_ne!(w.origin("refs/heads/stable"), w.origin(BRANCH));
+    w.fake.set_member("maint", Some(40));
+    w.fake.approve(7, "maint");
+    let out = w.promote(0);
+    assert!(out.contains("merged merge request !7"), "{out}");
+}
+
+#[test]
 fn a_gate_that_turns_red_makes_the_merge_request_a_draft() {
     let w = world();
     w.promote(0);
