@@ -298,6 +298,41 @@ fn gitlabs_own_approval_rules_come_on_top() {
 }
 
 #[test]
+fn cycle_opens_and_merges_the_merge_request_too() {
+    let w = world();
+    let cycle = || {
+        let out = w
+            .env
+            .sg_cmd(&["--remote", "origin", "cycle", "--no-poll"])
+            .env("GITLAB_TOKEN", TOKEN)
+            .env("STAGEGATE_GITLAB_RETRY_BASE_MS", "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        text
+    };
+    let out = cycle();
+    assert!(out.contains("opened merge request !7"), "{out}");
+    w.fake.set_member("dev", Some(30));
+    w.fake.approve(7, "dev");
+    let out = cycle();
+    assert!(out.contains("merged merge request !7"), "{out}");
+    assert_eq!(w.origin("refs/heads/stable"), w.env.rev("stable"));
+    // GITLAB_TOKEN served as the fallback for STAGEGATE_GITLAB_TOKEN.
+    assert!(
+        w.fake
+            .requests()
+            .iter()
+            .all(|r| r.token.as_deref() == Some(TOKEN))
+    );
+}
+
+#[test]
 fn a_gate_that_turns_red_makes_the_merge_request_a_draft() {
     let w = world();
     w.promote(0);
