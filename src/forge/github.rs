@@ -247,7 +247,7 @@ fn split_url(url: &str) -> Option<(String, String)> {
 }
 
 /// Percent-encode a query value or a path segment.
-fn encode(s: &str) -> String {
+pub(super) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -303,7 +303,7 @@ struct Reply {
 }
 
 /// The `rel="next"` URL of a `Link` header (`<https://…?page=2>; rel="next", <…>; rel="last"`).
-fn next_link(link: &str) -> Option<String> {
+pub(super) fn next_link(link: &str) -> Option<String> {
     link.split(',').find_map(|part| {
         let (url, params) = part.split_once(';')?;
         let is_next = params

@@ -32,7 +32,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::github::{RetryPolicy, truncate_chars};
+// A project path goes into URLs percent-encoded, its `/` included (`group%2Fname`).
+use super::github::{RetryPolicy, encode, next_link, truncate_chars};
 use super::{
     Approval, CheckPosted, CheckRun, DraftChange, Forge, ForgeKind, Permission, PullRequest,
     StatusState,
@@ -68,7 +69,6 @@ const MAX_PAGES: u32 = 1000;
 const DRAFT_MARKER: &str = "<!-- stagegate:draft -->";
 /// GitLab's access levels.
 pub const DEVELOPER: u64 = 30;
-pub const MAINTAINER: u64 = 40;
 pub const OWNER: u64 = 50;
 
 /// Where and as whom to talk to GitLab.
@@ -236,20 +236,6 @@ pub fn looks_like_gitlab(remote_url: &str) -> bool {
     })
 }
 
-/// Percent-encode a path segment or query value (a project path's `/` included, as
-/// GitLab wants `group%2Fname`).
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Verb {
     Get,
@@ -293,18 +279,6 @@ impl Reply {
     fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
-}
-
-/// The `rel="next"` URL of a `Link` header.
-fn next_link(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        let is_next = params
-            .split(';')
-            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"");
-        let url = url.trim().strip_prefix('<')?.strip_suffix('>')?;
-        is_next.then(|| url.to_string())
-    })
 }
 
 /// `path` with its `page` query parameter set to `page`.
