@@ -27,6 +27,30 @@ pub struct PipelineDoc {
     /// Host labels (DESIGN §4.18): a health test each, and what they are on the CI engines.
     #[serde(default)]
     pub labels: BTreeMap<String, Spanned<LabelDoc>>,
+    /// Which forge reviews promotions (DESIGN §6, §6b): `forge: gitlab`, or
+    /// `forge: {kind: gitlab, url: https://gitlab.example.org, project: group/state}`.
+    #[serde(default)]
+    pub forge: Option<Spanned<ForgeDoc>>,
+}
+
+/// `forge: gitlab` or `forge: {kind: gitlab, url: …, project: …}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ForgeDoc {
+    Kind(String),
+    Full(ForgeFullDoc),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ForgeFullDoc {
+    pub kind: String,
+    /// The instance, for a self-hosted GitLab (`https://gitlab.example.org`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The project path (`group/name`), when the remote's URL does not say it.
+    #[serde(default)]
+    pub project: Option<String>,
 }
 
 /// `labels: {kvm: {health: ./tests/kvm-health.sh, every: 1h, runs-on: [self-hosted, kvm],

@@ -759,6 +759,7 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
             },
         );
     }
+    let forge = doc.forge.as_ref().and_then(|f| forge(&mut c, f));
     c.finish(Pipeline {
         stages,
         gates,
@@ -768,7 +769,48 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
         env,
         trust,
         labels,
+        forge,
     })
+}
+
+/// `forge:`: `github` or `gitlab`, with an http(s) URL and a `group/name` project.
+fn forge(c: &mut Check, f: &Spanned<ForgeDoc>) -> Option<ForgeSetting> {
+    let pos = Pos::of(f);
+    let (kind, url, project) = match &f.value {
+        ForgeDoc::Kind(k) => (k.as_str(), None, None),
+        ForgeDoc::Full(full) => (full.kind.as_str(), full.url.clone(), full.project.clone()),
+    };
+    let kind = match kind.trim().to_ascii_lowercase().as_str() {
+        "github" => ForgeName::Github,
+        "gitlab" => ForgeName::Gitlab,
+        other => {
+            c.err(
+                pos,
+                format!("`forge` names {other:?}, which is not a forge stagegate speaks to"),
+                Some("use `forge: github` or `forge: gitlab`".into()),
+            );
+            return None;
+        }
+    };
+    if let Some(u) = &url
+        && !(u.starts_with("https://") || u.starts_with("http://"))
+    {
+        c.err(
+            pos,
+            format!("`forge.url` {u:?} is not an http(s) URL"),
+            Some("give the instance, e.g. `url: https://gitlab.example.org`".into()),
+        );
+    }
+    if let Some(p) = &project
+        && (!p.contains('/') || p.split('/').any(|s| s.is_empty() || s == "." || s == ".."))
+    {
+        c.err(
+            pos,
+            format!("`forge.project` {p:?} is not a project path"),
+            Some("write it as group/name, e.g. `project: xen-project/state`".into()),
+        );
+    }
+    Some(ForgeSetting { kind, url, project })
 }
 
 /// `labels.NAME.runs-on` (GitHub) or `labels.NAME.tags` (GitLab): CI runner labels, each

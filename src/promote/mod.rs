@@ -279,10 +279,14 @@ pub fn promote_move(
         if reviewed && opts.review.is_none() && !opts.dry_run {
             return Err(Error::usage_help(
                 format!(
-                    "promotion into {} goes through a pull request, and no forge is configured",
-                    to.name
+                    "promotion into {} goes through a {}, and no forge is configured",
+                    to.name,
+                    match planner.pipeline.forge.as_ref().map(|f| f.kind) {
+                        Some(crate::manifest::ForgeName::Gitlab) => "merge request",
+                        _ => "pull request",
+                    }
                 ),
-                "set GITHUB_TOKEN and GITHUB_REPOSITORY (the Action does), or set `review: false` on the gate",
+                "set GITHUB_TOKEN and GITHUB_REPOSITORY (the Action does), or on GitLab STAGEGATE_GITLAB_TOKEN (with `forge: gitlab` outside GitLab CI), or set `review: false` on the gate",
             ));
         }
         if !opts.dry_run {
@@ -619,14 +623,18 @@ fn trailers(
     t
 }
 
-/// When T's head is a promotion a forge's squash (or rebase) button rewrote — one parent,
-/// a decision record added, none of stagegate's trailers — say so on every run, and
+/// When T's head is a promotion a forge's squash (or rebase) button rewrote — one parent
+/// (or GitLab's merge of such a squash), a decision record added, none of stagegate's
+/// trailers — say so on every run, and
 /// whether it verifies as that promotion (DESIGN §6: never a silent divergence).
 fn forge_rewrite_note(planner: &Planner, to: &Stage, head: ObjectId) -> Result<Option<String>> {
     let repo = planner.repo;
     let info = repo.commit(head)?;
-    let [parent] = info.parents.as_slice() else {
-        return Ok(None);
+    // One parent (a squash or rebase on T), or GitLab's merge of such a squash.
+    let parent = match info.parents.as_slice() {
+        [p] => p,
+        [p, _] if verify::forge_squash_merge_of(repo, &info)?.is_some() => p,
+        _ => return Ok(None),
     };
     if info.trailer("Stagegate-Decision").is_some() {
         return Ok(None);
@@ -644,7 +652,7 @@ fn forge_rewrite_note(planner: &Planner, to: &Stage, head: ObjectId) -> Result<O
     let short = &head.to_string()[..10];
     Ok(Some(if v.holds {
         format!(
-            "{}'s head {short} is a promotion squash- or rebase-merged by the forge: its tree is the promotion's and its decision verifies, but its history lost the promotion commit; merge promotion pull requests with the merge button, or let stagegate merge them once approved",
+            "{}'s head {short} is a promotion squash- or rebase-merged by the forge: its tree is the promotion's and its decision verifies, but its history lost the promotion commit; merge promotion pull (or merge) requests with the merge button (GitLab: the merge-commit method, without squash), or let stagegate merge them once approved",
             to.name
         )
     } else {

@@ -18,6 +18,7 @@ mod test_exit;
 mod test_fuzz;
 mod test_github;
 mod test_gitlab_ci;
+mod test_gitlab;
 mod test_help;
 mod test_images;
 mod test_init;
