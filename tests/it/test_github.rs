@@ -5,6 +5,7 @@
 mod act;
 mod act_images;
 mod act_labels;
+mod act_release;
 mod actions;
 mod fake;
 mod install;
