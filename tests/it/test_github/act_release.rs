@@ -250,7 +250,7 @@ fn under_act_the_release_builds_a_static_binary_and_publishes_it_with_sums_and_p
     ] {
         assert!(unpacked.join(f).is_file(), "{f} is not in {asset}");
     }
-    let version = run(&mut Command::new(unpacked.join("stagegate")).arg("--version"));
+    let version = run(Command::new(unpacked.join("stagegate")).arg("--version"));
     assert_eq!(version, format!("stagegate {VERSION}"));
     let file = std::fs::read(unpacked.join("stagegate")).unwrap();
     assert!(
