@@ -1011,6 +1011,40 @@ impl Forge for GitHub {
         }
     }
 
+    fn requests_of_commit(&self, sha: &str) -> Result<Vec<PullRequest>> {
+        let what = format!(
+            "listing the pull requests of commit {}",
+            &sha[..sha.len().min(10)]
+        );
+        let prs: Vec<GhPullRequest> =
+            self.list(&what, &self.repo_path(&format!("/commits/{sha}/pulls")))?;
+        Ok(prs.into_iter().map(Self::convert).collect())
+    }
+
+    fn comment_once(&self, number: u64, marker: &str, body: &str) -> Result<bool> {
+        #[derive(Deserialize)]
+        struct Comment {
+            body: Option<String>,
+        }
+        let comments: Vec<Comment> = self.list(
+            &format!("listing comments of pull request #{number}"),
+            &self.repo_path(&format!("/issues/{number}/comments")),
+        )?;
+        if comments
+            .iter()
+            .any(|c| c.body.as_deref().is_some_and(|b| b.contains(marker)))
+        {
+            return Ok(false);
+        }
+        self.call(
+            Verb::Post,
+            &format!("commenting on pull request #{number}"),
+            &self.repo_path(&format!("/issues/{number}/comments")),
+            Some(&json!({ "body": format!("{marker}\n{body}") })),
+        )?;
+        Ok(true)
+    }
+
     fn delete_branch(&self, branch: &str) -> Result<bool> {
         let what = format!("deleting branch {branch}");
         if branch

@@ -1246,6 +1246,42 @@ impl Forge for GitLab {
         }
     }
 
+    fn requests_of_commit(&self, sha: &str) -> Result<Vec<PullRequest>> {
+        let what = format!(
+            "listing the merge requests of commit {}",
+            &sha[..sha.len().min(10)]
+        );
+        let mrs: Vec<Mr> = self.list(
+            &what,
+            &self.project_path(&format!("/repository/commits/{sha}/merge_requests")),
+        )?;
+        Ok(mrs.into_iter().map(|m| self.convert(m)).collect())
+    }
+
+    fn comment_once(&self, number: u64, marker: &str, body: &str) -> Result<bool> {
+        #[derive(Deserialize)]
+        struct Note {
+            body: Option<String>,
+        }
+        let notes: Vec<Note> = self.list(
+            &format!("listing the notes of merge request !{number}"),
+            &self.mr_path(number, "/notes?sort=asc&order_by=created_at"),
+        )?;
+        if notes
+            .iter()
+            .any(|n| n.body.as_deref().is_some_and(|b| b.contains(marker)))
+        {
+            return Ok(false);
+        }
+        self.call(
+            Verb::Post,
+            &format!("commenting on merge request !{number}"),
+            &self.mr_path(number, "/notes"),
+            Some(&json!({ "body": format!("{marker}\n{body}") })),
+        )?;
+        Ok(true)
+    }
+
     fn delete_branch(&self, branch: &str) -> Result<bool> {
         let what = format!("deleting branch {branch}");
         if branch

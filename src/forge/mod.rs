@@ -354,6 +354,16 @@ pub trait Forge {
     /// there (already deleted, by GitHub's "delete head branches" setting or a person).
     fn delete_branch(&self, branch: &str) -> Result<bool>;
 
+    /// The requests whose merge made commit `sha` (or that hold it): how a commit the
+    /// forge's squash or rebase button made is traced to its request (GitHub: the pull
+    /// requests of a commit; GitLab: the merge requests of a commit).
+    fn requests_of_commit(&self, sha: &str) -> Result<Vec<PullRequest>>;
+
+    /// Comment on request `number`, unless one of its comments already holds `marker` (an
+    /// HTML comment the body starts with): said once, however many runs see the same thing.
+    /// `true`: commented now.
+    fn comment_once(&self, number: u64, marker: &str, body: &str) -> Result<bool>;
+
     /// Post the check run on `run.head_sha`; falls back to a commit status when check runs
     /// are refused.
     fn create_check_run(&self, run: &CheckRun) -> Result<CheckPosted>;

@@ -256,9 +256,18 @@ pub fn promote_move(
             evaluation: Some(decided.evaluation.clone()),
             summary: None,
         };
-        outcome
-            .notes
-            .extend(forge_rewrite_note(planner, to, plan.to_head)?);
+        if let Some(note) = forge_rewrite_note(planner, to, plan.to_head)? {
+            if let (Some(review), false) = (&opts.review, opts.dry_run) {
+                outcome.notes.extend(say_on_the_request(
+                    review.forge,
+                    from,
+                    to,
+                    plan.to_head,
+                    &note,
+                ));
+            }
+            outcome.notes.push(note);
+        }
         for f in &facts.frozen {
             outcome.notes.push(format!(
                 "{} is frozen by {} since {}: {}{}; nothing moves into it until `{}`",
@@ -621,6 +630,48 @@ fn trailers(
     }
     t.push_str(&format!("Stagegate-Decided-By: {}\n", rec.decided_by));
     t
+}
+
+/// Say `note` (T's head is a promotion the forge's squash or rebase button rewrote) on the
+/// promotion request whose merge made `head`, once: the people who pressed the button read
+/// it where they pressed it. Returns what was done, for the run's notes; a forge that
+/// cannot be asked is a note too, never a failed promotion.
+fn say_on_the_request(
+    forge: &dyn crate::forge::Forge,
+    from: &Stage,
+    to: &Stage,
+    head: ObjectId,
+    note: &str,
+) -> Option<String> {
+    let kind = forge.kind();
+    let branch = crate::forge::promotion_branch(&from.name, &to.name);
+    let said = forge.requests_of_commit(&head.to_string()).and_then(|rs| {
+        let Some(r) = rs.into_iter().find(|r| r.head_ref == branch && !r.open) else {
+            return Ok(None);
+        };
+        let body = format!(
+            "stagegate: {note}.\n\nThis {request} was merged with a button that rewrites commits (squash or rebase), so `{to}` does not hold the promotion commit stagegate made and the gate's decision was attached to.",
+            request = kind.request(),
+            to = to.name,
+        );
+        let marker = format!("<!-- stagegate:rewritten {head} -->");
+        forge
+            .comment_once(r.number, &marker, &body)
+            .map(|new| new.then(|| r.number))
+    });
+    match said {
+        Ok(Some(n)) => Some(format!(
+            "said so on {} {}",
+            kind.request(),
+            kind.reference(n)
+        )),
+        Ok(None) => None,
+        Err(e) => Some(format!(
+            "could not say so on the {} that made {}: {e}",
+            kind.request(),
+            &head.to_string()[..10]
+        )),
+    }
 }
 
 /// When T's head is a promotion a forge's squash (or rebase) button rewrote — one parent

@@ -612,3 +612,26 @@ fn the_forge_key_of_the_pipeline_is_checked() {
     );
     env.sg_ok(&["check"]);
 }
+
+#[test]
+fn a_commit_is_traced_to_its_merge_request_and_a_comment_is_left_once() {
+    let w = world();
+    let mr = w.gl.open_pr(BRANCH, "stable", "t", "b", false).unwrap();
+    let head = w.head();
+    let found = w.gl.requests_of_commit(&head).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].number, mr.number);
+    assert_eq!(found[0].head_ref, BRANCH);
+    assert!(w.gl.requests_of_commit(&"0".repeat(40)).unwrap().is_empty());
+    let marker = "<!-- stagegate:test -->";
+    assert!(w.gl.comment_once(mr.number, marker, "said").unwrap());
+    assert!(!w.gl.comment_once(mr.number, marker, "said again").unwrap());
+    let notes: Vec<String> = w
+        .fake
+        .notes(mr.number)
+        .iter()
+        .filter_map(|n| n["body"].as_str().map(String::from))
+        .filter(|b| b.contains(marker))
+        .collect();
+    assert_eq!(notes, [format!("{marker}\nsaid")]);
+}

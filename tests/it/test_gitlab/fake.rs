@@ -589,6 +589,19 @@ fn project(
 ) -> Reply {
     refresh(st);
     match (method, rest) {
+        ("GET", ["repository", "commits", sha, "merge_requests"]) => {
+            let list = st
+                .mrs
+                .iter()
+                .filter(|m| {
+                    ["sha", "merge_commit_sha", "squash_commit_sha"]
+                        .iter()
+                        .any(|k| m[*k] == *sha)
+                })
+                .cloned()
+                .collect();
+            paged(st, path, query, list)
+        }
         ("GET", ["merge_requests"]) => {
             let list = st
                 .mrs
