@@ -657,7 +657,7 @@ fn say_on_the_request(
         let marker = format!("<!-- stagegate:rewritten {head} -->");
         forge
             .comment_once(r.number, &marker, &body)
-            .map(|new| new.then(|| r.number))
+            .map(|new| new.then_some(r.number))
     });
     match said {
         Ok(Some(n)) => Some(format!(
