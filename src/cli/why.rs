@@ -143,9 +143,6 @@ fn package_changes(
     id: &crate::manifest::ItemId,
 ) -> Result<Option<super::packages::PackageChanges>> {
     use super::packages;
-    if id.kind != crate::manifest::ItemKind::Image {
-        return Ok(None);
-    }
     let (ss, ts) = (
         planner.snapshot(plan.from_head)?,
         planner.snapshot(plan.to_head)?,
