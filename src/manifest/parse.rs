@@ -1029,7 +1029,10 @@ fn build(c: &mut Check, b: &BuildDoc) -> Build {
     // Each output is its own file in $STAGEGATE_OUT: one file named twice would be
     // stored twice under one name, and the cache would pass for the image.
     if let Some(cache) = &b.cache {
-        for (field, other) in [("build.artifact", Some(&build.artifact)), ("build.lock", build.lock.as_ref())] {
+        for (field, other) in [
+            ("build.artifact", Some(&build.artifact)),
+            ("build.lock", build.lock.as_ref()),
+        ] {
             if build.cache.as_ref() == other {
                 c.err(
                     Pos::of(cache),

@@ -5,7 +5,9 @@
 # console_crash CONSOLE: print the first line that means the hypervisor, dom0 or a guest
 # crashed; status 0 when there is one.
 console_crash() {
-    grep -m 1 -E 'Hardware Dom0 crashed|Kernel panic|Unhandled: vec|Panic on CPU|FATAL PAGE FAULT|Out of memory: Killed process' "$1" | tr -d '\r'
+    tr -d '\r' < "$1" | awk '
+        /Hardware Dom0 crashed|Kernel panic|Unhandled: vec|FATAL PAGE FAULT|Out of memory: Killed process/ { print; exit }
+        /Panic on CPU/ { p = $0; getline why; sub(/^\(XEN\) */, "", why); print p " " why; exit }'
 }
 
 # console_verdict CONSOLE VERSION CHECK...: decide a boot from its console. Prints why it
