@@ -134,7 +134,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     Ok(0)
 }
 
-/// How the candidate image's package set (its build from S) differs from T's build.
+/// How the candidate item's package set (its build from S) differs from T's build.
 fn package_changes(
     planner: &Planner,
     view: &crate::ledger::LedgerView,
@@ -147,6 +147,12 @@ fn package_changes(
         planner.snapshot(plan.from_head)?,
         planner.snapshot(plan.to_head)?,
     );
+    // Only an item with a build (an image, or a component built as the Xen example's is)
+    // has a package set; an invalid manifest has none to show.
+    match ss.item(id) {
+        Ok(Some((_, item))) if item.build.is_some() => {}
+        _ => return Ok(None),
+    }
     let (Some(new), Some(old)) = (
         packages::candidate(&ss, &plan.from.name, view, &g.jobs, id)?,
         packages::recorded(&ts, id, &plan.to.name)?,
