@@ -51,6 +51,19 @@ struct PendingWhy {
     /// Records a ledger commit deleted, weighed as they were.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     restored: Vec<crate::trust::Deleted>,
+    /// For a recorded rejection: the results it rests on, with their excerpts (the jobs
+    /// of the move may since have other keys, when T moved on).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rejected_by: Vec<RejectedBy>,
+}
+
+/// A result a recorded rejection rests on.
+#[derive(Serialize)]
+struct RejectedBy {
+    key: String,
+    job: String,
+    verdict: crate::ledger::Verdict,
+    excerpt: String,
 }
 
 #[derive(Serialize)]
@@ -103,6 +116,22 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             (CandidateId::Item(item), Some(g)) => package_changes(&planner, &view, plan, g, item)?,
             _ => None,
         };
+        let mut rejected_by = Vec::new();
+        if state == State::Rejected
+            && let Some(c) = plan.candidate(&id)
+            && let Some(r) = judgement.facts.rejected.get(&c.content)
+        {
+            for key in &r.failed {
+                if let Some(res) = view.latest(key)? {
+                    rejected_by.push(RejectedBy {
+                        key: key.clone(),
+                        job: res.name.clone(),
+                        verdict: res.verdict,
+                        excerpt: res.excerpt.clone(),
+                    });
+                }
+            }
+        }
         pending.push(PendingWhy {
             from: s.name.clone(),
             to: t.name.clone(),
@@ -120,6 +149,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             packages,
             not_counted: judgement.not_counted.clone(),
             restored: judgement.restored.clone(),
+            rejected_by,
         });
     }
     let why = Why {
@@ -197,6 +227,9 @@ pub fn print_not_counted(
         );
     }
 }
+
+/// How much of the excerpt of each result a rejection rests on `why` prints.
+const REJECTED_EXCERPT_LINES: usize = 20;
 
 fn print_text(why: &Why, id: &CandidateId) {
     let versions: Vec<String> = why
@@ -310,6 +343,18 @@ fn print_text(why: &Why, id: &CandidateId) {
                         println!("         | {line}");
                     }
                 }
+            }
+        }
+        for r in &p.rejected_by {
+            println!(
+                "  rejected on: {} — {} (key {}); the end of its excerpt:",
+                r.job,
+                r.verdict,
+                &r.key[..r.key.len().min(12)]
+            );
+            let lines: Vec<&str> = r.excerpt.lines().collect();
+            for line in &lines[lines.len().saturating_sub(REJECTED_EXCERPT_LINES)..] {
+                println!("         | {line}");
             }
         }
         if let Some(c) = &p.packages {

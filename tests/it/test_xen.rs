@@ -590,10 +590,17 @@ fn xen_example_takes_a_new_xen_to_stable_and_rejects_one_that_starves_dom0() {
         "{}",
         starved.excerpt
     );
+    // `why` shows the results the rejection rests on, though stable moved on since.
     let why = state.sg_ok(&["why", "components/xen"]);
-    assert!(why.contains("rejected"), "{why}");
+    assert!(why.contains("staging → stable: rejected"), "{why}");
+    assert!(why.contains("rejected on: xen-boots — fail"), "{why}");
     assert!(
-        why.contains("the end of the console") || why.contains("the end of its console"),
+        why.contains("| xen-boots: crashed: ")
+            || why.contains("| xen-boots: Xen did not finish within "),
+        "{why}"
+    );
+    assert!(
+        why.contains("command line: console=com1 com1=115200,8n1 dom0_mem=64M,max:64M"),
         "{why}"
     );
     let log = state.sg_ok(&["log"]);

@@ -94,7 +94,7 @@ boot_xen() {
     if [ "$qemu" = timeout ]; then
         crash=$(console_crash "$console")
         echo "$name: Xen did not finish within ${bound}s${crash:+ ($crash)} (Xen $xen_version, command line: $xen_cmdline); the end of the console:"
-        tail -n 20 "$console" | tr -d '\r'
+        tail -n 12 "$console" | tr -d '\r'
         exit 1
     fi
     if ! finished && [ -z "$(console_crash "$console")" ]; then
@@ -105,7 +105,7 @@ boot_xen() {
     fi
     if ! why=$(console_verdict "$console" "$xen_version" "$@"); then
         echo "$name: $why (Xen $xen_version, command line: $xen_cmdline; QEMU status $qemu after ${took}s); the end of the console:"
-        tail -n 20 "$console" | tr -d '\r'
+        tail -n 12 "$console" | tr -d '\r'
         exit 1
     fi
     echo "$name: Xen booted, dom0 ran its checks and powered off in ${took}s; what it reported:"
