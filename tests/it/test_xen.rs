@@ -610,3 +610,45 @@ fn xen_example_takes_a_new_xen_to_stable_and_rejects_one_that_starves_dom0() {
     );
     assert!(log.contains("reject"), "{log}");
 }
+
+#[test]
+fn why_shows_the_results_a_rejection_rests_on_after_the_target_stage_moved_on() {
+    let test = "name: t\nuses: [components/tool, components/other]\nrun: ./tests/t.sh\n";
+    let script = "#!/bin/sh\n[ \"$STAGEGATE_COMPONENT_TOOL_VERSION\" != 2 ] || { echo \"boom at tool 2\"; exit 1; }\necho ok\n";
+    let (tool1, other1) = (
+        crate::common::item("components", "tool", "1"),
+        crate::common::item("components", "other", "1"),
+    );
+    let env = TestEnv::init_with(&[
+        (&tool1.0, &tool1.1),
+        (&other1.0, &other1.1),
+        ("tests/t.yaml", test),
+        ("tests/t.sh", script),
+    ]);
+    let (tool2, other2) = (
+        crate::common::item("components", "tool", "2"),
+        crate::common::item("components", "other", "2"),
+    );
+    env.commit_on(
+        "staging",
+        "tool 2, other 2",
+        &[(&tool2.0, &tool2.1), (&other2.0, &other2.1)],
+    );
+    env.sg(&["run"]);
+    env.sg(&["promote"]);
+    let stable = env.git(&["show", "stable:components/other.yaml"]);
+    assert!(stable.contains("version: \"2\""), "other moved: {stable}");
+    // The rejected tool's jobs now run against other 2: new keys, no results.
+    let why = env.sg_ok(&["why", "components/tool"]);
+    assert!(why.contains("staging → stable: rejected"), "{why}");
+    assert!(why.contains("rejected on: t — fail (key "), "{why}");
+    assert!(why.contains("         | boom at tool 2"), "{why}");
+    let json = env.json(&["why", "components/tool", "--format", "json"]);
+    let by = &json["pending"][0]["rejected_by"][0];
+    assert_eq!(by["job"], "t");
+    assert_eq!(by["verdict"], "fail");
+    assert!(
+        by["excerpt"].as_str().unwrap().contains("boom at tool 2"),
+        "{json}"
+    );
+}
