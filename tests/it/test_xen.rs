@@ -652,3 +652,50 @@ fn why_shows_the_results_a_rejection_rests_on_after_the_target_stage_moved_on() 
         "{json}"
     );
 }
+
+#[test]
+fn a_xen_boot_whose_emulator_cannot_start_could_not_test() {
+    if !crate::common::require_tools(&["qemu-img", "debugfs", "mke2fs", "dpkg-deb"]) {
+        return;
+    }
+    let env = TestEnv::new();
+    env.sg_ok(&["init", "--example", "xen", env.repo.to_str().unwrap()]);
+    let bin = env.home().join("broken-qemu");
+    std::fs::create_dir_all(&bin).unwrap();
+    let qemu = bin.join("qemu-system-x86_64");
+    std::fs::write(
+        &qemu,
+        "#!/bin/sh\necho 'qemu-system-x86_64: could not load PC BIOS bios-256k.bin' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&qemu, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("sh")
+        .arg("tests/xen-boots.sh")
+        .current_dir(&env.repo)
+        .env("PATH", path)
+        .env("HOME", env.home())
+        .env("STAGEGATE_DEBIAN_KVM", "off")
+        .env(
+            "STAGEGATE_IMAGE_XEN_HOST_ARTIFACT",
+            "/nonexistent/disk.qcow2",
+        )
+        .env("STAGEGATE_COMPONENT_XEN_ARTIFACT", "/nonexistent/xen.tar")
+        .env(
+            "STAGEGATE_COMPONENT_XEN_VERSION",
+            "4.17.7+13-g2445b30a44-0+deb12u1",
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("could not load PC BIOS")
+            && err.contains("qemu-system-x86_64 cannot start a machine (status 1)"),
+        "{err}"
+    );
+}
