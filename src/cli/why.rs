@@ -51,8 +51,8 @@ struct PendingWhy {
     /// Records a ledger commit deleted, weighed as they were.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     restored: Vec<crate::trust::Deleted>,
-    /// For a recorded rejection: the results it rests on, with their excerpts (the jobs
-    /// of the move may since have other keys, when T moved on).
+    /// For a recorded rejection: the results it rests on that are not among the move's
+    /// jobs (whose keys changed when T moved on since), with their excerpts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     rejected_by: Vec<RejectedBy>,
 }
@@ -116,12 +116,19 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             (CandidateId::Item(item), Some(g)) => package_changes(&planner, &view, plan, g, item)?,
             _ => None,
         };
+        // The results a standing rejection rests on that are not among the move's jobs
+        // now (T moved on since, so the jobs have other keys): without them, `why` would
+        // not show what failed.
         let mut rejected_by = Vec::new();
         if state == State::Rejected
             && let Some(c) = plan.candidate(&id)
             && let Some(r) = judgement.facts.rejected.get(&c.content)
         {
-            for key in &r.failed {
+            let shown: Vec<&str> = g
+                .iter()
+                .flat_map(|g| g.jobs.iter().map(|j| j.key.as_str()))
+                .collect();
+            for key in r.failed.iter().filter(|k| !shown.contains(&k.as_str())) {
                 if let Some(res) = view.latest(key)? {
                     rejected_by.push(RejectedBy {
                         key: key.clone(),
