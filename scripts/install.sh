@@ -16,10 +16,15 @@
 #                           https://github.com/OWNER/stagegate/releases/download
 #                           (without /releases/download: the repository's git URL)
 #   STAGEGATE_INSTALL_DIR   where the binary goes (its bin/ is added to GITHUB_PATH)
+#   STAGEGATE_PROVENANCE    auto (default): where the GitHub CLI (gh) is installed, check
+#                           the release's build provenance (attested by release.yml) with
+#                           `gh attestation verify`; require: refuse to install without that
+#                           check; off: the checksum only
+#   GH_TOKEN                for gh (action.yml passes the workflow's token)
 #   GITHUB_PATH             the file GitHub reads PATH additions from (optional)
 #
-# A checksum that does not match is never installed and never "fixed" by building: it means
-# the download is not what was released, and the step fails.
+# A checksum or provenance that does not verify is never installed and never "fixed" by
+# building: it means the download is not what was released, and the step fails.
 set -euo pipefail
 
 say() { printf 'stagegate install: %s\n' "$*" >&2; }
@@ -114,11 +119,43 @@ install_release() {
             return 1
         fi
     fi
+    verify_provenance "$dir" "$asset"
     tar -xzf "$dir/$asset" -C "$dir" stagegate
     mkdir -p "$bin"
     install -m 0755 "$dir/stagegate" "$bin/stagegate"
     rm -rf "$dir"
     say "installed the released stagegate $tag ($target), checksum verified"
+}
+
+# The build provenance of release $tag's $2 (in directory $1), as release.yml attested it:
+# signed by this repository's release workflow. The release's provenance.sigstore.json
+# bundle is used when it has one (no API call); otherwise gh asks GitHub's attestation API.
+verify_provenance() {
+    local dir="$1" asset="$2" mode="${STAGEGATE_PROVENANCE:-auto}" repo out
+    case "$mode" in
+        off) say "build provenance not checked (STAGEGATE_PROVENANCE=off)"; return 0 ;;
+        auto | require) ;;
+        *) die "STAGEGATE_PROVENANCE is '$mode': use auto, require or off" ;;
+    esac
+    if ! command -v gh >/dev/null; then
+        [ "$mode" = require ] &&
+            die "STAGEGATE_PROVENANCE=require, but the GitHub CLI (gh) is not installed: install it before this step, or set STAGEGATE_PROVENANCE=auto"
+        say "build provenance not checked: the GitHub CLI (gh) is not installed"
+        return 0
+    fi
+    # OWNER/NAME of https://HOST/OWNER/NAME/releases/download.
+    repo="$(sed -E 's#^[a-z]+://[^/]+/##; s#/releases/download/?$##' <<< "$releases")"
+    [[ "$repo" =~ ^[^/]+/[^/]+$ ]] ||
+        die "cannot tell the repository from STAGEGATE_RELEASES ($releases) to check the build provenance; set STAGEGATE_PROVENANCE=off to install on the checksum alone"
+    local args=("$dir/$asset" --repo "$repo" --signer-workflow "$repo/.github/workflows/release.yml")
+    if fetch "$releases/$tag/provenance.sigstore.json" "$dir/provenance.sigstore.json"; then
+        args+=(--bundle "$dir/provenance.sigstore.json")
+    fi
+    if ! out="$(gh attestation verify "${args[@]}" 2>&1)"; then
+        printf '%s\n' "$out" >&2
+        die "the build provenance of $asset of $tag does not verify (gh attestation verify, signer $repo/.github/workflows/release.yml); refusing to install it"
+    fi
+    say "build provenance verified: $asset was built by $repo's release workflow"
 }
 
 # The release tags of major version $1 (v0) in the action's repository, newest first.

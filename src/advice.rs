@@ -37,9 +37,41 @@ pub enum Advice {
     Status,
     /// `stagegate check`: validate the manifests of the work tree.
     Check,
+    /// `stagegate plan`: the jobs each move needs, with their keys.
+    Plan,
+    /// `stagegate log [ITEM]`: promotions, rejections, holds and drops.
+    Log { item: Option<String> },
+    /// `stagegate diff OLD NEW`: what a move would change.
+    Diff { old: String, new: String },
+    /// `stagegate bisect ITEM`: find the upstream commit behind a rejection.
+    Bisect { item: String },
+    /// `stagegate init [DIR]`: make DIR (the current directory) a state repository.
+    Init { dir: Option<String> },
+    /// `stagegate promote [--push]`: judge and move what passed.
+    Promote { push: bool },
+    /// `stagegate verify`: check every gated stage's head was promoted by the gate.
+    Verify,
+    /// `stagegate run --labels LABEL,…`: a runner on a host that has these labels
+    /// (comma-separated, as `--labels` takes them).
+    RunLabels { labels: String },
+    /// Advice to run in another directory: `stagegate -C DIR …`. Its kind is the inner
+    /// advice's.
+    In { dir: String, advice: Box<Advice> },
 }
 
 impl Advice {
+    /// `stagegate run`, or, for jobs that need host labels, `stagegate run --labels …`
+    /// naming them: a runner on a host that has them runs such a job, whatever it detects.
+    pub fn run_with(needs: &[String]) -> Advice {
+        if needs.is_empty() {
+            Advice::Run
+        } else {
+            Advice::RunLabels {
+                labels: needs.join(","),
+            }
+        }
+    }
+
     /// One name per kind, in declaration order: what a test must see printed and run.
     pub const KINDS: &'static [&'static str] = &[
         "run",
@@ -54,6 +86,14 @@ impl Advice {
         "why",
         "status",
         "check",
+        "plan",
+        "log",
+        "diff",
+        "bisect",
+        "init",
+        "promote",
+        "verify",
+        "run-labels",
     ];
 
     /// The name of this advice's kind, one of [`Advice::KINDS`]. The match is exhaustive,
@@ -72,6 +112,15 @@ impl Advice {
             Advice::Why { .. } => "why",
             Advice::Status => "status",
             Advice::Check => "check",
+            Advice::Plan => "plan",
+            Advice::Log { .. } => "log",
+            Advice::Diff { .. } => "diff",
+            Advice::Bisect { .. } => "bisect",
+            Advice::Init { .. } => "init",
+            Advice::Promote { .. } => "promote",
+            Advice::Verify => "verify",
+            Advice::RunLabels { .. } => "run-labels",
+            Advice::In { advice, .. } => advice.kind(),
         }
     }
 
@@ -91,6 +140,15 @@ impl Advice {
             ["why", _] => "why",
             ["status"] => "status",
             ["check"] => "check",
+            ["plan"] => "plan",
+            ["log"] | ["log", _] => "log",
+            ["diff", _, _] => "diff",
+            ["bisect", _] => "bisect",
+            ["init"] | ["init", _] => "init",
+            ["promote"] | ["promote", "--push"] => "promote",
+            ["verify"] => "verify",
+            ["run", "--labels", _] => "run-labels",
+            ["-C", _, rest @ ..] => return Advice::kind_of(rest),
             _ => return None,
         })
     }
@@ -116,15 +174,45 @@ impl Advice {
             Advice::Why { item } => vec!["why", item],
             Advice::Status => vec!["status"],
             Advice::Check => vec!["check"],
+            Advice::Plan => vec!["plan"],
+            Advice::Log { item } => {
+                let mut w = vec!["log"];
+                w.extend(item.as_deref());
+                w
+            }
+            Advice::Diff { old, new } => vec!["diff", old, new],
+            Advice::Bisect { item } => vec!["bisect", item],
+            Advice::Init { dir } => {
+                let mut w = vec!["init"];
+                w.extend(dir.as_deref());
+                w
+            }
+            Advice::Promote { push } => {
+                let mut w = vec!["promote"];
+                if *push {
+                    w.push("--push");
+                }
+                w
+            }
+            Advice::Verify => vec!["verify"],
+            Advice::RunLabels { labels } => vec!["run", "--labels", labels],
+            Advice::In { dir, advice } => {
+                let mut w = vec!["-C", dir.as_str()];
+                w.extend(advice.words());
+                w
+            }
         }
     }
 
     /// Whether the command refuses to run without `--reason`.
     fn needs_reason(&self) -> bool {
-        matches!(
-            self,
-            Advice::Recheck { .. } | Advice::Waive { .. } | Advice::Approve { .. }
-        )
+        match self {
+            Advice::In { advice, .. } => advice.needs_reason(),
+            a => matches!(
+                a,
+                Advice::Recheck { .. } | Advice::Waive { .. } | Advice::Approve { .. }
+            ),
+        }
     }
 }
 
@@ -192,6 +280,23 @@ mod tests {
             },
             Advice::Status,
             Advice::Check,
+            Advice::Plan,
+            Advice::Log {
+                item: Some("images/host".into()),
+            },
+            Advice::Diff {
+                old: "stable".into(),
+                new: "staging".into(),
+            },
+            Advice::Bisect {
+                item: "components/xen".into(),
+            },
+            Advice::Init { dir: None },
+            Advice::Promote { push: true },
+            Advice::Verify,
+            Advice::RunLabels {
+                labels: "kvm,big".into(),
+            },
         ];
         let kinds: Vec<_> = all.iter().map(Advice::kind).collect();
         assert_eq!(kinds, Advice::KINDS);
@@ -203,6 +308,20 @@ mod tests {
         assert_eq!(
             all[3].to_string(),
             "stagegate recheck images/host --stage stable --reason …"
+        );
+    }
+
+    #[test]
+    fn advice_for_another_directory_keeps_its_kind() {
+        let a = Advice::In {
+            dir: "/tmp/my state".into(),
+            advice: Box::new(Advice::Status),
+        };
+        assert_eq!(a.to_string(), "stagegate -C '/tmp/my state' status");
+        assert_eq!(a.kind(), "status");
+        assert_eq!(
+            Advice::kind_of(&["-C", "/tmp/my state", "status"]),
+            Some("status")
         );
     }
 

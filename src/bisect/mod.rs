@@ -34,6 +34,7 @@ use std::collections::BTreeMap;
 
 use gix::ObjectId;
 
+use crate::advice::Advice;
 use crate::error::{Error, Result};
 use crate::gate::{JobState, State};
 use crate::ledger::{Ledger, Verdict};
@@ -105,6 +106,13 @@ pub enum Outcome {
 
 /// The rejected component `id` on the move where it is rejected (judged at `now`), with
 /// what bisecting it needs; a usage error (exit 2) saying what to do when it is not one.
+/// `stagegate why ID`, as advice.
+fn why(id: &impl std::fmt::Display) -> Advice {
+    Advice::Why {
+        item: id.to_string(),
+    }
+}
+
 pub fn target(planner: &Planner, id: &CandidateId, now: i64) -> Result<Target> {
     let item = match id {
         CandidateId::Item(i) if i.kind == ItemKind::Component => i.clone(),
@@ -113,7 +121,10 @@ pub fn target(planner: &Planner, id: &CandidateId, now: i64) -> Result<Target> {
                 format!(
                     "{id} is not a component: bisect looks for the upstream commit that broke a component"
                 ),
-                "name a rejected component that tracks an upstream repository (components/NAME); `stagegate status` lists the rejected candidates",
+                format!(
+                    "name a rejected component that tracks an upstream repository (components/NAME); `{}` lists the rejected candidates",
+                    Advice::Status
+                ),
             ));
         }
     };
@@ -138,7 +149,10 @@ pub fn target(planner: &Planner, id: &CandidateId, now: i64) -> Result<Target> {
         return target_on(planner, item, judgement.plan.clone(), content, &keys);
     }
     let help = format!(
-        "bisect names the upstream commit behind a rejection: `stagegate run` and `stagegate promote` judge {id} first, and `stagegate why {id}` says where it stands"
+        "bisect names the upstream commit behind a rejection: `{}` and `{}` judge {id} first, and `{}` says where it stands",
+        Advice::Run,
+        Advice::Promote { push: false },
+        why(id)
     );
     if states.is_empty() {
         Err(Error::usage_help(
@@ -222,13 +236,13 @@ fn target_on(
     let Some((_, new)) = s.item(&id)? else {
         return Err(Error::usage_help(
             format!("{id} is removed on {from}: there is no new version to bisect"),
-            format!("`stagegate why {id}` says why its removal is rejected"),
+            format!("`{}` says why its removal is rejected", why(&id)),
         ));
     };
     let Some((_, old)) = t.item(&id)? else {
         return Err(Error::usage_help(
             format!("{id} is new on {from}: {to} has no version of it to bisect from"),
-            format!("`stagegate why {id}` shows the failing jobs and their logs"),
+            format!("`{}` shows the failing jobs and their logs", why(&id)),
         ));
     };
     let pins = |i: &crate::manifest::Item| {
@@ -245,7 +259,8 @@ fn target_on(
                 if pins(&new).is_none() { from } else { to }
             ),
             format!(
-                "bisect works on components whose manifest says `source: {{git: URL, commit: SHA}}`; `stagegate why {id}` shows what failed"
+                "bisect works on components whose manifest says `source: {{git: URL, commit: SHA}}`; `{}` shows what failed",
+                why(&id)
             ),
         ));
     };
@@ -254,7 +269,10 @@ fn target_on(
             format!(
                 "{id} moved from {old_git} to {git}: its two commits are in different repositories"
             ),
-            format!("`stagegate why {id}` shows what failed; bisect needs one upstream history"),
+            format!(
+                "`{}` shows what failed; bisect needs one upstream history",
+                why(&id)
+            ),
         ));
     }
     if good == bad {
@@ -263,7 +281,13 @@ fn target_on(
                 "{id} pins the same upstream commit ({}) on {from} and {to}: what changed is in its manifest, not upstream",
                 &good[..good.len().min(12)]
             ),
-            format!("`stagegate diff {to} {from}` shows the change"),
+            format!(
+                "`{}` shows the change",
+                Advice::Diff {
+                    old: to.clone(),
+                    new: from.clone()
+                }
+            ),
         ));
     }
     let jobs: Vec<Job> = keys
@@ -277,7 +301,7 @@ fn target_on(
             format!(
                 "{id}'s rejection rests on no test of {id} alone: there is nothing to replay at its upstream commits"
             ),
-            format!("`stagegate why {id}` shows what failed"),
+            format!("`{}` shows what failed", why(&id)),
         ));
     }
     let manifest = String::from_utf8_lossy(
@@ -329,7 +353,7 @@ pub fn bisect(
                 target.plan.to.name,
                 short(good)
             ),
-            format!("`stagegate why {}` shows what failed", target.id),
+            format!("`{}` shows what failed", why(&target.id)),
         ));
     }
     progress(Progress::Line {
@@ -591,8 +615,10 @@ impl Bisector<'_, '_> {
                                 short(commit)
                             ),
                             format!(
-                                "fix what stops it, then run `stagegate bisect {}` again: the results recorded so far are reused",
-                                self.target.id
+                                "fix what stops it, then run `{}` again: the results recorded so far are reused",
+                                Advice::Bisect {
+                                    item: self.target.id.to_string()
+                                }
                             ),
                         )));
                     }

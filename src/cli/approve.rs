@@ -64,7 +64,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                     .map(|s| format!(" into {s}"))
                     .unwrap_or_default()
             ),
-            "`stagegate status` shows what is pending",
+            format!("`{}` shows what is pending", crate::advice::Advice::Status),
         ));
     };
     let plan = planner.plan_move(s, t)?;

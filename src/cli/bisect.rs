@@ -75,7 +75,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         Outcome::Interrupted => {
             if text {
                 println!(
-                    "interrupted: the results recorded so far are kept; `stagegate bisect {id}` goes on from them"
+                    "interrupted: the results recorded so far are kept; `{}` goes on from them",
+                    crate::advice::Advice::Bisect {
+                        item: id.to_string()
+                    }
                 );
             }
             Ok(130)
@@ -157,7 +160,12 @@ fn print_outcome(rec: &BisectRecord) {
         );
     }
     println!(
-        "recorded in the ledger: `stagegate why {}` and `stagegate log {}` show it",
-        rec.item, rec.item
+        "recorded in the ledger: `{}` and `{}` show it",
+        crate::advice::Advice::Why {
+            item: rec.item.to_string()
+        },
+        crate::advice::Advice::Log {
+            item: Some(rec.item.to_string())
+        }
     );
 }

@@ -51,7 +51,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     if files.read(PIPELINE_FILE)?.is_none() {
         return Err(Error::usage_help(
             format!("{place} has no {PIPELINE_FILE}: this is not a state repository"),
-            "run `stagegate init` to make it one, or pass -C DIR",
+            format!(
+                "run `{}` to make it one, or pass -C DIR",
+                crate::advice::Advice::Init { dir: None }
+            ),
         ));
     }
     let loaded = ManifestSet::load(files.as_ref())?;

@@ -44,8 +44,8 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let planner = ctx.start(args.push)?;
     let text = args.format == Format::Text;
-    let forge = crate::forge::configured()?;
     let remote = ctx.review_remote(&planner.pipeline)?;
+    let forge = ctx.forge(&planner.pipeline, &remote)?;
     let opts = cycle::Options {
         run: session::Options {
             parallel: args.parallel,

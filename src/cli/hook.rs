@@ -167,7 +167,9 @@ fn pre_receive(ctx: &Ctx) -> Result<Code> {
     }
     if refused > 0 {
         eprintln!(
-            "stagegate: gated stages move only by promotion, and the results ledger only grows: run `stagegate promote --push` (see `stagegate verify`)"
+            "stagegate: gated stages move only by promotion, and the results ledger only grows: run `{}` (see `{}`)",
+            crate::advice::Advice::Promote { push: true },
+            crate::advice::Advice::Verify
         );
         return Ok(1);
     }

@@ -1,9 +1,11 @@
 //! `stagegate init [DIR]`: make DIR a state repository. An existing repository (or a
 //! plain directory) gets a minimal pipeline committed on its current branch and the stage
 //! branches started from there; `--example` scaffolds the working example instead.
-//! `--github` adds the GitHub workflows and what they need ([`github`]).
+//! `--github` adds the GitHub workflows and what they need ([`github`]); `--gitlab` a
+//! `.gitlab-ci.yml` with stagegate's CI/CD component ([`gitlab`]).
 
 mod github;
+mod gitlab;
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,7 @@ use gix::objs::tree::EntryKind;
 use include_dir::{Dir, DirEntry, include_dir};
 
 use super::{Code, Ctx};
+use crate::advice::Advice;
 use crate::error::{Context, Error, IoContext, Result};
 use crate::repo::{Cas, Repo};
 
@@ -48,6 +51,14 @@ pub struct Args {
     /// up on GitHub.
     #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "cycle", value_name = "WORKFLOW")]
     pub github: Option<github::Workflow>,
+    /// Also write a .gitlab-ci.yml that includes stagegate's GitLab CI/CD component in
+    /// `cycle` mode (the default: poll, run and promote in one job) or `matrix` mode
+    /// (`--gitlab=matrix`: each job on a runner of its own, in a child pipeline). Sets
+    /// `artifacts.store` to the gitlab.com container registry of the project the remote
+    /// `origin` points at (or `--store`), pins stagegate to the release this binary comes
+    /// from, and prints what is left to set up on GitLab.
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "cycle", value_name = "MODE", conflicts_with = "github")]
+    pub gitlab: Option<gitlab::Mode>,
     /// The shared store for builds and full logs (`artifacts.store` in stagegate.yaml): a
     /// directory, a file:// URL or oci://HOST[:PORT]/REPOSITORY. With --github the default
     /// is oci://ghcr.io/OWNER/REPO/artifacts for the repository `origin` points at.
@@ -70,6 +81,15 @@ struct Setup {
     /// `--trust`: the `trust:` block to append to stagegate.yaml.
     trust: Option<String>,
     github: Option<GitHub>,
+    gitlab: Option<GitLab>,
+}
+
+struct GitLab {
+    mode: gitlab::Mode,
+    component: gitlab::Component,
+    /// `GROUP/…/PROJECT`, when the remote `origin` says (on gitlab.com).
+    repository: Option<String>,
+    store: String,
 }
 
 struct GitHub {
@@ -89,11 +109,44 @@ impl Setup {
             github::check_store(s)?;
         }
         let trust = args.trust.as_deref().map(trust_block).transpose()?;
+        if let Some(mode) = args.gitlab {
+            let origin = github::origin_url(dir);
+            let repository = origin.as_deref().and_then(gitlab::gitlab_repository);
+            let store = match (&args.store, &repository) {
+                (Some(s), _) => s.clone(),
+                (None, Some(r)) => gitlab::registry_store(r)?,
+                (None, None) => {
+                    let why = match &origin {
+                        Some(url) => format!("its remote origin ({url}) is not on gitlab.com"),
+                        None => "it has no remote origin".into(),
+                    };
+                    return Err(Error::usage_help(
+                        format!(
+                            "init --gitlab: no shared store for builds in {}: {why}, so stagegate cannot name the container registry of its project",
+                            dir.display()
+                        ),
+                        "name the store: --store oci://REGISTRY/GROUP/PROJECT/artifacts (the project's container registry, e.g. oci://registry.gitlab.com/GROUP/PROJECT/artifacts), or any store every runner reaches; or add the remote first (`git remote add origin https://gitlab.com/GROUP/PROJECT.git`)",
+                    ));
+                }
+            };
+            return Ok(Setup {
+                store: Some(store.clone()),
+                trust,
+                github: None,
+                gitlab: Some(GitLab {
+                    mode,
+                    component: gitlab::Component::of(&github::Action::this_release()),
+                    repository,
+                    store,
+                }),
+            });
+        }
         let Some(workflow) = args.github else {
             return Ok(Setup {
                 store: args.store.clone(),
                 trust,
                 github: None,
+                gitlab: None,
             });
         };
         let action = match &args.github_action {
@@ -128,6 +181,7 @@ impl Setup {
                 repository,
                 store,
             }),
+            gitlab: None,
         })
     }
 
@@ -156,6 +210,9 @@ impl Setup {
         if let Some(g) = &self.github {
             files.extend(github::workflows(g.workflow, &g.action)?);
         }
+        if let Some(g) = &self.gitlab {
+            files.push(gitlab::pipeline_file(g.mode, &g.component));
+        }
         Ok(())
     }
 
@@ -164,11 +221,22 @@ impl Setup {
         if let Some(g) = &self.github {
             github::Todo {
                 dir,
-                branches,
+                branches: branches.clone(),
                 repository: g.repository.as_deref(),
                 action: &g.action,
                 store: &g.store,
                 workflow: g.workflow,
+                stages: &STAGES,
+            }
+            .print();
+        }
+        if let Some(g) = &self.gitlab {
+            gitlab::Todo {
+                dir,
+                branches,
+                repository: g.repository.as_deref(),
+                component: &g.component,
+                store: &g.store,
                 stages: &STAGES,
             }
             .print();
@@ -415,6 +483,21 @@ fn is_blank(dir: &Path) -> Result<bool> {
 }
 
 /// The repository at `dir` exactly, or a new one there (creating `dir` if needed).
+/// `stagegate init DIR`, as advice.
+fn init_in(dir: &Path) -> Advice {
+    Advice::Init {
+        dir: Some(dir.display().to_string()),
+    }
+}
+
+/// `stagegate -C DIR …`, as advice.
+fn in_dir(dir: &Path, advice: Advice) -> Advice {
+    Advice::In {
+        dir: dir.display().to_string(),
+        advice: Box::new(advice),
+    }
+}
+
 fn open_or_init(dir: &Path) -> Result<(Repo, bool)> {
     if dir.join(".git").exists() {
         return Ok((Repo::open(dir)?, false));
@@ -423,7 +506,7 @@ fn open_or_init(dir: &Path) -> Result<(Repo, bool)> {
     if dir.exists() && !dir.is_dir() {
         return Err(Error::usage_help(
             format!("{} is a file, not a directory", dir.display()),
-            "name a new or existing directory: `stagegate init DIR`",
+            "name a new or existing directory instead",
         ));
     }
     std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
@@ -452,8 +535,9 @@ fn install_hook(repo: &Repo) -> Result<String> {
         let text = std::fs::read_to_string(&hook).unwrap_or_default();
         if !text.contains("Installed by `stagegate init`") {
             return Ok(format!(
-                "kept your own {}; add `stagegate check` to it to check manifests before each commit",
-                hook.display()
+                "kept your own {}; add `{}` to it to check manifests before each commit",
+                hook.display(),
+                Advice::Check
             ));
         }
     }
@@ -467,7 +551,10 @@ fn install_hook(repo: &Repo) -> Result<String> {
             exec: true,
         }],
     )?;
-    Ok("installed .git/hooks/pre-commit: `stagegate check` before each commit".into())
+    Ok(format!(
+        "installed .git/hooks/pre-commit: `{}` before each commit",
+        Advice::Check
+    ))
 }
 
 /// `init` without `--example`: commit the minimal pipeline on the current branch of the
@@ -481,7 +568,10 @@ fn adopt(dir: &Path, setup: &Setup) -> Result<Code> {
         .ok_or_else(|| {
             Error::usage_help(
                 format!("HEAD is detached in {}", dir.display()),
-                "switch to the branch the stages should start from (`git switch BRANCH`), then run `stagegate init` again",
+                format!(
+                    "switch to the branch the stages should start from (`git switch BRANCH`), then run `{}` again",
+                    init_in(dir)
+                ),
             )
         })?;
     let branch = head_ref
@@ -500,7 +590,7 @@ fn adopt(dir: &Path, setup: &Setup) -> Result<Code> {
                 "{} is already a state repository: {branch} has a stagegate.yaml",
                 dir.display()
             ),
-            "`stagegate status` shows its stages",
+            format!("`{}` shows its stages", in_dir(dir, Advice::Status)),
         ));
     }
     for s in STAGES {
@@ -512,7 +602,8 @@ fn adopt(dir: &Path, setup: &Setup) -> Result<Code> {
                     STAGES.join(", ")
                 ),
                 format!(
-                    "rename it (`git branch -m {s} OTHER`) and run `stagegate init` again, or write stagegate.yaml yourself with other stage names"
+                    "rename it (`git branch -m {s} OTHER`) and run `{}` again, or write stagegate.yaml yourself with other stage names",
+                    init_in(dir)
                 ),
             ));
         }
@@ -525,7 +616,10 @@ fn adopt(dir: &Path, setup: &Setup) -> Result<Code> {
         if on_disk || repo.entry(base, &f.path)?.is_some() {
             return Err(Error::usage_help(
                 format!("{} already has {}", dir.display(), f.path),
-                "move it aside (or commit it elsewhere) and run `stagegate init` again",
+                format!(
+                    "move it aside (or commit it elsewhere) and run `{}` again",
+                    init_in(dir)
+                ),
             ));
         }
     }
@@ -546,7 +640,8 @@ fn adopt(dir: &Path, setup: &Setup) -> Result<Code> {
         Cas::Updated => {}
         Cas::Moved { .. } => {
             return Err(Error::infra(format!(
-                "branch {branch} moved while initializing; run `stagegate init` again"
+                "branch {branch} moved while initializing; run `{}` again",
+                init_in(dir)
             )));
         }
     }
@@ -588,8 +683,8 @@ fn adopt(dir: &Path, setup: &Setup) -> Result<Code> {
     }
     println!("  {hook}");
     println!(
-        "Next: add images/, components/ and tests/ manifests on new (`git switch new`), then `stagegate -C {} status`",
-        dir.display()
+        "Next: add images/, components/ and tests/ manifests on new (`git switch new`), then `{}`",
+        in_dir(dir, Advice::Status)
     );
     let mut branches = vec![branch.clone()];
     branches.extend(started.iter().map(|s| s.to_string()));
@@ -603,7 +698,10 @@ fn example(dir: &Path, which: Example, setup: &Setup) -> Result<Code> {
     if !is_blank(dir)? {
         return Err(Error::usage_help(
             format!("{} is not empty", dir.display()),
-            "the example needs an empty or new directory: name one, or run `stagegate init` without --example to add a pipeline here",
+            format!(
+                "the example needs an empty or new directory: name one, or run `{}` (without --example) to add a pipeline to this one",
+                init_in(dir)
+            ),
         ));
     }
     let (repo, _) = open_or_init(dir)?;
@@ -630,9 +728,9 @@ fn example(dir: &Path, which: Example, setup: &Setup) -> Result<Code> {
 
     // The first commit holds the pipeline alone and starts every stage; the example items
     // arrive in a second commit on the first stage, pending, as a user's change would.
-    let (start, example): (Vec<File>, Vec<File>) = files
-        .into_iter()
-        .partition(|f| f.path == "stagegate.yaml" || f.path.starts_with(".github/"));
+    let (start, example): (Vec<File>, Vec<File>) = files.into_iter().partition(|f| {
+        f.path == "stagegate.yaml" || f.path.starts_with(".github/") || f.path == ".gitlab-ci.yml"
+    });
     let empty = ObjectId::empty_tree(gix::hash::Kind::Sha1);
     let tree1 = tree_of(&repo, empty, &start)?;
     let c1 = repo.write_commit(tree1, &[], "stagegate: start the pipeline\n\nStages new -> staging -> stable; gates in stagegate.yaml.\n")?;

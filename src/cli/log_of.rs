@@ -30,7 +30,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         [] => {
             return Err(Error::usage_help(
                 format!("no recorded result has a key starting with {:?}", args.key),
-                "give at least 4 hex digits of a key that `stagegate plan` shows with a result",
+                format!(
+                    "give at least 4 hex digits of a key that `{}` shows with a result",
+                    crate::advice::Advice::Plan
+                ),
             ));
         }
         many => {

@@ -156,6 +156,21 @@ impl Ctx {
             .remote(pipeline, false)
             .unwrap_or_else(|| "origin".into()))
     }
+
+    /// The forge promotions are reviewed on, if one is configured
+    /// ([`crate::forge::configured`]: the environment, the pipeline's `forge:`, the review
+    /// remote's URL).
+    pub fn forge(
+        &self,
+        pipeline: &crate::manifest::Pipeline,
+        remote: &str,
+    ) -> Result<Option<Box<dyn crate::forge::Forge>>> {
+        let url = crate::repo::remote::git(self.repo()?.git_dir(), &["remote", "get-url", remote])
+            .ok()
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty());
+        crate::forge::configured(pipeline.forge.as_ref(), url.as_deref())
+    }
 }
 
 /// What a command asks the process to exit with, when it is not plain success.

@@ -24,7 +24,8 @@ pub struct Args {
     /// pull request's head: the jobs the pull request would cause. No ref is moved.
     #[arg(long, value_name = "REV")]
     pub rev: Option<String>,
-    /// How to print: text for people, json for programs, github-matrix for a job matrix.
+    /// How to print: text for people, json for programs, github-matrix for a job matrix,
+    /// gitlab-pipeline for a GitLab child pipeline.
     #[arg(long, value_enum, default_value_t)]
     pub format: PlanFormat,
 }
@@ -39,6 +40,11 @@ pub enum PlanFormat {
     /// that can start now (with `--missing`, those without a result), each on a runner of
     /// its own; a job that needs a build of this run comes in the next.
     GithubMatrix,
+    /// A GitLab child pipeline (README: The CI/CD component), JSON, which is YAML: the jobs
+    /// `github-matrix` would list, as `parallel:matrix` jobs grouped by the runner `tags`
+    /// of their needs (`labels: {NAME: {tags: [...]}}`), a `resource_group` for those that
+    /// need an `exclusive: true` label, and a `record` job that records what they export.
+    GitlabPipeline,
 }
 
 /// A job with what the ledger knows of it.
@@ -141,7 +147,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 .collect();
             print_json(&views);
         }
-        PlanFormat::GithubMatrix => {
+        PlanFormat::GithubMatrix | PlanFormat::GitlabPipeline => {
             // Each matrix job runs on a runner of its own, all at once: a job that needs a
             // build without a passing result (a derived image's build, a test of a new
             // image) could only be skipped and fail its matrix job, so it waits for the
@@ -162,7 +168,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 }
             }
             let startable = |j: &Job| wanted(j) && j.after.iter().all(|d| ready[d]);
-            let m = github_matrix(&planner.pipeline, &plans, &startable);
+            let gitlab = args.format == PlanFormat::GitlabPipeline;
+            let m = if gitlab {
+                matrix(&planner.pipeline, &plans, &startable, Engine::GitLab)
+            } else {
+                matrix(&planner.pipeline, &plans, &startable, Engine::GitHub)
+            };
             for l in &m.left_out {
                 eprintln!(
                     "left out of the matrix: {} ({}): {}",
@@ -171,7 +182,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                     l.reason
                 );
             }
-            println!("{}", serde_json::json!(m));
+            if gitlab {
+                let text = serde_json::to_string_pretty(&gitlab_pipeline(&planner.pipeline, &m))
+                    .map_err(|e| crate::error::Error::infra(format!("the pipeline: {e}")))?;
+                println!("{text}");
+            } else {
+                println!("{}", serde_json::json!(m));
+            }
         }
         PlanFormat::Text => {
             for (p, combo) in plans.iter().zip(&combos) {
@@ -288,11 +305,31 @@ struct Matrix {
     left_out: Vec<LeftOut>,
 }
 
-fn github_matrix(
+/// The CI engine a matrix is for: which mapping of `labels:` names its runners.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    /// `runs-on` (`ubuntu-latest` for a job that needs nothing).
+    GitHub,
+    /// `tags` (none for a job that needs nothing: any runner of the project).
+    GitLab,
+}
+
+fn matrix(
     pipeline: &crate::manifest::Pipeline,
     plans: &[MovePlan],
     wanted: &dyn Fn(&Job) -> bool,
+    engine: Engine,
 ) -> Matrix {
+    let runners = |l: &crate::manifest::LabelPolicy| -> Vec<String> {
+        match engine {
+            Engine::GitHub => l.runs_on.clone(),
+            Engine::GitLab => l.tags.clone(),
+        }
+    };
+    let (key, example) = match engine {
+        Engine::GitHub => ("runs-on", "self-hosted, "),
+        Engine::GitLab => ("tags", ""),
+    };
     let mut m = Matrix {
         include: Vec::new(),
         exclusive: Vec::new(),
@@ -304,11 +341,16 @@ fn github_matrix(
             if !seen.insert(j.key.clone()) {
                 continue;
             }
-            let unmapped: Vec<String> = j
+            let unmapped: Vec<&str> = j
                 .needs
                 .iter()
-                .filter(|n| pipeline.labels.get(*n).is_none_or(|l| l.runs_on.is_empty()))
-                .map(|n| format!("`{n}`"))
+                .filter(|n| {
+                    pipeline
+                        .labels
+                        .get(*n)
+                        .is_none_or(|l| runners(l).is_empty())
+                })
+                .map(String::as_str)
                 .collect();
             if !unmapped.is_empty() {
                 m.left_out.push(LeftOut {
@@ -317,23 +359,30 @@ fn github_matrix(
                     stage: p.to.name.clone(),
                     needs: j.needs.clone(),
                     reason: format!(
-                        "needs {}, which `labels:` in stagegate.yaml maps to no runner (add e.g. `labels: {{{}: {{runs-on: [self-hosted, {}]}}}}`); it waits for a runner started by hand (`stagegate run --labels …`)",
-                        unmapped.join(", "),
-                        unmapped[0].trim_matches('`'),
-                        unmapped[0].trim_matches('`')
+                        "needs {}, which `labels:` in stagegate.yaml maps to no runner (add e.g. `labels: {{{}: {{{key}: [{example}{}]}}}}`); it waits for a runner started by hand (`{}`)",
+                        unmapped
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        unmapped[0],
+                        unmapped[0],
+                        crate::advice::Advice::RunLabels {
+                            labels: j.needs.join(",")
+                        }
                     ),
                 });
                 continue;
             }
             let mut runs_on: Vec<String> = Vec::new();
             for n in &j.needs {
-                for r in &pipeline.labels[n].runs_on {
-                    if !runs_on.contains(r) {
-                        runs_on.push(r.clone());
+                for r in runners(&pipeline.labels[n]) {
+                    if !runs_on.contains(&r) {
+                        runs_on.push(r);
                     }
                 }
             }
-            if runs_on.is_empty() {
+            if runs_on.is_empty() && engine == Engine::GitHub {
                 runs_on.push(DEFAULT_RUNS_ON.into());
             }
             let entry = MatrixEntry {
@@ -351,4 +400,181 @@ fn github_matrix(
         }
     }
     m
+}
+
+/// The line that starts every job of stagegate's GitLab component (templates/gitlab/) and
+/// of the child pipeline `plan --format gitlab-pipeline` writes: fetch stagegate's own
+/// source at the pinned ref (`STAGEGATE_SOURCE`, `STAGEGATE_REF`, forwarded by the trigger
+/// job) and source its `scripts/gitlab-ci.sh`, which installs the released binary
+/// (checksum verified, by `scripts/install.sh`) and prepares the checkout for the job's role.
+pub const GITLAB_BOOTSTRAP: &str = r#"sg_src="$(mktemp -d)" && git -C "$sg_src" init -q && git -C "$sg_src" fetch -q --depth 1 "$STAGEGATE_SOURCE" "$STAGEGATE_REF" && git -C "$sg_src" -c advice.detachedHead=false checkout -q FETCH_HEAD && . "$sg_src/scripts/gitlab-ci.sh" "$SG_ROLE" || exit 1"#;
+
+/// GitLab runs at most this many jobs from one `parallel:matrix`.
+const GITLAB_MATRIX_MAX: usize = 200;
+
+/// A job's name as a matrix value: GitLab puts the values in the job's name, which may not
+/// pass 255 characters, and a group's name lists all its candidates.
+fn matrix_name(name: &str) -> String {
+    const MAX: usize = 100;
+    if name.chars().count() <= MAX {
+        return name.to_string();
+    }
+    let mut out: String = name.chars().take(MAX - 1).collect();
+    out.push('…');
+    out
+}
+
+/// The child pipeline of `plan --format gitlab-pipeline`: a `run` stage of
+/// `parallel:matrix` jobs, one per set of runner tags (and `resource_group`, for jobs that
+/// need an `exclusive: true` label: GitLab runs the jobs of a resource group one at a time),
+/// each entry exporting its result as the artifact `result-KEY/`; then a `record` job that
+/// holds the write token (and the signing key) and runs no candidate code.
+fn gitlab_pipeline(pipeline: &crate::manifest::Pipeline, m: &Matrix) -> serde_json::Value {
+    use serde_json::json;
+    // (tags, resource group) → entries, in plan order.
+    type Runner = (Vec<String>, Option<String>);
+    let mut groups: Vec<(Runner, Vec<&MatrixEntry>)> = Vec::new();
+    for e in m.include.iter().chain(&m.exclusive) {
+        let exclusive: Vec<&str> = e
+            .needs
+            .iter()
+            .filter(|n| pipeline.labels.get(*n).is_some_and(|l| l.exclusive))
+            .map(String::as_str)
+            .collect();
+        let group = (!exclusive.is_empty()).then(|| format!("stagegate/{}", exclusive.join("/")));
+        let key = (e.runs_on.clone(), group);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, entries)) => entries.push(e),
+            None => groups.push((key, vec![e])),
+        }
+    }
+    let mut out = serde_json::Map::new();
+    out.insert("stages".into(), json!(["run", "record"]));
+    out.insert(
+        ".stagegate".into(),
+        json!({"before_script": [GITLAB_BOOTSTRAP]}),
+    );
+    for ((tags, group), entries) in &groups {
+        let chunks: Vec<&[&MatrixEntry]> = entries.chunks(GITLAB_MATRIX_MAX).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let mut name = "stagegate run".to_string();
+            if !tags.is_empty() {
+                name.push_str(&format!(" on {}", tags.join(", ")));
+            }
+            if group.is_some() {
+                name.push_str(" one at a time");
+            }
+            if chunks.len() > 1 {
+                name.push_str(&format!(" {}", i + 1));
+            }
+            let matrix: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|e| {
+                    let mut v = json!({"SG_JOB": e.key, "SG_NAME": matrix_name(&e.name)});
+                    if !e.needs.is_empty() {
+                        // The labels the engine chose this runner for (`run --labels`).
+                        v["STAGEGATE_LABELS"] = json!(e.needs.join(","));
+                    }
+                    v
+                })
+                .collect();
+            let mut job = json!({
+                "extends": ".stagegate",
+                "stage": "run",
+                "variables": {"SG_ROLE": "run"},
+                "timeout": "3h",
+                "parallel": {"matrix": matrix},
+                "script": [r#"stagegate --remote origin run --job "$SG_JOB" --export "result-$SG_JOB""#],
+                "artifacts": {"when": "always", "paths": ["result-$SG_JOB/"], "expire_in": "1 day"},
+            });
+            if !tags.is_empty() {
+                job["tags"] = json!(tags);
+            }
+            if let Some(g) = group {
+                job["resource_group"] = json!(g);
+            }
+            out.insert(name, job);
+        }
+    }
+    out.insert(
+        "stagegate record".into(),
+        json!({
+            "extends": ".stagegate",
+            "stage": "record",
+            "when": "always",
+            "variables": {"SG_ROLE": "record"},
+            // Where the write token and the signing key are scoped (README: The CI/CD
+            // component); no job that runs candidate code has this environment.
+            "environment": {"name": "stagegate", "action": "prepare"},
+            "script": [
+                "set -- result-*",
+                r#"if [ -e "$1" ]; then stagegate --remote origin record --push "$@"; else echo "stagegate: no results to record"; fi"#,
+            ],
+        }),
+    );
+    serde_json::Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, needs: &[&str], tags: &[&str]) -> MatrixEntry {
+        MatrixEntry {
+            key: key.repeat(12),
+            name: format!("test  {key}"),
+            stage: "stable".into(),
+            needs: needs.iter().map(|s| s.to_string()).collect(),
+            runs_on: tags.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_gitlab_pipeline_groups_jobs_by_tags_and_locks_exclusive_hosts() {
+        let yaml = "version: 1\nstages: [staging, stable]\nlabels:\n  arm64: {tags: [arm64]}\n  box: {tags: [box1], exclusive: true}\n";
+        let pipeline =
+            crate::manifest::parse::parse_pipeline("stagegate.yaml", yaml.as_bytes()).unwrap();
+        let m = Matrix {
+            include: vec![
+                entry("a", &[], &[]),
+                entry("b", &["arm64"], &["arm64"]),
+                entry("c", &[], &[]),
+            ],
+            exclusive: vec![entry("d", &["box"], &["box1"])],
+            left_out: Vec::new(),
+        };
+        let p = gitlab_pipeline(&pipeline, &m);
+        let plain = &p["stagegate run"];
+        assert!(plain.get("tags").is_none(), "{plain:#}");
+        let keys: Vec<&str> = plain["parallel"]["matrix"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["SG_JOB"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["a".repeat(12), "c".repeat(12)]);
+        let arm = &p["stagegate run on arm64"];
+        assert_eq!(arm["tags"], serde_json::json!(["arm64"]));
+        assert_eq!(arm["parallel"]["matrix"][0]["STAGEGATE_LABELS"], "arm64");
+        assert!(arm.get("resource_group").is_none());
+        let boxed = &p["stagegate run on box1 one at a time"];
+        assert_eq!(boxed["resource_group"], "stagegate/box");
+        assert_eq!(p["stagegate record"]["when"], "always");
+        assert_eq!(p["stages"], serde_json::json!(["run", "record"]));
+        // Names with many candidates are cut: the job's name holds them and the key.
+        let long = format!("test  boot [{}]", "components/xen + ".repeat(20));
+        let cut = matrix_name(&long);
+        assert_eq!(cut.chars().count(), 100);
+        assert!(cut.ends_with('…') && long.starts_with(cut.trim_end_matches('…')));
+        assert_eq!(matrix_name("test  boot"), "test  boot");
+    }
+
+    #[test]
+    fn the_component_starts_its_jobs_as_the_child_pipeline_does() {
+        let template = include_str!("../../templates/gitlab/template.yml");
+        assert!(
+            template.contains(&format!("- '{}'", GITLAB_BOOTSTRAP.replace('\'', "''"))),
+            "templates/gitlab/template.yml must start its jobs with GITLAB_BOOTSTRAP"
+        );
+    }
 }

@@ -31,8 +31,8 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let planner = ctx.start(args.push)?;
     let moves = promote::publish::moves(&planner, args.stage.as_deref())?;
-    let forge = crate::forge::configured()?;
     let remote = ctx.review_remote(&planner.pipeline)?;
+    let forge = ctx.forge(&planner.pipeline, &remote)?;
     let opts = promote::Options::for_runner(
         args.dry_run,
         forge.as_deref(),

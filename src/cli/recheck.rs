@@ -186,11 +186,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                     format!(" (with {})", r.with.join(", "))
                 };
                 println!(
-                    "rechecked {}{with} into {} (id {}): {} run again at the next `stagegate run`",
+                    "rechecked {}{with} into {} (id {}): {} run again at the next `{}`",
                     r.item,
                     r.stage,
                     r.id,
-                    super::count(r.jobs.len(), "job")
+                    super::count(r.jobs.len(), "job"),
+                    crate::advice::Advice::Run
                 );
                 for job in &r.jobs {
                     println!("  {} {}", &job.key[..12], job.job);

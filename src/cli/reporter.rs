@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Format;
+use crate::advice::Advice;
 use crate::error::{Error, Result};
 use crate::ledger::Verdict;
 use crate::runner::session::{Report, Sink};
@@ -179,7 +180,7 @@ pub fn run_json(report: &Report) -> serde_json::Value {
         doc["deferred"] = report
             .deferred
             .iter()
-            .map(|(key, job)| serde_json::json!({"key": key, "job": job}))
+            .map(|d| serde_json::json!(d))
             .collect();
     }
     if !report.left.is_empty() {
@@ -424,6 +425,14 @@ fn elapsed_precise(d: Duration) -> String {
     }
 }
 
+/// ` (`stagegate why ITEM` says more)` for the first of a job's candidates, or nothing.
+fn why_of(items: &[String]) -> String {
+    items
+        .first()
+        .map(|item| format!(" (`{}` says more)", Advice::Why { item: item.clone() }))
+        .unwrap_or_default()
+}
+
 /// What a run did, for people: what would run (a dry run), that nothing needed running,
 /// or a table of the jobs that ran.
 fn print_report(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
@@ -431,21 +440,29 @@ fn print_report(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     if !report.deferred.is_empty() {
         writeln!(
             out,
-            "not run now: {} that could not run before (each waits for its retry's backoff, or, its error budget spent, for `stagegate recheck ITEM`; `stagegate status` says which; `stagegate run --failed` runs them now)",
-            super::count(report.deferred.len(), "job")
+            "not run now: {} that could not run before (each waits for its retry's backoff, or, its error budget spent, for a recheck; `{}` runs them now)",
+            super::count(report.deferred.len(), "job"),
+            Advice::RunFailed
         )?;
-        for (key, job) in &report.deferred {
-            writeln!(out, "  {} {job}", &key[..12])?;
+        for d in &report.deferred {
+            writeln!(out, "  {} {}{}", &d.key[..12], d.job, why_of(&d.items))?;
         }
     }
     if !report.left.is_empty() {
         writeln!(
             out,
-            "left for other runners: {} this runner cannot serve (nothing is recorded for them; `stagegate why ITEM` says who can)",
+            "left for other runners: {} this runner cannot serve (nothing is recorded for them)",
             super::count(report.left.len(), "job")
         )?;
         for l in &report.left {
-            writeln!(out, "  {} {}: {}", &l.key[..12], l.job, l.why)?;
+            writeln!(
+                out,
+                "  {} {}: {}{}",
+                &l.key[..12],
+                l.job,
+                l.why,
+                why_of(&l.items)
+            )?;
         }
     }
     Ok(())

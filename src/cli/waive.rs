@@ -154,7 +154,11 @@ fn find_job(planner: &Planner, ledger: &Ledger, wanted: &str) -> Result<Found> {
         }),
         0 => Err(Error::usage_help(
             format!("no planned or recorded job has a key starting with {wanted:?}"),
-            "see the keys with `stagegate why ITEM`, or give the full key",
+            format!(
+                "`{}` lists the planned jobs' keys and `{}` the rejected items, whose why shows their results' keys; or give the full key",
+                crate::advice::Advice::Plan,
+                crate::advice::Advice::Status
+            ),
         )),
         n => Err(Error::usage_help(
             format!("{wanted:?} starts {n} job keys"),

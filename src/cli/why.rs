@@ -116,6 +116,29 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             (CandidateId::Item(item), Some(g)) => package_changes(&planner, &view, plan, g, item)?,
             _ => None,
         };
+        let mut notes = if moving || state != State::Wait {
+            Vec::new()
+        } else {
+            decided.notes.clone()
+        };
+        // A rejected component whose upstream commits can be searched: say how, unless a
+        // bisect already named the commit.
+        let bisected = g.as_ref().is_some_and(|g| {
+            g.reasons
+                .iter()
+                .any(|r| r.kind == crate::gate::ReasonKind::Bisect)
+        });
+        if state == State::Rejected
+            && !bisected
+            && crate::bisect::target(&planner, &id, ctx.now()).is_ok()
+        {
+            notes.push(format!(
+                "bisect: `{}` names the upstream commit that broke it",
+                Advice::Bisect {
+                    item: id.to_string()
+                }
+            ));
+        }
         // The results a standing rejection rests on that are not among the move's jobs
         // now (T moved on since, so the jobs have other keys): without them, `why` would
         // not show what failed.
@@ -148,11 +171,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 .map(|g| g.members.iter().filter(|m| **m != id).cloned().collect())
                 .unwrap_or_default(),
             evaluation: g,
-            notes: if moving || state != State::Wait {
-                Vec::new()
-            } else {
-                decided.notes.clone()
-            },
+            notes,
             packages,
             not_counted: judgement.not_counted.clone(),
             restored: judgement.restored.clone(),
@@ -309,13 +328,19 @@ fn print_text(why: &Why, id: &CandidateId) {
                     .strip_prefix(j.label.as_str())
                     .unwrap_or(&r.message);
                 println!("         waits: {}", why.trim_start());
-            } else if j.state == JobState::Missing && !e.sticky {
+            } else if j.state == JobState::Missing && !e.sticky && j.needs.is_empty() {
                 println!(
                     "         next: `{}` (or `{}`)",
                     Advice::Run,
                     Advice::RunJob {
                         key: j.key[..12].to_string()
                     }
+                );
+            } else if j.state == JobState::Missing && !e.sticky {
+                println!(
+                    "         next: `{}` on a host that has {}",
+                    Advice::run_with(&j.needs),
+                    j.needs.join(", ")
                 );
             }
             if matches!(

@@ -8,6 +8,9 @@
 
 /// Where GitHub looks, in order.
 pub const LOCATIONS: [&str; 3] = [".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS"];
+/// Where GitLab looks, in order. GitLab's `[Section]` headers are read as lines without
+/// owners, so a file with sections is read as one section (the last matching line decides).
+pub const GITLAB_LOCATIONS: [&str; 3] = ["CODEOWNERS", "docs/CODEOWNERS", ".gitlab/CODEOWNERS"];
 
 /// One owner named on a line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -89,7 +89,8 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn backoff(&self, failed_attempts: u32) -> Duration {
+    /// The wait after `failed_attempts` failures: the base delay, doubled each time, capped.
+    pub fn backoff(&self, failed_attempts: u32) -> Duration {
         let factor = 2u32.saturating_pow(failed_attempts.saturating_sub(1));
         self.base_delay
             .checked_mul(factor)
@@ -246,7 +247,7 @@ fn split_url(url: &str) -> Option<(String, String)> {
 }
 
 /// Percent-encode a query value or a path segment.
-fn encode(s: &str) -> String {
+pub(super) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -302,7 +303,7 @@ struct Reply {
 }
 
 /// The `rel="next"` URL of a `Link` header (`<https://…?page=2>; rel="next", <…>; rel="last"`).
-fn next_link(link: &str) -> Option<String> {
+pub(super) fn next_link(link: &str) -> Option<String> {
     link.split(',').find_map(|part| {
         let (url, params) = part.split_once(';')?;
         let is_next = params
@@ -794,6 +795,10 @@ impl GitHub {
 }
 
 impl Forge for GitHub {
+    fn kind(&self) -> super::ForgeKind {
+        super::ForgeKind::GitHub
+    }
+
     fn describe(&self) -> String {
         format!("GitHub {} ({})", self.repository(), self.cfg.api_url)
     }
@@ -1004,6 +1009,40 @@ impl Forge for GitHub {
             Err((_, reply)) if matches!(reply.status, 403 | 404) => Ok(None),
             Err((page, reply)) => Err(self.api_error(&what, Verb::Get, &page, &reply)),
         }
+    }
+
+    fn requests_of_commit(&self, sha: &str) -> Result<Vec<PullRequest>> {
+        let what = format!(
+            "listing the pull requests of commit {}",
+            &sha[..sha.len().min(10)]
+        );
+        let prs: Vec<GhPullRequest> =
+            self.list(&what, &self.repo_path(&format!("/commits/{sha}/pulls")))?;
+        Ok(prs.into_iter().map(Self::convert).collect())
+    }
+
+    fn comment_once(&self, number: u64, marker: &str, body: &str) -> Result<bool> {
+        #[derive(Deserialize)]
+        struct Comment {
+            body: Option<String>,
+        }
+        let comments: Vec<Comment> = self.list(
+            &format!("listing comments of pull request #{number}"),
+            &self.repo_path(&format!("/issues/{number}/comments")),
+        )?;
+        if comments
+            .iter()
+            .any(|c| c.body.as_deref().is_some_and(|b| b.contains(marker)))
+        {
+            return Ok(false);
+        }
+        self.call(
+            Verb::Post,
+            &format!("commenting on pull request #{number}"),
+            &self.repo_path(&format!("/issues/{number}/comments")),
+            Some(&json!({ "body": format!("{marker}\n{body}") })),
+        )?;
+        Ok(true)
     }
 
     fn delete_branch(&self, branch: &str) -> Result<bool> {

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::github::{MAX_BODY_CHARS, truncate_chars};
-use super::{Annotation, AnnotationLevel, CheckRun, Conclusion};
+use super::{Annotation, AnnotationLevel, CheckRun, Conclusion, ForgeKind};
 use crate::error::{Error, Result};
 use crate::ledger::Verdict;
 
@@ -358,6 +358,28 @@ struct MoveView<'a> {
     job_views: Vec<JobView<'a>>,
     counts: String,
     diffs_omitted: bool,
+    /// The command that prints this move's whole diff (advice, rendered once).
+    diff_command: String,
+    /// The forge's words (`name`, `request`, `approvers`).
+    forge: ForgeWords,
+}
+
+/// What the description calls the forge, its requests and who may approve.
+#[derive(Serialize)]
+struct ForgeWords {
+    name: &'static str,
+    request: &'static str,
+    approvers: &'static str,
+}
+
+impl From<ForgeKind> for ForgeWords {
+    fn from(k: ForgeKind) -> ForgeWords {
+        ForgeWords {
+            name: k.name(),
+            request: k.request(),
+            approvers: k.approvers(),
+        }
+    }
 }
 
 /// The full diff of each candidate's manifest.
@@ -378,6 +400,7 @@ fn view<'a>(
     s: &'a PromotionSummary,
     diffs: &[String],
     max_diff_lines: Option<usize>,
+    kind: ForgeKind,
 ) -> MoveView<'a> {
     let candidate_views = s
         .candidates
@@ -420,6 +443,12 @@ fn view<'a>(
         job_views,
         counts: s.counts(),
         diffs_omitted: max_diff_lines.is_none(),
+        diff_command: crate::advice::Advice::Diff {
+            old: s.to.clone(),
+            new: s.from.clone(),
+        }
+        .to_string(),
+        forge: kind.into(),
         s,
     }
 }
@@ -484,12 +513,17 @@ fn render(name: &str, ctx: minijinja::Value) -> Result<String> {
 /// verdict table with the baseline beside each job, links, and the decision's reasons.
 /// Long diffs are shortened so the body stays within GitHub's limit.
 pub fn render_pr_body(s: &PromotionSummary) -> Result<String> {
+    render_request_body(s, ForgeKind::GitHub)
+}
+
+/// [`render_pr_body`] in `kind`'s words: a merge request's description on GitLab.
+pub fn render_request_body(s: &PromotionSummary, kind: ForgeKind) -> Result<String> {
     let diffs = diffs(s);
     let mut body = String::new();
     for max_lines in [Some(400), Some(100), Some(20), None] {
         body = render(
             "pr-body.md.j2",
-            minijinja::Value::from_serialize(view(s, &diffs, max_lines)),
+            minijinja::Value::from_serialize(view(s, &diffs, max_lines, kind)),
         )?;
         if body.chars().count() <= MAX_BODY_CHARS - 100 {
             return Ok(body);
@@ -508,7 +542,7 @@ pub fn render_step_summary(moves: &[PromotionSummary]) -> Result<String> {
     let views: Vec<MoveView> = moves
         .iter()
         .zip(&no_diffs)
-        .map(|(s, d)| view(s, d, Some(0)))
+        .map(|(s, d)| view(s, d, Some(0), ForgeKind::GitHub))
         .collect();
     render(
         "step-summary.md.j2",

@@ -161,11 +161,10 @@ pub(super) fn judge(
                     State::Wait,
                     ReasonKind::Unserved,
                     format!(
-                        "{} {why}; it runs when a runner offering {} runs `{}` (`--labels {}`)",
+                        "{} {why}; it runs when a runner offering {} runs `{}`",
                         seen.label,
                         if job.needs.len() == 1 { "it" } else { "them" },
-                        Advice::Run,
-                        job.needs.join(",")
+                        Advice::run_with(&job.needs)
                     ),
                 )),
                 None => say(&seen, state, waiver, quarantine, budget),
@@ -202,6 +201,7 @@ pub(super) fn judge(
         log: rec.and_then(|r| r.log.clone()),
         history: history.clone(),
         baseline_history: baseline_history.clone(),
+        needs: job.needs.clone(),
     };
     Judged {
         verdict,
@@ -287,10 +287,19 @@ fn say(
         )),
         JobState::Regression => Some(regression(s)),
         JobState::Error | JobState::ErrorWaiting | JobState::Errored => Some(error(s, budget)),
-        JobState::Missing => Some((
+        JobState::Missing if s.job.needs.is_empty() => Some((
             State::Wait,
             ReasonKind::Missing,
             format!("{label} has no result yet (run `{}`)", Advice::Run),
+        )),
+        JobState::Missing => Some((
+            State::Wait,
+            ReasonKind::Missing,
+            format!(
+                "{label} has no result yet (run `{}` on a host that has {})",
+                Advice::run_with(&s.job.needs),
+                if s.job.needs.len() == 1 { "it" } else { "them" }
+            ),
         )),
     }
 }

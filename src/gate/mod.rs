@@ -143,6 +143,9 @@ pub struct JobVerdict {
     pub history: History,
     /// Every attempt of the baseline's key, counted.
     pub baseline_history: Option<History>,
+    /// The host labels a runner must offer to run it (`needs:`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
 }
 
 /// Why a candidate is not promoted (or a note on why it is).

@@ -478,7 +478,7 @@ fn rows() -> Vec<Row> {
             state: State::Wait,
             reasons: &[(K::Unserved, HOST)],
             boot: Some(J::Missing),
-            says: "needs `kvm`: no runner offering it has ever been seen",
+            says: "needs `kvm`: no runner offering it has ever been seen; it runs when a runner offering it runs `stagegate run --labels kvm`",
             ..ROW
         },
         Row {
@@ -496,7 +496,7 @@ fn rows() -> Vec<Row> {
             state: State::Wait,
             reasons: &[(K::Missing, HOST)],
             boot: Some(J::Missing),
-            says: "has no result yet (run `stagegate run`)",
+            says: "has no result yet (run `stagegate run --labels kvm` on a host that has it)",
             ..ROW
         },
         Row {

@@ -27,10 +27,34 @@ pub struct PipelineDoc {
     /// Host labels (DESIGN §4.18): a health test each, and what they are on the CI engines.
     #[serde(default)]
     pub labels: BTreeMap<String, Spanned<LabelDoc>>,
+    /// Which forge reviews promotions (DESIGN §6, §6b): `forge: gitlab`, or
+    /// `forge: {kind: gitlab, url: https://gitlab.example.org, project: group/state}`.
+    #[serde(default)]
+    pub forge: Option<Spanned<ForgeDoc>>,
+}
+
+/// `forge: gitlab` or `forge: {kind: gitlab, url: …, project: …}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ForgeDoc {
+    Kind(String),
+    Full(ForgeFullDoc),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ForgeFullDoc {
+    pub kind: String,
+    /// The instance, for a self-hosted GitLab (`https://gitlab.example.org`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The project path (`group/name`), when the remote's URL does not say it.
+    #[serde(default)]
+    pub project: Option<String>,
 }
 
 /// `labels: {kvm: {health: ./tests/kvm-health.sh, every: 1h, runs-on: [self-hosted, kvm],
-/// exclusive: true}}`.
+/// tags: [kvm], exclusive: true}}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LabelDoc {
@@ -40,6 +64,9 @@ pub struct LabelDoc {
     pub every: Option<Spanned<String>>,
     #[serde(default)]
     pub runs_on: Option<Spanned<RunsOnDoc>>,
+    /// GitLab runner tags (`tags: [kvm, x86_64]`), the GitLab counterpart of `runs-on`.
+    #[serde(default)]
+    pub tags: Option<Spanned<RunsOnDoc>>,
     #[serde(default)]
     pub exclusive: bool,
 }

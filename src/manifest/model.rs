@@ -349,6 +349,28 @@ pub struct Pipeline {
     /// What the pipeline says of host labels (`labels:`): health tests, CI runner labels.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub labels: std::collections::BTreeMap<String, LabelPolicy>,
+    /// `forge:`: which forge reviews promotions, and where it is; `None`: from the
+    /// environment (GitHub Actions, GitLab CI) or the remote's URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forge: Option<ForgeSetting>,
+}
+
+/// `forge:` of `stagegate.yaml` (DESIGN §6b).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForgeSetting {
+    pub kind: ForgeName,
+    /// The instance's URL (a self-hosted GitLab).
+    pub url: Option<String>,
+    /// The project (`group/name`).
+    pub project: Option<String>,
+}
+
+/// A forge stagegate speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeName {
+    Github,
+    Gitlab,
 }
 
 /// `labels.NAME` of `stagegate.yaml` (DESIGN §4.18).
@@ -362,6 +384,8 @@ pub struct LabelPolicy {
     pub every: Duration,
     /// The CI runner labels a job that needs this label runs on (`runs-on` on GitHub).
     pub runs_on: Vec<String>,
+    /// The GitLab runner tags a job that needs this label runs on (`tags:` of its job).
+    pub tags: Vec<String>,
     /// A scarce host: the CI engine runs its jobs one at a time.
     pub exclusive: bool,
 }

@@ -736,23 +736,30 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
         let every = c
             .duration(&format!("{field}.every"), &l.value.every)
             .unwrap_or(DEFAULT_HEALTH_EVERY);
-        let runs_on = match l.value.runs_on.as_ref().map(|r| (&r.value, Pos::of(r))) {
+        let mut runner = |key: &str, doc: &Option<Spanned<RunsOnDoc>>| match doc
+            .as_ref()
+            .map(|r| (&r.value, Pos::of(r)))
+        {
             None => Vec::new(),
             Some((RunsOnDoc::One(one), p)) => {
-                runner_labels(&mut c, &field, p, std::slice::from_ref(one))
+                runner_labels(&mut c, &field, key, p, std::slice::from_ref(one))
             }
-            Some((RunsOnDoc::Many(many), p)) => runner_labels(&mut c, &field, p, many),
+            Some((RunsOnDoc::Many(many), p)) => runner_labels(&mut c, &field, key, p, many),
         };
+        let runs_on = runner("runs-on", &l.value.runs_on);
+        let tags = runner("tags", &l.value.tags);
         labels.insert(
             name.clone(),
             LabelPolicy {
                 health,
                 every,
                 runs_on,
+                tags,
                 exclusive: l.value.exclusive,
             },
         );
     }
+    let forge = doc.forge.as_ref().and_then(|f| forge(&mut c, f));
     c.finish(Pipeline {
         stages,
         gates,
@@ -762,23 +769,70 @@ pub fn parse_pipeline(file: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics>
         env,
         trust,
         labels,
+        forge,
     })
 }
 
-/// `labels.NAME.runs-on`: CI runner labels, each non-empty and without spaces or commas.
-fn runner_labels(c: &mut Check, field: &str, pos: Pos, given: &[String]) -> Vec<String> {
+/// `forge:`: `github` or `gitlab`, with an http(s) URL and a `group/name` project.
+fn forge(c: &mut Check, f: &Spanned<ForgeDoc>) -> Option<ForgeSetting> {
+    let pos = Pos::of(f);
+    let (kind, url, project) = match &f.value {
+        ForgeDoc::Kind(k) => (k.as_str(), None, None),
+        ForgeDoc::Full(full) => (full.kind.as_str(), full.url.clone(), full.project.clone()),
+    };
+    let kind = match kind.trim().to_ascii_lowercase().as_str() {
+        "github" => ForgeName::Github,
+        "gitlab" => ForgeName::Gitlab,
+        other => {
+            c.err(
+                pos,
+                format!("`forge` names {other:?}, which is not a forge stagegate speaks to"),
+                Some("use `forge: github` or `forge: gitlab`".into()),
+            );
+            return None;
+        }
+    };
+    if let Some(u) = &url
+        && !(u.starts_with("https://") || u.starts_with("http://"))
+    {
+        c.err(
+            pos,
+            format!("`forge.url` {u:?} is not an http(s) URL"),
+            Some("give the instance, e.g. `url: https://gitlab.example.org`".into()),
+        );
+    }
+    if let Some(p) = &project
+        && (!p.contains('/') || p.split('/').any(|s| s.is_empty() || s == "." || s == ".."))
+    {
+        c.err(
+            pos,
+            format!("`forge.project` {p:?} is not a project path"),
+            Some("write it as group/name, e.g. `project: xen-project/state`".into()),
+        );
+    }
+    Some(ForgeSetting { kind, url, project })
+}
+
+/// `labels.NAME.runs-on` (GitHub) or `labels.NAME.tags` (GitLab): CI runner labels, each
+/// non-empty and without spaces or commas.
+fn runner_labels(c: &mut Check, field: &str, key: &str, pos: Pos, given: &[String]) -> Vec<String> {
+    let example = if key == "tags" {
+        "tags: [arm64]"
+    } else {
+        "runs-on: [self-hosted, arm64]"
+    };
     if given.is_empty() {
         c.err(
             pos,
-            format!("`{field}.runs-on` is empty"),
-            Some("name the runner labels, e.g. `runs-on: [self-hosted, arm64]`".into()),
+            format!("`{field}.{key}` is empty"),
+            Some(format!("name the runner labels, e.g. `{example}`")),
         );
     }
     for l in given {
         if l.trim().is_empty() || l.contains(|ch: char| ch.is_whitespace() || ch == ',') {
             c.err(
                 pos,
-                format!("`{field}.runs-on` entry {l:?} is not a runner label"),
+                format!("`{field}.{key}` entry {l:?} is not a runner label"),
                 Some("a runner label has no spaces or commas, e.g. `self-hosted`".into()),
             );
         }
@@ -1077,12 +1131,14 @@ fn parse_component(file: &str, bytes: &[u8]) -> Result<(Item, Vec<Named>), Diagn
         }
         for (field, b) in [("source.track", &s.track), ("source.push-to", &s.push_to)] {
             if let Some(b) = b
-                && gix::validate::reference::name_partial(b.value.as_str().into()).is_err()
+                && let Err(why) = branch_name(&b.value)
             {
+                let short = b.value.strip_prefix("refs/heads/").unwrap_or(&b.value);
                 c.err(
                     Pos::of(b),
-                    format!("`{field}` {:?} is not a branch name", b.value),
-                    None,
+                    format!("`{field}` {:?} is not a branch name: {why}", b.value),
+                    (short != b.value && branch_name(short).is_ok())
+                        .then(|| format!("write the branch's short name: `{short}`")),
                 );
             }
         }

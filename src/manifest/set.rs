@@ -32,7 +32,10 @@ impl ManifestSet {
                         Pos::FILE,
                         "no stagegate.yaml: this is not a state repository",
                     )
-                    .with_help("run `stagegate init` to create one, or pass -C DIR"),
+                    .with_help(format!(
+                        "run `{}` to create one, or pass -C DIR",
+                        crate::advice::Advice::Init { dir: None }
+                    )),
                 );
                 None
             }

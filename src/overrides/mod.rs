@@ -945,7 +945,10 @@ pub fn find(view: &LedgerView, kind: &str, id: &str, now: i64) -> Result<Overrid
     if id.len() < 6 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::usage_help(
             format!("{id:?} is not an override id"),
-            "ids are 12 hex digits (give at least 6); `stagegate status` lists the overrides in force",
+            format!(
+                "ids are 12 hex digits (give at least 6); `{}` lists the overrides in force",
+                crate::advice::Advice::Status
+            ),
         ));
     }
     let found: Vec<OverrideRef> = all(view, now)?
@@ -956,7 +959,10 @@ pub fn find(view: &LedgerView, kind: &str, id: &str, now: i64) -> Result<Overrid
         1 => Ok(found.into_iter().next().expect("one")),
         0 => Err(Error::usage_help(
             format!("no {kind} in force has the id {id}"),
-            "`stagegate status` lists the overrides in force; an expired or lifted one needs no removal",
+            format!(
+                "`{}` lists the overrides in force; an expired or lifted one needs no removal",
+                crate::advice::Advice::Status
+            ),
         )),
         n => Err(Error::usage_help(
             format!("{id} starts {n} {kind} ids"),

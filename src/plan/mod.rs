@@ -247,7 +247,10 @@ impl<'r> Planner<'r> {
                     "cannot read the pipeline: {rev:?} does not name a commit in {}",
                     repo.root_dir().display()
                 ),
-                "run `stagegate init` to create a state repository, or pass -C DIR",
+                format!(
+                    "run `{}` to create a state repository, or pass -C DIR",
+                    crate::advice::Advice::Init { dir: None }
+                ),
             )
         })?;
         let first = Snapshot::new(repo, commit, cache.clone())?.pipeline();

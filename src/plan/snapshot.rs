@@ -66,7 +66,10 @@ impl<'r> Snapshot<'r> {
                     "commit {} has no {PIPELINE_FILE}: this is not a state repository",
                     short(self.commit)
                 ),
-                "run `stagegate init` to create one, or pass -C DIR",
+                format!(
+                    "run `{}` to create one, or pass -C DIR",
+                    crate::advice::Advice::Init { dir: None }
+                ),
             )
         })?;
         parse_pipeline(PIPELINE_FILE, &bytes).map_err(Error::Invalid)

@@ -175,7 +175,13 @@ pub fn release(planner: &Planner, item: &str, stage: Option<&str>) -> Result<Edi
     }
     Err(Error::usage_help(
         format!("{id} is not held on any stage"),
-        "`stagegate status` shows what is pending; `stagegate log` shows holds",
+        format!(
+            "`{}` shows what is pending; `{}` shows its holds",
+            crate::advice::Advice::Status,
+            crate::advice::Advice::Log {
+                item: Some(id.to_string())
+            }
+        ),
     ))
 }
 
@@ -188,7 +194,7 @@ pub fn drop_item(planner: &Planner, item: &str, reason: &str) -> Result<Vec<Edit
     let Some(&(s, t)) = moves.last() else {
         return Err(Error::usage_help(
             format!("{id} is not pending on any stage: nothing to drop"),
-            "`stagegate status` shows what is pending",
+            format!("`{}` shows what is pending", crate::advice::Advice::Status),
         ));
     };
     let repo = planner.repo;

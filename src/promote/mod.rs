@@ -256,9 +256,18 @@ pub fn promote_move(
             evaluation: Some(decided.evaluation.clone()),
             summary: None,
         };
-        outcome
-            .notes
-            .extend(forge_rewrite_note(planner, to, plan.to_head)?);
+        if let Some(note) = forge_rewrite_note(planner, to, plan.to_head)? {
+            if let (Some(review), false) = (&opts.review, opts.dry_run) {
+                outcome.notes.extend(say_on_the_request(
+                    review.forge,
+                    from,
+                    to,
+                    plan.to_head,
+                    &note,
+                ));
+            }
+            outcome.notes.push(note);
+        }
         for f in &facts.frozen {
             outcome.notes.push(format!(
                 "{} is frozen by {} since {}: {}{}; nothing moves into it until `{}`",
@@ -279,10 +288,14 @@ pub fn promote_move(
         if reviewed && opts.review.is_none() && !opts.dry_run {
             return Err(Error::usage_help(
                 format!(
-                    "promotion into {} goes through a pull request, and no forge is configured",
-                    to.name
+                    "promotion into {} goes through a {}, and no forge is configured",
+                    to.name,
+                    match planner.pipeline.forge.as_ref().map(|f| f.kind) {
+                        Some(crate::manifest::ForgeName::Gitlab) => "merge request",
+                        _ => "pull request",
+                    }
                 ),
-                "set GITHUB_TOKEN and GITHUB_REPOSITORY (the Action does), or set `review: false` on the gate",
+                "set GITHUB_TOKEN and GITHUB_REPOSITORY (the Action does), or on GitLab STAGEGATE_GITLAB_TOKEN (with `forge: gitlab` outside GitLab CI), or set `review: false` on the gate",
             ));
         }
         if !opts.dry_run {
@@ -619,14 +632,60 @@ fn trailers(
     t
 }
 
-/// When T's head is a promotion a forge's squash (or rebase) button rewrote — one parent,
-/// a decision record added, none of stagegate's trailers — say so on every run, and
+/// Say `note` (T's head is a promotion the forge's squash or rebase button rewrote) on the
+/// promotion request whose merge made `head`, once: the people who pressed the button read
+/// it where they pressed it. Returns what was done, for the run's notes; a forge that
+/// cannot be asked is a note too, never a failed promotion.
+fn say_on_the_request(
+    forge: &dyn crate::forge::Forge,
+    from: &Stage,
+    to: &Stage,
+    head: ObjectId,
+    note: &str,
+) -> Option<String> {
+    let kind = forge.kind();
+    let branch = crate::forge::promotion_branch(&from.name, &to.name);
+    let said = forge.requests_of_commit(&head.to_string()).and_then(|rs| {
+        let Some(r) = rs.into_iter().find(|r| r.head_ref == branch && !r.open) else {
+            return Ok(None);
+        };
+        let body = format!(
+            "stagegate: {note}.\n\nThis {request} was merged with a button that rewrites commits (squash or rebase), so `{to}` does not hold the promotion commit stagegate made and the gate's decision was attached to.",
+            request = kind.request(),
+            to = to.name,
+        );
+        let marker = format!("<!-- stagegate:rewritten {head} -->");
+        forge
+            .comment_once(r.number, &marker, &body)
+            .map(|new| new.then_some(r.number))
+    });
+    match said {
+        Ok(Some(n)) => Some(format!(
+            "said so on {} {}",
+            kind.request(),
+            kind.reference(n)
+        )),
+        Ok(None) => None,
+        Err(e) => Some(format!(
+            "could not say so on the {} that made {}: {e}",
+            kind.request(),
+            &head.to_string()[..10]
+        )),
+    }
+}
+
+/// When T's head is a promotion a forge's squash (or rebase) button rewrote — one parent
+/// (or GitLab's merge of such a squash), a decision record added, none of stagegate's
+/// trailers — say so on every run, and
 /// whether it verifies as that promotion (DESIGN §6: never a silent divergence).
 fn forge_rewrite_note(planner: &Planner, to: &Stage, head: ObjectId) -> Result<Option<String>> {
     let repo = planner.repo;
     let info = repo.commit(head)?;
-    let [parent] = info.parents.as_slice() else {
-        return Ok(None);
+    // One parent (a squash or rebase on T), or GitLab's merge of such a squash.
+    let parent = match info.parents.as_slice() {
+        [p] => p,
+        [p, _] if verify::forge_squash_merge_of(repo, &info)?.is_some() => p,
+        _ => return Ok(None),
     };
     if info.trailer("Stagegate-Decision").is_some() {
         return Ok(None);
@@ -644,7 +703,7 @@ fn forge_rewrite_note(planner: &Planner, to: &Stage, head: ObjectId) -> Result<O
     let short = &head.to_string()[..10];
     Ok(Some(if v.holds {
         format!(
-            "{}'s head {short} is a promotion squash- or rebase-merged by the forge: its tree is the promotion's and its decision verifies, but its history lost the promotion commit; merge promotion pull requests with the merge button, or let stagegate merge them once approved",
+            "{}'s head {short} is a promotion squash- or rebase-merged by the forge: its tree is the promotion's and its decision verifies, but its history lost the promotion commit; merge promotion pull (or merge) requests with the merge button (GitLab: the merge-commit method, without squash), or let stagegate merge them once approved",
             to.name
         )
     } else {

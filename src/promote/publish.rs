@@ -122,6 +122,7 @@ impl<'a> Options<'a> {
                 remote,
                 merge_poll_ms: std::env::var("STAGEGATE_GITHUB_RETRY_BASE_MS")
                     .ok()
+                    .or_else(|| std::env::var(crate::forge::gitlab::ENV_RETRY_BASE_MS).ok())
                     .and_then(|v| v.trim().parse().ok())
                     .unwrap_or(1000),
             }),

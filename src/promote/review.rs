@@ -1,5 +1,6 @@
-//! Promotion through pull requests (gates with `review: true`, or `--review`), check runs
-//! and the summary of a move for people.
+//! Promotion through pull requests — merge requests on GitLab — (gates with `review: true`,
+//! or `--review`), check runs (commit statuses on GitLab) and the summary of a move for
+//! people.
 //!
 //! The pull request comes from one branch per stage move, `stagegate/promote/<S>-to-<T>`,
 //! holding the very promotion commit a direct promotion would put on T (the decision YAML
@@ -12,7 +13,7 @@
 //! protection looks. An approval counts when it is of that very head, by someone with
 //! write access, and — where T has a CODEOWNERS file — covers every changed file's owners.
 //! Then T is moved to the approved commit itself (a fast-forward push, leased on the T the
-//! decision saw): GitHub shows the pull request as merged, T gains one commit per
+//! decision saw): the forge shows the pull request as merged, T gains one commit per
 //! promotion, and the branch is deleted. A gate that turns red again makes the pull
 //! request a draft, with the reason.
 
@@ -231,6 +232,9 @@ pub struct ReviewRecord {
     /// The forge logins whose approvals counted.
     pub approved_by: Vec<String>,
     pub merged_at: String,
+    /// The forge, when not GitHub (`pull-request` is then a merge request's iid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<crate::forge::ForgeKind>,
 }
 
 /// Put the promotion up for review, or merge it when it is approved.
@@ -280,28 +284,28 @@ pub fn via_pull_request(
         }
     };
     let head_hex = head.to_string();
+    let kind = review.forge.kind();
+    let request = kind.request();
     let (pr, upsert) = review.forge.upsert_pr(
         &branch,
         &plan.to.branch,
         &summary.title(),
-        &crate::forge::summary::render_pr_body(summary)?,
+        &crate::forge::summary::render_request_body(summary, kind)?,
         false,
     )?;
+    let number = kind.reference(pr.number);
     let what = match upsert {
         crate::forge::Upsert::Opened => "opened",
         crate::forge::Upsert::Updated => "updated",
         crate::forge::Upsert::Unchanged => "unchanged:",
     };
-    notes.push(format!("{what} pull request #{} ({})", pr.number, pr.url));
+    notes.push(format!("{what} {request} {number} ({})", pr.url));
     review
         .forge
         .add_labels(pr.number, &["stagegate".to_string()])?;
     if pr.draft {
         review.forge.set_draft(pr.number, false, None)?;
-        notes.push(format!(
-            "pull request #{} is ready for review again",
-            pr.number
-        ));
+        notes.push(format!("{request} {number} is ready for review again"));
     }
     // The check on a new head, before anything is merged: branch protection reads it
     // there. (An unchanged head got it from [`post_check`].)
@@ -323,8 +327,7 @@ pub fn via_pull_request(
     notes.extend(why);
     let Some(approvers) = approved else {
         notes.push(format!(
-            "waiting for an approving review of pull request #{} at {} ({})",
-            pr.number,
+            "waiting for an approving review of {request} {number} at {} ({})",
             short(head),
             pr.url
         ));
@@ -349,8 +352,8 @@ pub fn via_pull_request(
         ],
     ) {
         notes.push(format!(
-            "pull request #{} is approved, but {} on {} could not be moved to it ({e}); waiting",
-            pr.number, plan.to.branch, review.remote
+            "{request} {number} is approved, but {} on {} could not be moved to it ({e}); waiting",
+            plan.to.branch, review.remote
         ));
         return Ok(Reviewed {
             promoted: None,
@@ -358,8 +361,7 @@ pub fn via_pull_request(
         });
     }
     notes.push(format!(
-        "merged pull request #{}: {} is {}",
-        pr.number,
+        "merged {request} {number}: {} is {}",
         plan.to.branch,
         short(head)
     ));
@@ -372,6 +374,7 @@ pub fn via_pull_request(
         into: plan.to.name.clone(),
         approved_by: approvers,
         merged_at: crate::records::now_rfc3339(),
+        forge: (kind != crate::forge::ForgeKind::GitHub).then_some(kind),
     };
     crate::ledger::Ledger::new(repo, &planner.pipeline.results_ref).put_new(
         &[(
@@ -379,12 +382,11 @@ pub fn via_pull_request(
             crate::records::to_yaml(&record),
         )],
         &format!(
-            "Review: pull request #{} approved by {}\n",
-            pr.number,
+            "Review: {request} {number} approved by {}\n",
             record.approved_by.join(", ")
         ),
     )?;
-    let reflog = format!("stagegate: merge pull request #{}", pr.number);
+    let reflog = format!("stagegate: merge {request} {number}");
     if repo.cas(&plan.to.ref_name(), Some(plan.to_head), head, &reflog)? == Cas::Updated {
         crate::repo::remote::sync_worktree(repo, &plan.to.branch, plan.to_head, head);
     }
@@ -416,8 +418,8 @@ fn fetch_branch(repo: &crate::repo::Repo, remote: &str, branch: &str) -> Result<
         .map_err(|_| Error::infra(format!("{remote} answered a malformed id for {branch}")))
 }
 
-/// Once GitHub has seen the push, the pull request reads as merged; then its branch goes.
-/// GitHub notices a pushed head within seconds, so this asks a few times before leaving
+/// Once the forge has seen the push, the pull request reads as merged; then its branch goes.
+/// GitHub and GitLab notice a pushed head within seconds, so this asks a few times before leaving
 /// the branch for the next run.
 fn delete_when_merged(review: &Review, number: u64, branch: &str) -> Result<Vec<String>> {
     let mut wait = std::time::Duration::from_millis(review.merge_poll_ms);
@@ -432,8 +434,12 @@ fn delete_when_merged(review: &Review, number: u64, branch: &str) -> Result<Vec<
         std::thread::sleep(wait);
         wait *= 2;
     }
+    let kind = review.forge.kind();
     Ok(vec![format!(
-        "GitHub does not show pull request #{number} as merged yet, so {branch} is kept; delete it once it does (the next promotion replaces it anyway)"
+        "{} does not show {} {} as merged yet, so {branch} is kept; delete it once it does (the next promotion replaces it anyway)",
+        kind.name(),
+        kind.request(),
+        kind.reference(number)
     )])
 }
 
@@ -551,7 +557,7 @@ fn changed_paths(repo: &crate::repo::Repo, a: ObjectId, b: ObjectId) -> Result<V
 /// blocks. Where T has a CODEOWNERS file, every changed file with owners needs an approval
 /// from one of its owners, as GitHub's "require review from Code Owners" does. Under
 /// `trust:`, an approval counts only from a forge login a person entry names
-/// (`github: LOGIN`) who may `approve`.
+/// (`github: LOGIN`, or `gitlab: USERNAME` on GitLab) who may `approve`.
 fn approval(
     repo: &crate::repo::Repo,
     forge: &dyn Forge,
@@ -561,19 +567,22 @@ fn approval(
     trust: Option<(&crate::manifest::Trust, &str)>,
 ) -> Result<(Option<Vec<String>>, Vec<String>)> {
     let mut notes = Vec::new();
+    let kind = forge.kind();
     let reviews = forge.reviews(number, Some(&head.to_string()))?;
+    notes.extend(reviews.ignored);
     let mut approvers = Vec::new();
     for user in reviews.approved_by {
         if let Some((t, to)) = trust {
             let entitled = t.people.iter().any(|p| {
-                p.github
-                    .as_deref()
+                kind.login_of(p)
                     .is_some_and(|g| g.eq_ignore_ascii_case(&user))
                     && p.may.contains(&crate::manifest::RecordKind::Approve)
             });
             if !entitled {
                 notes.push(format!(
-                    "the approval by {user} does not count: no person in the trust: of {to} is {user} on GitHub with `approve` in `may` (add `github: {user}` to their entry in stagegate.yaml)"
+                    "the approval by {user} does not count: no person in the trust: of {to} is {user} on {} with `approve` in `may` (add `{}: {user}` to their entry in stagegate.yaml)",
+                    kind.name(),
+                    kind.person_key()
                 ));
                 continue;
             }
@@ -583,8 +592,8 @@ fn approval(
             approvers.push(user);
         } else {
             notes.push(format!(
-                "the approval by {user} does not count: {user} has {} access to the repository, not write",
-                p.as_str()
+                "the approval by {user} does not count: {}",
+                forge.access_text(&user, p)
             ));
         }
     }
@@ -598,12 +607,16 @@ fn approval(
         notes.push(format!("changes requested by {}", blockers.join(", ")));
         return Ok((None, notes));
     }
+    if !reviews.wanting.is_empty() {
+        notes.extend(reviews.wanting);
+        return Ok((None, notes));
+    }
     if approvers.is_empty() {
         return Ok((None, notes));
     }
     let base_tree = repo.tree_of(base)?;
     let mut file = None;
-    for path in crate::forge::codeowners::LOCATIONS {
+    for path in kind.codeowners_locations() {
         if let Some(bytes) = repo.read(base_tree, path)? {
             file = Some((path, String::from_utf8_lossy(&bytes).into_owned()));
             break;
@@ -630,7 +643,11 @@ fn approval(
                         let members = forge.team_members(org, slug)?;
                         if members.is_none() {
                             notes.push(format!(
-                                "the members of @{key} cannot be read with this token (it needs the organization's members: read); approvals as that team do not count"
+                                "the members of @{key} cannot be read with this token ({}); approvals as that team do not count",
+                                match kind {
+                                    crate::forge::ForgeKind::GitHub => "it needs the organization's members: read",
+                                    crate::forge::ForgeKind::GitLab => "GitLab answered 403 or 404 for the group",
+                                }
                             ));
                         }
                         teams.insert(key.clone(), members);
@@ -689,8 +706,10 @@ pub fn redden(plan: &MovePlan, decided: &Decided, review: &Review) -> Result<Opt
         reasons.join("; ")
     );
     review.forge.set_draft(pr.number, true, Some(&why))?;
+    let kind = review.forge.kind();
     Ok(Some(format!(
-        "pull request #{} turned into a draft: the gate is {state}",
-        pr.number
+        "{} {} turned into a draft: the gate is {state}",
+        kind.request(),
+        kind.reference(pr.number)
     )))
 }

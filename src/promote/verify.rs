@@ -68,18 +68,23 @@ pub fn verify_commit(
     };
     let changed = changed_paths(planner, parent, commit)?;
     let merged = forge_merge_of(repo, &info)?;
+    let squash_merged = match merged {
+        None => forge_squash_merge_of(repo, &info)?,
+        Some(_) => None,
+    };
     let squashed = merged.is_none()
         && info.trailer("Stagegate-Decision").is_none()
-        && info.parents.len() == 1
+        && (info.parents.len() == 1 || squash_merged.is_some())
         && changed
             .iter()
             .any(|p| p.starts_with(&format!("{}/", records::decisions_dir(&stage.name))));
     if info.trailer("Stagegate-Decision").is_some() || merged.is_some() || squashed {
-        // GitHub's merge button makes a merge whose second parent is the promotion; its
-        // squash button a commit of the promotion's tree and a message of its own.
+        // GitHub's and GitLab's merge buttons make a merge whose second parent is the
+        // promotion; their squash buttons a commit of the promotion's tree and a message
+        // of its own — which GitLab, under its merge-commit method, merges in turn.
         let (promotion, how) = match merged {
             Some(p) => (p, Forge::Merged),
-            None if squashed => (commit, Forge::Squashed),
+            None if squashed => (squash_merged.unwrap_or(commit), Forge::Squashed),
             None => (commit, Forge::No),
         };
         v.kind = match how {
@@ -104,7 +109,7 @@ pub fn verify_commit(
         {
             v.problems.push(match how {
                 Forge::Squashed => format!(
-                    "the promotion was squash- or rebase-merged by the forge, so no runner the trust: of {} lists signed it ({why}): merge promotion pull requests with the merge button, or let stagegate merge them once approved (it does at its next run)",
+                    "the promotion was squash- or rebase-merged by the forge, so no runner the trust: of {} lists signed it ({why}): merge promotion pull (or merge) requests with the merge button (GitLab: the merge-commit method, without squash), or let stagegate merge them once approved (it does at its next run)",
                     stage.name
                 ),
                 _ => format!(
@@ -171,6 +176,23 @@ fn forge_merge_of(
         && p.parents.first() == Some(first)
         && p.tree == info.tree)
         .then_some(p.id))
+}
+
+/// The squash a forge merged in `info`: GitLab's squash under its merge-commit method makes
+/// a commit of the promotion's tree on T's head (a message of its own, no trailers), then a
+/// merge of T's head and that commit, with its tree.
+pub(super) fn forge_squash_merge_of(
+    repo: &crate::repo::Repo,
+    info: &crate::repo::CommitInfo,
+) -> Result<Option<ObjectId>> {
+    let [first, second] = info.parents.as_slice() else {
+        return Ok(None);
+    };
+    let s = repo.commit(*second)?;
+    Ok((s.trailer("Stagegate-Decision").is_none()
+        && s.parents.as_slice() == [*first]
+        && s.tree == info.tree)
+        .then_some(s.id))
 }
 
 /// Paths whose blob differs between two commits' trees.

@@ -26,6 +26,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+/// How long an update waits for a live lock to go before it gives up.
+pub const BUSY_WAIT: Duration = Duration::from_secs(3);
+
 /// How old a ref lock must be before it is taken for one a killed process left.
 pub const STALE_AGE: Duration = Duration::from_secs(10 * 60);
 

@@ -102,7 +102,12 @@ impl Repo {
             };
             Error::usage_help(
                 format!("{} {problem}", dir.display()),
-                "run `stagegate init DIR` to make DIR a state repository, or pass -C DIR",
+                format!(
+                    "run `{}` to make it a state repository, or pass -C DIR",
+                    crate::advice::Advice::Init {
+                        dir: Some(dir.display().to_string())
+                    }
+                ),
             )
         })?;
         Repo::open(found.workdir().unwrap_or(found.git_dir()))
@@ -492,8 +497,12 @@ impl Repo {
         let full: gix::refs::FullName = name.try_into().context(|| format!("ref name {name}"))?;
         let msg = reflog.replace('\n', " ");
         // One more try after clearing a stale lock, or when the lock that stood in the way
-        // was gone by the time we looked (its holder finished).
+        // was gone by the time we looked (its holder finished). A live lock is waited on
+        // for a while: its holder (another runner recording, a `git fetch`) keeps it for
+        // milliseconds, longer only on a loaded machine.
         let mut retried = false;
+        let busy_since = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(10);
         loop {
             let prev = match expected {
                 Some(old) => PreviousValue::MustExistAndMatch(old.into()),
@@ -525,12 +534,17 @@ impl Repo {
                         lock::age(age)
                     ));
                 }
+                Ok(lock::Lock::Live { .. }) if busy_since.elapsed() < lock::BUSY_WAIT => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
                 Ok(lock::Lock::Live { path, age }) => {
                     return Err(Error::infra_help(
                         format!(
-                            "cannot update {name}: it is locked by {} (written {} ago)",
+                            "cannot update {name}: it is locked by {} (written {} ago; waited {})",
                             path.display(),
-                            lock::age(age)
+                            lock::age(age),
+                            lock::age(lock::BUSY_WAIT)
                         ),
                         format!(
                             "another git or stagegate process is updating {name}: run the command again when it is done. A lock whose process was killed is cleared by the next command once it is {} old; to clear it now, make sure no git or stagegate process is running on this repository and remove {}",

@@ -51,11 +51,27 @@ pub struct Options {
 pub struct Left {
     pub key: String,
     pub job: String,
+    /// The candidates it tests or builds: whose `why` says who can run it.
+    pub items: Vec<String>,
     /// The labels it needs that this runner does not offer, or holds back as unhealthy
     /// (empty when it waits for a build that was left).
     pub needs: Vec<String>,
     /// For people: why it was left.
     pub why: String,
+}
+
+/// An errored job a run left for later.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Deferred {
+    pub key: String,
+    pub job: String,
+    /// The candidates it tests or builds: what a recheck names.
+    pub items: Vec<String>,
+}
+
+/// The candidates `job` tests or builds, as people name them.
+fn items_of(job: &Job) -> Vec<String> {
+    job.candidates.iter().map(ToString::to_string).collect()
 }
 
 /// What the gate of one move asks a run to do: the move's runnable plan (the jobs it still
@@ -84,9 +100,9 @@ pub struct Report {
     pub interrupted: bool,
     /// Jobs that already had a settled result.
     pub reused: usize,
-    /// Errored jobs left for later (key, job): their backoff has not passed, or they wait
-    /// for a recheck.
-    pub deferred: Vec<(String, String)>,
+    /// Errored jobs left for later: their backoff has not passed, or they wait for a
+    /// recheck.
+    pub deferred: Vec<Deferred>,
     /// The keys whose failure in this run rejects a candidate, as the gate judged after the
     /// run (filled by the caller that judges: [`crate::cycle::run`]). A failure that blocks
     /// nothing (like its baseline, quarantined, waived, a heisenbug the gate waits on or
@@ -148,8 +164,8 @@ struct Selection {
     planned_attempts: HashMap<String, u32>,
     /// The ledger's tip when the attempts above were counted.
     planned_tip: Option<ObjectId>,
-    /// Errored jobs left for later (key, job).
-    deferred: Vec<(String, String)>,
+    /// Errored jobs left for later.
+    deferred: Vec<Deferred>,
     /// Builds this run does not include, but whose artifacts selected jobs need.
     known: HashMap<String, ArtifactRecord>,
     /// Jobs left for a runner that meets their needs.
@@ -471,7 +487,7 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
         if n == 0 {
             return Err(Error::usage_help(
                 format!("no planned job has a key starting with {pattern:?}"),
-                "see the keys with `stagegate plan`",
+                format!("see the keys with `{}`", crate::advice::Advice::Plan),
             ));
         }
     }
@@ -502,7 +518,11 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
         // names it runs it.
         let named = forced || (!opts.jobs.is_empty() && matches(key, &opts.jobs));
         if later.contains(key) && !named {
-            deferred.push((key.clone(), describe(job)));
+            deferred.push(Deferred {
+                key: key.clone(),
+                job: describe(job),
+                items: items_of(job),
+            });
             continue;
         }
         if let Some(offers) = &opts.offers {
@@ -519,6 +539,7 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
                 left.push(Left {
                     key: key.clone(),
                     job: describe(job),
+                    items: items_of(job),
                     needs: missing,
                     why: format!("needs {why}, which this runner does not offer"),
                 });
@@ -545,6 +566,7 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
             left.push(Left {
                 key: job.key.clone(),
                 job: describe(&job),
+                items: items_of(&job),
                 needs: Vec::new(),
                 why: "waits for a build left for another runner".into(),
             });

@@ -17,6 +17,8 @@ mod test_evidence;
 mod test_exit;
 mod test_fuzz;
 mod test_github;
+mod test_gitlab;
+mod test_gitlab_ci;
 mod test_help;
 mod test_images;
 mod test_init;

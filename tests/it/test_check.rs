@@ -443,3 +443,29 @@ fn a_stage_branch_written_as_a_full_ref_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_tracked_or_pushed_branch_written_as_a_full_ref_is_refused() {
+    let env = base();
+    env.write(
+        "components/tool.yaml",
+        "name: tool\nversion: \"1\"\nsource: {git: ../tool, commit: 0123456789abcdef0123456789abcdef01234567, track: refs/heads/main, push-to: refs/heads/tested}\n",
+    );
+    let err = check_fails(&env);
+    for (field, value, short) in [
+        ("source.track", "refs/heads/main", "main"),
+        ("source.push-to", "refs/heads/tested", "tested"),
+    ] {
+        assert!(
+            err.contains(&format!(
+                "error: `{field}` \"{value}\" is not a branch name: stagegate adds refs/heads/ itself"
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("help: write the branch's short name: `{short}`")),
+            "{err}"
+        );
+    }
+    assert!(err.contains("components/tool.yaml:3:"), "{err}");
+}

@@ -706,16 +706,21 @@ fn a_guarded_remote_refuses_a_hand_made_merge_and_accepts_a_real_promotion() {
         "{err}"
     );
     assert!(err.contains("is not a promotion the gate made"), "{err}");
+    // The refusal's advice, run below as printed.
+    assert!(
+        err.contains("run `stagegate promote --push` (see `stagegate verify`)"),
+        "{err}"
+    );
     assert_eq!(env.git_in(&remote, &["rev-parse", "stable"]), before);
-    let (out, _) = env.sg_code(1, &["verify", "stable", "--stage", "stable"]);
-    assert!(out.starts_with("FAIL stable "), "{out}");
+    let (out, _) = env.sg_code(1, &["verify"]);
+    assert!(out.contains("FAIL stable "), "{out}");
     env.git(&["reset", "-q", "--hard", &before]);
     env.git(&["checkout", "-q", "staging"]);
 
     // A real promotion: linux moves, xen 2 stays, rejected.
     bump(&env, "linux", "2");
     env.sg_code(1, &["run"]);
-    let (out, err) = env.sg_code(1, &["--remote", "origin", "promote", "--push"]);
+    let (out, err) = env.sg_code(1, &["promote", "--push"]);
     assert!(
         out.contains("promoted components/linux as "),
         "{out}\n{err}"

@@ -358,6 +358,35 @@ fn a_fresh_ref_lock_is_left_alone_and_named() {
     env.sg_ok(&["promote"]);
 }
 
+#[test]
+fn an_update_waits_for_a_lock_its_holder_lets_go_of() {
+    let env = repo();
+    bump(&env, "linux", "2");
+    env.sg_ok(&["run"]);
+    let lock = lock_file(&env.repo.join(".git"), "refs/heads/stable", Duration::ZERO);
+    // The holder lets go 1.5 s on: promote meets the lock well before (it reaches the
+    // update in a fraction of that) and must wait for it rather than give up.
+    let child = env
+        .sg_cmd(&["promote"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock_path = lock.clone();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        std::fs::remove_file(&lock_path).unwrap();
+    });
+    holder.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("cannot update"), "{err}");
+    assert_eq!(
+        env.git(&["log", "-1", "--format=%s", "stable"]),
+        "Promote to stable: components/linux 1 -> 2"
+    );
+}
+
 /// A runner's bare clone of `origin`, sharing `env`'s home.
 fn runner(env: &TestEnv, origin: &Path, name: &str) -> TestEnv {
     let dir = env.home().join(name);

@@ -5,6 +5,7 @@
 mod act;
 mod act_images;
 mod act_labels;
+mod act_release;
 mod actions;
 mod fake;
 mod install;
@@ -1815,4 +1816,34 @@ fn check_annotations_escape_newlines_so_the_help_stays_in_one_command() {
         line.contains("%0Ahelp: did you mean images/host?"),
         "{line}"
     );
+}
+
+#[test]
+fn the_release_attests_what_the_install_script_verifies() {
+    let wf = yaml(&root().join(".github/workflows/release.yml"));
+    let publish = &wf["jobs"]["publish"];
+    let perms = &publish["permissions"];
+    assert_eq!(perms["id-token"], json!("write"), "{perms}");
+    assert_eq!(perms["attestations"], json!("write"), "{perms}");
+    let steps = publish["steps"].as_array().unwrap();
+    let attest = step_using(steps, "actions/attest-build-provenance@");
+    assert_eq!(
+        attest["with"]["subject-path"],
+        json!("dist/stagegate-*.tar.gz")
+    );
+    let id = attest["id"].as_str().unwrap();
+    let text: String = steps
+        .iter()
+        .filter_map(|s| s["run"].as_str().map(|r| format!("{r}\n{}", s["env"])))
+        .collect();
+    assert!(
+        text.contains(&format!("steps.{id}.outputs.bundle-path")),
+        "the bundle is taken from the attest step"
+    );
+    // The asset name and signer the install script asks gh for.
+    let install = std::fs::read_to_string(root().join("scripts/install.sh")).unwrap();
+    for needle in ["provenance.sigstore.json", "/.github/workflows/release.yml"] {
+        assert!(install.contains(needle), "install.sh: {needle}");
+    }
+    assert!(text.contains("dist/provenance.sigstore.json"), "published");
 }

@@ -442,3 +442,76 @@ fn init_in_a_subdirectory_adopts_the_repository_around_it() {
         "README\nstagegate.yaml"
     );
 }
+
+#[test]
+fn init_gitlab_in_an_existing_repository_includes_the_component_and_uses_the_registry() {
+    let env = git_repo(true);
+    env.git(&[
+        "remote",
+        "add",
+        "origin",
+        "git@gitlab.com:Xen-Project/CI/State.git",
+    ]);
+    let out = env.sg_ok(&["init", "--gitlab"]);
+    let files = env.git(&["ls-tree", "-r", "--name-only", "new"]);
+    assert!(files.contains(".gitlab-ci.yml"), "{files}");
+    assert!(!files.contains(".github"), "{files}");
+    assert_eq!(env.git(&["status", "--porcelain"]), "");
+    let ci = env.read(".gitlab-ci.yml");
+    assert!(
+        ci.contains("  - component: $CI_SERVER_FQDN/your-org/stagegate/gitlab@v0\n"),
+        "{ci}"
+    );
+    assert!(ci.contains("      mode: cycle\n"), "{ci}");
+    // The project's own container registry holds the builds.
+    assert!(
+        env.read("stagegate.yaml").contains(
+            "\nartifacts: {store: oci://registry.gitlab.com/xen-project/ci/state/artifacts}\n"
+        ),
+        "{}",
+        env.read("stagegate.yaml")
+    );
+    env.sg_ok(&["check"]);
+    assert!(out.contains("To do on GitLab"), "{out}");
+    assert!(out.contains("STAGEGATE_GITLAB_TOKEN"), "{out}");
+    assert!(out.contains("Pin stagegate"), "{out}");
+    assert!(
+        !out.contains("Make the store"),
+        "the job token reaches the project's registry: {out}"
+    );
+}
+
+#[test]
+fn init_gitlab_without_a_gitlab_remote_or_a_store_refuses_and_writes_nothing() {
+    let env = git_repo(true);
+    env.git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://gitlab.lab.example/xen/state.git",
+    ]);
+    let (_, err) = env.sg_code(2, &["init", "--gitlab"]);
+    assert!(err.contains("no shared store for builds"), "{err}");
+    assert!(err.contains("gitlab.lab.example"), "{err}");
+    assert!(
+        err.contains("--store oci://REGISTRY/GROUP/PROJECT/artifacts"),
+        "{err}"
+    );
+    assert!(!env.repo.join(".gitlab-ci.yml").exists());
+    assert_eq!(env.git(&["branch", "--list", "new"]), "");
+    // A self-hosted instance names its registry.
+    let out = env.sg_ok(&[
+        "init",
+        "--gitlab=matrix",
+        "--store",
+        "oci://registry.lab.example/xen/state/artifacts",
+    ]);
+    assert!(env.read(".gitlab-ci.yml").contains("      mode: matrix\n"));
+    assert!(
+        out.contains("Make the store oci://registry.lab.example/"),
+        "{out}"
+    );
+    // One CI system's files at a time.
+    let (_, err) = env.sg_code(2, &["init", "--gitlab", "--github"]);
+    assert!(err.contains("cannot be used with"), "{err}");
+}

@@ -334,7 +334,7 @@ fn labels_in_the_pipeline_are_checked() {
     let env = kvm_repo();
     env.write(
         "stagegate.yaml",
-        "version: 1\nstages: [staging, stable]\nlabels:\n  KVM: {every: soon}\n  arm64: {runs-on: []}\n",
+        "version: 1\nstages: [staging, stable]\nlabels:\n  KVM: {every: soon}\n  arm64: {runs-on: []}\n  box: {tags: [\"lab box\"]}\n",
     );
     let (_, err) = env.sg_code(1, &["check"]);
     assert!(
@@ -346,6 +346,10 @@ fn labels_in_the_pipeline_are_checked() {
         "{err}"
     );
     assert!(err.contains("`labels.arm64.runs-on` is empty"), "{err}");
+    assert!(
+        err.contains("`labels.box.tags` entry \"lab box\" is not a runner label"),
+        "{err}"
+    );
 }
 
 #[test]

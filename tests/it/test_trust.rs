@@ -16,7 +16,7 @@ const BOOT_TEST: &str = "name: boot\nuses: [components/xen]\nrun: ./tests/boot.s
 const BOOT: &str = "#!/bin/sh\necho \"booting xen $STAGEGATE_COMPONENT_XEN_VERSION\"\n[ \"$STAGEGATE_COMPONENT_XEN_VERSION\" = 2 ] && { echo 'xen 2: no console'; exit 1; }\necho ok\n";
 
 /// An ed25519 key pair made by `ssh-keygen`: (private key file, public key line).
-fn keypair(dir: &Path, name: &str) -> (PathBuf, String) {
+pub(crate) fn keypair(dir: &Path, name: &str) -> (PathBuf, String) {
     let path = dir.join(format!("key-{name}"));
     let out = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])

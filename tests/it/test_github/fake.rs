@@ -263,6 +263,46 @@ impl FakeGitHub {
         let st = self.state.lock().unwrap();
         st.comments.get(&number).cloned().unwrap_or_default()
     }
+
+    /// Press GitHub's "Squash and merge" on pull request `number` (a git-backed fake): its
+    /// base branch gets one new commit with the head's tree and the title with ` (#N)`, and
+    /// the pull request reads as merged by that commit. Returns the commit.
+    pub fn squash_merge(&self, number: u64) -> String {
+        let mut st = self.state.lock().unwrap();
+        refresh_heads(&mut st);
+        let git = st.git.clone().expect("a git-backed fake");
+        let p = st
+            .pulls
+            .iter_mut()
+            .find(|p| p["number"] == number)
+            .expect("the pull request");
+        let head = p["head"]["sha"].as_str().unwrap().to_string();
+        let base = format!("refs/heads/{}", p["base"]["ref"].as_str().unwrap());
+        let title = format!("{} (#{number})", p["title"].as_str().unwrap());
+        let parent = git_out(&git, &["rev-parse", &base]).unwrap();
+        let squashed = git_out(
+            &git,
+            &[
+                "-c",
+                "user.name=GitHub",
+                "-c",
+                "user.email=noreply@github.com",
+                "commit-tree",
+                &format!("{head}^{{tree}}"),
+                "-p",
+                &parent,
+                "-m",
+                &title,
+            ],
+        )
+        .unwrap();
+        git_out(&git, &["update-ref", &base, &squashed, &parent]).unwrap();
+        p["state"] = json!("closed");
+        p["merged"] = json!(true);
+        p["merged_at"] = json!("2026-01-01T00:00:00Z");
+        p["merge_commit_sha"] = json!(squashed);
+        squashed
+    }
 }
 
 impl Drop for FakeGitHub {
@@ -378,6 +418,16 @@ fn handle(state: &Mutex<State>, req: &tiny_http::Request, body: &str) -> Reply {
     };
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     match (method.as_str(), segs.as_slice()) {
+        ("GET", ["commits", sha, "pulls"]) => {
+            refresh_heads(&mut st);
+            let list: Vec<Value> = st
+                .pulls
+                .iter()
+                .filter(|p| p["merge_commit_sha"] == *sha || p["head"]["sha"] == *sha)
+                .cloned()
+                .collect();
+            Reply::new(200, Value::Array(list))
+        }
         ("GET", ["pulls"]) => {
             refresh_heads(&mut st);
             let want_head = query.get("head").cloned();

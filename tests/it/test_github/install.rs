@@ -4,6 +4,11 @@
 //! there is no release for the action's ref. The server also answers `git ls-remote` (the
 //! dumb HTTP protocol: a plain `info/refs`), which is how a floating major tag (`v0`)
 //! finds its newest release.
+//!
+//! The build provenance check runs the GitHub CLI, which verifies Sigstore bundles against
+//! keys it fetches from the network: here `gh` is a stand-in on PATH that records how it
+//! was called and answers as `gh attestation verify` does (exit 0 verified, 1 not). It is
+//! always there unless a test takes it away, so a real `gh` on the machine is never asked.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,8 +24,12 @@ fn target() -> &'static str {
     }
 }
 
-/// Files served at `/releases/download/<tag>/<name>`, and the repository's tags at
-/// `/info/refs`; anything else is a 404.
+/// The repository the releases belong to, as in `https://github.com/OWNER/NAME`.
+const REPO: &str = "octo/stagegate";
+
+/// Files served at `/octo/stagegate/releases/download/<tag>/<name>`, and the repository's
+/// tags at `/octo/stagegate/info/refs`; anything else is a 404. Paths are recorded and
+/// looked up without the `/octo/stagegate` prefix.
 struct Releases {
     url: String,
     files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
@@ -38,7 +47,11 @@ impl Releases {
         let (s, f, r) = (server.clone(), files.clone(), requests.clone());
         let thread = std::thread::spawn(move || {
             for req in s.incoming_requests() {
-                let path = req.url().to_string();
+                let url = req.url().to_string();
+                let path = url
+                    .strip_prefix(&format!("/{REPO}"))
+                    .unwrap_or("/not-this-repository")
+                    .to_string();
                 r.lock().unwrap().push(path.clone());
                 // git asks for `info/refs?service=git-upload-pack`; a plain answer (not
                 // the smart protocol's content type) is the dumb protocol's ref list.
@@ -54,7 +67,7 @@ impl Releases {
             }
         });
         Releases {
-            url: format!("http://127.0.0.1:{port}/releases/download"),
+            url: format!("http://127.0.0.1:{port}/{REPO}/releases/download"),
             files,
             requests,
             server,
@@ -142,13 +155,87 @@ struct Installed {
     bin: PathBuf,
     github_path: String,
     cargo_calls: String,
+    gh_calls: String,
+}
+
+/// What `gh attestation verify` says of the download.
+#[derive(Clone, Copy, PartialEq)]
+enum Gh {
+    Verifies,
+    Refuses,
+    /// Not installed: PATH holds only the tools the script needs.
+    Missing,
 }
 
 /// Run the install script as the action does, with `cargo` on PATH a stand-in that
-/// records its arguments and "builds" a binary saying `built from source`.
+/// records its arguments and "builds" a binary saying `built from source`, and `gh` one
+/// whose attestation check passes.
 fn install(work: &Path, releases: &Releases, reference: &str) -> Installed {
+    install_with(work, releases, reference, Gh::Verifies, &[])
+}
+
+/// The tools the install script runs, each linked into `dir`: a PATH without `gh`.
+fn tools_without_gh(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for tool in [
+        "bash",
+        "sed",
+        "head",
+        "uname",
+        "mktemp",
+        "curl",
+        "awk",
+        "sha256sum",
+        "cut",
+        "tr",
+        "cat",
+        "tar",
+        "gzip",
+        "mkdir",
+        "install",
+        "rm",
+        "git",
+        "sort",
+        "env",
+    ] {
+        let found = crate::common::which(tool).unwrap_or_else(|| panic!("{tool} is missing"));
+        let link = dir.join(tool);
+        if !link.exists() {
+            std::os::unix::fs::symlink(found, link).unwrap();
+        }
+    }
+}
+
+fn install_with(
+    work: &Path,
+    releases: &Releases,
+    reference: &str,
+    gh: Gh,
+    env: &[(&str, &str)],
+) -> Installed {
     let fake_bin = work.join("fake-bin");
+    let _ = std::fs::remove_dir_all(&fake_bin);
     std::fs::create_dir_all(&fake_bin).unwrap();
+    let gh_calls = work.join("gh-calls");
+    let _ = std::fs::remove_file(&gh_calls);
+    if gh != Gh::Missing {
+        let (code, says) = match gh {
+            Gh::Verifies => (0, "✓ Verification succeeded!"),
+            _ => (
+                1,
+                "✗ Verification failed: no attestation matches the digest of the artifact",
+            ),
+        };
+        std::fs::write(
+            fake_bin.join("gh"),
+            format!(
+                "#!/bin/sh\necho \"$@\" >> '{}'\necho '{says}'\nexit {code}\n",
+                gh_calls.display()
+            ),
+        )
+        .unwrap();
+        run(Command::new("chmod").arg("+x").arg(fake_bin.join("gh")));
+    }
     let calls = work.join("cargo-calls");
     std::fs::write(
         fake_bin.join("cargo"),
@@ -160,16 +247,21 @@ fn install(work: &Path, releases: &Releases, reference: &str) -> Installed {
     .unwrap();
     run(Command::new("chmod").arg("+x").arg(fake_bin.join("cargo")));
     let dir = work.join(format!("install-{}", reference.replace('/', "_")));
+    let _ = std::fs::remove_dir_all(&dir);
     let github_path = work.join("github_path");
     let _ = std::fs::remove_file(&github_path);
-    let path = format!(
-        "{}:{}",
-        fake_bin.display(),
+    let system = if gh == Gh::Missing {
+        let tools = work.join("tools");
+        tools_without_gh(&tools);
+        tools.display().to_string()
+    } else {
         std::env::var("PATH").unwrap_or_default()
-    );
+    };
+    let path = format!("{}:{system}", fake_bin.display());
     let out = Command::new("bash")
         .arg(root().join("scripts/install.sh"))
         .env_clear()
+        .envs(env.iter().copied())
         .env("PATH", path)
         .env("HOME", work)
         .env("STAGEGATE_ACTION_PATH", root())
@@ -186,6 +278,7 @@ fn install(work: &Path, releases: &Releases, reference: &str) -> Installed {
         bin: dir.join("bin/stagegate"),
         github_path: std::fs::read_to_string(&github_path).unwrap_or_default(),
         cargo_calls: std::fs::read_to_string(&calls).unwrap_or_default(),
+        gh_calls: std::fs::read_to_string(&gh_calls).unwrap_or_default(),
     }
 }
 
@@ -375,4 +468,111 @@ fn a_floating_major_tag_never_installs_a_release_whose_checksum_does_not_match()
     assert!(r.stdout.contains("checksum mismatch"), "{}", r.stdout);
     assert!(!r.bin.exists(), "nothing installed");
     assert!(r.cargo_calls.is_empty(), "and nothing built instead");
+}
+
+#[test]
+fn the_build_provenance_is_verified_with_the_releases_bundle_where_gh_is_installed() {
+    let Some((work, releases, tag)) = released("abc") else {
+        return;
+    };
+    releases.put(&tag, "provenance.sigstore.json", b"{}".to_vec());
+    let r = install(work.path(), &releases, &tag);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let dir = r.gh_calls.split_whitespace().nth(2).unwrap_or_default();
+    let asset = format!("stagegate-{}.tar.gz", target());
+    assert!(dir.ends_with(&format!("/{asset}")), "{}", r.gh_calls);
+    let bundle = Path::new(dir).with_file_name("provenance.sigstore.json");
+    assert_eq!(
+        r.gh_calls.trim(),
+        format!(
+            "attestation verify {dir} --repo {REPO} --signer-workflow {REPO}/.github/workflows/release.yml --bundle {}",
+            bundle.display()
+        )
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "build provenance verified: {asset} was built by {REPO}'s release workflow"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(r.bin.exists());
+
+    // Without a bundle among the assets, gh asks GitHub's attestation API.
+    let (work, releases, tag) = released("abc").unwrap();
+    let r = install(work.path(), &releases, &tag);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(!r.gh_calls.contains("--bundle"), "{}", r.gh_calls);
+    assert!(
+        r.gh_calls.starts_with("attestation verify "),
+        "{}",
+        r.gh_calls
+    );
+}
+
+#[test]
+fn a_download_whose_provenance_does_not_verify_is_refused_and_not_built_instead() {
+    let Some((work, releases, tag)) = released("abc") else {
+        return;
+    };
+    let r = install_with(work.path(), &releases, &tag, Gh::Refuses, &[]);
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "::error title=stagegate install::the build provenance of stagegate-{}.tar.gz of {tag} does not verify",
+            target()
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains("Verification failed"),
+        "gh's own words: {}",
+        r.stderr
+    );
+    assert!(!r.bin.exists(), "nothing installed");
+    assert!(r.cargo_calls.is_empty(), "and nothing built instead");
+}
+
+#[test]
+fn without_gh_the_checksum_alone_installs_unless_provenance_is_required() {
+    let Some((work, releases, tag)) = released("abc") else {
+        return;
+    };
+    let r = install_with(work.path(), &releases, &tag, Gh::Missing, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("build provenance not checked: the GitHub CLI (gh) is not installed"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("checksum verified"), "{}", r.stderr);
+
+    let r = install_with(
+        work.path(),
+        &releases,
+        &tag,
+        Gh::Missing,
+        &[("STAGEGATE_PROVENANCE", "require")],
+    );
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("STAGEGATE_PROVENANCE=require, but the GitHub CLI (gh) is not installed"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.bin.exists());
+
+    // off: not even an installed gh is asked.
+    let r = install_with(
+        work.path(),
+        &releases,
+        &tag,
+        Gh::Refuses,
+        &[("STAGEGATE_PROVENANCE", "off")],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.gh_calls.is_empty(), "{}", r.gh_calls);
 }

@@ -538,3 +538,54 @@ fn an_approved_promotion_is_not_pushed_over_a_stage_that_moved_on_the_remote() {
         other
     );
 }
+
+#[test]
+fn a_squash_merged_promotion_is_said_on_its_pull_request_once() {
+    let w = world();
+    w.promote(0);
+    // Someone presses "Squash and merge": stable gets the promotion's tree in a commit of
+    // GitHub's, not the promotion commit the decision was attached to.
+    let squashed = w.fake.squash_merge(1347);
+    w.env.git(&["fetch", "-q", "origin", "+stable:stable"]);
+    assert_eq!(w.env.rev("stable"), squashed);
+    let out = w.promote(0);
+    assert!(
+        out.contains("squash- or rebase-merged by the forge"),
+        "{out}"
+    );
+    assert!(out.contains("said so on pull request #1347"), "{out}");
+    let comments = w.fake.comments(1347);
+    let said: Vec<&str> = comments
+        .iter()
+        .filter_map(|c| c["body"].as_str())
+        .filter(|b| b.contains("squash- or rebase-merged by the forge"))
+        .collect();
+    assert_eq!(said.len(), 1, "{comments:?}");
+    assert!(
+        said[0].starts_with(&format!("<!-- stagegate:rewritten {squashed} -->")),
+        "{}",
+        said[0]
+    );
+    assert!(
+        said[0].contains("merged with a button that rewrites commits"),
+        "{}",
+        said[0]
+    );
+    // Every run says it in its notes; the pull request hears it once.
+    let again = w.promote(0);
+    assert!(
+        again.contains("squash- or rebase-merged by the forge"),
+        "{again}"
+    );
+    assert!(!again.contains("said so on"), "{again}");
+    assert_eq!(
+        w.fake
+            .comments(1347)
+            .iter()
+            .filter(|c| c["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("stagegate:rewritten")))
+            .count(),
+        1
+    );
+}
