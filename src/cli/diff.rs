@@ -119,7 +119,14 @@ fn add_package_changes(
     diffs: &mut Vec<ItemDiff>,
 ) -> Result<()> {
     let (sa, sb) = (planner.snapshot(a)?, planner.snapshot(b)?);
-    for id in sb.item_ids(ItemKind::Image)? {
+    // Images and components with a build (a component's lock is its package set too).
+    for id in ItemKind::ALL
+        .into_iter()
+        .map(|k| sb.item_ids(k))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+    {
         let (Some(old), Some(new)) = (
             super::packages::recorded(&sa, &id, a_name)?,
             super::packages::recorded(&sb, &id, b_name)?,

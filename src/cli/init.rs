@@ -21,6 +21,7 @@ use crate::repo::{Cas, Repo};
 static MINIMAL: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/minimal");
 static EXAMPLE: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/example");
 static DEBIAN: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/debian");
+static XEN: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/xen");
 static UPSTREAM: Dir = include_dir!("$CARGO_MANIFEST_DIR/templates/upstream-hello");
 const PRE_COMMIT: &str = include_str!("../../hooks/pre-commit");
 
@@ -36,7 +37,9 @@ pub struct Args {
     /// Scaffold a working example instead (in an empty or new directory): `quick` (the
     /// default) builds stand-in images with `mke2fs -d` and `qemu-img` in seconds; `debian`
     /// builds a real Debian host and guest with mmdebstrap, keeps their .debs as the
-    /// last-known-good cache, and boots them under QEMU.
+    /// last-known-good cache, and boots them under QEMU; `xen` builds a Debian host the
+    /// same way and tests the Xen hypervisor from Debian's packages on it, booted under
+    /// QEMU, with dom0 starting a guest.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "quick", value_name = "NAME")]
     pub example: Option<Example>,
     /// Also write GitHub workflows to .github/workflows/: one scheduled workflow that
@@ -270,6 +273,9 @@ pub enum Example {
     Quick,
     /// A Debian host and guest from real packages (mmdebstrap), booted under QEMU.
     Debian,
+    /// Xen from Debian's packages (a component with a build) on a Debian host image,
+    /// booted under QEMU; dom0 starts a PV guest.
+    Xen,
 }
 
 impl Example {
@@ -277,7 +283,26 @@ impl Example {
         match self {
             Example::Quick => &EXAMPLE,
             Example::Debian => &DEBIAN,
+            Example::Xen => &XEN,
         }
+    }
+
+    /// The files of the Debian example another example uses as they are.
+    fn shared(self) -> &'static [&'static str] {
+        match self {
+            Example::Quick | Example::Debian => &[],
+            Example::Xen => &[
+                "recipes/debian.sh",
+                "recipes/debian-host.sh",
+                "recipes/stagegate-init",
+                "watch/debian-point-release.sh",
+            ],
+        }
+    }
+
+    /// Whether the example's component is `hello`, on branches of the repository.
+    fn hello(self) -> bool {
+        self != Example::Xen
     }
 
     /// The second commit's message: what the example adds.
@@ -288,6 +313,9 @@ impl Example {
             }
             Example::Debian => {
                 "Add the example images, component and tests\n\nimages/debian-host is built from real packages with mmdebstrap, its .debs kept\nas the last-known-good cache; images/debian-guest is derived from it; the tests\nboot both under QEMU and run components/hello, pinned on this repository's\nbranch hello/main.\n"
+            }
+            Example::Xen => {
+                "Add the Xen example: host and guest images, the Xen component, two tests\n\nimages/xen-host is built from real packages with mmdebstrap, its .debs kept as\nthe last-known-good cache; images/xen-guest is made from it; components/xen is\nbuilt by fetching Debian's Xen packages at its version; the tests boot Xen on the\nhost under QEMU and start a guest from dom0.\n"
             }
         }
     }
@@ -678,10 +706,24 @@ fn example(dir: &Path, which: Example, setup: &Setup) -> Result<Code> {
     }
     let (repo, _) = open_or_init(dir)?;
 
-    let upstream_commit = create_component(&repo)?;
-    let vars = minijinja::context! { commit => upstream_commit.to_string() };
+    let vars = if which.hello() {
+        let upstream_commit = create_component(&repo)?;
+        minijinja::context! { commit => upstream_commit.to_string() }
+    } else {
+        minijinja::context! {}
+    };
     let mut files = Vec::new();
     collect(which.templates(), &mut files, &vars)?;
+    for path in which.shared() {
+        let f = DEBIAN
+            .get_file(path)
+            .ok_or_else(|| Error::infra(format!("the Debian example has no {path}")))?;
+        files.push(File {
+            path: path.to_string(),
+            data: f.contents().to_vec(),
+            exec: path.ends_with(".sh"),
+        });
+    }
     setup.apply(&mut files)?;
 
     // The first commit holds the pipeline alone and starts every stage; the example items
@@ -723,10 +765,14 @@ fn example(dir: &Path, which: Example, setup: &Setup) -> Result<Code> {
         "  pending on new: {} Add the example images, component and tests",
         crate::plan::short(c2)
     );
-    println!("  component: branches hello/main (tracked) and hello/master (push gate)");
+    if which.hello() {
+        println!("  component: branches hello/main (tracked) and hello/master (push gate)");
+    }
     println!("Next: stagegate -C {} status", dir.display());
     let mut branches: Vec<String> = STAGES.iter().map(|s| s.to_string()).collect();
-    branches.extend(["hello/main".into(), "hello/master".into()]);
+    if which.hello() {
+        branches.extend(["hello/main".into(), "hello/master".into()]);
+    }
     setup.print_todo(dir, branches);
     Ok(0)
 }

@@ -51,6 +51,19 @@ struct PendingWhy {
     /// Records a ledger commit deleted, weighed as they were.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     restored: Vec<crate::trust::Deleted>,
+    /// For a recorded rejection: the results it rests on that are not among the move's
+    /// jobs (whose keys changed when T moved on since), with their excerpts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rejected_by: Vec<RejectedBy>,
+}
+
+/// A result a recorded rejection rests on.
+#[derive(Serialize)]
+struct RejectedBy {
+    key: String,
+    job: String,
+    verdict: crate::ledger::Verdict,
+    excerpt: String,
 }
 
 #[derive(Serialize)]
@@ -126,6 +139,29 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 }
             ));
         }
+        // The results a standing rejection rests on that are not among the move's jobs
+        // now (T moved on since, so the jobs have other keys): without them, `why` would
+        // not show what failed.
+        let mut rejected_by = Vec::new();
+        if state == State::Rejected
+            && let Some(c) = plan.candidate(&id)
+            && let Some(r) = judgement.facts.rejected.get(&c.content)
+        {
+            let shown: Vec<&str> = g
+                .iter()
+                .flat_map(|g| g.jobs.iter().map(|j| j.key.as_str()))
+                .collect();
+            for key in r.failed.iter().filter(|k| !shown.contains(&k.as_str())) {
+                if let Some(res) = view.latest(key)? {
+                    rejected_by.push(RejectedBy {
+                        key: key.clone(),
+                        job: res.name.clone(),
+                        verdict: res.verdict,
+                        excerpt: res.excerpt.clone(),
+                    });
+                }
+            }
+        }
         pending.push(PendingWhy {
             from: s.name.clone(),
             to: t.name.clone(),
@@ -139,6 +175,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             packages,
             not_counted: judgement.not_counted.clone(),
             restored: judgement.restored.clone(),
+            rejected_by,
         });
     }
     let why = Why {
@@ -153,7 +190,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     Ok(0)
 }
 
-/// How the candidate image's package set (its build from S) differs from T's build.
+/// How the candidate item's package set (its build from S) differs from T's build.
 fn package_changes(
     planner: &Planner,
     view: &crate::ledger::LedgerView,
@@ -162,13 +199,16 @@ fn package_changes(
     id: &crate::manifest::ItemId,
 ) -> Result<Option<super::packages::PackageChanges>> {
     use super::packages;
-    if id.kind != crate::manifest::ItemKind::Image {
-        return Ok(None);
-    }
     let (ss, ts) = (
         planner.snapshot(plan.from_head)?,
         planner.snapshot(plan.to_head)?,
     );
+    // Only an item with a build (an image, or a component built as the Xen example's is)
+    // has a package set; an invalid manifest has none to show.
+    match ss.item(id) {
+        Ok(Some((_, item))) if item.build.is_some() => {}
+        _ => return Ok(None),
+    }
     let (Some(new), Some(old)) = (
         packages::candidate(&ss, &plan.from.name, view, &g.jobs, id)?,
         packages::recorded(&ts, id, &plan.to.name)?,
@@ -213,6 +253,9 @@ pub fn print_not_counted(
         );
     }
 }
+
+/// How much of the excerpt of each result a rejection rests on `why` prints.
+const REJECTED_EXCERPT_LINES: usize = 20;
 
 fn print_text(why: &Why, id: &CandidateId) {
     let versions: Vec<String> = why
@@ -332,6 +375,18 @@ fn print_text(why: &Why, id: &CandidateId) {
                         println!("         | {line}");
                     }
                 }
+            }
+        }
+        for r in &p.rejected_by {
+            println!(
+                "  rejected on: {} — {} (key {}); the end of its excerpt:",
+                r.job,
+                r.verdict,
+                &r.key[..r.key.len().min(12)]
+            );
+            let lines: Vec<&str> = r.excerpt.lines().collect();
+            for line in &lines[lines.len().saturating_sub(REJECTED_EXCERPT_LINES)..] {
+                println!("         | {line}");
             }
         }
         if let Some(c) = &p.packages {

@@ -248,8 +248,14 @@ pub struct ComponentDoc {
     pub description: Option<String>,
     #[serde(default)]
     pub source: Option<SourceDoc>,
+    /// Built before it is tested (DESIGN §3), as an image is.
+    #[serde(default)]
+    pub build: Option<BuildDoc>,
     #[serde(default)]
     pub watch: Option<WatchDoc>,
+    /// What a host must offer to build it (`needs: [x86_64]`).
+    #[serde(default)]
+    pub needs: Vec<Spanned<String>>,
 }
 
 /// A version may be written bare (`version: 12.8`); YAML would read that as a float, so

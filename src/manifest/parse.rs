@@ -1045,34 +1045,7 @@ fn parse_image(file: &str, bytes: &[u8]) -> Result<(Item, Vec<Named>), Diagnosti
             }
         }
     });
-    let build = doc.build.as_ref().map(|b| {
-        let build = Build {
-            run: c.run("build.run", &b.run),
-            timeout: c.timeout("build.timeout", &b.timeout),
-            artifact: c.rel_path("build.artifact", &b.artifact),
-            lock: b.lock.as_ref().map(|l| c.rel_path("build.lock", l)),
-            cache: b.cache.as_ref().map(|l| c.rel_path("build.cache", l)),
-            files: b
-                .files
-                .iter()
-                .map(|f| c.rel_path("build.files", f))
-                .collect(),
-        };
-        // Each output is its own file in $STAGEGATE_OUT: one file named twice would be
-        // stored twice under one name, and the cache would pass for the image.
-        if let Some(cache) = &b.cache {
-            for (field, other) in [("build.artifact", Some(&build.artifact)), ("build.lock", build.lock.as_ref())] {
-                if build.cache.as_ref() == other {
-                    c.err(
-                        Pos::of(cache),
-                        format!("`build.cache` names {:?}, the same file as `{field}`", cache.value),
-                        Some("the cache is a file of its own in $STAGEGATE_OUT, e.g. `cache: packages.tar`".into()),
-                    );
-                }
-            }
-        }
-        build
-    });
+    let build = doc.build.as_ref().map(|b| build(&mut c, b));
     let max_age = c.duration("max-age", &doc.max_age);
     let watch = doc.watch.as_ref().map(|w| Watch {
         run: c.run("watch.run", &w.run),
@@ -1091,6 +1064,39 @@ fn parse_image(file: &str, bytes: &[u8]) -> Result<(Item, Vec<Named>), Diagnosti
         source: None,
         needs,
     })
+}
+
+/// The `build` of an image or a component.
+fn build(c: &mut Check, b: &BuildDoc) -> Build {
+    let build = Build {
+        run: c.run("build.run", &b.run),
+        timeout: c.timeout("build.timeout", &b.timeout),
+        artifact: c.rel_path("build.artifact", &b.artifact),
+        lock: b.lock.as_ref().map(|l| c.rel_path("build.lock", l)),
+        cache: b.cache.as_ref().map(|l| c.rel_path("build.cache", l)),
+        files: b
+            .files
+            .iter()
+            .map(|f| c.rel_path("build.files", f))
+            .collect(),
+    };
+    // Each output is its own file in $STAGEGATE_OUT: one file named twice would be
+    // stored twice under one name, and the cache would pass for the image.
+    if let Some(cache) = &b.cache {
+        for (field, other) in [
+            ("build.artifact", Some(&build.artifact)),
+            ("build.lock", build.lock.as_ref()),
+        ] {
+            if build.cache.as_ref() == other {
+                c.err(
+                    Pos::of(cache),
+                    format!("`build.cache` names {:?}, the same file as `{field}`", cache.value),
+                    Some("the cache is a file of its own in $STAGEGATE_OUT, e.g. `cache: packages.tar`".into()),
+                );
+            }
+        }
+    }
+    build
 }
 
 fn version(c: &mut Check, v: Spanned<Scalar>) -> String {
@@ -1153,17 +1159,19 @@ fn parse_component(file: &str, bytes: &[u8]) -> Result<(Item, Vec<Named>), Diagn
         run: c.run("watch.run", &w.run),
         timeout: c.timeout("watch.timeout", &w.timeout),
     });
+    let build = doc.build.as_ref().map(|b| build(&mut c, b));
     let version = version(&mut c, doc.version);
+    let needs = c.needs("needs", &doc.needs);
     c.finish_named(Item {
         id: ItemId::new(ItemKind::Component, doc.name.value),
         version,
         description: doc.description,
         based_on: None,
-        build: None,
+        build,
         max_age: None,
         watch,
         source,
-        needs: Vec::new(),
+        needs,
     })
 }
 

@@ -204,10 +204,17 @@ fn touches(changed: &BTreeSet<&str>, path: &str) -> bool {
     }
 }
 
-/// The content of every image with a build and every test of `snap` that parses.
+/// The content of every item (image or component) with a build and every test of `snap`
+/// that parses.
 fn named_contents(snap: &Snapshot) -> Result<Vec<(CandidateId, Content)>> {
     let mut out = Vec::new();
-    for id in snap.item_ids(ItemKind::Image)? {
+    for id in ItemKind::ALL
+        .into_iter()
+        .map(|k| snap.item_ids(k))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+    {
         if let Ok(Some((oid, item))) = snap.item(&id)
             && item.build.is_some()
         {

@@ -577,11 +577,8 @@ impl<'r> Planner<'r> {
 
         if plan.gate.requires(Requirement::Build) {
             // Parents before children, so a child's build can name its parent's build job.
-            let mut order: Vec<ItemId> = items
-                .iter()
-                .filter(|i| i.kind == ItemKind::Image)
-                .cloned()
-                .collect();
+            // Components may have a build too (DESIGN §3); none is derived from another.
+            let mut order: Vec<ItemId> = items.iter().cloned().collect();
             order.sort_by_key(|id| depth(s, id));
             for id in order {
                 let Some((oid, item)) = s.item(&id)? else {

@@ -43,3 +43,4 @@ mod test_unjudged;
 mod test_vsa;
 mod test_walk;
 mod test_worktree;
+mod test_xen;

@@ -1,7 +1,10 @@
 #!/bin/sh
 # Build the host image: a minimal Debian root filesystem from real packages (mmdebstrap
-# --variant=minbase plus recipes/debian-host.packages), made into ext4 with `mke2fs -d`
-# and converted to qcow2. Writes into $STAGEGATE_OUT:
+# --variant=minbase plus recipes/IMAGE.packages), made into ext4 with `mke2fs -d` and
+# converted to qcow2. IMAGE is the image being built (debian-host; the Xen example's
+# xen-host builds with this recipe too); recipes/IMAGE.customize, where there is one, runs
+# with the root file system's path as its argument once the packages are installed.
+# Writes into $STAGEGATE_OUT:
 #   disk.qcow2      the image
 #   packages.lock   the exact package set: NAME VERSION ARCH SHA256-OF-THE-DEB, one a line
 #   packages.tar    the package cache: packages.lock and debs/, every .deb of the set
@@ -33,10 +36,11 @@ need apt-ftparchive apt-utils
 need mke2fs e2fsprogs
 need qemu-img qemu-utils
 need tar tar
-[ "$(id -u)" = 0 ] || cannot_run "debian-host: run the build as root (mmdebstrap root mode)"
+item=${STAGEGATE_ITEM:-images/debian-host}
+image=${item#images/}
+[ "$(id -u)" = 0 ] || cannot_run "$image: run the build as root (mmdebstrap root mode)"
 
-image=debian-host
-version=${STAGEGATE_IMAGE_DEBIAN_HOST_VERSION:?the image version is missing}
+version=${STAGEGATE_VERSION:-${STAGEGATE_IMAGE_DEBIAN_HOST_VERSION:?the image version is missing}}
 # The point release this image is built from: its version starts with it (12.15-1 is
 # built from 12.15, as its based-on says; poll keeps them together).
 release=${version%%-*}
@@ -44,7 +48,7 @@ downloads="$(deb_cache)/debs"
 mkdir -p "$downloads"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
-packages=$(sed 's/#.*//' recipes/debian-host.packages | tr -s ' \t\n' ',' | sed 's/^,//; s/,$//')
+packages=$(sed 's/#.*//' "recipes/$image.packages" | tr -s ' \t\n' ',' | sed 's/^,//; s/,$//')
 
 # debfile NAME VERSION ARCH: apt's file name for a package.
 debfile() { printf '%s_%s_%s.deb\n' "$1" "$(echo "$2" | sed 's/:/%3a/')" "$3"; }
@@ -79,8 +83,9 @@ cat > "$hooks/customize.sh" <<HOOK
 #!/bin/sh
 set -eu
 install -m 0755 recipes/stagegate-init "\$1/sbin/stagegate-init"
-echo "debian-host $version" > "\$1/etc/stagegate-image"
-echo debian-host > "\$1/etc/hostname"
+echo "$image $version" > "\$1/etc/stagegate-image"
+echo $image > "\$1/etc/hostname"
+if [ -f recipes/$image.customize ]; then sh recipes/$image.customize "\$1"; fi
 chroot "\$1" dpkg-query -W -f '\${Package} \${Version} \${Architecture}\n' > "$work/installed"
 HOOK
 chmod +x "$hooks/customize.sh"
@@ -93,7 +98,7 @@ if [ -n "$why" ]; then
     # What the package list asks for must be in the set: an offline build cannot add it.
     for p in $(echo "$packages" | tr ',' ' '); do
         grep -q "^$p " "$from" && continue
-        msg="recipes/debian-host.packages asks for $p, which the last-known-good set ($image ${STAGEGATE_CACHE_VERSION:-}) does not have: build with the mirror to add it"
+        msg="recipes/$image.packages asks for $p, which the last-known-good set ($image ${STAGEGATE_CACHE_VERSION:-}) does not have: build with the mirror to add it"
         [ "$offline" = 1 ] || cannot_run "$msg"
         echo "$msg" >&2
         exit 1
@@ -172,7 +177,7 @@ grep -v '^#' "$work/packages.lock" > "$work/cache/packages.lock"
 # ext4 from the directory (no loop mount), a quarter free, then qcow2.
 size=$(du -sm "$work/root" | cut -f1)
 size=$((size + size / 4 + 64))
-mke2fs -q -F -t ext4 -L debian-host -d "$work/root" "$work/disk.raw" "${size}M" >/dev/null
+mke2fs -q -F -t ext4 -L "$image" -d "$work/root" "$work/disk.raw" "${size}M" >/dev/null
 qemu-img convert -f raw -O qcow2 "$work/disk.raw" "$STAGEGATE_OUT/disk.qcow2"
 cp "$work/packages.lock" "$STAGEGATE_OUT/packages.lock"
 # The same set makes the same bytes (names sorted, no times, no owners): the store keeps
