@@ -295,6 +295,7 @@ impl Example {
                 "recipes/debian.sh",
                 "recipes/debian-host.sh",
                 "recipes/stagegate-init",
+                "tests/qemu.sh",
                 "watch/debian-point-release.sh",
             ],
         }

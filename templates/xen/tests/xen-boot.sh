@@ -23,9 +23,7 @@
 # where the CPU is `qemu64,+svm` (`max` crashes dom0 under TCG: SMAP).
 . ./recipes/debian.sh
 . ./tests/xen-console.sh
-
-KVM_SILENT=10
-KVM_STALLED=60
+. ./tests/qemu.sh
 
 boot_xen() {
     name=$1
@@ -118,33 +116,9 @@ finished() {
     grep -q '^stagegate-init: exit \|Hardware Dom0 crashed\|Kernel panic' "$console" 2>/dev/null
 }
 
-kvm_wanted() {
-    kvm=no
-    case ${STAGEGATE_DEBIAN_KVM:-auto} in
-    auto) if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then kvm=yes; fi ;;
-    try) kvm=yes ;;
-    off) ;;
-    *) cannot_run "STAGEGATE_DEBIAN_KVM is '$STAGEGATE_DEBIAN_KVM' on this runner: use auto, try or off" ;;
-    esac
-}
-
-# emulator_starts: exit 125 unless qemu-system-x86_64 can create a machine (paused, told
-# to quit over QMP at once).
-emulator_starts() {
-    command -v qemu-system-x86_64 >/dev/null 2>&1 ||
-        cannot_run "qemu-system-x86_64 is missing: install it (Debian: apt-get install qemu-system-x86)"
-    started=0
-    printf '{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n' |
-        timeout 60 qemu-system-x86_64 -accel tcg -m 64 -nodefaults -display none -S -qmp stdio \
-            >/dev/null 2>"$work/qemu.err" || started=$?
-    if [ "$started" != 0 ]; then
-        cat "$work/qemu.err" >&2
-        cannot_run "qemu-system-x86_64 cannot start a machine (status $started): fix or reinstall it (Debian: apt-get install qemu-system-x86)"
-    fi
-}
-
-# run_vm ACCEL [probe]: run the machine for at most $bound seconds; $qemu becomes its exit
-# status, or `timeout`, or with probe (KVM) `silent`, `stalled` or `kvm-error`.
+# run_vm ACCEL [probe]: run the machine and watch it (watch_vm in tests/qemu.sh): $qemu
+# becomes its exit status, or `timeout`, or with probe (KVM) `silent`, `stalled` or
+# `kvm-error`.
 run_vm() {
     rm -f "$console" "$work/qemu.err"
     # shellcheck disable=SC2086
@@ -155,44 +129,7 @@ run_vm() {
         -drive "file=$work/overlay.qcow2,format=qcow2,if=virtio" \
         -drive "file=$work/job.img,format=raw,if=virtio,readonly=on" \
         -device virtio-rng-pci 2>"$work/qemu.err") &
-    vm=$!
-    waited=0
-    size=0
-    grew=0
-    qemu=""
-    while kill -0 "$vm" 2>/dev/null; do
-        if [ -n "$2" ]; then
-            now=0
-            [ -f "$console" ] && now=$(($(wc -c < "$console")))
-            if [ "$now" != "$size" ]; then
-                size=$now
-                grew=$waited
-            fi
-            if [ "$size" = 0 ] && [ "$waited" -ge "$KVM_SILENT" ]; then
-                qemu=silent
-            elif [ $((waited - grew)) -ge "$KVM_STALLED" ]; then
-                qemu=stalled
-            elif grep -q 'KVM internal error\|KVM: entry failed' "$work/qemu.err" 2>/dev/null; then
-                qemu=kvm-error
-            fi
-        fi
-        if [ -z "$qemu" ] && [ "$waited" -ge "$bound" ]; then
-            qemu=timeout
-        fi
-        if [ -n "$qemu" ]; then
-            kill -KILL "$vm" 2>/dev/null || true
-            wait "$vm" 2>/dev/null || true
-            cat "$work/qemu.err" >&2
-            return
-        fi
-        sleep 1
-        waited=$((waited + 1))
-    done
-    set +e
-    wait "$vm"
-    qemu=$?
-    set -e
-    cat "$work/qemu.err" >&2
+    watch_vm "$!" "$2"
 }
 
 # dom0_job: the start of the job dom0 runs (run.sh on the job disk): install the
