@@ -104,8 +104,6 @@ pub enum Outcome {
     Interrupted,
 }
 
-/// The rejected component `id` on the move where it is rejected (judged at `now`), with
-/// what bisecting it needs; a usage error (exit 2) saying what to do when it is not one.
 /// `stagegate why ID`, as advice.
 fn why(id: &impl std::fmt::Display) -> Advice {
     Advice::Why {
@@ -113,6 +111,8 @@ fn why(id: &impl std::fmt::Display) -> Advice {
     }
 }
 
+/// The rejected component `id` on the move where it is rejected (judged at `now`), with
+/// what bisecting it needs; a usage error (exit 2) saying what to do when it is not one.
 pub fn target(planner: &Planner, id: &CandidateId, now: i64) -> Result<Target> {
     let item = match id {
         CandidateId::Item(i) if i.kind == ItemKind::Component => i.clone(),
@@ -132,21 +132,17 @@ pub fn target(planner: &Planner, id: &CandidateId, now: i64) -> Result<Target> {
     let mut states = Vec::new();
     for (s, t) in planner.pipeline.moves() {
         let plan = planner.plan_move(s, t)?;
-        let Some(c) = plan.candidate(id) else {
-            continue;
-        };
-        let content = c.content.clone();
-        let judgement = crate::judge::judge(planner, plan, &view, now)?;
-        let Some(g) = judgement.group(id) else {
-            states.push(format!("waiting on {} → {}", s.name, t.name));
-            continue;
-        };
-        if g.state != State::Rejected {
-            states.push(format!("{} on {} → {}", g.state, s.name, t.name));
+        if plan.candidate(id).is_none() {
             continue;
         }
-        let keys = regressed(g, &judgement.facts, &content);
-        return target_on(planner, item, judgement.plan.clone(), content, &keys);
+        let judgement = crate::judge::judge(planner, plan, &view, now)?;
+        match judgement.group(id) {
+            None => states.push(format!("waiting on {} → {}", s.name, t.name)),
+            Some(g) if g.state != State::Rejected => {
+                states.push(format!("{} on {} → {}", g.state, s.name, t.name));
+            }
+            Some(_) => return target_in(planner, &judgement, &item),
+        }
     }
     let help = format!(
         "bisect names the upstream commit behind a rejection: `{}` and `{}` judge {id} first, and `{}` says where it stands",
@@ -168,6 +164,30 @@ pub fn target(planner: &Planner, id: &CandidateId, now: i64) -> Result<Target> {
             help,
         ))
     }
+}
+
+/// [`target`] on a move already judged, where `item`'s group is rejected: what `why`
+/// asks to say whether `bisect` applies, without judging the move again.
+pub fn target_in(
+    planner: &Planner,
+    judgement: &crate::judge::Judgement,
+    item: &ItemId,
+) -> Result<Target> {
+    let id = CandidateId::Item(item.clone());
+    let (Some(c), Some(g)) = (judgement.plan.candidate(&id), judgement.group(&id)) else {
+        return Err(Error::usage_help(
+            format!("{id} is not pending on this move"),
+            format!("`{}` says where it stands", why(&id)),
+        ));
+    };
+    let keys = regressed(g, &judgement.facts, &c.content);
+    target_on(
+        planner,
+        item.clone(),
+        judgement.plan.clone(),
+        c.content.clone(),
+        &keys,
+    )
 }
 
 /// The rejected components of a judged move that `cycle` bisects: when T's gate says

@@ -128,10 +128,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 .iter()
                 .any(|r| r.kind == crate::gate::ReasonKind::Bisect)
         });
-        if state == State::Rejected
-            && !bisected
-            && crate::bisect::target(&planner, &id, ctx.now()).is_ok()
-        {
+        let bisectable = || match &id {
+            CandidateId::Item(item) if item.kind == crate::manifest::ItemKind::Component => {
+                crate::bisect::target_in(&planner, &judgement, item).is_ok()
+            }
+            _ => false,
+        };
+        if state == State::Rejected && !bisected && bisectable() {
             notes.push(format!(
                 "bisect: `{}` names the upstream commit that broke it",
                 Advice::Bisect {
