@@ -12,28 +12,9 @@ use stagegate::promote::attest::Statement;
 
 use crate::common::TestEnv;
 use crate::registry::Registry;
+use crate::test_trust::keypair;
 
 const LEDGER: &str = "refs/stagegate/results";
-
-/// An ed25519 key pair made by `ssh-keygen`: (private key file, public key line).
-fn keypair(dir: &Path, name: &str) -> (PathBuf, String) {
-    let path = dir.join(format!("key-{name}"));
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&path)
-        .output()
-        .expect("ssh-keygen runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let public = std::fs::read_to_string(path.with_extension("pub"))
-        .unwrap()
-        .trim()
-        .to_string();
-    (path, public)
-}
 
 /// The quick example under `trust:` (`init --example --trust`), with `store` as its
 /// artifact store on every stage (empty: the default directory).
