@@ -123,24 +123,11 @@ fn is_commit(s: &str) -> bool {
 
 /// `OWNER/REPO` of a github.com remote URL (https, ssh or scp-like), `.git` or not.
 pub fn github_repository(url: &str) -> Option<String> {
-    let (host, path) = match url.split_once("://") {
-        Some((_, rest)) => {
-            let (authority, path) = rest.split_once('/')?;
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            (host.split(':').next()?, path)
-        }
-        // scp-like: [user@]host:path
-        None => {
-            let (before, path) = url.split_once(':')?;
-            (before.rsplit_once('@').map_or(before, |(_, h)| h), path)
-        }
-    };
+    let (host, path) = crate::forge::gitlab::remote_parts(url)?;
     if !host.eq_ignore_ascii_case("github.com") && !host.eq_ignore_ascii_case("www.github.com") {
         return None;
     }
-    let path = path.trim_matches('/');
-    let path = path.strip_suffix(".git").unwrap_or(path);
-    is_repository(path).then(|| path.to_string())
+    is_repository(&path).then_some(path)
 }
 
 /// The URL of the remote `origin` of the repository at `dir`, if it has one.

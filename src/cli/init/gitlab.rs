@@ -58,22 +58,10 @@ impl Component {
 
 /// `GROUP/…/PROJECT` of a gitlab.com remote URL (https, ssh or scp-like), `.git` or not.
 pub fn gitlab_repository(url: &str) -> Option<String> {
-    let (host, path) = match url.split_once("://") {
-        Some((_, rest)) => {
-            let (authority, path) = rest.split_once('/')?;
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            (host.split(':').next()?, path)
-        }
-        None => {
-            let (before, path) = url.split_once(':')?;
-            (before.rsplit_once('@').map_or(before, |(_, h)| h), path)
-        }
-    };
+    let (host, path) = crate::forge::gitlab::remote_parts(url)?;
     if !host.eq_ignore_ascii_case("gitlab.com") {
         return None;
     }
-    let path = path.trim_matches('/');
-    let path = path.strip_suffix(".git").unwrap_or(path);
     let parts: Vec<&str> = path.split('/').collect();
     let ok = parts.len() >= 2
         && parts.iter().all(|p| {
@@ -83,7 +71,7 @@ pub fn gitlab_repository(url: &str) -> Option<String> {
                 && p.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         });
-    ok.then(|| path.to_string())
+    ok.then_some(path)
 }
 
 /// The shared store in gitlab.com's container registry for the project `path`.
