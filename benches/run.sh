@@ -3,7 +3,7 @@
 # target beside it. Exits 1 when a measured figure misses its target.
 #
 #   benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build | --bin PATH]
-#                  [--hyperfine] [--tmpfs DIR] [--signed]
+#                  [--hyperfine] [--tmpfs DIR] [--signed] [--generate-only]
 #
 # It builds the release binary, generates the state repositories with benches/gen.py (or
 # reuses them: they are keyed by sizes, seed and the generator's own hash), then measures:
@@ -46,7 +46,7 @@ root=$(cd "$here/.." && pwd)
 usage() {
     cat <<'EOF'
 usage: benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build | --bin PATH]
-                      [--hyperfine] [--tmpfs DIR] [--signed]
+                      [--hyperfine] [--tmpfs DIR] [--signed] [--generate-only]
 
   --small     quick sizes (200 items, 20 tests, 500 commits, 2,000 results, 100 jobs)
               instead of DESIGN.md's (10,000 items, 500 tests, 50,000 commits,
@@ -61,16 +61,20 @@ usage: benches/run.sh [--small] [--out DIR] [--seed N] [--runs N] [--no-build | 
   --tmpfs DIR a tmpfs to measure `run` against xargs in (default /dev/shm)
   --signed    measure the signed-evidence figures instead: a ledger signed with a key
               the pipeline trusts (the key: DIR/bench-signing-key, made once)
+  --generate-only
+              make (or find) the repositories, measure nothing (benches/compare.sh
+              uses them)
 EOF
 }
 
-small=0 out="" seed=1 runs="" build=1 bin="" use_hyperfine=0 tmpfs=/dev/shm signed=0
+small=0 out="" seed=1 runs="" build=1 bin="" use_hyperfine=0 tmpfs=/dev/shm signed=0 generate_only=0
 while [ $# -gt 0 ]; do
     case $1 in
     --small) small=1 ;;
     --no-build) build=0 ;;
     --hyperfine) use_hyperfine=1 ;;
     --signed) signed=1 ;;
+    --generate-only) generate_only=1 ;;
     --bin) bin=${2:?--bin needs a path}; build=0; shift ;;
     --bin=*) bin=${1#--bin=}; build=0 ;;
     --out) out=${2:?--out needs a directory}; shift ;;
@@ -183,6 +187,36 @@ else
     generate "$many_name" --items "$many_items" --tests "$tests" --commits "$many_commits" \
         --results "$many_results"
     state=$out/$state_name short=$out/$short_name runner=$out/$runner_name many=$out/$many_name
+fi
+
+if [ "$signed" = 0 ]; then
+    # Repositories derived from the state repository by benches/derive.py (seconds: they
+    # share its objects), keyed by the scripts' hash: many pending candidates, and every
+    # planned job's result with 8 attempts.
+    derive_hash=$(cat "$here/gen.py" "$here/derive.py" | sha256sum | cut -c1-10)
+    derive() { # derive NAME DERIVE-ARGS...: $out/NAME, made unless a finished one is there
+        local dir=$out/$1
+        shift
+        if ! [ -f "$dir.done" ] || ! [ -d "$dir" ]; then
+            log "deriving $dir (derive.py $*)"
+            python3 "$here/derive.py" --base "$state" --out "$dir" "$@" >"$dir.json"
+            touch "$dir.done"
+        fi
+    }
+    if [ "$small" = 1 ]; then pending_sizes="3 10 30"; else pending_sizes="30 100 300"; fi
+    for p in $pending_sizes; do
+        derive "$state_name-p$p-$derive_hash" --candidates "$p" --seed "$seed"
+    done
+    "$bin" -C "$state" plan --format json |
+        python3 -c 'import json, sys; [print(j["key"]) for m in json.load(sys.stdin) for j in m["jobs"]]' \
+            >"$work/keys"
+    attempts_name=$state_name-a8-$(sha256sum "$work/keys" | cut -c1-6)-$derive_hash
+    derive "$attempts_name" --attempts 8 --keys "$work/keys"
+    attempts=$out/$attempts_name
+fi
+if [ "$generate_only" = 1 ]; then
+    log "the repositories are in $out"
+    exit 0
 fi
 
 # --- measuring --------------------------------------------------------------------------
@@ -511,23 +545,8 @@ line "status at $commits / at $short_commits commits" "${r}x" "0.8x..1.2x" \
 rss "status ($short_commits commits)" "$bin" -C "$short" status
 
 # --- many pending candidates, many attempts (issue 14: planning linear in what changed) --
-# Repositories derived from the state repository by benches/derive.py (seconds: they share
-# its objects), keyed by the scripts' hash.
-derive_hash=$(cat "$here/gen.py" "$here/derive.py" | sha256sum | cut -c1-10)
-derive() { # derive NAME DERIVE-ARGS...: $out/NAME, made unless a finished one is there
-    local dir=$out/$1
-    shift
-    if ! [ -f "$dir.done" ] || ! [ -d "$dir" ]; then
-        log "deriving $dir (derive.py $*)"
-        python3 "$here/derive.py" --base "$state" --out "$dir" "$@" >"$dir.json"
-        touch "$dir.done"
-    fi
-}
-if [ "$small" = 1 ]; then pending_sizes="3 10 30"; else pending_sizes="30 100 300"; fi
 for p in $pending_sizes; do
-    name=$state_name-p$p-$derive_hash
-    derive "$name" --candidates "$p" --seed "$seed"
-    dir=$out/$name
+    dir=$out/$state_name-p$p-$derive_hash
     git_cmd=$(quote bash "$here/plumbing.sh" "$dir" staging new stable staging)
     for cmd in status plan; do
         measure_pair "$runs" 1 "" "$(quote "$bin" -C "$dir" "$cmd")" "" "$git_cmd"
@@ -538,12 +557,6 @@ for p in $pending_sizes; do
     done
 done
 # Every planned job's result with 8 attempts (a flaky job rerun 7 times) against 1.
-"$bin" -C "$state" plan --format json |
-    python3 -c 'import json, sys; [print(j["key"]) for m in json.load(sys.stdin) for j in m["jobs"]]' \
-        >"$work/keys"
-attempts_name=$state_name-a8-$(sha256sum "$work/keys" | cut -c1-6)-$derive_hash
-derive "$attempts_name" --attempts 8 --keys "$work/keys"
-attempts=$out/$attempts_name
 measure_pair "$runs" 1 "" "$(quote "$bin" -C "$attempts" status)" "" "$(quote "$bin" -C "$state" status)"
 r=$(ratio "$median_a" "$median_b")
 line "status, 8 attempts / 1 attempt per result" "${r}x" "0.8x..1.2x" "$(judge "$r" within 0.2)" \

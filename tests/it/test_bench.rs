@@ -519,3 +519,62 @@ fn build_bench_measures_a_build_and_a_test_against_their_scripts() {
         assert!(text.contains(figure), "{figure} in {text}\n{err}");
     }
 }
+
+/// `benches/compare.sh` times two binaries alternately on run.sh's commands (generating the
+/// small repositories itself) and says which commands of `--after` are slower: an `--after`
+/// that sleeps 0.3 s before every command is slower on every row, and the script exits 1.
+#[test]
+fn compare_bench_marks_every_command_of_a_slower_binary_worse() {
+    let env = TestEnv::new();
+    let bin = assert_cmd::cargo::cargo_bin("stagegate");
+    let slow = env.home().join("slow-stagegate");
+    std::fs::write(
+        &slow,
+        format!("#!/bin/sh\nsleep 0.3\nexec '{}' \"$@\"\n", bin.display()),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/compare.sh"))
+        .args(["--small", "--runs", "5", "--before"])
+        .arg(&bin)
+        .arg("--after")
+        .arg(&slow)
+        .arg("--out")
+        .arg(env.home().join("bench"))
+        .env("HOME", env.home())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{err}");
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("command "))
+        .skip(1)
+        .take_while(|l| !l.starts_with("a command of --after"))
+        .collect();
+    for command in [
+        "status ",
+        "plan ",
+        "status, 50 commits",
+        "status, 30 candidates",
+        "plan, 30 candidates",
+        "status, 8 attempts per result",
+        "run --dry-run",
+        "report",
+        "run of 100 jobs -j 2",
+        "second run (nothing to do)",
+        "run of 100 jobs into the 2000 ledger",
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r.starts_with(command))
+            .unwrap_or_else(|| panic!("no row for {command:?} in {text}\n{err}"));
+        assert!(row.contains("x worse"), "{row}");
+    }
+    assert!(text.contains("more than 5% slower"), "{text}");
+}
