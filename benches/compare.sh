@@ -6,6 +6,7 @@
 # and min-max wall time of each binary, the ratio of the medians and the peak RSS of each.
 #
 #   benches/compare.sh --before PATH --after PATH [--small] [--out DIR] [--runs N] [--tolerance P]
+#                      [--instructions]
 #
 # A command whose `after` median is more than P percent (default 5) above its `before`
 # median is marked `worse`, and the script then exits 1.
@@ -17,7 +18,7 @@ root=$(cd "$here/.." && pwd)
 usage() {
     cat <<'EOF'
 usage: benches/compare.sh --before PATH --after PATH [--small] [--out DIR] [--runs N]
-                          [--tolerance P]
+                          [--tolerance P] [--instructions]
 
   --before PATH   the stagegate binary to compare against
   --after PATH    the stagegate binary to measure
@@ -26,10 +27,13 @@ usage: benches/compare.sh --before PATH --after PATH [--small] [--out DIR] [--ru
   --runs N        timed runs of each command and binary (default 5; at least 5), after one
                   untimed warm-up run of each
   --tolerance P   percent by which `after` may exceed `before` (default 5)
+  --instructions  count the instructions each binary executes (valgrind's callgrind, one
+                  run each; the jobs a `run` starts are not counted) instead of timing:
+                  the same on a busy machine as on a quiet one
 EOF
 }
 
-before="" after="" small=0 out="" runs=5 tolerance=5
+before="" after="" small=0 out="" runs=5 tolerance=5 instructions=0
 while [ $# -gt 0 ]; do
     case $1 in
     --before) before=${2:?--before needs a path}; shift ;;
@@ -37,6 +41,7 @@ while [ $# -gt 0 ]; do
     --after) after=${2:?--after needs a path}; shift ;;
     --after=*) after=${1#--after=} ;;
     --small) small=1 ;;
+    --instructions) instructions=1 ;;
     --out) out=${2:?--out needs a directory}; shift ;;
     --out=*) out=${1#--out=} ;;
     --runs) runs=${2:?--runs needs a number}; shift ;;
@@ -57,6 +62,10 @@ for b in "$before" "$after"; do
 done
 [ "$runs" -ge 5 ] || { echo "compare.sh: --runs must be at least 5" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "compare.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
+if [ "$instructions" = 1 ] && ! command -v valgrind >/dev/null; then
+    echo "compare.sh: --instructions needs valgrind (apt-get install valgrind)" >&2
+    exit 2
+fi
 before=$(cd "$(dirname "$before")" && pwd)/$(basename "$before")
 after=$(cd "$(dirname "$after")" && pwd)/$(basename "$after")
 
@@ -132,13 +141,51 @@ stats() {
 max_of() { printf '%s\n' "$@" | sort -n | tail -n 1; }
 
 worse=0
-printf 'stagegate before/after, %s, %s cores, load %s; %s runs of each, alternating, after a warm-up\n' \
-    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$runs"
+if [ "$instructions" = 1 ]; then
+    printf 'stagegate before/after, %s: instructions executed (callgrind, one run each)\n' \
+        "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+else
+    printf 'stagegate before/after, %s, %s cores, load %s; %s runs of each, alternating, after a warm-up\n' \
+        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$runs"
+fi
 printf 'before: %s\nafter:  %s\n' "$before" "$after"
-printf '%-40s %-26s %-26s %-7s %-8s %s\n' command "before ms (min-max)" "after ms (min-max)" after/b "cpu a/b" "peak RSS before -> after"
+if [ "$instructions" = 1 ]; then
+    printf '%-40s %-26s %-26s %s\n' command "before" "after" after/b
+else
+    printf '%-40s %-26s %-26s %-7s %-8s %s\n' command "before ms (min-max)" "after ms (min-max)" after/b "cpu a/b" "peak RSS before -> after"
+fi
+
+# count LABEL PREPARE ARGS...: the instructions `BIN ARGS` executes for each binary (after
+# PREPARE), under callgrind.
+count() {
+    local label=$1 prep=$2 b n=()
+    shift 2
+    for b in "$before" "$after"; do
+        [ -n "$prep" ] && eval "$prep" >/dev/null 2>&1
+        if ! valgrind --tool=callgrind --callgrind-out-file=/dev/null "$b" "$@" >/dev/null 2>"$work/err"; then
+            echo "compare.sh: failed under valgrind: $b $*" >&2
+            tail -n 5 "$work/err" | sed 's/^/    /' >&2
+            worse=1
+            return 0
+        fi
+        n+=("$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$work/err" | tail -n 1)")
+    done
+    local r verdict=""
+    r=$(awk -v a="${n[1]}" -v b="${n[0]}" 'BEGIN { printf "%.3f", a / b }')
+    if awk -v r="$r" -v t="$tolerance" 'BEGIN { exit !(r > 1 + t / 100) }'; then
+        verdict=" worse"
+        worse=1
+    fi
+    printf '%-40s %-26s %-26s %s\n' "$label" "$(awk -v n="${n[0]}" 'BEGIN { printf "%.1f M", n / 1e6 }')" \
+        "$(awk -v n="${n[1]}" 'BEGIN { printf "%.1f M", n / 1e6 }')" "${r}x$verdict"
+}
 
 # compare LABEL PREPARE ARGS...: ARGS run as `BIN ARGS` for each binary in turn.
 compare() {
+    if [ "$instructions" = 1 ]; then
+        count "$@"
+        return
+    fi
     local label=$1 prep=$2 i b
     shift 2
     local wb=() wa=() cb=() ca=() rb=() ra=()
