@@ -578,3 +578,48 @@ fn compare_bench_marks_every_command_of_a_slower_binary_worse() {
     }
     assert!(text.contains("more than 5% slower"), "{text}");
 }
+
+/// `benches/compare.sh --instructions` counts what each binary executes under callgrind:
+/// the same binary on both sides executes the same work, within 5%, on every row.
+#[test]
+fn compare_bench_counts_instructions_alike_for_the_same_binary() {
+    if crate::common::require_tool("valgrind").is_none() {
+        return;
+    }
+    let env = TestEnv::new();
+    let bin = assert_cmd::cargo::cargo_bin("stagegate");
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/compare.sh"))
+        .args(["--small", "--instructions", "--before"])
+        .arg(&bin)
+        .arg("--after")
+        .arg(&bin)
+        .arg("--out")
+        .arg(env.home().join("bench"))
+        .env("HOME", env.home())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{err}");
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("command "))
+        .skip(1)
+        .take_while(|l| !l.starts_with("no command of --after"))
+        .collect();
+    assert_eq!(rows.len(), 12, "{text}");
+    for row in rows {
+        // "LABEL  26.6 M  26.7 M  1.004x": the numbers before each "M".
+        let words: Vec<&str> = row.split_whitespace().collect();
+        let counts: Vec<f64> = words
+            .windows(2)
+            .filter(|w| w[1] == "M")
+            .filter_map(|w| w[0].parse::<f64>().ok())
+            .collect();
+        assert!(
+            counts.len() == 2 && counts.iter().all(|n| *n > 1.0),
+            "millions of instructions on both sides: {row}"
+        );
+    }
+}
