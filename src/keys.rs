@@ -92,6 +92,24 @@ macro_rules! string_newtype {
                 &self.0 == other
             }
         }
+
+        impl PartialEq<$name> for String {
+            fn eq(&self, other: &$name) -> bool {
+                self == &other.0
+            }
+        }
+
+        impl PartialEq<$name> for str {
+            fn eq(&self, other: &$name) -> bool {
+                self == other.0
+            }
+        }
+
+        impl PartialEq<$name> for &str {
+            fn eq(&self, other: &$name) -> bool {
+                *self == other.0
+            }
+        }
     };
 }
 
@@ -118,12 +136,26 @@ impl JobKey {
     pub fn short(&self) -> &str {
         prefix(&self.0, 12)
     }
+
+    /// Whether `prefix` names this key: how a person gives one on the command line.
+    pub fn starts_with(&self, prefix: &str) -> bool {
+        self.0.starts_with(prefix)
+    }
 }
 
 impl ContentKey {
-    /// The first 10 hex digits: how output and record ids name a candidate's content.
+    /// The first 10 hex digits: how output names a candidate's content.
     pub fn short(&self) -> &str {
         prefix(&self.0, 10)
+    }
+
+    /// The first 12 hex digits: how overrides name the content they are about, in an
+    /// approval's or a recheck's scope and as the id of an approval of the first format
+    /// (which had none of its own). Scopes are recorded in decisions and ids name records,
+    /// so this keeps the length they were written with: a format, not the short form
+    /// people read ([`ContentKey::short`]).
+    pub fn override_form(&self) -> &str {
+        prefix(&self.0, 12)
     }
 }
 
@@ -141,16 +173,17 @@ impl Digest {
     }
 }
 
-/// The hex digits a commit of the pipeline's own repository shows: a stage's head, a
-/// promotion, the ledger's tip.
+/// The hex digits most output shows of a commit: a stage's head, a promotion, a commit a
+/// forge is asked about.
 pub const COMMIT_DIGITS: usize = 10;
 
-/// The hex digits an upstream commit shows (a component's source, the steps of a
-/// bisection), and a branch that diverged from its remote: more, as those histories are
-/// another project's, often far larger.
-pub const UPSTREAM_DIGITS: usize = 12;
+/// The hex digits the rest shows: upstream commits (a component's tracked tip, the steps
+/// and findings of a bisection, the version `poll` gives a tracked commit), ledger commits,
+/// pushes and diverged branches, and the forge's comments. Where a version is made of it,
+/// it is part of a format and must stay.
+pub const LONG_COMMIT_DIGITS: usize = 12;
 
-/// Commit id `id` (hex) shortened to `digits` ([`COMMIT_DIGITS`] or [`UPSTREAM_DIGITS`]):
+/// Commit id `id` (hex) shortened to `digits` ([`COMMIT_DIGITS`] or [`LONG_COMMIT_DIGITS`]):
 /// all of it when it is shorter. For a `gix::ObjectId`, `to_hex_with_len` says the same.
 pub fn short_commit(id: &str, digits: usize) -> &str {
     prefix(id, digits)
@@ -285,6 +318,7 @@ mod tests {
         let key = JobKey::from(KEY);
         assert_eq!(key.short(), &KEY[..12]);
         assert_eq!(ContentKey::from(KEY).short(), &KEY[..10]);
+        assert_eq!(ContentKey::from(KEY).override_form(), &KEY[..12]);
         assert_eq!(
             Digest::from(format!("sha256:{KEY}")).short(),
             format!("sha256:{}", &KEY[..12])
@@ -292,7 +326,7 @@ mod tests {
         assert_eq!(Digest::from(KEY).short(), format!("sha256:{}", &KEY[..12]));
         let commit = "8e2f1c0d9b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e";
         assert_eq!(short_commit(commit, COMMIT_DIGITS), &commit[..10]);
-        assert_eq!(short_commit(commit, UPSTREAM_DIGITS), &commit[..12]);
+        assert_eq!(short_commit(commit, LONG_COMMIT_DIGITS), &commit[..12]);
         let oid = gix::ObjectId::from_hex(commit.as_bytes()).unwrap();
         assert_eq!(
             oid.to_hex_with_len(COMMIT_DIGITS).to_string(),

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::{Code, Ctx, Format, print_json};
 use crate::error::Result;
 use crate::gate::State;
+use crate::keys::ContentKey;
 use crate::ledger::Ledger;
 use crate::overrides::OverrideRef;
 use crate::plan::{CandidateId, Planner};
@@ -32,7 +33,7 @@ pub struct CandidateView {
     /// New on S (T does not have it).
     pub new: bool,
     /// The content key of S's version.
-    pub content: String,
+    pub content: ContentKey,
     pub state: State,
     /// The other candidates it is judged and moves with.
     pub with: Vec<CandidateId>,

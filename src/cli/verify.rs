@@ -145,9 +145,9 @@ fn artifact(
     stage: Option<&str>,
     format: Format,
 ) -> Result<Code> {
-    let hex = attest::parse_digest(digest)?;
+    let digest = attest::parse_digest(digest)?;
     let stage = stage.map(|s| planner.stage(s)).transpose()?;
-    let report = attest::verify_artifact(planner, &hex, stage)?;
+    let report = attest::verify_artifact(planner, &digest, stage)?;
     let holds = !report.checked.is_empty() && report.checked.iter().all(|c| c.holds);
     match format {
         Format::Json => print_json(&report),
@@ -157,7 +157,7 @@ fn artifact(
             }
             if report.checked.is_empty() {
                 println!(
-                    "FAIL sha256:{hex}: no verification summary{} in the results ledger or the store",
+                    "FAIL {digest}: no verification summary{} in the results ledger or the store",
                     stage
                         .map(|s| format!(" into {}", s.name))
                         .unwrap_or_default()
@@ -166,10 +166,10 @@ fn artifact(
             for c in &report.checked {
                 let mark = if c.holds { "ok  " } else { "FAIL" };
                 println!(
-                    "{mark} {} {} sha256:{} {} {}: promotion {}{}; from {}",
+                    "{mark} {} {} {} {} {}: promotion {}{}; from {}",
                     c.item,
                     c.version,
-                    &hex[..12],
+                    digest.short(),
                     if c.holds { "passed into" } else { "into" },
                     c.stage,
                     c.promotion.get(..10).unwrap_or(&c.promotion),

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::gate::{self, Evaluation, State};
+use crate::keys::{ContentKey, JobKey};
 use crate::ledger::{Ledger, LedgerView, Verdict};
 use crate::manifest::{Gate, Stage};
 use crate::plan::{CandidateId, MovePlan, Planner, short};
@@ -105,7 +106,7 @@ pub struct CandidateRecord {
     pub to: Option<String>,
     /// The content key of what moved (absent in records written before 0.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content: Option<String>,
+    pub content: Option<ContentKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,14 +121,14 @@ pub struct StayedRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct JobRecord {
-    pub key: String,
+    pub key: JobKey,
     pub job: String,
     pub verdict: String,
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baseline_key: Option<String>,
+    pub baseline_key: Option<JobKey>,
     /// Every attempt of the job, when there was more than one (a re-run adds to it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<gate::History>,
@@ -722,7 +723,7 @@ pub fn moved_edits(
     planner: &Planner,
     plan: &MovePlan,
     moved: &[CandidateId],
-    builds: &[(String, crate::manifest::ItemId)],
+    builds: &[(JobKey, crate::manifest::ItemId)],
     view: &LedgerView,
 ) -> Result<(crate::repo::Edits, Vec<String>)> {
     let repo = planner.repo;
@@ -794,7 +795,7 @@ pub fn promoted_tree(
     planner: &Planner,
     plan: &MovePlan,
     moved: &[CandidateId],
-    builds: &[(String, crate::manifest::ItemId)],
+    builds: &[(JobKey, crate::manifest::ItemId)],
     view: &LedgerView,
 ) -> Result<(ObjectId, Vec<String>)> {
     let repo = planner.repo;
@@ -817,7 +818,7 @@ pub fn promoted_tree(
 }
 
 /// The passing build jobs of the moving groups.
-fn builds_of(plan: &MovePlan, decided: &Decided) -> Vec<(String, crate::manifest::ItemId)> {
+fn builds_of(plan: &MovePlan, decided: &Decided) -> Vec<(JobKey, crate::manifest::ItemId)> {
     let mut out = Vec::new();
     for i in &decided.moving {
         for k in &plan.groups[*i].required {

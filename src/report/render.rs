@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::model::{Report, RunView, TestHistory};
 use super::svg;
 use crate::error::{Error, IoContext, Result};
+use crate::keys::JobKey;
 use crate::links::slug;
 
 /// Tested commits (columns) per page of the history grid.
@@ -244,7 +245,7 @@ fn test_pages(tests: &[TestHistory]) -> HashMap<(&str, u32), String> {
 
 /// A run's anchor on its test page.
 pub fn anchor(r: &RunView) -> String {
-    format!("run-{}-{}", &r.key[..r.key.len().min(12)], r.attempt)
+    format!("run-{}-{}", r.key.short(), r.attempt)
 }
 
 #[derive(Serialize)]
@@ -522,8 +523,9 @@ fn environment(forge: Option<String>) -> Result<Environment<'static>> {
             })
             .collect::<Vec<_>>()
     });
+    // Templates see keys as strings: typed again here, to name a run as `anchor` does.
     env.add_filter("anchor", |key: String, attempt: u32| {
-        format!("run-{}-{attempt}", &key[..key.len().min(12)])
+        format!("run-{}-{attempt}", JobKey::from(key).short())
     });
     for (name, text) in TEMPLATES {
         env.add_template(name, text).map_err(|e| Error::Infra {
