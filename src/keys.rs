@@ -13,9 +13,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// The first `n` characters of `s`, or all of `s` when it is shorter: a short form never
-/// panics on a value an older or foreign writer left shorter than usual.
+/// panics on a value an older or foreign writer left shorter than usual (or not hex).
 fn prefix(s: &str, n: usize) -> &str {
-    s.get(..n).unwrap_or(s)
+    s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
 }
 
 macro_rules! string_newtype {
@@ -272,6 +272,11 @@ mod tests {
             assert!(s.starts_with(c.short()));
             let d = Digest::from(s);
             assert!(d.short().starts_with("sha256:"));
+            assert_eq!(
+                short_commit(s, 2),
+                s.chars().take(2).collect::<String>(),
+                "characters, not bytes"
+            );
         }
     }
 

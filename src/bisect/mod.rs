@@ -304,7 +304,7 @@ fn target_on(
         return Err(Error::usage_help(
             format!(
                 "{id} pins the same upstream commit ({}) on {from} and {to}: what changed is in its manifest, not upstream",
-                &good[..good.len().min(12)]
+                short_commit(&good, LONG_COMMIT_DIGITS)
             ),
             format!(
                 "`{}` shows the change",
@@ -460,9 +460,9 @@ fn save(planner: &Planner, rec: &BisectRecord) -> Result<()> {
         rec.item,
         rec.to,
         summary,
-        &rec.good[..12],
+        short_commit(&rec.good, LONG_COMMIT_DIGITS),
         rec.to,
-        &rec.bad[..12],
+        short_commit(&rec.bad, LONG_COMMIT_DIGITS),
         rec.from,
         rec.tests
             .iter()
@@ -672,7 +672,7 @@ impl Bisector<'_, '_> {
         // A version of bisect's own: no manifest a stage holds says it, so these jobs
         // never share a key (and a result) with the gate's, whose verdicts stay as they
         // were judged.
-        let version = format!("bisect-{}", &commit[..12]);
+        let version = format!("bisect-{}", short_commit(commit, LONG_COMMIT_DIGITS));
         let text = crate::poll::pinned(&t.id, &t.manifest, &t.bad, commit, &version)?;
         let manifest = self.planner.repo.write_blob(text.as_bytes())?;
         let mut out = Vec::new();

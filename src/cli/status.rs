@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{Code, Ctx, Format, print_json};
 use crate::error::Result;
 use crate::gate::State;
-use crate::keys::ContentKey;
+use crate::keys::{COMMIT_DIGITS, ContentKey, short_commit};
 use crate::ledger::Ledger;
 use crate::overrides::OverrideRef;
 use crate::plan::{CandidateId, Planner};
@@ -133,9 +133,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 println!(
                     "{} ({}) → {} ({})",
                     v.from,
-                    &v.from_head[..10],
+                    short_commit(&v.from_head, COMMIT_DIGITS),
                     v.to,
-                    &v.to_head[..10]
+                    short_commit(&v.to_head, COMMIT_DIGITS)
                 );
                 for f in &v.frozen {
                     println!(

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::{Error, Result};
+use crate::keys::{COMMIT_DIGITS, short_commit};
 use crate::promote::attest;
 use crate::promote::verify::{Verdict, gated_stage, verify_commit};
 
@@ -129,7 +130,7 @@ pub fn print_verdict(stage: &str, v: &Verdict, w: &mut dyn std::io::Write) {
     let _ = writeln!(
         w,
         "{mark} {stage} {} {}: {}",
-        &v.commit[..10],
+        short_commit(&v.commit, COMMIT_DIGITS),
         v.kind,
         v.subject
     );
@@ -172,7 +173,7 @@ fn artifact(
                     digest.short(),
                     if c.holds { "passed into" } else { "into" },
                     c.stage,
-                    c.promotion.get(..10).unwrap_or(&c.promotion),
+                    short_commit(&c.promotion, COMMIT_DIGITS),
                     c.signer
                         .as_ref()
                         .map(|s| format!(", signed by {s}"))

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{Code, Ctx, Format, print_json};
 use crate::error::{Error, Result};
 use crate::gate::{GroupEval, JobState, ReasonKind, State};
-use crate::keys::{ContentKey, JobKey};
+use crate::keys::{ContentKey, JobKey, LONG_COMMIT_DIGITS, short_commit};
 use crate::ledger::Ledger;
 use crate::plan::candidate::content_of;
 use crate::plan::{CandidateId, Planner};
@@ -237,7 +237,7 @@ pub fn print_not_counted(
             println!(
                 "    {} — deleted by commit {}",
                 d.path,
-                &d.commit[..d.commit.len().min(12)]
+                short_commit(&d.commit, LONG_COMMIT_DIGITS)
             );
         }
     }
@@ -253,7 +253,7 @@ pub fn print_not_counted(
             "    {} — {} (ledger commit {})",
             n.path,
             n.why,
-            &n.commit[..n.commit.len().min(12)]
+            short_commit(&n.commit, LONG_COMMIT_DIGITS)
         );
     }
 }

@@ -493,7 +493,10 @@ fn environment() -> minijinja::Environment<'static> {
     env.add_filter("verdict", verdict_label);
     env.add_filter("cell", cell);
     env.add_filter("log", log_link);
-    env.add_filter("short", |s: String| s.chars().take(12).collect::<String>());
+    // Templates see commit ids as strings (the tested commit, the target's head).
+    env.add_filter("short", |s: String| {
+        crate::keys::short_commit(&s, crate::keys::LONG_COMMIT_DIGITS).to_string()
+    });
     env.add_template("pr-body.md.j2", PR_BODY)
         .expect("templates/pr-body.md.j2 parses");
     env.add_template("step-summary.md.j2", STEP_SUMMARY)

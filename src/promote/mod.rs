@@ -670,7 +670,7 @@ fn say_on_the_request(
         Err(e) => Some(format!(
             "could not say so on the {} that made {}: {e}",
             kind.request(),
-            &head.to_string()[..10]
+            head.to_hex_with_len(crate::keys::COMMIT_DIGITS)
         )),
     }
 }
@@ -701,7 +701,7 @@ fn forge_rewrite_note(planner: &Planner, to: &Stage, head: ObjectId) -> Result<O
         return Ok(None);
     }
     let v = verify::verify_commit(planner, to, head, None)?;
-    let short = &head.to_string()[..10];
+    let short = head.to_hex_with_len(crate::keys::COMMIT_DIGITS);
     Ok(Some(if v.holds {
         format!(
             "{}'s head {short} is a promotion squash- or rebase-merged by the forge: its tree is the promotion's and its decision verifies, but its history lost the promotion commit; merge promotion pull (or merge) requests with the merge button (GitLab: the merge-commit method, without squash), or let stagegate merge them once approved",

@@ -492,14 +492,17 @@ fn environment(forge: Option<String>) -> Result<Environment<'static>> {
         _ => minijinja::escape_formatter(out, state, value),
     });
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    // Commit ids, and job keys as these pages have always named them (their anchors
+    // included): 10 characters, where the rest of the output names a job by 12
+    // (`JobKey::short`). Kept, so that no page or link changes.
     env.add_filter("short", |s: String| s.chars().take(10).collect::<String>());
     // A commit: its short id, linked to the forge's page of it when there is one.
     env.add_filter("commit", move |s: String| {
-        let short: String = s.chars().take(10).collect();
+        let short = crate::keys::short_commit(&s, crate::keys::COMMIT_DIGITS);
         let hex = !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
         Value::from_safe_string(match (&forge, hex) {
             (Some(f), true) => format!("<a href=\"{f}/commit/{s}\"><code>{short}</code></a>"),
-            _ => format!("<code>{}</code>", html_escape(&short)),
+            _ => format!("<code>{}</code>", html_escape(short)),
         })
     });
     env.add_filter("age", age);
