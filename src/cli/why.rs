@@ -151,11 +151,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             && let Some(c) = plan.candidate(&id)
             && let Some(r) = judgement.facts.rejected.get(&c.content)
         {
-            let shown: Vec<&str> = g
+            let shown: Vec<&JobKey> = g
                 .iter()
-                .flat_map(|g| g.jobs.iter().map(|j| j.key.as_str()))
+                .flat_map(|g| g.jobs.iter().map(|j| &j.key))
                 .collect();
-            for key in r.failed.iter().filter(|k| !shown.contains(&k.as_str())) {
+            for key in r.failed.iter().filter(|k| !shown.contains(k)) {
                 if let Some(res) = view.latest(key)? {
                     rejected_by.push(RejectedBy {
                         key: key.clone(),

@@ -229,13 +229,13 @@ fn charts(runs: &[&RunView], name: &str) -> Value {
 }
 
 /// Where each run is shown: (key, attempt) → its test page and anchor.
-fn test_pages(tests: &[TestHistory]) -> HashMap<(&str, u32), String> {
+fn test_pages(tests: &[TestHistory]) -> HashMap<(&JobKey, u32), String> {
     let mut out = HashMap::new();
     for t in tests {
         let base = t.page.trim_end_matches(".html");
         for (i, r) in t.runs.iter().enumerate() {
             out.insert(
-                (r.key.as_str(), r.attempt),
+                (&r.key, r.attempt),
                 format!("{}#{}", numbered(base, i / RUNS_PER_PAGE), anchor(r)),
             );
         }
@@ -274,7 +274,7 @@ struct Badge {
 fn grid<'a>(
     tests: &'a [TestHistory],
     flights: &[super::model::Flight],
-    pages: &HashMap<(&str, u32), String>,
+    pages: &HashMap<(&JobKey, u32), String>,
 ) -> Vec<Row<'a>> {
     let column: BTreeMap<&str, usize> = flights
         .iter()
@@ -312,7 +312,7 @@ fn grid<'a>(
                     verdict: r.verdict.as_str(),
                     role: r.role.clone(),
                     href: pages
-                        .get(&(r.key.as_str(), r.attempt))
+                        .get(&(&r.key, r.attempt))
                         .cloned()
                         .unwrap_or_else(|| t.page.clone()),
                     title: format!(

@@ -570,10 +570,10 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
         }
     }
     if !jobs.is_empty() && !opts.export {
-        let chosen: HashSet<&str> = jobs.iter().map(|j| j.key.as_str()).collect();
+        let chosen: HashSet<&JobKey> = jobs.iter().map(|j| &j.key).collect();
         for w in work
             .iter()
-            .filter(|w| w.plan.jobs.keys().any(|k| chosen.contains(k.as_str())))
+            .filter(|w| w.plan.jobs.keys().any(|k| chosen.contains(k)))
         {
             crate::trust::require_signer(&w.plan.to.name, w.plan.trust.as_ref())?;
         }
