@@ -21,11 +21,16 @@ fn prefix(s: &str, n: usize) -> &str {
 macro_rules! string_newtype {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(
-            Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-        )]
+        #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(String);
+
+        /// As the string's: a message that quotes one (`{:?}`) reads as it did.
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
 
         impl $name {
             pub fn as_str(&self) -> &str {
@@ -316,6 +321,15 @@ mod tests {
         assert_eq!(back, typed);
         // Looked up by `&str`, as a key from the command line is.
         assert_eq!(typed.get("ff"), Some(&2));
+    }
+
+    /// Messages quote a key or a digest with `{:?}`: the quotes are the string's.
+    #[test]
+    fn debug_is_the_strings() {
+        assert_eq!(format!("{:?}", JobKey::from(KEY)), format!("{KEY:?}"));
+        assert_eq!(format!("{:?}", ContentKey::from(KEY)), format!("{KEY:?}"));
+        assert_eq!(format!("{:?}", Digest::from("sha256:ab")), "\"sha256:ab\"");
+        assert_eq!(format!("{}", JobKey::from(KEY)), KEY);
     }
 
     #[test]
