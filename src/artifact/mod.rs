@@ -154,11 +154,11 @@ impl Store {
             hash_and_size(file).io_context(|| format!("reading {}", file.display()))?;
         let digest = Digest::from(format!("sha256:{hex}"));
         remote
-            .push_file(file, digest.as_str(), size, media_of(kind), annotations)
+            .push_file(file, &digest, size, media_of(kind), annotations)
             .map_err(store_error)?;
         self.cache_by_reflink(file, &hex);
         Ok(Stored {
-            location: remote.location(digest.as_str()),
+            location: remote.location(&digest),
             digest,
             size,
         })
@@ -183,14 +183,14 @@ impl Store {
         remote
             .push_file(
                 &self.path_of(hex),
-                local.digest.as_str(),
+                &local.digest,
                 local.size,
                 media_of(kind),
                 annotations,
             )
             .map_err(store_error)?;
         Ok(Stored {
-            location: remote.location(local.digest.as_str()),
+            location: remote.location(&local.digest),
             ..local
         })
     }
@@ -380,7 +380,7 @@ impl Store {
             let tmp = tempfile::NamedTempFile::new_in(&dir)
                 .map_err(|e| format!("writing into {}: {e}", dir.display()))?;
             registry
-                .pull_to(digest.as_str(), tmp.path())
+                .pull_to(digest, tmp.path())
                 .map_err(|e| format!("fetching {digest}: {e}"))?;
             return persist_read_only(tmp, &self.path_of(digest.hex())).map_err(|e| e.to_string());
         }
@@ -448,7 +448,7 @@ impl Store {
         let hex = digest.hex();
         if let Some(remote) = &self.remote {
             return remote
-                .push_referrer(digest.as_str(), content.to_vec(), media_type, annotations)
+                .push_referrer(digest, content.to_vec(), media_type, annotations)
                 .map_err(store_error);
         }
         let dir = self.root.join("sha256");
@@ -474,7 +474,7 @@ impl Store {
         let hex = digest.hex();
         if let Some(remote) = &self.remote {
             return Ok(remote
-                .referrers(digest.as_str(), media_type)
+                .referrers(digest, media_type)
                 .map_err(store_error)?
                 .into_iter()
                 .map(|a| (a.location, a.content))

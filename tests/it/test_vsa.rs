@@ -306,7 +306,7 @@ fn a_promotion_to_stable_pushes_a_vsa_referrer_that_verify_checks() {
     let store = stagegate::artifact::oci::Registry::open(&registry.store(repo)).unwrap();
     store
         .push_referrer(
-            &digest,
+            &stagegate::keys::Digest::from(digest.as_str()),
             forged,
             stagegate::dsse::MEDIA_TYPE,
             Default::default(),
