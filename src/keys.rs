@@ -168,8 +168,7 @@ impl Digest {
     /// `sha256:` and the first 12 hex digits: how output names an artifact. A digest
     /// written without its algorithm gets the prefix too.
     pub fn short(&self) -> String {
-        let hex = self.0.strip_prefix("sha256:").unwrap_or(&self.0);
-        format!("sha256:{}", prefix(hex, 12))
+        format!("sha256:{}", prefix(self.hex(), 12))
     }
 
     /// The hex digits after `sha256:` (all of it, for a digest written without one).
@@ -319,8 +318,11 @@ mod tests {
         let json = serde_json::to_string(&strings).unwrap();
         let back: BTreeMap<JobKey, usize> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, typed);
-        // Looked up by `&str`, as a key from the command line is.
+        // Looked up by `&str`, as a key from the command line is: `Borrow<str>` agrees with
+        // the derived order and hash.
         assert_eq!(typed.get("ff"), Some(&2));
+        let hashed: std::collections::HashMap<JobKey, usize> = typed.clone().into_iter().collect();
+        assert_eq!(hashed.get("a10"), Some(&6));
     }
 
     /// Messages quote a key or a digest with `{:?}`: the quotes are the string's.
