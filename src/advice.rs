@@ -5,9 +5,12 @@
 //! Gate reasons, `why`, `status` and error helps build their advice here instead of writing
 //! `stagegate …` by hand, so the command line of each kind is written once and a test
 //! (`tests/it/test_advice.rs`) can list every kind ([`Advice::KINDS`]) and run each as
-//! printed. This module knows no other module: it only renders.
+//! printed. This module knows no other module but [`crate::keys`] (a job is named by its
+//! short key): it only renders.
 
 use std::fmt;
+
+use crate::keys::JobKey;
 
 /// A command stagegate suggests. A reason the command requires is rendered as the
 /// placeholder `--reason …`, which the person replaces with theirs.
@@ -17,12 +20,12 @@ pub enum Advice {
     Run,
     /// `stagegate run --failed`: run the erroring jobs now, without waiting for the backoff.
     RunFailed,
-    /// `stagegate run --job KEY`: run this one job.
-    RunJob { key: String },
+    /// `stagegate run --job KEY`: run this one job (named by its short key).
+    RunJob { key: JobKey },
     /// `stagegate recheck ITEM [--stage S] --reason …`: run its failing jobs again.
     Recheck { item: String, stage: Option<String> },
     /// `stagegate waive KEY --reason …`: a failing result that must not block.
-    Waive { key: String },
+    Waive { key: JobKey },
     /// `stagegate approve CANDIDATE --stage S --reason …`: let a pipeline change move.
     Approve { candidate: String, stage: String },
     /// `stagegate release ITEM`: lift a hold.
@@ -30,7 +33,7 @@ pub enum Advice {
     /// `stagegate unfreeze STAGE`: lift the freezes of a stage.
     Unfreeze { stage: String },
     /// `stagegate log-of KEY`: print a job's log.
-    LogOf { key: String },
+    LogOf { key: JobKey },
     /// `stagegate why ITEM`: why an item is or is not promoted.
     Why { item: String },
     /// `stagegate status`: where every stage stands.
@@ -158,7 +161,7 @@ impl Advice {
         match self {
             Advice::Run => vec!["run"],
             Advice::RunFailed => vec!["run", "--failed"],
-            Advice::RunJob { key } => vec!["run", "--job", key],
+            Advice::RunJob { key } => vec!["run", "--job", key.short()],
             Advice::Recheck { item, stage } => {
                 let mut w = vec!["recheck", item.as_str()];
                 if let Some(s) = stage {
@@ -166,11 +169,11 @@ impl Advice {
                 }
                 w
             }
-            Advice::Waive { key } => vec!["waive", key],
+            Advice::Waive { key } => vec!["waive", key.short()],
             Advice::Approve { candidate, stage } => vec!["approve", candidate, "--stage", stage],
             Advice::Release { item } => vec!["release", item],
             Advice::Unfreeze { stage } => vec!["unfreeze", stage],
-            Advice::LogOf { key } => vec!["log-of", key],
+            Advice::LogOf { key } => vec!["log-of", key.short()],
             Advice::Why { item } => vec!["why", item],
             Advice::Status => vec!["status"],
             Advice::Check => vec!["check"],

@@ -16,6 +16,7 @@ use crate::bisect::record::BisectRecord;
 use crate::bisect::{self, Outcome, Progress, Target};
 use crate::error::{Error, Result};
 use crate::judge::{self, Judgement};
+use crate::keys::JobKey;
 use crate::ledger::Ledger;
 use crate::manifest::ItemId;
 use crate::plan::{Job, MovePlan, Planner};
@@ -102,7 +103,7 @@ fn heartbeat(planner: &Planner, opts: &session::Options, now: i64) {
 
 /// The job keys whose failure rejects a candidate in `judgement` (a standing rejection
 /// does not count: it said no before).
-pub fn rejecting(judgement: &Judgement) -> BTreeSet<String> {
+pub fn rejecting(judgement: &Judgement) -> BTreeSet<JobKey> {
     judgement
         .decided
         .evaluation
@@ -134,7 +135,7 @@ pub fn run_for_gate(
     let ledger = Ledger::new(planner.repo, &planner.pipeline.results_ref);
     let mut work = judge::judge(planner, plan.clone(), &ledger.view()?, now)?.work();
     let mut reports: Vec<Report> = Vec::new();
-    let mut tried: BTreeSet<String> = BTreeSet::new();
+    let mut tried: BTreeSet<JobKey> = BTreeSet::new();
     for _round in 0..3 {
         let report = session::run(planner, std::slice::from_ref(&work), opts, sink.clone())?;
         let interrupted = report.interrupted;

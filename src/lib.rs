@@ -19,6 +19,7 @@ pub mod error;
 pub mod forge;
 pub mod gate;
 pub mod judge;
+pub mod keys;
 pub mod ledger;
 pub mod links;
 pub mod lockdiff;

@@ -12,6 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::keys::{Digest, JobKey};
 use crate::manifest::{CandidateId, ItemId};
 
 pub const RECORDS_DIR: &str = ".stagegate";
@@ -41,7 +42,7 @@ pub struct BuiltRecord {
     pub item: String,
     pub version: String,
     /// `sha256:<hex>` of the artifact.
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     /// Where the store keeps it (a store URL).
     pub location: String,
@@ -52,7 +53,7 @@ pub struct BuiltRecord {
     /// of this image is given once this record is on the stage it builds for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheRecord>,
-    pub build_job: String,
+    pub build_job: JobKey,
     pub builder: String,
     /// RFC 3339 time the build finished.
     pub built_at: String,
@@ -64,7 +65,7 @@ pub struct BuiltRecord {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CacheRecord {
     /// `sha256:<hex>` of the cache file.
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     /// Where the store keeps it (a store URL).
     pub location: String,

@@ -23,9 +23,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, IoContext, Result};
+use crate::keys::Digest;
 
 pub struct Store {
     /// The store's directory, or a registry's local cache.
@@ -71,7 +72,7 @@ enum Take {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     /// `sha256:<hex>`
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     /// `file://…` or `oci://HOST/REPO@sha256:…`: where any runner finds it.
     pub location: String,
@@ -151,7 +152,7 @@ impl Store {
         // again, and nothing is written here unless a reflink makes it free.
         let (hex, size) =
             hash_and_size(file).io_context(|| format!("reading {}", file.display()))?;
-        let digest = format!("sha256:{hex}");
+        let digest = Digest::from(format!("sha256:{hex}"));
         remote
             .push_file(file, &digest, size, media_of(kind), annotations)
             .map_err(store_error)?;
@@ -178,7 +179,7 @@ impl Store {
         let Some(remote) = &self.remote else {
             return Ok(local);
         };
-        let hex = local.digest.trim_start_matches("sha256:");
+        let hex = local.digest.hex();
         remote
             .push_file(
                 &self.path_of(hex),
@@ -235,7 +236,7 @@ impl Store {
             v.insert(hex.clone());
         }
         Ok(Stored {
-            digest: format!("sha256:{hex}"),
+            digest: Digest::from(format!("sha256:{hex}")),
             size,
             location: format!("file://{}", dest.display()),
         })
@@ -301,10 +302,11 @@ impl Store {
     /// says it was stored; it is copied or pulled in when this store lacks it.
     pub fn get(
         &self,
-        digest: &str,
+        digest: &Digest,
         location: Option<&str>,
     ) -> std::result::Result<PathBuf, String> {
         let hex = digest
+            .as_str()
             .strip_prefix("sha256:")
             .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
             .ok_or_else(|| format!("unsupported digest {digest:?}"))?;
@@ -357,7 +359,7 @@ impl Store {
 
     /// Bring the file `digest` into the store's directory from `location` (a registry, or
     /// another directory), or from this store's registry.
-    fn fetch(&self, digest: &str, location: Option<&str>) -> std::result::Result<(), String> {
+    fn fetch(&self, digest: &Digest, location: Option<&str>) -> std::result::Result<(), String> {
         let from_registry = location
             .filter(|l| oci::is_oci(l))
             .and_then(|l| l.rsplit_once('@').map(|(url, _)| url));
@@ -380,8 +382,7 @@ impl Store {
             registry
                 .pull_to(digest, tmp.path())
                 .map_err(|e| format!("fetching {digest}: {e}"))?;
-            let hex = digest.trim_start_matches("sha256:");
-            return persist_read_only(tmp, &self.path_of(hex)).map_err(|e| e.to_string());
+            return persist_read_only(tmp, &self.path_of(digest.hex())).map_err(|e| e.to_string());
         }
         let src = location
             .and_then(|l| l.strip_prefix("file://"))
@@ -392,7 +393,7 @@ impl Store {
                 let stored = self
                     .put_local(&src, Take::Copy)
                     .map_err(|e| format!("fetching {digest} from {}: {e}", src.display()))?;
-                if stored.digest != digest {
+                if stored.digest != *digest {
                     return Err(format!(
                         "artifact {} is corrupt: its content hashes to {}, not {digest}",
                         src.display(),
@@ -438,13 +439,13 @@ impl Store {
     /// Returns where it is.
     pub fn attach(
         &self,
-        digest: &str,
+        digest: &Digest,
         suffix: &str,
         content: &[u8],
         media_type: &str,
         annotations: BTreeMap<String, String>,
     ) -> Result<String> {
-        let hex = digest.trim_start_matches("sha256:");
+        let hex = digest.hex();
         if let Some(remote) = &self.remote {
             return remote
                 .push_referrer(digest, content.to_vec(), media_type, annotations)
@@ -466,11 +467,11 @@ impl Store {
     /// `suffix` (a directory) or of `media_type` (a registry): (location, content).
     pub fn attached(
         &self,
-        digest: &str,
+        digest: &Digest,
         suffix: &str,
         media_type: &str,
     ) -> Result<Vec<(String, Vec<u8>)>> {
-        let hex = digest.trim_start_matches("sha256:");
+        let hex = digest.hex();
         if let Some(remote) = &self.remote {
             return Ok(remote
                 .referrers(digest, media_type)
@@ -499,14 +500,15 @@ impl Store {
 }
 
 /// The digest a store location names: `oci://…@sha256:<hex>`, or `file://…/sha256/<hex>`.
-fn digest_in(location: &str) -> Option<String> {
+fn digest_in(location: &str) -> Option<Digest> {
     let hex = if oci::is_oci(location) {
         location.rsplit_once("@sha256:")?.1
     } else {
         let (dir, hex) = location.strip_prefix("file://")?.rsplit_once('/')?;
         dir.ends_with("/sha256").then_some(hex)?
     };
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("sha256:{hex}"))
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| Digest::from(format!("sha256:{hex}")))
 }
 
 fn open_registry(url: &str) -> Result<oci::Registry> {

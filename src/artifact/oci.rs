@@ -43,6 +43,8 @@ use oci_client::manifest::{
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
 
+use crate::keys::Digest;
+
 /// What went wrong talking to a registry.
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
@@ -176,7 +178,7 @@ impl Registry {
     }
 
     /// Where the blob `digest` lives: `oci://HOST/REPO@sha256:…`.
-    pub fn location(&self, digest: &str) -> String {
+    pub fn location(&self, digest: &Digest) -> String {
         format!("{}@{digest}", self.url())
     }
 
@@ -214,12 +216,12 @@ impl Registry {
     pub fn push_file(
         &self,
         path: &Path,
-        digest: &str,
+        digest: &Digest,
         size: u64,
         artifact_type: &str,
         annotations: BTreeMap<String, String>,
     ) -> Result<(), OciError> {
-        let hex = digest.strip_prefix("sha256:").unwrap_or(digest).to_string();
+        let hex = digest.hex().to_string();
         let image = self.reference(&tag_of(&hex));
         let (client, auth) = (self.client.clone(), self.auth.clone());
         let file = path.to_path_buf();
@@ -290,8 +292,8 @@ impl Registry {
 
     /// The manifest that keeps the blob `digest` in this repository: its descriptor, and
     /// whether it was found only under the tag stores before 0.2 wrote (`sha256-<hex>`).
-    pub fn artifact_manifest(&self, digest: &str) -> Result<(OciDescriptor, bool), OciError> {
-        let hex = digest.strip_prefix("sha256:").unwrap_or(digest).to_string();
+    pub fn artifact_manifest(&self, digest: &Digest) -> Result<(OciDescriptor, bool), OciError> {
+        let hex = digest.hex().to_string();
         let (client, auth) = (self.client.clone(), self.auth.clone());
         let (host, repo) = (self.host.clone(), self.repo.clone());
         let failed = self.failed(&format!("finding the manifest of {digest} in"));
@@ -310,12 +312,12 @@ impl Registry {
     /// Returns the referrer's location.
     pub fn push_referrer(
         &self,
-        digest: &str,
+        digest: &Digest,
         content: Vec<u8>,
         media_type: &str,
         annotations: BTreeMap<String, String>,
     ) -> Result<String, OciError> {
-        let hex = digest.strip_prefix("sha256:").unwrap_or(digest).to_string();
+        let hex = digest.hex().to_string();
         let (client, auth) = (self.client.clone(), self.auth.clone());
         let (host, repo) = (self.host.clone(), self.repo.clone());
         let media_type = media_type.to_string();
@@ -427,8 +429,8 @@ impl Registry {
     /// The attestations of `media_type` attached to the artifact whose blob is `digest`
     /// (none when the artifact is not in this registry), each read and checked against
     /// its digest.
-    pub fn referrers(&self, digest: &str, media_type: &str) -> Result<Vec<Attached>, OciError> {
-        let hex = digest.strip_prefix("sha256:").unwrap_or(digest).to_string();
+    pub fn referrers(&self, digest: &Digest, media_type: &str) -> Result<Vec<Attached>, OciError> {
+        let hex = digest.hex().to_string();
         let (client, auth) = (self.client.clone(), self.auth.clone());
         let (host, repo) = (self.host.clone(), self.repo.clone());
         let media_type = media_type.to_string();
@@ -486,7 +488,7 @@ impl Registry {
     /// The response is hashed as it is read, on the registry's runtime, while a thread of
     /// its own writes what was read: the two overlap, and at most a few chunks are in
     /// memory at once.
-    pub fn pull_to(&self, digest: &str, dest: &Path) -> Result<(), OciError> {
+    pub fn pull_to(&self, digest: &Digest, dest: &Path) -> Result<(), OciError> {
         let image = self.reference("latest");
         let (client, auth) = (self.client.clone(), self.auth.clone());
         let dest = dest.to_path_buf();

@@ -160,5 +160,6 @@ impl Upstream {
 
 /// The first 12 hex digits of a commit id.
 pub fn short(id: ObjectId) -> String {
-    id.to_hex_with_len(12).to_string()
+    id.to_hex_with_len(crate::keys::LONG_COMMIT_DIGITS)
+        .to_string()
 }

@@ -37,6 +37,7 @@ use gix::ObjectId;
 use crate::advice::Advice;
 use crate::error::{Error, Result};
 use crate::gate::{JobState, State};
+use crate::keys::{ContentKey, JobKey, LONG_COMMIT_DIGITS, short_commit};
 use crate::ledger::{Ledger, Verdict};
 use crate::manifest::{BisectPolicy, ItemId, ItemKind};
 use crate::plan::{CandidateId, Job, JobKind, MovePlan, Planner, Role};
@@ -80,7 +81,7 @@ pub enum Progress<'a> {
 pub struct Target {
     pub id: ItemId,
     pub plan: MovePlan,
-    pub content: String,
+    pub content: ContentKey,
     /// T's upstream commit and the candidate's, as the manifests write them.
     pub good: String,
     pub bad: String,
@@ -228,8 +229,12 @@ pub fn due(planner: &Planner, judgement: &crate::judge::Judgement) -> Result<Vec
 
 /// The keys of the jobs a rejection rests on: those the gate sees regress now, and those
 /// the recorded rejection names.
-fn regressed(g: &crate::gate::GroupEval, facts: &crate::gate::Facts, content: &str) -> Vec<String> {
-    let mut keys: Vec<String> = g
+fn regressed(
+    g: &crate::gate::GroupEval,
+    facts: &crate::gate::Facts,
+    content: &ContentKey,
+) -> Vec<JobKey> {
+    let mut keys: Vec<JobKey> = g
         .jobs
         .iter()
         .filter(|j| j.state == JobState::Regression)
@@ -247,8 +252,8 @@ fn target_on(
     planner: &Planner,
     id: ItemId,
     plan: MovePlan,
-    content: String,
-    keys: &[String],
+    content: ContentKey,
+    keys: &[JobKey],
 ) -> Result<Target> {
     let (from, to) = (&plan.from.name, &plan.to.name);
     let s = planner.snapshot(plan.from_head)?;
@@ -299,7 +304,7 @@ fn target_on(
         return Err(Error::usage_help(
             format!(
                 "{id} pins the same upstream commit ({}) on {from} and {to}: what changed is in its manifest, not upstream",
-                &good[..good.len().min(12)]
+                short_commit(&good, LONG_COMMIT_DIGITS)
             ),
             format!(
                 "`{}` shows the change",
@@ -455,9 +460,9 @@ fn save(planner: &Planner, rec: &BisectRecord) -> Result<()> {
         rec.item,
         rec.to,
         summary,
-        &rec.good[..12],
+        short_commit(&rec.good, LONG_COMMIT_DIGITS),
         rec.to,
-        &rec.bad[..12],
+        short_commit(&rec.bad, LONG_COMMIT_DIGITS),
         rec.from,
         rec.tests
             .iter()
@@ -667,7 +672,7 @@ impl Bisector<'_, '_> {
         // A version of bisect's own: no manifest a stage holds says it, so these jobs
         // never share a key (and a result) with the gate's, whose verdicts stay as they
         // were judged.
-        let version = format!("bisect-{}", &commit[..12]);
+        let version = format!("bisect-{}", short_commit(commit, LONG_COMMIT_DIGITS));
         let text = crate::poll::pinned(&t.id, &t.manifest, &t.bad, commit, &version)?;
         let manifest = self.planner.repo.write_blob(text.as_bytes())?;
         let mut out = Vec::new();

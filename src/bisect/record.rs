@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::keys::{ContentKey, JobKey, LONG_COMMIT_DIGITS, short_commit};
 use crate::ledger::LedgerView;
 
 /// One bisect of one rejected candidate content.
@@ -20,7 +21,7 @@ pub struct BisectRecord {
     pub from: String,
     pub to: String,
     /// The candidate's content key (what the rejection is about).
-    pub content: String,
+    pub content: ContentKey,
     /// `source.git` as the manifest writes it.
     pub upstream: String,
     /// T's upstream commit (passes) and the candidate's (fails).
@@ -72,7 +73,7 @@ pub struct StepRecord {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub flaky: bool,
     /// The job keys of its results in the ledger.
-    pub keys: Vec<String>,
+    pub keys: Vec<JobKey>,
 }
 
 impl BisectRecord {
@@ -89,11 +90,11 @@ impl BisectRecord {
         match &self.first_bad {
             Some(c) => format!(
                 "first bad upstream commit {} \"{}\"{} (bisected in {} step{} over {} commit{}, each result reproduced {}×)",
-                &c.commit[..c.commit.len().min(12)],
+                short_commit(&c.commit, LONG_COMMIT_DIGITS),
                 c.subject,
                 self.merged_by
                     .as_ref()
-                    .map(|m| format!(", merged by {}", &m[..m.len().min(12)]))
+                    .map(|m| format!(", merged by {}", short_commit(m, LONG_COMMIT_DIGITS)))
                     .unwrap_or_default(),
                 self.steps_between(),
                 if self.steps_between() == 1 { "" } else { "s" },
@@ -109,12 +110,12 @@ impl BisectRecord {
     }
 }
 
-pub fn dir(to: &str, content: &str) -> String {
+pub fn dir(to: &str, content: &ContentKey) -> String {
     format!("bisect/{to}/{content}")
 }
 
 /// The newest bisect of `content` into `to`, if any.
-pub fn latest(view: &LedgerView, to: &str, content: &str) -> Result<Option<BisectRecord>> {
+pub fn latest(view: &LedgerView, to: &str, content: &ContentKey) -> Result<Option<BisectRecord>> {
     let dir = dir(to, content);
     let Some(name) = view.list(&dir)?.into_iter().max() else {
         return Ok(None);

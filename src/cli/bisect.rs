@@ -4,6 +4,7 @@ use super::{Code, Ctx, Format, print_json};
 use crate::bisect::record::{BisectRecord, StepRecord};
 use crate::bisect::{self, Outcome, Progress};
 use crate::error::Result;
+use crate::keys::{LONG_COMMIT_DIGITS, short_commit};
 use crate::plan::Job;
 
 /// Find the first bad upstream commit of a rejected component.
@@ -58,9 +59,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     if text {
         println!(
             "bisecting {id} between {} ({}) and {} ({}), replaying {}; each result must reproduce {}×",
-            &target.good[..target.good.len().min(12)],
+            short_commit(&target.good, LONG_COMMIT_DIGITS),
             target.plan.to.name,
-            &target.bad[..target.bad.len().min(12)],
+            short_commit(&target.bad, LONG_COMMIT_DIGITS),
             target.plan.from.name,
             tests(&target.jobs),
             opts.reproduce
@@ -122,7 +123,7 @@ fn step_line(s: &StepRecord) -> String {
     format!(
         "{:<4} {} {} — {} passed, {} failed{} {role}",
         s.verdict,
-        &s.commit[..12],
+        short_commit(&s.commit, LONG_COMMIT_DIGITS),
         s.subject,
         s.passed,
         s.failed,

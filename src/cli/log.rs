@@ -2,6 +2,7 @@
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::Result;
+use crate::keys::{COMMIT_DIGITS, short_commit};
 use crate::trail::{Entry, collect};
 
 /// The audit trail, newest first: promotions (with version changes, verdict counts and the
@@ -50,7 +51,7 @@ pub fn print_entry(e: &Entry) {
         "{when}  {:<8} {:<15} {}",
         e.kind,
         stage,
-        short_str(&e.commit)
+        short_commit(&e.commit, COMMIT_DIGITS)
     );
     if let (Some(id), Some(scope)) = (&e.id, &e.scope) {
         println!(
@@ -66,7 +67,7 @@ pub fn print_entry(e: &Entry) {
     if let Some(t) = &e.tested {
         println!(
             "    tested {}{}",
-            short_str(t),
+            short_commit(t, COMMIT_DIGITS),
             e.results
                 .as_ref()
                 .map(|r| format!(": {r}"))
@@ -82,8 +83,4 @@ pub fn print_entry(e: &Entry) {
     if let Some(b) = &e.by {
         println!("    by {b}");
     }
-}
-
-fn short_str(s: &str) -> &str {
-    &s[..s.len().min(10)]
 }

@@ -52,7 +52,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         Error::usage_help(
             format!(
                 "job {} has no attempt {}",
-                &key[..12],
+                key.short(),
                 args.attempt.unwrap_or_default()
             ),
             format!("it has {}", super::count(results.len(), "recorded attempt")),
@@ -69,7 +69,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let location = record.log.as_deref().ok_or_else(|| {
         Error::usage(format!(
             "job {} ({}) has no log recorded: it never started",
-            &key[..12],
+            key.short(),
             record.name
         ))
     })?;

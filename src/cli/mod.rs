@@ -288,7 +288,12 @@ pub fn print_edit(e: &crate::promote::edits::Edited, format: Format) {
     match format {
         Format::Json => print_json(e),
         Format::Text => match &e.commit {
-            Some(c) => println!("{} ({} on {})", e.message, &c[..10], e.stage),
+            Some(c) => println!(
+                "{} ({} on {})",
+                e.message,
+                crate::keys::short_commit(c, crate::keys::COMMIT_DIGITS),
+                e.stage
+            ),
             None => println!("{}", e.message),
         },
     }

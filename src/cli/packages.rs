@@ -92,7 +92,7 @@ pub fn candidate(
             && let Some(lock) = r.artifact.and_then(|a| a.lock)
         {
             return Ok(Some(Built {
-                from: format!("build {}", &j.key[..12.min(j.key.len())]),
+                from: format!("build {}", j.key.short()),
                 version: version.clone().unwrap_or_default(),
                 lock,
             }));

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::{Code, Ctx, print_json};
 use crate::error::Result;
+use crate::keys::JobKey;
 use crate::ledger::{Ledger, Verdict};
 use crate::plan::{Job, MovePlan, describe};
 
@@ -72,7 +73,7 @@ struct MoveView<'a> {
 }
 
 /// The latest verdict of every job in `plans`.
-pub fn verdicts(ledger: &Ledger, plans: &[MovePlan]) -> Result<BTreeMap<String, Option<Verdict>>> {
+pub fn verdicts(ledger: &Ledger, plans: &[MovePlan]) -> Result<BTreeMap<JobKey, Option<Verdict>>> {
     let view = ledger.view()?;
     let mut out = BTreeMap::new();
     for p in plans {
@@ -178,7 +179,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 eprintln!(
                     "left out of the matrix: {} ({}): {}",
                     l.name,
-                    &l.key[..12],
+                    l.key.short(),
                     l.reason
                 );
             }
@@ -232,7 +233,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                         println!(
                             "    {:<50} {}  {}{}",
                             describe(job),
-                            &key[..12],
+                            key.short(),
                             result,
                             needs_note(job)
                         );
@@ -242,7 +243,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                             println!(
                                 "    {:<50} {}  {}{}",
                                 describe(&p.jobs[b]),
-                                &b[..12],
+                                b.short(),
                                 bres,
                                 needs_note(&p.jobs[b])
                             );
@@ -276,7 +277,7 @@ pub const DEFAULT_RUNS_ON: &str = "ubuntu-latest";
 /// One job of a GitHub matrix: the key `run --job` takes, its name, and where it runs.
 #[derive(Serialize)]
 struct MatrixEntry {
-    key: String,
+    key: JobKey,
     name: String,
     stage: String,
     needs: Vec<String>,
@@ -287,7 +288,7 @@ struct MatrixEntry {
 /// A job no runner of the matrix can serve: a label it needs has no `runs-on`.
 #[derive(Serialize)]
 struct LeftOut {
-    key: String,
+    key: JobKey,
     name: String,
     stage: String,
     needs: Vec<String>,
@@ -521,7 +522,7 @@ mod tests {
 
     fn entry(key: &str, needs: &[&str], tags: &[&str]) -> MatrixEntry {
         MatrixEntry {
-            key: key.repeat(12),
+            key: key.repeat(12).into(),
             name: format!("test  {key}"),
             stage: "stable".into(),
             needs: needs.iter().map(|s| s.to_string()).collect(),

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::{Error, Result};
+use crate::keys::JobKey;
 use crate::ledger::{Ledger, Verdict};
 use crate::overrides::{RecheckRecord, RecheckedJob};
 use crate::plan::CandidateId;
@@ -72,8 +73,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             }
             pending_somewhere = true;
             let mut jobs: Vec<RecheckedJob> = Vec::new();
-            let mut add = |key: &str, label: &str| -> Result<()> {
-                if jobs.iter().any(|x| x.key == key) {
+            let mut add = |key: &JobKey, label: &str| -> Result<()> {
+                if jobs.iter().any(|x| x.key == *key) {
                     return Ok(());
                 }
                 let Some(latest) = view.latest(key)? else {
@@ -84,7 +85,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                     Verdict::Fail | Verdict::Error | Verdict::Skipped
                 ) {
                     jobs.push(RecheckedJob {
-                        key: key.to_string(),
+                        key: key.clone(),
                         job: label.to_string(),
                         attempt: latest.attempt,
                     });
@@ -194,7 +195,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                     crate::advice::Advice::Run
                 );
                 for job in &r.jobs {
-                    println!("  {} {}", &job.key[..12], job.job);
+                    println!("  {} {}", job.key.short(), job.job);
                 }
             }
         }

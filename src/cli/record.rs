@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::{Error, IoContext, Result};
+use crate::keys::JobKey;
 use crate::ledger::{Ledger, ResultRecord};
 
 /// Record results a job exported with `run --export DIR` into the results ledger, signed
@@ -31,7 +32,7 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     let planner = ctx.start(args.push)?;
-    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    let mut files: Vec<(PathBuf, JobKey)> = Vec::new();
     let mut paths: Vec<PathBuf> = Vec::new();
     for p in &args.paths {
         // A directory of exports (what downloading every `result-*` artifact makes):
@@ -71,14 +72,15 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     for (f, bound) in &files {
         let bytes = std::fs::read(f).io_context(|| format!("reading {}", f.display()))?;
         let r: ResultRecord = crate::records::parse(&f.display().to_string(), &bytes)?;
-        let ok = r.key == *bound || (bound.len() >= 12 && r.key.starts_with(bound.as_str()));
+        let ok =
+            r.key == *bound || (bound.as_str().len() >= 12 && r.key.starts_with(bound.as_str()));
         if !ok {
             return Err(Error::usage_help(
                 format!(
                     "{}: a result of job {}, not of job {} whose results these are: a job's export speaks for that job only",
                     f.display(),
-                    &r.key[..r.key.len().min(12)],
-                    &bound[..bound.len().min(12)]
+                    r.key.short(),
+                    bound.short()
                 ),
                 "record each job's export with its own key (--job KEY, or a directory named result-KEY); nothing was recorded",
             ));
@@ -125,7 +127,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             for r in &records {
                 println!(
                     "recorded {} {} {}: {}",
-                    &r.key[..12],
+                    r.key.short(),
                     r.kind,
                     r.name,
                     r.verdict
@@ -142,9 +144,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
 
 /// The job `dir`'s results are bound to: `job` when given, else the directory's name
 /// `result-<KEY>`.
-fn bound_key(job: Option<&str>, dir: &Path) -> Result<String> {
+/// The key (or a prefix of at least 12 digits) of the job whose results are in `dir`: given
+/// with `--job`, or in the directory's name `result-KEY`.
+fn bound_key(job: Option<&str>, dir: &Path) -> Result<JobKey> {
     if let Some(k) = job {
-        return Ok(k.to_ascii_lowercase());
+        return Ok(JobKey::from(k.to_ascii_lowercase()));
     }
     let name = dir
         .file_name()
@@ -152,7 +156,7 @@ fn bound_key(job: Option<&str>, dir: &Path) -> Result<String> {
         .unwrap_or_default();
     match name.strip_prefix("result-") {
         Some(k) if k.len() >= 12 && k.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Ok(k.to_ascii_lowercase())
+            Ok(JobKey::from(k.to_ascii_lowercase()))
         }
         _ => Err(Error::usage_help(
             format!(

@@ -445,7 +445,7 @@ fn print_report(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
             Advice::RunFailed
         )?;
         for d in &report.deferred {
-            writeln!(out, "  {} {}{}", &d.key[..12], d.job, why_of(&d.items))?;
+            writeln!(out, "  {} {}{}", d.key.short(), d.job, why_of(&d.items))?;
         }
     }
     if !report.left.is_empty() {
@@ -458,7 +458,7 @@ fn print_report(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
             writeln!(
                 out,
                 "  {} {}: {}{}",
-                &l.key[..12],
+                l.key.short(),
                 l.job,
                 l.why,
                 why_of(&l.items)
@@ -471,7 +471,7 @@ fn print_report(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
 fn print_main_report(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     if report.dry_run {
         for (key, job) in &report.would_run {
-            writeln!(out, "would run {} {job}", &key[..12])?;
+            writeln!(out, "would run {} {job}", key.short())?;
         }
         writeln!(
             out,
@@ -511,7 +511,7 @@ fn print_summary(outcomes: &[Outcome], reused: usize, out: &mut impl Write) -> s
         writeln!(
             out,
             "{v:<8} {:<12} {:>7.1}s  {}",
-            &o.key[..12],
+            o.key.short(),
             o.duration.as_secs_f64(),
             o.label
         )?;
@@ -739,8 +739,8 @@ mod tests {
         let dry = Report {
             dry_run: true,
             would_run: vec![
-                ("a".repeat(64), "build images/host".into()),
-                ("b".repeat(64), "test guest-boots".into()),
+                ("a".repeat(64).into(), "build images/host".into()),
+                ("b".repeat(64).into(), "test guest-boots".into()),
             ],
             ..nothing(1)
         };

@@ -5,6 +5,7 @@
 use super::{Code, Format, print_json};
 use crate::error::Result;
 use crate::gate::State;
+use crate::keys::{COMMIT_DIGITS, short_commit};
 use crate::plan::CandidateId;
 use crate::promote::MoveOutcome;
 
@@ -67,7 +68,11 @@ pub fn decisions(outcomes: &[MoveOutcome], format: Format, dry_run: bool) {
         let head = format!("{} → {}", o.from, o.to);
         let moved: Vec<String> = o.moved.iter().map(|m| m.to_string()).collect();
         match &o.promoted {
-            Some(m) => println!("{head}: promoted {} as {}", moved.join(", "), &m[..10]),
+            Some(m) => println!(
+                "{head}: promoted {} as {}",
+                moved.join(", "),
+                short_commit(m, COMMIT_DIGITS)
+            ),
             None if dry_run && !moved.is_empty() => {
                 println!("{head}: would promote {}", moved.join(", "))
             }
@@ -154,7 +159,7 @@ pub fn bumps(bumps: &[crate::poll::Bump], format: Format) {
                 let commit = b
                     .commit
                     .as_deref()
-                    .map(|c| format!(" ({})", &c[..10]))
+                    .map(|c| format!(" ({})", short_commit(c, COMMIT_DIGITS)))
                     .unwrap_or_else(|| " (dry run)".into());
                 println!(
                     "poll: {} {} → {}: {}{commit}",

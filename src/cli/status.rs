@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::{Code, Ctx, Format, print_json};
 use crate::error::Result;
 use crate::gate::State;
+use crate::keys::{COMMIT_DIGITS, ContentKey, short_commit};
 use crate::ledger::Ledger;
 use crate::overrides::OverrideRef;
 use crate::plan::{CandidateId, Planner};
@@ -32,7 +33,7 @@ pub struct CandidateView {
     /// New on S (T does not have it).
     pub new: bool,
     /// The content key of S's version.
-    pub content: String,
+    pub content: ContentKey,
     pub state: State,
     /// The other candidates it is judged and moves with.
     pub with: Vec<CandidateId>,
@@ -132,9 +133,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 println!(
                     "{} ({}) → {} ({})",
                     v.from,
-                    &v.from_head[..10],
+                    short_commit(&v.from_head, COMMIT_DIGITS),
                     v.to,
-                    &v.to_head[..10]
+                    short_commit(&v.to_head, COMMIT_DIGITS)
                 );
                 for f in &v.frozen {
                     println!(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::{Code, Ctx, Format, print_json};
 use crate::artifact::{Kind, Store};
 use crate::error::{Error, IoContext, Result};
+use crate::keys::Digest;
 
 /// Put a file into the pipeline's artifact store (`artifacts.store`), or get one out of it
 /// by digest: what the runner does with build outputs, by hand — to seed a store, to fetch
@@ -64,7 +65,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                     "write sha256: and 64 hex digits, as `store put` and build records print them",
                 ));
             }
-            let path = store.get(&digest, None).map_err(|why| {
+            let path = store.get(&Digest::from(digest), None).map_err(|why| {
                 Error::infra_help(why, format!("the store is {}", store.describe()))
             })?;
             if let Some(out) = &output {

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::{Code, Ctx, Format, print_json};
 use crate::error::{Error, Result};
+use crate::keys::{COMMIT_DIGITS, short_commit};
 use crate::promote::attest;
 use crate::promote::verify::{Verdict, gated_stage, verify_commit};
 
@@ -129,7 +130,7 @@ pub fn print_verdict(stage: &str, v: &Verdict, w: &mut dyn std::io::Write) {
     let _ = writeln!(
         w,
         "{mark} {stage} {} {}: {}",
-        &v.commit[..10],
+        short_commit(&v.commit, COMMIT_DIGITS),
         v.kind,
         v.subject
     );
@@ -145,9 +146,9 @@ fn artifact(
     stage: Option<&str>,
     format: Format,
 ) -> Result<Code> {
-    let hex = attest::parse_digest(digest)?;
+    let digest = attest::parse_digest(digest)?;
     let stage = stage.map(|s| planner.stage(s)).transpose()?;
-    let report = attest::verify_artifact(planner, &hex, stage)?;
+    let report = attest::verify_artifact(planner, &digest, stage)?;
     let holds = !report.checked.is_empty() && report.checked.iter().all(|c| c.holds);
     match format {
         Format::Json => print_json(&report),
@@ -157,7 +158,7 @@ fn artifact(
             }
             if report.checked.is_empty() {
                 println!(
-                    "FAIL sha256:{hex}: no verification summary{} in the results ledger or the store",
+                    "FAIL {digest}: no verification summary{} in the results ledger or the store",
                     stage
                         .map(|s| format!(" into {}", s.name))
                         .unwrap_or_default()
@@ -166,13 +167,13 @@ fn artifact(
             for c in &report.checked {
                 let mark = if c.holds { "ok  " } else { "FAIL" };
                 println!(
-                    "{mark} {} {} sha256:{} {} {}: promotion {}{}; from {}",
+                    "{mark} {} {} {} {} {}: promotion {}{}; from {}",
                     c.item,
                     c.version,
-                    &hex[..12],
+                    digest.short(),
                     if c.holds { "passed into" } else { "into" },
                     c.stage,
-                    c.promotion.get(..10).unwrap_or(&c.promotion),
+                    short_commit(&c.promotion, COMMIT_DIGITS),
                     c.signer
                         .as_ref()
                         .map(|s| format!(", signed by {s}"))

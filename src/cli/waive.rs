@@ -3,6 +3,7 @@
 use super::{Code, Ctx, Expiry, Format, print_json};
 use crate::advice::Advice;
 use crate::error::{Error, Result};
+use crate::keys::JobKey;
 use crate::ledger::Ledger;
 use crate::plan::{Planner, describe};
 
@@ -62,7 +63,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         return Err(Error::usage_help(
             format!(
                 "{} is the build of {item}: a failed build is never waived (nothing could test what it did not build)",
-                &found.key[..12]
+                found.key.short()
             ),
             format!(
                 "when the build failed because of its environment, fix that, then `{}`; otherwise a new version of {item} is the way out",
@@ -94,7 +95,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
         })),
         (Format::Text, Some(r)) => println!(
             "waived {}: {} (id {}{})",
-            &key[..12],
+            key.short(),
             reason,
             r.id,
             r.expires
@@ -102,7 +103,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
                 .map(|e| format!(", until {e}"))
                 .unwrap_or_default()
         ),
-        (Format::Text, None) => println!("{} was already waived", &key[..12]),
+        (Format::Text, None) => println!("{} was already waived", key.short()),
     }
     Ok(0)
 }
@@ -110,7 +111,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
 /// The job a key (or a unique prefix of one) names: a planned job, or one with recorded
 /// results (a failure a standing rejection rests on is no longer planned once T moved).
 struct Found {
-    key: String,
+    key: JobKey,
     job: Option<String>,
     items: Vec<String>,
     build: bool,
@@ -147,7 +148,7 @@ fn find_job(planner: &Planner, ledger: &Ledger, wanted: &str) -> Result<Found> {
     match found.len() {
         1 => Ok(found.remove(0)),
         0 if wanted.len() == 64 && wanted.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Found {
-            key: wanted.to_string(),
+            key: JobKey::from(wanted),
             job: None,
             items: Vec::new(),
             build: false,

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::{Code, Ctx, Format, print_json};
 use crate::error::{Error, Result};
 use crate::gate::{GroupEval, JobState, ReasonKind, State};
+use crate::keys::{ContentKey, JobKey, LONG_COMMIT_DIGITS, short_commit};
 use crate::ledger::Ledger;
 use crate::plan::candidate::content_of;
 use crate::plan::{CandidateId, Planner};
@@ -31,7 +32,7 @@ struct StageVersion {
     /// Whether the stage has it at all.
     present: bool,
     /// The content key there (what rejections and approvals are about).
-    content: String,
+    content: ContentKey,
 }
 
 #[derive(Serialize)]
@@ -60,7 +61,7 @@ struct PendingWhy {
 /// A result a recorded rejection rests on.
 #[derive(Serialize)]
 struct RejectedBy {
-    key: String,
+    key: JobKey,
     job: String,
     verdict: crate::ledger::Verdict,
     excerpt: String,
@@ -150,11 +151,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             && let Some(c) = plan.candidate(&id)
             && let Some(r) = judgement.facts.rejected.get(&c.content)
         {
-            let shown: Vec<&str> = g
+            let shown: Vec<&JobKey> = g
                 .iter()
-                .flat_map(|g| g.jobs.iter().map(|j| j.key.as_str()))
+                .flat_map(|g| g.jobs.iter().map(|j| &j.key))
                 .collect();
-            for key in r.failed.iter().filter(|k| !shown.contains(&k.as_str())) {
+            for key in r.failed.iter().filter(|k| !shown.contains(k)) {
                 if let Some(res) = view.latest(key)? {
                     rejected_by.push(RejectedBy {
                         key: key.clone(),
@@ -236,7 +237,7 @@ pub fn print_not_counted(
             println!(
                 "    {} — deleted by commit {}",
                 d.path,
-                &d.commit[..d.commit.len().min(12)]
+                short_commit(&d.commit, LONG_COMMIT_DIGITS)
             );
         }
     }
@@ -252,7 +253,7 @@ pub fn print_not_counted(
             "    {} — {} (ledger commit {})",
             n.path,
             n.why,
-            &n.commit[..n.commit.len().min(12)]
+            short_commit(&n.commit, LONG_COMMIT_DIGITS)
         );
     }
 }
@@ -268,7 +269,7 @@ fn print_text(why: &Why, id: &CandidateId) {
             let v = match (&s.version, s.present) {
                 (_, false) => "(absent)".to_string(),
                 (Some(v), true) => v.clone(),
-                (None, true) => format!("content {}", &s.content[..10]),
+                (None, true) => format!("content {}", s.content.short()),
             };
             format!("{} {v}", s.stage)
         })
@@ -317,13 +318,13 @@ fn print_text(why: &Why, id: &CandidateId) {
             println!(
                 "  {mark} {} — {verdict}{baseline} (key {})",
                 j.label,
-                &j.key[..12]
+                j.key.short()
             );
             print_history(e, j);
             // A group whose rejection stands runs nothing: its way out is in its reasons.
             // A job no live runner can serve says so, and since when (README: Host labels).
             let unserved = e.reasons.iter().find(|r| {
-                r.kind == crate::gate::ReasonKind::Unserved && r.job.as_deref() == Some(&j.key)
+                r.kind == crate::gate::ReasonKind::Unserved && r.job.as_ref() == Some(&j.key)
             });
             if let Some(r) = unserved.filter(|_| !e.sticky) {
                 let why = r
@@ -335,9 +336,7 @@ fn print_text(why: &Why, id: &CandidateId) {
                 println!(
                     "         next: `{}` (or `{}`)",
                     Advice::Run,
-                    Advice::RunJob {
-                        key: j.key[..12].to_string()
-                    }
+                    Advice::RunJob { key: j.key.clone() }
                 );
             } else if j.state == JobState::Missing && !e.sticky {
                 println!(
@@ -361,9 +360,7 @@ fn print_text(why: &Why, id: &CandidateId) {
                 if let Some(l) = &j.log {
                     println!(
                         "         log: {l} (`{}` prints it)",
-                        Advice::LogOf {
-                            key: j.key[..12].to_string()
-                        }
+                        Advice::LogOf { key: j.key.clone() }
                     );
                 }
                 if let Some(x) = &j.excerpt {
@@ -385,7 +382,7 @@ fn print_text(why: &Why, id: &CandidateId) {
                 "  rejected on: {} — {} (key {}); the end of its excerpt:",
                 r.job,
                 r.verdict,
-                &r.key[..r.key.len().min(12)]
+                r.key.short()
             );
             let lines: Vec<&str> = r.excerpt.lines().collect();
             for line in &lines[lines.len().saturating_sub(REJECTED_EXCERPT_LINES)..] {
@@ -434,7 +431,7 @@ fn print_history(e: &GroupEval, j: &crate::gate::JobVerdict) {
         println!("         baseline history: {}", b.line());
     }
     for r in e.reasons.iter().filter(|r| {
-        r.job.as_deref() == Some(j.key.as_str())
+        r.job.as_ref() == Some(&j.key)
             && matches!(
                 r.kind,
                 ReasonKind::Heisenbug

@@ -1014,7 +1014,7 @@ impl Forge for GitHub {
     fn requests_of_commit(&self, sha: &str) -> Result<Vec<PullRequest>> {
         let what = format!(
             "listing the pull requests of commit {}",
-            &sha[..sha.len().min(10)]
+            crate::keys::short_commit(sha, crate::keys::COMMIT_DIGITS)
         );
         let prs: Vec<GhPullRequest> =
             self.list(&what, &self.repo_path(&format!("/commits/{sha}/pulls")))?;

@@ -39,6 +39,7 @@ use super::{
     StatusState,
 };
 use crate::error::{Error, Result, chain};
+use crate::keys::{COMMIT_DIGITS, short_commit};
 
 /// Environment variables this module reads.
 pub const ENV_TOKEN: &str = "STAGEGATE_GITLAB_TOKEN";
@@ -435,7 +436,7 @@ pub struct GitLab {
 
 /// A commit id, shortened for people.
 fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(10)]
+    short_commit(sha, COMMIT_DIGITS)
 }
 
 /// A title without the draft prefixes GitLab recognises.
@@ -1247,10 +1248,7 @@ impl Forge for GitLab {
     }
 
     fn requests_of_commit(&self, sha: &str) -> Result<Vec<PullRequest>> {
-        let what = format!(
-            "listing the merge requests of commit {}",
-            &sha[..sha.len().min(10)]
-        );
+        let what = format!("listing the merge requests of commit {}", short(sha));
         let mrs: Vec<Mr> = self.list(
             &what,
             &self.project_path(&format!("/repository/commits/{sha}/merge_requests")),

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::github::{MAX_BODY_CHARS, truncate_chars};
 use super::{Annotation, AnnotationLevel, CheckRun, Conclusion, ForgeKind};
 use crate::error::{Error, Result};
+use crate::keys::JobKey;
 use crate::ledger::Verdict;
 
 const PR_BODY: &str = include_str!("../../templates/pr-body.md.j2");
@@ -102,7 +103,7 @@ pub struct EnvItem {
 /// One required job and its result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct JobRow {
-    pub key: String,
+    pub key: JobKey,
     /// For people: `test guest-boot [xen]`.
     pub name: String,
     /// The manifest that defines it (`tests/guest-boot.yaml`): where its annotation goes.
@@ -128,7 +129,7 @@ pub struct JobRow {
 /// A job's baseline and its result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct BaselineRow {
-    pub key: String,
+    pub key: JobKey,
     pub verdict: Option<Verdict>,
     #[serde(default)]
     pub log_url: Option<String>,
@@ -492,7 +493,10 @@ fn environment() -> minijinja::Environment<'static> {
     env.add_filter("verdict", verdict_label);
     env.add_filter("cell", cell);
     env.add_filter("log", log_link);
-    env.add_filter("short", |s: String| s.chars().take(12).collect::<String>());
+    // Templates see commit ids as strings (the tested commit, the target's head).
+    env.add_filter("short", |s: String| {
+        crate::keys::short_commit(&s, crate::keys::LONG_COMMIT_DIGITS).to_string()
+    });
     env.add_template("pr-body.md.j2", PR_BODY)
         .expect("templates/pr-body.md.j2 parses");
     env.add_template("step-summary.md.j2", STEP_SUMMARY)

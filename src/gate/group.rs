@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::advice::Advice;
+use crate::keys::{ContentKey, JobKey};
 use crate::overrides::{OverrideRef, QuarantineRecord, WaiveRecord};
 use crate::plan::{Blocked, Candidate, CandidateId, MovePlan};
 
@@ -39,9 +40,9 @@ impl Findings {
 pub(super) fn evaluate_group(
     plan: &MovePlan,
     members: &[CandidateId],
-    required: &[String],
+    required: &[JobKey],
     blocked: &[Blocked],
-    latest: &BTreeMap<String, Recorded>,
+    latest: &BTreeMap<JobKey, Recorded>,
     facts: &Facts,
     now: i64,
 ) -> GroupEval {
@@ -118,7 +119,7 @@ fn standing_rejections(
         if !judged_as_now(r, plan, members) {
             continue;
         }
-        let excused = |k: &String| {
+        let excused = |k: &JobKey| {
             facts.waived.get(k).map(WaiveRecord::to_ref).or_else(|| {
                 r.tests
                     .get(k)
@@ -130,7 +131,6 @@ fn standing_rejections(
             f.used.extend(r.failed.iter().filter_map(excused));
             continue;
         }
-        let keys: Vec<&str> = r.failed.iter().map(|k| &k[..k.len().min(12)]).collect();
         standing.push(Reason {
             kind: ReasonKind::Rejected,
             item: Some(m.to_string()),
@@ -148,13 +148,14 @@ fn standing_rejections(
                     item: m.to_string(),
                     stage: Some(plan.to.name.clone()),
                 },
-                match keys.as_slice() {
+                match r.failed.as_slice() {
                     [] => String::new(),
-                    [k] => format!(", or `{}` waives it", Advice::Waive { key: k.to_string() }),
+                    [k] => format!(", or `{}` waives it", Advice::Waive { key: k.clone() }),
                     _ => format!(
                         ", or {} waive them",
-                        keys.iter()
-                            .map(|k| format!("`{}`", Advice::Waive { key: k.to_string() }))
+                        r.failed
+                            .iter()
+                            .map(|k| format!("`{}`", Advice::Waive { key: k.clone() }))
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
@@ -175,14 +176,11 @@ fn judged_as_now(r: &super::Rejection, plan: &MovePlan, members: &[CandidateId])
     let mut then: Vec<(&str, &str)> = r
         .judged
         .iter()
-        .filter_map(|(i, c)| Some((i.as_str(), c.as_deref()?)))
+        .filter_map(|(i, c)| Some((i.as_str(), c.as_ref()?.as_str())))
         .collect();
-    let now_members: Vec<(String, String)> = members
+    let now_members: Vec<(String, &ContentKey)> = members
         .iter()
-        .filter_map(|m| {
-            plan.candidate(m)
-                .map(|c| (m.to_string(), c.content.clone()))
-        })
+        .filter_map(|m| plan.candidate(m).map(|c| (m.to_string(), &c.content)))
         .collect();
     let mut now: Vec<(&str, &str)> = now_members
         .iter()

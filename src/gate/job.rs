@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::advice::Advice;
+use crate::keys::JobKey;
 use crate::ledger::Verdict;
 use crate::manifest::FlakyPolicy;
 use crate::overrides::{OverrideRef, QuarantineRecord, WaiveRecord};
@@ -73,8 +74,8 @@ pub(super) struct Judged {
 /// `fallback` names the item a job without candidates (a test change) speaks of.
 pub(super) fn judge(
     plan: &MovePlan,
-    key: &str,
-    latest: &BTreeMap<String, Recorded>,
+    key: &JobKey,
+    latest: &BTreeMap<JobKey, Recorded>,
     facts: &super::Facts,
     fallback: Option<&str>,
     now: i64,
@@ -92,7 +93,7 @@ pub(super) fn judge(
         .get(key)
         .map(|r| r.history.clone())
         .unwrap_or_default();
-    let base = job.baseline.as_deref().and_then(|b| latest.get(b));
+    let base = job.baseline.as_ref().and_then(|b| latest.get(b));
     let baseline_history = base.map(|r| r.history.clone());
     let waiver = facts.waived.get(key);
     let quarantine = (job.kind == JobKind::Test)
@@ -177,7 +178,7 @@ pub(super) fn judge(
         reason: Reason {
             kind,
             item,
-            job: Some(key.to_string()),
+            job: Some(key.clone()),
             message,
         },
     });
@@ -187,7 +188,7 @@ pub(super) fn judge(
         _ => recheck.map(|m| m.by.clone()),
     };
     let verdict = JobVerdict {
-        key: key.to_string(),
+        key: key.clone(),
         label: seen.label.clone(),
         kind: job.kind,
         role: job.role,

@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::keys::{ContentKey, JobKey};
 use crate::ledger::{LedgerView, ResultRecord, Verdict};
 use crate::manifest::ItemId;
 use crate::overrides::{ApproveRecord, FreezeRecord, OverrideRef, QuarantineRecord, WaiveRecord};
@@ -127,14 +128,14 @@ impl std::fmt::Display for JobState {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct JobVerdict {
-    pub key: String,
+    pub key: JobKey,
     pub label: String,
     pub kind: JobKind,
     pub role: Role,
     pub candidates: Vec<ItemId>,
     pub verdict: Option<Verdict>,
     pub state: JobState,
-    pub baseline_key: Option<String>,
+    pub baseline_key: Option<JobKey>,
     pub baseline: Option<Verdict>,
     pub reason: Option<String>,
     pub excerpt: Option<String>,
@@ -153,7 +154,8 @@ pub struct JobVerdict {
 pub struct Reason {
     pub kind: ReasonKind,
     pub item: Option<String>,
-    pub job: Option<String>,
+    /// The key of the job it speaks of.
+    pub job: Option<JobKey>,
     pub message: String,
 }
 
@@ -168,13 +170,13 @@ struct Finding {
 /// A recorded rejection: the failing jobs it rests on.
 #[derive(Debug, Clone, Default)]
 pub struct Rejection {
-    pub failed: Vec<String>,
+    pub failed: Vec<JobKey>,
     pub reasons: Vec<String>,
     /// The test each failed key ran (as its result records), for quarantines.
-    pub tests: BTreeMap<String, String>,
+    pub tests: BTreeMap<JobKey, String>,
     /// The candidates it judged together, each with its content key (none in records
     /// written before 0.2): it stands only while the group holds exactly these.
-    pub judged: Vec<(String, Option<String>)>,
+    pub judged: Vec<(String, Option<ContentKey>)>,
     /// The git object of the record (what a recheck names when it lifts it).
     pub record: String,
     /// Which decision recorded it: S's and T's heads, when and by whom (empty in a
@@ -197,28 +199,28 @@ pub struct Facts {
     /// Holds in force on S.
     pub holds: Holds,
     /// Rejections into T, by content key.
-    pub rejected: BTreeMap<String, Rejection>,
+    pub rejected: BTreeMap<ContentKey, Rejection>,
     /// Waivers in force, by job key.
-    pub waived: BTreeMap<String, WaiveRecord>,
+    pub waived: BTreeMap<JobKey, WaiveRecord>,
     /// Approvals in force into T, by content key (a pipeline change, a reviewed candidate).
-    pub approved: BTreeMap<String, ApproveRecord>,
+    pub approved: BTreeMap<ContentKey, ApproveRecord>,
     /// Freezes of T in force: nothing moves into T while there is one.
     pub frozen: Vec<FreezeRecord>,
     /// Quarantines in force for the gate into T, by test name.
     pub quarantined: BTreeMap<String, QuarantineRecord>,
     /// When each content key was first seen pending into T (Unix seconds).
-    pub seen: BTreeMap<String, i64>,
+    pub seen: BTreeMap<ContentKey, i64>,
     /// What the newest bisect of a content key found (one line), by content key.
-    pub bisected: BTreeMap<String, String>,
+    pub bisected: BTreeMap<ContentKey, String>,
     /// Under `trust:`: holds on S whose commit no one entitled to hold signed (not in
     /// `holds`), and holds a commit no one entitled to release removed (in `holds`).
     pub holds_not_counted: Vec<crate::trust::NotCounted>,
     pub holds_restored: Vec<crate::trust::Deleted>,
     /// Job keys someone rechecked (`stagegate recheck`): the newest attempt each had then,
     /// and the recheck. Attempts up to that one no longer count; errors are counted anew.
-    pub rechecked: BTreeMap<String, Rechecked>,
+    pub rechecked: BTreeMap<JobKey, Rechecked>,
     /// Rejections a recheck lifted, by content key: judged again, naming the recheck.
-    pub lifted: BTreeMap<String, OverrideRef>,
+    pub lifted: BTreeMap<ContentKey, OverrideRef>,
     /// The runners' heartbeats (`crate::runners`): not evidence, only why a job that needs
     /// host labels waits ([`ReasonKind::Unserved`]).
     pub runners: Vec<crate::runners::Heartbeat>,
@@ -302,7 +304,7 @@ pub struct Recorded {
 /// The newest result and the history of every job of `plan`: for each planned key, one
 /// listing of its attempts, the records of the newest and at most two more (see
 /// [`LedgerView::latest_with_history`]), nothing else of the ledger.
-pub fn latest(plan: &MovePlan, results: &LedgerView) -> Result<BTreeMap<String, Recorded>> {
+pub fn latest(plan: &MovePlan, results: &LedgerView) -> Result<BTreeMap<JobKey, Recorded>> {
     let mut out = BTreeMap::new();
     for key in plan.jobs.keys() {
         if let Some((latest, history)) = results.latest_with_history(key)? {
@@ -338,7 +340,7 @@ pub fn evaluate(
 /// gate itself, a pure function of what it is given (no ledger, no clock).
 pub fn evaluate_recorded(
     plan: &MovePlan,
-    latest: &BTreeMap<String, Recorded>,
+    latest: &BTreeMap<JobKey, Recorded>,
     facts: &Facts,
     now: i64,
 ) -> Evaluation {
@@ -372,7 +374,7 @@ pub fn evaluate_recorded(
 pub fn evaluate_combination(
     plan: &MovePlan,
     members: &[CandidateId],
-    required: &[String],
+    required: &[JobKey],
     blocked: &[crate::plan::Blocked],
     results: &LedgerView,
     facts: &Facts,

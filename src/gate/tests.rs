@@ -31,8 +31,8 @@ fn id(text: &str) -> CandidateId {
     CandidateId::parse(text).expect("test candidate ids parse")
 }
 
-fn content(text: &str) -> String {
-    format!("content-of-{text}")
+fn content(text: &str) -> ContentKey {
+    ContentKey::from(format!("content-of-{text}"))
 }
 
 fn job(key: &str, kind: JobKind, name: &str, role: Role, baseline: Option<&str>) -> Job {
@@ -56,7 +56,7 @@ fn job(key: &str, kind: JobKind, name: &str, role: Role, baseline: Option<&str>)
         cache: None,
         cache_from: None,
         after: Vec::new(),
-        baseline: baseline.map(String::from),
+        baseline: baseline.map(JobKey::from),
         needs: Vec::new(),
     }
 }
@@ -112,7 +112,7 @@ fn result(key: &str, verdict: Verdict, attempt: u32) -> ResultRecord {
 /// What a row starts from and changes: the plan, the recorded results, the facts, the time.
 struct World {
     plan: MovePlan,
-    latest: BTreeMap<String, Recorded>,
+    latest: BTreeMap<JobKey, Recorded>,
     facts: Facts,
     now: i64,
 }
@@ -327,11 +327,11 @@ impl World {
         self.facts.rejected.insert(
             content(text),
             Rejection {
-                failed: failed.iter().map(|(k, _)| k.to_string()).collect(),
+                failed: failed.iter().map(|(k, _)| JobKey::from(*k)).collect(),
                 reasons: vec!["test boot fails".into()],
                 tests: failed
                     .iter()
-                    .map(|(k, t)| (k.to_string(), t.to_string()))
+                    .map(|(k, t)| (JobKey::from(*k), t.to_string()))
                     .collect(),
                 by: Default::default(),
                 judged: vec![(text.to_string(), Some(content(text)))],
@@ -345,7 +345,7 @@ impl World {
     fn rejected_with(mut self, text: &str, other: &str, other_content: &str) -> World {
         if let Some(r) = self.facts.rejected.get_mut(&content(text)) {
             r.judged
-                .push((other.to_string(), Some(other_content.to_string())));
+                .push((other.to_string(), Some(ContentKey::from(other_content))));
         }
         self
     }
@@ -809,7 +809,7 @@ fn rows() -> Vec<Row> {
                     .ran(BOOT, &[F])
                     .ran(BOOT_T, &[P])
                     .rejected(HOST, &[(BOOT, "boot")])
-                    .rejected_with(HOST, OTHER, &content(OTHER))
+                    .rejected_with(HOST, OTHER, content(OTHER).as_str())
             },
             state: State::Rejected,
             reasons: &[(K::Rejected, HOST)],

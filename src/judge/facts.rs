@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::gate::{DecisionStamp, Facts, Holds, Rejection};
+use crate::keys::{ContentKey, Digest, JobKey};
 use crate::ledger::{Ledger, LedgerView};
 use crate::manifest::Stage;
 use crate::plan::{Candidate, CandidateId, MovePlan, Planner};
@@ -29,7 +30,7 @@ use crate::repo::Repo;
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SeenRecord {
     pub candidate: String,
-    pub content: String,
+    pub content: ContentKey,
     pub from: String,
     pub to: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,7 +44,7 @@ pub struct SeenRecord {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct VersionRecord {
     pub candidate: String,
-    pub content: String,
+    pub content: ContentKey,
     /// rejected or dropped
     pub why: String,
     pub stage: String,
@@ -58,11 +59,11 @@ pub struct VersionRecord {
     pub at: String,
 }
 
-pub fn decision_path(to: &str, content: &str) -> String {
+pub fn decision_path(to: &str, content: &ContentKey) -> String {
     format!("{}/{}", decisions_dir(to), record_name(content))
 }
 
-pub fn seen_path(to: &str, content: &str) -> String {
+pub fn seen_path(to: &str, content: &ContentKey) -> String {
     format!("{}/{}", seen_dir(to), record_name(content))
 }
 
@@ -77,7 +78,7 @@ fn seen_dir(to: &str) -> String {
 }
 
 /// The file of `content` in [`decisions_dir`] and [`seen_dir`].
-fn record_name(content: &str) -> String {
+fn record_name(content: &ContentKey) -> String {
     format!("{content}.yaml")
 }
 
@@ -247,26 +248,21 @@ pub fn stale_parents(planner: &Planner, plan: &mut MovePlan, view: &LedgerView) 
             let parent_moves = members.contains(&CandidateId::Item(parent.clone()));
             let side = if parent_moves { &s } else { &t };
             let will = side.built(&parent)?.map(|b| b.digest.clone());
-            if will.as_deref() != Some(on.as_str()) {
+            if will.as_ref() != Some(&on) {
                 plan.groups[gi].blocked.push(crate::plan::Blocked {
                     kind: crate::plan::BlockedKind::ParentPending,
                     candidate: Some(m.clone()),
                     message: format!(
                         "{id} was built on {parent} {}, but {} will hold {parent} {}: it waits for a build on that parent (a new version of {id}, built by a gate that builds)",
-                        short_digest(&on),
+                        on.short(),
                         plan.to.name,
-                        will.as_deref().map_or("with no build".to_string(), short_digest)
+                        will.as_ref().map_or("with no build".to_string(), Digest::short)
                     ),
                 });
             }
         }
     }
     Ok(())
-}
-
-fn short_digest(d: &str) -> String {
-    let hex = d.strip_prefix("sha256:").unwrap_or(d);
-    format!("sha256:{}", &hex[..hex.len().min(12)])
 }
 
 /// What the judgement needs of a recorded decision: the jobs it judged and why. Read
@@ -295,12 +291,12 @@ struct DecisionFacts {
 struct DecidedCandidate {
     item: String,
     #[serde(default)]
-    content: Option<String>,
+    content: Option<ContentKey>,
 }
 
 #[derive(Debug, Deserialize)]
 struct DecidedJob {
-    key: String,
+    key: JobKey,
     state: String,
 }
 
@@ -369,7 +365,7 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView, now: i64) -> 
                 },
             );
         }
-        if bisected.contains(&c.content)
+        if bisected.contains(c.content.as_str())
             && let Some(b) = crate::bisect::record::latest(view, to, &c.content)?
         {
             facts.bisected.insert(c.content.clone(), b.summary());
@@ -394,7 +390,7 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView, now: i64) -> 
     for c in plan
         .candidates
         .iter()
-        .filter(|c| rechecked.contains(&c.content))
+        .filter(|c| rechecked.contains(c.content.as_str()))
     {
         let recs = crate::overrides::rechecks(view, to, &c.content)?;
         // A recheck lifts exactly the rejection it names: one decided again after it stands.
@@ -434,9 +430,9 @@ pub fn load(planner: &Planner, plan: &MovePlan, view: &LedgerView, now: i64) -> 
     }
     // Waivers of the planned jobs, and of the failures a rejection rests on (keys that are
     // no longer planned once T moved): a waiver of one lifts the rejection.
-    let failed: std::collections::BTreeSet<&String> =
+    let failed: std::collections::BTreeSet<&JobKey> =
         facts.rejected.values().flat_map(|r| &r.failed).collect();
-    let keys: std::collections::BTreeSet<&String> = plan.jobs.keys().chain(failed).collect();
+    let keys: std::collections::BTreeSet<&JobKey> = plan.jobs.keys().chain(failed).collect();
     facts.waived = crate::overrides::waived(view, &plan.to.name, keys, now)?;
     facts.approved = crate::overrides::approved(
         view,

@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 
 use crate::error::Result;
 use crate::gate::{self, Evaluation, Facts, GroupEval, JobState, State};
+use crate::keys::JobKey;
 use crate::ledger::LedgerView;
 use crate::plan::{Blocked, CandidateId, Group, MovePlan, Planner};
 
@@ -43,9 +44,9 @@ pub struct Judgement {
 struct Pending {
     /// Errored jobs not to be run now: their backoff has not passed, or their error budget
     /// is spent.
-    deferred: BTreeSet<String>,
+    deferred: BTreeSet<JobKey>,
     /// Rechecked jobs with no attempt since the recheck: run again although settled.
-    rechecked: BTreeSet<String>,
+    rechecked: BTreeSet<JobKey>,
 }
 
 /// What the gate decides for one move: the evaluation, and which candidates move.
@@ -289,8 +290,8 @@ impl Judgement {
                 out.jobs.entry(k.clone()).or_insert_with(|| j.clone());
             }
         }
-        let mut keep: BTreeSet<String> = BTreeSet::new();
-        let mut todo: Vec<String> = out
+        let mut keep: BTreeSet<JobKey> = BTreeSet::new();
+        let mut todo: Vec<JobKey> = out
             .groups
             .iter()
             .flat_map(|g| g.required.iter().cloned())
@@ -316,7 +317,7 @@ impl Judgement {
     /// The keys the gate wants tried again although they have a settled result: heisenbugs
     /// a `flaky: {policy: wait}` gate waits on (each `run` adds one try, so a cron `cycle`
     /// settles them), and jobs rechecked since their newest attempt.
-    pub fn retries(&self) -> BTreeSet<String> {
+    pub fn retries(&self) -> BTreeSet<JobKey> {
         self.decided
             .evaluation
             .groups
@@ -330,7 +331,7 @@ impl Judgement {
 
     /// The errored jobs a run leaves alone for now: their backoff has not passed, or their
     /// error budget is spent (they wait for `stagegate recheck`).
-    pub fn deferred(&self) -> &BTreeSet<String> {
+    pub fn deferred(&self) -> &BTreeSet<JobKey> {
         &self.pending.deferred
     }
 

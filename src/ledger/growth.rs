@@ -17,7 +17,7 @@ use crate::error::{Context, Result};
 use crate::repo::Repo;
 
 fn short(id: ObjectId) -> String {
-    id.to_hex_with_len(10).to_string()
+    id.to_hex_with_len(crate::keys::COMMIT_DIGITS).to_string()
 }
 
 /// At most this many rewritten paths are named per push (the first ones are enough to act).

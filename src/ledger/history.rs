@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{LedgerView, ResultRecord, Verdict, attempt_of, verdict_of};
 use crate::error::Result;
+use crate::keys::JobKey;
 use crate::repo::Entry;
 use gix::objs::tree::EntryKind;
 
@@ -133,7 +134,7 @@ fn fails(v: Verdict) -> bool {
 }
 
 /// The newest result and history of each key asked for, as a view found them.
-pub(super) type Memo = std::collections::HashMap<String, Option<(ResultRecord, History)>>;
+pub(super) type Memo = std::collections::HashMap<JobKey, Option<(ResultRecord, History)>>;
 
 /// One file of a key's directory, as far as it is known.
 struct Attempt {
@@ -165,18 +166,18 @@ impl LedgerView<'_> {
     /// by its name: one in the middle of the history whose content would not parse counts
     /// (a full read would skip it and note it), and one whose content contradicts its name
     /// counts as the name says.
-    pub fn latest_with_history(&self, key: &str) -> Result<Option<(ResultRecord, History)>> {
+    pub fn latest_with_history(&self, key: &JobKey) -> Result<Option<(ResultRecord, History)>> {
         if let Some(known) = self.histories.lock().ok().and_then(|m| m.get(key).cloned()) {
             return Ok(known);
         }
         let found = self.read_latest_with_history(key)?;
         if let Ok(mut m) = self.histories.lock() {
-            m.insert(key.to_string(), found.clone());
+            m.insert(key.clone(), found.clone());
         }
         Ok(found)
     }
 
-    fn read_latest_with_history(&self, key: &str) -> Result<Option<(ResultRecord, History)>> {
+    fn read_latest_with_history(&self, key: &JobKey) -> Result<Option<(ResultRecord, History)>> {
         if self.as_of.is_some() {
             let all = self.results(key)?;
             let history = History::of(&all);
@@ -237,7 +238,7 @@ impl LedgerView<'_> {
     /// skipped), newest first, up to the first that did not: what a gate's error budget
     /// counts. Read from the file names, which carry the verdict; a name without one is
     /// read (as is every record of a view replaying a decision).
-    pub fn trailing_errors(&self, key: &str) -> Result<Vec<u32>> {
+    pub fn trailing_errors(&self, key: &JobKey) -> Result<Vec<u32>> {
         let errored = |v: Verdict| matches!(v, Verdict::Error | Verdict::Skipped);
         if self.as_of.is_some() {
             return Ok(self
@@ -303,7 +304,7 @@ mod tests {
 
     fn rec(v: Verdict, at: &str) -> ResultRecord {
         ResultRecord {
-            key: "k".repeat(64),
+            key: "k".repeat(64).into(),
             kind: "test".into(),
             name: "t".into(),
             role: "candidate".into(),
@@ -428,7 +429,7 @@ mod tests {
                 };
                 let blob = repo.write_blob(text.as_bytes()).unwrap();
                 (
-                    format!("{}/{name}", super::super::key_dir(KEY)),
+                    format!("{}/{name}", super::super::key_dir(&KEY.into())),
                     Some((EntryKind::Blob, blob)),
                 )
             })
@@ -492,26 +493,30 @@ mod tests {
             let (_dir, repo) = ledger(&files);
             let ledger = super::super::Ledger::new(&repo, REF);
             let view = ledger.view().unwrap();
-            let all = view.results(KEY).unwrap();
+            let all = view.results(&KEY.into()).unwrap();
             let want = all.last().cloned().map(|r| (r, History::of(&all)));
-            let got = view.latest_with_history(KEY).unwrap();
+            let got = view.latest_with_history(&KEY.into()).unwrap();
             assert_eq!(got, want, "{what}");
             assert_eq!(
                 got.map(|(r, _)| r),
-                view.latest(KEY).unwrap(),
+                view.latest(&KEY.into()).unwrap(),
                 "{what}: the newest result"
             );
             // Replaying a decision counts only what had finished by then.
             let view = ledger.view().unwrap().as_of("2026-11-20T10:01:30Z");
-            let all = view.results(KEY).unwrap();
+            let all = view.results(&KEY.into()).unwrap();
             let want = all.last().cloned().map(|r| (r, History::of(&all)));
             assert_eq!(
-                view.latest_with_history(KEY).unwrap(),
+                view.latest_with_history(&KEY.into()).unwrap(),
                 want,
                 "{what}, as of"
             );
             let other = KEY.replace("ab", "cd");
-            assert_eq!(view.latest_with_history(&other).unwrap(), None, "{what}");
+            assert_eq!(
+                view.latest_with_history(&other.into()).unwrap(),
+                None,
+                "{what}"
+            );
         }
     }
 
@@ -526,7 +531,7 @@ mod tests {
             file(4, Pass, true, true),
         ]);
         let view = super::super::Ledger::new(&repo, REF).view().unwrap();
-        let (latest, h) = view.latest_with_history(KEY).unwrap().unwrap();
+        let (latest, h) = view.latest_with_history(&KEY.into()).unwrap().unwrap();
         assert_eq!((latest.attempt, latest.verdict), (4, Pass));
         assert_eq!(
             h.line(),
@@ -534,6 +539,6 @@ mod tests {
         );
         assert_eq!(h.tries_since_first_fail, 2);
         // Reading every record skips it instead.
-        assert_eq!(History::of(&view.results(KEY).unwrap()).runs, 3);
+        assert_eq!(History::of(&view.results(&KEY.into()).unwrap()).runs, 3);
     }
 }

@@ -40,6 +40,7 @@ use gix::objs::tree::EntryKind;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Error, Result};
+use crate::keys::{Digest, JobKey};
 use crate::repo::{Cas, Entry, Repo};
 
 /// The outcome of a job.
@@ -120,14 +121,14 @@ pub struct EnvRecord {
     #[serde(default)]
     pub candidate: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
 }
 
 /// What a successful build produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ArtifactRecord {
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     pub location: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,7 +142,7 @@ pub struct ArtifactRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ResultRecord {
-    pub key: String,
+    pub key: JobKey,
     pub kind: String,
     pub name: String,
     pub role: String,
@@ -260,7 +261,9 @@ fn verdict_of(name: &str) -> Option<Verdict> {
     Verdict::ALL.into_iter().find(|v| v.as_str() == word)
 }
 
-pub fn key_dir(key: &str) -> String {
+/// `K[0..2]/K[2..4]/K`: where the results of `key` live (a layout, not a short form).
+pub fn key_dir(key: &JobKey) -> String {
+    let key = key.as_str();
     format!("{}/{}/{}", &key[..2], &key[2..4], key)
 }
 
@@ -268,7 +271,8 @@ fn valid_prefix(prefix: &str) -> bool {
     prefix.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn valid_key(key: &str) -> bool {
+fn valid_key(key: &JobKey) -> bool {
+    let key = key.as_str();
     key.len() >= 8 && key.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -367,11 +371,11 @@ impl<'r> Ledger<'r> {
             let base_tree = view
                 .tree
                 .unwrap_or_else(|| ObjectId::empty_tree(gix::hash::Kind::Sha1));
-            let mut next_attempt: BTreeMap<&str, u32> = BTreeMap::new();
+            let mut next_attempt: BTreeMap<&JobKey, u32> = BTreeMap::new();
             let mut edits = Vec::new();
             let mut attempts = Vec::new();
             for (blob, r) in &blobs {
-                let n = match next_attempt.get(r.key.as_str()) {
+                let n = match next_attempt.get(&r.key) {
                     Some(n) => *n,
                     None => view.attempt_count(&r.key)? + 1,
                 };
@@ -571,7 +575,7 @@ impl<'r> LedgerView<'r> {
 
     /// The records of `key`'s directory this view counts (with those a ledger commit
     /// deleted, under `trust:`).
-    fn key_entries(&self, key: &str) -> Result<Vec<Entry>> {
+    fn key_entries(&self, key: &JobKey) -> Result<Vec<Entry>> {
         let mut out = match self.key_tree(key)? {
             Some(t) => self.repo.tree_entries(t)?,
             None => Vec::new(),
@@ -621,7 +625,7 @@ impl<'r> LedgerView<'r> {
     }
 
     /// The tree id of a key's directory, if it has any results.
-    fn key_tree(&self, key: &str) -> Result<Option<ObjectId>> {
+    fn key_tree(&self, key: &JobKey) -> Result<Option<ObjectId>> {
         let Some(tree) = self.tree else {
             return Ok(None);
         };
@@ -635,7 +639,7 @@ impl<'r> LedgerView<'r> {
             .map(|e| e.id))
     }
 
-    pub fn attempt_count(&self, key: &str) -> Result<u32> {
+    pub fn attempt_count(&self, key: &JobKey) -> Result<u32> {
         Ok(match self.key_tree(key)? {
             Some(t) => self.repo.tree_entries(t)?.len() as u32,
             None => 0,
@@ -643,7 +647,7 @@ impl<'r> LedgerView<'r> {
     }
 
     /// Every recorded attempt of `key`, oldest first.
-    pub fn results(&self, key: &str) -> Result<Vec<ResultRecord>> {
+    pub fn results(&self, key: &JobKey) -> Result<Vec<ResultRecord>> {
         let mut out = Vec::new();
         for e in self.key_entries(key)? {
             if let Some(r) = self.counted(key, &e)? {
@@ -660,7 +664,7 @@ impl<'r> LedgerView<'r> {
     /// those is readable or counts yet (`as_of`).
     ///
     /// [`results`]: LedgerView::results
-    pub fn latest(&self, key: &str) -> Result<Option<ResultRecord>> {
+    pub fn latest(&self, key: &JobKey) -> Result<Option<ResultRecord>> {
         let mut entries: Vec<(u32, Entry)> = self
             .key_entries(key)?
             .into_iter()
@@ -688,7 +692,7 @@ impl<'r> LedgerView<'r> {
     }
 
     /// The record `e` of `key`'s directory, if it can be read and counts in this view.
-    fn counted(&self, key: &str, e: &Entry) -> Result<Option<ResultRecord>> {
+    fn counted(&self, key: &JobKey, e: &Entry) -> Result<Option<ResultRecord>> {
         let path = format!("{}/{}", key_dir(key), e.name);
         let r = match read_record(self.repo, &path, e.id) {
             Ok(r) => r,
@@ -706,7 +710,7 @@ impl<'r> LedgerView<'r> {
 
     /// The keys with results that start with `prefix` (at least 4 hex digits: only the
     /// ledger directory of that prefix is read).
-    pub fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+    pub fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<JobKey>> {
         let (Some(root), true) = (self.tree, prefix.len() >= 4 && valid_prefix(prefix)) else {
             return Ok(Vec::new());
         };
@@ -721,11 +725,12 @@ impl<'r> LedgerView<'r> {
             .into_iter()
             .map(|k| k.name)
             .filter(|k| k.starts_with(&prefix))
+            .map(JobKey::from)
             .collect())
     }
 
     /// Every key with results (walks the whole ledger: for tests and tools, not planning).
-    pub fn keys(&self) -> Result<Vec<String>> {
+    pub fn keys(&self) -> Result<Vec<JobKey>> {
         let Some(root) = self.tree else {
             return Ok(Vec::new());
         };
@@ -736,7 +741,12 @@ impl<'r> LedgerView<'r> {
                 continue;
             }
             for b in self.repo.tree_entries(a.id)? {
-                out.extend(self.repo.tree_entries(b.id)?.into_iter().map(|k| k.name));
+                out.extend(
+                    self.repo
+                        .tree_entries(b.id)?
+                        .into_iter()
+                        .map(|k| JobKey::from(k.name)),
+                );
             }
         }
         Ok(out)

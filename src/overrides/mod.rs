@@ -35,6 +35,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::keys::{ContentKey, JobKey};
 use crate::ledger::{Ledger, LedgerView};
 
 pub const WAIVE_DIR: &str = "overrides/waive";
@@ -53,7 +54,7 @@ pub struct RecheckRecord {
     /// The candidate: `images/NAME`, `tests/NAME`, …
     pub candidate: String,
     /// Its content key: the recheck is for exactly this version.
-    pub content: String,
+    pub content: ContentKey,
     /// The stage it is pending into.
     pub stage: String,
     /// The jobs run again.
@@ -71,7 +72,7 @@ pub struct RecheckRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RecheckedJob {
-    pub key: String,
+    pub key: JobKey,
     pub job: String,
     /// The job's newest attempt number then (0: it had none).
     pub attempt: u32,
@@ -85,7 +86,7 @@ impl RecheckRecord {
             scope: format!(
                 "{} at {} into {}",
                 self.candidate,
-                short(&self.content),
+                self.content.override_form(),
                 self.stage
             ),
             by: self.author.clone(),
@@ -102,7 +103,11 @@ pub fn recheck_dir(stage: &str) -> String {
 }
 
 /// The rechecks of `content` into `stage`, in no particular order.
-pub fn rechecks(view: &LedgerView, stage: &str, content: &str) -> Result<Vec<RecheckRecord>> {
+pub fn rechecks(
+    view: &LedgerView,
+    stage: &str,
+    content: &ContentKey,
+) -> Result<Vec<RecheckRecord>> {
     records_in(view, &format!("{}/{content}", recheck_dir(stage)))
 }
 
@@ -110,18 +115,18 @@ pub fn rechecks(view: &LedgerView, stage: &str, content: &str) -> Result<Vec<Rec
 pub fn recheck(
     ledger: &Ledger,
     candidate: &str,
-    content: &str,
+    content: &ContentKey,
     stage: &str,
     jobs: Vec<RecheckedJob>,
     lifts: Option<String>,
     reason: &str,
 ) -> Result<RecheckRecord> {
     require_reason(reason)?;
-    let id = new_id(content);
+    let id = new_id(content.as_str());
     let rec = RecheckRecord {
         id: id.clone(),
         candidate: candidate.to_string(),
-        content: content.to_string(),
+        content: content.clone(),
         stage: stage.to_string(),
         jobs,
         lifts,
@@ -130,7 +135,7 @@ pub fn recheck(
         created: crate::records::now_rfc3339(),
     };
     let mut items = vec![candidate.to_string()];
-    items.extend(rec.jobs.iter().map(|j| j.key.clone()));
+    items.extend(rec.jobs.iter().map(|j| j.key.to_string()));
     put(
         ledger,
         format!("{}/{content}/{id}.yaml", recheck_dir(stage)),
@@ -150,7 +155,7 @@ pub struct WaiveRecord {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
     /// The job key whose failure is waived: one test, in one environment.
-    pub key: String,
+    pub key: JobKey,
     /// The job, for people: `test boot [components/xen]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
@@ -175,7 +180,7 @@ pub struct ApproveRecord {
     /// The candidate: `stagegate.yaml`, `images/NAME`, …
     pub candidate: String,
     /// Its content key: the approval is for exactly this version.
-    pub content: String,
+    pub content: ContentKey,
     /// The stage it may enter.
     pub stage: String,
     pub reason: String,
@@ -264,15 +269,10 @@ impl OverrideRef {
     }
 }
 
-/// The first 12 digits of a key: how ids and scopes name it.
-fn short(key: &str) -> &str {
-    &key[..key.len().min(12)]
-}
-
 impl WaiveRecord {
     pub fn id(&self) -> String {
         if self.id.is_empty() {
-            short(&self.key).to_string()
+            self.key.short().to_string()
         } else {
             self.id.clone()
         }
@@ -284,7 +284,7 @@ impl WaiveRecord {
             kind: "waive".into(),
             scope: format!(
                 "job {}{}{}",
-                short(&self.key),
+                self.key.short(),
                 self.job
                     .as_ref()
                     .map(|j| format!(" ({})", one_line(j)))
@@ -305,7 +305,7 @@ impl WaiveRecord {
 impl ApproveRecord {
     pub fn id(&self) -> String {
         if self.id.is_empty() {
-            short(&self.content).to_string()
+            self.content.override_form().to_string()
         } else {
             self.id.clone()
         }
@@ -318,7 +318,7 @@ impl ApproveRecord {
             scope: format!(
                 "{} at {} into {}",
                 self.candidate,
-                short(&self.content),
+                self.content.override_form(),
                 self.stage
             ),
             by: self.author.clone(),
@@ -539,7 +539,7 @@ pub struct WaiveScope {
 /// key for that stage is already in force.
 pub fn waive(
     ledger: &Ledger,
-    key: &str,
+    key: &JobKey,
     scope: WaiveScope,
     reason: &str,
 ) -> Result<Option<WaiveRecord>> {
@@ -552,10 +552,10 @@ pub fn waive(
     {
         return Ok(None);
     }
-    let id = new_id(key);
+    let id = new_id(key.as_str());
     let rec = WaiveRecord {
         id: id.clone(),
-        key: key.to_string(),
+        key: key.clone(),
         job: scope.job,
         stage: scope.stage,
         reason: reason.to_string(),
@@ -581,7 +581,7 @@ pub fn waive(
 pub fn approve(
     ledger: &Ledger,
     candidate: &str,
-    content: &str,
+    content: &ContentKey,
     stage: &str,
     expires: Option<String>,
     reason: &str,
@@ -596,11 +596,11 @@ pub fn approve(
     {
         return Ok(None);
     }
-    let id = new_id(content);
+    let id = new_id(content.as_str());
     let rec = ApproveRecord {
         id: id.clone(),
         candidate: candidate.to_string(),
-        content: content.to_string(),
+        content: content.clone(),
         stage: stage.to_string(),
         reason: reason.to_string(),
         author: author(),
@@ -785,8 +785,8 @@ fn scoped<T: serde::de::DeserializeOwned>(
 }
 
 /// The waivers of job `key` in force at `now`, oldest first.
-pub fn waivers(view: &LedgerView, key: &str, now: i64) -> Result<Vec<WaiveRecord>> {
-    let waivers = scoped::<WaiveRecord>(view, WAIVE_DIR, key)?;
+pub fn waivers(view: &LedgerView, key: &JobKey, now: i64) -> Result<Vec<WaiveRecord>> {
+    let waivers = scoped::<WaiveRecord>(view, WAIVE_DIR, key.as_str())?;
     let mut out = in_force(view, waivers, now, |w| (w.id(), w.expires.as_deref()))?;
     out.sort_by(|a, b| a.created.cmp(&b.created));
     Ok(out)
@@ -809,12 +809,15 @@ fn scopes_with_records(view: &LedgerView, dir: &str) -> Result<std::collections:
 pub fn waived<'a>(
     view: &LedgerView,
     stage: &str,
-    keys: impl IntoIterator<Item = &'a String>,
+    keys: impl IntoIterator<Item = &'a JobKey>,
     now: i64,
-) -> Result<BTreeMap<String, WaiveRecord>> {
+) -> Result<BTreeMap<JobKey, WaiveRecord>> {
     let with_records = scopes_with_records(view, WAIVE_DIR)?;
     let mut out = BTreeMap::new();
-    for k in keys.into_iter().filter(|k| with_records.contains(*k)) {
+    for k in keys
+        .into_iter()
+        .filter(|k| with_records.contains(k.as_str()))
+    {
         if let Some(w) = waivers(view, k, now)?
             .into_iter()
             .find(|w| w.stage.as_deref().is_none_or(|s| s == stage))
@@ -826,15 +829,15 @@ pub fn waived<'a>(
 }
 
 /// The waiver of job `key`'s failure in force now, if someone recorded one: who, when, why.
-pub fn waiver(view: &LedgerView, key: &str) -> Result<Option<WaiveRecord>> {
+pub fn waiver(view: &LedgerView, key: &JobKey) -> Result<Option<WaiveRecord>> {
     Ok(waivers(view, key, crate::records::now_secs())?
         .into_iter()
         .next())
 }
 
 /// The approvals of content `content` in force at `now`.
-pub fn approvals(view: &LedgerView, content: &str, now: i64) -> Result<Vec<ApproveRecord>> {
-    let approvals = scoped::<ApproveRecord>(view, APPROVE_DIR, content)?;
+pub fn approvals(view: &LedgerView, content: &ContentKey, now: i64) -> Result<Vec<ApproveRecord>> {
+    let approvals = scoped::<ApproveRecord>(view, APPROVE_DIR, content.as_str())?;
     in_force(view, approvals, now, |a| (a.id(), a.expires.as_deref()))
 }
 
@@ -842,12 +845,15 @@ pub fn approvals(view: &LedgerView, content: &str, now: i64) -> Result<Vec<Appro
 pub fn approved<'a>(
     view: &LedgerView,
     stage: &str,
-    contents: impl IntoIterator<Item = &'a String>,
+    contents: impl IntoIterator<Item = &'a ContentKey>,
     now: i64,
-) -> Result<BTreeMap<String, ApproveRecord>> {
+) -> Result<BTreeMap<ContentKey, ApproveRecord>> {
     let with_records = scopes_with_records(view, APPROVE_DIR)?;
     let mut out = BTreeMap::new();
-    for c in contents.into_iter().filter(|c| with_records.contains(*c)) {
+    for c in contents
+        .into_iter()
+        .filter(|c| with_records.contains(c.as_str()))
+    {
         if let Some(a) = approvals(view, c, now)?
             .into_iter()
             .find(|a| a.stage == stage)
@@ -919,9 +925,11 @@ pub fn all(view: &LedgerView, now: i64) -> Result<Vec<OverrideRef>> {
         Ok(names)
     };
     for key in scopes(WAIVE_DIR)? {
+        let key = JobKey::from(key);
         out.extend(waivers(view, &key, now)?.iter().map(WaiveRecord::to_ref));
     }
     for content in scopes(APPROVE_DIR)? {
+        let content = ContentKey::from(content);
         out.extend(
             approvals(view, &content, now)?
                 .iter()

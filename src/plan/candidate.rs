@@ -15,6 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
+use crate::keys::ContentKey;
 use crate::manifest::{CandidateId, Diagnostic, ItemId, ItemKind, PIPELINE_FILE, Pos, TESTS_DIR};
 use crate::records::RECORDS_DIR;
 use crate::repo::Repo;
@@ -30,7 +31,7 @@ pub struct Content {
 
 impl Content {
     /// `sha256` hex over the candidate and its content: how a version is remembered.
-    pub fn key(&self, id: &CandidateId) -> String {
+    pub fn key(&self, id: &CandidateId) -> ContentKey {
         let mut h = Sha256::new();
         h.update(format!("v1\0{id}\0"));
         match self.manifest {
@@ -43,7 +44,7 @@ impl Content {
                 h.update(o.to_string());
             }
         }
-        hex::encode(h.finalize())
+        ContentKey::from(hex::encode(h.finalize()))
     }
 }
 
@@ -64,7 +65,7 @@ pub struct Candidate {
     /// Only the files it names changed, not its manifest.
     pub inputs_only: bool,
     /// The content key of S's side.
-    pub content: String,
+    pub content: ContentKey,
     /// Paths taken from S when it moves: the manifest and the files it names.
     #[serde(skip)]
     pub paths: Vec<String>,

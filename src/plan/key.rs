@@ -26,6 +26,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::keys::JobKey;
+
 #[derive(Serialize)]
 pub struct KeyInput<'a> {
     pub v: u32,
@@ -47,8 +49,8 @@ pub struct KeyItem {
 }
 
 impl KeyInput<'_> {
-    pub fn key(&self) -> String {
+    pub fn key(&self) -> JobKey {
         let canonical = serde_json::to_vec(self).expect("key input serializes");
-        hex::encode(Sha256::digest(&canonical))
+        JobKey::from(hex::encode(Sha256::digest(&canonical)))
     }
 }

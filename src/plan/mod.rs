@@ -25,6 +25,7 @@ use gix::ObjectId;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::keys::{Digest, JobKey};
 pub use crate::manifest::CandidateId;
 use crate::manifest::{
     DEFAULT_JOB_TIMEOUT, Gate, Item, ItemId, ItemKind, Pipeline, Requirement, Stage, Test,
@@ -70,11 +71,11 @@ pub struct EnvItem {
     #[serde(serialize_with = "ser_oid")]
     pub manifest: ObjectId,
     /// `sha256:…` of the built artifact, when the image has a built record for this version.
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
     /// The store location of that artifact.
     pub location: Option<String>,
     /// The build job producing the artifact, when it is built in this plan.
-    pub build_job: Option<String>,
+    pub build_job: Option<JobKey>,
     /// For components with a source: the repository and commit.
     pub git: Option<String>,
     pub commit: Option<String>,
@@ -84,7 +85,7 @@ pub struct EnvItem {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub struct Job {
-    pub key: String,
+    pub key: JobKey,
     pub kind: JobKind,
     /// The test's name, or the id of the item being built.
     pub name: String,
@@ -110,10 +111,10 @@ pub struct Job {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_from: Option<CacheFrom>,
     /// Jobs whose results this one needs first (builds of artifacts it uses).
-    pub after: Vec<String>,
+    pub after: Vec<JobKey>,
     /// For candidate and combination jobs of a gate that compares with a baseline: the key
     /// of the baseline job (the same test, every item at T).
-    pub baseline: Option<String>,
+    pub baseline: Option<JobKey>,
     /// The labels a host must offer to run it: the test's (or built image's) `needs:`,
     /// sorted. Not part of the key: a result from any host that offers them counts.
     pub needs: Vec<String>,
@@ -126,7 +127,7 @@ pub struct Job {
 pub struct CacheFrom {
     /// The version whose build left it.
     pub version: String,
-    pub digest: String,
+    pub digest: Digest,
     pub location: String,
 }
 
@@ -184,7 +185,7 @@ pub struct Blocked {
 pub struct Group {
     pub members: Vec<CandidateId>,
     /// The keys of the jobs the gate requires of this group.
-    pub required: Vec<String>,
+    pub required: Vec<JobKey>,
     pub blocked: Vec<Blocked>,
 }
 
@@ -203,7 +204,7 @@ pub struct MovePlan {
     pub candidates: Vec<Candidate>,
     /// The valid candidates, grouped; invalid candidates are in no group.
     pub groups: Vec<Group>,
-    pub jobs: BTreeMap<String, Job>,
+    pub jobs: BTreeMap<JobKey, Job>,
     /// Whose signatures make evidence count, as T's own pipeline says (`None`: all counts).
     #[serde(skip)]
     pub trust: Option<crate::manifest::Trust>,
@@ -572,7 +573,7 @@ impl<'r> Planner<'r> {
                 _ => None,
             })
             .collect();
-        let mut builds: BTreeMap<ItemId, String> = BTreeMap::new();
+        let mut builds: BTreeMap<ItemId, JobKey> = BTreeMap::new();
         let mut jobs: Vec<Job> = Vec::new();
 
         if plan.gate.requires(Requirement::Build) {
@@ -776,7 +777,7 @@ impl<'r> Planner<'r> {
         snap: &Snapshot,
         id: &ItemId,
         candidate: bool,
-        builds: &BTreeMap<ItemId, String>,
+        builds: &BTreeMap<ItemId, JobKey>,
     ) -> Result<std::result::Result<EnvItem, String>> {
         let Some((oid, item)) = snap.item(id)? else {
             return Ok(Err(format!("{id} is not on {}", short(snap.commit))));
@@ -891,7 +892,7 @@ impl<'r> Planner<'r> {
         t: &Snapshot,
         item: &Item,
         oid: ObjectId,
-        builds: &BTreeMap<ItemId, String>,
+        builds: &BTreeMap<ItemId, JobKey>,
         group: &BTreeSet<ItemId>,
     ) -> Result<std::result::Result<Job, String>> {
         let build = item.build.as_ref().expect("caller checked");
@@ -994,7 +995,7 @@ fn job_key(
     files: &[(String, Option<ObjectId>)],
     env: &[EnvItem],
     cache: Option<&str>,
-) -> String {
+) -> JobKey {
     KeyInput {
         v: 1,
         cache,
@@ -1008,9 +1009,12 @@ fn job_key(
         items: env
             .iter()
             .map(|e| {
+                // The key hashes the digest's text, or the build's key: the same bytes as
+                // when both were strings.
                 let artifact = e
                     .digest
-                    .clone()
+                    .as_ref()
+                    .map(Digest::to_string)
                     .or_else(|| e.build_job.as_ref().map(|k| format!("build:{k}")));
                 (
                     e.item.to_string(),

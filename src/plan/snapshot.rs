@@ -292,7 +292,7 @@ impl<'r> Snapshot<'r> {
 }
 
 pub fn short(id: ObjectId) -> String {
-    id.to_hex_with_len(10).to_string()
+    id.to_hex_with_len(crate::keys::COMMIT_DIGITS).to_string()
 }
 
 /// `(id, path, bytes)` of test manifests, each parsed (`None`: it does not parse), in

@@ -24,6 +24,7 @@ use gix::objs::tree::EntryKind;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::keys::{LONG_COMMIT_DIGITS, short_commit};
 use crate::manifest::parse::parse_item;
 use crate::manifest::{BasedOn, Item, ItemId, ItemKind};
 use crate::plan::{CandidateId, Planner, Snapshot};
@@ -330,7 +331,10 @@ fn track_change(planner: &Planner, item: &Item) -> Result<Option<Change>> {
         version: tracked_version(track, &tip),
         commit: Some((pinned.clone(), tip.clone())),
         upstream: None,
-        reason: format!("upstream {track} moved to {}", &tip[..12]),
+        reason: format!(
+            "upstream {track} moved to {}",
+            short_commit(&tip, LONG_COMMIT_DIGITS)
+        ),
     }))
 }
 
@@ -438,7 +442,7 @@ fn tracked_version(track: &str, commit: &str) -> String {
     format!(
         "{}-{}",
         track.rsplit('/').next().unwrap_or(track),
-        &commit[..commit.len().min(12)]
+        short_commit(commit, LONG_COMMIT_DIGITS)
     )
 }
 

@@ -21,12 +21,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gix::ObjectId;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use super::DecisionRecord;
 use crate::artifact::Store;
 use crate::dsse::{self, Envelope};
 use crate::error::{Error, Result};
+use crate::keys::{Digest, JobKey};
 use crate::ledger::Ledger;
 use crate::manifest::Stage;
 use crate::plan::{CandidateId, Planner, short};
@@ -97,7 +98,7 @@ pub struct Promoted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger: Option<String>,
     /// The keys of the jobs the decision weighed.
-    pub jobs: Vec<String>,
+    pub jobs: Vec<JobKey>,
 }
 
 /// The verifier id of a summary signed by the key with `fingerprint`.
@@ -169,7 +170,7 @@ pub fn derive(
         .map(|l| ("gitCommit".to_string(), l.clone()))
         .collect();
     let at = rec.ledger.as_deref().unwrap_or("(empty)");
-    let jobs: Vec<String> = rec.jobs.iter().map(|j| j.key.clone()).collect();
+    let jobs: Vec<JobKey> = rec.jobs.iter().map(|j| j.key.clone()).collect();
     for key in &jobs {
         inputs.push(Resource {
             uri: format!("git+{ledger_ref}@{at}#{}", crate::ledger::key_dir(key)),
@@ -187,7 +188,7 @@ pub fn derive(
             continue;
         };
         let built: BuiltRecord = records::parse(&built_path, &bytes)?;
-        let Some(hex) = built.digest.strip_prefix("sha256:") else {
+        let Some(hex) = built.digest.as_str().strip_prefix("sha256:") else {
             continue;
         };
         out.push(Statement {
@@ -236,7 +237,7 @@ pub fn ledger_path(stage: &str, hex: &str) -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct Attested {
     pub item: String,
-    pub digest: String,
+    pub digest: Digest,
     pub stage: String,
     /// Its path in the results ledger.
     pub ledger: String,
@@ -298,7 +299,7 @@ pub fn publish(planner: &Planner, stage: &Stage, commit: ObjectId) -> Result<Vec
     let mut out = Vec::new();
     for ((st, bytes), (path, _)) in signed.into_iter().zip(files) {
         let p = &st.predicate.stagegate;
-        let digest = format!("sha256:{}", st.subject[0].digest["sha256"]);
+        let digest = Digest::from(format!("sha256:{}", st.subject[0].digest["sha256"]));
         let notes = BTreeMap::from([
             (
                 "in-toto.io/predicate-type".to_string(),
@@ -332,7 +333,7 @@ pub fn publish(planner: &Planner, stage: &Stage, commit: ObjectId) -> Result<Vec
 /// What checking one summary found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Checked {
-    pub digest: String,
+    pub digest: Digest,
     /// The stage the summary says the artifact reached (as it says, checked or not).
     pub stage: String,
     pub item: String,
@@ -349,17 +350,18 @@ pub struct Checked {
 /// What `verify --artifact` found: each summary checked, and what could not be read.
 #[derive(Debug, Clone, Serialize)]
 pub struct ArtifactReport {
-    pub digest: String,
+    pub digest: Digest,
     pub checked: Vec<Checked>,
     /// The store could not be read (the ledger's copies were still checked).
     pub notes: Vec<String>,
 }
 
-/// `sha256:<hex>` from `sha256:<hex>` or `<hex>`, or a usage error.
-pub fn parse_digest(s: &str) -> Result<String> {
+/// `sha256:<hex>` from `sha256:<hex>` or `<hex>` (as a person gives it on the command
+/// line), or a usage error.
+pub fn parse_digest(s: &str) -> Result<Digest> {
     let hex = s.strip_prefix("sha256:").unwrap_or(s).to_ascii_lowercase();
     if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(hex)
+        Ok(Digest::from(format!("sha256:{hex}")))
     } else {
         Err(Error::usage_help(
             format!("{s:?} is not an artifact digest"),
@@ -368,15 +370,15 @@ pub fn parse_digest(s: &str) -> Result<String> {
     }
 }
 
-/// Find the summaries of the artifact `hex` (in the ledger and the store), for `stage`
+/// Find the summaries of the artifact `digest` (in the ledger and the store), for `stage`
 /// only when given, and check each against the `trust:` of its stage.
 pub fn verify_artifact(
     planner: &Planner,
-    hex: &str,
+    digest: &Digest,
     stage: Option<&Stage>,
 ) -> Result<ArtifactReport> {
     let repo = planner.repo;
-    let digest = format!("sha256:{hex}");
+    let hex = digest.hex();
     let mut found: Vec<(Vec<u8>, Vec<String>)> = Vec::new();
     let mut add = |bytes: Vec<u8>, source: String| match found.iter_mut().find(|(b, _)| *b == bytes)
     {
@@ -401,7 +403,7 @@ pub fn verify_artifact(
         repo.root_dir(),
         repo.git_dir(),
     )?;
-    match store.attached(&digest, SUFFIX, dsse::MEDIA_TYPE) {
+    match store.attached(digest, SUFFIX, dsse::MEDIA_TYPE) {
         Ok(list) => {
             for (location, bytes) in list {
                 add(bytes, location);
@@ -420,7 +422,7 @@ pub fn verify_artifact(
         }
     }
     Ok(ArtifactReport {
-        digest,
+        digest: digest.clone(),
         checked,
         notes,
     })
@@ -430,7 +432,7 @@ pub fn verify_artifact(
 fn check(planner: &Planner, hex: &str, bytes: &[u8], sources: Vec<String>) -> Result<Checked> {
     let repo = planner.repo;
     let mut c = Checked {
-        digest: format!("sha256:{hex}"),
+        digest: Digest::from(format!("sha256:{hex}")),
         stage: String::new(),
         item: String::new(),
         version: String::new(),

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::gate::{self, Evaluation, State};
+use crate::keys::{ContentKey, JobKey};
 use crate::ledger::{Ledger, LedgerView, Verdict};
 use crate::manifest::{Gate, Stage};
 use crate::plan::{CandidateId, MovePlan, Planner, short};
@@ -105,7 +106,7 @@ pub struct CandidateRecord {
     pub to: Option<String>,
     /// The content key of what moved (absent in records written before 0.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content: Option<String>,
+    pub content: Option<ContentKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,14 +121,14 @@ pub struct StayedRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct JobRecord {
-    pub key: String,
+    pub key: JobKey,
     pub job: String,
     pub verdict: String,
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baseline_key: Option<String>,
+    pub baseline_key: Option<JobKey>,
     /// Every attempt of the job, when there was more than one (a re-run adds to it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<gate::History>,
@@ -669,7 +670,7 @@ fn say_on_the_request(
         Err(e) => Some(format!(
             "could not say so on the {} that made {}: {e}",
             kind.request(),
-            &head.to_string()[..10]
+            head.to_hex_with_len(crate::keys::COMMIT_DIGITS)
         )),
     }
 }
@@ -700,7 +701,7 @@ fn forge_rewrite_note(planner: &Planner, to: &Stage, head: ObjectId) -> Result<O
         return Ok(None);
     }
     let v = verify::verify_commit(planner, to, head, None)?;
-    let short = &head.to_string()[..10];
+    let short = head.to_hex_with_len(crate::keys::COMMIT_DIGITS);
     Ok(Some(if v.holds {
         format!(
             "{}'s head {short} is a promotion squash- or rebase-merged by the forge: its tree is the promotion's and its decision verifies, but its history lost the promotion commit; merge promotion pull (or merge) requests with the merge button (GitLab: the merge-commit method, without squash), or let stagegate merge them once approved",
@@ -722,7 +723,7 @@ pub fn moved_edits(
     planner: &Planner,
     plan: &MovePlan,
     moved: &[CandidateId],
-    builds: &[(String, crate::manifest::ItemId)],
+    builds: &[(JobKey, crate::manifest::ItemId)],
     view: &LedgerView,
 ) -> Result<(crate::repo::Edits, Vec<String>)> {
     let repo = planner.repo;
@@ -794,7 +795,7 @@ pub fn promoted_tree(
     planner: &Planner,
     plan: &MovePlan,
     moved: &[CandidateId],
-    builds: &[(String, crate::manifest::ItemId)],
+    builds: &[(JobKey, crate::manifest::ItemId)],
     view: &LedgerView,
 ) -> Result<(ObjectId, Vec<String>)> {
     let repo = planner.repo;
@@ -817,7 +818,7 @@ pub fn promoted_tree(
 }
 
 /// The passing build jobs of the moving groups.
-fn builds_of(plan: &MovePlan, decided: &Decided) -> Vec<(String, crate::manifest::ItemId)> {
+fn builds_of(plan: &MovePlan, decided: &Decided) -> Vec<(JobKey, crate::manifest::ItemId)> {
     let mut out = Vec::new();
     for i in &decided.moving {
         for k in &plan.groups[*i].required {

@@ -58,7 +58,7 @@ pub fn promote_and_publish(
                 crate::error::warn(format!(
                     "{branch} on {remote} moved while we promoted (another runner promoted first): local {branch} now follows it at {head}, results merged from {remote}; planning again",
                     branch = t.branch,
-                    head = &remote_head.to_string()[..10],
+                    head = remote_head.to_hex_with_len(crate::keys::COMMIT_DIGITS),
                 ));
             }
         }

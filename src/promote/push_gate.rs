@@ -131,7 +131,7 @@ fn push(
     ) {
         Ok(_) => Ok(format!(
             "{branch} fast-forwarded to {}",
-            &commit[..commit.len().min(12)]
+            crate::keys::short_commit(commit, crate::keys::LONG_COMMIT_DIGITS)
         )),
         Err(e) => {
             let text = e.to_string();
@@ -141,7 +141,7 @@ fn push(
             {
                 Err(format!(
                     "{branch} was not moved: {} is not a fast-forward of it (never forced; resolve upstream)",
-                    &commit[..commit.len().min(12)]
+                    crate::keys::short_commit(commit, crate::keys::LONG_COMMIT_DIGITS)
                 ))
             } else {
                 Err(format!("pushing to {url} failed: {text}"))

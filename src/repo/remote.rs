@@ -275,8 +275,8 @@ pub fn follow(repo: &super::Repo, remote: &str, branches: &[&str]) -> Result<()>
                 return Err(Error::infra_help(
                     format!(
                         "branch {b} has diverged from {remote}/{b}: here {}, there {}",
-                        &o.to_string()[..12],
-                        &theirs.to_string()[..12]
+                        o.to_hex_with_len(crate::keys::LONG_COMMIT_DIGITS),
+                        theirs.to_hex_with_len(crate::keys::LONG_COMMIT_DIGITS)
                     ),
                     format!(
                         "keep one side: `git rebase {remote}/{b} {b}` to keep both, or `git branch -f {b} {remote}/{b}` to drop the local commits"

@@ -664,7 +664,7 @@ fn attestations(repo: &Repo, planner: &Planner, view: &LedgerView) -> Result<Vec
                 else {
                     continue;
                 };
-                let Some(hex) = built.digest.strip_prefix("sha256:") else {
+                let Some(hex) = built.digest.as_str().strip_prefix("sha256:") else {
                     continue;
                 };
                 let ledger = format!("attestations/{}/{hex}.json", stage.name);

@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::gate::JobState;
+use crate::keys::{Digest, JobKey};
 use crate::ledger::{EnvRecord, Verdict};
 use crate::manifest::Gate;
 use crate::overrides::WaiveRecord;
@@ -60,7 +61,7 @@ pub struct AttestationView {
     pub item: String,
     pub version: String,
     /// `sha256:<hex>` of the artifact.
-    pub digest: String,
+    pub digest: Digest,
     /// The promotion commit it names.
     pub promotion: String,
     /// The `keyid` of its signature (the signing key's SHA256 fingerprint).
@@ -184,7 +185,7 @@ pub struct ReasonView {
 /// A required job, its newest result and its baseline's.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobView {
-    pub key: String,
+    pub key: JobKey,
     pub label: String,
     pub kind: JobKind,
     pub role: Role,
@@ -192,7 +193,7 @@ pub struct JobView {
     pub state: JobState,
     pub result: Option<RunView>,
     /// The same test with every item at T, when the gate compares with a baseline.
-    pub baseline_key: Option<String>,
+    pub baseline_key: Option<JobKey>,
     pub baseline: Option<RunView>,
     /// Every attempt of the job's key, counted (runs, passes, fails, flaky, last pass,
     /// first fail).
@@ -204,7 +205,7 @@ pub struct JobView {
 /// One recorded result of one job.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunView {
-    pub key: String,
+    pub key: JobKey,
     pub attempt: u32,
     pub name: String,
     pub kind: String,

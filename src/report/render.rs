@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::model::{Report, RunView, TestHistory};
 use super::svg;
 use crate::error::{Error, IoContext, Result};
+use crate::keys::JobKey;
 use crate::links::slug;
 
 /// Tested commits (columns) per page of the history grid.
@@ -228,13 +229,13 @@ fn charts(runs: &[&RunView], name: &str) -> Value {
 }
 
 /// Where each run is shown: (key, attempt) → its test page and anchor.
-fn test_pages(tests: &[TestHistory]) -> HashMap<(&str, u32), String> {
+fn test_pages(tests: &[TestHistory]) -> HashMap<(&JobKey, u32), String> {
     let mut out = HashMap::new();
     for t in tests {
         let base = t.page.trim_end_matches(".html");
         for (i, r) in t.runs.iter().enumerate() {
             out.insert(
-                (r.key.as_str(), r.attempt),
+                (&r.key, r.attempt),
                 format!("{}#{}", numbered(base, i / RUNS_PER_PAGE), anchor(r)),
             );
         }
@@ -244,7 +245,7 @@ fn test_pages(tests: &[TestHistory]) -> HashMap<(&str, u32), String> {
 
 /// A run's anchor on its test page.
 pub fn anchor(r: &RunView) -> String {
-    format!("run-{}-{}", &r.key[..r.key.len().min(12)], r.attempt)
+    format!("run-{}-{}", r.key.short(), r.attempt)
 }
 
 #[derive(Serialize)]
@@ -273,7 +274,7 @@ struct Badge {
 fn grid<'a>(
     tests: &'a [TestHistory],
     flights: &[super::model::Flight],
-    pages: &HashMap<(&str, u32), String>,
+    pages: &HashMap<(&JobKey, u32), String>,
 ) -> Vec<Row<'a>> {
     let column: BTreeMap<&str, usize> = flights
         .iter()
@@ -311,7 +312,7 @@ fn grid<'a>(
                     verdict: r.verdict.as_str(),
                     role: r.role.clone(),
                     href: pages
-                        .get(&(r.key.as_str(), r.attempt))
+                        .get(&(&r.key, r.attempt))
                         .cloned()
                         .unwrap_or_else(|| t.page.clone()),
                     title: format!(
@@ -491,14 +492,17 @@ fn environment(forge: Option<String>) -> Result<Environment<'static>> {
         _ => minijinja::escape_formatter(out, state, value),
     });
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    // Commit ids, and job keys as these pages have always named them (their anchors
+    // included): 10 characters, where the rest of the output names a job by 12
+    // (`JobKey::short`). Kept, so that no page or link changes.
     env.add_filter("short", |s: String| s.chars().take(10).collect::<String>());
     // A commit: its short id, linked to the forge's page of it when there is one.
     env.add_filter("commit", move |s: String| {
-        let short: String = s.chars().take(10).collect();
+        let short = crate::keys::short_commit(&s, crate::keys::COMMIT_DIGITS);
         let hex = !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
         Value::from_safe_string(match (&forge, hex) {
             (Some(f), true) => format!("<a href=\"{f}/commit/{s}\"><code>{short}</code></a>"),
-            _ => format!("<code>{}</code>", html_escape(&short)),
+            _ => format!("<code>{}</code>", html_escape(short)),
         })
     });
     env.add_filter("age", age);
@@ -522,8 +526,9 @@ fn environment(forge: Option<String>) -> Result<Environment<'static>> {
             })
             .collect::<Vec<_>>()
     });
+    // Templates see keys as strings: typed again here, to name a run as `anchor` does.
     env.add_filter("anchor", |key: String, attempt: u32| {
-        format!("run-{}-{attempt}", &key[..key.len().min(12)])
+        format!("run-{}-{attempt}", JobKey::from(key).short())
     });
     for (name, text) in TEMPLATES {
         env.add_template(name, text).map_err(|e| Error::Infra {

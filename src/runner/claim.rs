@@ -14,6 +14,8 @@
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
+use crate::keys::JobKey;
+
 /// The claims files of a repository, open for the whole run. Dropping them releases every
 /// claim this process holds.
 pub struct Claims {
@@ -41,13 +43,13 @@ impl Claims {
     }
 
     /// Claim `key` for this process: `false` when another live process holds it.
-    pub fn try_claim(&self, key: &str) -> std::io::Result<bool> {
+    pub fn try_claim(&self, key: &JobKey) -> std::io::Result<bool> {
         // SAFETY: a zeroed flock is a valid value; the fields that matter are set below.
         let mut fl: libc::flock = unsafe { std::mem::zeroed() };
         fl.l_type = libc::F_WRLCK as libc::c_short;
         fl.l_whence = libc::SEEK_SET as libc::c_short;
         fl.l_len = 1;
-        let (shard, offset) = place_of(key);
+        let (shard, offset) = place_of(key.as_str());
         fl.l_start = offset as libc::off_t;
         let file = &self.files[shard % SHARDS];
         // SAFETY: fcntl(F_SETLK) on a descriptor we own, with a valid flock.

@@ -51,6 +51,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::artifact::oci::ANNOTATION_PREFIX as ANNOTATION;
 use crate::artifact::{Kind, Store};
+use crate::keys::{Digest, JobKey};
 use crate::ledger::{ArtifactRecord, EnvRecord, Exit, ResultRecord, Runner, Verdict};
 // Who runs a job is part of its record: `identity` lives beside the ledger's `Runner`.
 pub use crate::ledger::identity;
@@ -172,12 +173,12 @@ pub struct Settings {
 }
 
 /// See [`Settings::recorded_since_plan`].
-pub type RecordedSince = Box<dyn Fn(&str) -> bool + Send + Sync>;
+pub type RecordedSince = Box<dyn Fn(&JobKey) -> bool + Send + Sync>;
 
 /// What happened to a job in this run.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub key: String,
+    pub key: JobKey,
     pub label: String,
     /// `None` when the job did not run (interrupted, or a build it needs failed).
     pub verdict: Option<Verdict>,
@@ -217,7 +218,7 @@ pub enum Event<'a> {
 /// earlier, for jobs that need an artifact built before this run.
 pub async fn execute(
     ready: Vec<Ready>,
-    known: HashMap<String, ArtifactRecord>,
+    known: HashMap<JobKey, ArtifactRecord>,
     settings: Arc<Settings>,
     record: std::sync::mpsc::Sender<ResultRecord>,
     progress: Arc<dyn Fn(Event) + Send + Sync>,
@@ -231,9 +232,9 @@ pub async fn execute(
             .collect(),
     ));
     // Each job publishes its artifact (or failure) for the jobs that need it.
-    let mut publishers: HashMap<String, watch::Sender<Option<Result<ArtifactRecord, String>>>> =
+    let mut publishers: HashMap<JobKey, watch::Sender<Option<Result<ArtifactRecord, String>>>> =
         HashMap::new();
-    let mut receivers: HashMap<String, watch::Receiver<Option<Result<ArtifactRecord, String>>>> =
+    let mut receivers: HashMap<JobKey, watch::Receiver<Option<Result<ArtifactRecord, String>>>> =
         HashMap::new();
     for r in &ready {
         let (tx, rx) = watch::channel(None);
@@ -245,7 +246,7 @@ pub async fn execute(
     let mut jobs = Vec::new();
     for r in ready {
         jobs.push(r.job.clone());
-        let deps: Vec<(String, Option<watch::Receiver<_>>)> = r
+        let deps: Vec<(JobKey, Option<watch::Receiver<_>>)> = r
             .job
             .after
             .iter()
@@ -267,7 +268,7 @@ pub async fn execute(
             // Shared with the blocking work done for the job off the runtime.
             let r = Arc::new(r);
             // Wait for the builds this job needs.
-            let mut artifacts: BTreeMap<String, ArtifactRecord> = BTreeMap::new();
+            let mut artifacts: BTreeMap<JobKey, ArtifactRecord> = BTreeMap::new();
             for (key, rx) in deps {
                 let got = match rx {
                     Some(mut rx) => match rx.wait_for(|v| v.is_some()).await {
@@ -277,7 +278,7 @@ pub async fn execute(
                     None => known.get(&key).cloned().ok_or_else(|| {
                         format!(
                             "build {} has no passing result yet; run it first",
-                            &key[..12]
+                            key.short()
                         )
                     }),
                 };
@@ -289,7 +290,7 @@ pub async fn execute(
                         // Its build runs in another run, which runs this job after it.
                         let outcome = elsewhere(
                             &r.job,
-                            format!("its build {} runs in another run", &key[..12]),
+                            format!("its build {} runs in another run", key.short()),
                         );
                         let _ = publish.send(Some(Err(ELSEWHERE.into())));
                         progress(Event::Finished { outcome: &outcome });
@@ -298,7 +299,7 @@ pub async fn execute(
                     Err(why) => {
                         let outcome = not_run(
                             &r.job,
-                            format!("skipped: needs build {}: {why}", &key[..12]),
+                            format!("skipped: needs build {}: {why}", key.short()),
                         );
                         let _ = publish.send(Some(Err("a build it needs did not succeed".into())));
                         progress(Event::Finished { outcome: &outcome });
@@ -551,7 +552,7 @@ fn elsewhere(job: &Job, reason: String) -> Outcome {
 
 /// Why this run must leave `key` alone, if it must: another live run holds its claim, or
 /// recorded it after this run planned. `None` (run it) also when claims are unavailable.
-fn claimed_elsewhere(settings: &Settings, key: &str) -> Option<&'static str> {
+fn claimed_elsewhere(settings: &Settings, key: &JobKey) -> Option<&'static str> {
     let claims = settings.claims.as_ref()?;
     match claims.try_claim(key) {
         Ok(false) => Some("another run on this machine is running it"),
@@ -573,14 +574,14 @@ type Vars = Vec<(String, String)>;
 /// Environment variables describing the job, and the JSON for `STAGEGATE_ENV_FILE`.
 fn job_env(
     r: &Ready,
-    artifacts: &BTreeMap<String, ArtifactRecord>,
+    artifacts: &BTreeMap<JobKey, ArtifactRecord>,
     settings: &Settings,
     out: &Path,
     env_file: &Path,
 ) -> Result<(Vars, Vec<u8>), String> {
     let job = &r.job;
     let mut vars = vec![
-        ("STAGEGATE_JOB".to_string(), job.key.clone()),
+        ("STAGEGATE_JOB".to_string(), job.key.to_string()),
         ("STAGEGATE_JOB_NAME".to_string(), job.name.clone()),
         (
             "STAGEGATE_ROLE".to_string(),
@@ -617,7 +618,7 @@ fn job_env(
                 .get(d, location.as_deref())
                 .map_err(|why| format!("{}: {why}", e.item))?;
             vars.push((format!("{stem}_ARTIFACT"), path.display().to_string()));
-            vars.push((format!("{stem}_DIGEST"), d.clone()));
+            vars.push((format!("{stem}_DIGEST"), d.to_string()));
             artifact_path = Some(path.display().to_string());
         }
         let git = e
@@ -653,7 +654,7 @@ fn job_env(
             .get(&c.digest, Some(&c.location))
             .map_err(|why| format!("the cache of {} {}: {why}", job.name, c.version))?;
         vars.push(("STAGEGATE_CACHE".into(), path.display().to_string()));
-        vars.push(("STAGEGATE_CACHE_DIGEST".into(), c.digest.clone()));
+        vars.push(("STAGEGATE_CACHE_DIGEST".into(), c.digest.to_string()));
         vars.push(("STAGEGATE_CACHE_VERSION".into(), c.version.clone()));
         cache = Some(EnvCache {
             digest: &c.digest,
@@ -678,7 +679,7 @@ struct EnvDoc<'a> {
     cache: Option<EnvCache<'a>>,
     commit: String,
     items: Vec<EnvItem<'a>>,
-    job: &'a str,
+    job: &'a JobKey,
     name: &'a str,
     role: &'static str,
 }
@@ -688,7 +689,7 @@ struct EnvItem<'a> {
     artifact: Option<String>,
     candidate: bool,
     commit: Option<&'a str>,
-    digest: Option<String>,
+    digest: Option<Digest>,
     git: Option<String>,
     item: String,
     version: &'a str,
@@ -696,7 +697,7 @@ struct EnvItem<'a> {
 
 #[derive(serde::Serialize)]
 struct EnvCache<'a> {
-    digest: &'a str,
+    digest: &'a Digest,
     path: String,
     version: &'a str,
 }
@@ -706,7 +707,7 @@ struct EnvCache<'a> {
 /// written later, and only when there is something to keep: see [`process::JobLog`].)
 fn prepare(
     r: &Ready,
-    artifacts: &BTreeMap<String, ArtifactRecord>,
+    artifacts: &BTreeMap<JobKey, ArtifactRecord>,
     settings: &Settings,
     slot: &mut SlotState,
 ) -> Result<(Vars, PathBuf), String> {
@@ -740,7 +741,7 @@ pub fn role_name(role: Role) -> &'static str {
 
 async fn run_job(
     r: &Arc<Ready>,
-    artifacts: &Arc<BTreeMap<String, ArtifactRecord>>,
+    artifacts: &Arc<BTreeMap<JobKey, ArtifactRecord>>,
     settings: &Arc<Settings>,
     slot: &mut SlotState,
     cancel: watch::Receiver<bool>,
@@ -963,7 +964,7 @@ async fn keep_log(mut outcome: Outcome, settings: &Arc<Settings>) -> Outcome {
         return outcome;
     };
     let annotations = std::collections::BTreeMap::from([
-        (format!("{ANNOTATION}.job"), record.key.clone()),
+        (format!("{ANNOTATION}.job"), record.key.to_string()),
         (format!("{ANNOTATION}.name"), record.name.clone()),
     ]);
     // A push to a registry: network time, off the runtime.
@@ -1046,7 +1047,7 @@ fn store_build(job: &Job, out: &Path, settings: &Settings) -> Result<ArtifactRec
     };
     let mut annotations = std::collections::BTreeMap::from([
         (format!("{ANNOTATION}.item"), job.name.clone()),
-        (format!("{ANNOTATION}.build-job"), job.key.clone()),
+        (format!("{ANNOTATION}.build-job"), job.key.to_string()),
     ]);
     if let Some(e) = job
         .env
@@ -1134,7 +1135,7 @@ fn finish(
     excerpt: String,
     log: Option<PathBuf>,
     artifact: Option<ArtifactRecord>,
-    artifacts: &BTreeMap<String, ArtifactRecord>,
+    artifacts: &BTreeMap<JobKey, ArtifactRecord>,
 ) -> Outcome {
     let reason = reason.map(|r| settings.secrets.mask_str(&r));
     let record = ResultRecord {
@@ -1198,7 +1199,7 @@ mod tests {
     fn a_job_whose_task_panics_is_recorded_as_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         let job = Job {
-            key: "ab".repeat(32),
+            key: "ab".repeat(32).into(),
             kind: JobKind::Test,
             name: "t".into(),
             role: Role::Candidate,

@@ -16,6 +16,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{oneshot, watch};
 
 use super::mask::{Masker, Secrets};
+use crate::keys::JobKey;
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -512,12 +513,12 @@ pub fn excerpt_of(bytes: &[u8]) -> String {
 }
 
 /// A fresh log path for one run of a job.
-pub fn log_path(dir: &Path, key: &str) -> PathBuf {
+pub fn log_path(dir: &Path, key: &JobKey) -> PathBuf {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     // One level of fan-out: a directory per key would cost an inode per job.
-    dir.join(&key[..2]).join(format!(
+    dir.join(&key.as_str()[..2]).join(format!(
         "{key}-{}-{}.log",
         now.as_millis(),
         std::process::id()

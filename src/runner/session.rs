@@ -15,6 +15,7 @@ use super::mask::Secrets;
 use super::{Event, Outcome, Passed, Ready, Settings};
 use crate::artifact::Store;
 use crate::error::{Error, Result};
+use crate::keys::JobKey;
 use crate::ledger::recorder::Recorder;
 use crate::ledger::{ArtifactRecord, Ledger, LedgerView, Verdict};
 use crate::plan::{Job, MovePlan, Planner, describe};
@@ -49,7 +50,7 @@ pub struct Options {
 /// A job this run left for a runner that meets its needs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Left {
-    pub key: String,
+    pub key: JobKey,
     pub job: String,
     /// The candidates it tests or builds: whose `why` says who can run it.
     pub items: Vec<String>,
@@ -63,7 +64,7 @@ pub struct Left {
 /// An errored job a run left for later.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Deferred {
-    pub key: String,
+    pub key: JobKey,
     pub job: String,
     /// The candidates it tests or builds: what a recheck names.
     pub items: Vec<String>,
@@ -80,10 +81,10 @@ fn items_of(job: &Job) -> Vec<String> {
 #[derive(Debug, Clone)]
 pub struct Work {
     pub plan: MovePlan,
-    pub retries: BTreeSet<String>,
+    pub retries: BTreeSet<JobKey>,
     /// Errored jobs not to run now (their backoff has not passed, or their error budget is
     /// spent), unless a person names them (`--job`, `--rerun`, `--failed`).
-    pub deferred: BTreeSet<String>,
+    pub deferred: BTreeSet<JobKey>,
 }
 
 /// Where a run's [`Event`]s go; called from the runner's threads as things happen.
@@ -107,11 +108,11 @@ pub struct Report {
     /// run (filled by the caller that judges: [`crate::cycle::run`]). A failure that blocks
     /// nothing (like its baseline, quarantined, waived, a heisenbug the gate waits on or
     /// allows) is not among them.
-    pub rejecting: BTreeSet<String>,
+    pub rejecting: BTreeSet<JobKey>,
     /// This was a dry run ([`Options::dry_run`]): nothing ran.
     pub dry_run: bool,
     /// With [`Options::dry_run`]: the jobs that would run (key, job).
-    pub would_run: Vec<(String, String)>,
+    pub would_run: Vec<(JobKey, String)>,
     /// Jobs without a settled result this runner cannot serve (their `needs`), left for
     /// another: nothing is recorded for them.
     pub left: Vec<Left>,
@@ -144,15 +145,14 @@ impl Report {
 }
 
 /// Whether `key` falls in shard `i` of `n`.
-fn in_shard(key: &str, (i, n): (u64, u64)) -> bool {
-    let x = u64::from_str_radix(&key[..16], 16).unwrap_or(0);
+fn in_shard(key: &JobKey, (i, n): (u64, u64)) -> bool {
+    // A number from the key's first 64 bits: a split, not a short form.
+    let x = u64::from_str_radix(&key.as_str()[..16], 16).unwrap_or(0);
     x % n == i - 1
 }
 
-fn matches(key: &str, patterns: &[String]) -> bool {
-    patterns
-        .iter()
-        .any(|p| !p.is_empty() && key.starts_with(p.as_str()))
+fn matches(key: &JobKey, patterns: &[String]) -> bool {
+    patterns.iter().any(|p| !p.is_empty() && key.starts_with(p))
 }
 
 /// The jobs chosen to run, and what the run needs to know about them.
@@ -161,13 +161,13 @@ struct Selection {
     reused: usize,
     /// How many attempts each selected job had when planned: more later means another
     /// run recorded it meanwhile.
-    planned_attempts: HashMap<String, u32>,
+    planned_attempts: HashMap<JobKey, u32>,
     /// The ledger's tip when the attempts above were counted.
     planned_tip: Option<ObjectId>,
     /// Errored jobs left for later.
     deferred: Vec<Deferred>,
     /// Builds this run does not include, but whose artifacts selected jobs need.
-    known: HashMap<String, ArtifactRecord>,
+    known: HashMap<JobKey, ArtifactRecord>,
     /// Jobs left for a runner that meets their needs.
     left: Vec<Left>,
 }
@@ -467,7 +467,7 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
     let view = Ledger::new(planner.repo, &planner.pipeline.results_ref)
         .view()?
         .trusting(trust)?;
-    let mut all: BTreeMap<String, Job> = BTreeMap::new();
+    let mut all: BTreeMap<JobKey, Job> = BTreeMap::new();
     // Heisenbugs a gate waits on for more tries (`flaky: {policy: wait}`), rechecked jobs.
     let mut retry = BTreeSet::new();
     let mut later = BTreeSet::new();
@@ -480,10 +480,7 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
     }
     let mut deferred = Vec::new();
     for pattern in opts.jobs.iter().chain(&opts.rerun) {
-        let n = all
-            .keys()
-            .filter(|k| k.starts_with(pattern.as_str()))
-            .count();
+        let n = all.keys().filter(|k| k.starts_with(pattern)).count();
         if n == 0 {
             return Err(Error::usage_help(
                 format!("no planned job has a key starting with {pattern:?}"),
@@ -492,7 +489,7 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
         }
     }
     let mut jobs = Vec::new();
-    let mut planned_attempts: HashMap<String, u32> = HashMap::new();
+    let mut planned_attempts: HashMap<JobKey, u32> = HashMap::new();
     let mut reused = 0;
     let mut left: Vec<Left> = Vec::new();
     for (key, job) in &all {
@@ -573,10 +570,10 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
         }
     }
     if !jobs.is_empty() && !opts.export {
-        let chosen: HashSet<&str> = jobs.iter().map(|j| j.key.as_str()).collect();
+        let chosen: HashSet<&JobKey> = jobs.iter().map(|j| &j.key).collect();
         for w in work
             .iter()
-            .filter(|w| w.plan.jobs.keys().any(|k| chosen.contains(k.as_str())))
+            .filter(|w| w.plan.jobs.keys().any(|k| chosen.contains(k)))
         {
             crate::trust::require_signer(&w.plan.to.name, w.plan.trust.as_ref())?;
         }
@@ -594,8 +591,8 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
 }
 
 /// Builds `jobs` need that are not among them, with the artifacts they recorded.
-fn known_builds(view: &LedgerView, jobs: &[Job]) -> Result<HashMap<String, ArtifactRecord>> {
-    let selected_keys: BTreeSet<String> = jobs.iter().map(|j| j.key.clone()).collect();
+fn known_builds(view: &LedgerView, jobs: &[Job]) -> Result<HashMap<JobKey, ArtifactRecord>> {
+    let selected_keys: BTreeSet<JobKey> = jobs.iter().map(|j| j.key.clone()).collect();
     let mut known = HashMap::new();
     for job in jobs {
         for dep in &job.after {
@@ -745,7 +742,7 @@ fn write_checkouts(
 fn recorded_since(
     repo: &crate::repo::Repo,
     reference: String,
-    (planned_tip, planned): (Option<ObjectId>, HashMap<String, u32>),
+    (planned_tip, planned): (Option<ObjectId>, HashMap<JobKey, u32>),
     ours: crate::ledger::recorder::OwnCommits,
 ) -> super::RecordedSince {
     struct Reader {
@@ -821,7 +818,7 @@ fn only_ours(
 fn job_env_policy(
     planner: &Planner,
     plans: &[&MovePlan],
-) -> Result<(HashMap<String, Passed>, Secrets)> {
+) -> Result<(HashMap<JobKey, Passed>, Secrets)> {
     let mut by_key = HashMap::new();
     let mut secret_names: BTreeSet<String> = BTreeSet::new();
     secret_names.extend(planner.pipeline.env.secret.iter().cloned());

@@ -72,7 +72,7 @@ fn a_build_cache_is_stored_beside_the_artifact_and_recorded_on_promotion() {
     );
     let rec = built(&env, "stable", "host");
     let cache = rec.cache.expect("the cache in the build record");
-    let file = stored(&env, &cache.digest);
+    let file = stored(&env, cache.digest.as_str());
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "cache of 1\n");
     assert_eq!(cache.size, "cache of 1\n".len() as u64);
     assert_eq!(cache.location, format!("file://{}", file.display()));
@@ -125,7 +125,7 @@ fn a_build_is_given_the_cache_of_the_build_the_target_stage_holds() {
 fn a_build_cache_missing_from_the_store_is_an_error_naming_it() {
     let env = promoted_with_cache();
     let cache = built(&env, "stable", "host").cache.unwrap();
-    std::fs::remove_file(stored(&env, &cache.digest)).unwrap();
+    std::fs::remove_file(stored(&env, cache.digest.as_str())).unwrap();
     env.commit_on(
         "staging",
         "host 2",
@@ -139,7 +139,7 @@ fn a_build_cache_missing_from_the_store_is_an_error_naming_it() {
     assert_eq!(r.verdict, Verdict::Error, "{r:#?}");
     let reason = r.reason.unwrap_or_default();
     assert!(
-        reason.contains("the cache of images/host 1") && reason.contains(&cache.digest),
+        reason.contains("the cache of images/host 1") && reason.contains(cache.digest.as_str()),
         "{reason}"
     );
 }

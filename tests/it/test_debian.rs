@@ -752,7 +752,7 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
     // this machine has, it is broken here as nested KVM is on some machines: with
     // -enable-kvm the host's boot aborts at once ("failed to set MSR"), the guest's hangs
     // without a word. Both boot under TCG instead, and pass.
-    let host_hex = host.digest.strip_prefix("sha256:").unwrap();
+    let host_hex = host.digest.as_str().strip_prefix("sha256:").unwrap();
     let broken_kvm = fake_qemu(
         &env.home().join("broken-kvm"),
         &format!(
@@ -785,7 +785,7 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
             "{}",
             r[0].excerpt
         );
-        let log = sg(&["log-of", &r[0].key]);
+        let log = sg(&["log-of", r[0].key.as_str()]);
         assert!(
             log.contains(&format!(
                 "{test}: KVM is unusable here ({why}); booting under TCG instead"
@@ -831,7 +831,7 @@ fn debian_example_builds_boots_and_rebuilds_offline_from_its_package_cache() {
         .find(|r| r.env.iter().any(|e| e.version == "12.15-2"))
         .expect("the offline rebuild");
     assert_eq!(rebuilt.verdict, Verdict::Pass, "{}", rebuilt.excerpt);
-    let log = sg(&["log-of", &rebuilt.key]);
+    let log = sg(&["log-of", rebuilt.key.as_str()]);
     assert!(
         log.contains("debian-host 12.15-2: --offline: building from the last-known-good package set, that of debian-host 12.15-1"),
         "{log}"

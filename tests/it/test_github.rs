@@ -50,7 +50,7 @@ fn github(fake: &FakeGitHub) -> GitHub {
 
 fn job(name: &str, verdict: Option<Verdict>, baseline: Option<Verdict>) -> JobRow {
     JobRow {
-        key: format!("{name:0<64}").replace(' ', "0"),
+        key: format!("{name:0<64}").replace(' ', "0").into(),
         name: format!("test {name} [xen]"),
         manifest: Some(format!("tests/{name}.yaml")),
         environment: vec![
@@ -68,7 +68,7 @@ fn job(name: &str, verdict: Option<Verdict>, baseline: Option<Verdict>) -> JobRo
         verdict,
         log_url: Some(format!("https://ci.example/logs/{name}")),
         baseline: Some(BaselineRow {
-            key: format!("b{name}"),
+            key: format!("b{name}").into(),
             verdict: baseline,
             log_url: Some(format!("https://ci.example/logs/{name}-baseline")),
         }),

@@ -250,7 +250,7 @@ fn a_build_is_stored_under_its_digest_recorded_on_promotion_and_given_to_later_t
     let rec = built(&env, "staging", "debian-host");
     assert_eq!(rec.item, "images/debian-host");
     assert_eq!(rec.version, "12.8-1");
-    let file = store_path(&env, &rec.digest);
+    let file = store_path(&env, rec.digest.as_str());
     let bytes = std::fs::read(&file).unwrap();
     assert_eq!(
         format!("sha256:{}", sha256_hex(&bytes)),
@@ -321,7 +321,7 @@ fn a_corrupted_artifact_makes_the_test_that_needs_it_an_error_and_promotion_wait
     let rec = built(&env, "staging", "debian-host");
     let stable = env.rev("stable");
 
-    let file = store_path(&env, &rec.digest);
+    let file = store_path(&env, rec.digest.as_str());
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(&file, b"not a disk image").unwrap();
@@ -334,7 +334,7 @@ fn a_corrupted_artifact_makes_the_test_that_needs_it_an_error_and_promotion_wait
     assert!(
         reason.contains("corrupt")
             && reason.contains("images/debian-host")
-            && reason.contains(&rec.digest),
+            && reason.contains(rec.digest.as_str()),
         "{reason}"
     );
     // The guest's test needs the host's artifact too.
@@ -380,11 +380,11 @@ fn based_on_gives_the_build_its_parent_artifact_and_keys_it_on_that_artifact() {
         received,
         format!(
             "parent-artifact: {}\nparent-digest: {}\n",
-            store_path(&env, &base1.digest).display(),
+            store_path(&env, base1.digest.as_str()).display(),
             base1.digest
         )
     );
-    let artifact = std::fs::read_to_string(store_path(&env, &child1.digest)).unwrap();
+    let artifact = std::fs::read_to_string(store_path(&env, child1.digest.as_str())).unwrap();
     assert_eq!(artifact, "base 1\nchild 1\n");
 
     // The child alone changes: built on stable's parent artifact.
@@ -442,7 +442,7 @@ fn based_on_gives_the_build_its_parent_artifact_and_keys_it_on_that_artifact() {
             .contains(&format!("parent-digest: {}", base2.digest)),
         "{child2:#?}"
     );
-    let content = std::fs::read_to_string(store_path(&env, &child2.digest)).unwrap();
+    let content = std::fs::read_to_string(store_path(&env, child2.digest.as_str())).unwrap();
     assert_eq!(content, "base 2\nchild 2\n");
 }
 

@@ -77,7 +77,9 @@ fn promote_to_stable(env: &TestEnv, key: &Path) -> String {
     sg_ok(env, key, &["run"]);
     let out = sg_ok(env, key, &["promote"]);
     assert!(out.contains("attested images/debian-host"), "{out}");
-    crate::test_images::built(env, "stable", "debian-host").digest
+    crate::test_images::built(env, "stable", "debian-host")
+        .digest
+        .into_string()
 }
 
 /// `verify --artifact DIGEST --stage stable`: (exit code, stdout).
@@ -195,7 +197,7 @@ fn a_promotion_to_stable_pushes_a_vsa_referrer_that_verify_checks() {
         .clone()
         .expect("the build stored an artifact")
         .digest;
-    let hex = host.trim_start_matches("sha256:").to_string();
+    let hex = host.as_str().trim_start_matches("sha256:").to_string();
     retag_as_before(&registry, repo, &hex);
     sg_ok(&env, &key, &["promote"]);
     assert!(
@@ -205,7 +207,9 @@ fn a_promotion_to_stable_pushes_a_vsa_referrer_that_verify_checks() {
     sg_ok(&env, &key, &["run"]);
     let out = sg_ok(&env, &key, &["promote"]);
     assert!(out.contains("attested images/debian-host"), "{out}");
-    let digest = crate::test_images::built(&env, "stable", "debian-host").digest;
+    let digest = crate::test_images::built(&env, "stable", "debian-host")
+        .digest
+        .into_string();
     assert_eq!(digest, host);
 
     // In the registry: a referrer of the artifact's manifest, listed in the referrers tag
@@ -302,7 +306,7 @@ fn a_promotion_to_stable_pushes_a_vsa_referrer_that_verify_checks() {
     let store = stagegate::artifact::oci::Registry::open(&registry.store(repo)).unwrap();
     store
         .push_referrer(
-            &digest,
+            &stagegate::keys::Digest::from(digest.as_str()),
             forged,
             stagegate::dsse::MEDIA_TYPE,
             Default::default(),
@@ -387,7 +391,11 @@ fn verify_refuses_an_altered_or_untrusted_summary() {
         .digest
         .insert("sha256".into(), "cd".repeat(32));
     let mut results = st.clone();
-    results.predicate.stagegate.jobs.push("ef".repeat(32));
+    results
+        .predicate
+        .stagegate
+        .jobs
+        .push("ef".repeat(32).into());
     let mut ledger = st.clone();
     // The ledger's tip: the commit that recorded the summary, after the decision.
     ledger.predicate.stagegate.ledger = Some(env.rev(LEDGER));
