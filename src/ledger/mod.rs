@@ -197,6 +197,11 @@ pub struct Ledger<'r> {
 pub struct Written {
     pub packs: crate::repo::pack::Fold,
     trees: gix::odb::memory::Storage,
+    /// Where each commit is announced (commit → parent) before the ref can point at it, so
+    /// that a reader who finds it at the ref's tip knows it for this writer's own at once:
+    /// announced after, a reader in between would read the ledger again for nothing, through
+    /// a pack its object store does not know yet (listing the pack directory to find it).
+    pub own: Option<recorder::OwnCommits>,
 }
 
 impl Written {
@@ -392,11 +397,20 @@ impl<'r> Ledger<'r> {
                     .filter(|(id, _)| !known.contains(*id))
                     .map(|(id, (kind, data))| (*id, *kind, data.clone()))
                     .collect();
-                storage.retain(|_, (kind, _)| *kind == gix::object::Kind::Tree);
+                // The commit too: the next call reads it as the ledger's tip, and from the
+                // pack just written it is found only by listing the pack directory again.
+                storage.retain(|_, (kind, _)| {
+                    matches!(kind, gix::object::Kind::Tree | gix::object::Kind::Commit)
+                });
                 written.keep_trees(storage);
                 let dir = self.repo.git.common_dir().join("objects");
                 let entries = crate::repo::pack::compress(&objects)?;
                 packed = crate::repo::pack::write(&dir, entries.clone())?.map(|w| (w, entries));
+            }
+            if let Some(own) = &written.own
+                && let Ok(mut own) = own.lock()
+            {
+                own.insert(commit, tip);
             }
             let swapped = self.repo.cas(
                 &self.reference,

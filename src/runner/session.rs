@@ -774,7 +774,7 @@ fn recorded_since(
         let tip = match reader.seen {
             Some((seen, tip)) if stamp == Some(seen) => tip,
             _ => {
-                let Ok(tip) = reader.repo.ref_target(&reference) else {
+                let Ok(tip) = reader.repo.ref_id(&reference) else {
                     return false;
                 };
                 reader.seen = stamp.map(|s| (s, tip));
