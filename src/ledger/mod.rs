@@ -225,8 +225,12 @@ pub struct LedgerView<'r> {
     /// decision as it was made).
     as_of: Option<String>,
     /// What [`LedgerView::latest_with_history`] found, by key: the gate asks again for the
-    /// keys of a combination of candidates, and the view never changes.
-    histories: std::sync::Mutex<history::Memo>,
+    /// keys of a combination of candidates, and the view never changes. Shared by every
+    /// view [`LedgerView::trusting`] derives from one view under the same `trust:` (the same
+    /// tip, time and evidence): a run selects its jobs from what its judgement read.
+    histories: std::sync::Arc<std::sync::Mutex<history::Memo>>,
+    /// The memos of the views derived from this one, by policy (`""`: no `trust:`).
+    derived: std::sync::Mutex<HashMap<String, std::sync::Arc<std::sync::Mutex<history::Memo>>>>,
     /// What does not count under the `trust:` this view judges with ([`crate::trust`]):
     /// left out of every read.
     evidence: Option<std::sync::Arc<crate::trust::Evidence>>,
@@ -319,6 +323,7 @@ impl<'r> Ledger<'r> {
             tree,
             as_of: None,
             histories: Default::default(),
+            derived: Default::default(),
             evidence: None,
             assessed: Default::default(),
         })
@@ -506,15 +511,25 @@ impl<'r> LedgerView<'r> {
     pub fn as_of(mut self, time: &str) -> Self {
         self.as_of = Some(time.to_string());
         self.histories = Default::default();
+        self.derived = Default::default();
         self
     }
 
     /// This view as it counts under `trust` ([`crate::trust::assess`]): the records the
     /// policy does not count are left out of every read. Without `trust:`, the view as is.
     pub fn trusting(&self, trust: Option<&crate::manifest::Trust>) -> Result<LedgerView<'r>> {
-        let evidence = match trust {
-            Some(t) => {
-                let policy = crate::trust::Policy::new(t);
+        let policy = trust.map(crate::trust::Policy::new);
+        let histories = self
+            .derived
+            .lock()
+            .map(|mut m| {
+                m.entry(policy.as_ref().map_or("", |p| p.id()).to_string())
+                    .or_default()
+                    .clone()
+            })
+            .unwrap_or_default();
+        let evidence = match policy {
+            Some(policy) => {
                 let known = self
                     .assessed
                     .lock()
@@ -538,7 +553,8 @@ impl<'r> LedgerView<'r> {
             tip: self.tip,
             tree: self.tree,
             as_of: self.as_of.clone(),
-            histories: Default::default(),
+            histories,
+            derived: Default::default(),
             evidence,
             assessed: Default::default(),
         })
