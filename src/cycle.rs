@@ -17,7 +17,7 @@ use crate::bisect::{self, Outcome, Progress, Target};
 use crate::error::{Error, Result};
 use crate::judge::{self, Judgement};
 use crate::keys::JobKey;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerView};
 use crate::manifest::ItemId;
 use crate::plan::{Job, MovePlan, Planner};
 use crate::poll::Bump;
@@ -26,9 +26,13 @@ use crate::runner::session::{self, Report, Sink, Work};
 
 /// What the gates of the moves into or out of `stage` (every move without one) need run
 /// now, judged at `now`: one [`Work`] per move.
-pub fn work(planner: &Planner, stage: Option<&str>, now: i64) -> Result<Vec<Work>> {
-    let view = Ledger::new(planner.repo, &planner.pipeline.results_ref).view()?;
-    Ok(judge::judge_all(planner, stage, &view, now)?
+pub fn work(
+    planner: &Planner,
+    stage: Option<&str>,
+    view: &LedgerView,
+    now: i64,
+) -> Result<Vec<Work>> {
+    Ok(judge::judge_all(planner, stage, view, now)?
         .iter()
         .map(Judgement::work)
         .collect())
@@ -43,7 +47,11 @@ pub fn run(
     sink: Sink,
 ) -> Result<Report> {
     let opts = &as_runner(planner, opts, now);
-    let mut report = session::run(planner, &work(planner, stage, now)?, opts, sink)?;
+    // One view for the judgement and the run's selection: what the one read, the other
+    // does not read again.
+    let view = Ledger::new(planner.repo, &planner.pipeline.results_ref).view()?;
+    let work = work(planner, stage, &view, now)?;
+    let mut report = session::run(planner, &work, &view, opts, sink)?;
     // Whether a failure of this run said no is the gate's to tell: judged again on what
     // the run recorded.
     if report
@@ -133,11 +141,18 @@ pub fn run_for_gate(
     sink: Sink,
 ) -> Result<Vec<Report>> {
     let ledger = Ledger::new(planner.repo, &planner.pipeline.results_ref);
-    let mut work = judge::judge(planner, plan.clone(), &ledger.view()?, now)?.work();
+    let mut view = ledger.view()?;
+    let mut work = judge::judge(planner, plan.clone(), &view, now)?.work();
     let mut reports: Vec<Report> = Vec::new();
     let mut tried: BTreeSet<JobKey> = BTreeSet::new();
     for _round in 0..3 {
-        let report = session::run(planner, std::slice::from_ref(&work), opts, sink.clone())?;
+        let report = session::run(
+            planner,
+            std::slice::from_ref(&work),
+            &view,
+            opts,
+            sink.clone(),
+        )?;
         let interrupted = report.interrupted;
         tried.extend(report.outcomes.iter().map(|o| o.key.clone()));
         reports.push(report);
@@ -146,7 +161,7 @@ pub fn run_for_gate(
         }
         // Judged again on what this round recorded: the next round runs what that needs
         // (the combination of what now passes alone), if it was not tried already.
-        let view = ledger.view()?;
+        view = ledger.view()?;
         work = judge::judge(planner, plan.clone(), &view, now)?.work();
         let mut more = false;
         for key in work.plan.jobs.keys() {

@@ -198,6 +198,11 @@ pub struct Ledger<'r> {
 pub struct Written {
     pub packs: crate::repo::pack::Fold,
     trees: gix::odb::memory::Storage,
+    /// Where each commit is announced (commit → parent) before the ref can point at it, so
+    /// that a reader who finds it at the ref's tip knows it for this writer's own at once:
+    /// announced after, a reader in between would read the ledger again for nothing, through
+    /// a pack its object store does not know yet (listing the pack directory to find it).
+    pub own: Option<recorder::OwnCommits>,
 }
 
 impl Written {
@@ -221,8 +226,12 @@ pub struct LedgerView<'r> {
     /// decision as it was made).
     as_of: Option<String>,
     /// What [`LedgerView::latest_with_history`] found, by key: the gate asks again for the
-    /// keys of a combination of candidates, and the view never changes.
-    histories: std::sync::Mutex<history::Memo>,
+    /// keys of a combination of candidates, and the view never changes. Shared by every
+    /// view [`LedgerView::trusting`] derives from one view under the same `trust:` (the same
+    /// tip, time and evidence): a run selects its jobs from what its judgement read.
+    histories: std::sync::Arc<std::sync::Mutex<history::Memo>>,
+    /// The memos of the views derived from this one, by policy (`""`: no `trust:`).
+    derived: std::sync::Mutex<HashMap<String, std::sync::Arc<std::sync::Mutex<history::Memo>>>>,
     /// What does not count under the `trust:` this view judges with ([`crate::trust`]):
     /// left out of every read.
     evidence: Option<std::sync::Arc<crate::trust::Evidence>>,
@@ -318,6 +327,7 @@ impl<'r> Ledger<'r> {
             tree,
             as_of: None,
             histories: Default::default(),
+            derived: Default::default(),
             evidence: None,
             assessed: Default::default(),
         })
@@ -396,11 +406,20 @@ impl<'r> Ledger<'r> {
                     .filter(|(id, _)| !known.contains(*id))
                     .map(|(id, (kind, data))| (*id, *kind, data.clone()))
                     .collect();
-                storage.retain(|_, (kind, _)| *kind == gix::object::Kind::Tree);
+                // The commit too: the next call reads it as the ledger's tip, and from the
+                // pack just written it is found only by listing the pack directory again.
+                storage.retain(|_, (kind, _)| {
+                    matches!(kind, gix::object::Kind::Tree | gix::object::Kind::Commit)
+                });
                 written.keep_trees(storage);
                 let dir = self.repo.git.common_dir().join("objects");
                 let entries = crate::repo::pack::compress(&objects)?;
                 packed = crate::repo::pack::write(&dir, entries.clone())?.map(|w| (w, entries));
+            }
+            if let Some(own) = &written.own
+                && let Ok(mut own) = own.lock()
+            {
+                own.insert(commit, tip);
             }
             let swapped = self.repo.cas(
                 &self.reference,
@@ -496,15 +515,25 @@ impl<'r> LedgerView<'r> {
     pub fn as_of(mut self, time: &str) -> Self {
         self.as_of = Some(time.to_string());
         self.histories = Default::default();
+        self.derived = Default::default();
         self
     }
 
     /// This view as it counts under `trust` ([`crate::trust::assess`]): the records the
     /// policy does not count are left out of every read. Without `trust:`, the view as is.
     pub fn trusting(&self, trust: Option<&crate::manifest::Trust>) -> Result<LedgerView<'r>> {
-        let evidence = match trust {
-            Some(t) => {
-                let policy = crate::trust::Policy::new(t);
+        let policy = trust.map(crate::trust::Policy::new);
+        let histories = self
+            .derived
+            .lock()
+            .map(|mut m| {
+                m.entry(policy.as_ref().map_or("", |p| p.id()).to_string())
+                    .or_default()
+                    .clone()
+            })
+            .unwrap_or_default();
+        let evidence = match policy {
+            Some(policy) => {
                 let known = self
                     .assessed
                     .lock()
@@ -528,7 +557,8 @@ impl<'r> LedgerView<'r> {
             tip: self.tip,
             tree: self.tree,
             as_of: self.as_of.clone(),
-            histories: Default::default(),
+            histories,
+            derived: Default::default(),
             evidence,
             assessed: Default::default(),
         })

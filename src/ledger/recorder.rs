@@ -79,7 +79,10 @@ fn write_loop(
     let ledger = Ledger::new(&repo, &reference);
     let mut written = 0;
     let mut first_error = None;
-    let mut wrote = super::Written::default();
+    let mut wrote = super::Written {
+        own: Some(mine),
+        ..Default::default()
+    };
     while let Ok(first) = rx.recv() {
         // Gather what arrives within a short window into one commit: every commit costs a
         // root tree, a commit object and a ref update, and a stream of short jobs would
@@ -98,13 +101,9 @@ fn write_loop(
         } else {
             format!("{} results", batch.len())
         };
+        // Each commit is in `mine` (through `wrote.own`) before the ref points at it.
         match ledger.record(&batch, &message, &mut wrote) {
-            Ok(committed) => {
-                written += batch.len();
-                if let (Some(c), Ok(mut mine)) = (committed, mine.lock()) {
-                    mine.insert(c.commit, c.parent);
-                }
-            }
+            Ok(_) => written += batch.len(),
             Err(e) => {
                 if first_error.is_none() {
                     first_error = Some(e);

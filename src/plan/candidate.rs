@@ -8,6 +8,7 @@
 //! rejection, a first sighting or an approval is remembered, and the paths that move with it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use gix::ObjectId;
 use gix::objs::tree::EntryKind;
@@ -135,7 +136,7 @@ pub fn candidates(repo: &Repo, s: &Snapshot, t: &Snapshot) -> Result<Vec<Candida
     for id in ids {
         out.push(candidate(s, t, id)?);
     }
-    if let Some(files) = repository_files(repo, s, t)? {
+    if let Some(files) = repository_files(s, t)? {
         out.push(files);
     }
     Ok(out)
@@ -144,10 +145,12 @@ pub fn candidates(repo: &Repo, s: &Snapshot, t: &Snapshot) -> Result<Vec<Candida
 /// The repository files that differ between S and T, as one candidate: every differing
 /// path that is not the pipeline, stagegate's records, a manifest, or a file an item or a
 /// test names on either side.
-pub fn repository_files(repo: &Repo, s: &Snapshot, t: &Snapshot) -> Result<Option<Candidate>> {
+pub fn repository_files(s: &Snapshot, t: &Snapshot) -> Result<Option<Candidate>> {
     let skip = |name: &str| name == RECORDS_DIR || name == PIPELINE_FILE;
     let mut changed = Vec::new();
-    changed_files(repo, Some(s.tree), Some(t.tree), "", &skip, &mut changed)?;
+    // Through the snapshots' cache: the manifest directories were read for the candidates.
+    let read = |id: ObjectId| s.tree_entries(id);
+    changed_files_in(&read, Some(s.tree), Some(t.tree), "", &skip, &mut changed)?;
     let manifest = |p: &str| {
         p.split_once('/').is_some_and(|(dir, rest)| {
             (ItemKind::from_dir(dir).is_some() || dir == TESTS_DIR)
@@ -437,27 +440,27 @@ pub fn changed_files(
     skip_top: &dyn Fn(&str) -> bool,
     out: &mut Vec<String>,
 ) -> Result<()> {
+    let read = |id: ObjectId| repo.tree_entries(id).map(Rc::new);
+    changed_files_in(&read, a, b, prefix, skip_top, out)
+}
+
+/// [`changed_files`], reading trees through `read` (a snapshot's cache of the trees it
+/// already read).
+pub fn changed_files_in(
+    read: &dyn Fn(ObjectId) -> Result<Rc<Vec<crate::repo::Entry>>>,
+    a: Option<ObjectId>,
+    b: Option<ObjectId>,
+    prefix: &str,
+    skip_top: &dyn Fn(&str) -> bool,
+    out: &mut Vec<String>,
+) -> Result<()> {
     if a == b {
         return Ok(());
     }
-    let ea = match a {
-        Some(a) => repo.tree_entries(a)?,
-        None => Vec::new(),
-    };
-    let eb = match b {
-        Some(b) => repo.tree_entries(b)?,
-        None => Vec::new(),
-    };
-    let ma: BTreeMap<&str, &crate::repo::Entry> = ea.iter().map(|e| (e.name.as_str(), e)).collect();
-    let mb: BTreeMap<&str, &crate::repo::Entry> = eb.iter().map(|e| (e.name.as_str(), e)).collect();
-    let names: BTreeSet<&str> = ma.keys().chain(mb.keys()).copied().collect();
-    for name in names {
+    let ea = a.map(read).transpose()?.unwrap_or_default();
+    let eb = b.map(read).transpose()?.unwrap_or_default();
+    for (name, (x, y)) in differing(&ea, &eb) {
         if prefix.is_empty() && skip_top(name) {
-            continue;
-        }
-        let x = ma.get(name).copied();
-        let y = mb.get(name).copied();
-        if x.map(|e| (e.id, e.kind)) == y.map(|e| (e.id, e.kind)) {
             continue;
         }
         let path = if prefix.is_empty() {
@@ -469,7 +472,7 @@ pub fn changed_files(
             |e: Option<&crate::repo::Entry>| e.filter(|e| e.kind == EntryKind::Tree).map(|e| e.id);
         let (tx, ty) = (tree(x), tree(y));
         if tx.is_some() || ty.is_some() {
-            changed_files(repo, tx, ty, &path, skip_top, out)?;
+            changed_files_in(read, tx, ty, &path, skip_top, out)?;
         }
         if x.is_some_and(|e| e.kind != EntryKind::Tree)
             || y.is_some_and(|e| e.kind != EntryKind::Tree)
@@ -478,4 +481,148 @@ pub fn changed_files(
         }
     }
     Ok(())
+}
+
+/// The names whose entry differs (in id or kind, or present on one side only) between two
+/// directories, in name order, with each side's entry. Both are walked at once in git's
+/// order (a tree's name sorts as if it ended in `/`), as trees are written: a directory of
+/// thousands of manifests where two changed costs one pass, not two maps. A tree whose
+/// entries are out of that order (hostile or broken) is compared through maps instead.
+type Sides<'e> = (
+    Option<&'e crate::repo::Entry>,
+    Option<&'e crate::repo::Entry>,
+);
+fn differing<'e>(
+    ea: &'e [crate::repo::Entry],
+    eb: &'e [crate::repo::Entry],
+) -> BTreeMap<&'e str, Sides<'e>> {
+    use std::cmp::Ordering;
+    let git_cmp = |x: &crate::repo::Entry, y: &crate::repo::Entry| {
+        let (nx, tx) = (x.name.as_bytes(), x.kind == EntryKind::Tree);
+        let (ny, ty) = (y.name.as_bytes(), y.kind == EntryKind::Tree);
+        let n = nx.len().min(ny.len());
+        nx[..n].cmp(&ny[..n]).then_with(|| {
+            let end = |name: &[u8], tree: bool| name.get(n).copied().or(tree.then_some(b'/'));
+            end(nx, tx).cmp(&end(ny, ty))
+        })
+    };
+    let sorted = |v: &[crate::repo::Entry]| {
+        v.windows(2)
+            .all(|w| git_cmp(&w[0], &w[1]) == Ordering::Less)
+    };
+    let mut out: BTreeMap<&str, Sides> = BTreeMap::new();
+    if !sorted(ea) || !sorted(eb) {
+        let ma: BTreeMap<&str, &crate::repo::Entry> =
+            ea.iter().map(|e| (e.name.as_str(), e)).collect();
+        let mb: BTreeMap<&str, &crate::repo::Entry> =
+            eb.iter().map(|e| (e.name.as_str(), e)).collect();
+        for name in ma.keys().chain(mb.keys()) {
+            let (x, y) = (ma.get(name).copied(), mb.get(name).copied());
+            if x.map(|e| (e.id, e.kind)) != y.map(|e| (e.id, e.kind)) {
+                out.insert(name, (x, y));
+            }
+        }
+        return out;
+    }
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (ea.get(i), eb.get(j)) {
+            (None, None) => break,
+            (Some(x), Some(y)) if git_cmp(x, y) == Ordering::Equal => {
+                if (x.id, x.kind) != (y.id, y.kind) {
+                    out.insert(&x.name, (Some(x), Some(y)));
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(x), y) if y.is_none_or(|y| git_cmp(x, y) == Ordering::Less) => {
+                out.entry(&x.name).or_default().0 = Some(x);
+                i += 1;
+            }
+            (_, Some(y)) => {
+                out.entry(&y.name).or_default().1 = Some(y);
+                j += 1;
+            }
+            (Some(_), None) => unreachable!("handled by the arm above"),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod differing_tests {
+    use super::*;
+    use crate::repo::Entry;
+
+    fn e(name: &str, kind: EntryKind, id: u8) -> Entry {
+        let mut bytes = [0u8; 20];
+        bytes[0] = id;
+        Entry {
+            name: name.to_string(),
+            id: ObjectId::from_bytes_or_panic(&bytes),
+            kind,
+        }
+    }
+
+    /// What the directories' maps say: every name whose (id, kind) differs, by name.
+    fn by_maps(a: &[Entry], b: &[Entry]) -> Vec<(String, Option<u8>, Option<u8>)> {
+        let ma: BTreeMap<&str, &Entry> = a.iter().map(|e| (e.name.as_str(), e)).collect();
+        let mb: BTreeMap<&str, &Entry> = b.iter().map(|e| (e.name.as_str(), e)).collect();
+        let names: BTreeSet<&str> = ma.keys().chain(mb.keys()).copied().collect();
+        names
+            .into_iter()
+            .filter(|n| ma.get(n).map(|e| (e.id, e.kind)) != mb.get(n).map(|e| (e.id, e.kind)))
+            .map(|n| {
+                let id = |m: &BTreeMap<&str, &Entry>| m.get(n).map(|e| e.id.as_bytes()[0]);
+                (n.to_string(), id(&ma), id(&mb))
+            })
+            .collect()
+    }
+
+    fn walked(a: &[Entry], b: &[Entry]) -> Vec<(String, Option<u8>, Option<u8>)> {
+        differing(a, b)
+            .into_iter()
+            .map(|(n, (x, y))| {
+                let id = |e: Option<&Entry>| e.map(|e| e.id.as_bytes()[0]);
+                (n.to_string(), id(x), id(y))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn walking_two_trees_in_git_order_finds_what_their_maps_find() {
+        use EntryKind::{Blob, BlobExecutable, Tree};
+        // In git's order: "foo" (blob) < "foo-bar" < "foo.c" < "foo" (tree, as "foo/").
+        let a = vec![
+            e("a.yaml", Blob, 1),
+            e("foo", Blob, 2),
+            e("foo-bar", Blob, 3),
+            e("foo.c", Blob, 4),
+            e("same", Tree, 5),
+            e("x.yaml", Blob, 6),
+        ];
+        let b = vec![
+            e("a.yaml", Blob, 1),
+            e("foo-bar", Blob, 3),
+            e("foo.c", BlobExecutable, 4),
+            e("foo", Tree, 7),
+            e("new.yaml", Blob, 8),
+            e("same", Tree, 5),
+            e("x.yaml", Blob, 9),
+        ];
+        let found = walked(&a, &b);
+        assert_eq!(found, by_maps(&a, &b));
+        assert_eq!(
+            found.iter().map(|(n, ..)| n.as_str()).collect::<Vec<_>>(),
+            ["foo", "foo.c", "new.yaml", "x.yaml"],
+            "a blob that became a tree, a mode change, an added and a changed file"
+        );
+        assert_eq!(walked(&a, &a), []);
+        assert_eq!(walked(&a, &[]), by_maps(&a, &[]));
+        assert_eq!(walked(&[], &b), by_maps(&[], &b));
+        // Out of git's order (a hostile tree): compared through maps, the same answer.
+        let mut shuffled = b.clone();
+        shuffled.reverse();
+        assert_eq!(walked(&a, &shuffled), by_maps(&a, &shuffled));
+    }
 }

@@ -91,6 +91,16 @@ impl<'r> Snapshot<'r> {
         Ok(v)
     }
 
+    /// The entries of tree `id`, read once for every snapshot of this planner.
+    pub fn tree_entries(&self, id: ObjectId) -> Result<Rc<Vec<Entry>>> {
+        if let Some(v) = self.cache.dirs.borrow().get(&id) {
+            return Ok(v.clone());
+        }
+        let v = Rc::new(self.repo.tree_entries(id)?);
+        self.cache.dirs.borrow_mut().insert(id, v.clone());
+        Ok(v)
+    }
+
     /// The blob id of `path`, if it exists (a tree id for directories). The directory
     /// holding it is read once per tree and looked up by name after that.
     pub fn oid(&self, path: &str) -> Result<Option<ObjectId>> {

@@ -30,7 +30,7 @@ pub fn pending_moves<'p>(
         let sh = planner.snapshot(planner.stage_head(s)?)?;
         let th = planner.snapshot(planner.stage_head(t)?)?;
         if *id == CandidateId::Files {
-            if crate::plan::candidate::repository_files(planner.repo, &sh, &th)?.is_some() {
+            if crate::plan::candidate::repository_files(&sh, &th)?.is_some() {
                 out.push((s, t));
             }
             continue;

@@ -223,6 +223,28 @@ impl Repo {
         }
     }
 
+    /// The object ref `name` points at, as written (a symbolic ref is followed), without
+    /// reading that object: peeling reads it to follow tags, and an object in a pack that
+    /// another writer of this store just made is found only after listing the pack
+    /// directory again. For a ref only stagegate writes (the ledger), never a tag.
+    pub fn ref_id(&self, name: &str) -> Result<Option<ObjectId>> {
+        let Some(mut r) = self
+            .git
+            .try_find_reference(name)
+            .context(|| format!("reading ref {name}"))?
+        else {
+            return Ok(None);
+        };
+        if let Some(id) = r.target().try_id() {
+            return Ok(Some(id.to_owned()));
+        }
+        Ok(Some(
+            r.peel_to_id()
+                .context(|| format!("peeling ref {name}"))?
+                .detach(),
+        ))
+    }
+
     /// Every local branch (`refs/heads/…`) and the commit it points to, in name order.
     pub fn branches(&self) -> Result<Vec<(String, ObjectId)>> {
         let refs = self.git.references().context(|| "listing refs".into())?;
@@ -881,11 +903,18 @@ impl RefWatch {
     /// What the ref's files look like now (identity, size, times). Every update of a ref
     /// replaces one of them, so two equal stamps, the first taken before a read of the
     /// ref, mean that read is still current. `None` when a file cannot be examined.
+    ///
+    /// While the loose file exists it is the ref (an entry in `packed-refs` under the same
+    /// name is shadowed), and every update or deletion replaces or removes it: `packed-refs`
+    /// is examined only when there is no loose file. A run that checks its ledger ref before
+    /// every job pays one `stat`, not two.
     pub fn stamp(&self) -> Option<RefStamp> {
-        Some(RefStamp([
-            file_stamp(&self.loose)?,
-            file_stamp(&self.packed)?,
-        ]))
+        let loose = file_stamp(&self.loose)?;
+        let packed = match loose {
+            Some(_) => None,
+            None => file_stamp(&self.packed)?,
+        };
+        Some(RefStamp([loose, packed]))
     }
 }
 
@@ -967,8 +996,21 @@ mod tests {
         assert_ne!(at_b, at_a);
         // Packing moves the ref into packed-refs, which changes the stamp too.
         remote::git(dir.path(), &["pack-refs", "--all"]).unwrap();
-        assert_ne!(watch.stamp().unwrap(), at_b);
+        let packed_b = watch.stamp().unwrap();
+        assert_ne!(packed_b, at_b);
         assert_eq!(repo.ref_target(name).unwrap(), Some(b));
+        // Without a loose file, packed-refs is the ref: a change there is seen.
+        let packed = dir.path().join("packed-refs");
+        let text = std::fs::read_to_string(&packed).unwrap();
+        // (Written aside and renamed over it, as git does.)
+        let new = dir.path().join("packed-refs.new");
+        std::fs::write(&new, text.replace(&b.to_string(), &a.to_string())).unwrap();
+        std::fs::rename(&new, &packed).unwrap();
+        let packed_a = watch.stamp().unwrap();
+        assert_ne!(packed_a, packed_b);
+        assert_eq!(repo.ref_target(name).unwrap(), Some(a));
+        remote::git(dir.path(), &["update-ref", "-d", name]).unwrap();
+        assert_ne!(watch.stamp().unwrap(), packed_a, "deleted from packed-refs");
         assert!(repo.ref_watch("HEAD").is_none(), "not under refs/");
     }
 }

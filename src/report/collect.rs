@@ -654,6 +654,12 @@ pub fn rfc3339(secs: i64) -> String {
 fn attestations(repo: &Repo, planner: &Planner, view: &LedgerView) -> Result<Vec<AttestationView>> {
     let mut out = Vec::new();
     for stage in &planner.pipeline.stages {
+        // The stage's summaries, read once: a stage without any (most) costs one lookup,
+        // not a parse of every build record it holds.
+        let attested = view.files(&format!("attestations/{}", stage.name))?;
+        if attested.is_empty() {
+            continue;
+        }
         let tree = repo.tree_of(planner.stage_head(stage)?)?;
         for kind in ["images", "components"] {
             let dir = format!("{}/built/{kind}", crate::records::RECORDS_DIR);
@@ -668,9 +674,10 @@ fn attestations(repo: &Repo, planner: &Planner, view: &LedgerView) -> Result<Vec
                     continue;
                 };
                 let ledger = format!("attestations/{}/{hex}.json", stage.name);
-                let Some(bytes) = view.read(&ledger)? else {
+                let Some(blob) = attested.get(&format!("{hex}.json")) else {
                     continue;
                 };
+                let bytes = view.blob(*blob)?;
                 let Ok(env) = crate::dsse::Envelope::parse(&bytes) else {
                     continue;
                 };

@@ -179,8 +179,14 @@ struct Selection {
 /// The sink hears [`Event::RunStarted`] when jobs are about to run, the jobs' events, and
 /// [`Event::RunFinished`] once the results are recorded, or at once when there is nothing
 /// to run (or a dry run).
-pub fn run(planner: &Planner, work: &[Work], opts: &Options, sink: Sink) -> Result<Report> {
-    let selection = select(planner, work, opts)?;
+pub fn run(
+    planner: &Planner,
+    work: &[Work],
+    view: &crate::ledger::LedgerView,
+    opts: &Options,
+    sink: Sink,
+) -> Result<Report> {
+    let selection = select(work, view, opts)?;
     let plans: Vec<&MovePlan> = work.iter().map(|w| &w.plan).collect();
     run_selection(planner, &plans, selection, opts, sink)
 }
@@ -460,13 +466,12 @@ fn run_selection(
 /// The jobs of `work` (what the gates still need: never those of a candidate whose
 /// rejection stands, and the combination of the candidates that pass alone), after the
 /// options' filters, without the jobs with a settled result unless asked to run them again.
-fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection> {
+/// `view` is the ledger `work` was judged from: what the judgement read is not read again.
+fn select(work: &[Work], view: &crate::ledger::LedgerView, opts: &Options) -> Result<Selection> {
     // A result the gate would not count (unsigned, untrusted under a `trust:`) is no
     // reason to skip a job: it is run, and signed.
     let trust = work.iter().find_map(|w| w.plan.trust.as_ref());
-    let view = Ledger::new(planner.repo, &planner.pipeline.results_ref)
-        .view()?
-        .trusting(trust)?;
+    let view = view.trusting(trust)?;
     let mut all: BTreeMap<JobKey, Job> = BTreeMap::new();
     // Heisenbugs a gate waits on for more tries (`flaky: {policy: wait}`), rechecked jobs.
     let mut retry = BTreeSet::new();
@@ -501,7 +506,7 @@ fn select(planner: &Planner, work: &[Work], opts: &Options) -> Result<Selection>
         {
             continue;
         }
-        // Read (and remembered by the view) when the gates were evaluated just above.
+        // Read (and remembered by the view) when the judgement evaluated the gates.
         let latest = view.latest_with_history(key)?;
         let verdict = latest.as_ref().map(|(r, _)| r.verdict);
         let forced = matches(key, &opts.rerun)
@@ -771,7 +776,7 @@ fn recorded_since(
         let tip = match reader.seen {
             Some((seen, tip)) if stamp == Some(seen) => tip,
             _ => {
-                let Ok(tip) = reader.repo.ref_target(&reference) else {
+                let Ok(tip) = reader.repo.ref_id(&reference) else {
                     return false;
                 };
                 reader.seen = stamp.map(|s| (s, tip));
