@@ -17,6 +17,18 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::repo::{Cas, Repo, remote};
 
+/// A heartbeat that says what the one recorded less than this ago (10 minutes) says is
+/// not written again: a runner started every minute would otherwise add a commit and its
+/// objects to each run, for a liveness counted in days ([`LIVE_SECS`]).
+pub const REFRESH_SECS: i64 = 600;
+
+/// Whether `old` still says what `new` would: the same labels and health, and recent.
+fn fresh(old: &Heartbeat, new: &Heartbeat, now: i64) -> bool {
+    old.labels == new.labels
+        && old.unhealthy == new.unhealthy
+        && (0..REFRESH_SECS).contains(&(now - old.at))
+}
+
 /// Where the heartbeats live.
 pub const RUNNERS_REF: &str = "refs/stagegate/runners";
 /// Heartbeats older than this (30 days) are dropped when the ref is written.
@@ -146,6 +158,12 @@ fn write_merged(repo: &Repo, beats: &BTreeMap<String, Heartbeat>, now: i64) -> R
 /// Record `hb` (this runner's heartbeat) and, when the repository publishes to a remote,
 /// share it: the remote's heartbeats are merged in and the ref pushed.
 pub fn beat(repo: &Repo, hb: &Heartbeat, now: i64) -> Result<()> {
+    if let Ok(all) = read_at(repo, RUNNERS_REF)
+        && let Some(old) = all.get(&file_of(&hb.host))
+        && fresh(old, hb, now)
+    {
+        return Ok(());
+    }
     let mine = BTreeMap::from([(file_of(&hb.host), hb.clone())]);
     write_merged(repo, &mine, now)?;
     if let Some(remote) = repo.publishing() {
@@ -304,6 +322,37 @@ mod tests {
             .insert("kvm".into(), "tests/kvm-health.sh exited 1".into());
         let why = unserved(&[sick], &kvm, NOW).unwrap();
         assert!(why.contains("no healthy runner offers it; b offers `kvm` but its health check fails (tests/kvm-health.sh exited 1"), "{why}");
+    }
+
+    #[test]
+    fn a_heartbeat_is_written_again_when_it_changes_or_once_it_is_ten_minutes_old() {
+        let dir = tempfile::tempdir().unwrap();
+        gix::init_bare(dir.path()).unwrap();
+        let repo = Repo::open(dir.path()).unwrap();
+        let tip = || repo.ref_target(RUNNERS_REF).unwrap();
+        beat(&repo, &hb("a", &["kvm"], NOW), NOW).unwrap();
+        let first = tip();
+        assert!(first.is_some());
+        // The same, a minute later: nothing written.
+        beat(&repo, &hb("a", &["kvm"], NOW + 60), NOW + 60).unwrap();
+        assert_eq!(tip(), first);
+        // Another label: written at once.
+        beat(&repo, &hb("a", &["kvm", "x86_64"], NOW + 120), NOW + 120).unwrap();
+        let second = tip();
+        assert_ne!(second, first);
+        // A failing health check: written at once.
+        let mut sick = hb("a", &["kvm", "x86_64"], NOW + 180);
+        sick.unhealthy.insert("kvm".into(), "exited 1".into());
+        beat(&repo, &sick, NOW + 180).unwrap();
+        let third = tip();
+        assert_ne!(third, second);
+        // Unchanged but ten minutes old: written again, seen now.
+        let later = NOW + 180 + REFRESH_SECS;
+        let mut again = sick.clone();
+        (again.at, again.seen) = (later, crate::records::rfc3339(later));
+        beat(&repo, &again, later).unwrap();
+        assert_ne!(tip(), third);
+        assert_eq!(read(&repo).unwrap()[0].at, later);
     }
 
     #[test]
