@@ -140,7 +140,7 @@ stats() {
 }
 max_of() { printf '%s\n' "$@" | sort -n | tail -n 1; }
 
-worse=0
+worse=0 records=0
 if [ "$instructions" = 1 ]; then
     printf 'stagegate before/after, %s: instructions executed (callgrind, one run each)\n' \
         "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -172,7 +172,12 @@ count() {
     done
     local r verdict=""
     r=$(awk -v a="${n[1]}" -v b="${n[0]}" 'BEGIN { printf "%.3f", a / b }')
-    if awk -v r="$r" -v t="$tolerance" 'BEGIN { exit !(r > 1 + t / 100) }'; then
+    if [ "$records" = 1 ]; then
+        # How many results share a ledger commit depends on when they arrive (a 250 ms
+        # window), and valgrind's slowness changes that from one run to the next: such a
+        # count says what a run did, not what it costs. Compare these rows by time.
+        verdict=" (batching: not judged)"
+    elif awk -v r="$r" -v t="$tolerance" 'BEGIN { exit !(r > 1 + t / 100) }'; then
         verdict=" worse"
         worse=1
     fi
@@ -230,7 +235,10 @@ compare "run --dry-run" "" -C "$state" run --dry-run
 compare "report" "rm -rf $(q "$work/site")" -C "$state" report --out "$work/site"
 
 fresh="rm -rf $(q "$work/run") && cp -a $(q "$runner") $(q "$work/run")"
+# The runs that record results (their instruction counts depend on how results batch).
+records=1
 compare "run of $jobs jobs -j 2" "$fresh" -C "$work/run" run -j 2 --stage stable
+records=0
 eval "$fresh"
 "$after" -C "$work/run" run -j 2 --stage stable >/dev/null 2>&1
 compare "second run (nothing to do)" "" -C "$work/run" run -j 2 --stage stable
@@ -240,6 +248,7 @@ fresh_many="rm -rf $(q "$many_copy") && cp -a $(q "$many") $(q "$many_copy")"
 eval "$fresh_many"
 read -r -a many_sel < <("$after" -C "$many_copy" run --dry-run --format json |
     python3 -c 'import json,sys; print(" ".join("--job " + j["key"] for j in json.load(sys.stdin)["would_run"] if j["job"].startswith("build ")))')
+records=1
 compare "run of $((${#many_sel[@]} / 2)) jobs on $many_items items" "$fresh_many" \
     -C "$many_copy" run -j 2 "${many_sel[@]}"
 

@@ -520,6 +520,43 @@ fn build_bench_measures_a_build_and_a_test_against_their_scripts() {
     }
 }
 
+/// `benches/compare.sh --small ARGS --before BEFORE --after AFTER` (its repositories in the
+/// test's home): its exit code, stdout and stderr.
+fn compare(
+    env: &TestEnv,
+    args: &[&str],
+    before: &Path,
+    after: &Path,
+) -> (Option<i32>, String, String) {
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/compare.sh"))
+        .arg("--small")
+        .args(args)
+        .arg("--before")
+        .arg(before)
+        .arg("--after")
+        .arg(after)
+        .arg("--out")
+        .arg(env.home().join("bench"))
+        .env("HOME", env.home())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The rows of compare.sh's table: the lines between its header and its verdict.
+fn table(text: &str) -> Vec<&str> {
+    text.lines()
+        .skip_while(|l| !l.starts_with("command "))
+        .skip(1)
+        .take_while(|l| !l.starts_with("a command of --after") && !l.starts_with("no command of"))
+        .collect()
+}
+
 /// `benches/compare.sh` times two binaries alternately on run.sh's commands (generating the
 /// small repositories itself) and says which commands of `--after` are slower: an `--after`
 /// that sleeps 0.3 s before every command is slower on every row, and the script exits 1.
@@ -537,26 +574,9 @@ fn compare_bench_marks_every_command_of_a_slower_binary_worse() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/compare.sh"))
-        .args(["--small", "--runs", "5", "--before"])
-        .arg(&bin)
-        .arg("--after")
-        .arg(&slow)
-        .arg("--out")
-        .arg(env.home().join("bench"))
-        .env("HOME", env.home())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{text}\n{err}");
-    let rows: Vec<&str> = text
-        .lines()
-        .skip_while(|l| !l.starts_with("command "))
-        .skip(1)
-        .take_while(|l| !l.starts_with("a command of --after"))
-        .collect();
+    let (code, text, err) = compare(&env, &["--runs", "5"], &bin, &slow);
+    assert_eq!(code, Some(1), "{text}\n{err}");
+    let rows = table(&text);
     for command in [
         "status ",
         "plan ",
@@ -588,26 +608,9 @@ fn compare_bench_counts_instructions_alike_for_the_same_binary() {
     }
     let env = TestEnv::new();
     let bin = assert_cmd::cargo::cargo_bin("stagegate");
-    let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/compare.sh"))
-        .args(["--small", "--instructions", "--before"])
-        .arg(&bin)
-        .arg("--after")
-        .arg(&bin)
-        .arg("--out")
-        .arg(env.home().join("bench"))
-        .env("HOME", env.home())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{text}\n{err}");
-    let rows: Vec<&str> = text
-        .lines()
-        .skip_while(|l| !l.starts_with("command "))
-        .skip(1)
-        .take_while(|l| !l.starts_with("no command of --after"))
-        .collect();
+    let (code, text, err) = compare(&env, &["--instructions"], &bin, &bin);
+    assert_eq!(code, Some(0), "{text}\n{err}");
+    let rows = table(&text);
     assert_eq!(rows.len(), 12, "{text}");
     for row in rows {
         // "LABEL  26.6 M  26.7 M  1.004x": the numbers before each "M".
