@@ -711,11 +711,14 @@ struct EnvCache<'a> {
 /// Everything a job needs before it starts: its checkout, an empty output directory and
 /// its environment. Any failure here is the runner's, said with what to fix. (Its log is
 /// written later, and only when there is something to keep: see [`process::JobLog`].)
-/// Whether a job's environment names no artifact (nothing to verify or fetch).
-fn uses_no_artifact(job: &Job) -> bool {
-    job.env
-        .iter()
-        .all(|e| e.build_job.is_none() && e.digest.is_none())
+/// Whether preparing `job` reads nothing from the store: no artifact in its environment
+/// and no last-known-good cache ([`job_env`] verifies or fetches each of those in full).
+fn reads_no_artifact(job: &Job) -> bool {
+    job.cache_from.is_none()
+        && job
+            .env
+            .iter()
+            .all(|e| e.build_job.is_none() && e.digest.is_none())
 }
 
 fn prepare(
@@ -776,7 +779,7 @@ async fn run_job(
         // A job that uses no stored artifact, in a slot the last job left empty: preparing
         // it writes one small file, here. A hand-off to the blocking pool and back for each
         // of a thousand short jobs cost a run of them a tenth of its time.
-        Ok(()) if uses_no_artifact(&r.job) && slot.is_empty() => {
+        Ok(()) if reads_no_artifact(&r.job) && slot.is_empty() => {
             prepare(r, artifacts, settings, slot)
         }
         Ok(()) => {
@@ -1213,11 +1216,8 @@ fn finish(
 mod tests {
     use super::*;
 
-    /// A task that panics mid-job (here: in the progress callback) is recorded as `error`.
-    #[test]
-    fn a_job_whose_task_panics_is_recorded_as_an_error() {
-        let tmp = tempfile::tempdir().unwrap();
-        let job = Job {
+    fn trivial_job() -> Job {
+        Job {
             key: "ab".repeat(32).into(),
             kind: JobKind::Test,
             name: "t".into(),
@@ -1235,7 +1235,29 @@ mod tests {
             after: Vec::new(),
             baseline: None,
             needs: Vec::new(),
-        };
+        }
+    }
+
+    /// Only a job whose preparation reads nothing from the store is prepared on the job
+    /// runtime: an artifact in its environment or a build's cache is verified or fetched
+    /// in full, off it.
+    #[test]
+    fn a_job_reads_no_artifact_only_without_one_in_its_environment_or_a_cache() {
+        assert!(reads_no_artifact(&trivial_job()));
+        let mut cached = trivial_job();
+        cached.cache_from = Some(crate::plan::CacheFrom {
+            version: "1".into(),
+            digest: format!("sha256:{}", "cd".repeat(32)).into(),
+            location: String::new(),
+        });
+        assert!(!reads_no_artifact(&cached));
+    }
+
+    /// A task that panics mid-job (here: in the progress callback) is recorded as `error`.
+    #[test]
+    fn a_job_whose_task_panics_is_recorded_as_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let job = trivial_job();
         let settings = Arc::new(Settings {
             parallel: 1,
             log_dir: tmp.path().join("logs"),
