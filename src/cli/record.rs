@@ -120,7 +120,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
             "recorded": records.iter().map(|r| serde_json::json!({
                 "key": r.key, "name": r.name, "verdict": r.verdict,
             })).collect::<Vec<_>>(),
-            "commit": committed.map(|c| c.commit.to_string()),
+            "commit": committed.map(|c| c.to_string()),
             "signed-by": signer,
         })),
         Format::Text => {

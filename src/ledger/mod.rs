@@ -174,16 +174,6 @@ pub struct ResultRecord {
     pub attempt: u32,
 }
 
-/// A commit [`Ledger::record`] made.
-#[derive(Debug, Clone)]
-pub struct Committed {
-    /// The attempt number each record got, in order.
-    pub attempts: Vec<u32>,
-    pub commit: ObjectId,
-    /// The tip it was built on.
-    pub parent: Option<ObjectId>,
-}
-
 /// The ledger ref of a repository.
 pub struct Ledger<'r> {
     pub repo: &'r Repo,
@@ -333,17 +323,17 @@ impl<'r> Ledger<'r> {
         })
     }
 
-    /// Commit `records` in one commit (none when there are none); says the attempt number
-    /// each got and where the commit went. Retries on a lost race by rebuilding on the new
-    /// tip, so concurrent writers never lose a record. What was written is noted in
-    /// `written`: the packs, for the caller to fold when it is done, and the trees, for the
-    /// next call to read back from memory.
+    /// Commit `records` in one commit (none when there are none); returns the commit.
+    /// Retries on a lost race by rebuilding on the new tip, so concurrent writers never
+    /// lose a record. What was written is noted in `written`: the packs, for the caller to
+    /// fold when it is done, and the trees and the commit, for the next call to read back
+    /// from memory; each commit is announced to `written.own` before the ref moves.
     pub fn record(
         &self,
         records: &[ResultRecord],
         message: &str,
         written: &mut Written,
-    ) -> Result<Option<Committed>> {
+    ) -> Result<Option<ObjectId>> {
         if records.is_empty() {
             return Ok(None);
         }
@@ -383,14 +373,12 @@ impl<'r> Ledger<'r> {
                 .unwrap_or_else(|| ObjectId::empty_tree(gix::hash::Kind::Sha1));
             let mut next_attempt: BTreeMap<&JobKey, u32> = BTreeMap::new();
             let mut edits = Vec::new();
-            let mut attempts = Vec::new();
             for (blob, r) in &blobs {
                 let n = match next_attempt.get(&r.key) {
                     Some(n) => *n,
                     None => view.attempt_count(&r.key)? + 1,
                 };
                 next_attempt.insert(&r.key, n + 1);
-                attempts.push(n);
                 edits.push((
                     format!("{}/{}", key_dir(&r.key), record_name(n, &nonce, r.verdict)),
                     Some((EntryKind::Blob, *blob)),
@@ -434,13 +422,7 @@ impl<'r> Ledger<'r> {
                 written.packs.add(pack, entries);
             }
             match swapped {
-                Ok(Cas::Updated) => {
-                    return Ok(Some(Committed {
-                        attempts,
-                        commit,
-                        parent: tip,
-                    }));
-                }
+                Ok(Cas::Updated) => return Ok(Some(commit)),
                 Ok(Cas::Moved { .. }) => {}
                 Err(e) => {
                     failures += 1;
