@@ -17,26 +17,12 @@ use crate::bisect::{self, Outcome, Progress, Target};
 use crate::error::{Error, Result};
 use crate::judge::{self, Judgement};
 use crate::keys::JobKey;
-use crate::ledger::{Ledger, LedgerView};
+use crate::ledger::Ledger;
 use crate::manifest::ItemId;
 use crate::plan::{Job, MovePlan, Planner};
 use crate::poll::Bump;
 use crate::promote::{self, MoveOutcome};
 use crate::runner::session::{self, Report, Sink, Work};
-
-/// What the gates of the moves into or out of `stage` (every move without one) need run
-/// now, judged at `now`: one [`Work`] per move.
-pub fn work(
-    planner: &Planner,
-    stage: Option<&str>,
-    view: &LedgerView,
-    now: i64,
-) -> Result<Vec<Work>> {
-    Ok(judge::judge_all(planner, stage, view, now)?
-        .iter()
-        .map(Judgement::work)
-        .collect())
-}
 
 /// `stagegate run`: run what the gates of the moves into or out of `stage` need.
 pub fn run(
@@ -50,7 +36,10 @@ pub fn run(
     // One view for the judgement and the run's selection: what the one read, the other
     // does not read again.
     let view = Ledger::new(planner.repo, &planner.pipeline.results_ref).view()?;
-    let work = work(planner, stage, &view, now)?;
+    let work: Vec<Work> = judge::judge_all(planner, stage, &view, now)?
+        .iter()
+        .map(Judgement::work)
+        .collect();
     let mut report = session::run(planner, &work, &view, opts, sink)?;
     // Whether a failure of this run said no is the gate's to tell: judged again on what
     // the run recorded.

@@ -182,7 +182,7 @@ struct Selection {
 pub fn run(
     planner: &Planner,
     work: &[Work],
-    view: &crate::ledger::LedgerView,
+    view: &LedgerView,
     opts: &Options,
     sink: Sink,
 ) -> Result<Report> {
@@ -467,7 +467,7 @@ fn run_selection(
 /// rejection stands, and the combination of the candidates that pass alone), after the
 /// options' filters, without the jobs with a settled result unless asked to run them again.
 /// `view` is the ledger `work` was judged from: what the judgement read is not read again.
-fn select(work: &[Work], view: &crate::ledger::LedgerView, opts: &Options) -> Result<Selection> {
+fn select(work: &[Work], view: &LedgerView, opts: &Options) -> Result<Selection> {
     // A result the gate would not count (unsigned, untrusted under a `trust:`) is no
     // reason to skip a job: it is run, and signed.
     let trust = work.iter().find_map(|w| w.plan.trust.as_ref());
