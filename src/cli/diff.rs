@@ -50,7 +50,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Code> {
     // they name — what `status` and `why` call a difference.
     let (sa, sb) = (planner.snapshot(a)?, planner.snapshot(b)?);
     let mut paths: BTreeSet<String> = BTreeSet::new();
-    for c in crate::plan::candidate::candidates(repo, &sb, &sa)? {
+    for c in crate::plan::candidate::candidates(&sb, &sa)? {
         // The repository files are their own paths (a workflow, CODEOWNERS).
         if c.id == crate::plan::CandidateId::Files {
             paths.extend(c.paths.iter().cloned());

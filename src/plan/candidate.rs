@@ -82,7 +82,7 @@ impl Candidate {
 }
 
 /// The candidates of S → T, sorted by id.
-pub fn candidates(repo: &Repo, s: &Snapshot, t: &Snapshot) -> Result<Vec<Candidate>> {
+pub fn candidates(s: &Snapshot, t: &Snapshot) -> Result<Vec<Candidate>> {
     let mut ids: BTreeSet<CandidateId> = BTreeSet::new();
     // Manifests that differ.
     for (dir, make) in [
@@ -116,11 +116,17 @@ pub fn candidates(repo: &Repo, s: &Snapshot, t: &Snapshot) -> Result<Vec<Candida
     if s.oid(PIPELINE_FILE)? != t.oid(PIPELINE_FILE)? {
         ids.insert(CandidateId::Pipeline);
     }
-    // Named files that differ: every item or test naming one (on either side) is a candidate.
-    let mut changed_files = Vec::new();
-    diff_paths(repo, Some(s.tree), Some(t.tree), "", &mut changed_files)?;
-    if !changed_files.is_empty() {
-        let changed: BTreeSet<&str> = changed_files.iter().map(String::as_str).collect();
+    // Every path that differs, read once for the named files here and the repository
+    // files below.
+    let differ = changed_paths(s, t)?;
+    // Named files that differ (outside the manifest directories, compared above): every
+    // item or test naming one (on either side) is a candidate.
+    let changed: BTreeSet<&str> = differ
+        .iter()
+        .filter(|p| ItemKind::from_dir(p.split('/').next().unwrap_or_default()).is_none())
+        .map(String::as_str)
+        .collect();
+    if !changed.is_empty() {
         for snap in [s, t] {
             for (id, content) in named_contents(snap)? {
                 if ids.contains(&id) {
@@ -136,21 +142,36 @@ pub fn candidates(repo: &Repo, s: &Snapshot, t: &Snapshot) -> Result<Vec<Candida
     for id in ids {
         out.push(candidate(s, t, id)?);
     }
-    if let Some(files) = repository_files(s, t)? {
+    if let Some(files) = files_candidate(s, t, differ)? {
         out.push(files);
     }
     Ok(out)
+}
+
+/// Every path that differs between S and T, but stagegate's records and the pipeline,
+/// read through the snapshots' cache (the manifest directories were read for the
+/// candidates already).
+fn changed_paths(s: &Snapshot, t: &Snapshot) -> Result<Vec<String>> {
+    let skip = |name: &str| name == RECORDS_DIR || name == PIPELINE_FILE;
+    let mut changed = Vec::new();
+    let read = |id: ObjectId| s.tree_entries(id);
+    changed_files_in(&read, Some(s.tree), Some(t.tree), "", &skip, &mut changed)?;
+    Ok(changed)
 }
 
 /// The repository files that differ between S and T, as one candidate: every differing
 /// path that is not the pipeline, stagegate's records, a manifest, or a file an item or a
 /// test names on either side.
 pub fn repository_files(s: &Snapshot, t: &Snapshot) -> Result<Option<Candidate>> {
-    let skip = |name: &str| name == RECORDS_DIR || name == PIPELINE_FILE;
-    let mut changed = Vec::new();
-    // Through the snapshots' cache: the manifest directories were read for the candidates.
-    let read = |id: ObjectId| s.tree_entries(id);
-    changed_files_in(&read, Some(s.tree), Some(t.tree), "", &skip, &mut changed)?;
+    files_candidate(s, t, changed_paths(s, t)?)
+}
+
+/// [`repository_files`], from `changed` ([`changed_paths`]).
+fn files_candidate(
+    s: &Snapshot,
+    t: &Snapshot,
+    mut changed: Vec<String>,
+) -> Result<Option<Candidate>> {
     let manifest = |p: &str| {
         p.split_once('/').is_some_and(|(dir, rest)| {
             (ItemKind::from_dir(dir).is_some() || dir == TESTS_DIR)
@@ -413,21 +434,6 @@ fn resolve(s: &Snapshot, id: &CandidateId) -> Result<Vec<Diagnostic>> {
         CandidateId::Pipeline | CandidateId::Files => {}
     }
     Ok(out)
-}
-
-/// Paths of files that differ between two trees, skipping stagegate's records and the
-/// manifest directories (compared separately). Identical subtrees are skipped by id.
-pub fn diff_paths(
-    repo: &Repo,
-    a: Option<ObjectId>,
-    b: Option<ObjectId>,
-    prefix: &str,
-    out: &mut Vec<String>,
-) -> Result<()> {
-    let skip = |name: &str| {
-        name == RECORDS_DIR || name == PIPELINE_FILE || ItemKind::from_dir(name).is_some()
-    };
-    changed_files(repo, a, b, prefix, &skip, out)
 }
 
 /// Paths of files that differ between two trees (top-level names `skip_top` says to skip

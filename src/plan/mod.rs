@@ -409,7 +409,7 @@ impl<'r> Planner<'r> {
         let trust = self.trust_of(to_head)?;
         let s = self.snapshot(from_head)?;
         let t = self.snapshot(to_head)?;
-        let candidates = candidate::candidates(self.repo, &s, &t)?;
+        let candidates = candidate::candidates(&s, &t)?;
         let mut plan = MovePlan {
             from: from.clone(),
             to: to.clone(),
